@@ -1,0 +1,123 @@
+"""Quality check on a real encoder: SimCSE (this project) vs sentence-transformers, same data and settings.
+
+Encoder: multilingual-e5-small pruned to the shared Korean data, built by ../shared/tools/make_e5_small_ko.py
+(the script builds it into --encoder if it is missing). Training data: the 2,500 XNLI-ko dev+test triplets
+(premise / entailment / contradiction). Settings for both systems: CLS pooling without MLP, in-batch negatives plus
+hard negatives at temperature 0.05 (= MultipleNegativesRankingLoss scale 20), batch 64, lr 5e-5 linear decay, no warm-up,
+3 epochs, max length 64, seed 42, final model (no dev-set selection). Every model is scored by the same code
+(`sts_evaluation`) on KorSTS-test and KLUE-STS dev.
+
+    python -m bench.quality [--encoder models/e5-small-ko] [--epochs 3]     # from the repository root
+
+Prints one Markdown table (and writes it to --output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import run_simcse
+import sts_evaluation
+from data_loading import load_nli_triplets
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+DATA = os.path.join(SHARED, "data")
+
+XNLI = [os.path.join(DATA, "kornli", f) for f in ("xnli.dev.ko.tsv", "xnli.test.ko.tsv")]
+SETS = [f"korsts-test={DATA}/korsts/sts-test.tsv", f"klue-sts-dev={DATA}/klue-sts/klue-sts-v1.1_dev.json"]
+
+
+def ensure_encoder(path: str) -> str:
+    if not os.path.isfile(os.path.join(path, "model.safetensors")):
+        corpus = (glob.glob(f"{DATA}/korsts/*.tsv") + glob.glob(f"{DATA}/kornli/*.tsv")
+                  + [f"{DATA}/klue-sts/klue_sts_train.csv", f"{DATA}/klue-sts/klue-sts-v1.1_dev.json"])
+        subprocess.run([sys.executable, os.path.join(SHARED, "tools", "make_e5_small_ko.py"), "--out", path,
+                        "--prune-to-corpus", *corpus], check=True)
+    return path
+
+
+def evaluate(model_dir: str) -> dict:
+    args = [model_dir, "--pooler", "cls_before_pooler", "--max-length", "64"]
+    for s in SETS:
+        args += ["--set", s]
+    return sts_evaluation.main(args)
+
+
+def train_simcse(encoder: str, out: str, epochs: int) -> float:
+    config = {
+        "model_name_or_path": encoder, "train_data": XNLI, "train_format": "nli", "pooler_type": "cls_before_pooler",
+        "temperature": 0.05, "max_seq_length": 64, "output_dir": out, "num_train_epochs": epochs,
+        "per_device_train_batch_size": 64, "learning_rate": 5e-5, "lr_scheduler_type": "linear", "warmup_steps": 0,
+        "eval_strategy": "no", "save_strategy": "no", "logging_steps": 10, "seed": 42, "use_cpu": True,
+        "report_to": "none", "test_data": [],
+    }
+    path = os.path.join(os.path.dirname(out), "simcse.json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    start = time.perf_counter()
+    run_simcse.main([path])
+    return time.perf_counter() - start
+
+
+def train_sentence_transformers(encoder: str, out: str, epochs: int) -> float:
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    triplets = load_nli_triplets(XNLI)
+    train = Dataset.from_dict({"anchor": triplets["sent0"], "positive": triplets["sent1"], "negative": triplets["hard_neg"]})
+    transformer = Transformer(encoder, max_seq_length=64)
+    model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")], device="cpu")
+    args = SentenceTransformerTrainingArguments(
+        output_dir=out + "-checkpoints", num_train_epochs=epochs, per_device_train_batch_size=64, learning_rate=5e-5,
+        lr_scheduler_type="linear", warmup_steps=0, seed=42, save_strategy="no", logging_steps=10, report_to="none",
+        use_cpu=True,
+    )
+    start = time.perf_counter()
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train,
+                                         loss=MultipleNegativesRankingLoss(model, scale=20.0))
+    trainer.train()
+    seconds = time.perf_counter() - start
+    model.save(out)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--encoder", default=os.path.join(ROOT, "models", "e5-small-ko"))
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--output", default=os.path.join(ROOT, "bench", "quality_table.md"))
+    args = parser.parse_args()
+    encoder = ensure_encoder(args.encoder)
+
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        rows["untrained encoder (CLS)"] = (evaluate(encoder), None)
+        seconds = train_sentence_transformers(encoder, os.path.join(tmp, "st"), args.epochs)
+        rows["sentence-transformers MNRL (scale 20)"] = (evaluate(os.path.join(tmp, "st")), seconds)
+        seconds = train_simcse(encoder, os.path.join(tmp, "simcse"), args.epochs)
+        rows["this project: run_simcse.py"] = (evaluate(os.path.join(tmp, "simcse")), seconds)
+
+    lines = ["| system | KorSTS-test AVG | KorSTS-test cos Spearman | KLUE-STS dev AVG | KLUE-STS dev cos Spearman | train s |",
+             "|---|---|---|---|---|---|"]
+    for name, (results, seconds) in rows.items():
+        k, c = results["korsts-test"], results["klue-sts-dev"]
+        lines.append(f"| {name} | {k['avg']:.2f} | {k['cosine_spearman']:.2f} | {c['avg']:.2f} | "
+                     f"{c['cosine_spearman']:.2f} | {'' if seconds is None else f'{seconds:.0f}'} |")
+    table = "\n".join(lines)
+    print(table)
+    with open(args.output, "w") as f:
+        f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

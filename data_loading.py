@@ -1,0 +1,242 @@
+"""Load, validate and tokenize SimCSE training data and STS evaluation sets.
+
+A *source* is one of
+  * a local file or an http(s) URL, read by its extension: `.tsv` (tab-separated, header, quoting off: KorSTS and
+    KorNLI contain unbalanced `"`), `.csv` (RFC 4180), `.json` (a list of objects) / `.jsonl`, `.parquet`, `.txt`
+    (one sentence a line, column `text`);
+  * a Hugging Face Hub dataset `owner/name[:config][:split]` (split defaults to `train`), e.g.
+    `kakaobrain/kor_nli:multi_nli:train` or `klue/klue:sts:validation`.
+Nested columns are flattened (`labels.real-label`). Every problem is raised as `DataError` naming the source and the
+row (a 1-based line for text files, counting the header), before any training starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass
+
+import datasets
+from datasets import Dataset
+
+FILE_FORMATS = {".tsv": "csv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "0": 0, "1": 1, "2": 2}
+NO_GOLD_LABEL = (-1, "-1", "-")  # SNLI's marker for pairs without annotator consensus: skipped
+# Column names tried in order when a config does not name them.
+NLI_COLUMNS = {"premise": ("premise", "sentence1"), "hypothesis": ("hypothesis", "sentence2"), "label": ("label", "gold_label")}
+STS_COLUMNS = {
+    "sentence1": ("sentence1",),
+    "sentence2": ("sentence2",),
+    "score": ("score", "labels.real-label", "real-label", "label", "similarity_score"),
+}
+TEXT_COLUMNS = ("text", "sentence", "sentence1")
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the source and the row."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A parsed source string; `row(i)` names data row i (0-based) the way a user finds it in the file."""
+
+    spec: str
+    path: str | None = None  # local path or URL
+    repo: str | None = None  # Hub dataset id
+    config: str | None = None
+    split: str = "train"
+
+    @classmethod
+    def parse(cls, spec: str) -> "Source":
+        if re.match(r"https?://", spec) or os.path.splitext(spec)[1].lower() in FILE_FORMATS or os.path.exists(spec):
+            return cls(spec, path=spec)
+        repo, *rest = spec.split(":")
+        if repo.count("/") > 1 or len(rest) > 2 or not repo:
+            raise DataError(f"{spec!r} is neither a file (.tsv/.csv/.json/.jsonl/.parquet/.txt), a URL, nor a Hub "
+                            "dataset 'owner/name[:config][:split]'")
+        config = rest[0] if rest and rest[0] else None
+        return cls(spec, repo=repo, config=config, split=rest[1] if len(rest) == 2 else "train")
+
+    @property
+    def extension(self) -> str:
+        return os.path.splitext(self.path.split("?")[0])[1].lower() if self.path else ""
+
+    def row(self, i: int) -> str:
+        if self.extension in (".tsv", ".csv"):
+            return f"{self.spec}, line {i + 2}"
+        if self.extension in (".jsonl", ".txt"):
+            return f"{self.spec}, line {i + 1}"
+        return f"{self.spec}, row {i}"
+
+
+def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Source]:
+    """Read a source (see the module docstring) into a flat `Dataset`."""
+    source = Source.parse(spec)
+    try:
+        if source.repo:
+            ds = datasets.load_dataset(source.repo, source.config, split=source.split, cache_dir=cache_dir)
+        else:
+            builder = FILE_FORMATS.get(source.extension)
+            if builder is None:
+                raise DataError(f"{source.spec}: unknown file type {source.extension!r}; use one of {sorted(FILE_FORMATS)}")
+            path = source.path
+            if re.match(r"https?://", path):
+                path = datasets.DownloadManager(download_config=datasets.DownloadConfig(cache_dir=cache_dir)).download(path)
+            elif not os.path.isfile(path):
+                raise DataError(f"{source.spec}: file not found")
+            if builder == "csv":
+                ds = _read_delimited(path, source)
+            else:
+                ds = datasets.load_dataset(builder, data_files=path, split="train", cache_dir=cache_dir)
+    except DataError:
+        raise
+    except Exception as e:  # pyarrow/HTTP/Hub errors: say which source
+        raise DataError(f"{source.spec}: could not be read: {e}") from e
+    return ds.flatten(), source
+
+
+def _read_delimited(path: str, source: Source) -> Dataset:
+    """A TSV (quoting off) or CSV (RFC 4180) file with a header -> Dataset of strings; every row must have the
+    header's number of fields (pandas would silently turn extra fields into an index)."""
+    tsv = source.extension == ".tsv"
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        header = next(reader, None)
+        if not header:
+            raise DataError(f"{source.spec}: empty file (a header line is needed)")
+        columns: list[list[str]] = [[] for _ in header]
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{source.spec}, line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
+            for column, value in zip(columns, row):
+                column.append(value)
+    return Dataset.from_dict(dict(zip(header, columns)))
+
+
+def _column(ds: Dataset, source: Source, role: str, candidates: tuple[str, ...], override: str | None) -> str:
+    names = (override,) if override else candidates
+    for name in names:
+        if name in ds.column_names:
+            return name
+    raise DataError(f"{source.spec}: no {role} column (looked for {', '.join(names)}; found {', '.join(ds.column_names)})")
+
+
+def _sentences(values: list, source: Source, column: str) -> list[str]:
+    for i, v in enumerate(values):
+        if not isinstance(v, str) or not v.strip():
+            raise DataError(f"{source.row(i)}: empty or missing sentence in column {column!r}")
+    return values
+
+
+def load_nli_triplets(
+    specs: list[str],
+    strip_quotes: bool = False,
+    columns: dict[str, str] | None = None,
+    cache_dir: str | None = None,
+) -> Dataset:
+    """NLI sources -> Dataset(sent0, sent1, hard_neg): for each premise, one entailed and one contradicting hypothesis.
+
+    As in the published SimCSE-KO code, when a premise has several hypotheses of a label the last one wins,
+    premises without both labels are dropped, and triplets come in the order premises first appear. Premises are
+    grouped within each source (XNLI dev and test share a premise; they still give 830 + 1,670 triplets). Labels may be
+    0/1/2 (entailment/neutral/contradiction) or those words. strip_quotes removes every `"` from the sentences
+    before grouping (the published code did).
+    """
+    columns = columns or {}
+    triplets = []
+    for spec in specs:
+        groups: dict[str, dict[int, str]] = {}
+        ds, source = load_source(spec, cache_dir)
+        names = {role: _column(ds, source, role, cands, columns.get(role)) for role, cands in NLI_COLUMNS.items()}
+        premises = _sentences(ds[names["premise"]], source, names["premise"])
+        hypotheses = _sentences(ds[names["hypothesis"]], source, names["hypothesis"])
+        for i, (premise, hypothesis, raw) in enumerate(zip(premises, hypotheses, ds[names["label"]])):
+            if raw in NO_GOLD_LABEL:
+                continue
+            label = NLI_LABELS.get(raw.strip().lower()) if isinstance(raw, str) else raw
+            if label not in (0, 1, 2) or isinstance(label, bool):
+                raise DataError(f"{source.row(i)}: unknown NLI label {raw!r} (expected entailment/neutral/contradiction or 0/1/2)")
+            if strip_quotes:
+                premise, hypothesis = premise.replace('"', ""), hypothesis.replace('"', "")
+            groups.setdefault(premise, {})[label] = hypothesis
+        triplets += [(p, h[0], h[2]) for p, h in groups.items() if 0 in h and 2 in h]
+    if not triplets:
+        raise DataError(f"{', '.join(specs)}: no premise has both an entailment and a contradiction")
+    sent0, sent1, hard_neg = zip(*triplets)
+    return Dataset.from_dict({"sent0": list(sent0), "sent1": list(sent1), "hard_neg": list(hard_neg)})
+
+
+def load_sentence_columns(
+    specs: list[str], columns: list[str], cache_dir: str | None = None
+) -> Dataset:
+    """Sources with 1 (unsupervised text), 2 (pairs) or 3 (triplets) sentence columns -> Dataset(sent0[, sent1[, hard_neg]]).
+
+    columns: the sentence column names in the sources, in that order; for one column, `text`/`sentence` are also tried.
+    """
+    targets = ["sent0", "sent1", "hard_neg"][: len(columns)]
+    parts = []
+    for spec in specs:
+        ds, source = load_source(spec, cache_dir)
+        data = {}
+        for target, name in zip(targets, columns):
+            candidates = (name,) + (TEXT_COLUMNS if len(columns) == 1 else ())
+            found = _column(ds, source, f"sentence ({name})", tuple(dict.fromkeys(candidates)), None)
+            data[target] = _sentences(ds[found], source, found)
+        parts.append(Dataset.from_dict(data))
+    return datasets.concatenate_datasets(parts)
+
+
+def load_sts(spec: str, columns: dict[str, str] | None = None, cache_dir: str | None = None) -> Dataset:
+    """An STS source -> Dataset(sentence1, sentence2, score) with every score a float in [0, 5].
+
+    The score column is found among `score` (KorSTS), `labels.real-label` (KLUE, Hub or JSON), `label` (KLUE CSV).
+    """
+    columns = columns or {}
+    ds, source = load_source(spec, cache_dir)
+    names = {role: _column(ds, source, role, cands, columns.get(role)) for role, cands in STS_COLUMNS.items()}
+    sentence1 = _sentences(ds[names["sentence1"]], source, names["sentence1"])
+    sentence2 = _sentences(ds[names["sentence2"]], source, names["sentence2"])
+    scores = []
+    for i, raw in enumerate(ds[names["score"]]):
+        try:
+            score = float(raw)
+        except (TypeError, ValueError):
+            raise DataError(f"{source.row(i)}: STS score {raw!r} is not a number") from None
+        if not 0.0 <= score <= 5.0:
+            raise DataError(f"{source.row(i)}: STS score {score} is outside 0-5")
+        scores.append(score)
+    if not scores:
+        raise DataError(f"{spec}: no rows")
+    return Dataset.from_dict({"sentence1": sentence1, "sentence2": sentence2, "score": scores})
+
+
+def parse_named(spec: str) -> tuple[str, str]:
+    """'name=source' -> (name, source)."""
+    name, sep, source = spec.partition("=")
+    if not sep or not name or not source or re.match(r"https?$", name):
+        raise DataError(f"{spec!r}: expected 'name=source', e.g. 'korsts-test=path/to/sts-test.tsv'")
+    return name, source
+
+
+def tokenize_rows(
+    ds: Dataset,
+    tokenizer,
+    text_columns: list[str],
+    max_length: int,
+    label_column: str | None = None,
+    num_proc: int | None = None,
+    desc: str = "Tokenizing",
+) -> Dataset:
+    """Tokenize once: -> Dataset(input_ids: n token lists per row[, labels: float]) for `SimCSECollator`."""
+
+    def encode(batch):
+        encoded = [tokenizer(batch[c], truncation=True, max_length=max_length)["input_ids"] for c in text_columns]
+        out = {"input_ids": [list(row) for row in zip(*encoded)]}
+        if label_column:
+            out["labels"] = batch[label_column]
+        return out
+
+    return ds.map(encode, batched=True, num_proc=num_proc, remove_columns=ds.column_names, desc=desc)

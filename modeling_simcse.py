@@ -1,0 +1,307 @@
+"""SimCSE as a `transformers` model: any `AutoModel` encoder, a pooler, and the contrastive objective.
+
+`SimCSEModel.forward` returns what `Trainer` needs, so no loss override is required:
+  * training rows, `input_ids` of shape (batch, n, length) with n = 1 (unsupervised: each sentence is encoded
+    twice in one pass, the two views differ only through dropout), 2 (sentence, positive) or 3 (sentence,
+    positive, hard negative): `loss` is the InfoNCE loss of `contrastive_loss`;
+  * scored STS pairs, n = 2 and `labels` (gold scores, 0-5): `scores` holds, per pair, the four similarities
+    (cosine, -euclidean, -manhattan, dot) that `sts_evaluation` correlates with the gold scores, and `loss` is the
+    mean squared error between the cosine and the gold score / 5 (reported as `eval_loss`, never optimised).
+
+`export_encoder` writes the plain encoder that `AutoModel.from_pretrained` loads with no newly initialised weight,
+whose documented embedding (`EMBEDDING_RECIPES`) is exactly the vector that was evaluated, plus the
+sentence-transformers files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub.dataclasses import strict
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import ModelOutput
+
+POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
+
+# How a user computes the evaluated embedding from `AutoModel(...)(**batch, output_hidden_states=True)` outputs of an
+# exported model, keyed by the exported `config.simcse["embedding"]`. The model card prints these.
+EMBEDDING_RECIPES = {
+    "pooler_output": "outputs.pooler_output",
+    "cls": "outputs.last_hidden_state[:, 0]",
+    "avg": "mean of outputs.last_hidden_state over non-padding tokens",
+    "avg_first_last": "mean over non-padding tokens of (outputs.hidden_states[1] + outputs.hidden_states[-1]) / 2",
+    "avg_top2": "mean over non-padding tokens of (outputs.hidden_states[-1] + outputs.hidden_states[-2]) / 2",
+}
+
+
+@strict
+class SimCSEConfig(PreTrainedConfig):
+    """Encoder config (any `AutoConfig`) plus the SimCSE settings.
+
+    pooler_type: one of `POOLER_TYPES`. `cls` is CLS + MLP (dense + tanh); `cls_before_pooler` the raw CLS state.
+    temperature: the softmax temperature of InfoNCE (0.05 in the paper).
+    hard_negative_weight: added to the logit of each sentence's own hard negative (0 = plain InfoNCE; the
+        original SimCSE's `hard_negative_weight`, a log-weight).
+    mlp_only_train: with `cls`, use the MLP in training only and embed with the raw CLS state (unsupervised SimCSE).
+    """
+
+    model_type = "simcse"
+    sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+    encoder: PreTrainedConfig | dict | None = None
+    pooler_type: str = "cls"
+    temperature: float = 0.05
+    hard_negative_weight: float = 0.0
+    mlp_only_train: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.pooler_type not in POOLER_TYPES:
+            raise ValueError(f"pooler_type must be one of {POOLER_TYPES}, got {self.pooler_type!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    @property
+    def mlp_at_test(self) -> bool:
+        """Whether the evaluated embedding goes through the MLP."""
+        return self.pooler_type == "cls" and not self.mlp_only_train
+
+    @property
+    def exported_embedding(self) -> str:
+        """Key of `EMBEDDING_RECIPES` for the exported plain encoder."""
+        if self.pooler_type in ("cls", "cls_before_pooler"):
+            return "pooler_output" if self.mlp_at_test else "cls"
+        return self.pooler_type
+
+
+@dataclass
+class SimCSEOutput(ModelOutput):
+    """loss: scalar; scores: (batch, 4) cosine, -euclidean, -manhattan, dot per STS pair (eval only)."""
+
+    loss: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+
+
+def contrastive_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    z3: torch.Tensor | None = None,
+    temperature: float = 0.05,
+    hard_negative_weight: float = 0.0,
+) -> torch.Tensor:
+    """InfoNCE of SimCSE (Gao et al. 2021, eq. 1 and 5).
+
+    z1, z2, z3: (batch, hidden) embeddings of the sentences, their positives and (optionally) hard negatives.
+    Row i's logits are cos(z1_i, z2_j) / temperature for all j, then cos(z1_i, z3_j) / temperature for all j, with
+    `hard_negative_weight` added to cos(z1_i, z3_i) / temperature; the target is column i. Returns the mean
+    cross-entropy over rows.
+    """
+    z1, z2 = F.normalize(z1.float(), dim=-1), F.normalize(z2.float(), dim=-1)
+    logits = z1 @ z2.T / temperature
+    if z3 is not None:
+        hard = F.normalize(z3.float(), dim=-1)
+        hard_logits = z1 @ hard.T / temperature
+        if hard_negative_weight:
+            hard_logits = hard_logits + hard_negative_weight * torch.eye(len(z1), device=z1.device)
+        logits = torch.cat([logits, hard_logits], dim=1)
+    return F.cross_entropy(logits, torch.arange(len(z1), device=z1.device))
+
+
+def pair_similarities(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(n, hidden) x (n, hidden) -> (n, 4): cosine, -euclidean, -manhattan, dot, row by row (higher = closer)."""
+    a, b = a.float(), b.float()
+    return torch.stack(
+        [
+            F.cosine_similarity(a, b, dim=-1),
+            -(a - b).norm(dim=-1),
+            -(a - b).abs().sum(dim=-1),
+            (a * b).sum(dim=-1),
+        ],
+        dim=-1,
+    )
+
+
+class SimCSEModel(PreTrainedModel):
+    """An `AutoModel` encoder with a SimCSE pooler; see the module docstring for inputs and outputs."""
+
+    config_class = SimCSEConfig
+    base_model_prefix = "simcse"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+
+    def __init__(self, config: SimCSEConfig, encoder: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.encoder = encoder if encoder is not None else AutoModel.from_config(config.encoder)
+        if self.encoder.config._attn_implementation is None:
+            # A composite config leaves its sub-config's implementation unset, and an unset one attends to padding.
+            self.encoder.config._attn_implementation = self.config._attn_implementation
+        self.mlp = None
+        if config.pooler_type == "cls":
+            hidden = config.encoder.hidden_size
+            self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh())
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Only the MLP is new; BERT-style init (normal, std = initializer_range) as in the original SimCSE.
+        if self.mlp is not None and module is self.mlp[0]:
+            module.weight.data.normal_(0.0, getattr(self.config.encoder, "initializer_range", 0.02))
+            module.bias.data.zero_()
+
+    @classmethod
+    def from_encoder(cls, encoder: str | PreTrainedModel, **simcse_kwargs) -> "SimCSEModel":
+        """Wrap a pretrained encoder (a model id / folder, or a loaded model) with fresh SimCSE settings."""
+        if isinstance(encoder, str):
+            encoder = AutoModel.from_pretrained(encoder)
+        attention = encoder.config._attn_implementation
+        config = SimCSEConfig(encoder=encoder.config, **simcse_kwargs)
+        model = cls(config, encoder=encoder)
+        model.encoder.config._attn_implementation = attention
+        return model
+
+    @classmethod
+    def from_exported(cls, path: str, pooler_type: str = "cls_before_pooler", **load_kwargs) -> "SimCSEModel":
+        """Load an exported (or any plain) encoder for evaluation.
+
+        A folder written by `export_encoder` carries its own pooler in `config.simcse`; any other encoder (a Hub id
+        such as klue/bert-base) is pooled with `pooler_type`. For an export whose MLP was folded into the encoder's
+        pooler, the MLP is restored from that pooler, so the evaluated vector is the exported `pooler_output`.
+        """
+        encoder = AutoModel.from_pretrained(path, **load_kwargs)
+        saved = getattr(encoder.config, "simcse", None)
+        if saved:
+            model = cls.from_encoder(encoder, **{k: saved[k] for k in ("pooler_type", "mlp_only_train")})
+            if model.config.mlp_at_test:
+                model.mlp[0].load_state_dict(encoder.pooler.dense.state_dict())
+        else:
+            model = cls.from_encoder(encoder, pooler_type=pooler_type)
+        return model.eval()
+
+    # ------------------------------------------------------------------ embeddings
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, use_mlp: bool | None = None) -> torch.Tensor:
+        """(rows, length) token ids and mask -> (rows, hidden) sentence embeddings.
+
+        use_mlp: apply the MLP of the `cls` pooler; default: in training always, at test time unless mlp_only_train.
+        """
+        pooler = self.config.pooler_type
+        needs_layers = pooler in ("avg_first_last", "avg_top2")
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=needs_layers)
+        if pooler in ("cls", "cls_before_pooler"):
+            emb = out.last_hidden_state[:, 0]
+        else:
+            if pooler == "avg":
+                tokens = out.last_hidden_state
+            elif pooler == "avg_first_last":
+                tokens = (out.hidden_states[1] + out.hidden_states[-1]) / 2
+            else:
+                tokens = (out.hidden_states[-1] + out.hidden_states[-2]) / 2
+            mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+            emb = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1)
+        if use_mlp is None:
+            use_mlp = self.training or self.config.mlp_at_test
+        if self.mlp is not None and use_mlp:
+            emb = self.mlp(emb)
+        return emb
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> SimCSEOutput:
+        """input_ids, attention_mask: (batch, n, length); labels: (batch,) STS gold scores for scored pairs."""
+        if input_ids.dim() != 3:
+            raise ValueError(f"input_ids must be (batch, sentences per row, length), got shape {tuple(input_ids.shape)}")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        batch, n, length = input_ids.shape
+        if labels is not None:
+            if n != 2:
+                raise ValueError(f"scored STS rows need 2 sentences, got {n}")
+            emb = self.embed(input_ids.view(-1, length), attention_mask.view(-1, length)).view(batch, 2, -1)
+            scores = pair_similarities(emb[:, 0], emb[:, 1])
+            loss = F.mse_loss(scores[:, 0], labels.float() / 5.0)
+            return SimCSEOutput(loss=loss, scores=scores)
+        if n == 1:  # unsupervised: the same sentence twice in one batch, so dropout masks differ between views
+            input_ids, attention_mask, n = input_ids.repeat(1, 2, 1), attention_mask.repeat(1, 2, 1), 2
+        # Sentence-major order (all first sentences, then all second ...), one encoder pass for every sentence.
+        flat_ids = input_ids.transpose(0, 1).reshape(-1, length)
+        flat_mask = attention_mask.transpose(0, 1).reshape(-1, length)
+        views = self.embed(flat_ids, flat_mask).view(n, batch, -1)
+        loss = contrastive_loss(
+            views[0],
+            views[1],
+            views[2] if n == 3 else None,
+            temperature=self.config.temperature,
+            hard_negative_weight=self.config.hard_negative_weight,
+        )
+        return SimCSEOutput(loss=loss)
+
+    # ------------------------------------------------------------------ export
+    def export_encoder(self, out_dir: str, tokenizer, max_seq_length: int | None = None) -> None:
+        """Write the plain encoder, tokenizer and sentence-transformers files to `out_dir`.
+
+        `AutoModel.from_pretrained(out_dir)` then loads with no newly initialised weight, and
+        `EMBEDDING_RECIPES[config.simcse["embedding"]]` on its outputs, like `SentenceTransformer(out_dir).encode`,
+        gives the evaluated embedding. With the MLP used at test time it is folded into the encoder's own pooler
+        (dense + tanh, as the original SimCSE converter does), so `pooler_output` is the embedding.
+        """
+        encoder = copy.deepcopy(self.encoder).cpu()
+        embedding = self.config.exported_embedding
+        if embedding == "pooler_output":
+            pooler = getattr(encoder, "pooler", None)
+            if pooler is None or not isinstance(getattr(pooler, "dense", None), nn.Linear):
+                raise ValueError(
+                    f"{type(encoder).__name__} has no dense+tanh pooler to fold the SimCSE MLP into; "
+                    "train with pooler_type 'cls_before_pooler' or mlp_only_train"
+                )
+            pooler.dense.load_state_dict(self.mlp[0].state_dict())
+        encoder.config.simcse = {
+            "pooler_type": self.config.pooler_type,
+            "mlp_only_train": self.config.mlp_only_train,
+            "embedding": embedding,
+            "recipe": EMBEDDING_RECIPES[embedding],
+        }
+        if embedding in ("avg_first_last", "avg_top2"):
+            encoder.config.output_hidden_states = True  # sentence-transformers pools layers only when this is set
+        encoder.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        _write_sentence_transformers_files(out_dir, encoder, embedding, max_seq_length)
+
+
+def _write_sentence_transformers_files(out_dir: str, encoder: PreTrainedModel, embedding: str, max_seq_length) -> None:
+    """Write modules.json and the module folders so `SentenceTransformer(out_dir)` reproduces `embedding`."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer, WeightedLayerPooling
+
+    hidden = encoder.config.hidden_size
+    modules: list[nn.Module] = [Transformer(out_dir, max_seq_length=max_seq_length)]
+    layers = encoder.config.num_hidden_layers
+    if embedding == "avg_first_last":  # hidden_states[1] and [-1], each with weight 1
+        modules.append(WeightedLayerPooling(hidden, layers, layer_start=1, layer_weights=nn.Parameter(
+            torch.tensor([1.0] + [0.0] * (layers - 2) + [1.0]))))
+    elif embedding == "avg_top2":
+        modules.append(WeightedLayerPooling(hidden, layers, layer_start=layers - 1))
+    modules.append(Pooling(hidden, pooling_mode="cls" if embedding in ("cls", "pooler_output") else "mean"))
+    if embedding == "pooler_output":
+        dense = Dense(hidden, hidden, activation_function=nn.Tanh())
+        dense.linear.load_state_dict(encoder.pooler.dense.state_dict())
+        modules.append(dense)
+    model = SentenceTransformer(modules=modules, device="cpu")
+    model.save(out_dir, create_model_card=False)
+    # SentenceTransformer.save rewrites config.json from its own copy of the encoder config: keep ours.
+    encoder.config.save_pretrained(out_dir)
+    with open(os.path.join(out_dir, "config_sentence_transformers.json")) as f:
+        st_config = json.load(f)
+    st_config["similarity_fn_name"] = "cosine"
+    with open(os.path.join(out_dir, "config_sentence_transformers.json"), "w") as f:
+        json.dump(st_config, f, indent=2)

@@ -1,0 +1,310 @@
+"""Train a SimCSE sentence encoder with `Trainer`, pick the best checkpoint on an STS dev set, evaluate and export.
+
+    accelerate launch run_simcse.py configs/klue-bert-sup.json     # or: python run_simcse.py configs/smoke.json
+
+One JSON file holds every argument: the fields of `ModelArguments`, `DataArguments`, `SimCSEArguments` below and
+of `transformers.TrainingArguments`; an unknown key is an error. The run writes to `output_dir`:
+  * checkpoints (`checkpoint-*`) while training, `run_args.json` (the arguments, which marks the folder as this run's);
+  * the exported encoder (config, safetensors weights, tokenizer, sentence-transformers files; see
+    `SimCSEModel.export_encoder`), `sts_results.json` ({set: {avg, cosine_pearson, ..., dot_spearman}}, x100),
+    `train_results.json`, `trainer_state.json` (the dev scores over training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+
+import transformers
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from data_collator import SimCSECollator
+from data_loading import DataError, load_nli_triplets, load_sentence_columns, load_sts, parse_named, tokenize_rows
+from modeling_simcse import POOLER_TYPES, SimCSEModel
+from scratch_tokenizer import train_wordpiece
+from sts_evaluation import compute_metrics, evaluate_sets, format_table, tokenize_sts
+
+logger = logging.getLogger(__name__)
+
+TRAIN_FORMATS = {  # format -> default sentence columns of the loaded training set
+    "nli": None,  # premise / hypothesis / label rows, grouped into triplets
+    "triplet": ["sent0", "sent1", "hard_neg"],
+    "pair": ["sent0", "sent1"],
+    "text": ["text"],
+}
+RUN_ARGS_FILE = "run_args.json"
+RESULTS_FILE = "sts_results.json"
+# Arguments that may change between a run and its resumption without making it a different run.
+RESUMABLE_KEYS = {"resume_from_checkpoint", "overwrite_output_dir", "logging_dir", "dataloader_num_workers",
+                  "preprocessing_num_workers", "push_to_hub", "hub_token"}
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pretrained encoder: a Hub id (klue/bert-base) or a local folder."}
+    )
+    model_type: str | None = field(
+        default=None, metadata={"help": "Train from scratch: an encoder type (bert, roberta, ...) made from a config."}
+    )
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "With model_type: config settings, e.g. 'hidden_size=64,num_hidden_layers=2'."}
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
+    train_tokenizer_vocab_size: int | None = field(
+        default=None,
+        metadata={"help": "Train a WordPiece tokenizer of this size on the training sentences (with model_type)."},
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub models and datasets are cached."})
+
+
+@dataclass
+class DataArguments:
+    train_data: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Training sources (files, URLs or Hub datasets 'owner/name[:config][:split]'), concatenated."},
+    )
+    train_format: str = field(
+        default="nli",
+        metadata={"help": "nli (premise/hypothesis/label -> triplets), triplet, pair, or text (unsupervised)."},
+    )
+    sentence_columns: list[str] | None = field(
+        default=None, metadata={"help": "Sentence columns of triplet/pair/text sources, in order."}
+    )
+    nli_strip_quotes: bool = field(
+        default=False, metadata={"help": "Remove every '\"' from NLI sentences (as the published SimCSE-KO code did)."}
+    )
+    deduplicate_text: bool = field(
+        default=True, metadata={"help": "text format: drop repeated sentences (a repeat in a batch is a false negative)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
+    dev_data: str | None = field(default=None, metadata={"help": "STS source scored during training (model selection)."})
+    test_data: list[str] = field(
+        default_factory=list, metadata={"help": "Final STS sets as 'name=source', e.g. 'korsts-test=sts-test.tsv'."}
+    )
+    max_seq_length: int = field(default=64, metadata={"help": "Sentences are truncated to this many tokens."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+
+
+@dataclass
+class SimCSEArguments:
+    pooler_type: str = field(default="cls", metadata={"help": f"One of {POOLER_TYPES}."})
+    temperature: float = field(default=0.05, metadata={"help": "Softmax temperature of the contrastive loss."})
+    hard_negative_weight: float = field(default=0.0, metadata={"help": "Log-weight added to each own hard negative."})
+    mlp_only_train: bool = field(default=False, metadata={"help": "With pooler cls: MLP in training only."})
+    dropout: float | None = field(default=None, metadata={"help": "Override the encoder's hidden/attention dropout."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow an output_dir that holds another run (its checkpoints are deleted)."}
+    )
+
+
+ALL_ARGUMENTS = (ModelArguments, DataArguments, SimCSEArguments, TrainingArguments)
+
+
+def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, SimCSEArguments, TrainingArguments]:
+    """One JSON file (unknown keys are an error) or command-line flags -> the four argument dataclasses, checked."""
+    parser = HfArgumentParser(ALL_ARGUMENTS)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        if not os.path.isfile(argv[0]):
+            raise SystemExit(f"error: {argv[0]}: file not found")
+        try:
+            parsed = parser.parse_json_file(os.path.abspath(argv[0]))
+        except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON
+            raise SystemExit(f"error: {argv[0]}: {e}") from None
+    else:
+        parsed = parser.parse_args_into_dataclasses(argv)
+    model_args, data_args, simcse_args, training_args = parsed
+    problems = []
+    if bool(model_args.model_name_or_path) == bool(model_args.model_type):
+        problems.append("set exactly one of model_name_or_path (pretrained) and model_type (from a config)")
+    if model_args.train_tokenizer_vocab_size and not model_args.model_type:
+        problems.append("train_tokenizer_vocab_size is for models made from a config (model_type)")
+    if model_args.model_type and not (model_args.tokenizer_name or model_args.train_tokenizer_vocab_size):
+        problems.append("a model made from a config needs tokenizer_name or train_tokenizer_vocab_size")
+    if not data_args.train_data:
+        problems.append("train_data is empty")
+    if data_args.train_format not in TRAIN_FORMATS:
+        problems.append(f"train_format must be one of {sorted(TRAIN_FORMATS)}, got {data_args.train_format!r}")
+    if simcse_args.pooler_type not in POOLER_TYPES:
+        problems.append(f"pooler_type must be one of {POOLER_TYPES}, got {simcse_args.pooler_type!r}")
+    if training_args.eval_strategy != "no" and not data_args.dev_data:
+        problems.append("eval_strategy needs dev_data (an STS set to score)")
+    if training_args.load_best_model_at_end and not data_args.dev_data:
+        problems.append("load_best_model_at_end needs dev_data")
+    for spec in data_args.test_data:
+        try:
+            parse_named(spec)
+        except DataError as e:
+            problems.append(f"test_data: {e}")
+    if problems:
+        raise SystemExit("error: " + "; ".join(problems))
+    if training_args.metric_for_best_model in (None, "loss") and data_args.dev_data:
+        training_args.metric_for_best_model, training_args.greater_is_better = "cosine_spearman", True
+    training_args.remove_unused_columns = False  # the collator reads the tokenized columns itself
+    return model_args, data_args, simcse_args, training_args
+
+
+def run_arguments_dict(*parsed) -> dict:
+    """The arguments as they are saved in run_args.json (JSON-serialisable, token-free)."""
+    out = {}
+    for args in parsed:
+        values = args.to_dict() if isinstance(args, TrainingArguments) else dataclasses.asdict(args)
+        out.update({k: v for k, v in values.items() if "token" not in k})
+    return json.loads(json.dumps(out, default=str))
+
+
+def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> None:
+    """Refuse an output folder that holds anything but this same run (unless overwrite: then drop its checkpoints)."""
+    if not os.path.isdir(output_dir) or not os.listdir(output_dir):
+        return
+    saved_path = os.path.join(output_dir, RUN_ARGS_FILE)
+    if os.path.isfile(saved_path):
+        with open(saved_path) as f:
+            saved = json.load(f)
+        changed = sorted(k for k in set(saved) | set(run_args) if k not in RESUMABLE_KEYS and saved.get(k) != run_args.get(k))
+        if not changed:
+            return
+        problem = f"holds a different run ({RUN_ARGS_FILE} differs in: {', '.join(changed[:8])})"
+    else:
+        problem = f"is not empty and holds no {RUN_ARGS_FILE}"
+    if not overwrite:
+        raise SystemExit(f"error: output_dir {output_dir} {problem}; choose another folder or set overwrite_output_dir")
+    logger.warning("output_dir %s %s; overwriting it", output_dir, problem)
+    for name in os.listdir(output_dir):
+        if name.startswith("checkpoint-"):
+            shutil.rmtree(os.path.join(output_dir, name))
+
+
+def load_training_set(data_args: DataArguments, cache_dir: str | None):
+    """The training rows as Dataset(sent0[, sent1[, hard_neg]])."""
+    if data_args.train_format == "nli":
+        ds = load_nli_triplets(data_args.train_data, data_args.nli_strip_quotes, cache_dir=cache_dir)
+    else:
+        columns = data_args.sentence_columns or TRAIN_FORMATS[data_args.train_format]
+        if data_args.train_format != "text" and len(columns) != len(TRAIN_FORMATS[data_args.train_format]):
+            raise DataError(f"sentence_columns: {data_args.train_format} needs {len(TRAIN_FORMATS[data_args.train_format])} columns")
+        ds = load_sentence_columns(data_args.train_data, columns, cache_dir=cache_dir)
+        if data_args.train_format == "text" and data_args.deduplicate_text:
+            ds = ds.from_dict({"sent0": list(dict.fromkeys(ds["sent0"]))})
+    if data_args.max_train_samples is not None:
+        ds = ds.select(range(min(data_args.max_train_samples, len(ds))))
+    return ds
+
+
+def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokenizer) -> SimCSEModel:
+    """A pretrained or config-made encoder wrapped in a fresh `SimCSEModel`."""
+    dropout = {}
+    if simcse_args.dropout is not None:
+        dropout = {"hidden_dropout_prob": simcse_args.dropout, "attention_probs_dropout_prob": simcse_args.dropout}
+    if model_args.model_name_or_path:
+        encoder = AutoModel.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir, **dropout)
+    else:
+        config = AutoConfig.for_model(model_args.model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **dropout)
+        if model_args.config_overrides:
+            config.update_from_string(model_args.config_overrides)
+        encoder = AutoModel.from_config(config)
+    return SimCSEModel.from_encoder(
+        encoder,
+        pooler_type=simcse_args.pooler_type,
+        temperature=simcse_args.temperature,
+        hard_negative_weight=simcse_args.hard_negative_weight,
+        mlp_only_train=simcse_args.mlp_only_train,
+    )
+
+
+def export(model: SimCSEModel, tokenizer, output_dir: str, max_seq_length: int) -> None:
+    """Export into a scratch folder first, then move the files in, so a failed export leaves nothing half-written."""
+    scratch = os.path.join(output_dir, ".export-in-progress")
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        model.export_encoder(scratch, tokenizer, max_seq_length)
+        for name in os.listdir(scratch):
+            target = os.path.join(output_dir, name)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            os.replace(os.path.join(scratch, name), target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    model_args, data_args, simcse_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    run_args = run_arguments_dict(model_args, data_args, simcse_args, training_args)
+    check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
+    set_seed(training_args.seed)
+
+    # Every input is read and validated before anything is written or trained.
+    cache_dir = model_args.cache_dir
+    try:
+        train_set = load_training_set(data_args, cache_dir)
+        dev_set = load_sts(data_args.dev_data, cache_dir=cache_dir) if data_args.dev_data else None
+        test_sets = {name: load_sts(spec, cache_dir=cache_dir) for name, spec in map(parse_named, data_args.test_data)}
+    except DataError as e:
+        raise SystemExit(f"error: {e}") from None
+    logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set), ", ".join(train_set.column_names),
+                len(dev_set) if dev_set else 0, {k: len(v) for k, v in test_sets.items()})
+
+    if model_args.train_tokenizer_vocab_size:
+        texts = [s for c in train_set.column_names for s in train_set[c]]
+        tokenizer = train_wordpiece(texts, model_args.train_tokenizer_vocab_size)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
+                                                  cache_dir=cache_dir)
+    model = build_model(model_args, simcse_args, tokenizer)
+
+    max_len, workers = data_args.max_seq_length, data_args.preprocessing_num_workers
+    with training_args.main_process_first(desc="tokenization"):
+        train_rows = tokenize_rows(train_set, tokenizer, train_set.column_names, max_len, num_proc=workers)
+        dev_rows = tokenize_sts(dev_set, tokenizer, max_len, workers, "dev") if dev_set else None
+        test_rows = {name: tokenize_sts(ds, tokenizer, max_len, workers, name) for name, ds in test_sets.items()}
+
+    os.makedirs(training_args.output_dir, exist_ok=True)
+    if training_args.should_save:
+        with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w") as f:
+            json.dump(run_args, f, indent=2, ensure_ascii=False)
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_rows,
+        eval_dataset=dev_rows,
+        processing_class=tokenizer,
+        data_collator=SimCSECollator(tokenizer.pad_token_id, max_len),
+        compute_metrics=compute_metrics,
+    )
+    resume = training_args.resume_from_checkpoint
+    if resume in ("last", "latest", "true", "True"):
+        resume = get_last_checkpoint(training_args.output_dir)
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+    results = evaluate_sets(trainer, test_rows)
+    if trainer.is_world_process_zero():
+        export(trainer.model, tokenizer, training_args.output_dir, max_len)
+        with open(os.path.join(training_args.output_dir, RESULTS_FILE), "w") as f:
+            json.dump(results, f, indent=2)
+        if results:
+            print(format_table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""STS evaluation: the 8 correlations and their average, during training and from the command line.
+
+Each metric is computed once over the whole set, x100: Pearson and Spearman correlation between the gold scores and
+the cosine similarity, negative Euclidean distance, negative Manhattan distance and dot product of the two sentence
+embeddings (as in the published SimCSE-KO tables and sentence-transformers' EmbeddingSimilarityEvaluator).
+
+Command line (any exported folder, or any Hub encoder pooled with --pooler):
+    python sts_evaluation.py OUTPUT_DIR [--set korsts-test=sts-test.tsv --set klue-sts-dev=klue/klue:sts:validation]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+
+import numpy as np
+from scipy import stats
+from transformers import AutoTokenizer, EvalPrediction, Trainer, TrainingArguments
+
+from data_collator import SimCSECollator
+from data_loading import load_sts, parse_named, tokenize_rows
+from modeling_simcse import POOLER_TYPES, SimCSEModel
+
+SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")  # column order of SimCSEOutput.scores
+METRIC_NAMES = ("avg",) + tuple(f"{s}_{c}" for s in SIMILARITIES for c in ("pearson", "spearman"))
+KORSTS_URL = "https://raw.githubusercontent.com/kakaobrain/KorNLUDatasets/master/KorSTS/sts-{}.tsv"
+DEFAULT_SETS = {"korsts-test": KORSTS_URL.format("test"), "klue-sts-dev": "klue/klue:sts:validation"}
+
+
+def sts_correlations(similarities: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+    """(n, 4) similarities in `SIMILARITIES` order and (n,) gold scores -> {metric: value x100} for `METRIC_NAMES`."""
+    similarities, gold = np.asarray(similarities, dtype=np.float64), np.asarray(gold, dtype=np.float64)
+    if similarities.ndim != 2 or similarities.shape != (len(gold), len(SIMILARITIES)):
+        raise ValueError(f"expected similarities of shape ({len(gold)}, {len(SIMILARITIES)}), got {similarities.shape}")
+    out = {}
+    for k, name in enumerate(SIMILARITIES):
+        out[f"{name}_pearson"] = 100.0 * float(stats.pearsonr(similarities[:, k], gold)[0])
+        out[f"{name}_spearman"] = 100.0 * float(stats.spearmanr(similarities[:, k], gold)[0])
+    return {"avg": float(np.mean(list(out.values()))), **out}
+
+
+def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    """`Trainer` hook: predictions are `SimCSEOutput.scores`, label_ids the gold scores."""
+    return sts_correlations(prediction.predictions, prediction.label_ids)
+
+
+def tokenize_sts(ds, tokenizer, max_length: int, num_proc: int | None = None, name: str = "STS"):
+    """Dataset(sentence1, sentence2, score) -> rows for `SimCSECollator` with `labels`."""
+    return tokenize_rows(ds, tokenizer, ["sentence1", "sentence2"], max_length, "score", num_proc, f"Tokenizing {name}")
+
+
+def evaluate_sets(trainer: Trainer, sets: dict) -> dict[str, dict[str, float]]:
+    """Score each tokenized STS set with the trainer's model -> {set name: {metric: value}} for `METRIC_NAMES`."""
+    results = {}
+    for name, ds in sets.items():
+        metrics = trainer.evaluate(eval_dataset=ds, metric_key_prefix=name)
+        results[name] = {m: metrics[f"{name}_{m}"] for m in METRIC_NAMES}
+    return results
+
+
+def format_table(results: dict[str, dict[str, float]]) -> str:
+    """{set: metrics} -> a Markdown table in the published layout (AVG, then similarity x Pearson/Spearman)."""
+    header = ["eval set", "AVG"] + [f"{s.capitalize()} {c}" for s in SIMILARITIES for c in ("Pearson", "Spearman")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, metrics in results.items():
+        lines.append("| " + " | ".join([name] + [f"{metrics[m]:.2f}" for m in METRIC_NAMES]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    parser = argparse.ArgumentParser(description="Evaluate a sentence encoder on STS sets (8 correlations and AVG, x100).")
+    parser.add_argument("model", help="an exported model folder or a Hub model id")
+    parser.add_argument("--set", action="append", dest="sets", metavar="NAME=SOURCE",
+                        help=f"an STS set (file, URL or Hub dataset); repeatable. Default: {DEFAULT_SETS}")
+    parser.add_argument("--pooler", choices=POOLER_TYPES, default="cls_before_pooler",
+                        help="pooling for encoders not exported by this project (exports carry their own)")
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--output", help="write the results as JSON here")
+    args = parser.parse_args(argv)
+
+    specs = dict(parse_named(s) for s in args.sets) if args.sets else DEFAULT_SETS
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    sets = {name: tokenize_sts(load_sts(spec), tokenizer, args.max_length, name=name) for name, spec in specs.items()}
+    model = SimCSEModel.from_exported(args.model, pooler_type=args.pooler)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(
+            model=model,
+            args=TrainingArguments(output_dir=tmp, per_device_eval_batch_size=args.batch_size, report_to="none"),
+            data_collator=SimCSECollator(tokenizer.pad_token_id, args.max_length),
+            compute_metrics=compute_metrics,
+        )
+        results = evaluate_sets(trainer, sets)
+    print(format_table(results))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Shared fixtures: a tiny BERT encoder with a tokenizer trained on the shipped Korean sample."""
+
+import os
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from scratch_tokenizer import train_wordpiece
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+SAMPLE = os.path.join(ROOT, "sample_data")
+
+
+def sample_sentences() -> list[str]:
+    with open(os.path.join(SAMPLE, "sentences.txt"), encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return train_wordpiece(sample_sentences() * 2, vocab_size=300)
+
+
+@pytest.fixture(scope="session")
+def encoder_dir(tmp_path_factory, tokenizer):
+    """A saved random tiny BertModel (with its pooler) and its tokenizer."""
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    path = str(tmp_path_factory.mktemp("encoder"))
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,118 @@
+"""Sources, the published triplet construction, validation errors and the shared benchmark files."""
+
+import json
+import os
+
+import pytest
+
+from conftest import SAMPLE, SHARED_DATA
+from data_loading import DataError, Source, load_nli_triplets, load_sentence_columns, load_sts, parse_named
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_source_parsing():
+    assert Source.parse("kakaobrain/kor_nli:multi_nli:train") == Source("kakaobrain/kor_nli:multi_nli:train", repo="kakaobrain/kor_nli", config="multi_nli", split="train")
+    assert Source.parse("klue/klue:sts:validation").split == "validation"
+    assert Source.parse("some/dataset").config is None
+    url = "https://example.org/KorSTS/sts-test.tsv"
+    assert Source.parse(url).path == url and Source.parse(url).extension == ".tsv"
+    assert Source.parse("data/x.tsv").row(0) == "data/x.tsv, line 2"
+    with pytest.raises(DataError, match="neither a file"):
+        Source.parse("a/b/c/d")
+    assert parse_named("korsts-test=https://x.org/sts-test.tsv") == ("korsts-test", "https://x.org/sts-test.tsv")
+    with pytest.raises(DataError, match="name=source"):
+        parse_named("https://x.org/sts-test.tsv")
+
+
+def test_tsv_quoting_is_off(tmp_path):
+    path = write(tmp_path, "q.tsv", 'sentence1\tsentence2\tscore\n"그는 말했다\t그가 말했다\t4.0\n둘째 문장\t"셋째\t1.0\n')
+    ds = load_sts(path)
+    assert len(ds) == 2 and ds["sentence1"][0] == '"그는 말했다' and ds["score"] == [4.0, 1.0]
+
+
+def test_published_triplet_construction(tmp_path):
+    path = write(tmp_path, "nli.tsv", "sentence1\tsentence2\tgold_label\n"
+                 "P1\tE1\tentailment\nP1\tC1\tcontradiction\nP2\tE2\tentailment\nP1\tE1b\tentailment\n"
+                 "P3\tC3\tcontradiction\nP2\tN2\tneutral\nP2\t\"C2\"\tcontradiction\nP4\tX\t-\n")
+    ds = load_nli_triplets([path])
+    assert ds.to_dict() == {"sent0": ["P1", "P2"], "sent1": ["E1b", "E2"], "hard_neg": ["C1", '"C2"']}
+    assert load_nli_triplets([path], strip_quotes=True)["hard_neg"] == ["C1", "C2"]
+
+
+def test_integer_labels_and_several_sources(tmp_path):
+    a = write(tmp_path, "a.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in [
+        {"premise": "전제", "hypothesis": "함의", "label": 0}, {"premise": "전제", "hypothesis": "모순", "label": 2}]))
+    b = write(tmp_path, "b.csv", "premise,hypothesis,label\n다른 전제,함의2,0\n다른 전제,모순2,2\n")
+    ds = load_nli_triplets([a, b])
+    assert ds["sent0"] == ["전제", "다른 전제"] and ds["hard_neg"] == ["모순", "모순2"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sentence1\tsentence2\tgold_label\nP\tH\tentailment\nP\tH2\tmaybe\n", "line 3: unknown NLI label 'maybe'"),
+    ("sentence1\tsentence2\tgold_label\nP\t\tentailment\n", "line 2: empty or missing sentence in column 'sentence2'"),
+    ("sentence1\thyp\tgold_label\nP\tH\tentailment\n", "no hypothesis column"),
+    ("sentence1\tsentence2\tgold_label\nP\tH\tneutral\n", "no premise has both"),
+])
+def test_nli_errors_name_file_and_row(tmp_path, text, message):
+    path = write(tmp_path, "bad.tsv", text)
+    with pytest.raises(DataError) as e:
+        load_nli_triplets([path])
+    assert path in str(e.value) and message in str(e.value)
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("5.5", "line 3: STS score 5.5 is outside 0-5"),
+    ("-0.1", "line 3: STS score -0.1 is outside 0-5"),
+    ("high", "line 3: STS score 'high' is not a number"),
+])
+def test_sts_score_errors(tmp_path, rows, message):
+    path = write(tmp_path, "s.tsv", f"sentence1\tsentence2\tscore\nA\tB\t1.0\nC\tD\t{rows}\n")
+    with pytest.raises(DataError, match=message):
+        load_sts(path)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(DataError, match="nope.tsv: file not found"):
+        load_sts(str(tmp_path / "nope.tsv"))
+    path = write(tmp_path, "m.tsv", "sentence1\tsentence2\tscore\nA\tB\t1.0\tEXTRA\tMORE\n")
+    with pytest.raises(DataError, match="m.tsv, line 2: 5 fields, the header has 3"):
+        load_sts(path)
+    with pytest.raises(DataError, match="unknown file type|neither"):
+        load_sts(write(tmp_path, "x.xml", "<a/>"))
+
+
+def test_text_lines_and_empty_line(tmp_path):
+    ds = load_sentence_columns([os.path.join(SAMPLE, "sentences.txt")], ["text"])
+    assert ds.column_names == ["sent0"] and len(ds) == 25
+    path = write(tmp_path, "t.txt", "첫 문장\n\n셋째 문장\n")
+    with pytest.raises(DataError, match="t.txt, line 2: empty"):
+        load_sentence_columns([path], ["text"])
+
+
+def test_klue_json_nested_labels(tmp_path):
+    rows = [{"guid": "g0", "sentence1": "가", "sentence2": "나", "labels": {"label": 3.7, "real-label": 3.714, "binary-label": 1}}]
+    ds = load_sts(write(tmp_path, "klue.json", json.dumps(rows, ensure_ascii=False)))
+    assert ds["score"] == [3.714]
+
+
+@pytest.mark.parametrize("name, rows", [("korsts/sts-dev.tsv", 1500), ("korsts/sts-test.tsv", 1379),
+                                        ("klue-sts/klue-sts-v1.1_dev.json", 519), ("klue-sts/klue_sts_val.csv", 519)])
+def test_shared_sts_files(name, rows):
+    ds = load_sts(os.path.join(SHARED_DATA, name))
+    assert len(ds) == rows and 0 <= min(ds["score"]) and max(ds["score"]) <= 5
+
+
+def test_shared_xnli_triplets():
+    files = [os.path.join(SHARED_DATA, "kornli", f) for f in ("xnli.dev.ko.tsv", "xnli.test.ko.tsv")]
+    assert len(load_nli_triplets(files)) == 2500
+
+
+def test_klue_json_and_csv_agree():
+    a = load_sts(os.path.join(SHARED_DATA, "klue-sts/klue-sts-v1.1_dev.json"))
+    b = load_sts(os.path.join(SHARED_DATA, "klue-sts/klue_sts_val.csv"))
+    assert a["sentence1"] == b["sentence1"] and a["score"] == pytest.approx(b["score"])

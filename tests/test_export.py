@@ -1,0 +1,69 @@
+"""Export round trip: AutoModel and SentenceTransformer give the evaluated embedding, with no new weights."""
+
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+from transformers import AutoModel, AutoTokenizer, ElectraConfig, ElectraModel
+
+from modeling_simcse import EMBEDDING_RECIPES, SimCSEModel
+
+SENTENCES = ["아이들이 공원에서 축구를 하고 있다.", "남자가 피아노를 연주한다.", "눈이 내려서 온 세상이 하얗게 변했다."]
+
+
+def recipe(outputs, mask, embedding):
+    """EMBEDDING_RECIPES written as code, from the outputs of a plain AutoModel."""
+    if embedding == "pooler_output":
+        return outputs.pooler_output
+    if embedding == "cls":
+        return outputs.last_hidden_state[:, 0]
+    tokens = {"avg": outputs.last_hidden_state,
+              "avg_first_last": (outputs.hidden_states[1] + outputs.hidden_states[-1]) / 2,
+              "avg_top2": (outputs.hidden_states[-1] + outputs.hidden_states[-2]) / 2}[embedding]
+    m = mask.unsqueeze(-1).float()
+    return (tokens * m).sum(1) / m.sum(1)
+
+
+@pytest.mark.parametrize("pooler, mlp_only_train, embedding", [
+    ("cls", False, "pooler_output"), ("cls", True, "cls"), ("cls_before_pooler", False, "cls"),
+    ("avg", False, "avg"), ("avg_first_last", False, "avg_first_last"), ("avg_top2", False, "avg_top2"),
+])
+def test_round_trip(encoder_dir, tokenizer, tmp_path, pooler, mlp_only_train, embedding):
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, mlp_only_train=mlp_only_train).eval()
+    out = str(tmp_path / "export")
+    model.export_encoder(out, tokenizer, max_seq_length=32)
+    batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        evaluated = model.embed(batch["input_ids"], batch["attention_mask"])
+
+        plain, info = AutoModel.from_pretrained(out, output_loading_info=True)
+        assert not info["missing_keys"] and not info["mismatched_keys"], info
+        assert plain.config.simcse["embedding"] == embedding
+        assert plain.config.simcse["recipe"] == EMBEDDING_RECIPES[embedding]
+        reloaded_tok = AutoTokenizer.from_pretrained(out)
+        batch2 = reloaded_tok(SENTENCES, padding=True, return_tensors="pt")
+        assert torch.equal(batch2["input_ids"], batch["input_ids"])
+        outputs = plain.eval()(**batch2, output_hidden_states=True)
+        torch.testing.assert_close(recipe(outputs, batch2["attention_mask"], embedding), evaluated, atol=1e-5, rtol=1e-5)
+
+        st = SentenceTransformer(out, device="cpu")
+        torch.testing.assert_close(st.encode(SENTENCES, convert_to_tensor=True), evaluated, atol=1e-5, rtol=1e-5)
+
+        again = SimCSEModel.from_exported(out)
+        torch.testing.assert_close(again.embed(batch["input_ids"], batch["attention_mask"]), evaluated)
+
+
+def test_mlp_is_folded_not_the_pretrained_pooler(encoder_dir, tokenizer, tmp_path):
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls").eval()
+    model.export_encoder(str(tmp_path), tokenizer)
+    plain = AutoModel.from_pretrained(str(tmp_path))
+    torch.testing.assert_close(plain.pooler.dense.weight, model.mlp[0].weight)
+    assert not torch.allclose(model.encoder.pooler.dense.weight, model.mlp[0].weight)  # training model untouched
+
+
+def test_encoder_without_pooler_cannot_keep_mlp(tokenizer, tmp_path):
+    encoder = ElectraModel(ElectraConfig(vocab_size=len(tokenizer), embedding_size=16, hidden_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, intermediate_size=32))
+    model = SimCSEModel.from_encoder(encoder, pooler_type="cls")
+    with pytest.raises(ValueError, match="no dense\\+tanh pooler"):
+        model.export_encoder(str(tmp_path / "x"), tokenizer)
+    SimCSEModel.from_encoder(encoder, pooler_type="cls", mlp_only_train=True).export_encoder(str(tmp_path / "y"), tokenizer)

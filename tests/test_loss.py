@@ -1,0 +1,112 @@
+"""The contrastive objective against a direct computation from its definition."""
+
+import math
+
+import pytest
+import torch
+
+from modeling_simcse import SimCSEModel, contrastive_loss
+
+
+def infonce_by_hand(z1, z2, z3, temperature, weight):
+    """Mean over i of -log(exp(s_ii) / (sum_j exp(s_ij) + sum_j exp(h_ij))), s/h cosine / temperature (+weight on h_ii)."""
+    def cos(a, b):
+        a, b = a.detach(), b.detach()
+        return float(a @ b) / (float(a.norm()) * float(b.norm()))
+
+    total = 0.0
+    for i in range(len(z1)):
+        logits = [cos(z1[i], z2[j]) / temperature for j in range(len(z2))]
+        if z3 is not None:
+            logits += [cos(z1[i], z3[j]) / temperature + (weight if i == j else 0.0) for j in range(len(z3))]
+        total += -(logits[i] - math.log(sum(math.exp(x) for x in logits)))
+    return total / len(z1)
+
+
+@pytest.mark.parametrize("with_hard, weight, temperature", [(False, 0.0, 0.05), (True, 0.0, 0.05), (True, 1.5, 0.1), (True, -2.0, 1.0)])
+def test_contrastive_loss_matches_definition(with_hard, weight, temperature):
+    g = torch.Generator().manual_seed(3)
+    z1, z2, z3 = (torch.randn(6, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    got = contrastive_loss(z1, z2, z3 if with_hard else None, temperature, weight)
+    want = infonce_by_hand(z1, z2, z3 if with_hard else None, temperature, weight)
+    assert got.item() == pytest.approx(want, rel=1e-5)
+
+
+def test_hard_negative_weight_changes_only_hard_logit():
+    z = torch.eye(3, dtype=torch.float64)
+    # z3 equal to z2: with a very negative weight the own hard negative drops out of the softmax.
+    # Row i: positives [e, 1, 1], hard negatives [e * exp(-1e9) = 0, 1, 1].
+    loss = contrastive_loss(z, z, z, temperature=1.0, hard_negative_weight=-1e9).item()
+    assert loss == pytest.approx(-math.log(math.e / (math.e + 4)), rel=1e-6)
+
+
+def _ids(tokenizer, rows):
+    """rows of n sentences -> (batch, n, length) ids and mask."""
+    n = len(rows[0])
+    enc = tokenizer([s for r in rows for s in r], padding=True, return_tensors="pt")
+    return enc["input_ids"].view(len(rows), n, -1), enc["attention_mask"].view(len(rows), n, -1)
+
+
+ROWS = [["아이들이 공원에서 축구를 하고 있다.", "남자가 피아노를 연주한다.", "비가 많이 와서 경기가 취소되었다."],
+        ["개 한 마리가 해변을 따라 뛰어가고 있다.", "요리사가 칼로 양파를 썰고 있다.", "아기가 엄마 품에서 울고 있다."],
+        ["학생이 칠판에 글씨를 쓴다.", "눈이 내려서 온 세상이 하얗게 변했다.", "사람들이 버스를 기다리고 있다."]]
+
+
+@pytest.mark.parametrize("pooler", ["cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2"])
+def test_supervised_forward_is_loss_of_its_embeddings(encoder_dir, tokenizer, pooler):
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, temperature=0.05, hard_negative_weight=0.7)
+    model.train()
+    for module in model.modules():  # no dropout, so the forward and the direct computation see the same network
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    ids, mask = _ids(tokenizer, ROWS)
+    loss = model(input_ids=ids, attention_mask=mask).loss
+    z = [model.embed(ids[:, k], mask[:, k]) for k in range(3)]
+    want = infonce_by_hand(z[0].double(), z[1].double(), z[2].double(), 0.05, 0.7)
+    assert loss.item() == pytest.approx(want, rel=1e-4)
+    loss.backward()
+    assert model.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+
+def test_unsupervised_views_differ_only_through_dropout(encoder_dir, tokenizer):
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", mlp_only_train=True)
+    ids, mask = _ids(tokenizer, [[r[0]] for r in ROWS])
+    # Training mode: the forward encodes [sentences; sentences] in one pass, so reproducing the RNG state and
+    # encoding that stack by hand gives the same two views and the same loss.
+    model.train()
+    torch.manual_seed(11)
+    loss = model(input_ids=ids, attention_mask=mask).loss
+    torch.manual_seed(11)
+    views = model.embed(ids[:, 0].repeat(2, 1), mask[:, 0].repeat(2, 1)).view(2, len(ROWS), -1)
+    assert loss.item() == pytest.approx(contrastive_loss(views[0], views[1]).item(), rel=1e-6)
+    assert not torch.allclose(views[0], views[1])  # dropout made them differ
+    # Without dropout the two views are identical.
+    model.eval()
+    plain = model.embed(ids[:, 0].repeat(2, 1), mask[:, 0].repeat(2, 1), use_mlp=True).view(2, len(ROWS), -1)
+    torch.testing.assert_close(plain[0], plain[1])
+
+
+def test_padding_does_not_change_embeddings(encoder_dir, tokenizer):
+    """The wrapped encoder must mask padding (a composite config once left it attending to pads)."""
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="avg").eval()
+    alone = tokenizer(["남자가 피아노를 연주한다."], return_tensors="pt")
+    padded = tokenizer(["남자가 피아노를 연주한다.", "관광객들이 경복궁 앞에서 사진을 찍는다. 그리고 오래 걷는다."],
+                       padding=True, return_tensors="pt")
+    assert padded["attention_mask"][0].sum() < padded["attention_mask"].shape[1]
+    with torch.no_grad():
+        a = model.embed(alone["input_ids"], alone["attention_mask"])[0]
+        b = model.embed(padded["input_ids"], padded["attention_mask"])[0]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_sts_pair_scores(encoder_dir, tokenizer):
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls_before_pooler").eval()
+    ids, mask = _ids(tokenizer, [r[:2] for r in ROWS])
+    labels = torch.tensor([1.0, 2.5, 4.0])
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        a, b = model.embed(ids[:, 0], mask[:, 0]), model.embed(ids[:, 1], mask[:, 1])
+    want = torch.stack([torch.cosine_similarity(a, b), -torch.cdist(a, b).diagonal(),
+                        -(a - b).abs().sum(-1), (a * b).sum(-1)], dim=-1)
+    torch.testing.assert_close(out.scores, want, atol=1e-5, rtol=1e-5)
+    assert out.loss.item() == pytest.approx(((want[:, 0] - labels / 5) ** 2).mean().item(), rel=1e-5)

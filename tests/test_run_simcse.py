@@ -1,0 +1,130 @@
+"""The training job as a user runs it: smoke config end to end, unsupervised text, and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+from transformers import AutoModel, AutoTokenizer
+
+import run_simcse
+import sts_evaluation
+from conftest import ROOT, SAMPLE
+from modeling_simcse import SimCSEModel
+
+METRICS = ["avg", "cosine_pearson", "cosine_spearman", "euclidean_pearson", "euclidean_spearman",
+           "manhattan_pearson", "manhattan_spearman", "dot_pearson", "dot_spearman"]
+
+
+def smoke_config(tmp_path, **changes) -> str:
+    with open(os.path.join(ROOT, "configs", "smoke.json")) as f:
+        config = json.load(f)
+    config.update(output_dir=str(tmp_path / "out"), **changes)
+    for key in ("train_data",):
+        config[key] = [os.path.join(ROOT, p) for p in config[key]]
+    config["dev_data"] = os.path.join(ROOT, config["dev_data"])
+    config["test_data"] = [f"sample-sts={SAMPLE}/sts.tsv", f"sample-sts-again={SAMPLE}/sts.tsv"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """configs/smoke.json run in a fresh process, as a user would (output_dir moved to a temporary folder)."""
+    tmp_path = tmp_path_factory.mktemp("smoke")
+    config = smoke_config(tmp_path)
+    proc = subprocess.run([sys.executable, "run_simcse.py", config], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp_path / "out", proc
+
+
+def test_smoke_results_schema(smoke_run):
+    out, proc = smoke_run
+    with open(out / "sts_results.json") as f:
+        results = json.load(f)
+    assert list(results) == ["sample-sts", "sample-sts-again"]
+    for metrics in results.values():
+        assert list(metrics) == METRICS
+        assert all(-100 <= v <= 100 for v in metrics.values())
+        assert metrics["avg"] == pytest.approx(sum(metrics[m] for m in METRICS[1:]) / 8)
+    assert results["sample-sts"] == results["sample-sts-again"]
+    assert "| sample-sts |" in proc.stdout
+    with open(out / "trainer_state.json") as f:
+        state = json.load(f)
+    dev = [e["eval_cosine_spearman"] for e in state["log_history"] if "eval_cosine_spearman" in e]
+    assert len(dev) == 4 and state["best_metric"] == pytest.approx(max(dev))
+    assert not (out / ".export-in-progress").exists()
+
+
+def test_smoke_export_loads_and_reproduces_scores(smoke_run, tmp_path):
+    out, _ = smoke_run
+    plain, info = AutoModel.from_pretrained(str(out), output_loading_info=True)
+    assert not info["missing_keys"]
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    batch = tokenizer(["남자가 피아노를 연주한다.", "강아지가 잔디밭에서 뛰어논다."], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        pooled = plain.eval()(**batch).pooler_output  # the smoke config's `cls` pooler folds the MLP here
+    st = SentenceTransformer(str(out), device="cpu").encode(["남자가 피아노를 연주한다.", "강아지가 잔디밭에서 뛰어논다."],
+                                                           convert_to_tensor=True)
+    torch.testing.assert_close(st, pooled, atol=1e-5, rtol=1e-5)
+    # The command-line evaluation of the exported folder gives the numbers the run wrote.
+    results = sts_evaluation.main([str(out), "--set", f"sample-sts={SAMPLE}/sts.tsv", "--max-length", "32",
+                                   "--output", str(tmp_path / "r.json")])
+    with open(out / "sts_results.json") as f:
+        written = json.load(f)["sample-sts"]
+    assert results["sample-sts"] == pytest.approx(written, abs=1e-4)
+
+
+def test_unsupervised_text_run(tmp_path):
+    config = smoke_config(tmp_path, train_data=[os.path.join(SAMPLE, "sentences.txt")], train_format="text",
+                          pooler_type="avg", num_train_epochs=1, eval_steps=2, save_steps=2)
+    results = run_simcse.main([config])
+    assert list(results["sample-sts"]) == METRICS
+    model = SimCSEModel.from_exported(str(tmp_path / "out"))
+    assert model.config.pooler_type == "avg"
+
+
+def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path):
+    config = smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1)
+    run_simcse.main([config])
+    run_simcse.main([config])  # the same run again: fine
+    other = smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1, learning_rate=1e-3)
+    with pytest.raises(SystemExit, match="holds a different run .*learning_rate"):
+        run_simcse.main([other])
+
+
+def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
+    config = smoke_config(tmp_path, pooler="cls")
+    with pytest.raises(SystemExit, match="pooler"):
+        run_simcse.main([config])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("sentence1\tsentence2\tgold_label\n전제\t가설\tentailment\n전제\t가설2\tunsure\n", "bad.tsv, line 3: unknown NLI label"),
+    ("sentence1\tsentence2\n전제\t가설\n", "bad.tsv: no label column"),
+])
+def test_bad_training_data_stops_before_anything_is_written(tmp_path, bad, message):
+    (tmp_path / "bad.tsv").write_text(bad, encoding="utf-8")
+    config = smoke_config(tmp_path, train_data=[str(tmp_path / "bad.tsv")])
+    with pytest.raises(SystemExit, match=message):
+        run_simcse.main([config])
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_sts_score_and_non_empty_folder(tmp_path):
+    (tmp_path / "sts.tsv").write_text("sentence1\tsentence2\tscore\n가\t나\t7\n", encoding="utf-8")
+    config = json.loads(open(smoke_config(tmp_path)).read())
+    config["test_data"] = [f"bad={tmp_path}/sts.tsv"]
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match="sts.tsv, line 2: STS score 7.0 is outside 0-5"):
+        run_simcse.main([str(tmp_path / "c.json")])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="not empty and holds no run_args.json"):
+        run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=False)])
+    assert os.listdir(tmp_path / "out") == ["notes.txt"]

@@ -1,0 +1,77 @@
+"""The 8 STS correlations against hand-computed cases."""
+
+import numpy as np
+import pytest
+
+from sts_evaluation import METRIC_NAMES, format_table, sts_correlations
+
+
+def pearson_by_hand(x, y):
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    dx, dy = x - x.mean(), y - y.mean()
+    return float((dx * dy).sum() / np.sqrt((dx**2).sum() * (dy**2).sum()))
+
+
+def ranks_by_hand(x):
+    """Average ranks (1-based), ties sharing the mean of their positions."""
+    order = sorted(range(len(x)), key=lambda i: x[i])
+    ranks = [0.0] * len(x)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def test_known_values():
+    gold = np.array([0.0, 1.0, 2.0, 3.0, 5.0])
+    sims = np.array([
+        [0.1, -4.0, -9.0, 1.0],
+        [0.2, -3.0, -8.0, 3.0],
+        [0.3, -3.5, -7.0, 2.0],   # Euclidean and dot out of order here
+        [0.4, -1.0, -6.0, 4.0],
+        [0.9, -0.5, -1.0, 5.0],
+    ])
+    got = sts_correlations(sims, gold)
+    assert got["cosine_spearman"] == pytest.approx(100.0)
+    assert got["manhattan_spearman"] == pytest.approx(100.0)
+    # Ranks of Euclidean: [1, 3, 2, 4, 5] vs [1..5]: rho = 1 - 6 * 2 / (5 * 24) = 0.9
+    assert got["euclidean_spearman"] == pytest.approx(90.0)
+    assert got["dot_spearman"] == pytest.approx(90.0)
+    for k, name in enumerate(["cosine", "euclidean", "manhattan", "dot"]):
+        assert got[f"{name}_pearson"] == pytest.approx(100 * pearson_by_hand(sims[:, k], gold))
+    assert got["avg"] == pytest.approx(np.mean([got[m] for m in METRIC_NAMES[1:]]))
+    assert list(got) == list(METRIC_NAMES)
+
+
+def test_ties_and_random_case_match_by_hand():
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 6, size=40).astype(float)  # many ties
+    sims = rng.normal(size=(40, 4))
+    sims[:, 3] = np.round(sims[:, 3])  # ties in a prediction column too
+    got = sts_correlations(sims, gold)
+    for k, name in enumerate(["cosine", "euclidean", "manhattan", "dot"]):
+        want = pearson_by_hand(ranks_by_hand(list(sims[:, k])), ranks_by_hand(list(gold)))
+        assert got[f"{name}_spearman"] == pytest.approx(100 * want, abs=1e-9)
+
+
+def test_anticorrelated_is_negative():
+    gold = np.arange(10.0)
+    sims = np.tile(-gold[:, None], (1, 4))
+    assert sts_correlations(sims, gold)["avg"] == pytest.approx(-100.0)
+
+
+def test_shape_is_checked():
+    with pytest.raises(ValueError, match="shape"):
+        sts_correlations(np.zeros((3, 2)), np.zeros(3))
+
+
+def test_table_layout():
+    table = format_table({"korsts-test": dict.fromkeys(METRIC_NAMES, 12.345)})
+    header, rule, row = table.splitlines()
+    assert header.startswith("| eval set | AVG | Cosine Pearson | Cosine Spearman | Euclidean Pearson")
+    assert row == "| korsts-test |" + " 12.35 |" * 9
