@@ -13,13 +13,16 @@ of `transformers.TrainingArguments`; an unknown key is an error. The run writes 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import os
+import platform
 import shutil
 import sys
 from dataclasses import dataclass, field
 
+import torch
 import transformers
 from transformers import (
     AutoConfig,
@@ -33,6 +36,9 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from data_collator import SimCSECollator
+from hub.card import render_card
+from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE
+from hub.push import PushError, check_repo_id, check_token, push
 from data_loading import DataError, load_nli_triplets, load_sentence_columns, load_sts, parse_named, tokenize_rows
 from modeling_simcse import POOLER_TYPES, SimCSEModel
 from scratch_tokenizer import train_wordpiece
@@ -46,8 +52,6 @@ TRAIN_FORMATS = {  # format -> default sentence columns of the loaded training s
     "pair": ["sent0", "sent1"],
     "text": ["text"],
 }
-RUN_ARGS_FILE = "run_args.json"
-RESULTS_FILE = "sts_results.json"
 # Arguments that may change between a run and its resumption without making it a different run.
 RESUMABLE_KEYS = {"resume_from_checkpoint", "overwrite_output_dir", "logging_dir", "dataloader_num_workers",
                   "preprocessing_num_workers", "push_to_hub", "hub_token"}
@@ -150,6 +154,17 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             parse_named(spec)
         except DataError as e:
             problems.append(f"test_data: {e}")
+    if training_args.n_gpu > 1:  # Trainer would fall back to nn.DataParallel, which splits the in-batch negatives
+        problems.append(f"{training_args.n_gpu} GPUs are visible to one process; launch one process per GPU with "
+                        "`accelerate launch --num_processes N run_simcse.py CONFIG`, or pick one GPU with CUDA_VISIBLE_DEVICES")
+    if training_args.push_to_hub:
+        try:
+            if not training_args.hub_model_id:
+                raise PushError("push_to_hub needs hub_model_id (<owner>/<name>)")
+            check_repo_id(training_args.hub_model_id)
+            check_token()  # now, not after hours of training
+        except PushError as e:
+            problems.append(str(e))
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
     if training_args.metric_for_best_model in (None, "loss") and data_args.dev_data:
@@ -226,6 +241,21 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
     )
 
 
+def describe_environment(training_args: TrainingArguments, train_rows: int) -> dict:
+    """Hardware, process count, library versions and date of the run (for the model card)."""
+    if torch.cuda.is_available():
+        hardware = f"{training_args.world_size} x {torch.cuda.get_device_name(0)}"
+    else:
+        hardware = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return {
+        "hardware": hardware,
+        "processes": training_args.world_size,
+        "train_rows": train_rows,
+        "date": datetime.date.today().isoformat(),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+    }
+
+
 def export(model: SimCSEModel, tokenizer, output_dir: str, max_seq_length: int) -> None:
     """Export into a scratch folder first, then move the files in, so a failed export leaves nothing half-written."""
     scratch = os.path.join(output_dir, ".export-in-progress")
@@ -279,6 +309,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w") as f:
             json.dump(run_args, f, indent=2, ensure_ascii=False)
 
+    # The push is ours, at the end and of the export only: Trainer's own would upload every checkpoint.
+    push_requested, hub_model_id = training_args.push_to_hub, training_args.hub_model_id
+    training_args.push_to_hub = False
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -298,11 +331,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 
     results = evaluate_sets(trainer, test_rows)
     if trainer.is_world_process_zero():
-        export(trainer.model, tokenizer, training_args.output_dir, max_len)
-        with open(os.path.join(training_args.output_dir, RESULTS_FILE), "w") as f:
+        out = training_args.output_dir
+        export(trainer.model, tokenizer, out, max_len)
+        with open(os.path.join(out, RESULTS_FILE), "w") as f:
             json.dump(results, f, indent=2)
+        with open(os.path.join(out, "environment.json"), "w") as f:
+            json.dump(describe_environment(training_args, len(train_rows)), f, indent=2)
         if results:
             print(format_table(results))
+            render_card(out, repo_id=hub_model_id)
+            if hub_model_id and push_requested:
+                print(f"pushed to {hub_model_id}: {push(out, hub_model_id, private=bool(training_args.hub_private_repo))}")
     return results
 
 

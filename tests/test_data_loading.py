@@ -116,3 +116,22 @@ def test_klue_json_and_csv_agree():
     a = load_sts(os.path.join(SHARED_DATA, "klue-sts/klue-sts-v1.1_dev.json"))
     b = load_sts(os.path.join(SHARED_DATA, "klue-sts/klue_sts_val.csv"))
     assert a["sentence1"] == b["sentence1"] and a["score"] == pytest.approx(b["score"])
+
+
+def test_url_source_over_http(tmp_path):
+    """A KorSTS-style TSV served over HTTP (a local server) loads like the file, quoting off."""
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "sts-test.tsv").write_bytes(open(os.path.join(SHARED_DATA, "korsts", "sts-dev.tsv"), "rb").read())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/sts-test.tsv"
+        ds = load_sts(url, cache_dir=str(tmp_path / "cache"))
+    finally:
+        server.shutdown()
+    assert len(ds) == 1500
+    assert ds["sentence1"] == load_sts(os.path.join(SHARED_DATA, "korsts", "sts-dev.tsv"))["sentence1"]

@@ -1,0 +1,235 @@
+"""Render the model card (`README.md`) of an exported model folder from the run's own files.
+
+Inputs, all written by `run_simcse.py` into the folder: `sts_results.json` (the numbers), `run_args.json` (the
+settings), `config.json` (`simcse` block: the embedding), `trainer_state.json` (dev scores over training),
+`train_results.json` and `environment.json` (time and hardware). Output: `README.md` with YAML metadata and a
+`model-index` (huggingface_hub `ModelCard`/`ModelCardData`/`EvalResult`), and `dev_scores.png`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, check_export, load_results, read_json
+from sts_evaluation import METRIC_NAMES, SIMILARITIES
+
+TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
+PLOT_FILE = "dev_scores.png"
+
+# Published SimCSE-KO figures (its model card), shown only as labelled comparison rows; None = not published.
+PUBLISHED = {
+    "korsts-test": {
+        "SimCSE-BERT-KO (unsup)": {"avg": 72.85, "cosine_spearman": 72.77},
+        "SimCSE-BERT-KO (sup)": {"avg": 85.98, "cosine_spearman": 86.00},
+        "SimCSE-RoBERTa-KO (unsup)": {"avg": 75.79, "cosine_spearman": 75.57},
+        "SimCSE-RoBERTa-KO (sup)": {"avg": 83.06, "cosine_spearman": 83.21},
+    },
+    "klue-sts-dev": {
+        "SimCSE-BERT-KO (unsup)": {"avg": 65.27},
+        "SimCSE-BERT-KO (sup)": {"avg": 83.96},
+        "SimCSE-RoBERTa-KO (unsup)": {"avg": 80.78},
+        "SimCSE-RoBERTa-KO (sup)": {"avg": 85.31},
+    },
+}
+SET_TITLES = {"korsts-test": "KorSTS test", "klue-sts-dev": "KLUE-STS dev", "korsts-dev": "KorSTS dev"}
+DATASET_IDS = {"korsts": "korsts", "klue-sts": "klue/klue"}  # model-index dataset types
+COLUMN_TITLES = ["AVG"] + [f"{s.capitalize()} {c}" for s in SIMILARITIES for c in ("Pearson", "Spearman")]
+
+USAGE = {  # indented into the card's `with torch.no_grad():` block
+    "pooler_output": "    embeddings = model(**batch).pooler_output  # CLS + the trained MLP (folded into the pooler)",
+    "cls": "    embeddings = model(**batch).last_hidden_state[:, 0]  # the CLS state (not pooler_output)",
+    "avg": ("    hidden = model(**batch).last_hidden_state\n"
+            "    mask = batch[\"attention_mask\"].unsqueeze(-1).float()\n"
+            "    embeddings = (hidden * mask).sum(1) / mask.sum(1)  # mean over real tokens"),
+    "avg_first_last": ("    states = model(**batch, output_hidden_states=True).hidden_states\n"
+                       "    mask = batch[\"attention_mask\"].unsqueeze(-1).float()\n"
+                       "    embeddings = ((states[1] + states[-1]) / 2 * mask).sum(1) / mask.sum(1)"),
+    "avg_top2": ("    states = model(**batch, output_hidden_states=True).hidden_states\n"
+                 "    mask = batch[\"attention_mask\"].unsqueeze(-1).float()\n"
+                 "    embeddings = ((states[-1] + states[-2]) / 2 * mask).sum(1) / mask.sum(1)"),
+}
+EMBEDDING_TEXT = {
+    "pooler_output": "the CLS token's final hidden state passed through the trained MLP (`pooler_output`)",
+    "cls": "the CLS token's final hidden state (`last_hidden_state[:, 0]`, without any MLP)",
+    "avg": "the mean of the final hidden states of the non-padding tokens",
+    "avg_first_last": "the mean over non-padding tokens of the average of the first and last layers",
+    "avg_top2": "the mean over non-padding tokens of the average of the last two layers",
+}
+
+
+def results_table(name: str, metrics: dict[str, float], model_name: str, compare: bool) -> str:
+    """One eval set as a Markdown table: this model's row, then the published comparison rows; best per column bold."""
+    rows = [(f"**{model_name}** (this model)", metrics)]
+    if compare:
+        rows += [(f"{label} — published, not re-measured", values) for label, values in PUBLISHED.get(name, {}).items()]
+    best = {m: max(r[m] for _, r in rows if r.get(m) is not None) for m in METRIC_NAMES}
+    lines = ["| model | " + " | ".join(COLUMN_TITLES) + " |", "|---|" + "---|" * len(COLUMN_TITLES)]
+    for label, values in rows:
+        cells = []
+        for m in METRIC_NAMES:
+            value = values.get(m)
+            cell = "–" if value is None else f"{value:.2f}"
+            cells.append(f"**{cell}**" if value is not None and len(rows) > 1 and value == best[m] else cell)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def eval_results(results: dict[str, dict[str, float]], model_name: str) -> list[EvalResult]:
+    """The model-index entries: every metric of every set."""
+    out = []
+    for name, metrics in results.items():
+        dataset = DATASET_IDS.get(name.rsplit("-", 1)[0], name)
+        split = name.rsplit("-", 1)[-1] if name.rsplit("-", 1)[-1] in ("train", "dev", "test", "validation") else None
+        for metric in METRIC_NAMES:
+            sim, _, corr = metric.partition("_")
+            out.append(EvalResult(
+                task_type="semantic-similarity", task_name="Semantic Similarity", dataset_type=dataset,
+                dataset_name=SET_TITLES.get(name, name), dataset_split=split,
+                metric_type="avg_8" if metric == "avg" else f"{corr}_{sim}",
+                metric_name="AVG of 8 correlations" if metric == "avg" else f"{corr.capitalize()} ({sim})",
+                metric_value=round(metrics[metric], 2),
+            ))
+    return out
+
+
+def plot_dev_scores(model_dir: str, state: dict, metric: str) -> str | None:
+    """Plot eval_<metric> over steps from trainer_state.json into dev_scores.png; None when there is nothing to plot."""
+    key = f"eval_{metric}"
+    points = [(e["step"], e[key]) for e in state.get("log_history", []) if key in e]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, scores = zip(*points)
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=120)
+    ax.plot(steps, scores, marker="o", markersize=3)
+    best_step = state.get("best_global_step")
+    if best_step in steps:
+        ax.scatter([best_step], [scores[steps.index(best_step)]], s=80, facecolors="none", edgecolors="red", zorder=3,
+                   label=f"kept: step {best_step}")
+        ax.legend(loc="lower right")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"{metric} (x100)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(model_dir, PLOT_FILE))
+    plt.close(fig)
+    return PLOT_FILE
+
+
+def _plot(model_dir: str, state: dict, metric: str, write: bool) -> str | None:
+    if write:
+        return plot_dev_scores(model_dir, state, metric)
+    return PLOT_FILE if os.path.isfile(os.path.join(model_dir, PLOT_FILE)) else None
+
+
+def _settings(args: dict, environment: dict, train: dict, encoder_config: dict) -> list[tuple[str, str]]:
+    processes = environment.get("processes", 1)
+    per_device = args.get("per_device_train_batch_size")
+    accumulation = args.get("gradient_accumulation_steps", 1)
+    dropout = args.get("dropout")
+    if dropout is None:
+        dropout = encoder_config.get("hidden_dropout_prob", "encoder default")
+    base = args.get("model_name_or_path") or f"{args.get('model_type')} made from a config ({args.get('config_overrides')})"
+    precision = "bf16" if args.get("bf16") else "fp16" if args.get("fp16") else "fp32"
+    rows = [
+        ("base model", f"`{base}`"),
+        ("training data", ", ".join(f"`{d}`" for d in args.get("train_data", [])) + f" ({args.get('train_format')})"),
+        ("training rows", environment.get("train_rows", "")),
+        ("epochs", args.get("num_train_epochs")),
+        ("max length", args.get("max_seq_length")),
+        ("batch", f"{per_device * processes * accumulation} ({per_device} per device x {processes} process(es)"
+                  f" x {accumulation} accumulation)"),
+        ("learning rate", f"{args.get('learning_rate')} ({args.get('lr_scheduler_type')}, "
+                          f"warm-up {args.get('warmup_steps') or args.get('warmup_ratio') or 0})"),
+        ("dropout", dropout),
+        ("temperature", args.get("temperature")),
+        ("pooler", f"`{args.get('pooler_type')}`" + (" (MLP in training only)" if args.get("mlp_only_train") else "")),
+        ("hard negative weight", args.get("hard_negative_weight")),
+        ("model selection", f"best {args.get('metric_for_best_model')} on `{args.get('dev_data')}`, every "
+                            f"{args.get('eval_steps')} steps" if args.get("load_best_model_at_end") else "final model"),
+        ("precision", precision),
+        ("seed", args.get("seed")),
+        ("hardware", environment.get("hardware", "unknown")),
+        ("training time", f"{train['train_runtime']:.0f} s" if "train_runtime" in train else "unknown"),
+        ("date", environment.get("date", "unknown")),
+        ("software", ", ".join(f"{k} {v}" for k, v in environment.get("versions", {}).items())),
+    ]
+    return [(k, str(v)) for k, v in rows if v not in (None, "")]
+
+
+def render_card(
+    model_dir: str,
+    repo_id: str | None = None,
+    license: str = "cc-by-sa-4.0",
+    compare_published: bool = True,
+    write: bool = True,
+) -> ModelCard:
+    """Render `<model_dir>/README.md` and its figure; returns the card.
+
+    repo_id: the Hub id used in the usage snippet (default: the folder name).
+    compare_published: add the published SimCSE-KO figures as labelled comparison rows.
+    write: save README.md and dev_scores.png into the folder (False: only return the card, e.g. for a dry run).
+    """
+    check_export(model_dir)
+    results = load_results(model_dir)
+    args = read_json(model_dir, RUN_ARGS_FILE, {})
+    config = read_json(model_dir, "config.json")
+    environment = read_json(model_dir, "environment.json", {})
+    train = read_json(model_dir, "train_results.json", {})
+    state = read_json(model_dir, "trainer_state.json", {})
+    embedding = config["simcse"]["embedding"]
+    repo_id = repo_id or os.path.basename(os.path.abspath(model_dir))
+    model_name = repo_id.split("/")[-1]
+    metric = args.get("metric_for_best_model") or "cosine_spearman"
+
+    train_data = args.get("train_data", [])
+    datasets = sorted({d.split(":")[0] for d in train_data if "/" in d and not os.path.exists(d) and "://" not in d})
+    datasets += [d for d in ("klue/klue",) if any(n.startswith("klue") for n in results)]
+    card_data = ModelCardData(
+        language="ko",
+        license=license,
+        library_name="sentence-transformers",
+        pipeline_tag="sentence-similarity",
+        tags=["sentence-transformers", "transformers", "feature-extraction", "sentence-similarity", "simcse", "korean"],
+        datasets=datasets or None,
+        base_model=args.get("model_name_or_path") if args.get("model_name_or_path") and not os.path.isdir(
+            args.get("model_name_or_path", "")) else None,
+        model_name=model_name,
+        eval_results=eval_results(results, model_name),
+    )
+    supervised = args.get("train_format", "nli") != "text"
+    base = (f"`{args['model_name_or_path']}`" if args.get("model_name_or_path")
+            else f"a {args.get('model_type')} encoder made from a config")
+    compared = compare_published and any(name in PUBLISHED for name in results)
+    card = ModelCard.from_template(
+        card_data,
+        template_path=TEMPLATE,
+        model_name=model_name,
+        repo_id=repo_id,
+        base_description=base,
+        supervised=supervised,
+        objective=("in-batch negatives plus one hard negative per sentence, temperature "
+                   f"{args.get('temperature')}" if args.get("train_format") in ("nli", "triplet") else
+                   f"in-batch negatives, temperature {args.get('temperature')}"),
+        embedding_description=EMBEDDING_TEXT[embedding],
+        usage_embedding=USAGE[embedding],
+        max_seq_length=args.get("max_seq_length", 64),
+        tables=[{"title": SET_TITLES.get(name, name), "markdown": results_table(name, metrics, model_name, compare_published)}
+                for name, metrics in results.items()],
+        comparison_note=("Rows marked *published* are the figures of the SimCSE-KO model card (klue/bert-base or "
+                         "klue/roberta-base, trained on KorNLI), copied for comparison and not measured by this run; "
+                         "– marks a figure that card does not give.") if compared else "",
+        settings=_settings(args, environment, train, config),
+        plot=_plot(model_dir, state, metric, write) if args.get("dev_data") else None,
+        dev_metric=metric,
+        dev_name=f"`{args.get('dev_data')}`",
+    )
+    if write:
+        card.save(os.path.join(model_dir, "README.md"))
+    return card

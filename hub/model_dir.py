@@ -1,0 +1,81 @@
+"""What an exported model folder must hold, and which of its files are published."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+from sts_evaluation import METRIC_NAMES
+
+RESULTS_FILE = "sts_results.json"
+RUN_ARGS_FILE = "run_args.json"
+# Everything a Hub repo gets from an export; checkpoints, optimizer states and training_args.bin never match.
+PUBLISHED_PATTERNS = (
+    "config.json", "*.safetensors", "model.safetensors.index.json",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
+    "sentencepiece.bpe.model", "spiece.model", "added_tokens.json",
+    "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "[0-9]_*/*",
+    "README.md", "dev_scores.png", RESULTS_FILE,
+)
+
+
+class ModelDirError(ValueError):
+    """The folder is not a complete export; the message names the folder and what is wrong."""
+
+
+def load_results(model_dir: str) -> dict[str, dict[str, float]]:
+    """Read and check `sts_results.json`: {set name: {metric: number} for every metric in `METRIC_NAMES`}."""
+    path = os.path.join(model_dir, RESULTS_FILE)
+    if not os.path.isfile(path):
+        raise ModelDirError(f"{model_dir}: no {RESULTS_FILE} (train with run_simcse.py, or evaluate with sts_evaluation.py --output)")
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ModelDirError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(results, dict) or not results:
+        raise ModelDirError(f"{path}: expected an object {{eval set: {{metric: value}}}}")
+    for name, metrics in results.items():
+        if not isinstance(metrics, dict):
+            raise ModelDirError(f"{path}: {name!r} is not an object of metrics")
+        missing = [m for m in METRIC_NAMES if m not in metrics]
+        if missing:
+            raise ModelDirError(f"{path}: {name!r} lacks {', '.join(missing)}")
+        bad = [m for m in METRIC_NAMES if not isinstance(metrics[m], (int, float)) or isinstance(metrics[m], bool)
+               or not -100.0 <= metrics[m] <= 100.0]
+        if bad:
+            raise ModelDirError(f"{path}: {name!r} has values that are not numbers in [-100, 100]: {', '.join(bad)}")
+    return results
+
+
+def check_export(model_dir: str) -> None:
+    """An exported encoder: config.json with its `simcse` block and safetensors weights."""
+    if not os.path.isdir(model_dir):
+        raise ModelDirError(f"{model_dir}: no such folder")
+    if not os.path.isfile(os.path.join(model_dir, "config.json")):
+        raise ModelDirError(f"{model_dir}: no config.json (not an exported model)")
+    if not glob.glob(os.path.join(model_dir, "*.safetensors")):
+        raise ModelDirError(f"{model_dir}: no *.safetensors weights")
+    with open(os.path.join(model_dir, "config.json")) as f:
+        if "simcse" not in json.load(f):
+            raise ModelDirError(f"{model_dir}/config.json: no 'simcse' block (not exported by run_simcse.py)")
+
+
+def published_files(model_dir: str) -> list[str]:
+    """Relative paths (sorted, '/'-separated) of the files a push uploads."""
+    found = set()
+    for pattern in PUBLISHED_PATTERNS:
+        for path in glob.glob(os.path.join(model_dir, pattern)):
+            if os.path.isfile(path):
+                found.add(os.path.relpath(path, model_dir).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def read_json(model_dir: str, name: str, default=None):
+    """A JSON file of the folder, or `default` when it is absent."""
+    path = os.path.join(model_dir, name)
+    if not os.path.isfile(path):
+        return default
+    with open(path) as f:
+        return json.load(f)

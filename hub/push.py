@@ -1,0 +1,124 @@
+"""Publish an exported model folder to the Hugging Face Hub in one commit.
+
+The token comes from the usual places (`HF_TOKEN`, `hf auth login`) through `huggingface_hub`; it is never printed
+or written. Only `model_dir.published_files` are sent (never checkpoints, optimizer states or training_args.bin).
+The commit is atomic on the Hub, so a failed push leaves the repo as it was; transient HTTP errors are retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+
+from huggingface_hub import CommitOperationAdd, HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError
+
+from hub.model_dir import check_export, load_results, published_files
+
+try:  # the HTTP client under huggingface_hub: httpx2 from 2.0, httpx before
+    from httpx2 import TransportError
+except ImportError:  # pragma: no cover
+    from httpx import TransportError
+
+logger = logging.getLogger(__name__)
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+RETRIES = 4
+
+
+class PushError(RuntimeError):
+    """A push that cannot go ahead or failed; the message says why (never the token)."""
+
+
+def check_repo_id(repo_id: str) -> None:
+    if not REPO_ID.match(repo_id or "") or ".." in repo_id or repo_id.endswith((".git", "-", ".")):
+        raise PushError(f"repo id {repo_id!r} is not of the form <owner>/<name>")
+
+
+def check_token(api: HfApi | None = None) -> str:
+    """Fail early when no token is configured or the Hub refuses it; returns the account name."""
+    api = api or HfApi()
+    token = api.token or get_token()
+    if not token:
+        raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a write token is needed to push)")
+    try:
+        return _retry(lambda: api.whoami(token=token), "checking the token")["name"]
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        if status in (401, 403):
+            raise PushError("the Hugging Face Hub refused the token (HTTP %s): set a valid write token in HF_TOKEN "
+                            "or run `hf auth login`" % status) from None
+        raise PushError(f"could not check the token: {_describe(e)}") from None
+
+
+def _describe(error: Exception) -> str:
+    """An error's message with any bearer token removed."""
+    return re.sub(r"hf_[A-Za-z0-9]{6,}", "hf_***", str(error).splitlines()[0] if str(error) else type(error).__name__)
+
+
+def _transient(error: Exception) -> bool:
+    if isinstance(error, HfHubHTTPError):
+        status = error.response.status_code if error.response is not None else None
+        return status is None or status == 429 or status >= 500
+    return isinstance(error, (TransportError, ConnectionError, TimeoutError))
+
+
+def _retry(call, what: str):
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return call()
+        except Exception as e:  # noqa: BLE001 - re-raised unless transient
+            if attempt == RETRIES or not _transient(e):
+                raise
+            wait = 2 ** (attempt - 1)
+            logger.warning("%s failed (%s); retrying in %d s (%d/%d)", what, _describe(e), wait, attempt, RETRIES - 1)
+            time.sleep(wait)
+
+
+def push(
+    model_dir: str,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    dry_run: bool = False,
+    commit_message: str | None = None,
+    card: str | None = None,
+    api: HfApi | None = None,
+) -> str | list[str]:
+    """Upload the export in `model_dir` to `repo_id` in one commit; returns the commit URL (the file list if dry_run).
+
+    card: the model card to upload as README.md (default: the folder's README.md). Creates the repo (exist_ok) and,
+    with `revision`, the branch. Checks the folder, its results and the repo id before sending anything; never
+    changes the folder.
+    """
+    check_repo_id(repo_id)
+    check_export(model_dir)
+    load_results(model_dir)
+    if card is None and not os.path.isfile(os.path.join(model_dir, "README.md")):
+        raise PushError(f"{model_dir}: no README.md model card (render it with `python -m hub card {model_dir}`)")
+    files = sorted(set(published_files(model_dir)) | {"README.md"})
+    if dry_run:
+        return files
+    api = api or HfApi()
+    check_token(api)
+    try:
+        _retry(lambda: api.create_repo(repo_id, private=private or None, exist_ok=True), "creating the repo")
+        if revision:
+            _retry(lambda: api.create_branch(repo_id, branch=revision, exist_ok=True), "creating the branch")
+
+        def content(name: str):
+            return card.encode() if name == "README.md" and card is not None else os.path.join(model_dir, name)
+
+        def commit():  # fresh operations on every try: an operation object cannot be committed twice
+            return api.create_commit(
+                repo_id,
+                operations=[CommitOperationAdd(path_in_repo=f, path_or_fileobj=content(f)) for f in files],
+                commit_message=commit_message or f"Upload SimCSE model ({len(files)} files)",
+                revision=revision,
+            )
+
+        info = _retry(commit, "uploading")
+    except HfHubHTTPError as e:
+        raise PushError(f"push to {repo_id} failed: {_describe(e)}") from None
+    return info.commit_url

@@ -1,0 +1,213 @@
+"""A small local stand-in for the Hugging Face Hub, for tests: the real `huggingface_hub` client talks to it over
+HTTP through `HF_ENDPOINT=http://127.0.0.1:<port>`. It keeps what it receives in memory.
+
+It serves what a push and a download use: whoami, repo creation, branches, preupload (every file "regular", so file
+contents travel inside the commit), YAML validation, commits (NDJSON), model info, tree listing and file resolution.
+Tokens are checked against `tokens`; private repos are invisible without a valid token. `fail_next_commits` answers
+503 to that many commit requests (to exercise retries); `reject_commits` answers 422 to every commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlparse
+
+
+@dataclass
+class Repo:
+    private: bool
+    branches: dict[str, dict[str, bytes]] = field(default_factory=lambda: {"main": {}})
+    commits: list[dict] = field(default_factory=list)  # {"branch", "message", "files": [paths], "oid", "snapshot"}
+
+    def files_at(self, revision: str) -> dict[str, bytes] | None:
+        """A branch's files, or the files as of a commit id (clients pin downloads to the commit they resolved)."""
+        if revision in self.branches:
+            return self.branches[revision]
+        return next((c["snapshot"] for c in self.commits if c["oid"] == revision), None)
+
+    def sha(self, branch: str) -> str:
+        mine = [c["oid"] for c in self.commits if c["branch"] == branch]
+        return mine[-1] if mine else "0" * 40
+
+
+class HubStandIn:
+    """Start with `HubStandIn(tokens={"hf_x": "user"}).start()`; `.url` is the endpoint; `.stop()` when done."""
+
+    def __init__(self, tokens: dict[str, str]):
+        self.tokens = tokens
+        self.repos: dict[str, Repo] = {}
+        self.fail_next_commits = 0
+        self.reject_commits = False
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> "HubStandIn":
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler_class(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            # ------------------------------------------------------------ helpers
+            def _user(self):
+                auth = self.headers.get("Authorization", "")
+                return hub.tokens.get(auth[7:]) if auth.startswith("Bearer ") else None
+
+            def _body(self) -> bytes:
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def _send(self, status: int, payload=None, headers: dict | None = None, raw: bytes | None = None):
+                data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else b"")
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                if raw is None:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def _error(self, status: int, code: str, message: str):
+                self._send(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message})
+
+            def _repo(self, repo_id: str):
+                repo = hub.repos.get(repo_id)
+                if repo is None or (repo.private and self._user() != repo_id.split("/")[0]):
+                    self._error(404, "RepoNotFound", "Repository not found")
+                    return None
+                return repo
+
+            # ------------------------------------------------------------ routes
+            def do_HEAD(self):
+                self.do_GET()
+
+            def do_GET(self):
+                path = unquote(urlparse(self.path).path)
+                hub.requests.append(f"{self.command} {path}")
+                if path == "/api/whoami-v2":
+                    user = self._user()
+                    if user is None:
+                        return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
+                    return self._send(200, {"type": "user", "name": user, "orgs": [],
+                                            "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
+                parts = path.strip("/").split("/")
+                if parts[:2] == ["api", "models"] and len(parts) >= 4:
+                    repo_id = "/".join(parts[2:4])
+                    repo = self._repo(repo_id)
+                    if repo is None:
+                        return None
+                    rest = parts[4:]
+                    branch = rest[1] if len(rest) >= 2 and rest[0] in ("revision", "tree") else "main"
+                    files = repo.files_at(branch)
+                    if files is None:
+                        return self._error(404, "RevisionNotFound", f"Invalid rev id: {branch}")
+                    if rest[:1] == ["tree"]:
+                        prefix = "/".join(rest[2:])
+                        entries = [{"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                                   for p, b in sorted(files.items()) if p.startswith(prefix)]
+                        return self._send(200, entries)
+                    sha = repo.sha(branch) if branch in repo.branches else branch
+                    return self._send(200, {"id": repo_id, "modelId": repo_id, "sha": sha,
+                                            "private": repo.private, "tags": [], "downloads": 0, "likes": 0,
+                                            "siblings": [{"rfilename": p} for p in sorted(files)]})
+                if len(parts) >= 5 and parts[2] == "resolve":
+                    repo = self._repo("/".join(parts[:2]))
+                    if repo is None:
+                        return None
+                    branch, filename = parts[3], "/".join(parts[4:])
+                    files = repo.files_at(branch)
+                    if files is None:
+                        return self._error(404, "RevisionNotFound", f"Invalid rev id: {branch}")
+                    content = files.get(filename)
+                    if content is None:
+                        return self._error(404, "EntryNotFound", f"{filename} does not exist")
+                    etag = hashlib.sha1(content).hexdigest()
+                    commit = repo.sha(branch) if branch in repo.branches else branch
+                    return self._send(200, raw=content, headers={
+                        "X-Repo-Commit": commit, "ETag": f'"{etag}"', "Content-Type": "application/octet-stream"})
+                return self._error(404, "NotFound", f"no route {path}")
+
+            def do_POST(self):
+                path = unquote(urlparse(self.path).path)
+                hub.requests.append(f"POST {path}")
+                body = self._body()
+                user = self._user()
+                if path == "/api/validate-yaml":
+                    return self._send(200, {})
+                if user is None:
+                    return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
+                if path == "/api/repos/create":
+                    req = json.loads(body)
+                    repo_id = f"{req.get('organization') or user}/{req['name']}"
+                    if repo_id.split("/")[0] != user:
+                        return self._error(403, "Forbidden", "You don't have the rights to create a repo here")
+                    with hub._lock:
+                        if repo_id in hub.repos:
+                            return self._send(409, {"error": "You already created this model repo",
+                                                    "url": f"{hub.url}/{repo_id}"})
+                        hub.repos[repo_id] = Repo(private=req.get("visibility") == "private" or bool(req.get("private")))
+                    return self._send(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
+                parts = path.strip("/").split("/")
+                if parts[:2] != ["api", "models"] or len(parts) < 6:
+                    return self._error(404, "NotFound", f"no route {path}")
+                repo_id, action, branch = "/".join(parts[2:4]), parts[4], "/".join(parts[5:])
+                repo = self._repo(repo_id)
+                if repo is None:
+                    return None
+                if repo_id.split("/")[0] != user:
+                    return self._error(403, "Forbidden", "You don't have write access to this repo")
+                if action == "branch":
+                    with hub._lock:
+                        if branch in repo.branches:
+                            return self._error(409, "Conflict", "Branch already exists")
+                        repo.branches[branch] = dict(repo.branches["main"])
+                    return self._send(200, {})
+                if branch not in repo.branches:
+                    return self._error(404, "RevisionNotFound", f"Invalid rev id: {branch}")
+                if action == "preupload":
+                    files = json.loads(body)["files"]
+                    return self._send(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                                      for f in files]})
+                if action == "commit":
+                    if hub.reject_commits:
+                        return self._error(422, "BadRequest", "commit rejected by the stand-in")
+                    with hub._lock:
+                        if hub.fail_next_commits > 0:
+                            hub.fail_next_commits -= 1
+                            return self._error(503, "ServiceUnavailable", "try again")
+                        header, added = {}, {}
+                        for line in body.decode().splitlines():
+                            item = json.loads(line)
+                            if item["key"] == "header":
+                                header = item["value"]
+                            elif item["key"] == "file":
+                                added[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                            else:
+                                return self._error(400, "BadRequest", f"unsupported commit item {item['key']}")
+                        repo.branches[branch].update(added)
+                        oid = hashlib.sha1(f"{repo_id}{len(repo.commits)}{sorted(added)}".encode()).hexdigest()
+                        repo.commits.append({"branch": branch, "message": header.get("summary"), "files": sorted(added),
+                                             "oid": oid, "snapshot": dict(repo.branches[branch])})
+                    return self._send(200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid,
+                                            "pullRequestUrl": None})
+                return self._error(404, "NotFound", f"no route {path}")
+
+        return Handler

@@ -1,0 +1,208 @@
+"""Model card and Hub push, through the real huggingface_hub client against a local stand-in Hub."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from huggingface_hub import ModelCard
+
+import run_simcse
+from conftest import ROOT
+from hub.card import render_card
+from hub.model_dir import ModelDirError, published_files
+from hub.push import PushError, check_repo_id, push
+from hub_standin import HubStandIn
+from test_run_simcse import smoke_config
+
+TOKEN = "hf_standinWriteToken0123456789"
+EXPECTED_FILES = {
+    "1_Pooling/config.json", "2_Dense/config.json", "2_Dense/model.safetensors", "README.md", "config.json",
+    "config_sentence_transformers.json", "dev_scores.png", "model.safetensors", "modules.json",
+    "sentence_bert_config.json", "sts_results.json", "tokenizer.json", "tokenizer_config.json",
+}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hubrun")
+    run_simcse.main([smoke_config(tmp)])
+    return str(tmp / "out")
+
+
+@pytest.fixture()
+def hub():
+    server = HubStandIn(tokens={TOKEN: "alice", "hf_otherUserToken000000": "bob"}).start()
+    yield server
+    server.stop()
+
+
+def cli(args, hub, token=TOKEN, tmp_home=None):
+    """Run a command in a fresh process pointed at the stand-in (HF_ENDPOINT), with its own HF_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_home), HF_HUB_DISABLE_TELEMETRY="1")
+    if token:
+        env["HF_TOKEN"] = token
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_card_metadata_and_numbers_come_from_the_results(model_dir):
+    card = ModelCard.load(os.path.join(model_dir, "README.md"))
+    with open(os.path.join(model_dir, "sts_results.json")) as f:
+        results = json.load(f)
+    data = card.data
+    assert data.language == "ko" and data.pipeline_tag == "sentence-similarity" and data.license == "cc-by-sa-4.0"
+    assert {"sentence-transformers", "transformers"} <= set(data.tags) and data.library_name == "sentence-transformers"
+    by_metric = {(r.dataset_name, r.metric_type): r.metric_value for r in data.eval_results}
+    assert len(by_metric) == 9 * len(results)
+    assert by_metric[("sample-sts", "spearman_cosine")] == round(results["sample-sts"]["cosine_spearman"], 2)
+    assert by_metric[("sample-sts", "avg_8")] == round(results["sample-sts"]["avg"], 2)
+    row = next(line for line in card.text.splitlines() if "(this model)" in line)
+    assert [float(x.strip("* ")) for x in row.split("|")[2:-1]] == [round(v, 2) for v in results["sample-sts"].values()]
+    assert "pooler_output" in card.text and "![dev score over training steps](dev_scores.png)" in card.text
+    with open(os.path.join(model_dir, "dev_scores.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "| epochs | 4 |" in card.text and "| temperature | 0.05 |" in card.text
+
+
+def test_card_regeneration_is_stable_and_cli(model_dir, tmp_path):
+    copy = str(tmp_path / "out")  # the card names the model after its folder
+    shutil.copytree(model_dir, copy)
+    before = open(os.path.join(copy, "README.md")).read()
+    os.remove(os.path.join(copy, "README.md"))
+    proc = subprocess.run([sys.executable, "-m", "hub", "card", copy], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert open(os.path.join(copy, "README.md")).read() == before
+
+
+def test_published_comparison_rows_are_labelled(model_dir, tmp_path):
+    copy = str(tmp_path / "m")
+    shutil.copytree(model_dir, copy)
+    with open(os.path.join(copy, "sts_results.json")) as f:
+        results = json.load(f)
+    results = {"korsts-test": results["sample-sts"], "klue-sts-dev": results["sample-sts"]}
+    with open(os.path.join(copy, "sts_results.json"), "w") as f:
+        json.dump(results, f)
+    text = render_card(copy, "alice/m").text
+    assert "SimCSE-BERT-KO (sup) — published, not re-measured | **85.98** |" in text
+    assert "### KorSTS test" in text and "### KLUE-STS dev" in text
+    assert "published, not re-measured" not in render_card(copy, "alice/m", compare_published=False).text
+
+
+def test_published_files_leave_out_training_state(model_dir):
+    files = set(published_files(model_dir))
+    assert files == EXPECTED_FILES
+    assert not any(f.startswith("checkpoint-") or f.endswith(("training_args.bin", "optimizer.pt")) for f in files)
+
+
+@pytest.mark.parametrize("repo_id", ["noowner", "a/b/c", "/name", "owner/", "own er/name", "owner/na..me"])
+def test_bad_repo_ids(repo_id):
+    with pytest.raises(PushError, match="<owner>/<name>"):
+        check_repo_id(repo_id)
+
+
+def test_bad_folders_send_nothing(model_dir, tmp_path, hub):
+    with pytest.raises(ModelDirError, match="no config.json"):
+        push(str(tmp_path), "alice/x")
+    copy = str(tmp_path / "m")
+    shutil.copytree(model_dir, copy)
+    os.remove(os.path.join(copy, "sts_results.json"))
+    with pytest.raises(ModelDirError, match="no sts_results.json"):
+        push(copy, "alice/x")
+    with open(os.path.join(copy, "sts_results.json"), "w") as f:
+        json.dump({"sample-sts": {"avg": 1.0}}, f)
+    with pytest.raises(ModelDirError, match="lacks cosine_pearson"):
+        push(copy, "alice/x")
+    os.remove(os.path.join(copy, "model.safetensors"))
+    with pytest.raises(ModelDirError, match="no \\*.safetensors"):
+        push(copy, "alice/x")
+    assert hub.requests == []
+
+
+def test_push_one_private_commit_then_load_back(model_dir, hub, tmp_path):
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/ko-simcse", "--private"], hub, tmp_home=tmp_path / "h1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    repo = hub.repos["alice/ko-simcse"]
+    assert repo.private
+    assert len(repo.commits) == 1 and set(repo.commits[0]["files"]) == EXPECTED_FILES
+    assert set(repo.branches["main"]) == EXPECTED_FILES
+    assert repo.branches["main"]["model.safetensors"] == open(os.path.join(model_dir, "model.safetensors"), "rb").read()
+    assert 'AutoModel.from_pretrained("alice/ko-simcse")' in repo.branches["main"]["README.md"].decode()
+    # The token appears in no output and no file.
+    assert TOKEN not in proc.stdout + proc.stderr
+    for root, _, names in os.walk(model_dir):
+        for name in names:
+            assert TOKEN.encode() not in open(os.path.join(root, name), "rb").read()
+
+    load = ("import sys, torch\n"
+            "from transformers import AutoModel, AutoTokenizer\n"
+            "from sentence_transformers import SentenceTransformer\n"
+            "s = ['남자가 피아노를 연주한다.', '강아지가 잔디밭에서 뛰어논다.']\n"
+            "tok = AutoTokenizer.from_pretrained('alice/ko-simcse')\n"
+            "m, info = AutoModel.from_pretrained('alice/ko-simcse', output_loading_info=True)\n"
+            "assert not info['missing_keys'], info\n"
+            "with torch.no_grad(): a = m.eval()(**tok(s, padding=True, return_tensors='pt')).pooler_output\n"
+            "b = SentenceTransformer('alice/ko-simcse', device='cpu').encode(s, convert_to_tensor=True)\n"
+            "torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)\n"
+            f"local = SentenceTransformer(sys.argv[1], device='cpu').encode(s, convert_to_tensor=True)\n"
+            "torch.testing.assert_close(local, b)\n"
+            "print('LOADED')\n")
+    proc = cli(["-c", load, model_dir], hub, tmp_home=tmp_path / "h2")
+    assert proc.returncode == 0 and "LOADED" in proc.stdout, proc.stderr[-3000:]
+    # A private repo is invisible without the owner's token.
+    proc = cli(["-c", "from transformers import AutoConfig; AutoConfig.from_pretrained('alice/ko-simcse')"], hub,
+               token=None, tmp_home=tmp_path / "h3")
+    assert proc.returncode != 0
+
+
+def test_refused_and_missing_token_are_clear(model_dir, hub, tmp_path):
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/x"], hub, token="hf_notAValidToken1234", tmp_home=tmp_path)
+    assert proc.returncode == 1 and "refused the token (HTTP 401)" in proc.stderr
+    assert "hf_notAValidToken1234" not in proc.stdout + proc.stderr
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/x"], hub, token=None, tmp_home=tmp_path)
+    assert proc.returncode == 1 and "no Hugging Face token" in proc.stderr
+    assert hub.repos == {}
+
+
+def test_dry_run_sends_nothing(model_dir, hub, tmp_path):
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/x", "--dry-run"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    listed = proc.stdout.split("files to upload:\n")[1].split("\n\n")[0].split()
+    assert set(listed) == EXPECTED_FILES
+    assert "model-index:" in proc.stdout and 'AutoModel.from_pretrained("alice/x")' in proc.stdout
+    assert hub.requests == []
+    assert 'from_pretrained("alice/x")' not in open(os.path.join(model_dir, "README.md")).read()  # nothing rewritten
+
+
+def test_transient_errors_are_retried_and_a_failed_push_changes_nothing(model_dir, hub, tmp_path):
+    hub.fail_next_commits = 2
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/r"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(hub.repos["alice/r"].commits) == 1 and "retrying" in proc.stderr
+    before = dict(hub.repos["alice/r"].branches["main"])
+    hub.reject_commits = True
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/r"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 1 and "push to alice/r failed" in proc.stderr
+    assert hub.repos["alice/r"].branches["main"] == before and len(hub.repos["alice/r"].commits) == 1
+
+
+def test_push_to_a_branch(model_dir, hub, tmp_path):
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/b", "--revision", "v1"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    repo = hub.repos["alice/b"]
+    assert repo.branches["main"] == {} and set(repo.branches["v1"]) == EXPECTED_FILES
+
+
+def test_training_with_push_checks_the_token_first(hub, tmp_path):
+    config = smoke_config(tmp_path, push_to_hub=True, hub_model_id="alice/from-training")
+    proc = cli(["run_simcse.py", config], hub, token="hf_badBadBadToken0000", tmp_home=tmp_path / "h")
+    assert proc.returncode != 0 and "refused the token" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    proc = cli(["run_simcse.py", config], hub, tmp_home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    repo = hub.repos["alice/from-training"]
+    assert len(repo.commits) == 1 and set(repo.branches["main"]) == EXPECTED_FILES
