@@ -21,9 +21,12 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from huggingface_hub.dataclasses import strict
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
@@ -50,6 +53,12 @@ class SimCSEConfig(PreTrainedConfig):
     hard_negative_weight: added to the logit of each sentence's own hard negative (0 = plain InfoNCE; the
         original SimCSE's `hard_negative_weight`, a log-weight).
     mlp_only_train: with `cls`, use the MLP in training only and embed with the raw CLS state (unsupervised SimCSE).
+    gather_negatives: with several processes, every process's positives and hard negatives are negatives for every
+        other process (N processes x batch b = one process x batch N*b); False keeps per-device negatives, as the
+        published SimCSE-KO code had with DataParallel.
+    embedding_chunk_size: in training, encode a step's sentences in chunks of this many without keeping activations,
+        and recompute each chunk (same dropout) in the backward pass: a large contrastive batch in the memory of a
+        chunk, with the same loss and gradients (gradient cache). None: one pass.
     """
 
     model_type = "simcse"
@@ -60,6 +69,8 @@ class SimCSEConfig(PreTrainedConfig):
     temperature: float = 0.05
     hard_negative_weight: float = 0.0
     mlp_only_train: bool = False
+    gather_negatives: bool = True
+    embedding_chunk_size: int | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -67,6 +78,8 @@ class SimCSEConfig(PreTrainedConfig):
             raise ValueError(f"pooler_type must be one of {POOLER_TYPES}, got {self.pooler_type!r}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.embedding_chunk_size is not None and self.embedding_chunk_size < 1:
+            raise ValueError(f"embedding_chunk_size must be >= 1, got {self.embedding_chunk_size}")
 
     @property
     def mlp_at_test(self) -> bool:
@@ -95,6 +108,7 @@ def contrastive_loss(
     z3: torch.Tensor | None = None,
     temperature: float = 0.05,
     hard_negative_weight: float = 0.0,
+    gather: bool = False,
 ) -> torch.Tensor:
     """InfoNCE of SimCSE (Gao et al. 2021, eq. 1 and 5).
 
@@ -102,16 +116,27 @@ def contrastive_loss(
     Row i's logits are cos(z1_i, z2_j) / temperature for all j, then cos(z1_i, z3_j) / temperature for all j, with
     `hard_negative_weight` added to cos(z1_i, z3_i) / temperature; the target is column i. Returns the mean
     cross-entropy over rows.
+
+    gather: when torch.distributed is initialised with several processes (each with the same batch size), the
+    candidates z2/z3 are those of all processes, gathered with gradient; each process keeps its own rows as queries.
+    The mean of the processes' losses (what DDP's gradient averaging optimises) is then the loss of the whole batch.
     """
+    offset = 0
+    if gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        offset = dist.get_rank() * len(z1)
+        z2 = torch.cat(dist_fn.all_gather(z2.contiguous()))
+        z3 = torch.cat(dist_fn.all_gather(z3.contiguous())) if z3 is not None else None
+    rows = torch.arange(len(z1), device=z1.device)
     z1, z2 = F.normalize(z1.float(), dim=-1), F.normalize(z2.float(), dim=-1)
     logits = z1 @ z2.T / temperature
     if z3 is not None:
-        hard = F.normalize(z3.float(), dim=-1)
-        hard_logits = z1 @ hard.T / temperature
+        hard_logits = z1 @ F.normalize(z3.float(), dim=-1).T / temperature
         if hard_negative_weight:
-            hard_logits = hard_logits + hard_negative_weight * torch.eye(len(z1), device=z1.device)
+            weight = torch.zeros_like(hard_logits)
+            weight[rows, rows + offset] = hard_negative_weight
+            hard_logits = hard_logits + weight
         logits = torch.cat([logits, hard_logits], dim=1)
-    return F.cross_entropy(logits, torch.arange(len(z1), device=z1.device))
+    return F.cross_entropy(logits, rows + offset)
 
 
 def pair_similarities(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -236,15 +261,34 @@ class SimCSEModel(PreTrainedModel):
         # Sentence-major order (all first sentences, then all second ...), one encoder pass for every sentence.
         flat_ids = input_ids.transpose(0, 1).reshape(-1, length)
         flat_mask = attention_mask.transpose(0, 1).reshape(-1, length)
-        views = self.embed(flat_ids, flat_mask).view(n, batch, -1)
+        views = self.embed_for_training(flat_ids, flat_mask).view(n, batch, -1)
         loss = contrastive_loss(
             views[0],
             views[1],
             views[2] if n == 3 else None,
             temperature=self.config.temperature,
             hard_negative_weight=self.config.hard_negative_weight,
+            gather=self.config.gather_negatives,
         )
         return SimCSEOutput(loss=loss)
+
+    def embed_for_training(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, recompute: bool = True):
+        """`embed`, in chunks of `config.embedding_chunk_size` rows when set (training only).
+
+        Each chunk is cut to its own longest row and, with `recompute`, run under activation checkpointing: its
+        activations are dropped after the forward pass and recomputed in the backward pass with the same random state,
+        so dropout and therefore loss and gradients are those of the chunked pass that kept everything.
+        """
+        size = self.config.embedding_chunk_size
+        if not (self.training and size and len(input_ids) > size):
+            return self.embed(input_ids, attention_mask)
+        chunks = []
+        for start in range(0, len(input_ids), size):
+            ids, mask = input_ids[start : start + size], attention_mask[start : start + size]
+            width = int(mask.sum(1).max())
+            ids, mask = ids[:, :width], mask[:, :width]
+            chunks.append(checkpoint(self.embed, ids, mask, use_reentrant=False) if recompute else self.embed(ids, mask))
+        return torch.cat(chunks)
 
     # ------------------------------------------------------------------ export
     def export_encoder(self, out_dir: str, tokenizer, max_seq_length: int | None = None) -> None:

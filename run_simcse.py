@@ -33,7 +33,6 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from data_collator import SimCSECollator
 from hub.card import render_card
@@ -43,6 +42,13 @@ from data_loading import DataError, load_nli_triplets, load_sentence_columns, lo
 from modeling_simcse import POOLER_TYPES, SimCSEModel
 from scratch_tokenizer import train_wordpiece
 from sts_evaluation import compute_metrics, evaluate_sets, format_table, tokenize_sts
+from training_guards import (
+    NonFiniteLossGuard,
+    TrainingDiverged,
+    is_complete,
+    last_complete_checkpoint,
+    remove_incomplete_checkpoints,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +117,14 @@ class SimCSEArguments:
     hard_negative_weight: float = field(default=0.0, metadata={"help": "Log-weight added to each own hard negative."})
     mlp_only_train: bool = field(default=False, metadata={"help": "With pooler cls: MLP in training only."})
     dropout: float | None = field(default=None, metadata={"help": "Override the encoder's hidden/attention dropout."})
+    gather_negatives: bool = field(
+        default=True,
+        metadata={"help": "With several processes, use every process's sentences as negatives (False: per device)."},
+    )
+    embedding_chunk_size: int | None = field(
+        default=None,
+        metadata={"help": "Encode a step in chunks of this many sentences, recomputed in backward (gradient cache)."},
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow an output_dir that holds another run (its checkpoints are deleted)."}
     )
@@ -170,6 +184,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
     if training_args.metric_for_best_model in (None, "loss") and data_args.dev_data:
         training_args.metric_for_best_model, training_args.greater_is_better = "cosine_spearman", True
     training_args.remove_unused_columns = False  # the collator reads the tokenized columns itself
+    training_args.logging_nan_inf_filter = False  # NonFiniteLossGuard must see a NaN loss
     return model_args, data_args, simcse_args, training_args
 
 
@@ -180,6 +195,22 @@ def run_arguments_dict(*parsed) -> dict:
         values = args.to_dict() if isinstance(args, TrainingArguments) else dataclasses.asdict(args)
         out.update({k: v for k, v in values.items() if "token" not in k})
     return json.loads(json.dumps(out, default=str))
+
+
+def resolve_resume(output_dir: str, resume: str | None) -> str | None:
+    """'last' (or 'latest'/'true'): the newest complete checkpoint, after deleting half-written ones (None: start
+    afresh); a path must be a complete checkpoint."""
+    if not resume:
+        return None
+    if resume.lower() in ("last", "latest", "true"):
+        remove_incomplete_checkpoints(output_dir)
+        found = last_complete_checkpoint(output_dir)
+        if found is None:
+            logger.warning("resume_from_checkpoint=%s: no checkpoint in %s; starting from the beginning", resume, output_dir)
+        return found
+    if not is_complete(resume):
+        raise SystemExit(f"error: resume_from_checkpoint {resume} is not a complete checkpoint (no readable trainer_state.json)")
+    return resume
 
 
 def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> None:
@@ -238,6 +269,8 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
         temperature=simcse_args.temperature,
         hard_negative_weight=simcse_args.hard_negative_weight,
         mlp_only_train=simcse_args.mlp_only_train,
+        gather_negatives=simcse_args.gather_negatives,
+        embedding_chunk_size=simcse_args.embedding_chunk_size,
     )
 
 
@@ -277,6 +310,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     transformers.utils.logging.set_verbosity_warning()
     run_args = run_arguments_dict(model_args, data_args, simcse_args, training_args)
     check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
+    resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint)
     set_seed(training_args.seed)
 
     # Every input is read and validated before anything is written or trained.
@@ -320,11 +354,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         processing_class=tokenizer,
         data_collator=SimCSECollator(tokenizer.pad_token_id, max_len),
         compute_metrics=compute_metrics,
+        callbacks=[NonFiniteLossGuard()],
     )
-    resume = training_args.resume_from_checkpoint
-    if resume in ("last", "latest", "true", "True"):
-        resume = get_last_checkpoint(training_args.output_dir)
-    train_result = trainer.train(resume_from_checkpoint=resume)
+    try:
+        train_result = trainer.train(resume_from_checkpoint=resume)
+    except TrainingDiverged as e:
+        raise SystemExit(f"error: {e}") from None
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()

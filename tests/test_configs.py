@@ -32,3 +32,11 @@ def test_published_settings(path):
     assert training.eval_steps == 100 and training.load_best_model_at_end
     assert data.train_format == ("nli" if "-sup" in path else "text")
     assert data.train_data == ["kakaobrain/kor_nli:multi_nli:train", "kakaobrain/kor_nli:snli:train"]
+
+
+@pytest.mark.parametrize("name, processes", [("1gpu", 1), ("8gpu", 8), ("2nodes-8gpu", 16)])
+def test_accelerate_configs_load(name, processes):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(os.path.join(ROOT, "configs", "accelerate", f"{name}.yaml"))
+    assert config.num_processes == processes and config.mixed_precision == "no"

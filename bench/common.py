@@ -1,0 +1,42 @@
+"""Shared pieces of the benchmarks: model shapes, the benchmark sentences and a tokenizer for models made from a config."""
+
+from __future__ import annotations
+
+import os
+
+from transformers import BertConfig
+
+from data_loading import load_nli_triplets, load_sts
+from scratch_tokenizer import train_wordpiece
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+XNLI = [os.path.join(DATA, "kornli", f) for f in ("xnli.dev.ko.tsv", "xnli.test.ko.tsv")]
+
+SHAPES = {  # BERT encoders made from a config (random weights: speed does not depend on them)
+    "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+    "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+}
+
+
+def triplets():
+    """The 2,500 XNLI-ko triplets (premise / entailment / contradiction) of ../shared/data."""
+    return load_nli_triplets(XNLI)
+
+
+def all_sentences() -> list[str]:
+    """Every distinct sentence of the shared KorNLI and KorSTS files, in first-seen order."""
+    rows = triplets()
+    sentences = [s for col in ("sent0", "sent1", "hard_neg") for s in rows[col]]
+    for split in ("train", "dev", "test"):
+        sts = load_sts(os.path.join(DATA, "korsts", f"sts-{split}.tsv"))
+        sentences += list(sts["sentence1"]) + list(sts["sentence2"])
+    return list(dict.fromkeys(sentences))
+
+
+def tokenizer(vocab_size: int = 16000):
+    return train_wordpiece(all_sentences(), vocab_size)
+
+
+def bert_config(shape: str, vocab_size: int, max_positions: int = 128) -> BertConfig:
+    return BertConfig(vocab_size=vocab_size, max_position_embeddings=max_positions, **SHAPES[shape])

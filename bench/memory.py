@@ -1,0 +1,85 @@
+"""Peak memory of one SimCSE training step: plain path vs the cached (chunked, recomputed) path.
+
+    python -m bench.memory [--shape small] [--device cpu] [--batches 256 1024] [--chunk 128]
+
+Each measurement runs in a fresh process: one forward+backward of a batch of triplets (3 x batch sentences, max length
+64) from the shared XNLI-ko data. CPU: peak resident memory of the process during the step minus before it (getrusage);
+CUDA: torch.cuda.max_memory_allocated during the step minus before it. A step the machine cannot hold (the process is
+killed) is reported as out of memory. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+
+import torch
+
+from bench.common import ROOT, bert_config, tokenizer, triplets
+from data_collator import SimCSECollator
+from data_loading import tokenize_rows
+from modeling_simcse import SimCSEModel
+
+
+def one_step(shape: str, device: str, batch: int, chunk: int | None) -> float:
+    """Peak MiB added by one training step."""
+    tok = tokenizer()
+    rows = tokenize_rows(triplets(), tok, ["sent0", "sent1", "hard_neg"], 64)
+    features = [rows[i % len(rows)] for i in range(batch)]
+    inputs = SimCSECollator(tok.pad_token_id)(features)
+    torch.manual_seed(0)
+    from transformers import AutoModel
+
+    model = SimCSEModel.from_encoder(AutoModel.from_config(bert_config(shape, len(tok))), pooler_type="cls",
+                                     embedding_chunk_size=chunk).to(device).train()
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    if device == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    model(**inputs).loss.backward()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return (peak - base) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", default="small")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batches", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--chunk", type=int, default=128, help="sentences per chunk on the cached path")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one measurement, JSON args
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_step(**json.loads(args.one))))
+        return
+    print(f"| batch (triplets) | plain MiB | cached MiB (chunk {args.chunk}) | cached / plain |")
+    print("|---|---|---|---|")
+    for batch in args.batches:
+        mib = []
+        for chunk in (None, args.chunk):
+            spec = json.dumps({"shape": args.shape, "device": args.device, "batch": batch, "chunk": chunk})
+            proc = subprocess.run([sys.executable, "-m", "bench.memory", "--one", spec], cwd=ROOT,
+                                  capture_output=True, text=True)
+            if proc.returncode == -9:  # killed by the kernel's out-of-memory killer
+                mib.append(None)
+                continue
+            if proc.returncode != 0:
+                raise SystemExit(proc.stderr[-2000:])
+            mib.append(float(proc.stdout.strip().splitlines()[-1]))
+        plain, cached = ("out of memory" if m is None else f"{m:.0f}" for m in mib)
+        ratio = f"{mib[1] / mib[0]:.2f}" if None not in mib else "–"
+        print(f"| {batch} | {plain} | {cached} | {ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Run by tests/test_distributed.py under torchrun (gloo, CPU): one DDP step on this rank's share of a fixed batch.
+
+    torchrun --standalone --nproc_per_node N tests/distributed_worker.py ENCODER_DIR OUT.pt MODE GATHER
+
+MODE is `sup` (triplets with a weighted hard negative) or `unsup` (one sentence per row). Rank 0 saves the loss
+averaged over processes and the DDP-averaged parameter gradients to OUT.pt.
+"""
+
+import sys
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from transformers import AutoTokenizer
+
+from modeling_simcse import SimCSEModel
+
+SENTENCES = [
+    "아이들이 공원에서 축구를 하고 있다.", "한 남자가 부엌에서 요리를 하고 있다.", "여자가 기타를 치며 노래를 부른다.",
+    "비가 많이 와서 경기가 취소되었다.", "학생들이 도서관에서 시험 공부를 하고 있다.", "개 한 마리가 해변을 따라 뛰어가고 있다.",
+    "기차가 예정보다 삼십 분 늦게 도착했다.", "두 사람이 카페에서 커피를 마시며 이야기한다.", "의사가 환자의 상태를 살펴보고 있다.",
+    "농부가 밭에서 배추를 수확하고 있다.", "아기가 엄마 품에서 울고 있다.", "요리사가 칼로 양파를 썰고 있다.",
+]
+
+
+def build(encoder_dir: str, mode: str, gather: bool):
+    """The same model and the same full batch on every process (dropout off, so the split changes nothing else)."""
+    torch.manual_seed(0)
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", hard_negative_weight=0.5, gather_negatives=gather)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.train()
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+    n = 3 if mode == "sup" else 1
+    rows = [[SENTENCES[(i + k * 5) % len(SENTENCES)] for k in range(n)] for i in range(8)]
+    enc = tokenizer([s for r in rows for s in r], padding="max_length", max_length=24, return_tensors="pt")
+    return model, enc["input_ids"].view(8, n, -1), enc["attention_mask"].view(8, n, -1)
+
+
+def main() -> None:
+    encoder_dir, out, mode, gather = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model, ids, mask = build(encoder_dir, mode, gather)
+    share = len(ids) // world
+    ddp = DistributedDataParallel(model, find_unused_parameters=True)
+    loss = ddp(input_ids=ids[rank * share:(rank + 1) * share], attention_mask=mask[rank * share:(rank + 1) * share]).loss
+    loss.backward()
+    mean_loss = loss.detach().clone()
+    dist.all_reduce(mean_loss)
+    if rank == 0:
+        grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        torch.save({"loss": mean_loss.item() / world, "grads": grads}, out)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

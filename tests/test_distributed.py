@@ -1,0 +1,77 @@
+"""Several processes (gloo, torchrun) give the math of one big batch; the per-device switch gives the split one."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+from distributed_worker import build
+
+# Processes talk over loopback only, one thread each (2 cores).
+LOCAL_ENV = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1")
+
+
+def run_workers(encoder_dir, tmp_path, mode, gather, processes=2):
+    out = str(tmp_path / f"{mode}-{gather}.pt")
+    env = dict(LOCAL_ENV, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+         os.path.join(ROOT, "tests", "distributed_worker.py"), encoder_dir, out, mode, "1" if gather else "0"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return torch.load(out)
+
+
+def single_process(encoder_dir, mode, parts=1):
+    """Loss and gradients of one process; with parts > 1, the mean over equal slices (per-device negatives)."""
+    model, ids, mask = build(encoder_dir, mode, gather=True)
+    share = len(ids) // parts
+    losses = []
+    for k in range(parts):
+        loss = model(input_ids=ids[k * share:(k + 1) * share], attention_mask=mask[k * share:(k + 1) * share]).loss / parts
+        loss.backward()
+        losses.append(loss.item())
+    return sum(losses), {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("mode", ["sup", "unsup"])
+def test_two_processes_equal_one_big_batch(encoder_dir, tmp_path, mode):
+    got = run_workers(encoder_dir, tmp_path, mode, gather=True)
+    loss, grads = single_process(encoder_dir, mode)
+    assert got["loss"] == pytest.approx(loss, abs=1e-5)
+    assert set(got["grads"]) == set(grads)
+    for name, grad in grads.items():
+        torch.testing.assert_close(got["grads"][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_per_device_switch_reproduces_the_split(encoder_dir, tmp_path):
+    got = run_workers(encoder_dir, tmp_path, "sup", gather=False)
+    loss, grads = single_process(encoder_dir, "sup", parts=2)
+    assert got["loss"] == pytest.approx(loss, abs=1e-5)
+    for name, grad in grads.items():
+        torch.testing.assert_close(got["grads"][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    full_loss, _ = single_process(encoder_dir, "sup")
+    assert abs(full_loss - loss) > 1e-3  # the split really is different math
+
+
+def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_path):
+    """The real Trainer path (torchrun, gloo): 2 processes x 4 triplets log the losses of 1 process x 8 triplets."""
+    from test_run_simcse import smoke_config
+
+    logs = {}
+    for processes, batch in ((1, 8), (2, 4)):
+        folder = tmp_path / f"p{processes}"
+        folder.mkdir()
+        config = smoke_config(folder, per_device_train_batch_size=batch, dropout=0.0, max_train_samples=16)
+        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+        proc = subprocess.run([sys.executable, *launcher, "run_simcse.py", config], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300, env=LOCAL_ENV)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with open(folder / "out" / "trainer_state.json") as f:
+            logs[processes] = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
+    assert len(logs[1]) == 3
+    assert logs[2] == pytest.approx(logs[1], abs=1e-4)

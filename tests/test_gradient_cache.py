@@ -1,0 +1,56 @@
+"""The cached (chunked, recomputed) path gives the loss and gradients of the plain path."""
+
+import pytest
+import torch
+
+from modeling_simcse import SimCSEModel
+from test_loss import ROWS, _ids
+
+
+def loss_and_grads(model, ids, mask, seed=5):
+    model.zero_grad()
+    torch.manual_seed(seed)
+    loss = model(input_ids=ids, attention_mask=mask).loss
+    loss.backward()
+    return loss.item(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same(a, b):
+    assert a[0] == pytest.approx(b[0], abs=1e-5)
+    assert a[1].keys() == b[1].keys()
+    for name in a[1]:
+        torch.testing.assert_close(a[1][name], b[1][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4])
+def test_recomputed_chunks_replay_dropout(encoder_dir, tokenizer, chunk, monkeypatch):
+    """Dropout on: recomputation in backward must reuse the forward's random state, or the gradients would differ."""
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", hard_negative_weight=0.3, embedding_chunk_size=chunk)
+    model.train()
+    ids, mask = _ids(tokenizer, ROWS)
+    cached = loss_and_grads(model, ids, mask)
+    plain = model.embed_for_training
+    monkeypatch.setattr(model, "embed_for_training", lambda i, m: plain(i, m, recompute=False))
+    kept = loss_and_grads(model, ids, mask)
+    assert_same(cached, kept)
+
+
+def test_cached_equals_one_pass_without_dropout(encoder_dir, tokenizer):
+    chunked = SimCSEModel.from_encoder(encoder_dir, pooler_type="avg", embedding_chunk_size=2)
+    whole = SimCSEModel.from_encoder(encoder_dir, pooler_type="avg")
+    for model in (chunked, whole):
+        model.train()
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+    ids, mask = _ids(tokenizer, ROWS)
+    assert_same(loss_and_grads(chunked, ids, mask), loss_and_grads(whole, ids, mask))
+
+
+def test_dropout_really_differs_between_seeds(encoder_dir, tokenizer):
+    """Guards the test above it: with dropout on, a different random state gives other gradients."""
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", embedding_chunk_size=2)
+    model.train()
+    ids, mask = _ids(tokenizer, ROWS)
+    a, b = loss_and_grads(model, ids, mask, seed=1), loss_and_grads(model, ids, mask, seed=2)
+    assert a[0] != pytest.approx(b[0], abs=1e-5)

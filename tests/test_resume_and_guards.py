@@ -1,0 +1,93 @@
+"""Kill-and-resume gives the uninterrupted result; a NaN loss stops the run and keeps the last good checkpoint."""
+
+import os
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+import run_simcse
+from conftest import SAMPLE
+from data_collator import SimCSECollator
+from data_loading import load_nli_triplets, tokenize_rows
+from modeling_simcse import SimCSEModel
+from test_run_simcse import smoke_config
+from training_guards import NonFiniteLossGuard, TrainingDiverged, is_complete, last_complete_checkpoint
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path):
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    config = smoke_config(whole, save_total_limit=None)
+    results = run_simcse.main([config])
+    out = whole / "out"
+    assert sorted(os.listdir(out / "checkpoint-12")) and is_complete(str(out / "checkpoint-6"))
+
+    # The same run in another folder, cut back to what a kill during the save of step 9 leaves: checkpoints 3 and 6,
+    # a half-written checkpoint-9, no export.
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    run_simcse.main([smoke_config(killed, save_total_limit=None)])
+    kept = {"checkpoint-3", "checkpoint-6", "checkpoint-9", "run_args.json"}
+    for name in os.listdir(killed / "out"):
+        path = killed / "out" / name
+        if name not in kept:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for name in os.listdir(killed / "out" / "checkpoint-9"):
+        if name != "model.safetensors":
+            os.remove(killed / "out" / "checkpoint-9" / name)
+    assert last_complete_checkpoint(str(killed / "out")).endswith("checkpoint-6")
+
+    resumed = run_simcse.main([smoke_config(killed, save_total_limit=None, resume_from_checkpoint="last")])
+    assert is_complete(str(killed / "out" / "checkpoint-9"))  # the half-written one was replaced by a real one
+    for name in results:
+        assert resumed[name] == pytest.approx(results[name], abs=1e-6)
+    a, b = load_file(str(out / "model.safetensors")), load_file(str(killed / "out" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0, msg=key)
+
+
+def test_resume_from_an_incomplete_checkpoint_is_refused(tmp_path):
+    (tmp_path / "broken").mkdir()
+    with pytest.raises(SystemExit, match="not a complete checkpoint"):
+        run_simcse.main([smoke_config(tmp_path, resume_from_checkpoint=str(tmp_path / "broken"))])
+
+
+class PoisonWeightsAt(TrainerCallback):
+    """Test helper: make the weights NaN at the end of a given step."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step:
+            with torch.no_grad():
+                model.encoder.embeddings.word_embeddings.weight.fill_(float("nan"))
+
+
+def test_nan_guard_stops_before_saving_a_bad_checkpoint(encoder_dir, tokenizer, tmp_path):
+    rows = tokenize_rows(load_nli_triplets([os.path.join(SAMPLE, "nli.tsv")]), tokenizer, ["sent0", "sent1", "hard_neg"], 32)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=10, save_steps=2,
+                             logging_steps=5, logging_nan_inf_filter=False, use_cpu=True, report_to="none",
+                             remove_unused_columns=False, disable_tqdm=True)
+    trainer = Trainer(model=SimCSEModel.from_encoder(encoder_dir), args=args, train_dataset=rows,
+                      data_collator=SimCSECollator(tokenizer.pad_token_id), callbacks=[NonFiniteLossGuard(), PoisonWeightsAt(3)])
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at step 4; training stopped. The last good checkpoint is .*checkpoint-2"):
+        trainer.train()
+    assert is_complete(str(tmp_path / "checkpoint-2")) and not (tmp_path / "checkpoint-4").exists()
+    weights = load_file(str(tmp_path / "checkpoint-2" / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_diverging_run_exits_with_a_clear_message(tmp_path):
+    config = smoke_config(tmp_path, learning_rate=1e38, max_grad_norm=0.0, save_total_limit=None)
+    with pytest.raises(SystemExit, match="training stopped. The last good checkpoint is"):
+        run_simcse.main([config])
+    for checkpoint in os.listdir(tmp_path / "out"):
+        if checkpoint.startswith("checkpoint-"):
+            weights = load_file(str(tmp_path / "out" / checkpoint / "model.safetensors"))
+            assert all(torch.isfinite(w).all() for w in weights.values()), checkpoint
+    assert not (tmp_path / "out" / "sts_results.json").exists()

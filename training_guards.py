@@ -1,0 +1,79 @@
+"""Safety around long runs: resume only from complete checkpoints, and stop on a non-finite loss.
+
+A Trainer checkpoint is complete once its `trainer_state.json` exists and parses: Trainer writes it after the
+weights, optimizer, scheduler and RNG states. A run killed while saving leaves a checkpoint without it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient norm became NaN/inf; the message names the step and the last good checkpoint."""
+
+
+def is_complete(checkpoint_dir: str) -> bool:
+    try:
+        with open(os.path.join(checkpoint_dir, "trainer_state.json")) as f:
+            json.load(f)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def checkpoints(output_dir: str) -> list[str]:
+    """checkpoint-* folders of `output_dir`, oldest step first."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = [(int(m.group(1)), name) for name in os.listdir(output_dir) if (m := CHECKPOINT.match(name))]
+    return [os.path.join(output_dir, name) for _, name in sorted(found)]
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    return next((c for c in reversed(checkpoints(output_dir)) if is_complete(c)), None)
+
+
+def remove_incomplete_checkpoints(output_dir: str) -> list[str]:
+    """Delete checkpoint folders a kill left half-written; returns their paths."""
+    removed = [c for c in checkpoints(output_dir) if not is_complete(c)]
+    for path in removed:
+        logger.warning("removing incomplete checkpoint %s (the run was stopped while saving it)", path)
+        shutil.rmtree(path)
+    return removed
+
+
+class NonFiniteLossGuard(TrainerCallback):
+    """Stop training with `TrainingDiverged` when the logged loss or gradient norm is NaN/inf.
+
+    The check reads only what Trainer already logs (no extra device sync per step). A log is forced right before
+    every save, and Trainer logs before it saves, so a checkpoint is never written after the loss went bad: the
+    last checkpoint on disk is good. `logging_nan_inf_filter` must be off, or Trainer would hide a NaN loss.
+    """
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save:
+            control.should_log = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                last = last_complete_checkpoint(args.output_dir)
+                raise TrainingDiverged(
+                    f"{key} is {value} at step {state.global_step}; training stopped. The last good checkpoint is "
+                    f"{last or 'none (no checkpoint was saved yet)'}: lower the learning rate or check the data, then "
+                    "resume from it with resume_from_checkpoint"
+                )
+        return control
