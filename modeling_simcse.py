@@ -71,6 +71,7 @@ class SimCSEConfig(PreTrainedConfig):
     mlp_only_train: bool = False
     gather_negatives: bool = True
     embedding_chunk_size: int | None = None
+    length_buckets: int = 1
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -80,6 +81,8 @@ class SimCSEConfig(PreTrainedConfig):
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.embedding_chunk_size is not None and self.embedding_chunk_size < 1:
             raise ValueError(f"embedding_chunk_size must be >= 1, got {self.embedding_chunk_size}")
+        if self.length_buckets < 1:
+            raise ValueError(f"length_buckets must be >= 1, got {self.length_buckets}")
 
     @property
     def mlp_at_test(self) -> bool:
@@ -237,6 +240,34 @@ class SimCSEModel(PreTrainedModel):
             emb = self.mlp(emb)
         return emb
 
+    @torch.inference_mode()
+    def encode(self, sentences: list[str], tokenizer, batch_size: int = 256, max_length: int = 64) -> torch.Tensor:
+        """Sentences -> (n, hidden) float32 test-time embeddings, in input order.
+
+        Tokenizes once, encodes in batches of similar length (sorted by token count, each padded to its own longest),
+        on the model's device, in bf16 autocast on a CUDA device that supports it.
+        """
+        from data_collator import SimCSECollator
+
+        was_training = self.training
+        self.eval()
+        ids = tokenizer(sentences, truncation=True, max_length=max_length)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        device = next(self.parameters()).device
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        collate = SimCSECollator(tokenizer.pad_token_id)
+        chunks = []
+        for start in range(0, len(order), batch_size):
+            batch = collate([{"input_ids": [ids[i]]} for i in order[start : start + batch_size]])
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                emb = self.embed(batch["input_ids"][:, 0].to(device), batch["attention_mask"][:, 0].to(device))
+            chunks.append(emb.float())
+        self.train(was_training)
+        embeddings = torch.cat(chunks) if chunks else torch.empty(0, self.config.encoder.hidden_size, device=device)
+        out = torch.empty_like(embeddings)
+        out[torch.tensor(order, device=device)] = embeddings
+        return out.cpu()
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -273,22 +304,32 @@ class SimCSEModel(PreTrainedModel):
         return SimCSEOutput(loss=loss)
 
     def embed_for_training(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, recompute: bool = True):
-        """`embed`, in chunks of `config.embedding_chunk_size` rows when set (training only).
+        """`embed` for a training step's sentences, in length-sorted pieces when `length_buckets` > 1 or
+        `embedding_chunk_size` is set (training only; otherwise one pass).
 
-        Each chunk is cut to its own longest row and, with `recompute`, run under activation checkpointing: its
-        activations are dropped after the forward pass and recomputed in the backward pass with the same random state,
-        so dropout and therefore loss and gradients are those of the chunked pass that kept everything.
+        The sentences are sorted by length and split into max(length_buckets, ceil(n / embedding_chunk_size)) pieces,
+        each cut to its own longest sentence, so little compute goes to padding; the embeddings come back in input
+        order, and are those of one pass (the encoder ignores padding). With `embedding_chunk_size` and `recompute`,
+        each piece runs under activation checkpointing: its activations are dropped after the forward pass and
+        recomputed in the backward pass with the same random state (same dropout, same gradients).
         """
-        size = self.config.embedding_chunk_size
-        if not (self.training and size and len(input_ids) > size):
+        size, buckets = self.config.embedding_chunk_size, self.config.length_buckets
+        pieces = max(buckets, -(-len(input_ids) // size) if size else 1)
+        if not self.training or pieces <= 1:
             return self.embed(input_ids, attention_mask)
-        chunks = []
-        for start in range(0, len(input_ids), size):
-            ids, mask = input_ids[start : start + size], attention_mask[start : start + size]
-            width = int(mask.sum(1).max())
-            ids, mask = ids[:, :width], mask[:, :width]
-            chunks.append(checkpoint(self.embed, ids, mask, use_reentrant=False) if recompute else self.embed(ids, mask))
-        return torch.cat(chunks)
+        lengths = attention_mask.sum(1)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        widths = lengths[order].tolist()  # one host sync per step
+        outputs = []
+        for piece in torch.tensor_split(torch.arange(len(order), device=order.device), pieces):
+            if len(piece) == 0:
+                continue
+            rows, width = order[piece], widths[int(piece[0])]
+            ids, mask = input_ids[rows, :width], attention_mask[rows, :width]
+            use_checkpoint = size is not None and recompute
+            outputs.append(checkpoint(self.embed, ids, mask, use_reentrant=False) if use_checkpoint else self.embed(ids, mask))
+        embeddings = torch.cat(outputs)
+        return embeddings.new_empty(embeddings.shape).index_copy(0, order, embeddings)
 
     # ------------------------------------------------------------------ export
     def export_encoder(self, out_dir: str, tokenizer, max_seq_length: int | None = None) -> None:

@@ -12,6 +12,7 @@ of `transformers.TrainingArguments`; an unknown key is an error. The run writes 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -20,6 +21,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -59,6 +61,8 @@ TRAIN_FORMATS = {  # format -> default sentence columns of the loaded training s
     "text": ["text"],
 }
 # Arguments that may change between a run and its resumption without making it a different run.
+# Length-sorted pieces per step on CPU: measured in bench/RESULTS.md (no launch overhead, padding dominates).
+CPU_LENGTH_BUCKETS = 8
 RESUMABLE_KEYS = {"resume_from_checkpoint", "overwrite_output_dir", "logging_dir", "dataloader_num_workers",
                   "preprocessing_num_workers", "push_to_hub", "hub_token"}
 
@@ -124,6 +128,11 @@ class SimCSEArguments:
     embedding_chunk_size: int | None = field(
         default=None,
         metadata={"help": "Encode a step in chunks of this many sentences, recomputed in backward (gradient cache)."},
+    )
+    length_buckets: int | None = field(
+        default=None,
+        metadata={"help": "Encode a step's sentences sorted by length in this many pieces (less padding). "
+                          "Default: 8 on CPU, 1 (one padded pass) on GPU."},
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow an output_dir that holds another run (its checkpoints are deleted)."}
@@ -251,7 +260,7 @@ def load_training_set(data_args: DataArguments, cache_dir: str | None):
     return ds
 
 
-def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokenizer) -> SimCSEModel:
+def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokenizer, device_type: str) -> SimCSEModel:
     """A pretrained or config-made encoder wrapped in a fresh `SimCSEModel`."""
     dropout = {}
     if simcse_args.dropout is not None:
@@ -271,6 +280,7 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
         mlp_only_train=simcse_args.mlp_only_train,
         gather_negatives=simcse_args.gather_negatives,
         embedding_chunk_size=simcse_args.embedding_chunk_size,
+        length_buckets=simcse_args.length_buckets or (1 if device_type == "cuda" else CPU_LENGTH_BUCKETS),
     )
 
 
@@ -304,7 +314,26 @@ def export(model: SimCSEModel, tokenizer, output_dir: str, max_seq_length: int) 
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+class PhaseTimer:
+    """Wall-clock seconds per phase of the run: `with timer("train"): ...`; `timer.seconds` is the record."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = round(self.seconds.get(phase, 0.0) + time.perf_counter() - start, 3)
+
+
+def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[str, dict[str, float]]:
+    """Run the job described by argv (a JSON file or flags); returns the final STS results.
+
+    callbacks: extra `TrainerCallback`s (benchmarks use this to time steps).
+    """
     model_args, data_args, simcse_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
@@ -312,28 +341,31 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
     resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint)
     set_seed(training_args.seed)
+    timer = PhaseTimer()
 
     # Every input is read and validated before anything is written or trained.
     cache_dir = model_args.cache_dir
-    try:
-        train_set = load_training_set(data_args, cache_dir)
-        dev_set = load_sts(data_args.dev_data, cache_dir=cache_dir) if data_args.dev_data else None
-        test_sets = {name: load_sts(spec, cache_dir=cache_dir) for name, spec in map(parse_named, data_args.test_data)}
-    except DataError as e:
-        raise SystemExit(f"error: {e}") from None
+    with timer("load_data"):
+        try:
+            train_set = load_training_set(data_args, cache_dir)
+            dev_set = load_sts(data_args.dev_data, cache_dir=cache_dir) if data_args.dev_data else None
+            test_sets = {name: load_sts(spec, cache_dir=cache_dir) for name, spec in map(parse_named, data_args.test_data)}
+        except DataError as e:
+            raise SystemExit(f"error: {e}") from None
     logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set), ", ".join(train_set.column_names),
                 len(dev_set) if dev_set else 0, {k: len(v) for k, v in test_sets.items()})
 
-    if model_args.train_tokenizer_vocab_size:
-        texts = [s for c in train_set.column_names for s in train_set[c]]
-        tokenizer = train_wordpiece(texts, model_args.train_tokenizer_vocab_size)
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
-                                                  cache_dir=cache_dir)
-    model = build_model(model_args, simcse_args, tokenizer)
+    with timer("load_model"):
+        if model_args.train_tokenizer_vocab_size:
+            texts = [s for c in train_set.column_names for s in train_set[c]]
+            tokenizer = train_wordpiece(texts, model_args.train_tokenizer_vocab_size)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
+                                                      cache_dir=cache_dir)
+        model = build_model(model_args, simcse_args, tokenizer, training_args.device.type)
 
     max_len, workers = data_args.max_seq_length, data_args.preprocessing_num_workers
-    with training_args.main_process_first(desc="tokenization"):
+    with timer("tokenize"), training_args.main_process_first(desc="tokenization"):
         train_rows = tokenize_rows(train_set, tokenizer, train_set.column_names, max_len, num_proc=workers)
         dev_rows = tokenize_sts(dev_set, tokenizer, max_len, workers, "dev") if dev_set else None
         test_rows = {name: tokenize_sts(ds, tokenizer, max_len, workers, name) for name, ds in test_sets.items()}
@@ -354,24 +386,30 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         processing_class=tokenizer,
         data_collator=SimCSECollator(tokenizer.pad_token_id, max_len),
         compute_metrics=compute_metrics,
-        callbacks=[NonFiniteLossGuard()],
+        callbacks=[NonFiniteLossGuard(), *(callbacks or [])],
     )
-    try:
-        train_result = trainer.train(resume_from_checkpoint=resume)
-    except TrainingDiverged as e:
-        raise SystemExit(f"error: {e}") from None
+    with timer("train"):
+        try:
+            train_result = trainer.train(resume_from_checkpoint=resume)
+        except TrainingDiverged as e:
+            raise SystemExit(f"error: {e}") from None
+    timer.seconds["dev_evaluations_within_train"] = round(
+        sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history), 3)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
 
-    results = evaluate_sets(trainer, test_rows)
+    with timer("final_evaluation"):
+        results = evaluate_sets(trainer, test_rows)
     if trainer.is_world_process_zero():
         out = training_args.output_dir
-        export(trainer.model, tokenizer, out, max_len)
-        with open(os.path.join(out, RESULTS_FILE), "w") as f:
-            json.dump(results, f, indent=2)
+        with timer("export"):
+            export(trainer.model, tokenizer, out, max_len)
+            with open(os.path.join(out, RESULTS_FILE), "w") as f:
+                json.dump(results, f, indent=2)
+        environment = describe_environment(training_args, len(train_rows))
         with open(os.path.join(out, "environment.json"), "w") as f:
-            json.dump(describe_environment(training_args, len(train_rows)), f, indent=2)
+            json.dump({**environment, "phase_seconds": timer.seconds}, f, indent=2)
         if results:
             print(format_table(results))
             render_card(out, repo_id=hub_model_id)

@@ -4,10 +4,10 @@ Encoder: multilingual-e5-small pruned to the shared Korean data, built by ../sha
 (the script builds it into --encoder if it is missing). Training data: the 2,500 XNLI-ko dev+test triplets
 (premise / entailment / contradiction). Settings for both systems: CLS pooling without MLP, in-batch negatives plus
 hard negatives at temperature 0.05 (= MultipleNegativesRankingLoss scale 20), batch 64, lr 5e-5 linear decay, no warm-up,
-3 epochs, max length 64, seed 42, final model (no dev-set selection). Every model is scored by the same code
+3 epochs, max length 64, seeds --seeds (default 42), final model (no dev-set selection). Every model is scored by the same code
 (`sts_evaluation`) on KorSTS-test and KLUE-STS dev.
 
-    python -m bench.quality [--encoder models/e5-small-ko] [--epochs 3]     # from the repository root
+    python -m bench.quality [--encoder models/e5-small-ko] [--epochs 3] [--seeds 42 43 44]   # from the repo root
 
 Prints one Markdown table (and writes it to --output).
 """
@@ -51,12 +51,12 @@ def evaluate(model_dir: str) -> dict:
     return sts_evaluation.main(args)
 
 
-def train_simcse(encoder: str, out: str, epochs: int) -> float:
+def train_simcse(encoder: str, out: str, epochs: float, seed: int) -> float:
     config = {
         "model_name_or_path": encoder, "train_data": XNLI, "train_format": "nli", "pooler_type": "cls_before_pooler",
         "temperature": 0.05, "max_seq_length": 64, "output_dir": out, "num_train_epochs": epochs,
         "per_device_train_batch_size": 64, "learning_rate": 5e-5, "lr_scheduler_type": "linear", "warmup_steps": 0,
-        "eval_strategy": "no", "save_strategy": "no", "logging_steps": 10, "seed": 42, "use_cpu": True,
+        "eval_strategy": "no", "save_strategy": "no", "logging_steps": 10, "seed": seed, "use_cpu": True,
         "report_to": "none", "test_data": [],
     }
     path = os.path.join(os.path.dirname(out), "simcse.json")
@@ -67,7 +67,7 @@ def train_simcse(encoder: str, out: str, epochs: int) -> float:
     return time.perf_counter() - start
 
 
-def train_sentence_transformers(encoder: str, out: str, epochs: int) -> float:
+def train_sentence_transformers(encoder: str, out: str, epochs: float, seed: int) -> float:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
@@ -79,7 +79,7 @@ def train_sentence_transformers(encoder: str, out: str, epochs: int) -> float:
     model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")], device="cpu")
     args = SentenceTransformerTrainingArguments(
         output_dir=out + "-checkpoints", num_train_epochs=epochs, per_device_train_batch_size=64, learning_rate=5e-5,
-        lr_scheduler_type="linear", warmup_steps=0, seed=42, save_strategy="no", logging_steps=10, report_to="none",
+        lr_scheduler_type="linear", warmup_steps=0, seed=seed, save_strategy="no", logging_steps=10, report_to="none",
         use_cpu=True,
     )
     start = time.perf_counter()
@@ -91,28 +91,43 @@ def train_sentence_transformers(encoder: str, out: str, epochs: int) -> float:
     return seconds
 
 
+SYSTEMS = {
+    "sentence-transformers MNRL (scale 20)": train_sentence_transformers,
+    "this project: run_simcse.py": train_simcse,
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--encoder", default=os.path.join(ROOT, "models", "e5-small-ko"))
     parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "quality_table.md"))
     args = parser.parse_args()
     encoder = ensure_encoder(args.encoder)
 
-    rows = {}
+    rows = {"untrained encoder (CLS)": [evaluate(encoder)]}
     with tempfile.TemporaryDirectory() as tmp:
-        rows["untrained encoder (CLS)"] = (evaluate(encoder), None)
-        seconds = train_sentence_transformers(encoder, os.path.join(tmp, "st"), args.epochs)
-        rows["sentence-transformers MNRL (scale 20)"] = (evaluate(os.path.join(tmp, "st")), seconds)
-        seconds = train_simcse(encoder, os.path.join(tmp, "simcse"), args.epochs)
-        rows["this project: run_simcse.py"] = (evaluate(os.path.join(tmp, "simcse")), seconds)
+        for seed in args.seeds:
+            for name, train in SYSTEMS.items():
+                out = os.path.join(tmp, f"{len(rows)}-{seed}")
+                seconds = train(encoder, out, args.epochs, seed)
+                print(f"{name}, seed {seed}: trained in {seconds:.0f} s (speed: see bench/throughput.py)")
+                rows.setdefault(name, []).append(evaluate(out))
 
-    lines = ["| system | KorSTS-test AVG | KorSTS-test cos Spearman | KLUE-STS dev AVG | KLUE-STS dev cos Spearman | train s |",
-             "|---|---|---|---|---|---|"]
-    for name, (results, seconds) in rows.items():
-        k, c = results["korsts-test"], results["klue-sts-dev"]
-        lines.append(f"| {name} | {k['avg']:.2f} | {k['cosine_spearman']:.2f} | {c['avg']:.2f} | "
-                     f"{c['cosine_spearman']:.2f} | {'' if seconds is None else f'{seconds:.0f}'} |")
+    columns = [("korsts-test", "avg"), ("korsts-test", "cosine_spearman"), ("klue-sts-dev", "avg"),
+               ("klue-sts-dev", "cosine_spearman")]
+    lines = [f"seeds: {' '.join(map(str, args.seeds))}; each cell: mean over seeds (min-max)",
+             "",
+             "| system | KorSTS-test AVG | KorSTS-test cos Spearman | KLUE-STS dev AVG | KLUE-STS dev cos Spearman |",
+             "|---|---|---|---|---|"]
+    for name, runs in rows.items():
+        cells = []
+        for set_name, metric in columns:
+            values = [r[set_name][metric] for r in runs]
+            spread = f" ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 else ""
+            cells.append(f"{sum(values) / len(values):.2f}{spread}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
     with open(args.output, "w") as f:

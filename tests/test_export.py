@@ -67,3 +67,13 @@ def test_encoder_without_pooler_cannot_keep_mlp(tokenizer, tmp_path):
     with pytest.raises(ValueError, match="no dense\\+tanh pooler"):
         model.export_encoder(str(tmp_path / "x"), tokenizer)
     SimCSEModel.from_encoder(encoder, pooler_type="cls", mlp_only_train=True).export_encoder(str(tmp_path / "y"), tokenizer)
+
+
+def test_encode_matches_sentence_transformers_in_input_order(encoder_dir, tokenizer, tmp_path):
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="avg").eval()
+    model.export_encoder(str(tmp_path), tokenizer)
+    sentences = SENTENCES * 3 + ["짧다.", "아주 긴 문장이 여기에 있고 그 뒤에도 단어가 계속 이어지는 경우이다."]
+    ours = model.encode(sentences, tokenizer, batch_size=4)
+    theirs = SentenceTransformer(str(tmp_path), device="cpu").encode(sentences, convert_to_tensor=True)
+    assert ours.shape == (len(sentences), 32)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,227 @@
+"""Training and encoding speed: this project vs sentence-transformers, same sentences, model, precision, one run.
+
+    python -m bench.throughput --shape small --device cpu          # 2-core CPU, a few minutes
+    python -m bench.throughput --shape bert-base --device cuda     # one GPU
+
+Systems, each in its own process (so peak memory is its own), all on the same randomly initialised BERT encoder of
+the chosen shape (`bench.common.SHAPES`) and the same tokenizer, on the 2,500 XNLI-ko triplets of ../shared/data:
+  * train, this project: `run_simcse.main` (the real Trainer path) on a config built here;
+  * train, sentence-transformers: `SentenceTransformerTrainer` + `MultipleNegativesRankingLoss(scale=20)`, CLS pooling;
+  * encode, this project: `SimCSEModel.encode`; encode, sentence-transformers: `SentenceTransformer.encode`;
+    every distinct sentence of the shared KorNLI/KorSTS files.
+Same batch, max length 64, learning rate 5e-5; fp32 on CPU, bf16 on CUDA. Training is timed from the end of
+`--warmup` steps to the end of the last step, encoding after one warm-up pass over 512 sentences.
+
+Figures per system: triplets/s (sentences/s for encoding), real (non-padding) tokens/s, TFLOP/s on real tokens,
+share of the device's bf16 dense peak (CUDA only), peak memory, and the ratio to sentence-transformers. FLOPs are
+counted on real tokens only, per token: training 6*N + 12*L*d*S, encoding 2*N + 4*L*d*S, with N the encoder's
+non-embedding parameters, L layers, d hidden size and S = E[len^2]/E[len] over the sentences (the attention terms);
+padding adds work that these figures do not credit. The last printed line is `train_vs_st=<x> encode_vs_st=<y>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+from transformers import BertModel, TrainerCallback
+
+from bench.common import ROOT, XNLI, SHAPES, all_sentences, bert_config, tokenizer, triplets
+
+PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "A10": 125.0}
+
+
+class StepTimer(TrainerCallback):
+    """Times training from the end of step `warmup` to the end of the last step (two device syncs in all)."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.end, self.steps = warmup, None, None, 0
+
+    def _now(self) -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.warmup:
+            self.start = self._now()
+        elif state.global_step == state.max_steps:
+            self.end, self.steps = self._now(), state.global_step - self.warmup
+
+
+def peak_memory_mib(device: str) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, steps: int) -> dict:
+    import run_simcse
+
+    config = {
+        "model_name_or_path": encoder, "train_data": XNLI, "train_format": "nli", "pooler_type": "cls_before_pooler",
+        "max_seq_length": 64, "output_dir": os.path.join(work, "ours"), "overwrite_output_dir": True,
+        "per_device_train_batch_size": batch, "learning_rate": 5e-5, "max_steps": warmup + steps,
+        "eval_strategy": "no", "save_strategy": "no", "logging_steps": 10_000, "report_to": "none", "seed": 42,
+        "disable_tqdm": True, **({"bf16": True} if device == "cuda" else {"use_cpu": True}),
+    }
+    path = os.path.join(work, "ours.json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    timer = StepTimer(warmup)
+    run_simcse.main([path], callbacks=[timer])
+    return {"seconds": timer.end - timer.start, "items": timer.steps * batch}
+
+
+def train_sentence_transformers(encoder: str, work: str, device: str, batch: int, warmup: int, steps: int) -> dict:
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    rows = triplets()
+    data = Dataset.from_dict({"anchor": rows["sent0"], "positive": rows["sent1"], "negative": rows["hard_neg"]})
+    transformer = Transformer(encoder, max_seq_length=64)
+    model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")], device=device)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=os.path.join(work, "st"), per_device_train_batch_size=batch, learning_rate=5e-5,
+        max_steps=warmup + steps, save_strategy="no", logging_steps=10_000, report_to="none", seed=42, disable_tqdm=True,
+        **({"bf16": True} if device == "cuda" else {"use_cpu": True}),
+    )
+    timer = StepTimer(warmup)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data,
+                                         loss=MultipleNegativesRankingLoss(model, scale=20.0), callbacks=[timer])
+    trainer.train()
+    return {"seconds": timer.end - timer.start, "items": timer.steps * batch}
+
+
+def encode_ours(encoder: str, work: str, device: str, batch: int, **_) -> dict:
+    from transformers import AutoTokenizer
+
+    from modeling_simcse import SimCSEModel
+
+    sentences, tok = all_sentences(), AutoTokenizer.from_pretrained(encoder)
+    model = SimCSEModel.from_exported(encoder, pooler_type="cls_before_pooler").to(device)
+    model.encode(sentences[:512], tok, batch_size=batch)
+    start = time.perf_counter()
+    model.encode(sentences, tok, batch_size=batch)
+    return {"seconds": time.perf_counter() - start, "items": len(sentences)}
+
+
+def encode_sentence_transformers(encoder: str, work: str, device: str, batch: int, **_) -> dict:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    sentences = all_sentences()
+    kwargs = {"model_kwargs": {"dtype": torch.bfloat16}} if device == "cuda" else {}
+    transformer = Transformer(encoder, max_seq_length=64, **kwargs)
+    model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")], device=device)
+    model.encode(sentences[:512], batch_size=batch)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    model.encode(sentences, batch_size=batch, convert_to_tensor=True)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return {"seconds": time.perf_counter() - start, "items": len(sentences)}
+
+
+SYSTEMS = {
+    "train: this project": train_ours,
+    "train: sentence-transformers": train_sentence_transformers,
+    "encode: this project": encode_ours,
+    "encode: sentence-transformers": encode_sentence_transformers,
+}
+
+
+def flops_per_token(shape: str, lengths: list[int], training: bool) -> float:
+    s = SHAPES[shape]
+    layers, d, ff = s["num_hidden_layers"], s["hidden_size"], s["intermediate_size"]
+    n = layers * (4 * d * d + 2 * d * ff)  # attention projections + feed-forward matmuls
+    attention_span = sum(x * x for x in lengths) / sum(lengths)
+    return (6 * n + 12 * layers * d * attention_span) if training else (2 * n + 4 * layers * d * attention_span)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="small")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--batch", type=int, help="triplets per training step (default 64 on CPU, 256 on CUDA)")
+    parser.add_argument("--encode-batch", type=int, default=256)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, help="timed training steps (default 10 on CPU, 60 on CUDA)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one system in this process
+    args = parser.parse_args()
+    batch = args.batch or (64 if args.device == "cpu" else 256)
+    steps = args.steps or (10 if args.device == "cpu" else 60)
+
+    if args.one:
+        spec = json.loads(args.one)
+        name = spec.pop("system")
+        result = SYSTEMS[name](**spec)
+        result["peak_mib"] = peak_memory_mib(spec["device"])
+        print("RESULT " + json.dumps(result))
+        return
+
+    tok = tokenizer()
+    with tempfile.TemporaryDirectory() as work:
+        encoder = os.path.join(work, "encoder")
+        torch.manual_seed(0)
+        BertModel(bert_config(args.shape, len(tok))).save_pretrained(encoder)
+        tok.save_pretrained(encoder)
+        results = {}
+        for name in SYSTEMS:
+            is_train = name.startswith("train")
+            spec = {"system": name, "encoder": encoder, "work": work, "device": args.device,
+                    "batch": batch if is_train else args.encode_batch}
+            if is_train:
+                spec.update(warmup=args.warmup, steps=steps)
+            proc = subprocess.run([sys.executable, "-m", "bench.throughput", "--one", json.dumps(spec)], cwd=ROOT,
+                                  capture_output=True, text=True)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+            results[name] = json.loads(lines[-1][7:])
+            print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
+
+    rows = triplets()
+    triplet_lengths = [len(x) for col in ("sent0", "sent1", "hard_neg") for x in tok(list(rows[col]), truncation=True, max_length=64)["input_ids"]]
+    tokens_per_triplet = sum(triplet_lengths) / len(rows)
+    sentence_lengths = [len(x) for x in tok(all_sentences(), truncation=True, max_length=64)["input_ids"]]
+    tokens_per_sentence = sum(sentence_lengths) / len(sentence_lengths)
+    peak = None
+    if args.device == "cuda":
+        name = torch.cuda.get_device_name(0)
+        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+        device_name = name
+    else:
+        device_name = f"CPU, {os.cpu_count()} cores"
+
+    print(f"\nshape {args.shape} ({SHAPES[args.shape]}), device {device_name}, training batch {batch} triplets, "
+          f"encode batch {args.encode_batch}, max length 64, {'bf16' if args.device == 'cuda' else 'fp32'}")
+    print("| system | items/s | real tokens/s | TFLOP/s (real tokens) | share of bf16 peak | peak MiB | vs sentence-transformers |")
+    print("|---|---|---|---|---|---|---|")
+    ratio = {}
+    for name, r in results.items():
+        training = name.startswith("train")
+        rate = r["items"] / r["seconds"]
+        tokens = rate * (tokens_per_triplet if training else tokens_per_sentence)
+        tflops = tokens * flops_per_token(args.shape, triplet_lengths if training else sentence_lengths, training) / 1e12
+        peer = results[name.split(":")[0] + ": sentence-transformers"]
+        ratio[name] = rate / (peer["items"] / peer["seconds"])
+        share = f"{100 * tflops / peak:.1f}%" if peak else "n/a"
+        unit = "triplets/s" if training else "sentences/s"
+        print(f"| {name} | {rate:,.0f} {unit} | {tokens:,.0f} | {tflops:.3f} | {share} | {r['peak_mib']:,.0f} | "
+              f"{ratio[name]:.2f}x |")
+    print(f"train_vs_st={ratio['train: this project']:.2f} encode_vs_st={ratio['encode: this project']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
