@@ -64,14 +64,15 @@ def results_table(name: str, metrics: dict[str, float], model_name: str, compare
     rows = [(f"**{model_name}** (this model)", metrics)]
     if compare:
         rows += [(f"{label} — published, not re-measured", values) for label, values in PUBLISHED.get(name, {}).items()]
-    best = {m: max(r[m] for _, r in rows if r.get(m) is not None) for m in METRIC_NAMES}
+    present = {m: [r[m] for _, r in rows if r.get(m) is not None] for m in METRIC_NAMES}
+    best = {m: max(v) if len(v) > 1 else None for m, v in present.items()}  # bold only where rows compete
     lines = ["| model | " + " | ".join(COLUMN_TITLES) + " |", "|---|" + "---|" * len(COLUMN_TITLES)]
     for label, values in rows:
         cells = []
         for m in METRIC_NAMES:
             value = values.get(m)
             cell = "–" if value is None else f"{value:.2f}"
-            cells.append(f"**{cell}**" if value is not None and len(rows) > 1 and value == best[m] else cell)
+            cells.append(f"**{cell}**" if value is not None and value == best[m] else cell)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -1,0 +1,90 @@
+"""Full-epoch rehearsal: a KorNLI-sized supervised epoch end to end through run_simcse.py, with its wall time by phase.
+
+    python -m bench.epoch_rehearsal --shape bert-base --device cuda                 # 277,811 triplets, batch 256
+    python -m bench.epoch_rehearsal --shape small --device cpu --triplets 3000 --batch 64   # a CPU check
+
+The triplets are made from the sentences of ../shared/data (the KorNLI train split is not here): triplet i pairs
+sentence i with two other sentences drawn with a fixed seed, written as a TSV and read back by the real data path.
+The run tokenizes, trains one epoch, scores KorSTS-dev 10 times, keeps the best checkpoint, scores KorSTS-test and
+KLUE-STS dev and exports. Prints the wall time of each phase (`environment.json` of the run) and the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import tempfile
+import time
+
+import torch
+from transformers import BertModel
+
+import run_simcse
+from bench.common import DATA, SHAPES, all_sentences, bert_config, tokenizer
+
+KORNLI_TRIPLETS = 277_811
+
+
+def write_triplets(path: str, count: int) -> None:
+    sentences = [s.replace("\t", " ") for s in all_sentences()]
+    rng = random.Random(0)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("sent0\tsent1\thard_neg\n")
+        for i in range(count):
+            f.write(f"{sentences[i % len(sentences)]}\t{rng.choice(sentences)}\t{rng.choice(sentences)}\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="bert-base")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda")
+    parser.add_argument("--triplets", type=int, default=KORNLI_TRIPLETS)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--evaluations", type=int, default=10)
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as work:
+        data = os.path.join(work, "triplets.tsv")
+        write_triplets(data, args.triplets)
+        made = time.perf_counter() - start
+        tok = tokenizer()
+        encoder = os.path.join(work, "encoder")
+        torch.manual_seed(0)
+        BertModel(bert_config(args.shape, len(tok))).save_pretrained(encoder)
+        tok.save_pretrained(encoder)
+        steps = math.ceil(args.triplets / args.batch)
+        every = max(1, steps // args.evaluations)
+        config = {
+            "model_name_or_path": encoder, "train_data": [data], "train_format": "triplet",
+            "dev_data": f"{DATA}/korsts/sts-dev.tsv",
+            "test_data": [f"korsts-test={DATA}/korsts/sts-test.tsv", f"klue-sts-dev={DATA}/klue-sts/klue-sts-v1.1_dev.json"],
+            "max_seq_length": 64, "pooler_type": "cls_before_pooler", "output_dir": os.path.join(work, "out"),
+            "num_train_epochs": 1, "per_device_train_batch_size": args.batch, "per_device_eval_batch_size": 512,
+            "learning_rate": 5e-5, "eval_strategy": "steps", "eval_steps": every, "save_strategy": "steps",
+            "save_steps": every, "save_total_limit": 1, "load_best_model_at_end": True, "logging_steps": every,
+            "seed": 42, "report_to": "none", "disable_tqdm": True, "dataloader_num_workers": 2 if args.device == "cuda" else 0,
+            **({"bf16": True} if args.device == "cuda" else {"use_cpu": True}),
+        }
+        path = os.path.join(work, "config.json")
+        with open(path, "w") as f:
+            json.dump(config, f)
+        run_simcse.main([path])
+        total = time.perf_counter() - start
+        with open(os.path.join(work, "out", "environment.json")) as f:
+            environment = json.load(f)
+    phases = {"make triplets file (not part of a real run)": round(made, 3), **environment["phase_seconds"]}
+    print(f"\n{args.triplets:,} triplets, batch {args.batch}, {steps} steps, {args.evaluations} dev evaluations, "
+          f"shape {args.shape}, {environment['hardware']}")
+    print("| phase | seconds |\n|---|---|")
+    for phase, seconds in phases.items():
+        print(f"| {phase} | {seconds:.1f} |")
+    print(f"| total wall time (this script, including imports after start) | {total:.1f} |")
+    print(f"| total without making the triplets file | {total - made:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
