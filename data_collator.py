@@ -7,9 +7,11 @@ float STS score) for scored pairs.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -31,18 +33,22 @@ class SimCSECollator:
         n = len(rows[0])
         if any(len(r) != n for r in rows):
             raise ValueError("every row of a batch must hold the same number of sentences")
-        if self.max_length is not None:
-            rows = [[s if len(s) <= self.max_length else s[: self.max_length - 1] + s[-1:] for s in r] for r in rows]
-        longest = max(len(s) for r in rows for s in r)
+        sentences = [s for r in rows for s in r]
+        if self.max_length is not None and any(len(s) > self.max_length for s in sentences):
+            sentences = [s if len(s) <= self.max_length else s[: self.max_length - 1] + s[-1:] for s in sentences]
+        lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
+        longest = int(lengths.max())
         if self.pad_to_multiple_of:
             longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        input_ids = torch.full((len(rows), n, longest), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), n, longest), dtype=torch.long)
-        for i, row in enumerate(rows):
-            for j, sentence in enumerate(row):
-                input_ids[i, j, : len(sentence)] = torch.as_tensor(sentence, dtype=torch.long)
-                attention_mask[i, j, : len(sentence)] = 1
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        # One vectorised fill: the mask's True cells, in row-major order, are the tokens in sentence order.
+        mask = np.arange(longest)[None, :] < lengths[:, None]
+        input_ids = np.full((len(sentences), longest), self.pad_token_id, dtype=np.int64)
+        input_ids[mask] = np.fromiter(itertools.chain.from_iterable(sentences), dtype=np.int64, count=int(lengths.sum()))
+        shape = (len(rows), n, longest)
+        batch = {
+            "input_ids": torch.from_numpy(input_ids).view(shape),
+            "attention_mask": torch.from_numpy(mask.astype(np.int64)).view(shape),
+        }
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.float)
         return batch
