@@ -12,7 +12,7 @@ import os
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, check_export, load_results, read_json
+from hub.model_dir import RUN_ARGS_FILE, check_export, load_results, read_json
 from sts_evaluation import METRIC_NAMES, SIMILARITIES
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")

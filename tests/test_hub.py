@@ -2,7 +2,6 @@
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -148,7 +147,7 @@ def test_push_one_private_commit_then_load_back(model_dir, hub, tmp_path):
             "with torch.no_grad(): a = m.eval()(**tok(s, padding=True, return_tensors='pt')).pooler_output\n"
             "b = SentenceTransformer('alice/ko-simcse', device='cpu').encode(s, convert_to_tensor=True)\n"
             "torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)\n"
-            f"local = SentenceTransformer(sys.argv[1], device='cpu').encode(s, convert_to_tensor=True)\n"
+            "local = SentenceTransformer(sys.argv[1], device='cpu').encode(s, convert_to_tensor=True)\n"
             "torch.testing.assert_close(local, b)\n"
             "print('LOADED')\n")
     proc = cli(["-c", load, model_dir], hub, tmp_home=tmp_path / "h2")
