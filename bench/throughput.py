@@ -70,7 +70,9 @@ def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, st
         "max_seq_length": 64, "output_dir": os.path.join(work, "ours"), "overwrite_output_dir": True,
         "per_device_train_batch_size": batch, "learning_rate": 5e-5, "max_steps": warmup + steps,
         "eval_strategy": "no", "save_strategy": "no", "logging_steps": 10_000, "report_to": "none", "seed": 42,
-        "disable_tqdm": True, **({"bf16": True} if device == "cuda" else {"use_cpu": True}),
+        "disable_tqdm": True,
+        **({"bf16": True, "optim": "adamw_torch_fused", "dataloader_num_workers": 2} if device == "cuda"
+           else {"use_cpu": True}),
     }
     path = os.path.join(work, "ours.json")
     with open(path, "w") as f:
