@@ -67,7 +67,7 @@ def main() -> None:
             "learning_rate": 5e-5, "eval_strategy": "steps", "eval_steps": every, "save_strategy": "steps",
             "save_steps": every, "save_total_limit": 1, "load_best_model_at_end": True, "logging_steps": every,
             "seed": 42, "report_to": "none", "disable_tqdm": True, "dataloader_num_workers": 2 if args.device == "cuda" else 0,
-            **({"bf16": True} if args.device == "cuda" else {"use_cpu": True}),
+            **({"bf16": True, "optim": "adamw_torch_fused"} if args.device == "cuda" else {"use_cpu": True}),
         }
         path = os.path.join(work, "config.json")
         with open(path, "w") as f:
