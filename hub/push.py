@@ -2,7 +2,8 @@
 
 The token comes from the usual places (`HF_TOKEN`, `hf auth login`) through `huggingface_hub`; it is never printed
 or written. Only `model_dir.published_files` are sent (never checkpoints, optimizer states or training_args.bin).
-The commit is atomic on the Hub, so a failed push leaves the repo as it was; transient HTTP errors are retried.
+The commit is atomic on the Hub, so a failed push leaves the repo as it was (a repo this push created is deleted
+again); transient HTTP errors are retried.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def push(
         return files
     api = api or HfApi()
     check_token(api)
+    existed = _retry(lambda: api.repo_exists(repo_id), "looking up the repo")
     try:
         _retry(lambda: api.create_repo(repo_id, private=private or None, exist_ok=True), "creating the repo")
         if revision:
@@ -120,5 +122,10 @@ def push(
 
         info = _retry(commit, "uploading")
     except HfHubHTTPError as e:
+        if not existed:  # leave the Hub as it was: no empty repo behind a failed first push
+            try:
+                api.delete_repo(repo_id, missing_ok=True)
+            except HfHubHTTPError:
+                logger.warning("could not remove the empty repo %s after the failed push", repo_id)
         raise PushError(f"push to {repo_id} failed: {_describe(e)}") from None
     return info.commit_url

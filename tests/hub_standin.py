@@ -1,7 +1,7 @@
 """A small local stand-in for the Hugging Face Hub, for tests: the real `huggingface_hub` client talks to it over
 HTTP through `HF_ENDPOINT=http://127.0.0.1:<port>`. It keeps what it receives in memory.
 
-It serves what a push and a download use: whoami, repo creation, branches, preupload (every file "regular", so file
+It serves what a push and a download use: whoami, repo creation and deletion, branches, preupload (every file "regular", so file
 contents travel inside the commit), YAML validation, commits (NDJSON), model info, tree listing and file resolution.
 Tokens are checked against `tokens`; private repos are invisible without a valid token. `fail_next_commits` answers
 503 to that many commit requests (to exercise retries); `reject_commits` answers 422 to every commit.
@@ -96,6 +96,24 @@ class HubStandIn:
                 return repo
 
             # ------------------------------------------------------------ routes
+            def do_DELETE(self):
+                path = unquote(urlparse(self.path).path)
+                hub.requests.append(f"DELETE {path}")
+                body = self._body()
+                user = self._user()
+                if path != "/api/repos/delete":
+                    return self._error(404, "NotFound", f"no route {path}")
+                if user is None:
+                    return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
+                req = json.loads(body)
+                repo_id = f"{req.get('organization') or user}/{req['name']}"
+                if repo_id.split("/")[0] != user:
+                    return self._error(403, "Forbidden", "You don't have the rights to delete this repo")
+                with hub._lock:
+                    if hub.repos.pop(repo_id, None) is None:
+                        return self._error(404, "RepoNotFound", "Repository not found")
+                return self._send(200, {})
+
             def do_HEAD(self):
                 self.do_GET()
 

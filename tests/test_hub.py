@@ -187,6 +187,9 @@ def test_transient_errors_are_retried_and_a_failed_push_changes_nothing(model_di
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/r"], hub, tmp_home=tmp_path)
     assert proc.returncode == 1 and "push to alice/r failed" in proc.stderr
     assert hub.repos["alice/r"].branches["main"] == before and len(hub.repos["alice/r"].commits) == 1
+    # A failed first push leaves no empty repo behind.
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/new"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 1 and "alice/new" not in hub.repos
 
 
 def test_push_to_a_branch(model_dir, hub, tmp_path):
