@@ -91,9 +91,9 @@ def train_sentence_transformers(encoder: str, out: str, epochs: float, seed: int
     return seconds
 
 
-SYSTEMS = {
-    "sentence-transformers MNRL (scale 20)": train_sentence_transformers,
-    "this project: run_simcse.py": train_simcse,
+SYSTEMS = {  # key -> (row name, trainer)
+    "st": ("sentence-transformers MNRL (scale 20)", train_sentence_transformers),
+    "ours": ("this project: run_simcse.py", train_simcse),
 }
 
 
@@ -102,6 +102,8 @@ def main() -> None:
     parser.add_argument("--encoder", default=os.path.join(ROOT, "models", "e5-small-ko"))
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--systems", nargs="+", choices=["st", "ours"], default=["st", "ours"],
+                        help="which trained systems to run (the untrained encoder is always scored)")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "quality_table.md"))
     args = parser.parse_args()
     encoder = ensure_encoder(args.encoder)
@@ -109,8 +111,9 @@ def main() -> None:
     rows = {"untrained encoder (CLS)": [evaluate(encoder)]}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            for name, train in SYSTEMS.items():
-                out = os.path.join(tmp, f"{len(rows)}-{seed}")
+            for key in args.systems:
+                name, train = SYSTEMS[key]
+                out = os.path.join(tmp, f"{key}-{seed}")
                 seconds = train(encoder, out, args.epochs, seed)
                 print(f"{name}, seed {seed}: trained in {seconds:.0f} s (speed: see bench/throughput.py)")
                 rows.setdefault(name, []).append(evaluate(out))
