@@ -320,13 +320,13 @@ class SimCSEModel(PreTrainedModel):
         lengths = attention_mask.sum(1)
         order = torch.argsort(lengths, descending=True, stable=True)
         widths = lengths[order].tolist()  # one host sync per step
+        use_checkpoint = size is not None and recompute
         outputs = []
         for piece in torch.tensor_split(torch.arange(len(order), device=order.device), pieces):
             if len(piece) == 0:
                 continue
             rows, width = order[piece], widths[int(piece[0])]
             ids, mask = input_ids[rows, :width], attention_mask[rows, :width]
-            use_checkpoint = size is not None and recompute
             outputs.append(checkpoint(self.embed, ids, mask, use_reentrant=False) if use_checkpoint else self.embed(ids, mask))
         embeddings = torch.cat(outputs)
         return embeddings.new_empty(embeddings.shape).index_copy(0, order, embeddings)
