@@ -3,14 +3,16 @@
     torchrun --standalone --nproc_per_node N tests/distributed_worker.py ENCODER_DIR OUT.pt MODE GATHER
 
 MODE is `sup` (triplets with a weighted hard negative) or `unsup` (one sentence per row). Rank 0 saves the loss
-averaged over processes and the DDP-averaged parameter gradients to OUT.pt.
+averaged over processes and the parameter gradients averaged over processes (what DDP applies) to OUT.pt. The
+averaging is done after backward, one all_reduce per parameter in a fixed order, so no collective of DDP's reducer
+runs beside the gather's own collectives during backward.
 """
 
+import datetime
 import sys
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 from transformers import AutoTokenizer
 
 from modeling_simcse import SimCSEModel
@@ -40,18 +42,23 @@ def build(encoder_dir: str, mode: str, gather: bool):
 
 def main() -> None:
     encoder_dir, out, mode, gather = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     rank, world = dist.get_rank(), dist.get_world_size()
     model, ids, mask = build(encoder_dir, mode, gather)
     share = len(ids) // world
-    ddp = DistributedDataParallel(model, find_unused_parameters=True)
-    loss = ddp(input_ids=ids[rank * share:(rank + 1) * share], attention_mask=mask[rank * share:(rank + 1) * share]).loss
+    loss = model(input_ids=ids[rank * share:(rank + 1) * share], attention_mask=mask[rank * share:(rank + 1) * share]).loss
     loss.backward()
     mean_loss = loss.detach().clone()
     dist.all_reduce(mean_loss)
+    grads = {}
+    for name, param in model.named_parameters():
+        grad = param.grad if param.grad is not None else torch.zeros_like(param)
+        dist.all_reduce(grad)
+        if param.grad is not None:
+            grads[name] = grad / world
     if rank == 0:
-        grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
         torch.save({"loss": mean_loss.item() / world, "grads": grads}, out)
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -21,7 +21,7 @@ def run_workers(encoder_dir, tmp_path, mode, gather, processes=2):
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
          os.path.join(ROOT, "tests", "distributed_worker.py"), encoder_dir, out, mode, "1" if gather else "0"],
-        env=env, capture_output=True, text=True, timeout=300)
+        env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(out)
 
