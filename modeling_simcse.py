@@ -32,6 +32,10 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
 POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
+# Encoders whose position embeddings and attention masks `embed_packed` drives correctly (checked in the tests), and
+# the attention implementations that take its block-diagonal mask.
+PACKABLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
+PACKABLE_ATTENTION = ("sdpa", "eager")
 
 # How a user computes the evaluated embedding from `AutoModel(...)(**batch, output_hidden_states=True)` outputs of an
 # exported model, keyed by the exported `config.simcse["embedding"]`. The model card prints these.
@@ -59,6 +63,8 @@ class SimCSEConfig(PreTrainedConfig):
     embedding_chunk_size: in training, encode a step's sentences in chunks of this many without keeping activations,
         and recompute each chunk (same dropout) in the backward pass: a large contrastive batch in the memory of a
         chunk, with the same loss and gradients (gradient cache). None: one pass.
+    length_buckets: for padded training batches, encode a step's sentences sorted by length in this many pieces, each
+        padded to its own longest (packed batches, see `embed_packed`, have no padding to remove).
     """
 
     model_type = "simcse"
@@ -214,26 +220,102 @@ class SimCSEModel(PreTrainedModel):
             model = cls.from_encoder(encoder, pooler_type=pooler_type)
         return model.eval()
 
+    @property
+    def supports_packing(self) -> bool:
+        """Whether training batches may come packed (`SimCSECollator(pack_width=...)`) for this encoder."""
+        return (self.config.encoder.model_type in PACKABLE_MODEL_TYPES
+                and self.encoder.config._attn_implementation in PACKABLE_ATTENTION)
+
     # ------------------------------------------------------------------ embeddings
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, use_mlp: bool | None = None) -> torch.Tensor:
         """(rows, length) token ids and mask -> (rows, hidden) sentence embeddings.
 
         use_mlp: apply the MLP of the `cls` pooler; default: in training always, at test time unless mlp_only_train.
         """
-        pooler = self.config.pooler_type
-        needs_layers = pooler in ("avg_first_last", "avg_top2")
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=needs_layers)
-        if pooler in ("cls", "cls_before_pooler"):
-            emb = out.last_hidden_state[:, 0]
+        tokens = self._token_states(input_ids=input_ids, attention_mask=self._encoder_mask(attention_mask))
+        if self.config.pooler_type in ("cls", "cls_before_pooler"):
+            emb = tokens[:, 0]
         else:
-            if pooler == "avg":
-                tokens = out.last_hidden_state
-            elif pooler == "avg_first_last":
-                tokens = (out.hidden_states[1] + out.hidden_states[-1]) / 2
-            else:
-                tokens = (out.hidden_states[-1] + out.hidden_states[-2]) / 2
             mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
             emb = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return self._apply_mlp(emb, use_mlp)
+
+    def embed_packed(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        sentence_ids: torch.Tensor,
+        sentence_starts: torch.Tensor,
+        use_mlp: bool | None = None,
+    ) -> torch.Tensor:
+        """Packed rows (`SimCSECollator` with `pack_width`) -> (sentences, hidden) embeddings, row k for sentence id k.
+
+        input_ids, position_ids, sentence_ids: (rows, width); sentence_starts: (sentences,) flat index of each
+        sentence's first token. Each token attends only to the tokens of its own sentence (a block-diagonal mask),
+        with the positions it has in its sentence, so every embedding is the one a padded pass gives, with no
+        compute on padding. With `embedding_chunk_size` in training, the rows are encoded in pieces of about that
+        many sentences under activation checkpointing (same random state in the recomputation: gradient cache).
+        """
+        size = self.config.embedding_chunk_size
+        pieces = min(len(input_ids), -(-len(sentence_starts) // size)) if size and self.training else 1
+        if pieces > 1:
+            tokens = torch.cat([
+                checkpoint(self._packed_token_states, ids, pos, sid, use_reentrant=False)
+                for ids, pos, sid in zip(*(t.tensor_split(pieces) for t in (input_ids, position_ids, sentence_ids)))
+            ])
+        else:
+            tokens = self._packed_token_states(input_ids, position_ids, sentence_ids)
+        tokens = tokens.reshape(-1, tokens.shape[-1])
+        if self.config.pooler_type in ("cls", "cls_before_pooler"):
+            emb = tokens[sentence_starts]
+        else:  # mean over each sentence's tokens; the unfilled ends (id -1) go to a discarded extra row
+            count = len(sentence_starts)
+            index = sentence_ids.reshape(-1).masked_fill(sentence_ids.reshape(-1) < 0, count)
+            sums = tokens.new_zeros(count + 1, tokens.shape[-1]).index_add_(0, index, tokens)
+            lengths = tokens.new_zeros(count + 1).index_add_(0, index, tokens.new_ones(len(index)))
+            emb = sums[:count] / lengths[:count, None]
+        return self._apply_mlp(emb, use_mlp)
+
+    def _packed_token_states(self, input_ids, position_ids, sentence_ids) -> torch.Tensor:
+        same_sentence = (sentence_ids[:, :, None] == sentence_ids[:, None, :])[:, None]
+        return self._token_states(input_ids=input_ids, attention_mask=self._attention_form(same_sentence),
+                                  position_ids=position_ids + self._position_offset)
+
+    def _encoder_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """A (rows, length) 0/1 padding mask -> the (rows, 1, 1, length) mask that packable encoders take as it is.
+
+        Given the 2D mask, `transformers` checks whether it has any padding (`mask.all()`), which waits for the
+        device on every forward pass; a prepared 4D mask skips that check.
+        """
+        if not self.supports_packing:
+            return attention_mask
+        return self._attention_form(attention_mask[:, None, None, :].bool())
+
+    def _attention_form(self, allowed: torch.Tensor) -> torch.Tensor:
+        """A 4D boolean mask (True: may attend) in the form the encoder's attention takes."""
+        if self.encoder.config._attn_implementation == "eager":  # eager adds the mask to the scores
+            mask = torch.zeros(allowed.shape, device=allowed.device)
+            return mask.masked_fill_(~allowed, torch.finfo(mask.dtype).min)
+        return allowed
+
+    @property
+    def _position_offset(self) -> int:
+        # RoBERTa-style embeddings number positions from padding_idx + 1; BERT and ELECTRA from 0.
+        padding_idx = getattr(self.encoder.embeddings, "padding_idx", None)
+        return 0 if padding_idx is None else padding_idx + 1
+
+    def _token_states(self, **encoder_inputs) -> torch.Tensor:
+        """(rows, width, hidden) token states the pooler reads: the last layer, or the mean of two layers."""
+        pooler = self.config.pooler_type
+        needs_layers = pooler in ("avg_first_last", "avg_top2")
+        out = self.encoder(**encoder_inputs, output_hidden_states=needs_layers)
+        if pooler == "avg_first_last":
+            return (out.hidden_states[1] + out.hidden_states[-1]) / 2
+        if pooler == "avg_top2":
+            return (out.hidden_states[-1] + out.hidden_states[-2]) / 2
+        return out.last_hidden_state
+
+    def _apply_mlp(self, emb: torch.Tensor, use_mlp: bool | None) -> torch.Tensor:
         if use_mlp is None:
             use_mlp = self.training or self.config.mlp_at_test
         if self.mlp is not None and use_mlp:
@@ -251,16 +333,21 @@ class SimCSEModel(PreTrainedModel):
 
         was_training = self.training
         self.eval()
-        ids = tokenizer(sentences, truncation=True, max_length=max_length)["input_ids"]
+        ids = tokenizer(sentences, truncation=True, max_length=max_length, return_attention_mask=False,
+                        return_token_type_ids=False)["input_ids"]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         device = next(self.parameters()).device
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        cuda = device.type == "cuda"
+        bf16 = cuda and torch.cuda.is_bf16_supported()
         collate = SimCSECollator(tokenizer.pad_token_id)
         chunks = []
         for start in range(0, len(order), batch_size):
             batch = collate([{"input_ids": [ids[i]]} for i in order[start : start + batch_size]])
+            inputs = [batch[key][:, 0] for key in ("input_ids", "attention_mask")]
+            # Pinned memory and asynchronous copies: the host prepares the next batch while the GPU runs this one.
+            inputs = [t.pin_memory().to(device, non_blocking=True) if cuda else t.to(device) for t in inputs]
             with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-                emb = self.embed(batch["input_ids"][:, 0].to(device), batch["attention_mask"][:, 0].to(device))
+                emb = self.embed(*inputs)
             chunks.append(emb.float())
         self.train(was_training)
         embeddings = torch.cat(chunks) if chunks else torch.empty(0, self.config.encoder.hidden_size, device=device)
@@ -273,8 +360,17 @@ class SimCSEModel(PreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        sentence_ids: torch.Tensor | None = None,
+        sentence_starts: torch.Tensor | None = None,
     ) -> SimCSEOutput:
-        """input_ids, attention_mask: (batch, n, length); labels: (batch,) STS gold scores for scored pairs."""
+        """input_ids, attention_mask: (batch, n, length); labels: (batch,) STS gold scores for scored pairs.
+
+        Or a packed training batch (`SimCSECollator` with `pack_width`): input_ids, position_ids, sentence_ids of
+        shape (rows, width) and sentence_starts (batch, n).
+        """
+        if sentence_starts is not None:
+            return self._packed_forward(input_ids, position_ids, sentence_ids, sentence_starts)
         if input_ids.dim() != 3:
             raise ValueError(f"input_ids must be (batch, sentences per row, length), got shape {tuple(input_ids.shape)}")
         if attention_mask is None:
@@ -293,6 +389,22 @@ class SimCSEModel(PreTrainedModel):
         flat_ids = input_ids.transpose(0, 1).reshape(-1, length)
         flat_mask = attention_mask.transpose(0, 1).reshape(-1, length)
         views = self.embed_for_training(flat_ids, flat_mask).view(n, batch, -1)
+        return self._contrastive_output(views)
+
+    def _packed_forward(self, input_ids, position_ids, sentence_ids, sentence_starts) -> SimCSEOutput:
+        batch, n = sentence_starts.shape
+        if n == 1:  # unsupervised: the rows twice, the copy holding sentences batch .. 2 * batch - 1
+            sentence_starts = torch.cat([sentence_starts, sentence_starts + input_ids.numel()], dim=1)
+            input_ids, position_ids = input_ids.repeat(2, 1), position_ids.repeat(2, 1)
+            sentence_ids = torch.cat([sentence_ids, sentence_ids.masked_fill(sentence_ids < 0, -1 - batch) + batch])
+            n = 2
+        flat_starts = sentence_starts.T.reshape(-1)  # sentence-major, like the sentence ids
+        views = self.embed_packed(input_ids, position_ids, sentence_ids, flat_starts).view(n, batch, -1)
+        return self._contrastive_output(views)
+
+    def _contrastive_output(self, views: torch.Tensor) -> SimCSEOutput:
+        """views: (n, batch, hidden) embeddings of the sentences, their positives and hard negatives."""
+        n = len(views)
         loss = contrastive_loss(
             views[0],
             views[1],

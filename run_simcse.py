@@ -32,6 +32,7 @@ from transformers import (
     AutoTokenizer,
     HfArgumentParser,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
@@ -40,8 +41,8 @@ from data_collator import SimCSECollator
 from hub.card import render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE
 from hub.push import PushError, check_repo_id, check_token, push
-from data_loading import DataError, load_nli_triplets, load_sentence_columns, load_sts, parse_named, tokenize_rows
-from modeling_simcse import POOLER_TYPES, SimCSEModel
+from data_loading import DataError, column_values, load_nli_triplets, load_sentence_columns, load_sts, parse_named, tokenize_rows
+from modeling_simcse import PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEModel
 from scratch_tokenizer import train_wordpiece
 from sts_evaluation import compute_metrics, evaluate_sets, format_table, tokenize_sts
 from training_guards import (
@@ -64,6 +65,8 @@ TRAIN_FORMATS = {  # format -> default sentence columns of the loaded training s
 # different run.
 # Length-sorted pieces per step on CPU: measured in bench/RESULTS.md (no launch overhead, padding dominates).
 CPU_LENGTH_BUCKETS = 8
+# Training sets this large are tokenized in several processes by default (a KorNLI epoch: 277,811 rows).
+TOKENIZE_IN_PARALLEL_FROM = 50_000
 RESUMABLE_KEYS = {"resume_from_checkpoint", "overwrite_output_dir", "logging_dir", "dataloader_num_workers",
                   "preprocessing_num_workers", "push_to_hub", "hub_token", "local_rank"}
 
@@ -112,7 +115,11 @@ class DataArguments:
         default_factory=list, metadata={"help": "Final STS sets as 'name=source', e.g. 'korsts-test=sts-test.tsv'."}
     )
     max_seq_length: int = field(default=64, metadata={"help": "Sentences are truncated to this many tokens."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    preprocessing_num_workers: int | None = field(
+        default=None,
+        metadata={"help": "Processes for tokenization. Default: one, or up to 8 (one a core) from "
+                          f"{TOKENIZE_IN_PARALLEL_FROM:,} training rows."},
+    )
 
 
 @dataclass
@@ -130,10 +137,16 @@ class SimCSEArguments:
         default=None,
         metadata={"help": "Encode a step in chunks of this many sentences, recomputed in backward (gradient cache)."},
     )
+    pack_sequences: bool | None = field(
+        default=None,
+        metadata={"help": "Train on packed rows (sentences end to end, attention kept within each sentence): no "
+                          "compute on padding, same math. Default: on where the encoder supports it "
+                          f"({', '.join(PACKABLE_MODEL_TYPES)} with sdpa or eager attention)."},
+    )
     length_buckets: int | None = field(
         default=None,
-        metadata={"help": "Encode a step's sentences sorted by length in this many pieces (less padding). "
-                          "Default: 8 on CPU, 1 (one padded pass) on GPU."},
+        metadata={"help": "Without packing: encode a step's sentences sorted by length in this many pieces (less "
+                          "padding). Default: 8 on CPU, 1 (one padded pass) on GPU."},
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow an output_dir that holds another run (its checkpoints are deleted)."}
@@ -255,7 +268,7 @@ def load_training_set(data_args: DataArguments, cache_dir: str | None):
             raise DataError(f"sentence_columns: {data_args.train_format} needs {len(TRAIN_FORMATS[data_args.train_format])} columns")
         ds = load_sentence_columns(data_args.train_data, columns, cache_dir=cache_dir)
         if data_args.train_format == "text" and data_args.deduplicate_text:
-            ds = ds.from_dict({"sent0": list(dict.fromkeys(ds["sent0"]))})
+            ds = ds.from_dict({"sent0": list(dict.fromkeys(column_values(ds, "sent0")))})
     if data_args.max_train_samples is not None:
         ds = ds.select(range(min(data_args.max_train_samples, len(ds))))
     return ds
@@ -330,6 +343,22 @@ class PhaseTimer:
             self.seconds[phase] = round(self.seconds.get(phase, 0.0) + time.perf_counter() - start, 3)
 
 
+class CheckpointSaveTimer(TrainerCallback):
+    """Seconds Trainer spends writing checkpoints: from the step's last event before a save (step end, log or
+    evaluation) to `on_save`."""
+
+    def __init__(self):
+        self.seconds, self._mark = 0.0, time.perf_counter()
+
+    def _stamp(self, *args, **kwargs):
+        self._mark = time.perf_counter()
+
+    on_step_end = on_log = on_evaluate = _stamp
+
+    def on_save(self, *args, **kwargs):
+        self.seconds += time.perf_counter() - self._mark
+
+
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[str, dict[str, float]]:
     """Run the job described by argv (a JSON file or flags); returns the final STS results.
 
@@ -358,16 +387,26 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
 
     with timer("load_model"):
         if model_args.train_tokenizer_vocab_size:
-            texts = [s for c in train_set.column_names for s in train_set[c]]
+            texts = [s for c in train_set.column_names for s in column_values(train_set, c)]
             tokenizer = train_wordpiece(texts, model_args.train_tokenizer_vocab_size)
         else:
             tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
                                                       cache_dir=cache_dir)
         model = build_model(model_args, simcse_args, tokenizer, training_args.device.type)
+    if simcse_args.pack_sequences and not model.supports_packing:
+        raise SystemExit(
+            f"error: pack_sequences: not available for a {model.config.encoder.model_type} encoder with "
+            f"{model.encoder.config._attn_implementation!r} attention (supported: {', '.join(PACKABLE_MODEL_TYPES)} "
+            "with sdpa or eager); set it to false")
+    packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences
+    logger.info("training batches: %s", "packed (no padding)" if packed else "padded")
 
     max_len, workers = data_args.max_seq_length, data_args.preprocessing_num_workers
+    train_workers = workers
+    if workers is None and len(train_set) >= TOKENIZE_IN_PARALLEL_FROM:
+        train_workers = min(8, os.cpu_count() or 1)
     with timer("tokenize"), training_args.main_process_first(desc="tokenization"):
-        train_rows = tokenize_rows(train_set, tokenizer, train_set.column_names, max_len, num_proc=workers)
+        train_rows = tokenize_rows(train_set, tokenizer, train_set.column_names, max_len, num_proc=train_workers)
         dev_rows = tokenize_sts(dev_set, tokenizer, max_len, workers, "dev") if dev_set else None
         test_rows = {name: tokenize_sts(ds, tokenizer, max_len, workers, name) for name, ds in test_sets.items()}
 
@@ -385,9 +424,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         train_dataset=train_rows,
         eval_dataset=dev_rows,
         processing_class=tokenizer,
-        data_collator=SimCSECollator(tokenizer.pad_token_id, max_len),
+        data_collator=SimCSECollator(tokenizer.pad_token_id, max_len, pack_width=max_len if packed else None),
         compute_metrics=compute_metrics,
-        callbacks=[NonFiniteLossGuard(), *(callbacks or [])],
+        callbacks=[NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(), *(callbacks or [])],
     )
     with timer("train"):
         try:
@@ -396,6 +435,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             raise SystemExit(f"error: {e}") from None
     timer.seconds["dev_evaluations_within_train"] = round(
         sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history), 3)
+    timer.seconds["checkpoint_saves_within_train"] = round(save_timer.seconds, 3)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
@@ -410,7 +450,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                 json.dump(results, f, indent=2)
         environment = describe_environment(training_args, len(train_rows))
         with open(os.path.join(out, "environment.json"), "w") as f:
-            json.dump({**environment, "phase_seconds": timer.seconds}, f, indent=2)
+            json.dump({**environment, "training_batches": "packed" if packed else "padded",
+                       "phase_seconds": timer.seconds}, f, indent=2)
         if results:
             print(format_table(results))
             render_card(out, repo_id=hub_model_id)

@@ -1,4 +1,4 @@
-"""The fast path (length-sorted pieces) gives the plain path's loss, gradients and scores."""
+"""The fast paths (packed rows; length-sorted pieces) give the plain padded path's loss, gradients and scores."""
 
 import json
 
@@ -27,13 +27,19 @@ def test_length_buckets_same_loss_and_gradients(encoder_dir, tokenizer, pooler):
     assert_same(results[0], results[1])
 
 
-def test_length_buckets_same_scores_after_a_short_run(tmp_path):
-    scores = []
-    for buckets in (1, 8):
-        folder = tmp_path / str(buckets)
+@pytest.mark.parametrize("fast", [{"pack_sequences": True}, {"pack_sequences": False, "length_buckets": 8}],
+                         ids=["packed", "length-buckets"])
+def test_fast_path_same_scores_after_a_short_run(tmp_path, fast):
+    scores, batches = [], []
+    for name, layout in (("plain", {"pack_sequences": False, "length_buckets": 1}), ("fast", fast)):
+        folder = tmp_path / name
         folder.mkdir()
-        run_simcse.main([smoke_config(folder, length_buckets=buckets, dropout=0.0)])
+        run_simcse.main([smoke_config(folder, dropout=0.0, **layout)])
         with open(folder / "out" / "sts_results.json") as f:
             scores.append(json.load(f)["sample-sts"])
+        with open(folder / "out" / "environment.json") as f:
+            batches.append(json.load(f)["training_batches"])
+    assert batches == ["padded", "packed" if fast["pack_sequences"] else "padded"]
     # Same math; float sums in another order, amplified by 12 Adam steps at lr 5e-4, move scores (x100) by < 0.1.
     assert scores[1] == pytest.approx(scores[0], abs=0.1)
+    assert scores[0]["avg"] != pytest.approx(0.0, abs=1.0)  # a real score, not an empty comparison

@@ -128,3 +128,10 @@ def test_bad_sts_score_and_non_empty_folder(tmp_path):
     with pytest.raises(SystemExit, match="not empty and holds no run_args.json"):
         run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=False)])
     assert os.listdir(tmp_path / "out") == ["notes.txt"]
+
+
+def test_packing_an_unsupported_encoder_stops_before_anything_is_written(tmp_path):
+    config = smoke_config(tmp_path, model_type="deberta-v2", pack_sequences=True)
+    with pytest.raises(SystemExit, match="pack_sequences: not available for a deberta-v2 encoder"):
+        run_simcse.main([config])
+    assert not (tmp_path / "out").exists()

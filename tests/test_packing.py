@@ -1,0 +1,146 @@
+"""Packed training batches (no padding) give the padded path's embeddings, loss and gradients."""
+
+import pytest
+import torch
+from transformers import AutoModel, BertConfig, ElectraConfig, RobertaConfig, XLMRobertaConfig
+
+import modeling_simcse
+from data_collator import SimCSECollator
+from modeling_simcse import SimCSEModel
+from test_gradient_cache import assert_same
+from test_loss import ROWS
+
+WIDTH = 40  # two or three of the test sentences (14-19 tokens) a row, so most start inside a row
+
+
+def features(tokenizer, rows):
+    return [{"input_ids": [tokenizer(s)["input_ids"] for s in row]} for row in rows]
+
+
+def no_dropout(model):
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def loss_and_grads(model, batch, seed=5):
+    model.zero_grad()
+    torch.manual_seed(seed)
+    loss = model(**batch).loss
+    loss.backward()
+    return loss.item(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("width", [1, 24, 64])
+def test_packing_lays_every_sentence_whole_into_rows(tokenizer, width):
+    rows = features(tokenizer, ROWS)
+    batch = SimCSECollator(tokenizer.pad_token_id, pack_width=width)(rows)
+    longest = max(len(s) for r in rows for s in r["input_ids"])
+    assert batch["input_ids"].shape[1] == max(width, longest)
+    flat = {k: batch[k].view(-1) for k in ("input_ids", "position_ids", "sentence_ids")}
+    assert batch["sentence_starts"].shape == (len(ROWS), 3)
+    width = batch["input_ids"].shape[1]
+    for b, row in enumerate(rows):
+        for v, sentence in enumerate(row["input_ids"]):
+            start = int(batch["sentence_starts"][b, v])
+            span = slice(start, start + len(sentence))
+            assert flat["input_ids"][span].tolist() == sentence
+            assert flat["position_ids"][span].tolist() == list(range(len(sentence)))
+            assert set(flat["sentence_ids"][span].tolist()) == {v * len(ROWS) + b}  # sentence-major ids
+            assert start // width == (start + len(sentence) - 1) // width  # not split across rows
+    real = sum(len(s) for r in rows for s in r["input_ids"])
+    assert int((flat["sentence_ids"] >= 0).sum()) == real
+    assert (flat["input_ids"][flat["sentence_ids"] < 0] == tokenizer.pad_token_id).all()
+
+
+def test_scored_pairs_stay_padded(tokenizer):
+    rows = [dict(f, labels=1.0) for f in features(tokenizer, [r[:2] for r in ROWS])]
+    batch = SimCSECollator(tokenizer.pad_token_id, pack_width=64)(rows)
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+
+
+@pytest.mark.parametrize("pooler", ["cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2"])
+@pytest.mark.parametrize("sentences", [1, 3])
+def test_packed_equals_padded(encoder_dir, tokenizer, pooler, sentences):
+    rows = features(tokenizer, [r[:sentences] for r in ROWS])
+    results = []
+    for width in (None, WIDTH):
+        torch.manual_seed(0)  # the same initial MLP for both
+        model = no_dropout(SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, hard_negative_weight=0.4).train())
+        results.append(loss_and_grads(model, SimCSECollator(tokenizer.pad_token_id, pack_width=width)(rows)))
+    assert_same(results[0], results[1])
+
+
+def test_packed_gradient_cache_equals_one_pass(encoder_dir, tokenizer):
+    batch = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(features(tokenizer, ROWS))
+    assert len(batch["input_ids"]) >= 3
+    results = []
+    for chunk in (None, 3):
+        torch.manual_seed(0)
+        model = SimCSEModel.from_encoder(encoder_dir, pooler_type="avg", embedding_chunk_size=chunk)
+        results.append(loss_and_grads(no_dropout(model.train()), batch))
+    assert_same(results[0], results[1])
+
+
+def test_packed_gradient_cache_replays_dropout(encoder_dir, tokenizer, monkeypatch):
+    batch = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(features(tokenizer, ROWS))
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", embedding_chunk_size=3).train()
+    cached = loss_and_grads(model, batch)
+    monkeypatch.setattr(modeling_simcse, "checkpoint", lambda f, *args, **kwargs: f(*args))
+    kept = loss_and_grads(model, batch)
+    assert_same(cached, kept)
+    other_seed = loss_and_grads(model, batch, seed=6)
+    assert other_seed[0] != pytest.approx(kept[0], abs=1e-5)  # dropout is on: the comparison above could fail
+
+
+def test_packed_unsupervised_views_differ_only_through_dropout(encoder_dir, tokenizer):
+    batch = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(features(tokenizer, [r[:1] for r in ROWS]))
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", mlp_only_train=True).train()
+    captured = []
+    original = model.embed_packed
+    model.embed_packed = lambda *a, **k: captured.append(original(*a, **k)) or captured[-1]
+    model(**batch)
+    first, second = captured[0].view(2, len(ROWS), -1)
+    assert not torch.allclose(first, second)  # dropout made the two copies differ
+    no_dropout(model)
+    model(**batch)
+    first, second = captured[1].view(2, len(ROWS), -1)
+    torch.testing.assert_close(first, second)
+
+
+ENCODERS = {
+    "bert": BertConfig,
+    "roberta": RobertaConfig,
+    "xlm-roberta": XLMRobertaConfig,
+    "electra": ElectraConfig,
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(ENCODERS))
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_every_packable_encoder_gives_its_own_embeddings_padded_and_packed(tokenizer, model_type, attention):
+    torch.manual_seed(0)
+    config = ENCODERS[model_type](vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=64, max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id)
+    encoder = AutoModel.from_config(config, attn_implementation=attention)
+    model = no_dropout(SimCSEModel.from_encoder(encoder, pooler_type="avg").train())
+    assert model.supports_packing
+    rows = features(tokenizer, ROWS)
+    padded = SimCSECollator(tokenizer.pad_token_id)(rows)
+    packed = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(rows)
+    assert (packed["sentence_starts"] % WIDTH > 0).sum() >= 3
+    ids, mask = (padded[k].transpose(0, 1).reshape(9, -1) for k in ("input_ids", "attention_mask"))
+    with torch.no_grad():
+        tokens = encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # the encoder's own 2D-mask handling
+        want = (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        padded_path = model.embed(ids, mask)
+        got = model.embed_packed(packed["input_ids"], packed["position_ids"], packed["sentence_ids"],
+                                 packed["sentence_starts"].T.reshape(-1))
+    torch.testing.assert_close(padded_path, want, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_unsupported_attention_is_reported(encoder_dir):
+    model = SimCSEModel.from_encoder(AutoModel.from_pretrained(encoder_dir, attn_implementation="flex_attention"))
+    assert not model.supports_packing
