@@ -116,6 +116,11 @@ def _read_delimited(path: str, source: Source) -> Dataset:
     return Dataset.from_dict(dict(zip(header, columns)))
 
 
+def column_values(ds: Dataset, name: str) -> list:
+    """A column as a Python list, read in one go (`ds[name]` is a lazy column that reads row by row when iterated)."""
+    return ds[name][:]
+
+
 def _column(ds: Dataset, source: Source, role: str, candidates: tuple[str, ...], override: str | None) -> str:
     names = (override,) if override else candidates
     for name in names:
@@ -151,9 +156,9 @@ def load_nli_triplets(
         groups: dict[str, dict[int, str]] = {}
         ds, source = load_source(spec, cache_dir)
         names = {role: _column(ds, source, role, cands, columns.get(role)) for role, cands in NLI_COLUMNS.items()}
-        premises = _sentences(ds[names["premise"]], source, names["premise"])
-        hypotheses = _sentences(ds[names["hypothesis"]], source, names["hypothesis"])
-        for i, (premise, hypothesis, raw) in enumerate(zip(premises, hypotheses, ds[names["label"]])):
+        premises = _sentences(column_values(ds, names["premise"]), source, names["premise"])
+        hypotheses = _sentences(column_values(ds, names["hypothesis"]), source, names["hypothesis"])
+        for i, (premise, hypothesis, raw) in enumerate(zip(premises, hypotheses, column_values(ds, names["label"]))):
             if raw in NO_GOLD_LABEL:
                 continue
             label = NLI_LABELS.get(raw.strip().lower()) if isinstance(raw, str) else raw
@@ -184,7 +189,7 @@ def load_sentence_columns(
         for target, name in zip(targets, columns):
             candidates = (name,) + (TEXT_COLUMNS if len(columns) == 1 else ())
             found = _column(ds, source, f"sentence ({name})", tuple(dict.fromkeys(candidates)), None)
-            data[target] = _sentences(ds[found], source, found)
+            data[target] = _sentences(column_values(ds, found), source, found)
         parts.append(Dataset.from_dict(data))
     return datasets.concatenate_datasets(parts)
 
@@ -197,10 +202,10 @@ def load_sts(spec: str, columns: dict[str, str] | None = None, cache_dir: str | 
     columns = columns or {}
     ds, source = load_source(spec, cache_dir)
     names = {role: _column(ds, source, role, cands, columns.get(role)) for role, cands in STS_COLUMNS.items()}
-    sentence1 = _sentences(ds[names["sentence1"]], source, names["sentence1"])
-    sentence2 = _sentences(ds[names["sentence2"]], source, names["sentence2"])
+    sentence1 = _sentences(column_values(ds, names["sentence1"]), source, names["sentence1"])
+    sentence2 = _sentences(column_values(ds, names["sentence2"]), source, names["sentence2"])
     scores = []
-    for i, raw in enumerate(ds[names["score"]]):
+    for i, raw in enumerate(column_values(ds, names["score"])):
         try:
             score = float(raw)
         except (TypeError, ValueError):
@@ -233,7 +238,8 @@ def tokenize_rows(
     """Tokenize once: -> Dataset(input_ids: n token lists per row[, labels: float]) for `SimCSECollator`."""
 
     def encode(batch):
-        encoded = [tokenizer(batch[c], truncation=True, max_length=max_length)["input_ids"] for c in text_columns]
+        encoded = [tokenizer(batch[c], truncation=True, max_length=max_length, return_attention_mask=False,
+                             return_token_type_ids=False)["input_ids"] for c in text_columns]
         out = {"input_ids": [list(row) for row in zip(*encoded)]}
         if label_column:
             out["labels"] = batch[label_column]

@@ -6,7 +6,7 @@ import os
 
 from transformers import BertConfig
 
-from data_loading import load_nli_triplets, load_sts
+from data_loading import column_values, load_nli_triplets, load_sts
 from scratch_tokenizer import train_wordpiece
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,10 +27,10 @@ def triplets():
 def all_sentences() -> list[str]:
     """Every distinct sentence of the shared KorNLI and KorSTS files, in first-seen order."""
     rows = triplets()
-    sentences = [s for col in ("sent0", "sent1", "hard_neg") for s in rows[col]]
+    sentences = [s for col in ("sent0", "sent1", "hard_neg") for s in column_values(rows, col)]
     for split in ("train", "dev", "test"):
         sts = load_sts(os.path.join(DATA, "korsts", f"sts-{split}.tsv"))
-        sentences += list(sts["sentence1"]) + list(sts["sentence2"])
+        sentences += column_values(sts, "sentence1") + column_values(sts, "sentence2")
     return list(dict.fromkeys(sentences))
 
 

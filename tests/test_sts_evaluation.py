@@ -1,9 +1,13 @@
-"""The 8 STS correlations against hand-computed cases."""
+"""The 8 STS correlations against hand-computed cases, and the evaluation command against a direct computation."""
 
 import numpy as np
 import pytest
+from transformers import AutoTokenizer
 
-from sts_evaluation import METRIC_NAMES, format_table, sts_correlations
+from conftest import SAMPLE
+from data_loading import column_values, load_sts, tokenize_rows
+from modeling_simcse import SimCSEModel, pair_similarities
+from sts_evaluation import METRIC_NAMES, format_table, main, sts_correlations, tokenize_sts
 
 
 def pearson_by_hand(x, y):
@@ -75,3 +79,19 @@ def test_table_layout():
     header, rule, row = table.splitlines()
     assert header.startswith("| eval set | AVG | Cosine Pearson | Cosine Spearman | Euclidean Pearson")
     assert row == "| korsts-test |" + " 12.35 |" * 9
+
+
+def test_command_scores_a_model_like_a_direct_computation(encoder_dir):
+    """`python sts_evaluation.py` (Trainer, length-sorted batches) gives the correlations of the file-order pairs."""
+    sts = load_sts(f"{SAMPLE}/sts.tsv")
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+    file_order = [max(map(len, pair)) for pair in column_values(
+        tokenize_rows(sts, tokenizer, ["sentence1", "sentence2"], 64, "score"), "input_ids")]
+    lengths = [max(map(len, pair)) for pair in column_values(tokenize_sts(sts, tokenizer, 64), "input_ids")]
+    assert lengths == sorted(file_order, reverse=True) != file_order  # evaluated in another order than the file's
+    got = main([encoder_dir, "--set", f"sample={SAMPLE}/sts.tsv", "--batch-size", "4", "--pooler", "avg"])["sample"]
+    model = SimCSEModel.from_exported(encoder_dir, pooler_type="avg")
+    a = model.encode(column_values(sts, "sentence1"), tokenizer)
+    b = model.encode(column_values(sts, "sentence2"), tokenizer)
+    want = sts_correlations(pair_similarities(a, b).numpy(), np.array(column_values(sts, "score")))
+    assert got == pytest.approx(want, abs=1e-3)
