@@ -1,7 +1,7 @@
 """Full-epoch rehearsal: a KorNLI-sized supervised epoch end to end through run_simcse.py, with its wall time by phase.
 
-    python -m bench.epoch_rehearsal --shape bert-base --device cuda                 # 277,811 triplets, batch 256
-    python -m bench.epoch_rehearsal --shape small --device cpu --triplets 3000 --batch 64   # a CPU check
+    python bench/epoch_rehearsal.py --shape bert-base --device cuda                 # 277,811 triplets, batch 256
+    python bench/epoch_rehearsal.py --shape small --device cpu --triplets 3000 --batch 64   # a CPU check
 
 The triplets are made from the sentences of ../shared/data (the KorNLI train split is not here): triplet i pairs
 sentence i with two other sentences drawn with a fixed seed, written as a TSV and read back by the real data path.
@@ -16,8 +16,12 @@ import json
 import math
 import os
 import random
+import sys
 import tempfile
 import time
+
+if __package__ in (None, ""):  # run as `python bench/<name>.py`: make the repo root importable, as `-m` does
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
 from transformers import BertModel
@@ -66,8 +70,9 @@ def main() -> None:
             "num_train_epochs": 1, "per_device_train_batch_size": args.batch, "per_device_eval_batch_size": 512,
             "learning_rate": 5e-5, "eval_strategy": "steps", "eval_steps": every, "save_strategy": "steps",
             "save_steps": every, "save_total_limit": 1, "load_best_model_at_end": True, "logging_steps": every,
-            "seed": 42, "report_to": "none", "disable_tqdm": True, "dataloader_num_workers": 2 if args.device == "cuda" else 0,
-            **({"bf16": True, "optim": "adamw_torch_fused"} if args.device == "cuda" else {"use_cpu": True}),
+            "seed": 42, "report_to": "none", "disable_tqdm": True, "dataloader_num_workers": 4 if args.device == "cuda" else 0,
+            **({"bf16": True, "optim": "adamw_torch_fused", "accelerator_config": {"non_blocking": True}}
+               if args.device == "cuda" else {"use_cpu": True}),
         }
         path = os.path.join(work, "config.json")
         with open(path, "w") as f:
@@ -81,7 +86,7 @@ def main() -> None:
           f"shape {args.shape}, {environment['hardware']}")
     print("| phase | seconds |\n|---|---|")
     for phase, seconds in phases.items():
-        print(f"| {phase} | {seconds:.1f} |")
+        print(f"| {phase.replace('_within_train', ' (part of train)')} | {seconds:.1f} |")
     print(f"| total wall time (this script, including imports after start) | {total:.1f} |")
     print(f"| total without making the triplets file | {total - made:.1f} |")
 

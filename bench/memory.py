@@ -1,6 +1,6 @@
 """Peak memory of one SimCSE training step: plain path vs the cached (chunked, recomputed) path.
 
-    python -m bench.memory [--shape small] [--device cpu] [--batches 256 1024] [--chunk 128]
+    python bench/memory.py [--shape small] [--device cpu] [--batches 256 1024] [--chunk 128] [--layout packed]
 
 Each measurement runs in a fresh process: one forward+backward of a batch of triplets (3 x batch sentences, max length
 64) from the shared XNLI-ko data. CPU: peak resident memory of the process during the step minus before it (getrusage);
@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+
+if __package__ in (None, ""):  # run as `python bench/<name>.py`: make the repo root importable, as `-m` does
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
 
@@ -24,12 +28,12 @@ from data_loading import tokenize_rows
 from modeling_simcse import SimCSEModel
 
 
-def one_step(shape: str, device: str, batch: int, chunk: int | None) -> float:
+def one_step(shape: str, device: str, batch: int, chunk: int | None, layout: str) -> float:
     """Peak MiB added by one training step."""
     tok = tokenizer()
     rows = tokenize_rows(triplets(), tok, ["sent0", "sent1", "hard_neg"], 64)
     features = [rows[i % len(rows)] for i in range(batch)]
-    inputs = SimCSECollator(tok.pad_token_id)(features)
+    inputs = SimCSECollator(tok.pad_token_id, pack_width=64 if layout == "packed" else None)(features)
     torch.manual_seed(0)
     from transformers import AutoModel
 
@@ -57,17 +61,21 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batches", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--chunk", type=int, default=128, help="sentences per chunk on the cached path")
+    parser.add_argument("--layout", choices=["packed", "padded"], default="packed",
+                        help="training batches as run_simcse.py lays them out (packed by default for BERT)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one measurement, JSON args
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_step(**json.loads(args.one))))
         return
+    print(f"shape {args.shape}, device {args.device}, {args.layout} batches, max length 64")
     print(f"| batch (triplets) | plain MiB | cached MiB (chunk {args.chunk}) | cached / plain |")
     print("|---|---|---|---|")
     for batch in args.batches:
         mib = []
         for chunk in (None, args.chunk):
-            spec = json.dumps({"shape": args.shape, "device": args.device, "batch": batch, "chunk": chunk})
+            spec = json.dumps({"shape": args.shape, "device": args.device, "batch": batch, "chunk": chunk,
+                               "layout": args.layout})
             proc = subprocess.run([sys.executable, "-m", "bench.memory", "--one", spec], cwd=ROOT,
                                   capture_output=True, text=True)
             if proc.returncode == -9:  # killed by the kernel's out-of-memory killer

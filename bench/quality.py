@@ -7,7 +7,7 @@ hard negatives at temperature 0.05 (= MultipleNegativesRankingLoss scale 20), ba
 3 epochs, max length 64, seeds --seeds (default 42), final model (no dev-set selection). Every model is scored by the same code
 (`sts_evaluation`) on KorSTS-test and KLUE-STS dev.
 
-    python -m bench.quality [--encoder models/e5-small-ko] [--epochs 3] [--seeds 42 43 44]   # from the repo root
+    python bench/quality.py [--encoder models/e5-small-ko] [--epochs 3] [--seeds 42 43 44]   # from the repo root
 
 Prints one Markdown table (and writes it to --output).
 """
@@ -22,6 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+if __package__ in (None, ""):  # run as `python bench/<name>.py`: make the repo root importable, as `-m` does
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import run_simcse
 import sts_evaluation

@@ -1,7 +1,7 @@
 """Training and encoding speed: this project vs sentence-transformers, same sentences, model, precision, one run.
 
-    python -m bench.throughput --shape small --device cpu          # 2-core CPU, a few minutes
-    python -m bench.throughput --shape bert-base --device cuda     # one GPU
+    python bench/throughput.py --shape small --device cpu          # 2-core CPU, a few minutes
+    python bench/throughput.py --shape bert-base --device cuda     # one GPU
 
 Systems, each in its own process (so peak memory is its own), all on the same randomly initialised BERT encoder of
 the chosen shape (`bench.common.SHAPES`) and the same tokenizer, on the 2,500 XNLI-ko triplets of ../shared/data:
@@ -30,10 +30,14 @@ import sys
 import tempfile
 import time
 
+if __package__ in (None, ""):  # run as `python bench/<name>.py`: make the repo root importable, as `-m` does
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import torch
 from transformers import BertModel, TrainerCallback
 
 from bench.common import ROOT, XNLI, SHAPES, all_sentences, bert_config, tokenizer, triplets
+from data_loading import column_values
 
 PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "A10": 125.0}
 
@@ -71,7 +75,8 @@ def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, st
         "per_device_train_batch_size": batch, "learning_rate": 5e-5, "max_steps": warmup + steps,
         "eval_strategy": "no", "save_strategy": "no", "logging_steps": 10_000, "report_to": "none", "seed": 42,
         "disable_tqdm": True,
-        **({"bf16": True, "optim": "adamw_torch_fused", "dataloader_num_workers": 2} if device == "cuda"
+        **({"bf16": True, "optim": "adamw_torch_fused", "dataloader_num_workers": 4,
+            "accelerator_config": {"non_blocking": True}} if device == "cuda"
            else {"use_cpu": True}),
     }
     path = os.path.join(work, "ours.json")
@@ -89,7 +94,8 @@ def train_sentence_transformers(encoder: str, work: str, device: str, batch: int
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
     rows = triplets()
-    data = Dataset.from_dict({"anchor": rows["sent0"], "positive": rows["sent1"], "negative": rows["hard_neg"]})
+    data = Dataset.from_dict({name: column_values(rows, col) for name, col in
+                              (("anchor", "sent0"), ("positive", "sent1"), ("negative", "hard_neg"))})
     transformer = Transformer(encoder, max_seq_length=64)
     model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")], device=device)
     args = SentenceTransformerTrainingArguments(
@@ -194,7 +200,7 @@ def main() -> None:
             print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
 
     rows = triplets()
-    triplet_lengths = [len(x) for col in ("sent0", "sent1", "hard_neg") for x in tok(list(rows[col]), truncation=True, max_length=64)["input_ids"]]
+    triplet_lengths = [len(x) for col in ("sent0", "sent1", "hard_neg") for x in tok(column_values(rows, col), truncation=True, max_length=64)["input_ids"]]
     tokens_per_triplet = sum(triplet_lengths) / len(rows)
     sentence_lengths = [len(x) for x in tok(all_sentences(), truncation=True, max_length=64)["input_ids"]]
     tokens_per_sentence = sum(sentence_lengths) / len(sentence_lengths)

@@ -30,6 +30,7 @@ def test_published_settings(path):
     assert simcse.pooler_type == "cls_before_pooler"  # what the published code really trained and evaluated
     assert [t.split("=")[0] for t in data.test_data] == ["korsts-test", "klue-sts-dev"]
     assert training.eval_steps == 100 and training.load_best_model_at_end
+    assert training.accelerator_config.non_blocking  # batches copied to the GPU without a host sync (pinned memory)
     assert data.train_format == ("nli" if "-sup" in path else "text")
     assert data.train_data == ["kakaobrain/kor_nli:multi_nli:train", "kakaobrain/kor_nli:snli:train"]
 
