@@ -5,7 +5,8 @@
 
 Systems, each in its own process (so peak memory is its own), all on the same randomly initialised BERT encoder of
 the chosen shape (`bench.common.SHAPES`) and the same tokenizer, on the 2,500 XNLI-ko triplets of ../shared/data:
-  * train, this project: `run_simcse.main` (the real Trainer path) on a config built here;
+  * train, this project: `run_simcse.main` (the real Trainer path) on a config built here, with its defaults;
+  * train, this project + `"torch_compile": true` (an opt-in; timed by default with cuda, `--compile-row`);
   * train, sentence-transformers: `SentenceTransformerTrainer` + `MultipleNegativesRankingLoss(scale=20)`, CLS pooling;
   * encode, this project: `SimCSEModel.encode`; encode, sentence-transformers: `SentenceTransformer.encode`;
     every distinct sentence of the shared KorNLI/KorSTS files.
@@ -22,6 +23,7 @@ padding adds work that these figures do not credit. The last printed line is `tr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -66,7 +68,7 @@ def peak_memory_mib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, steps: int) -> dict:
+def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, steps: int, torch_compile: bool = False) -> dict:
     import run_simcse
 
     config = {
@@ -74,7 +76,7 @@ def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, st
         "max_seq_length": 64, "output_dir": os.path.join(work, "ours"), "overwrite_output_dir": True,
         "per_device_train_batch_size": batch, "learning_rate": 5e-5, "max_steps": warmup + steps,
         "eval_strategy": "no", "save_strategy": "no", "logging_steps": 10_000, "report_to": "none", "seed": 42,
-        "disable_tqdm": True,
+        "disable_tqdm": True, "torch_compile": torch_compile,
         **({"bf16": True, "optim": "adamw_torch_fused", "dataloader_num_workers": 4,
             "accelerator_config": {"non_blocking": True}} if device == "cuda"
            else {"use_cpu": True}),
@@ -141,8 +143,10 @@ def encode_sentence_transformers(encoder: str, work: str, device: str, batch: in
     return {"seconds": time.perf_counter() - start, "items": len(sentences)}
 
 
+COMPILED = "train: this project + torch_compile (opt-in)"
 SYSTEMS = {
     "train: this project": train_ours,
+    COMPILED: functools.partial(train_ours, torch_compile=True),
     "train: sentence-transformers": train_sentence_transformers,
     "encode: this project": encode_ours,
     "encode: sentence-transformers": encode_sentence_transformers,
@@ -165,8 +169,12 @@ def main() -> None:
     parser.add_argument("--encode-batch", type=int, default=256)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, help="timed training steps (default 10 on CPU, 60 on CUDA)")
+    parser.add_argument("--compile-row", action=argparse.BooleanOptionalAction,
+                        help="also time this project with TrainingArguments.torch_compile (default: on with cuda); "
+                             "10 warm-up steps for it, as the packed shapes make it recompile at first")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one system in this process
     args = parser.parse_args()
+    compile_row = args.device == "cuda" if args.compile_row is None else args.compile_row
     batch = args.batch or (64 if args.device == "cpu" else 256)
     steps = args.steps or (10 if args.device == "cpu" else 60)
 
@@ -185,15 +193,22 @@ def main() -> None:
         BertModel(bert_config(args.shape, len(tok))).save_pretrained(encoder)
         tok.save_pretrained(encoder)
         results = {}
+        failed = {}
         for name in SYSTEMS:
+            if name == COMPILED and not compile_row:
+                continue
             is_train = name.startswith("train")
             spec = {"system": name, "encoder": encoder, "work": work, "device": args.device,
                     "batch": batch if is_train else args.encode_batch}
             if is_train:
-                spec.update(warmup=args.warmup, steps=steps)
+                spec.update(warmup=max(args.warmup, 10) if name == COMPILED else args.warmup, steps=steps)
             proc = subprocess.run([sys.executable, "-m", "bench.throughput", "--one", json.dumps(spec)], cwd=ROOT,
                                   capture_output=True, text=True)
             lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+            if (proc.returncode != 0 or not lines) and name == COMPILED:  # an opt-in: report it, keep the rest
+                failed[name] = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
+                print(f"{name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr, flush=True)
+                continue
             if proc.returncode != 0 or not lines:
                 raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
             results[name] = json.loads(lines[-1][7:])
@@ -228,6 +243,8 @@ def main() -> None:
         unit = "triplets/s" if training else "sentences/s"
         print(f"| {name} | {rate:,.0f} {unit} | {tokens:,.0f} | {tflops:.3f} | {share} | {r['peak_mib']:,.0f} | "
               f"{ratio[name]:.2f}x |")
+    for name, error in failed.items():
+        print(f"| {name} | failed: {error} | | | | | |")
     print(f"train_vs_st={ratio['train: this project']:.2f} encode_vs_st={ratio['encode: this project']:.2f}")
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from transformers import AutoModel, BertConfig, ElectraConfig, RobertaConfig, XLMRobertaConfig
+from transformers import AutoModel, BertConfig, CamembertConfig, ElectraConfig, RobertaConfig, XLMRobertaConfig
 
 import modeling_simcse
 from data_collator import SimCSECollator
@@ -111,10 +111,15 @@ def test_packed_unsupervised_views_differ_only_through_dropout(encoder_dir, toke
 
 ENCODERS = {
     "bert": BertConfig,
+    "camembert": CamembertConfig,
     "roberta": RobertaConfig,
     "xlm-roberta": XLMRobertaConfig,
     "electra": ElectraConfig,
 }
+
+
+def test_every_packable_model_type_is_tested():
+    assert sorted(ENCODERS) == sorted(modeling_simcse.PACKABLE_MODEL_TYPES)
 
 
 @pytest.mark.parametrize("model_type", sorted(ENCODERS))
