@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: model shapes, the benchmark sentences and a tokenizer for models made from a config."""
+"""Shared pieces of the benchmarks: model shapes, the benchmark sentences, a tokenizer for models made from a config,
+and the sentence-transformers peer (CLS pooling, MultipleNegativesRankingLoss at scale 20)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,29 @@ def tokenizer(vocab_size: int = 16000):
 
 def bert_config(shape: str, vocab_size: int, max_positions: int = 128) -> BertConfig:
     return BertConfig(vocab_size=vocab_size, max_position_embeddings=max_positions, **SHAPES[shape])
+
+
+def sentence_transformer_cls(encoder: str, device: str, **transformer_kwargs):
+    """The peer's model: `encoder` in sentence-transformers, max length 64, CLS pooling without MLP."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    transformer = Transformer(encoder, max_seq_length=64, **transformer_kwargs)
+    return SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")], device=device)
+
+
+def sentence_transformers_trainer(encoder: str, device: str, callbacks=None, **training_args):
+    """The peer's training on the XNLI-ko triplets: `SentenceTransformerTrainer` + MultipleNegativesRankingLoss(scale 20)
+    with `training_args` (SentenceTransformerTrainingArguments) -> (model, trainer)."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    rows = triplets()
+    data = Dataset.from_dict({name: column_values(rows, col) for name, col in
+                              (("anchor", "sent0"), ("positive", "sent1"), ("negative", "hard_neg"))})
+    model = sentence_transformer_cls(encoder, device)
+    trainer = SentenceTransformerTrainer(model=model, args=SentenceTransformerTrainingArguments(**training_args),
+                                         train_dataset=data, loss=MultipleNegativesRankingLoss(model, scale=20.0),
+                                         callbacks=callbacks)
+    return model, trainer

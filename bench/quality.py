@@ -28,13 +28,9 @@ if __package__ in (None, ""):  # run as `python bench/<name>.py`: make the repo 
 
 import run_simcse
 import sts_evaluation
-from data_loading import load_nli_triplets
+from bench.common import DATA, ROOT, XNLI, sentence_transformers_trainer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared")
-DATA = os.path.join(SHARED, "data")
-
-XNLI = [os.path.join(DATA, "kornli", f) for f in ("xnli.dev.ko.tsv", "xnli.test.ko.tsv")]
+SHARED = os.path.dirname(DATA)
 SETS = [f"korsts-test={DATA}/korsts/sts-test.tsv", f"klue-sts-dev={DATA}/klue-sts/klue-sts-v1.1_dev.json"]
 
 
@@ -71,23 +67,13 @@ def train_simcse(encoder: str, out: str, epochs: float, seed: int) -> float:
 
 
 def train_sentence_transformers(encoder: str, out: str, epochs: float, seed: int) -> float:
-    from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-
-    triplets = load_nli_triplets(XNLI)
-    train = Dataset.from_dict({"anchor": triplets["sent0"], "positive": triplets["sent1"], "negative": triplets["hard_neg"]})
-    transformer = Transformer(encoder, max_seq_length=64)
-    model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")], device="cpu")
-    args = SentenceTransformerTrainingArguments(
+    start = time.perf_counter()
+    model, trainer = sentence_transformers_trainer(
+        encoder, "cpu",
         output_dir=out + "-checkpoints", num_train_epochs=epochs, per_device_train_batch_size=64, learning_rate=5e-5,
         lr_scheduler_type="linear", warmup_steps=0, seed=seed, save_strategy="no", logging_steps=10, report_to="none",
         use_cpu=True,
     )
-    start = time.perf_counter()
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train,
-                                         loss=MultipleNegativesRankingLoss(model, scale=20.0))
     trainer.train()
     seconds = time.perf_counter() - start
     model.save(out)

@@ -39,7 +39,8 @@ if __package__ in (None, ""):  # run as `python bench/<name>.py`: make the repo 
 import torch
 from transformers import BertModel, TrainerCallback
 
-from bench.common import ROOT, XNLI, SHAPES, all_sentences, bert_config, tokenizer, triplets
+from bench.common import (ROOT, SHAPES, XNLI, all_sentences, bert_config, sentence_transformer_cls,
+                          sentence_transformers_trainer, tokenizer, triplets)
 from data_loading import column_values
 
 # Both trainers get the same TrainingArguments on a GPU (so the ratio is about the training code, not the settings).
@@ -92,24 +93,13 @@ def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, st
 
 
 def train_sentence_transformers(encoder: str, work: str, device: str, batch: int, warmup: int, steps: int) -> dict:
-    from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-
-    rows = triplets()
-    data = Dataset.from_dict({name: column_values(rows, col) for name, col in
-                              (("anchor", "sent0"), ("positive", "sent1"), ("negative", "hard_neg"))})
-    transformer = Transformer(encoder, max_seq_length=64)
-    model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")], device=device)
-    args = SentenceTransformerTrainingArguments(
+    timer = StepTimer(warmup)
+    _, trainer = sentence_transformers_trainer(
+        encoder, device, callbacks=[timer],
         output_dir=os.path.join(work, "st"), per_device_train_batch_size=batch, learning_rate=5e-5,
         max_steps=warmup + steps, save_strategy="no", logging_steps=10_000, report_to="none", seed=42, disable_tqdm=True,
         **(CUDA_TRAINING if device == "cuda" else {"use_cpu": True}),
     )
-    timer = StepTimer(warmup)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data,
-                                         loss=MultipleNegativesRankingLoss(model, scale=20.0), callbacks=[timer])
     trainer.train()
     return {"seconds": timer.end - timer.start, "items": timer.steps * batch}
 
@@ -128,13 +118,9 @@ def encode_ours(encoder: str, work: str, device: str, batch: int, **_) -> dict:
 
 
 def encode_sentence_transformers(encoder: str, work: str, device: str, batch: int, **_) -> dict:
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-
     sentences = all_sentences()
     kwargs = {"model_kwargs": {"dtype": torch.bfloat16}} if device == "cuda" else {}
-    transformer = Transformer(encoder, max_seq_length=64, **kwargs)
-    model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")], device=device)
+    model = sentence_transformer_cls(encoder, device, **kwargs)
     model.encode(sentences[:512], batch_size=batch)
     if device == "cuda":
         torch.cuda.synchronize()
