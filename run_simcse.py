@@ -42,7 +42,7 @@ from hub.card import render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE
 from hub.push import PushError, check_repo_id, check_token, push
 from data_loading import DataError, column_values, load_nli_triplets, load_sentence_columns, load_sts, parse_named, tokenize_rows
-from modeling_simcse import PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEModel
+from modeling_simcse import PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEModel
 from scratch_tokenizer import train_wordpiece
 from sts_evaluation import compute_metrics, evaluate_sets, format_table, tokenize_sts
 from training_guards import (
@@ -141,7 +141,7 @@ class SimCSEArguments:
         default=None,
         metadata={"help": "Train on packed rows (sentences end to end, attention kept within each sentence): no "
                           "compute on padding, same math. Default: on where the encoder supports it "
-                          f"({', '.join(PACKABLE_MODEL_TYPES)} with sdpa or eager attention)."},
+                          f"({', '.join(PACKABLE_MODEL_TYPES)} with {' or '.join(PACKABLE_ATTENTION)} attention)."},
     )
     length_buckets: int | None = field(
         default=None,
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         raise SystemExit(
             f"error: pack_sequences: not available for a {model.config.encoder.model_type} encoder with "
             f"{model.encoder.config._attn_implementation!r} attention (supported: {', '.join(PACKABLE_MODEL_TYPES)} "
-            "with sdpa or eager); set it to false")
+            f"with {' or '.join(PACKABLE_ATTENTION)}); set it to false")
     packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences
     logger.info("training batches: %s", "packed (no padding)" if packed else "padded")
 

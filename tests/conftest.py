@@ -13,6 +13,14 @@ SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 SAMPLE = os.path.join(ROOT, "sample_data")
 
 
+def without_dropout(model):
+    """Set every dropout of `model` to 0 (the forward is then deterministic); returns the model."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
 def sample_sentences() -> list[str]:
     with open(os.path.join(SAMPLE, "sentences.txt"), encoding="utf-8") as f:
         return [line.strip() for line in f if line.strip()]

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from transformers import AutoTokenizer
 
+from conftest import without_dropout
 from modeling_simcse import SimCSEModel
 
 SENTENCES = [
@@ -29,10 +30,7 @@ def build(encoder_dir: str, mode: str, gather: bool):
     """The same model and the same full batch on every process (dropout off, so the split changes nothing else)."""
     torch.manual_seed(0)
     model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", hard_negative_weight=0.5, gather_negatives=gather)
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    model.train()
+    without_dropout(model.train())
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
     n = 3 if mode == "sup" else 1
     rows = [[SENTENCES[(i + k * 5) % len(SENTENCES)] for k in range(n)] for i in range(8)]

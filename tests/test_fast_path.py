@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import run_simcse
+from conftest import without_dropout
 from modeling_simcse import SimCSEModel
 from test_gradient_cache import assert_same, loss_and_grads
 from test_loss import ROWS, _ids
@@ -19,10 +20,7 @@ def test_length_buckets_same_loss_and_gradients(encoder_dir, tokenizer, pooler):
     for buckets in (1, 4):
         torch.manual_seed(0)  # the same initial MLP for both
         model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, hard_negative_weight=0.2, length_buckets=buckets)
-        model.train()
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
+        without_dropout(model.train())
         results.append(loss_and_grads(model, ids, mask))
     assert_same(results[0], results[1])
 

@@ -3,14 +3,17 @@
 import pytest
 import torch
 
+from conftest import without_dropout
 from modeling_simcse import SimCSEModel
 from test_loss import ROWS, _ids
 
 
-def loss_and_grads(model, ids, mask, seed=5):
+def loss_and_grads(model, ids, mask=None, seed=5):
+    """Loss and parameter gradients of one forward + backward; `ids` is input_ids (with `mask`) or a whole batch dict."""
+    batch = ids if isinstance(ids, dict) else {"input_ids": ids, "attention_mask": mask}
     model.zero_grad()
     torch.manual_seed(seed)
-    loss = model(input_ids=ids, attention_mask=mask).loss
+    loss = model(**batch).loss
     loss.backward()
     return loss.item(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
@@ -39,10 +42,7 @@ def test_cached_equals_one_pass_without_dropout(encoder_dir, tokenizer):
     chunked = SimCSEModel.from_encoder(encoder_dir, pooler_type="avg", embedding_chunk_size=2)
     whole = SimCSEModel.from_encoder(encoder_dir, pooler_type="avg")
     for model in (chunked, whole):
-        model.train()
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
+        without_dropout(model.train())
     ids, mask = _ids(tokenizer, ROWS)
     assert_same(loss_and_grads(chunked, ids, mask), loss_and_grads(whole, ids, mask))
 

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from conftest import without_dropout
 from modeling_simcse import SimCSEModel, contrastive_loss
 
 
@@ -55,10 +56,7 @@ ROWS = [["아이들이 공원에서 축구를 하고 있다.", "남자가 피아
 @pytest.mark.parametrize("pooler", ["cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2"])
 def test_supervised_forward_is_loss_of_its_embeddings(encoder_dir, tokenizer, pooler):
     model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, temperature=0.05, hard_negative_weight=0.7)
-    model.train()
-    for module in model.modules():  # no dropout, so the forward and the direct computation see the same network
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
+    without_dropout(model.train())  # so the forward and the direct computation see the same network
     ids, mask = _ids(tokenizer, ROWS)
     loss = model(input_ids=ids, attention_mask=mask).loss
     z = [model.embed(ids[:, k], mask[:, k]) for k in range(3)]

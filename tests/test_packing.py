@@ -7,7 +7,8 @@ from transformers import AutoModel, BertConfig, CamembertConfig, ElectraConfig, 
 import modeling_simcse
 from data_collator import SimCSECollator
 from modeling_simcse import SimCSEModel
-from test_gradient_cache import assert_same
+from conftest import without_dropout
+from test_gradient_cache import assert_same, loss_and_grads
 from test_loss import ROWS
 
 WIDTH = 40  # two or three of the test sentences (14-19 tokens) a row, so most start inside a row
@@ -15,21 +16,6 @@ WIDTH = 40  # two or three of the test sentences (14-19 tokens) a row, so most s
 
 def features(tokenizer, rows):
     return [{"input_ids": [tokenizer(s)["input_ids"] for s in row]} for row in rows]
-
-
-def no_dropout(model):
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    return model
-
-
-def loss_and_grads(model, batch, seed=5):
-    model.zero_grad()
-    torch.manual_seed(seed)
-    loss = model(**batch).loss
-    loss.backward()
-    return loss.item(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
 @pytest.mark.parametrize("width", [1, 24, 64])
@@ -67,7 +53,7 @@ def test_packed_equals_padded(encoder_dir, tokenizer, pooler, sentences):
     results = []
     for width in (None, WIDTH):
         torch.manual_seed(0)  # the same initial MLP for both
-        model = no_dropout(SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, hard_negative_weight=0.4).train())
+        model = without_dropout(SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, hard_negative_weight=0.4).train())
         results.append(loss_and_grads(model, SimCSECollator(tokenizer.pad_token_id, pack_width=width)(rows)))
     assert_same(results[0], results[1])
 
@@ -79,7 +65,7 @@ def test_packed_gradient_cache_equals_one_pass(encoder_dir, tokenizer):
     for chunk in (None, 3):
         torch.manual_seed(0)
         model = SimCSEModel.from_encoder(encoder_dir, pooler_type="avg", embedding_chunk_size=chunk)
-        results.append(loss_and_grads(no_dropout(model.train()), batch))
+        results.append(loss_and_grads(without_dropout(model.train()), batch))
     assert_same(results[0], results[1])
 
 
@@ -103,7 +89,7 @@ def test_packed_unsupervised_views_differ_only_through_dropout(encoder_dir, toke
     model(**batch)
     first, second = captured[0].view(2, len(ROWS), -1)
     assert not torch.allclose(first, second)  # dropout made the two copies differ
-    no_dropout(model)
+    without_dropout(model)
     model(**batch)
     first, second = captured[1].view(2, len(ROWS), -1)
     torch.testing.assert_close(first, second)
@@ -129,7 +115,7 @@ def test_every_packable_encoder_gives_its_own_embeddings_padded_and_packed(token
     config = ENCODERS[model_type](vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                   intermediate_size=64, max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id)
     encoder = AutoModel.from_config(config, attn_implementation=attention)
-    model = no_dropout(SimCSEModel.from_encoder(encoder, pooler_type="avg").train())
+    model = without_dropout(SimCSEModel.from_encoder(encoder, pooler_type="avg").train())
     assert model.supports_packing
     rows = features(tokenizer, ROWS)
     padded = SimCSECollator(tokenizer.pad_token_id)(rows)
