@@ -326,8 +326,11 @@ class SimCSEModel(PreTrainedModel):
     def encode(self, sentences: list[str], tokenizer, batch_size: int = 256, max_length: int = 64) -> torch.Tensor:
         """Sentences -> (n, hidden) float32 test-time embeddings, in input order.
 
-        Tokenizes once, encodes in batches of similar length (sorted by token count, each padded to its own longest),
-        on the model's device, in bf16 autocast on a CUDA device that supports it.
+        Tokenizes once, encodes in batches of similar length (sorted by token count, each padded to its own longest)
+        of at most batch_size x max_length padded tokens: batch_size sentences at the maximum length, proportionally
+        more when shorter (fewer, fuller launches; the memory bound of a padded batch of batch_size). Runs
+        on the model's device and in the weights' dtype; fp32 weights on a CUDA device with bf16 run under bf16
+        autocast (load the model in bf16 to skip autocast's casts).
         """
         from data_collator import SimCSECollator
 
@@ -338,11 +341,14 @@ class SimCSEModel(PreTrainedModel):
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         device = next(self.parameters()).device
         cuda = device.type == "cuda"
-        bf16 = cuda and torch.cuda.is_bf16_supported()
+        bf16 = cuda and self.dtype == torch.float32 and torch.cuda.is_bf16_supported()
         collate = SimCSECollator(tokenizer.pad_token_id)
         chunks = []
-        for start in range(0, len(order), batch_size):
-            batch = collate([{"input_ids": [ids[i]]} for i in order[start : start + batch_size]])
+        budget, start = batch_size * max_length, 0
+        while start < len(order):
+            count = max(1, budget // max(1, len(ids[order[start]])))  # the batch's first sentence is its longest
+            batch = collate([{"input_ids": [ids[i]]} for i in order[start : start + count]])
+            start += count
             inputs = [batch[key][:, 0] for key in ("input_ids", "attention_mask")]
             # Pinned memory and asynchronous copies: the host prepares the next batch while the GPU runs this one.
             inputs = [t.pin_memory().to(device, non_blocking=True) if cuda else t.to(device) for t in inputs]

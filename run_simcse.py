@@ -61,12 +61,12 @@ TRAIN_FORMATS = {  # format -> default sentence columns of the loaded training s
     "pair": ["sent0", "sent1"],
     "text": ["text"],
 }
-# Arguments that may change between a run and its resumption (or differ between its processes) without making it a
-# different run.
 # Length-sorted pieces per step on CPU: measured in bench/RESULTS.md (no launch overhead, padding dominates).
 CPU_LENGTH_BUCKETS = 8
 # Training sets this large are tokenized in several processes by default (a KorNLI epoch: 277,811 rows).
 TOKENIZE_IN_PARALLEL_FROM = 50_000
+# Arguments that may change between a run and its resumption (or differ between its processes) without making it a
+# different run.
 RESUMABLE_KEYS = {"resume_from_checkpoint", "overwrite_output_dir", "logging_dir", "dataloader_num_workers",
                   "preprocessing_num_workers", "push_to_hub", "hub_token", "local_rank"}
 

@@ -9,7 +9,7 @@ hard negatives at temperature 0.05 (= MultipleNegativesRankingLoss scale 20), ba
 
     python bench/quality.py [--encoder models/e5-small-ko] [--epochs 3] [--seeds 42 43 44]   # from the repo root
 
-Prints one Markdown table (and writes it to --output).
+Prints one Markdown table: every run, the mean per system, and the difference of the means (also written to --output).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     encoder = ensure_encoder(args.encoder)
 
-    rows = {"untrained encoder (CLS)": [evaluate(encoder)]}
+    runs = {"untrained encoder (CLS)": {None: evaluate(encoder)}}  # system -> seed -> results
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             for key in args.systems:
@@ -105,25 +107,44 @@ def main() -> None:
                 out = os.path.join(tmp, f"{key}-{seed}")
                 seconds = train(encoder, out, args.epochs, seed)
                 print(f"{name}, seed {seed}: trained in {seconds:.0f} s (speed: see bench/throughput.py)")
-                rows.setdefault(name, []).append(evaluate(out))
-
-    columns = [("korsts-test", "avg"), ("korsts-test", "cosine_spearman"), ("klue-sts-dev", "avg"),
-               ("klue-sts-dev", "cosine_spearman")]
-    lines = [f"seeds: {' '.join(map(str, args.seeds))}; each cell: mean over seeds (min-max)",
-             "",
-             "| system | KorSTS-test AVG | KorSTS-test cos Spearman | KLUE-STS dev AVG | KLUE-STS dev cos Spearman |",
-             "|---|---|---|---|---|"]
-    for name, runs in rows.items():
-        cells = []
-        for set_name, metric in columns:
-            values = [r[set_name][metric] for r in runs]
-            spread = f" ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 else ""
-            cells.append(f"{sum(values) / len(values):.2f}{spread}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
+                runs.setdefault(name, {})[seed] = evaluate(out)
+    table = quality_table(runs)
     print(table)
     with open(args.output, "w") as f:
-        f.write(table + "\n")
+        f.write(f"`python bench/quality.py --seeds {' '.join(map(str, args.seeds))} --systems {' '.join(args.systems)}`"
+                f" ({time.strftime('%Y-%m-%d')}, {args.epochs:g} epochs)\n\n{table}\n")
+
+
+COLUMNS = [("korsts-test", "avg"), ("korsts-test", "cosine_spearman"), ("klue-sts-dev", "avg"),
+           ("klue-sts-dev", "cosine_spearman")]
+
+
+def quality_table(runs: dict[str, dict[int | None, dict]]) -> str:
+    """{system: {seed: sts results}} -> Markdown: one row per run, the mean over seeds per system, and the
+    difference of this project's and sentence-transformers' means with its standard error (Welch), given 2+ seeds each."""
+    def cells(values: list[float]) -> str:
+        return " | ".join(f"{v:.2f}" for v in values)
+
+    lines = ["| system | seed | KorSTS-test AVG | KorSTS-test cos Spearman | KLUE-STS dev AVG | KLUE-STS dev cos Spearman |",
+             "|---|---|---|---|---|---|"]
+    for name, by_seed in runs.items():
+        for seed, result in by_seed.items():
+            lines.append(f"| {name} | {'–' if seed is None else seed} | "
+                         + cells([result[s][m] for s, m in COLUMNS]) + " |")
+    for name, by_seed in runs.items():
+        if len(by_seed) > 1:
+            means = [statistics.mean(r[s][m] for r in by_seed.values()) for s, m in COLUMNS]
+            lines.append(f"| {name}: mean | {len(by_seed)} seeds | " + cells(means) + " |")
+    ours, st = runs.get(SYSTEMS["ours"][0], {}), runs.get(SYSTEMS["st"][0], {})
+    if len(ours) > 1 and len(st) > 1:  # a seed does not couple the two systems' randomness: compare the means
+        row = []
+        for s, m in COLUMNS:
+            a, b = [r[s][m] for r in ours.values()], [r[s][m] for r in st.values()]
+            error = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+            row.append(f"{statistics.mean(a) - statistics.mean(b):+.2f} ± {error:.2f}")
+        lines.append(f"| this project − sentence-transformers (difference of means ± s.e.) | {len(ours)} vs {len(st)} "
+                     "seeds | " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
