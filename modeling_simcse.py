@@ -323,14 +323,22 @@ class SimCSEModel(PreTrainedModel):
         return emb
 
     @torch.inference_mode()
-    def encode(self, sentences: list[str], tokenizer, batch_size: int = 256, max_length: int = 64) -> torch.Tensor:
+    def encode(
+        self,
+        sentences: list[str],
+        tokenizer,
+        batch_size: int = 256,
+        max_length: int = 64,
+        fill_batches: bool | None = None,
+    ) -> torch.Tensor:
         """Sentences -> (n, hidden) float32 test-time embeddings, in input order.
 
-        Tokenizes once, encodes in batches of similar length (sorted by token count, each padded to its own longest)
-        of at most batch_size x max_length padded tokens: batch_size sentences at the maximum length, proportionally
-        more when shorter (fewer, fuller launches; the memory bound of a padded batch of batch_size). Runs
-        on the model's device and in the weights' dtype; fp32 weights on a CUDA device with bf16 run under bf16
-        autocast (load the model in bf16 to skip autocast's casts).
+        Tokenizes once, encodes in batches of batch_size sentences of similar length (sorted by token count, each
+        padded to its own longest), on the model's device and in the weights' dtype; fp32 weights on a CUDA device
+        with bf16 run under bf16 autocast (load the model in bf16 to skip autocast's casts).
+        fill_batches: let batches of shorter sentences hold more of them, up to batch_size x max_length padded tokens
+        (the memory bound of a full-length batch; fewer, fuller launches). Default: on CUDA, where launches cost; on
+        CPU larger batches ran slower (bench/RESULTS.md).
         """
         from data_collator import SimCSECollator
 
@@ -344,9 +352,11 @@ class SimCSEModel(PreTrainedModel):
         bf16 = cuda and self.dtype == torch.float32 and torch.cuda.is_bf16_supported()
         collate = SimCSECollator(tokenizer.pad_token_id)
         chunks = []
-        budget, start = batch_size * max_length, 0
+        fill = cuda if fill_batches is None else fill_batches
+        start = 0
         while start < len(order):
-            count = max(1, budget // max(1, len(ids[order[start]])))  # the batch's first sentence is its longest
+            # The batch's first sentence is its longest.
+            count = max(batch_size, batch_size * max_length // max(1, len(ids[order[start]]))) if fill else batch_size
             batch = collate([{"input_ids": [ids[i]]} for i in order[start : start + count]])
             start += count
             inputs = [batch[key][:, 0] for key in ("input_ids", "attention_mask")]

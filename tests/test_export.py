@@ -74,13 +74,13 @@ def test_encode_matches_sentence_transformers_in_input_order(encoder_dir, tokeni
     model.export_encoder(str(tmp_path), tokenizer)
     sentences = SENTENCES * 3 + ["짧다.", "아주 긴 문장이 여기에 있고 그 뒤에도 단어가 계속 이어지는 경우이다."]
     theirs = SentenceTransformer(str(tmp_path), device="cpu").encode(sentences, convert_to_tensor=True)
-    embed, batches = model.embed, []
-    model.embed = lambda ids, mask: batches.append(ids.shape) or embed(ids, mask)
-    for batch_size in (1, 256):
-        ours = model.encode(sentences, tokenizer, batch_size=batch_size, max_length=32)
+    embed, shapes = model.embed, {}
+    for batch_size, fill in ((2, False), (1, True), (256, False)):
+        batches = shapes[batch_size] = []
+        model.embed = lambda ids, mask: batches.append(tuple(ids.shape)) or embed(ids, mask)
+        ours = model.encode(sentences, tokenizer, batch_size=batch_size, max_length=32, fill_batches=fill)
         assert ours.shape == (len(sentences), 32)
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
-    # batch_size=1 at max_length 32: batches of at most 32 padded tokens, more sentences when shorter; 256: one batch
-    small, large = batches[:-1], batches[-1]
-    assert len(small) > 1 and all(rows * width <= 32 for rows, width in small) and max(r for r, _ in small) > 1
-    assert large[0] == len(sentences)
+    assert [rows for rows, _ in shapes[2]] == [2, 2, 2, 2, 2, 1] and len(shapes[256]) == 1
+    # filled, batch_size 1 at max_length 32: at most 32 padded tokens a batch, several sentences when they are short
+    assert all(rows * width <= 32 for rows, width in shapes[1]) and max(rows for rows, _ in shapes[1]) > 1
