@@ -9,8 +9,8 @@ the chosen shape (`bench.common.SHAPES`) and the same tokenizer, on the 2,500 XN
   * train, this project + `"torch_compile": true` (an opt-in; timed by default with cuda, `--compile-row`);
   * train, sentence-transformers: `SentenceTransformerTrainer` + `MultipleNegativesRankingLoss(scale=20)`, CLS pooling;
   * encode, this project: `SimCSEModel.encode`; encode, sentence-transformers: `SentenceTransformer.encode`;
-    every distinct sentence of the shared KorNLI/KorSTS files; `--encode-batch` sentences a batch (this project's
-    batches hold that many at the maximum length and more when shorter: the same padded-token budget).
+    every distinct sentence of the shared KorNLI/KorSTS files; `--encode-batch` sentences a batch (on CUDA, this
+    project's batches hold that many at the maximum length and more when shorter: the same padded-token budget).
 Same batch, max length 64, learning rate 5e-5; fp32 on CPU; on CUDA both trainers get `CUDA_TRAINING` (bf16, fused
 AdamW, 4 DataLoader workers, non-blocking copies) and both encoders are loaded in bf16. Training is timed from the
 end of `--warmup` steps to the end of the last step, encoding after one warm-up pass over 512 sentences.
@@ -157,8 +157,8 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--batch", type=int, help="triplets per training step (default 64 on CPU, 256 on CUDA)")
     parser.add_argument("--encode-batch", type=int, default=256,
-                        help="sentences per encode batch (this project: at the maximum length; more when shorter, "
-                             "within the same padded-token budget)")
+                        help="sentences per encode batch (this project on CUDA: at the maximum length; more when "
+                             "shorter, within the same padded-token budget)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, help="timed training steps (default 10 on CPU, 60 on CUDA)")
     parser.add_argument("--compile-row", action=argparse.BooleanOptionalAction,
