@@ -111,8 +111,7 @@ def main() -> None:
     table = quality_table(runs)
     print(table)
     with open(args.output, "w") as f:
-        f.write(f"`python bench/quality.py --seeds {' '.join(map(str, args.seeds))} --systems {' '.join(args.systems)}`"
-                f" ({time.strftime('%Y-%m-%d')}, {args.epochs:g} epochs)\n\n{table}\n")
+        f.write(f"`python {' '.join(sys.argv)}` ({time.strftime('%Y-%m-%d')})\n\n{table}\n")
 
 
 COLUMNS = [("korsts-test", "avg"), ("korsts-test", "cosine_spearman"), ("klue-sts-dev", "avg"),
