@@ -226,6 +226,12 @@ def parse_named(spec: str) -> tuple[str, str]:
     return name, source
 
 
+def token_ids(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """Sentences -> their token ids, truncated to max_length (no attention masks: the collator makes them)."""
+    return tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False,
+                     return_token_type_ids=False)["input_ids"]
+
+
 def tokenize_rows(
     ds: Dataset,
     tokenizer,
@@ -238,8 +244,7 @@ def tokenize_rows(
     """Tokenize once: -> Dataset(input_ids: n token lists per row[, labels: float]) for `SimCSECollator`."""
 
     def encode(batch):
-        encoded = [tokenizer(batch[c], truncation=True, max_length=max_length, return_attention_mask=False,
-                             return_token_type_ids=False)["input_ids"] for c in text_columns]
+        encoded = [token_ids(tokenizer, batch[c], max_length) for c in text_columns]
         out = {"input_ids": [list(row) for row in zip(*encoded)]}
         if label_column:
             out["labels"] = batch[label_column]

@@ -341,11 +341,11 @@ class SimCSEModel(PreTrainedModel):
         CPU larger batches ran slower (bench/RESULTS.md).
         """
         from data_collator import SimCSECollator
+        from data_loading import token_ids
 
         was_training = self.training
         self.eval()
-        ids = tokenizer(sentences, truncation=True, max_length=max_length, return_attention_mask=False,
-                        return_token_type_ids=False)["input_ids"]
+        ids = token_ids(tokenizer, sentences, max_length)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         device = next(self.parameters()).device
         cuda = device.type == "cuda"
