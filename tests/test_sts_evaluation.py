@@ -95,3 +95,21 @@ def test_command_scores_a_model_like_a_direct_computation(encoder_dir):
     b = model.encode(column_values(sts, "sentence2"), tokenizer)
     want = sts_correlations(pair_similarities(a, b).numpy(), np.array(column_values(sts, "score")))
     assert got == pytest.approx(want, abs=1e-3)
+
+
+def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_path):
+    """--remove-characters: commas and quotes added to the sample's sentences, then removed, give the sample's scores."""
+    lines = open(f"{SAMPLE}/sts.tsv", encoding="utf-8").read().splitlines()
+    noisy = [lines[0]]
+    for i, line in enumerate(lines[1:]):
+        *meta, s1, s2 = line.split("\t")
+        words = s1.split(" ")
+        s1 = " ".join(w + ("," if k == i % len(words) else "") for k, w in enumerate(words))
+        noisy.append("\t".join(meta + [f'"{s1}', s2.replace(" ", ', "', 1) if i % 2 else s2]))
+    (tmp_path / "noisy.tsv").write_text("\n".join(noisy) + "\n", encoding="utf-8")
+    common = ["--batch-size", "4", "--pooler", "avg"]
+    clean = main([encoder_dir, "--set", f"s={SAMPLE}/sts.tsv"] + common)["s"]
+    removed = main([encoder_dir, "--set", f"s={tmp_path}/noisy.tsv", "--remove-characters", ',"'] + common)["s"]
+    kept = main([encoder_dir, "--set", f"s={tmp_path}/noisy.tsv"] + common)["s"]
+    assert removed == pytest.approx(clean, abs=1e-6)
+    assert kept["avg"] != pytest.approx(clean["avg"], abs=1e-3)
