@@ -1,12 +1,16 @@
-"""The fast paths (packed rows; length-sorted pieces) give the plain padded path's loss, gradients and scores."""
+"""The fast paths (packed rows; length-sorted pieces) give the plain padded path's loss, gradients and scores; in bf16,
+within its rounding."""
 
+import copy
 import json
 
 import pytest
 import torch
+from transformers import BertConfig, BertModel
 
 import run_simcse
 from conftest import without_dropout
+from data_collator import SimCSECollator
 from modeling_simcse import SimCSEModel
 from test_gradient_cache import assert_same, loss_and_grads
 from test_loss import ROWS, _ids
@@ -41,3 +45,29 @@ def test_fast_path_same_scores_after_a_short_run(tmp_path, fast):
     # Same math; float sums in another order, amplified by 12 Adam steps at lr 5e-4, move scores (x100) by < 0.1.
     assert scores[1] == pytest.approx(scores[0], abs=0.1)
     assert scores[0]["avg"] != pytest.approx(0.0, abs=1.0)  # a real score, not an empty comparison
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("pooler", ["cls", "avg"])
+def test_fast_path_in_bf16_gives_the_plain_loss_within_bf16_tolerance(tokenizer, pooler, attention):
+    """The fast path as a bf16 GPU run takes it (packed rows under bf16 autocast; on CPU here) against the plain path
+    (padded, fp32) on one fixed batch: the same loss within bf16 rounding, gradients pointing the same way."""
+    # Wider random weights than the shared fixture's: its CLS vectors are nearly all the same (cosines ~0.99999),
+    # which leaves the loss and gradients at the mercy of rounding in any precision.
+    torch.manual_seed(0)
+    encoder = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                   intermediate_size=64, max_position_embeddings=64, initializer_range=0.2,
+                                   attn_implementation=attention))
+    rows = [{"input_ids": [tokenizer(s)["input_ids"] for s in row]} for row in ROWS]
+    results = []
+    for width, bf16 in ((None, False), (40, True)):
+        torch.manual_seed(0)  # the same initial MLP for both
+        model = SimCSEModel.from_encoder(copy.deepcopy(encoder), pooler_type=pooler, hard_negative_weight=0.4)
+        without_dropout(model.train())
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            results.append(loss_and_grads(model, SimCSECollator(tokenizer.pad_token_id, pack_width=width)(rows)))
+    (plain, plain_grads), (fast, fast_grads) = results
+    assert fast != plain  # bf16 really ran
+    assert fast == pytest.approx(plain, rel=5 * 2**-8)  # bf16 keeps 8 significant bits: 2**-8 relative per rounding
+    flat = [torch.cat([g[k].flatten().float() for k in sorted(g)]) for g in (plain_grads, fast_grads)]
+    assert torch.nn.functional.cosine_similarity(*flat, dim=0) > 0.99
