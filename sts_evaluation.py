@@ -16,6 +16,7 @@ import json
 import tempfile
 
 import numpy as np
+from datasets import Dataset
 from scipy import stats
 from transformers import AutoTokenizer, EvalPrediction, Trainer, TrainingArguments
 
@@ -56,7 +57,7 @@ def tokenize_sts(ds, tokenizer, max_length: int, num_proc: int | None = None, na
     return rows.select(np.argsort(longest, kind="stable")[::-1]).flatten_indices()
 
 
-def remove_characters(ds, characters: str):
+def remove_characters(ds: Dataset, characters: str) -> Dataset:
     """Dataset(sentence1, sentence2, score) -> the same with every character in `characters` deleted from the sentences.
 
     The published SimCSE-KO evaluation removed commas and quotes from the KorSTS sentences before encoding; the
@@ -98,8 +99,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--remove-characters", default="", metavar="CHARS",
-                        help="delete these characters from every sentence before encoding (not the standard protocol; "
-                             "',\"\'' scores the way the published SimCSE-KO code did)")
+                        help="delete each of these characters from every sentence before encoding; not the standard "
+                             "protocol. The published SimCSE-KO code removed commas and quotes: --remove-characters "
+                             "\",\\\"'\" in a shell")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args(argv)
 
