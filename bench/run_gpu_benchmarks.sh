@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Every GPU figure bench/RESULTS.md asks for, in one go (about 10 minutes on one H100): speed against
-# sentence-transformers (bert-base shape, batch 256, bf16, with the torch_compile row), the 277,811-triplet epoch
-# rehearsal, and the memory of the plain and cached paths. Run from the repository root:
-#     bash bench/run_gpu_benchmarks.sh [OUTPUT_DIR]        # default: bench/gpu-results-<date>
-# Each command's output goes to OUTPUT_DIR/<name>.txt; a failing command is reported and the others still run.
+# Every GPU figure bench/RESULTS.md asks for, most important first: speed against sentence-transformers (bert-base
+# shape, batch 256, bf16), the 277,811-triplet epoch rehearsal, the memory of the plain and cached paths, and last the
+# speed run again with the torch_compile opt-in row. Run from the repository root:
+#     bash bench/run_gpu_benchmarks.sh [OUTPUT_DIR [STAGE ...]]     # default: bench/gpu-results-<date>, every stage
+# Stages: throughput epoch_rehearsal memory throughput_compiled. All four take roughly 10 minutes on one H100 (not
+# measured yet); where one command may run only 10 minutes, run them in two calls, e.g.
+#     bash bench/run_gpu_benchmarks.sh "$OUT" throughput epoch_rehearsal
+#     bash bench/run_gpu_benchmarks.sh "$OUT" memory throughput_compiled
+# Each stage's output goes to OUTPUT_DIR/<stage>.txt as it runs; a failing stage is reported and the others still run.
 set -u
 out="${1:-bench/gpu-results-$(date +%Y-%m-%d)}"
+shift $(( $# > 0 ? 1 : 0 ))
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(throughput epoch_rehearsal memory throughput_compiled)
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/device.txt" 2>&1
 python -c "import torch, transformers; print(torch.__version__, transformers.__version__)" >> "$out/device.txt"
@@ -17,7 +24,13 @@ run() {
     "$@" >> "$out/$name.txt" 2>&1 || { echo "!! $name failed (exit $?)"; status=1; }
     echo "   $((SECONDS - start)) s; last lines:"; tail -n 12 "$out/$name.txt"
 }
-run throughput python bench/throughput.py --shape bert-base --device cuda
-run epoch_rehearsal python bench/epoch_rehearsal.py --shape bert-base --device cuda
-run memory python bench/memory.py --shape bert-base --device cuda --batches 256 1024
+for stage in "${stages[@]}"; do
+    case "$stage" in
+        throughput) run throughput python bench/throughput.py --shape bert-base --device cuda --no-compile-row ;;
+        epoch_rehearsal) run epoch_rehearsal python bench/epoch_rehearsal.py --shape bert-base --device cuda ;;
+        memory) run memory python bench/memory.py --shape bert-base --device cuda --batches 256 1024 ;;
+        throughput_compiled) run throughput_compiled python bench/throughput.py --shape bert-base --device cuda --compile-row ;;
+        *) echo "!! unknown stage $stage (throughput, epoch_rehearsal, memory, throughput_compiled)"; status=1 ;;
+    esac
+done
 exit $status
