@@ -13,6 +13,7 @@ from data_collator import SimCSECollator
 from modeling_simcse import SimCSEModel
 from test_gradient_cache import assert_same, loss_and_grads
 from test_loss import ROWS, _ids
+from test_packing import WIDTH
 from test_run_simcse import smoke_config
 
 
@@ -53,7 +54,7 @@ def test_fast_path_in_bf16_gives_the_plain_loss_within_bf16_tolerance(encoder_di
     (padded, fp32) on one fixed batch: the same loss within bf16 rounding, gradients pointing the same way."""
     rows = [{"input_ids": [tokenizer(s)["input_ids"] for s in row]} for row in ROWS]
     results = []
-    for width, bf16 in ((None, False), (40, True)):
+    for width, bf16 in ((None, False), (WIDTH, True)):
         torch.manual_seed(0)  # the same initial MLP for both
         encoder = AutoModel.from_pretrained(encoder_dir, attn_implementation=attention)
         model = without_dropout(SimCSEModel.from_encoder(encoder, pooler_type=pooler, hard_negative_weight=0.4).train())
