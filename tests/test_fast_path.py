@@ -13,7 +13,7 @@ from data_collator import SimCSECollator
 from modeling_simcse import SimCSEModel
 from test_gradient_cache import assert_same, loss_and_grads
 from test_loss import ROWS, _ids
-from test_packing import WIDTH
+from test_packing import WIDTH, features
 from test_run_simcse import smoke_config
 
 
@@ -52,7 +52,7 @@ def test_fast_path_same_scores_after_a_short_run(tmp_path, fast):
 def test_fast_path_in_bf16_gives_the_plain_loss_within_bf16_tolerance(encoder_dir, tokenizer, pooler, attention):
     """The fast path as a bf16 GPU run takes it (packed rows under bf16 autocast; on CPU here) against the plain path
     (padded, fp32) on one fixed batch: the same loss within bf16 rounding, gradients pointing the same way."""
-    rows = [{"input_ids": [tokenizer(s)["input_ids"] for s in row]} for row in ROWS]
+    rows = features(tokenizer, ROWS)
     results = []
     for width, bf16 in ((None, False), (WIDTH, True)):
         torch.manual_seed(0)  # the same initial MLP for both
