@@ -269,8 +269,8 @@ class SimCSEModel(PreTrainedModel):
         if self.config.pooler_type in ("cls", "cls_before_pooler"):
             emb = tokens[sentence_starts]
         else:  # mean over each sentence's tokens; the unfilled ends (id -1) go to a discarded extra row
-            count = len(sentence_starts)
-            index = sentence_ids.reshape(-1).masked_fill(sentence_ids.reshape(-1) < 0, count)
+            count, ids = len(sentence_starts), sentence_ids.reshape(-1)
+            index = ids.masked_fill(ids < 0, count)
             sums = tokens.new_zeros(count + 1, tokens.shape[-1]).index_add_(0, index, tokens)
             lengths = tokens.new_zeros(count + 1).index_add_(0, index, tokens.new_ones(len(index)))
             emb = sums[:count] / lengths[:count, None]
