@@ -11,7 +11,8 @@ from data_loading import column_values, load_nli_triplets, load_sts
 from scratch_tokenizer import train_wordpiece
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+# The benchmark data folder, ../shared/data beside the checkout unless BENCH_DATA names another copy of it.
+DATA = os.environ.get("BENCH_DATA") or os.path.join(os.path.dirname(ROOT), "shared", "data")
 XNLI = [os.path.join(DATA, "kornli", f) for f in ("xnli.dev.ko.tsv", "xnli.test.ko.tsv")]
 
 SHAPES = {  # BERT encoders made from a config (random weights: speed does not depend on them)

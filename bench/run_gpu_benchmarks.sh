@@ -8,6 +8,7 @@
 #     bash bench/run_gpu_benchmarks.sh "$OUT" throughput epoch_rehearsal
 #     bash bench/run_gpu_benchmarks.sh "$OUT" memory throughput_compiled
 # Each stage's output goes to OUTPUT_DIR/<stage>.txt as it runs; a failing stage is reported and the others still run.
+# Data: ../shared/data beside the checkout, or the folder BENCH_DATA names.
 set -u
 out="${1:-bench/gpu-results-$(date +%Y-%m-%d)}"
 shift $(( $# > 0 ? 1 : 0 ))
@@ -15,7 +16,7 @@ stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(throughput epoch_rehearsal memory throughput_compiled)
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/device.txt" 2>&1
-python -c "import torch, transformers; print(torch.__version__, transformers.__version__)" >> "$out/device.txt"
+python3 -c "import sys, torch, transformers, sentence_transformers as st, datasets; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'sentence-transformers', st.__version__, 'datasets', datasets.__version__)" >> "$out/device.txt"
 status=0
 run() {
     local name="$1"; shift
@@ -26,10 +27,10 @@ run() {
 }
 for stage in "${stages[@]}"; do
     case "$stage" in
-        throughput) run throughput python bench/throughput.py --shape bert-base --device cuda --no-compile-row ;;
-        epoch_rehearsal) run epoch_rehearsal python bench/epoch_rehearsal.py --shape bert-base --device cuda ;;
-        memory) run memory python bench/memory.py --shape bert-base --device cuda --batches 256 1024 ;;
-        throughput_compiled) run throughput_compiled python bench/throughput.py --shape bert-base --device cuda --compile-row ;;
+        throughput) run throughput python3 bench/throughput.py --shape bert-base --device cuda --no-compile-row ;;
+        epoch_rehearsal) run epoch_rehearsal python3 bench/epoch_rehearsal.py --shape bert-base --device cuda ;;
+        memory) run memory python3 bench/memory.py --shape bert-base --device cuda --batches 256 1024 ;;
+        throughput_compiled) run throughput_compiled python3 bench/throughput.py --shape bert-base --device cuda --compile-row ;;
         *) echo "!! unknown stage $stage (throughput, epoch_rehearsal, memory, throughput_compiled)"; status=1 ;;
     esac
 done
