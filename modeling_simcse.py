@@ -26,6 +26,7 @@ import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from huggingface_hub.dataclasses import strict
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.configuration_utils import SubConfigSpec
@@ -36,6 +37,10 @@ POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
 # the attention implementations that take its block-diagonal mask.
 PACKABLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
 PACKABLE_ATTENTION = ("sdpa", "eager")
+# The kernels `sdpa` may choose from, all but cuDNN's: cuDNN attention (its first choice on an H100 with a mask) builds
+# a plan for every new input shape, and packed or length-sorted batches bring new shapes at almost every step. On an
+# H100, encoding 22,908 sentences took 4.0 s with it and 0.8 s without (bench/RESULTS.md).
+SHAPE_AGNOSTIC_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 # How a user computes the evaluated embedding from `AutoModel(...)(**batch, output_hidden_states=True)` outputs of an
 # exported model, keyed by the exported `config.simcse["embedding"]`. The model card prints these.
@@ -308,7 +313,8 @@ class SimCSEModel(PreTrainedModel):
         """(rows, width, hidden) token states the pooler reads: the last layer, or the mean of two layers."""
         pooler = self.config.pooler_type
         needs_layers = pooler in ("avg_first_last", "avg_top2")
-        out = self.encoder(**encoder_inputs, output_hidden_states=needs_layers)
+        with sdpa_kernel(SHAPE_AGNOSTIC_ATTENTION):
+            out = self.encoder(**encoder_inputs, output_hidden_states=needs_layers)
         if pooler == "avg_first_last":
             return (out.hidden_states[1] + out.hidden_states[-1]) / 2
         if pooler == "avg_top2":

@@ -4,7 +4,9 @@ and the sentence-transformers peer (CLS pooling, MultipleNegativesRankingLoss at
 from __future__ import annotations
 
 import os
+import random
 
+from datasets import Dataset
 from transformers import BertConfig
 
 from data_loading import column_values, load_nli_triplets, load_sts
@@ -36,6 +38,23 @@ def all_sentences() -> list[str]:
     return list(dict.fromkeys(sentences))
 
 
+def sampled_triplets(count: int) -> Dataset:
+    """`count` triplets (sent0, sent1, hard_neg) made from `all_sentences()` (the KorNLI train split is not here):
+    row i holds sentence i (cycling through them) and two sentences drawn with a fixed seed."""
+    sentences = all_sentences()
+    rng = random.Random(0)
+    rows = [(sentences[i % len(sentences)], rng.choice(sentences), rng.choice(sentences)) for i in range(count)]
+    return Dataset.from_dict(dict(zip(("sent0", "sent1", "hard_neg"), map(list, zip(*rows)))))
+
+
+def write_tsv(path: str, rows: Dataset) -> None:
+    """rows -> a TSV with a header, as the product reads it (quoting off; tabs inside a sentence become spaces)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\t".join(rows.column_names) + "\n")
+        for row in zip(*(column_values(rows, c) for c in rows.column_names)):
+            f.write("\t".join(s.replace("\t", " ") for s in row) + "\n")
+
+
 def tokenizer(vocab_size: int = 16000):
     return train_wordpiece(all_sentences(), vocab_size)
 
@@ -53,14 +72,15 @@ def sentence_transformer_cls(encoder: str, device: str, **transformer_kwargs):
     return SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")], device=device)
 
 
-def sentence_transformers_trainer(encoder: str, device: str, callbacks=None, **training_args):
-    """The peer's training on the XNLI-ko triplets: `SentenceTransformerTrainer` + MultipleNegativesRankingLoss(scale 20)
-    with `training_args` (SentenceTransformerTrainingArguments) -> (model, trainer)."""
-    from datasets import Dataset
+def sentence_transformers_trainer(encoder: str, device: str, callbacks=None, rows: Dataset | None = None,
+                                  **training_args):
+    """The peer's training on `rows` (sent0, sent1, hard_neg; default the XNLI-ko triplets): `SentenceTransformerTrainer`
+    + MultipleNegativesRankingLoss(scale 20) with `training_args` (SentenceTransformerTrainingArguments)
+    -> (model, trainer)."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    rows = triplets()
+    rows = triplets() if rows is None else rows
     data = Dataset.from_dict({name: column_values(rows, col) for name, col in
                               (("anchor", "sent0"), ("positive", "sent1"), ("negative", "hard_neg"))})
     model = sentence_transformer_cls(encoder, device)

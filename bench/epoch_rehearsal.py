@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import random
 import sys
 import tempfile
 import time
@@ -29,18 +28,9 @@ import torch
 from transformers import BertModel
 
 import run_simcse
-from bench.common import DATA, SHAPES, all_sentences, bert_config, tokenizer
+from bench.common import DATA, SHAPES, bert_config, sampled_triplets, tokenizer, write_tsv
 
 KORNLI_TRIPLETS = 277_811
-
-
-def write_triplets(path: str, count: int) -> None:
-    sentences = [s.replace("\t", " ") for s in all_sentences()]
-    rng = random.Random(0)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("sent0\tsent1\thard_neg\n")
-        for i in range(count):
-            f.write(f"{sentences[i % len(sentences)]}\t{rng.choice(sentences)}\t{rng.choice(sentences)}\n")
 
 
 def main() -> None:
@@ -57,7 +47,7 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
         data = os.path.join(work, "triplets.tsv")
-        write_triplets(data, args.triplets)
+        write_tsv(data, sampled_triplets(args.triplets))
         made = time.perf_counter() - start
         tok = tokenizer()
         encoder = os.path.join(work, "encoder")

@@ -4,7 +4,9 @@
     python bench/throughput.py --shape bert-base --device cuda     # one GPU
 
 Systems, each in its own process (so peak memory is its own), all on the same randomly initialised BERT encoder of
-the chosen shape (`bench.common.SHAPES`) and the same tokenizer, on the 2,500 XNLI-ko triplets of ../shared/data:
+the chosen shape (`bench.common.SHAPES`) and the same tokenizer. Training data: `bench.common.sampled_triplets`, triplets
+made from the sentences of ../shared/data, as many as the warm-up and timed steps take, so the timed steps are all in
+one epoch (the steady state of a real run, with no epoch restarts of the data loader in the timing):
   * train, this project: `run_simcse.main` (the real Trainer path) on a config built here, with its defaults;
   * train, this project + `"torch_compile": true` (an opt-in; timed by default with cuda, `--compile-row`);
   * train, sentence-transformers: `SentenceTransformerTrainer` + `MultipleNegativesRankingLoss(scale=20)`, CLS pooling;
@@ -40,8 +42,8 @@ if __package__ in (None, ""):  # run as `python bench/<name>.py`: make the repo 
 import torch
 from transformers import BertModel, TrainerCallback
 
-from bench.common import (ROOT, SHAPES, XNLI, all_sentences, bert_config, sentence_transformer_cls,
-                          sentence_transformers_trainer, tokenizer, triplets)
+from bench.common import (ROOT, SHAPES, all_sentences, bert_config, sampled_triplets, sentence_transformer_cls,
+                          sentence_transformers_trainer, tokenizer, write_tsv)
 from data_loading import column_values, token_ids
 
 # Both trainers get the same TrainingArguments on a GPU (so the ratio is about the training code, not the settings).
@@ -74,11 +76,14 @@ def peak_memory_mib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, steps: int, torch_compile: bool = False) -> dict:
+def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, steps: int, rows: int,
+               torch_compile: bool = False) -> dict:
     import run_simcse
 
+    data = os.path.join(work, "triplets.tsv")
+    write_tsv(data, sampled_triplets(rows))
     config = {
-        "model_name_or_path": encoder, "train_data": XNLI, "train_format": "nli", "pooler_type": "cls_before_pooler",
+        "model_name_or_path": encoder, "train_data": [data], "train_format": "triplet", "pooler_type": "cls_before_pooler",
         "max_seq_length": 64, "output_dir": os.path.join(work, "ours"), "overwrite_output_dir": True,
         "per_device_train_batch_size": batch, "learning_rate": 5e-5, "max_steps": warmup + steps,
         "eval_strategy": "no", "save_strategy": "no", "logging_steps": 10_000, "report_to": "none", "seed": 42,
@@ -93,10 +98,11 @@ def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, st
     return {"seconds": timer.end - timer.start, "items": timer.steps * batch}
 
 
-def train_sentence_transformers(encoder: str, work: str, device: str, batch: int, warmup: int, steps: int) -> dict:
+def train_sentence_transformers(encoder: str, work: str, device: str, batch: int, warmup: int, steps: int,
+                                rows: int) -> dict:
     timer = StepTimer(warmup)
     _, trainer = sentence_transformers_trainer(
-        encoder, device, callbacks=[timer],
+        encoder, device, callbacks=[timer], rows=sampled_triplets(rows),
         output_dir=os.path.join(work, "st"), per_device_train_batch_size=batch, learning_rate=5e-5,
         max_steps=warmup + steps, save_strategy="no", logging_steps=10_000, report_to="none", seed=42, disable_tqdm=True,
         **(CUDA_TRAINING if device == "cuda" else {"use_cpu": True}),
@@ -178,6 +184,7 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
 
+    train_rows = (max(args.warmup, 10) + steps) * batch  # every timed step in the first epoch, for every row
     tok = tokenizer()
     with tempfile.TemporaryDirectory() as work:
         encoder = os.path.join(work, "encoder")
@@ -193,7 +200,8 @@ def main() -> None:
             spec = {"system": name, "encoder": encoder, "work": work, "device": args.device,
                     "batch": batch if is_train else args.encode_batch}
             if is_train:
-                spec.update(warmup=max(args.warmup, 10) if name == COMPILED else args.warmup, steps=steps)
+                spec.update(warmup=max(args.warmup, 10) if name == COMPILED else args.warmup, steps=steps,
+                            rows=train_rows)
             proc = subprocess.run([sys.executable, "-m", "bench.throughput", "--one", json.dumps(spec)], cwd=ROOT,
                                   capture_output=True, text=True)
             lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -207,7 +215,7 @@ def main() -> None:
             results[name] = json.loads(lines[-1][7:])
             print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
 
-    rows = triplets()
+    rows = sampled_triplets(train_rows)
     triplet_lengths = [len(x) for col in ("sent0", "sent1", "hard_neg") for x in token_ids(tok, column_values(rows, col), 64)]
     tokens_per_triplet = sum(triplet_lengths) / len(rows)
     sentence_lengths = [len(x) for x in token_ids(tok, all_sentences(), 64)]

@@ -65,3 +65,16 @@ def test_fast_path_in_bf16_gives_the_plain_loss_within_bf16_tolerance(encoder_di
     assert fast == pytest.approx(plain, rel=5 * 2**-8)  # bf16 keeps 8 significant bits: 2**-8 relative per rounding
     flat = [torch.cat([g[k].flatten().float() for k in sorted(g)]) for g in (plain_grads, fast_grads)]
     assert torch.nn.functional.cosine_similarity(*flat, dim=0) > 0.99
+
+
+def test_the_encoder_runs_without_cudnn_attention(encoder_dir, tokenizer):
+    """sdpa's cuDNN kernel builds a plan for every new input shape (on an H100 that made an encode pass 5x slower,
+    bench/RESULTS.md): training steps and encoding run the encoder with it switched off, and switch it back after."""
+    model = SimCSEModel.from_exported(encoder_dir)
+    cudnn_on = []
+    model.encoder.register_forward_pre_hook(lambda *_: cudnn_on.append(torch.backends.cuda.cudnn_sdp_enabled()))
+    model.encode(["첫 번째 문장입니다.", "두 번째 문장입니다."], tokenizer)
+    model.train()
+    model(**SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(features(tokenizer, ROWS))).loss.backward()
+    assert len(cudnn_on) == 2 and not any(cudnn_on)
+    assert torch.backends.cuda.cudnn_sdp_enabled()
