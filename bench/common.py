@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import random
+import time
 
+import torch
 from datasets import Dataset
 from transformers import BertConfig
 
@@ -36,6 +38,13 @@ def all_sentences() -> list[str]:
         sts = load_sts(os.path.join(DATA, "korsts", f"sts-{split}.tsv"))
         sentences += column_values(sts, "sentence1") + column_values(sts, "sentence2")
     return list(dict.fromkeys(sentences))
+
+
+def synced_clock(device: str) -> float:
+    """`time.perf_counter()` once the work queued on `device` has finished (CUDA runs asynchronously)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def sampled_triplets(count: int) -> Dataset:

@@ -26,21 +26,16 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 from transformers import AutoModel
 
-from bench.common import SHAPES, all_sentences, bert_config, sampled_triplets, tokenizer
+from bench.common import SHAPES, all_sentences, bert_config, sampled_triplets, synced_clock, tokenizer
 from data_collator import SimCSECollator
 from data_loading import token_ids, tokenize_rows
 from modeling_simcse import SimCSEModel
 
 
-def sync(device: str) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter()
-
-
-def busiest(prof, device: str, rows: int = 12) -> str:
-    key = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+def busiest(prof, key: str, rows: int = 12) -> str:
+    """The profiler's table of its `rows` operations with the largest `key` (e.g. "self_cpu_time_total")."""
     return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+
 
 
 def device_busy_ms(prof) -> float:
@@ -78,25 +73,25 @@ def training(args, tok) -> None:
             optimizer.zero_grad(set_to_none=True)
 
         warmup = 10 if variant == "compiled" else 3
-        start = sync(args.device)
+        start = synced_clock(args.device)
         for i in range(warmup):
             step(batches[i % len(batches)])
-        warm = sync(args.device) - start
-        start = sync(args.device)
+        warm = synced_clock(args.device) - start
+        start = synced_clock(args.device)
         for i in range(args.steps):
             step(batches[(warmup + i) % len(batches)])
-        ms = 1e3 * (sync(args.device) - start) / args.steps
+        ms = 1e3 * (synced_clock(args.device) - start) / args.steps
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with profile(activities=activities) as prof:
             for i in range(3):
                 step(batches[i % len(batches)])
-            sync(args.device)
+            synced_clock(args.device)
         busy = f", device busy {device_busy_ms(prof) / 3:.1f} ms/step" if cuda else ""
         print(f"\n## train {variant}: {ms:.1f} ms/step = {1e3 * args.batch / ms:,.0f} triplets/s (warm-up "
               f"{warm:.1f} s){busy}")
-        print(busiest(prof, args.device))
+        print(busiest(prof, "self_device_time_total" if cuda else "self_cpu_time_total"))
         if cuda:  # host-side view: synchronisations and dispatch overhead show up here
-            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=60))
+            print(busiest(prof, "self_cpu_time_total", rows=15))
         del model, optimizer, forward
         if cuda:
             torch.cuda.empty_cache()
@@ -113,19 +108,19 @@ def encoding(args, tok) -> None:
     print(f"\n## encode: tokenizing {len(sentences):,} sentences: {time.perf_counter() - start:.2f} s")
     model.encode(sentences[:512], tok)
     for fill in (True, False):
-        start = sync(args.device)
+        start = synced_clock(args.device)
         model.encode(sentences, tok, fill_batches=fill)
-        seconds = sync(args.device) - start
+        seconds = synced_clock(args.device) - start
         print(f"encode fill_batches={fill}: {seconds:.2f} s = {len(sentences) / seconds:,.0f} sentences/s")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
     with profile(activities=activities) as prof:
         model.encode(sentences, tok)
-        sync(args.device)
+        synced_clock(args.device)
     if args.device == "cuda":
         print(f"device busy {device_busy_ms(prof):.0f} ms of the encode pass")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=60))
+    print(busiest(prof, "self_cpu_time_total"))
     if args.device == "cuda":
-        print(busiest(prof, args.device))
+        print(busiest(prof, "self_device_time_total"))
 
 
 def main() -> None:

@@ -43,7 +43,7 @@ import torch
 from transformers import BertModel, TrainerCallback
 
 from bench.common import (ROOT, SHAPES, all_sentences, bert_config, sampled_triplets, sentence_transformer_cls,
-                          sentence_transformers_trainer, tokenizer, write_tsv)
+                          sentence_transformers_trainer, synced_clock, tokenizer, write_tsv)
 from data_loading import column_values, token_ids
 
 # Both trainers get the same TrainingArguments on a GPU (so the ratio is about the training code, not the settings).
@@ -55,19 +55,14 @@ PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, 
 class StepTimer(TrainerCallback):
     """Times training from the end of step `warmup` to the end of the last step (two device syncs in all)."""
 
-    def __init__(self, warmup: int):
-        self.warmup, self.start, self.end, self.steps = warmup, None, None, 0
-
-    def _now(self) -> float:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        return time.perf_counter()
+    def __init__(self, warmup: int, device: str):
+        self.warmup, self.device, self.start, self.end, self.steps = warmup, device, None, None, 0
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.warmup:
-            self.start = self._now()
+            self.start = synced_clock(self.device)
         elif state.global_step == state.max_steps:
-            self.end, self.steps = self._now(), state.global_step - self.warmup
+            self.end, self.steps = synced_clock(self.device), state.global_step - self.warmup
 
 
 def peak_memory_mib(device: str) -> float:
@@ -93,14 +88,14 @@ def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, st
     path = os.path.join(work, "ours.json")
     with open(path, "w") as f:
         json.dump(config, f)
-    timer = StepTimer(warmup)
+    timer = StepTimer(warmup, device)
     run_simcse.main([path], callbacks=[timer])
     return {"seconds": timer.end - timer.start, "items": timer.steps * batch}
 
 
 def train_sentence_transformers(encoder: str, work: str, device: str, batch: int, warmup: int, steps: int,
                                 rows: int) -> dict:
-    timer = StepTimer(warmup)
+    timer = StepTimer(warmup, device)
     _, trainer = sentence_transformers_trainer(
         encoder, device, callbacks=[timer], rows=sampled_triplets(rows),
         output_dir=os.path.join(work, "st"), per_device_train_batch_size=batch, learning_rate=5e-5,
@@ -130,13 +125,9 @@ def encode_sentence_transformers(encoder: str, work: str, device: str, batch: in
     kwargs = {"model_kwargs": {"dtype": torch.bfloat16}} if device == "cuda" else {}
     model = sentence_transformer_cls(encoder, device, **kwargs)
     model.encode(sentences[:512], batch_size=batch)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = synced_clock(device)
     model.encode(sentences, batch_size=batch, convert_to_tensor=True)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return {"seconds": time.perf_counter() - start, "items": len(sentences)}
+    return {"seconds": synced_clock(device) - start, "items": len(sentences)}
 
 
 COMPILED = "train: this project + torch_compile (opt-in)"
