@@ -225,6 +225,24 @@ class SimCSEModel(PreTrainedModel):
             model = cls.from_encoder(encoder, pooler_type=pooler_type)
         return model.eval()
 
+    def compile_layers(self, **compile_kwargs) -> int:
+        """Compile each of the encoder's repeated layers (BERT's `encoder.layer[i]` ...) in place with
+        `torch.compile(dynamic=True, **compile_kwargs)`; returns how many.
+
+        The layers share one compiled graph (their parameters are its inputs), so compiling costs about what one layer
+        does, once for every batch shape (dynamic sizes), once more in eval mode; parameter names, saving and export
+        are unchanged. The embeddings, pooler, loss and the code between layers stay eager. Whole-model compilation
+        (`TrainingArguments.torch_compile`) also fuses those, at several times the compile time (bench/RESULTS.md).
+        """
+        layers = [block for module in self.encoder.modules()
+                  if isinstance(module, nn.ModuleList) and len(module) > 1 and len({type(m) for m in module}) == 1
+                  for block in module]
+        if not layers:
+            raise ValueError(f"{type(self.encoder).__name__} has no list of repeated layers to compile")
+        for block in layers:
+            block.compile(dynamic=True, **compile_kwargs)
+        return len(layers)
+
     @property
     def supports_packing(self) -> bool:
         """Whether training batches may come packed (`SimCSECollator(pack_width=...)`) for this encoder."""

@@ -148,6 +148,12 @@ class SimCSEArguments:
         metadata={"help": "Without packing: encode a step's sentences sorted by length in this many pieces (less "
                           "padding). Default: 8 on CPU, 1 (one padded pass) on GPU."},
     )
+    compile_layers: bool = field(
+        default=False,
+        metadata={"help": "Compile each encoder layer in place with torch.compile (dynamic shapes; one compile shared "
+                          "by all layers): the fusion within the layers, where most kernels are, for a fraction of "
+                          "the compile time of the whole-model torch_compile (use one of the two). An opt-in for GPUs."},
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow an output_dir that holds another run (its checkpoints are deleted)."}
     )
@@ -182,6 +188,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         problems.append(f"train_format must be one of {sorted(TRAIN_FORMATS)}, got {data_args.train_format!r}")
     if simcse_args.pooler_type not in POOLER_TYPES:
         problems.append(f"pooler_type must be one of {POOLER_TYPES}, got {simcse_args.pooler_type!r}")
+    if simcse_args.compile_layers and training_args.torch_compile:
+        problems.append("compile_layers and torch_compile both compile the encoder: set one of them")
     if training_args.eval_strategy != "no" and not data_args.dev_data:
         problems.append("eval_strategy needs dev_data (an STS set to score)")
     if training_args.load_best_model_at_end and not data_args.dev_data:
@@ -286,7 +294,7 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
         if model_args.config_overrides:
             config.update_from_string(model_args.config_overrides)
         encoder = AutoModel.from_config(config)
-    return SimCSEModel.from_encoder(
+    model = SimCSEModel.from_encoder(
         encoder,
         pooler_type=simcse_args.pooler_type,
         temperature=simcse_args.temperature,
@@ -296,6 +304,9 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
         embedding_chunk_size=simcse_args.embedding_chunk_size,
         length_buckets=simcse_args.length_buckets or (1 if device_type == "cuda" else CPU_LENGTH_BUCKETS),
     )
+    if simcse_args.compile_layers:
+        logger.info("%d encoder layers compile at their first call (the first steps wait for the compiler)", model.compile_layers())
+    return model
 
 
 def describe_environment(training_args: TrainingArguments, train_rows: int) -> dict:

@@ -1,5 +1,6 @@
 """Where the time of a training step and of an encode pass goes: plain loops over the product's model and collator
-(no Trainer), eager and compiled, with torch.profiler's busiest operations. A diagnostic for bench/throughput.py.
+(no Trainer), eager, with `compile_layers` and with the whole model compiled, with torch.profiler's busiest
+operations. A diagnostic for bench/throughput.py.
 
     python bench/profile_step.py --shape bert-base --device cuda
     python bench/profile_step.py --shape small --device cpu --steps 3      # a check of the script itself
@@ -62,7 +63,9 @@ def training(args, tok) -> None:
         encoder = AutoModel.from_config(bert_config(args.shape, len(tok)), attn_implementation="sdpa")
         model = SimCSEModel.from_encoder(encoder, pooler_type="cls_before_pooler").to(args.device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=cuda)
-        forward = torch.compile(model) if variant == "compiled" else model
+        if variant == "compile_layers":
+            model.compile_layers()
+        forward = torch.compile(model) if variant == "compile_whole" else model
 
         def step(batch):
             with torch.autocast(args.device, torch.bfloat16, enabled=cuda):
@@ -72,7 +75,7 @@ def training(args, tok) -> None:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        warmup = 10 if variant == "compiled" else 3
+        warmup = 3 if variant == "eager" else 10
         start = synced_clock(args.device)
         for i in range(warmup):
             step(batches[i % len(batches)])
@@ -130,7 +133,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256, help="triplets per step")
     parser.add_argument("--batches", type=int, default=16, help="distinct batches cycled through")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per variant")
-    parser.add_argument("--variants", nargs="+", choices=["eager", "compiled"], default=["eager", "compiled"])
+    parser.add_argument("--variants", nargs="+", choices=["eager", "compile_layers", "compile_whole"],
+                        default=["eager", "compile_layers", "compile_whole"])
     args = parser.parse_args()
     tok = tokenizer()
     print(f"shape {args.shape}, device {torch.cuda.get_device_name(0) if args.device == 'cuda' else 'CPU'}, "

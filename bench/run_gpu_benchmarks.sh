@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Every GPU figure bench/RESULTS.md asks for, most important first: speed against sentence-transformers (bert-base
 # shape, batch 256, bf16), the 277,811-triplet epoch rehearsal, the memory of the plain and cached paths, and last the
-# speed run again with the torch_compile opt-in row. Run from the repository root:
+# speed run again with the compile_layers opt-in row, and the rehearsal with it. Run from the repository root:
 #     bash bench/run_gpu_benchmarks.sh [OUTPUT_DIR [STAGE ...]]     # default: bench/gpu-results-<date>, every stage
-# Stages: throughput epoch_rehearsal memory throughput_compiled. On one H100 the first three took 105, 89 and 75 s
-# (bench/RESULTS.md); the last one was not run there yet. Where one command may run only 10 minutes, split them, e.g.
+# Stages: throughput epoch_rehearsal memory throughput_compiled epoch_rehearsal_compiled. On one H100 the first three
+# took 105, 89 and 75 s (bench/RESULTS.md); the last two were not run there yet. Where one command may run only 10 minutes, split them, e.g.
 #     bash bench/run_gpu_benchmarks.sh "$OUT" throughput epoch_rehearsal
-#     bash bench/run_gpu_benchmarks.sh "$OUT" memory throughput_compiled
+#     bash bench/run_gpu_benchmarks.sh "$OUT" memory throughput_compiled epoch_rehearsal_compiled
 # Each stage's output goes to OUTPUT_DIR/<stage>.txt as it runs; a failing stage is reported and the others still run.
 # Data: ../shared/data beside the checkout, or the folder BENCH_DATA names.
 set -u
 out="${1:-bench/gpu-results-$(date +%Y-%m-%d)}"
 shift $(( $# > 0 ? 1 : 0 ))
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(throughput epoch_rehearsal memory throughput_compiled)
+[ ${#stages[@]} -eq 0 ] && stages=(throughput epoch_rehearsal memory throughput_compiled epoch_rehearsal_compiled)
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/device.txt" 2>&1
 python3 -c "import sys, torch, transformers, sentence_transformers as st, datasets; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'sentence-transformers', st.__version__, 'datasets', datasets.__version__)" >> "$out/device.txt"
@@ -31,7 +31,8 @@ for stage in "${stages[@]}"; do
         epoch_rehearsal) run epoch_rehearsal python3 bench/epoch_rehearsal.py --shape bert-base --device cuda ;;
         memory) run memory python3 bench/memory.py --shape bert-base --device cuda --batches 256 1024 ;;
         throughput_compiled) run throughput_compiled python3 bench/throughput.py --shape bert-base --device cuda --compile-row ;;
-        *) echo "!! unknown stage $stage (throughput, epoch_rehearsal, memory, throughput_compiled)"; status=1 ;;
+        epoch_rehearsal_compiled) run epoch_rehearsal_compiled python3 bench/epoch_rehearsal.py --shape bert-base --device cuda --compile-layers ;;
+        *) echo "!! unknown stage $stage (throughput, epoch_rehearsal, memory, throughput_compiled, epoch_rehearsal_compiled)"; status=1 ;;
     esac
 done
 exit $status

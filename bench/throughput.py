@@ -8,7 +8,8 @@ the chosen shape (`bench.common.SHAPES`) and the same tokenizer. Training data: 
 made from the sentences of ../shared/data, as many as the warm-up and timed steps take, so the timed steps are all in
 one epoch (the steady state of a real run, with no epoch restarts of the data loader in the timing):
   * train, this project: `run_simcse.main` (the real Trainer path) on a config built here, with its defaults;
-  * train, this project + `"torch_compile": true` (an opt-in; timed by default with cuda, `--compile-row`);
+  * train, this project + `"compile_layers": true` (an opt-in: each encoder layer under torch.compile; timed by
+    default with cuda, `--compile-row`);
   * train, sentence-transformers: `SentenceTransformerTrainer` + `MultipleNegativesRankingLoss(scale=20)`, CLS pooling;
   * encode, this project: `SimCSEModel.encode`; encode, sentence-transformers: `SentenceTransformer.encode`;
     every distinct sentence of the shared KorNLI/KorSTS files; `--encode-batch` sentences a batch (on CUDA, this
@@ -72,7 +73,7 @@ def peak_memory_mib(device: str) -> float:
 
 
 def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, steps: int, rows: int,
-               torch_compile: bool = False) -> dict:
+               compile_layers: bool = False) -> dict:
     import run_simcse
 
     data = os.path.join(work, "triplets.tsv")
@@ -82,7 +83,7 @@ def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, st
         "max_seq_length": 64, "output_dir": os.path.join(work, "ours"), "overwrite_output_dir": True,
         "per_device_train_batch_size": batch, "learning_rate": 5e-5, "max_steps": warmup + steps,
         "eval_strategy": "no", "save_strategy": "no", "logging_steps": 10_000, "report_to": "none", "seed": 42,
-        "disable_tqdm": True, "torch_compile": torch_compile,
+        "disable_tqdm": True, "compile_layers": compile_layers,
         **(CUDA_TRAINING if device == "cuda" else {"use_cpu": True}),
     }
     path = os.path.join(work, "ours.json")
@@ -130,10 +131,10 @@ def encode_sentence_transformers(encoder: str, work: str, device: str, batch: in
     return {"seconds": synced_clock(device) - start, "items": len(sentences)}
 
 
-COMPILED = "train: this project + torch_compile (opt-in)"
+COMPILED = "train: this project + compile_layers (opt-in)"
 SYSTEMS = {
     "train: this project": train_ours,
-    COMPILED: functools.partial(train_ours, torch_compile=True),
+    COMPILED: functools.partial(train_ours, compile_layers=True),
     "train: sentence-transformers": train_sentence_transformers,
     "encode: this project": encode_ours,
     "encode: sentence-transformers": encode_sentence_transformers,
@@ -159,8 +160,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, help="timed training steps (default 10 on CPU, 60 on CUDA)")
     parser.add_argument("--compile-row", action=argparse.BooleanOptionalAction,
-                        help="also time this project with TrainingArguments.torch_compile (default: on with cuda); "
-                             "10 warm-up steps for it, as the packed shapes make it recompile at first")
+                        help="also time this project with compile_layers (default: on with cuda); 10 warm-up "
+                             "steps for it, the first of which waits for the compiler")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one system in this process
     args = parser.parse_args()
     compile_row = args.device == "cuda" if args.compile_row is None else args.compile_row

@@ -135,3 +135,38 @@ def test_url_source_over_http(tmp_path):
         server.shutdown()
     assert len(ds) == 1500
     assert ds["sentence1"] == load_sts(os.path.join(SHARED_DATA, "korsts", "sts-dev.tsv"))["sentence1"]
+
+
+def byte_level_bpe(texts):
+    """A RoBERTa-style tokenizer (byte-level BPE, <s> ... </s>) trained on `texts`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>"]))
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", cls_token="<s>", sep_token="</s>")
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "byte-level-bpe"])
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("max_length", [6, 64])
+def test_token_ids_are_the_tokenizer_call(tokenizer, kind, side, max_length):
+    """`token_ids` encodes through the tokenizer's Rust backend directly: the ids of the plain tokenizer call, with its
+    truncation (either side) and special tokens, even after a call that configured the backend otherwise."""
+    import copy
+
+    from conftest import sample_sentences
+    from data_loading import token_ids
+
+    texts = sample_sentences() + ["[CLS] <s> 특수 토큰처럼 보이는 글자가 든 문장 </s> [SEP]", "", "끝"]
+    tok = copy.deepcopy(tokenizer) if kind == "wordpiece" else byte_level_bpe(sample_sentences())
+    tok.truncation_side = side
+    tok(texts[:3], padding="max_length", max_length=80)  # leaves the backend padding to 80, not truncating
+    ids = token_ids(tok, texts, max_length)
+    expected = tok(texts, truncation=True, max_length=max_length)["input_ids"]
+    assert ids == expected
+    assert (max(map(len, expected)) == max_length) == (max_length == 6)  # truncation happened where it should

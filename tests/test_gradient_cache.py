@@ -54,3 +54,20 @@ def test_dropout_really_differs_between_seeds(encoder_dir, tokenizer):
     ids, mask = _ids(tokenizer, ROWS)
     a, b = loss_and_grads(model, ids, mask, seed=1), loss_and_grads(model, ids, mask, seed=2)
     assert a[0] != pytest.approx(b[0], abs=1e-5)
+
+
+def test_recomputed_chunks_replay_dropout_in_compiled_layers(encoder_dir, tokenizer, monkeypatch):
+    """The same with `compile_layers` on packed rows: the compiled layers draw their dropout from the random state that
+    the recomputation restores."""
+    import modeling_simcse
+    from data_collator import SimCSECollator
+    from test_packing import WIDTH, features
+
+    batch = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(features(tokenizer, ROWS))
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", hard_negative_weight=0.3, embedding_chunk_size=2)
+    model.train().compile_layers()
+    cached = loss_and_grads(model, batch)
+    monkeypatch.setattr(modeling_simcse, "checkpoint", lambda function, *args, **kwargs: function(*args))
+    kept = loss_and_grads(model, batch)
+    assert_same(cached, kept)
+    assert loss_and_grads(model, batch, seed=6)[0] != pytest.approx(cached[0], abs=1e-3)  # dropout is on
