@@ -133,14 +133,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256, help="triplets per step")
     parser.add_argument("--batches", type=int, default=16, help="distinct batches cycled through")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per variant")
+    parser.add_argument("--parts", nargs="+", choices=["encode", "train"], default=["encode", "train"])
     parser.add_argument("--variants", nargs="+", choices=["eager", "compile_layers", "compile_whole"],
                         default=["eager", "compile_layers", "compile_whole"])
     args = parser.parse_args()
     tok = tokenizer()
     print(f"shape {args.shape}, device {torch.cuda.get_device_name(0) if args.device == 'cuda' else 'CPU'}, "
           f"batch {args.batch} triplets, max length 64, torch {torch.__version__}")
-    encoding(args, tok)
-    training(args, tok)
+    if "encode" in args.parts:
+        encoding(args, tok)
+    if "train" in args.parts:
+        training(args, tok)
 
 
 if __name__ == "__main__":
