@@ -233,7 +233,7 @@ def token_ids(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
 
     A `tokenizers`-backed tokenizer gets that call for the first sentence only, which sets its Rust backend's
     truncation, padding and special-token handling; the backend then encodes the rest directly, the same ids without the
-    per-sentence `BatchEncoding` bookkeeping (a quarter of the tokenization time, bench/RESULTS.md).
+    per-sentence `BatchEncoding` bookkeeping (a quarter to a third of the tokenization time, bench/RESULTS.md).
     """
     call = dict(truncation=True, max_length=max_length, return_attention_mask=False, return_token_type_ids=False)
     direct = isinstance(tokenizer, TokenizersBackend) and type(tokenizer)._encode_plus is TokenizersBackend._encode_plus

@@ -104,6 +104,13 @@ def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_two_compilations_are_an_error(tmp_path):
+    config = smoke_config(tmp_path, compile_layers=True, torch_compile=True)
+    with pytest.raises(SystemExit, match="compile_layers and torch_compile both compile the encoder"):
+        run_simcse.main([config])
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("bad, message", [
     ("sentence1\tsentence2\tgold_label\n전제\t가설\tentailment\n전제\t가설2\tunsure\n", "bad.tsv, line 3: unknown NLI label"),
     ("sentence1\tsentence2\n전제\t가설\n", "bad.tsv: no label column"),
