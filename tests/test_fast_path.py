@@ -5,10 +5,11 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModel
+from torch.utils._python_dispatch import TorchDispatchMode
+from transformers import AutoModel, TrainerCallback
 
 import run_simcse
-from conftest import without_dropout
+from conftest import SAMPLE, without_dropout
 from data_collator import SimCSECollator
 from modeling_simcse import SimCSEModel
 from test_gradient_cache import assert_same, loss_and_grads
@@ -112,3 +113,44 @@ def test_compiled_layers_same_scores_after_a_short_run(tmp_path):
     for key in weights[0]:  # 12 Adam steps of up to lr = 5e-4 each; float reordering moves a few entries by < 1e-3
         difference = (weights[1][key] - weights[0][key]).abs()
         assert difference.max() < 1e-3 and difference.mean() < 1e-5, key
+
+
+# Operators that make the host wait for the device on CUDA (a tensor's value read on the host, or a data-dependent size).
+HOST_SYNCING = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "repeat_interleave", "is_nonzero", "equal")
+
+
+class OperatorLog(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+class RecordStep(TrainerCallback):
+    """Logs every operator of training step `step`, from its start to its end (forward, backward, clipping, optimizer)."""
+
+    def __init__(self, step: int):
+        self.step, self.log = step, OperatorLog()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step - 1:
+            self.log.__enter__()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            self.log.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("train_format", ["nli", "text"])
+def test_a_training_step_never_waits_for_the_device(tmp_path, train_format):
+    """A Trainer step of the real job (packed batches, fused AdamW as in the GPU configs) runs no operator that reads a
+    device value on the host, so the host can queue the next step's kernels while the device runs this one."""
+    record = RecordStep(step=2)
+    changes = {"train_format": "text", "train_data": [f"{SAMPLE}/sentences.txt"]} if train_format == "text" else {}
+    run_simcse.main([smoke_config(tmp_path, optim="adamw_torch_fused", max_steps=3, **changes)], callbacks=[record])
+    names = record.log.names
+    assert any("addmm" in n or ".mm." in n for n in names) and any("_fused_adamw" in n for n in names)  # a real step
+    assert [n for n in names if any(op in n for op in HOST_SYNCING)] == []
