@@ -231,8 +231,9 @@ class SimCSEModel(PreTrainedModel):
 
         The layers share one compiled graph (their parameters are its inputs), so compiling costs about what one layer
         does: once for training, with dynamic sizes (no recompile as the packed row count changes), once more in eval
-        mode. Parameter names, saving and export are unchanged. The embeddings, pooler, loss and the code between layers stay eager. Whole-model compilation
-        (`TrainingArguments.torch_compile`) also fuses those, at several times the compile time (bench/RESULTS.md).
+        mode. Parameter names, saving and export are unchanged. The embeddings, pooler, loss and the code between
+        layers stay eager. Whole-model compilation (`TrainingArguments.torch_compile`) also fuses those, at several
+        times the compile time (bench/RESULTS.md).
         """
         layers = [block for module in self.encoder.modules()
                   if isinstance(module, nn.ModuleList) and len(module) > 1 and len({type(m) for m in module}) == 1

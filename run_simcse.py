@@ -152,7 +152,8 @@ class SimCSEArguments:
         default=False,
         metadata={"help": "Compile each encoder layer in place with torch.compile (dynamic shapes; one compile shared "
                           "by all layers): the fusion within the layers, where most kernels are, for a fraction of "
-                          "the compile time of the whole-model torch_compile (use one of the two). An opt-in for GPUs."},
+                          "the compile time of the whole-model torch_compile (use one of the two). An opt-in for "
+                          "GPUs."},
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow an output_dir that holds another run (its checkpoints are deleted)."}
@@ -305,7 +306,8 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
         length_buckets=simcse_args.length_buckets or (1 if device_type == "cuda" else CPU_LENGTH_BUCKETS),
     )
     if simcse_args.compile_layers:
-        logger.info("%d encoder layers compile at their first call (the first steps wait for the compiler)", model.compile_layers())
+        compiled = model.compile_layers()
+        logger.info("%d encoder layers compile at their first call (the first steps wait for the compiler)", compiled)
     return model
 
 

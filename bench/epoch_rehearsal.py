@@ -65,7 +65,8 @@ def main() -> None:
             "num_train_epochs": 1, "per_device_train_batch_size": args.batch, "per_device_eval_batch_size": 512,
             "learning_rate": 5e-5, "eval_strategy": "steps", "eval_steps": every, "save_strategy": "steps",
             "save_steps": every, "save_total_limit": 1, "load_best_model_at_end": True, "logging_steps": every,
-            "save_only_model": args.save_only_model, "compile_layers": args.compile_layers, "seed": 42, "report_to": "none", "disable_tqdm": True,
+            "save_only_model": args.save_only_model, "compile_layers": args.compile_layers, "seed": 42,
+            "report_to": "none", "disable_tqdm": True,
             "dataloader_num_workers": 4 if args.device == "cuda" else 0,
             **({"bf16": True, "optim": "adamw_torch_fused", "accelerator_config": {"non_blocking": True}}
                if args.device == "cuda" else {"use_cpu": True}),

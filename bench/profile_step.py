@@ -95,7 +95,7 @@ def training(args, tok) -> None:
         print(busiest(prof, "self_device_time_total" if cuda else "self_cpu_time_total"))
         if cuda:  # host-side view: synchronisations and dispatch overhead show up here
             print(busiest(prof, "self_cpu_time_total", rows=15))
-        del model, optimizer, forward
+        model = optimizer = forward = step = None  # free the device memory before the next variant
         if cuda:
             torch.cuda.empty_cache()
 

@@ -88,7 +88,8 @@ def test_compiled_layers_give_the_eager_loss_and_gradients(encoder_dir, tokenize
     results = []
     for compiled in (False, True):
         torch.manual_seed(0)  # the same initial MLP for both
-        model = without_dropout(SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", hard_negative_weight=0.2).train())
+        model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", hard_negative_weight=0.2)
+        without_dropout(model.train())
         names = list(model.state_dict())
         if compiled:
             assert model.compile_layers() == model.config.encoder.num_hidden_layers
@@ -115,7 +116,7 @@ def test_compiled_layers_same_scores_after_a_short_run(tmp_path):
         assert difference.max() < 1e-3 and difference.mean() < 1e-5, key
 
 
-# Operators that make the host wait for the device on CUDA (a tensor's value read on the host, or a data-dependent size).
+# Operators that make the host wait for the device on CUDA (a device value read on the host, or a data-dependent size).
 HOST_SYNCING = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "repeat_interleave", "is_nonzero", "equal")
 
 
@@ -130,7 +131,8 @@ class OperatorLog(TorchDispatchMode):
 
 
 class RecordStep(TrainerCallback):
-    """Logs every operator of training step `step`, from its start to its end (forward, backward, clipping, optimizer)."""
+    """Logs every operator of training step `step`, from its start to its end (forward, backward, clipping,
+    optimizer)."""
 
     def __init__(self, step: int):
         self.step, self.log = step, OperatorLog()
