@@ -3,6 +3,7 @@ and the sentence-transformers peer (CLS pooling, MultipleNegativesRankingLoss at
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -30,8 +31,10 @@ def triplets():
     return load_nli_triplets(XNLI)
 
 
+@functools.cache
 def all_sentences() -> list[str]:
-    """Every distinct sentence of the shared KorNLI and KorSTS files, in first-seen order."""
+    """Every distinct sentence of the shared KorNLI and KorSTS files, in first-seen order (read once a process; the
+    list is shared, do not change it)."""
     rows = triplets()
     sentences = [s for col in ("sent0", "sent1", "hard_neg") for s in column_values(rows, col)]
     for split in ("train", "dev", "test"):

@@ -38,7 +38,6 @@ def busiest(prof, key: str, rows: int = 12) -> str:
     return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
 
 
-
 def device_busy_ms(prof) -> float:
     """Sum of the kernel times the profiler recorded, in ms (the kernel events only: an operator's row repeats the
     time of the kernels it launched; the "Self CUDA time total" of torch's table counts the same way)."""

@@ -176,7 +176,8 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
 
-    train_rows = (max(args.warmup, 10) + steps) * batch  # every timed step in the first epoch, for every row
+    compiled_warmup = max(args.warmup, 10)
+    train_rows = (compiled_warmup + steps) * batch  # every timed step in the first epoch, for every row
     tok = tokenizer()
     with tempfile.TemporaryDirectory() as work:
         encoder = os.path.join(work, "encoder")
@@ -192,7 +193,7 @@ def main() -> None:
             spec = {"system": name, "encoder": encoder, "work": work, "device": args.device,
                     "batch": batch if is_train else args.encode_batch}
             if is_train:
-                spec.update(warmup=max(args.warmup, 10) if name == COMPILED else args.warmup, steps=steps,
+                spec.update(warmup=compiled_warmup if name == COMPILED else args.warmup, steps=steps,
                             rows=train_rows)
             proc = subprocess.run([sys.executable, "-m", "bench.throughput", "--one", json.dumps(spec)], cwd=ROOT,
                                   capture_output=True, text=True)

@@ -30,17 +30,22 @@ def test_length_buckets_same_loss_and_gradients(encoder_dir, tokenizer, pooler):
     assert_same(results[0], results[1])
 
 
+def short_run(folder, **changes):
+    """The smoke config without dropout, with `changes`, run in `folder` -> (its output folder, its sample-sts scores)."""
+    folder.mkdir()
+    run_simcse.main([smoke_config(folder, dropout=0.0, **changes)])
+    with open(folder / "out" / "sts_results.json") as f:
+        return folder / "out", json.load(f)["sample-sts"]
+
+
 @pytest.mark.parametrize("fast", [{"pack_sequences": True}, {"pack_sequences": False, "length_buckets": 8}],
                          ids=["packed", "length-buckets"])
 def test_fast_path_same_scores_after_a_short_run(tmp_path, fast):
     scores, batches = [], []
     for name, layout in (("plain", {"pack_sequences": False, "length_buckets": 1}), ("fast", fast)):
-        folder = tmp_path / name
-        folder.mkdir()
-        run_simcse.main([smoke_config(folder, dropout=0.0, **layout)])
-        with open(folder / "out" / "sts_results.json") as f:
-            scores.append(json.load(f)["sample-sts"])
-        with open(folder / "out" / "environment.json") as f:
+        out, run_scores = short_run(tmp_path / name, **layout)
+        scores.append(run_scores)
+        with open(out / "environment.json") as f:
             batches.append(json.load(f)["training_batches"])
     assert batches == ["padded", "packed" if fast["pack_sequences"] else "padded"]
     # Same math; float sums in another order, amplified by 12 Adam steps at lr 5e-4, move scores (x100) by < 0.1.
@@ -101,15 +106,10 @@ def test_compiled_layers_give_the_eager_loss_and_gradients(encoder_dir, tokenize
 def test_compiled_layers_same_scores_after_a_short_run(tmp_path):
     """`"compile_layers": true` through the real job (training, dev evaluations, best checkpoint, export): the scores of
     the eager run, and an export that AutoModel loads with the trained weights."""
-    scores = []
-    for name, compiled in (("eager", False), ("compiled", True)):
-        folder = tmp_path / name
-        folder.mkdir()
-        run_simcse.main([smoke_config(folder, dropout=0.0, compile_layers=compiled)])
-        with open(folder / "out" / "sts_results.json") as f:
-            scores.append(json.load(f)["sample-sts"])
-    assert scores[1] == pytest.approx(scores[0], abs=0.1)
-    weights = [AutoModel.from_pretrained(tmp_path / name / "out").state_dict() for name in ("eager", "compiled")]
+    (eager, eager_scores), (compiled, compiled_scores) = (
+        short_run(tmp_path / name, compile_layers=on) for name, on in (("eager", False), ("compiled", True)))
+    assert compiled_scores == pytest.approx(eager_scores, abs=0.1)
+    weights = [AutoModel.from_pretrained(out).state_dict() for out in (eager, compiled)]
     assert weights[0].keys() == weights[1].keys()
     for key in weights[0]:  # 12 Adam steps of up to lr = 5e-4 each; float reordering moves a few entries by < 1e-3
         difference = (weights[1][key] - weights[0][key]).abs()
