@@ -3,9 +3,8 @@
 # shape, batch 256, bf16), the 277,811-triplet epoch rehearsal, the memory of the plain and cached paths, and last the
 # speed run again with the compile_layers opt-in row, and the rehearsal with it. Run from the repository root:
 #     bash bench/run_gpu_benchmarks.sh [OUTPUT_DIR [STAGE ...]]     # default: bench/gpu-results-<date>, every stage
-# Stages: throughput epoch_rehearsal memory throughput_compiled epoch_rehearsal_compiled. On one H100 the first three
-# took 105, 89 and 75 s (bench/RESULTS.md); the last two were not run there yet. Where one command may run only 10
-# minutes, split them, e.g.
+# Stages: throughput epoch_rehearsal memory throughput_compiled epoch_rehearsal_compiled. On one H100 they took 105, 89,
+# 75, 177 and about 130 s (bench/RESULTS.md). Where one command may run only 10 minutes, split them, e.g.
 #     bash bench/run_gpu_benchmarks.sh "$OUT" throughput epoch_rehearsal
 #     bash bench/run_gpu_benchmarks.sh "$OUT" memory throughput_compiled epoch_rehearsal_compiled
 # Each stage's output goes to OUTPUT_DIR/<stage>.txt as it runs; a failing stage is reported and the others still run.
