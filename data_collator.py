@@ -32,12 +32,15 @@ class SimCSECollator:
     max_length: rows longer than this are cut to it, keeping their last token (the end-of-sentence special token).
     pad_to_multiple_of: round the padded length (or the packed width) up (8 suits tensor cores).
     pack_width: pack training rows into rows of at least this many tokens (see above); None: pad.
+    pack_rows_multiple_of: round a packed batch's row count up with rows of padding (sentence id -1: they attend
+        only to each other and feed no embedding), so that steps take few distinct shapes (CUDA graphs).
     """
 
     pad_token_id: int
     max_length: int | None = None
     pad_to_multiple_of: int | None = None
     pack_width: int | None = None
+    pack_rows_multiple_of: int | None = None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         rows = [f["input_ids"] for f in features]
@@ -80,7 +83,8 @@ class SimCSECollator:
         first_token = np.repeat(np.cumsum(lengths) - lengths, lengths)
         within = np.arange(len(tokens)) - first_token
         flat = np.repeat(starts, lengths) + within
-        size = (int(row.max()) + 1) * width
+        rows = int(row.max()) + 1
+        size = -(-rows // (self.pack_rows_multiple_of or 1)) * (self.pack_rows_multiple_of or 1) * width
         input_ids = np.full(size, self.pad_token_id, dtype=np.int64)
         position_ids = np.zeros(size, dtype=np.int64)
         sentence_ids = np.full(size, -1, dtype=np.int64)

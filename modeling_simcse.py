@@ -225,7 +225,7 @@ class SimCSEModel(PreTrainedModel):
             model = cls.from_encoder(encoder, pooler_type=pooler_type)
         return model.eval()
 
-    def compile_layers(self, **compile_kwargs) -> int:
+    def compile_layers(self, cuda_graphs: bool = False, **compile_kwargs) -> int:
         """Compile each of the encoder's repeated layers (BERT's `encoder.layer[i]` ...) in place with
         `torch.compile(dynamic=True, **compile_kwargs)`; returns how many.
 
@@ -234,15 +234,30 @@ class SimCSEModel(PreTrainedModel):
         mode. Parameter names, saving and export are unchanged. The embeddings, pooler, loss and the code between
         layers stay eager. Whole-model compilation (`TrainingArguments.torch_compile`) also fuses those, at several
         times the compile time (bench/RESULTS.md).
+
+        cuda_graphs: replay the compiled layers as CUDA graphs (mode "reduce-overhead"; CUDA only). Each distinct
+        input shape is recorded once, so feed few shapes (`SimCSECollator`'s `pack_rows_multiple_of` and
+        `pad_to_multiple_of`). Each `forward` call and `encode` batch then starts a new graph step, and the token
+        states are copied out of the graphs' memory, which the next step overwrites.
         """
         layers = [block for module in self.encoder.modules()
                   if isinstance(module, nn.ModuleList) and len(module) > 1 and len({type(m) for m in module}) == 1
                   for block in module]
         if not layers:
             raise ValueError(f"{type(self.encoder).__name__} has no list of repeated layers to compile")
+        if cuda_graphs:
+            compile_kwargs["mode"] = "reduce-overhead"
         for block in layers:
             block.compile(dynamic=True, **compile_kwargs)
+        self._cuda_graphs = cuda_graphs
         return len(layers)
+
+    _cuda_graphs = False
+
+    def _new_graph_step(self) -> None:
+        """Under CUDA graphs: the outputs of the previous step's graphs may be overwritten from here on."""
+        if self._cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
 
     @property
     def supports_packing(self) -> bool:
@@ -338,7 +353,8 @@ class SimCSEModel(PreTrainedModel):
             return (out.hidden_states[1] + out.hidden_states[-1]) / 2
         if pooler == "avg_top2":
             return (out.hidden_states[-1] + out.hidden_states[-2]) / 2
-        return out.last_hidden_state
+        # A CUDA graph's output lives in memory that the next step reuses; pooled views of it must not outlive it.
+        return out.last_hidden_state.clone() if self._cuda_graphs else out.last_hidden_state
 
     def _apply_mlp(self, emb: torch.Tensor, use_mlp: bool | None) -> torch.Tensor:
         if use_mlp is None:
@@ -387,6 +403,7 @@ class SimCSEModel(PreTrainedModel):
             inputs = [batch[key][:, 0] for key in ("input_ids", "attention_mask")]
             # Pinned memory and asynchronous copies: the host prepares the next batch while the GPU runs this one.
             inputs = [t.pin_memory().to(device, non_blocking=True) if cuda else t.to(device) for t in inputs]
+            self._new_graph_step()
             with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
                 emb = self.embed(*inputs)
             chunks.append(emb.float())
@@ -410,6 +427,7 @@ class SimCSEModel(PreTrainedModel):
         Or a packed training batch (`SimCSECollator` with `pack_width`): input_ids, position_ids, sentence_ids of
         shape (rows, width) and sentence_starts (batch, n).
         """
+        self._new_graph_step()
         if sentence_starts is not None:
             return self._packed_forward(input_ids, position_ids, sentence_ids, sentence_starts)
         if input_ids.dim() != 3:

@@ -8,7 +8,8 @@ sentence i with two other sentences drawn with a fixed seed, written as a TSV an
 The run tokenizes, trains one epoch, scores KorSTS-dev 10 times, keeps the best checkpoint, scores KorSTS-test and
 KLUE-STS dev and exports. Prints the wall time of each phase (`environment.json` of the run) and the total;
 checkpoint saves and dev evaluations are shown apart (they are part of training). Full checkpoints, as the product
-writes them, unless `--save-only-model`; eager unless `--compile-layers` (the compile time is then part of training).
+writes them, unless `--save-only-model`; eager unless `--compile-layers` or `--cuda-graphs` (the compile time, and the
+recording of the graphs, are then part of training).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--save-only-model", action="store_true",
                         help="checkpoints without optimizer/scheduler state (faster saves; a resume restarts the optimizer)")
     parser.add_argument("--compile-layers", action="store_true", help="the compile_layers opt-in")
+    parser.add_argument("--cuda-graphs", action="store_true", help="the cuda_graphs opt-in (CUDA only)")
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -65,7 +67,8 @@ def main() -> None:
             "num_train_epochs": 1, "per_device_train_batch_size": args.batch, "per_device_eval_batch_size": 512,
             "learning_rate": 5e-5, "eval_strategy": "steps", "eval_steps": every, "save_strategy": "steps",
             "save_steps": every, "save_total_limit": 1, "load_best_model_at_end": True, "logging_steps": every,
-            "save_only_model": args.save_only_model, "compile_layers": args.compile_layers, "seed": 42,
+            "save_only_model": args.save_only_model, "compile_layers": args.compile_layers,
+            "cuda_graphs": args.cuda_graphs, "seed": 42,
             "report_to": "none", "disable_tqdm": True,
             "dataloader_num_workers": 4 if args.device == "cuda" else 0,
             **({"bf16": True, "optim": "adamw_torch_fused", "accelerator_config": {"non_blocking": True}}
@@ -81,7 +84,8 @@ def main() -> None:
     phases = {"make triplets file (not part of a real run)": round(made, 3), **environment["phase_seconds"]}
     print(f"\n{args.triplets:,} triplets, batch {args.batch}, {steps} steps, {args.evaluations} dev evaluations, "
           f"{'model-only' if args.save_only_model else 'full'} checkpoints, shape {args.shape}, {environment['hardware']}, "
-          f"{environment['training_batches']} batches{', compile_layers' if args.compile_layers else ''}")
+          f"{environment['training_batches']} batches{', compile_layers' if args.compile_layers else ''}"
+          f"{', cuda_graphs' if args.cuda_graphs else ''}")
     print("| phase | seconds |\n|---|---|")
     for phase, seconds in phases.items():
         print(f"| {phase.replace('_within_train', ' (part of train)')} | {seconds:.1f} |")

@@ -1,6 +1,7 @@
 """Where the time of a training step and of an encode pass goes: plain loops over the product's model and collator
-(no Trainer), eager, with `compile_layers` and with the whole model compiled, with torch.profiler's busiest
-operations. A diagnostic for bench/throughput.py.
+(no Trainer), eager, with `compile_layers`, with the whole model compiled and with `compile_layers` as CUDA graphs
+(`--variants cuda_graphs`, CUDA only, on batches rounded to few shapes as run_simcse makes them), with torch.profiler's
+busiest operations. A diagnostic for bench/throughput.py.
 
     python bench/profile_step.py --shape bert-base --device cuda
     python bench/profile_step.py --shape small --device cpu --steps 3      # a check of the script itself
@@ -31,6 +32,7 @@ from bench.common import SHAPES, all_sentences, bert_config, sampled_triplets, s
 from data_collator import SimCSECollator
 from data_loading import token_ids, tokenize_rows
 from modeling_simcse import SimCSEModel
+from run_simcse import CUDA_GRAPH_SHAPES
 
 
 def busiest(prof, key: str, rows: int = 12) -> str:
@@ -49,10 +51,13 @@ def training(args, tok) -> None:
     cuda = args.device == "cuda"
     rows = tokenize_rows(sampled_triplets(args.batch * args.batches), tok, ["sent0", "sent1", "hard_neg"], 64)
     collate = SimCSECollator(tok.pad_token_id, 64, pack_width=64)
-    batches = []
-    for i in range(args.batches):
-        batch = collate([rows[j] for j in range(i * args.batch, (i + 1) * args.batch)])
-        batches.append({k: v.to(args.device) for k, v in batch.items()})
+
+    def device_batches(collator) -> list[dict]:
+        return [{k: v.to(args.device) for k, v in
+                 collator([rows[j] for j in range(i * args.batch, (i + 1) * args.batch)]).items()}
+                for i in range(args.batches)]
+
+    batches = device_batches(collate)
     start = time.perf_counter()
     collate([rows[j] for j in range(args.batch)])
     print(f"collating one batch of {args.batch} triplets on the host: {1e3 * (time.perf_counter() - start):.1f} ms")
@@ -62,9 +67,12 @@ def training(args, tok) -> None:
         encoder = AutoModel.from_config(bert_config(args.shape, len(tok)), attn_implementation="sdpa")
         model = SimCSEModel.from_encoder(encoder, pooler_type="cls_before_pooler").to(args.device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=cuda)
-        if variant == "compile_layers":
-            model.compile_layers()
+        if variant in ("compile_layers", "cuda_graphs"):
+            model.compile_layers(cuda_graphs=variant == "cuda_graphs")
         forward = torch.compile(model) if variant == "compile_whole" else model
+        # Under CUDA graphs the batches take few shapes, as run_simcse makes them.
+        shaped = device_batches(SimCSECollator(tok.pad_token_id, 64, pack_width=64, **CUDA_GRAPH_SHAPES)) \
+            if variant == "cuda_graphs" else batches
 
         def step(batch):
             with torch.autocast(args.device, torch.bfloat16, enabled=cuda):
@@ -74,19 +82,20 @@ def training(args, tok) -> None:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        warmup = 3 if variant == "eager" else 10
+        # CUDA graphs: every batch (so every shape) runs twice, once to warm up and once to be recorded.
+        warmup = {"eager": 3, "cuda_graphs": 2 * len(shaped)}.get(variant, 10)
         start = synced_clock(args.device)
         for i in range(warmup):
-            step(batches[i % len(batches)])
+            step(shaped[i % len(shaped)])
         warm = synced_clock(args.device) - start
         start = synced_clock(args.device)
         for i in range(args.steps):
-            step(batches[(warmup + i) % len(batches)])
+            step(shaped[(warmup + i) % len(shaped)])
         ms = 1e3 * (synced_clock(args.device) - start) / args.steps
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with profile(activities=activities) as prof:
             for i in range(3):
-                step(batches[i % len(batches)])
+                step(shaped[i % len(shaped)])
             synced_clock(args.device)
         busy = f", device busy {device_busy_ms(prof) / 3:.1f} ms/step" if cuda else ""
         print(f"\n## train {variant}: {ms:.1f} ms/step = {1e3 * args.batch / ms:,.0f} triplets/s (warm-up "
@@ -94,7 +103,7 @@ def training(args, tok) -> None:
         print(busiest(prof, "self_device_time_total" if cuda else "self_cpu_time_total"))
         if cuda:  # host-side view: synchronisations and dispatch overhead show up here
             print(busiest(prof, "self_cpu_time_total", rows=15))
-        model = optimizer = forward = step = None  # free the device memory before the next variant
+        model = optimizer = forward = step = shaped = None  # free the device memory before the next variant
         if cuda:
             torch.cuda.empty_cache()
 
@@ -133,7 +142,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=16, help="distinct batches cycled through")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per variant")
     parser.add_argument("--parts", nargs="+", choices=["encode", "train"], default=["encode", "train"])
-    parser.add_argument("--variants", nargs="+", choices=["eager", "compile_layers", "compile_whole"],
+    parser.add_argument("--variants", nargs="+", choices=["eager", "compile_layers", "compile_whole", "cuda_graphs"],
                         default=["eager", "compile_layers", "compile_whole"])
     args = parser.parse_args()
     tok = tokenizer()

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Every GPU figure bench/RESULTS.md asks for, most important first: speed against sentence-transformers (bert-base
-# shape, batch 256, bf16), the 277,811-triplet epoch rehearsal, the memory of the plain and cached paths, and last the
-# speed run again with the compile_layers opt-in row, and the rehearsal with it. Run from the repository root:
-#     bash bench/run_gpu_benchmarks.sh [OUTPUT_DIR [STAGE ...]]     # default: bench/gpu-results-<date>, every stage
-# Stages: throughput epoch_rehearsal memory throughput_compiled epoch_rehearsal_compiled. On one H100 they took 105, 89,
-# 75, 177 and about 130 s (bench/RESULTS.md). Where one command may run only 10 minutes, split them, e.g.
-#     bash bench/run_gpu_benchmarks.sh "$OUT" throughput epoch_rehearsal
-#     bash bench/run_gpu_benchmarks.sh "$OUT" memory throughput_compiled epoch_rehearsal_compiled
+# shape, batch 256, bf16; with the cuda_graphs opt-in row), the GPU-only tests of cuda_graphs, the 277,811-triplet epoch
+# rehearsal by default and with cuda_graphs, and the memory of the plain and cached paths. Run from the repository root:
+#     bash bench/run_gpu_benchmarks.sh [OUTPUT_DIR [STAGE ...]]     # default: bench/gpu-results-<date>, default stages
+# Stages: throughput cuda_graphs_tests epoch_rehearsal epoch_rehearsal_cuda_graphs memory (the default, in that order),
+# and throughput_compiled epoch_rehearsal_compiled (the compile_layers opt-in, which did not pay: bench/RESULTS.md).
+# On one H100: throughput 105 s without the cuda_graphs row (137 s for the training rows with it), epoch_rehearsal
+# 89 s, memory 75 s, throughput_compiled 177 s, epoch_rehearsal_compiled about 130 s; the cuda_graphs stages were not
+# run as stages yet. Where one command may run only 10 minutes, split them, e.g.
+#     bash bench/run_gpu_benchmarks.sh "$OUT" throughput cuda_graphs_tests epoch_rehearsal
+#     bash bench/run_gpu_benchmarks.sh "$OUT" epoch_rehearsal_cuda_graphs memory
 # Each stage's output goes to OUTPUT_DIR/<stage>.txt as it runs; a failing stage is reported and the others still run.
 # Data: ../shared/data beside the checkout, or the folder BENCH_DATA names.
 set -u
 out="${1:-bench/gpu-results-$(date +%Y-%m-%d)}"
 shift $(( $# > 0 ? 1 : 0 ))
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(throughput epoch_rehearsal memory throughput_compiled epoch_rehearsal_compiled)
+[ ${#stages[@]} -eq 0 ] && stages=(throughput cuda_graphs_tests epoch_rehearsal epoch_rehearsal_cuda_graphs memory)
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/device.txt" 2>&1
 python3 -c "import sys, torch, transformers, sentence_transformers as st, datasets; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'sentence-transformers', st.__version__, 'datasets', datasets.__version__)" >> "$out/device.txt"
@@ -28,11 +31,13 @@ run() {
 for stage in "${stages[@]}"; do
     case "$stage" in
         throughput) run throughput python3 bench/throughput.py --shape bert-base --device cuda --no-compile-row ;;
+        cuda_graphs_tests) run cuda_graphs_tests python3 -m pytest -q tests/test_cuda_graphs.py ;;
         epoch_rehearsal) run epoch_rehearsal python3 bench/epoch_rehearsal.py --shape bert-base --device cuda ;;
+        epoch_rehearsal_cuda_graphs) run epoch_rehearsal_cuda_graphs python3 bench/epoch_rehearsal.py --shape bert-base --device cuda --cuda-graphs ;;
         memory) run memory python3 bench/memory.py --shape bert-base --device cuda --batches 256 1024 ;;
-        throughput_compiled) run throughput_compiled python3 bench/throughput.py --shape bert-base --device cuda --compile-row ;;
+        throughput_compiled) run throughput_compiled python3 bench/throughput.py --shape bert-base --device cuda --compile-row --no-cuda-graphs-row ;;
         epoch_rehearsal_compiled) run epoch_rehearsal_compiled python3 bench/epoch_rehearsal.py --shape bert-base --device cuda --compile-layers ;;
-        *) echo "!! unknown stage $stage (throughput, epoch_rehearsal, memory, throughput_compiled, epoch_rehearsal_compiled)"; status=1 ;;
+        *) echo "!! unknown stage $stage (throughput, cuda_graphs_tests, epoch_rehearsal, epoch_rehearsal_cuda_graphs, memory, throughput_compiled, epoch_rehearsal_compiled)"; status=1 ;;
     esac
 done
 exit $status

@@ -10,6 +10,8 @@ one epoch (the steady state of a real run, with no epoch restarts of the data lo
   * train, this project: `run_simcse.main` (the real Trainer path) on a config built here, with its defaults;
   * train, this project + `"compile_layers": true` (an opt-in: each encoder layer under torch.compile; timed by
     default with cuda, `--compile-row`);
+  * train, this project + `"cuda_graphs": true` (an opt-in: the compiled layers replayed as CUDA graphs; CUDA only,
+    timed by default there, `--cuda-graphs-row`);
   * train, sentence-transformers: `SentenceTransformerTrainer` + `MultipleNegativesRankingLoss(scale=20)`, CLS pooling;
   * encode, this project: `SimCSEModel.encode`; encode, sentence-transformers: `SentenceTransformer.encode`;
     every distinct sentence of the shared KorNLI/KorSTS files; `--encode-batch` sentences a batch (on CUDA, this
@@ -73,7 +75,7 @@ def peak_memory_mib(device: str) -> float:
 
 
 def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, steps: int, rows: int,
-               compile_layers: bool = False) -> dict:
+               compile_layers: bool = False, cuda_graphs: bool = False) -> dict:
     import run_simcse
 
     data = os.path.join(work, "triplets.tsv")
@@ -83,7 +85,7 @@ def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, st
         "max_seq_length": 64, "output_dir": os.path.join(work, "ours"), "overwrite_output_dir": True,
         "per_device_train_batch_size": batch, "learning_rate": 5e-5, "max_steps": warmup + steps,
         "eval_strategy": "no", "save_strategy": "no", "logging_steps": 10_000, "report_to": "none", "seed": 42,
-        "disable_tqdm": True, "compile_layers": compile_layers,
+        "disable_tqdm": True, "compile_layers": compile_layers, "cuda_graphs": cuda_graphs,
         **(CUDA_TRAINING if device == "cuda" else {"use_cpu": True}),
     }
     path = os.path.join(work, "ours.json")
@@ -132,9 +134,12 @@ def encode_sentence_transformers(encoder: str, work: str, device: str, batch: in
 
 
 COMPILED = "train: this project + compile_layers (opt-in)"
+GRAPHS = "train: this project + cuda_graphs (opt-in)"
+OPT_IN = (COMPILED, GRAPHS)  # rows whose first steps wait for the compiler, and whose failure is reported, not fatal
 SYSTEMS = {
     "train: this project": train_ours,
     COMPILED: functools.partial(train_ours, compile_layers=True),
+    GRAPHS: functools.partial(train_ours, cuda_graphs=True),
     "train: sentence-transformers": train_sentence_transformers,
     "encode: this project": encode_ours,
     "encode: sentence-transformers": encode_sentence_transformers,
@@ -162,9 +167,15 @@ def main() -> None:
     parser.add_argument("--compile-row", action=argparse.BooleanOptionalAction,
                         help="also time this project with compile_layers (default: on with cuda); 10 warm-up "
                              "steps for it, the first of which waits for the compiler")
+    parser.add_argument("--cuda-graphs-row", action=argparse.BooleanOptionalAction,
+                        help="also time this project with cuda_graphs (default: on with cuda, where alone it runs); "
+                             "30 warm-up steps, so that every batch shape is recorded first")
+    parser.add_argument("--train-only", action="store_true",
+                        help="skip the encoding rows (the last line then gives train_vs_st only)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one system in this process
     args = parser.parse_args()
     compile_row = args.device == "cuda" if args.compile_row is None else args.compile_row
+    graphs_row = args.device == "cuda" if args.cuda_graphs_row is None else args.cuda_graphs_row
     batch = args.batch or (64 if args.device == "cpu" else 256)
     steps = args.steps or (10 if args.device == "cpu" else 60)
 
@@ -176,8 +187,10 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
 
-    compiled_warmup = max(args.warmup, 10)
-    train_rows = (compiled_warmup + steps) * batch  # every timed step in the first epoch, for every row
+    # Compiled rows warm up for longer: the first steps compile; under CUDA graphs each new batch shape (a handful:
+    # run_simcse.CUDA_GRAPH_ROWS) is run once and recorded once before it replays.
+    warmups = {COMPILED: max(args.warmup, 10), GRAPHS: max(args.warmup, 30)}
+    train_rows = (max(warmups.values()) + steps) * batch  # every timed step in the first epoch, for every row
     tok = tokenizer()
     with tempfile.TemporaryDirectory() as work:
         encoder = os.path.join(work, "encoder")
@@ -187,21 +200,23 @@ def main() -> None:
         results = {}
         failed = {}
         for name in SYSTEMS:
-            if name == COMPILED and not compile_row:
+            if (name == COMPILED and not compile_row) or (name == GRAPHS and not graphs_row):
+                continue
+            if args.train_only and name.startswith("encode"):
                 continue
             is_train = name.startswith("train")
             spec = {"system": name, "encoder": encoder, "work": work, "device": args.device,
                     "batch": batch if is_train else args.encode_batch}
             if is_train:
-                spec.update(warmup=compiled_warmup if name == COMPILED else args.warmup, steps=steps,
+                spec.update(warmup=warmups.get(name, args.warmup), steps=steps,
                             rows=train_rows)
             proc = subprocess.run([sys.executable, "-m", "bench.throughput", "--one", json.dumps(spec)], cwd=ROOT,
                                   capture_output=True, text=True)
             lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:
-                if name != COMPILED:
+                if name not in OPT_IN:
                     raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
-                # The compiled row is an opt-in: report its failure and keep the rest.
+                # The opt-in rows: report a failure and keep the rest.
                 failed[name] = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
                 print(f"{name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr, flush=True)
                 continue
@@ -239,7 +254,10 @@ def main() -> None:
               f"{ratio[name]:.2f}x |")
     for name, error in failed.items():
         print(f"| {name} | failed: {error} | | | | | |")
-    print(f"train_vs_st={ratio['train: this project']:.2f} encode_vs_st={ratio['encode: this project']:.2f}")
+    last = f"train_vs_st={ratio['train: this project']:.2f}"
+    if not args.train_only:
+        last += f" encode_vs_st={ratio['encode: this project']:.2f}"
+    print(last)
 
 
 if __name__ == "__main__":

@@ -86,21 +86,26 @@ def test_the_encoder_runs_without_cudnn_attention(encoder_dir, tokenizer):
     assert torch.backends.cuda.cudnn_sdp_enabled()
 
 
-def test_compiled_layers_give_the_eager_loss_and_gradients(encoder_dir, tokenizer):
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_compiled_layers_give_the_eager_loss_and_gradients(encoder_dir, tokenizer, cuda_graphs):
     """`compile_layers` (torch.compile of each encoder layer, in place) on a packed batch, dropout off: the eager loss
-    and gradients, under the same parameter names."""
+    and gradients, under the same parameter names, and the eager embeddings from `encode`. With `cuda_graphs` (mode
+    "reduce-overhead", whose graphs only a GPU records) this checks the step marks and the copied token states."""
     batch = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(features(tokenizer, ROWS))
-    results = []
+    sentences = [s for row in ROWS for s in row]
+    results, embeddings = [], []
     for compiled in (False, True):
         torch.manual_seed(0)  # the same initial MLP for both
         model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", hard_negative_weight=0.2)
         without_dropout(model.train())
         names = list(model.state_dict())
         if compiled:
-            assert model.compile_layers() == model.config.encoder.num_hidden_layers
+            assert model.compile_layers(cuda_graphs=cuda_graphs) == model.config.encoder.num_hidden_layers
             assert list(model.state_dict()) == names
         results.append(loss_and_grads(model, batch))
+        embeddings.append(model.encode(sentences, tokenizer, batch_size=4))
     assert_same(results[0], results[1])
+    torch.testing.assert_close(embeddings[1], embeddings[0], rtol=1e-5, atol=1e-5)
 
 
 def test_compiled_layers_same_scores_after_a_short_run(tmp_path):

@@ -46,6 +46,29 @@ def test_scored_pairs_stay_padded(tokenizer):
     assert set(batch) == {"input_ids", "attention_mask", "labels"}
 
 
+@pytest.mark.parametrize("pooler", ["cls_before_pooler", "avg"])
+@pytest.mark.parametrize("sentences", [1, 3])
+def test_rows_of_padding_change_nothing(encoder_dir, tokenizer, pooler, sentences):
+    """`pack_rows_multiple_of` (few batch shapes, for CUDA graphs) only appends rows of padding, which attend to each
+    other and feed no embedding: the same batch otherwise, and the same loss and gradients (dropout off)."""
+    rows = features(tokenizer, [r[:sentences] for r in ROWS])
+    plain = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(rows)
+    used = len(plain["input_ids"])
+    rounded = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH, pack_rows_multiple_of=used + 3)(rows)
+    assert len(rounded["input_ids"]) == used + 3
+    assert torch.equal(rounded["sentence_starts"], plain["sentence_starts"])
+    for key in ("input_ids", "position_ids", "sentence_ids"):
+        assert torch.equal(rounded[key][:used], plain[key]), key
+    assert (rounded["input_ids"][used:] == tokenizer.pad_token_id).all()
+    assert (rounded["sentence_ids"][used:] == -1).all()
+    results = []
+    for batch in (plain, rounded):
+        torch.manual_seed(0)
+        model = without_dropout(SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler).train())
+        results.append(loss_and_grads(model, batch))
+    assert_same(results[0], results[1])
+
+
 @pytest.mark.parametrize("pooler", ["cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2"])
 @pytest.mark.parametrize("sentences", [1, 3])
 def test_packed_equals_padded(encoder_dir, tokenizer, pooler, sentences):

@@ -106,7 +106,19 @@ def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
 
 def test_two_compilations_are_an_error(tmp_path):
     config = smoke_config(tmp_path, compile_layers=True, torch_compile=True)
-    with pytest.raises(SystemExit, match="compile_layers and torch_compile both compile the encoder"):
+    with pytest.raises(SystemExit, match=r"compile_layers \(or cuda_graphs\) and torch_compile both compile"):
+        run_simcse.main([config])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({}, "cuda_graphs needs a CUDA device; this run's device is cpu"),
+    ({"embedding_chunk_size": 8}, "cuda_graphs does not go with embedding_chunk_size"),
+    ({"gradient_accumulation_steps": 2}, "cuda_graphs does not go with gradient_accumulation_steps > 1"),
+])
+def test_cuda_graphs_settings_that_cannot_work_are_errors(tmp_path, changes, message):
+    config = smoke_config(tmp_path, cuda_graphs=True, **changes)
+    with pytest.raises(SystemExit, match=message):
         run_simcse.main([config])
     assert not (tmp_path / "out").exists()
 

@@ -1,0 +1,73 @@
+"""`cuda_graphs` (the compiled encoder layers replayed as CUDA graphs) against the eager path, on a GPU: the same loss,
+gradients and embeddings, fresh dropout at every replay, and the same scores after a short run of the real job.
+
+CUDA graphs exist only on a CUDA device, so these tests are skipped elsewhere (CI has no GPU); on a GPU:
+`python -m pytest tests/test_cuda_graphs.py`. The parts a CPU can check (rows of padding change nothing, the step marks
+and copied token states of the compiled path, the settings refused) are in test_packing.py, test_fast_path.py and
+test_run_simcse.py.
+"""
+
+import pytest
+import torch
+
+from conftest import without_dropout
+from data_collator import SimCSECollator
+from modeling_simcse import SimCSEModel
+from run_simcse import CUDA_GRAPH_SHAPES
+from test_fast_path import short_run
+from test_loss import ROWS
+from test_packing import WIDTH, features
+
+DEVICE = "cuda"
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+
+
+def model_on_device(encoder_dir, cuda_graphs: bool) -> SimCSEModel:
+    torch.manual_seed(0)  # the same initial MLP for every model
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", hard_negative_weight=0.2).to(DEVICE).train()
+    if cuda_graphs:
+        model.compile_layers(cuda_graphs=True)
+    return model
+
+
+def device_batch(tokenizer) -> dict[str, torch.Tensor]:
+    batch = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH, **CUDA_GRAPH_SHAPES)(features(tokenizer, ROWS))
+    return {k: v.to(DEVICE) for k, v in batch.items()}
+
+
+def step(model: SimCSEModel, batch: dict) -> tuple[float, dict[str, torch.Tensor]]:
+    """One forward + backward -> the loss and a copy of every gradient."""
+    model.zero_grad(set_to_none=True)
+    loss = model(**batch).loss
+    loss.backward()
+    return loss.item(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+def test_replayed_graphs_give_the_eager_loss_gradients_and_embeddings(encoder_dir, tokenizer):
+    batch, sentences = device_batch(tokenizer), [s for row in ROWS for s in row]
+    eager = without_dropout(model_on_device(encoder_dir, cuda_graphs=False))
+    graphs = without_dropout(model_on_device(encoder_dir, cuda_graphs=True))
+    expected = step(eager, batch)
+    for _ in range(3):  # the first run warms up, the second records, the third replays
+        loss, grads = step(graphs, batch)
+        assert loss == pytest.approx(expected[0], abs=1e-4)
+        assert grads.keys() == expected[1].keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, expected[1][name], atol=1e-4, rtol=1e-3, msg=name)
+    reference = eager.encode(sentences, tokenizer, batch_size=4)
+    for _ in range(3):  # each batch's embeddings must survive the replays of the batches after it
+        torch.testing.assert_close(graphs.encode(sentences, tokenizer, batch_size=4), reference, atol=1e-4, rtol=1e-3)
+
+
+def test_every_replay_draws_fresh_dropout(encoder_dir, tokenizer):
+    batch = device_batch(tokenizer)
+    graphs = model_on_device(encoder_dir, cuda_graphs=True)
+    losses = [step(graphs, batch)[0] for _ in range(6)]
+    assert len(set(losses[2:])) == 4, losses  # the replays (after warm-up and recording) all differ
+
+
+def test_same_scores_as_eager_after_a_short_run(tmp_path):
+    """The smoke job on the GPU, dropout off (so the runs can agree), eager and with `"cuda_graphs": true`."""
+    (_, eager_scores), (_, graph_scores) = (
+        short_run(tmp_path / name, use_cpu=False, cuda_graphs=on) for name, on in (("eager", False), ("graphs", True)))
+    assert graph_scores == pytest.approx(eager_scores, abs=0.1)
