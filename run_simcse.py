@@ -42,7 +42,9 @@ from hub.card import render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE
 from hub.push import PushError, check_repo_id, check_token, push
 from data_loading import DataError, column_values, load_nli_triplets, load_sentence_columns, load_sts, parse_named, tokenize_rows
-from modeling_simcse import PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEModel
+from modeling_simcse import (
+    CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEModel,
+)
 from scratch_tokenizer import train_wordpiece
 from sts_evaluation import compute_metrics, evaluate_sets, format_table, tokenize_sts
 from training_guards import (
@@ -65,10 +67,7 @@ TRAIN_FORMATS = {  # format -> default sentence columns of the loaded training s
 CPU_LENGTH_BUCKETS = 8
 # Training sets this large are tokenized in several processes by default (a KorNLI epoch: 277,811 rows).
 TOKENIZE_IN_PARALLEL_FROM = 50_000
-# With cuda_graphs every distinct batch shape is recorded once, so packed row counts and padded lengths are rounded up.
-# Over 200 steps of 256 sampled benchmark triplets (bench.common), rows of 64 tokens: 69 row counts (160-249) become 7,
-# and real tokens fill 94.7% of the rows instead of 98.6%. Evaluation batches take at most 4 lengths.
-CUDA_GRAPH_ROWS, CUDA_GRAPH_LENGTHS = 16, 16
+# Batches of few shapes for cuda_graphs (why and how many: modeling_simcse.CUDA_GRAPH_ROWS).
 CUDA_GRAPH_SHAPES = {"pack_rows_multiple_of": CUDA_GRAPH_ROWS, "pad_to_multiple_of": CUDA_GRAPH_LENGTHS}
 # Arguments that may change between a run and its resumption (or differ between its processes) without making it a
 # different run.

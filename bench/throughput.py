@@ -188,7 +188,7 @@ def main() -> None:
         return
 
     # Compiled rows warm up for longer: the first steps compile; under CUDA graphs each new batch shape (a handful:
-    # run_simcse.CUDA_GRAPH_ROWS) is run once and recorded once before it replays.
+    # modeling_simcse.CUDA_GRAPH_ROWS) is run once and recorded once before it replays.
     warmups = {COMPILED: max(args.warmup, 10), GRAPHS: max(args.warmup, 30)}
     train_rows = (max(warmups.values()) + steps) * batch  # every timed step in the first epoch, for every row
     tok = tokenizer()
