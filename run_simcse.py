@@ -326,6 +326,8 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
         length_buckets=simcse_args.length_buckets or (1 if device_type == "cuda" else CPU_LENGTH_BUCKETS),
     )
     if simcse_args.compile_layers or simcse_args.cuda_graphs:
+        if simcse_args.cuda_graphs and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            logger.warning("cuda_graphs with several processes (DDP) has not been tried; if a step fails, drop it")
         compiled = model.compile_layers(cuda_graphs=simcse_args.cuda_graphs)
         logger.info("%d encoder layers compile at their first call (the first steps wait for the compiler)%s",
                     compiled, ", as CUDA graphs" if simcse_args.cuda_graphs else "")
