@@ -163,8 +163,8 @@ class SimCSEArguments:
         default=False,
         metadata={"help": "compile_layers (implied) with each compiled layer replayed as a CUDA graph (torch.compile "
                           "mode 'reduce-overhead'): one launch a layer, forward and backward, instead of the ~1,000 "
-                          "kernel launches a step that bound the eager step on an H100. Packed row counts are rounded up to a "
-                          f"multiple of {CUDA_GRAPH_ROWS} and padded lengths rounded to a multiple of "
+                          "kernel launches a step that bound the eager step on an H100. Packed row counts are rounded "
+                          f"up to a multiple of {CUDA_GRAPH_ROWS} and padded lengths to a multiple of "
                           f"{CUDA_GRAPH_LENGTHS}, so few shapes are recorded. CUDA only; not with "
                           "embedding_chunk_size or gradient accumulation."},
     )

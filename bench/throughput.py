@@ -168,7 +168,7 @@ def main() -> None:
                         help="also time this project with compile_layers (default: on with cuda); 10 warm-up "
                              "steps for it, the first of which waits for the compiler")
     parser.add_argument("--cuda-graphs-row", action=argparse.BooleanOptionalAction,
-                        help="also time this project with cuda_graphs (default: on with cuda, where alone it runs); "
+                        help="also time this project with cuda_graphs (default: on with cuda; it needs CUDA); "
                              "30 warm-up steps, so that every batch shape is recorded first")
     parser.add_argument("--train-only", action="store_true",
                         help="skip the encoding rows (the last line then gives train_vs_st only)")
