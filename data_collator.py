@@ -73,8 +73,7 @@ class SimCSECollator:
 
     def padded_length(self, width: int) -> int:
         """A length (or packed width) rounded up to `pad_to_multiple_of`."""
-        step = self.pad_to_multiple_of or 1
-        return -(-width // step) * step
+        return _round_up(width, self.pad_to_multiple_of)
 
     def _pack(self, tokens: np.ndarray, lengths: np.ndarray, shape: tuple[int, int]) -> dict[str, torch.Tensor]:
         width = self.padded_length(max(self.pack_width, int(lengths.max())))
@@ -84,8 +83,7 @@ class SimCSECollator:
         first_token = np.repeat(np.cumsum(lengths) - lengths, lengths)
         within = np.arange(len(tokens)) - first_token
         flat = np.repeat(starts, lengths) + within
-        rows = int(row.max()) + 1
-        size = -(-rows // (self.pack_rows_multiple_of or 1)) * (self.pack_rows_multiple_of or 1) * width
+        size = _round_up(int(row.max()) + 1, self.pack_rows_multiple_of) * width
         input_ids = np.full(size, self.pad_token_id, dtype=np.int64)
         position_ids = np.zeros(size, dtype=np.int64)
         sentence_ids = np.full(size, -1, dtype=np.int64)
@@ -98,6 +96,12 @@ class SimCSECollator:
             "sentence_ids": torch.from_numpy(sentence_ids).view(-1, width),
             "sentence_starts": torch.from_numpy(starts).view(n, batch).T.contiguous(),
         }
+
+
+def _round_up(value: int, multiple: int | None) -> int:
+    """`value` rounded up to a multiple of `multiple` (None: as it is)."""
+    step = multiple or 1
+    return -(-value // step) * step
 
 
 def _first_fit_decreasing(lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
