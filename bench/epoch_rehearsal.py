@@ -7,7 +7,9 @@ The triplets are made from the sentences of ../shared/data (the KorNLI train spl
 sentence i with two other sentences drawn with a fixed seed, written as a TSV and read back by the real data path.
 The run tokenizes, trains one epoch, scores KorSTS-dev 10 times, keeps the best checkpoint, scores KorSTS-test and
 KLUE-STS dev and exports. Prints the wall time of each phase (`environment.json` of the run) and the total;
-checkpoint saves and dev evaluations are shown apart (they are part of training). Full checkpoints, as the product
+checkpoint saves and dev evaluations are shown apart (they are part of training). Then the training steps by window
+(the first steps, and the steps between two evaluations): where a one-time cost (compiling, recording CUDA graphs)
+or a cost after each evaluation lands. Full checkpoints, as the product
 writes them, unless `--save-only-model`; eager unless `--compile-layers` or `--cuda-graphs` (the compile time, and the
 recording of the graphs, are then part of training).
 """
@@ -18,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -26,12 +29,51 @@ if __package__ in (None, ""):  # run as `python bench/<name>.py`: make the repo 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
-from transformers import BertModel
+from transformers import BertModel, TrainerCallback
 
 import run_simcse
-from bench.common import DATA, SHAPES, bert_config, sampled_triplets, tokenizer, write_tsv
+from bench.common import DATA, SHAPES, bert_config, sampled_triplets, synced_clock, tokenizer, write_tsv
 
 KORNLI_TRIPLETS = 277_811
+
+
+class StepWindowTimer(TrainerCallback):
+    """Wall time of the training steps in windows: steps 1 to `first`, then the steps up to each evaluation or save
+    (which follow a step's end and are not counted). A window runs from its first step's start to its last step's end,
+    read after the device's queued work has finished; the clock waits for the device only where a window ends, before
+    an evaluation or save that would wait for it anyway (and once at step `first`). -> `windows`: (first step, last
+    step, seconds)."""
+
+    def __init__(self, device: str, first: int = 20):
+        self.device, self.first = device, first
+        self.windows: list[tuple[int, int, float]] = []
+        self._start: tuple[int, float] | None = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self._start is None:
+            self._start = (state.global_step + 1, time.perf_counter())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if (control.should_evaluate or control.should_save or control.should_training_stop
+                or state.global_step == self.first):
+            step, start = self._start
+            self.windows.append((step, state.global_step, synced_clock(self.device) - start))
+            self._start = None
+
+
+def print_windows(windows: list[tuple[int, int, float]]) -> None:
+    """The windows as a table, and how far the steps ran over the windows' median rate (after the first window)."""
+    print("| training steps | seconds | ms a step |\n|---|---|---|")
+    for first, last, seconds in windows:
+        print(f"| {first}-{last} | {seconds:.2f} | {1000 * seconds / (last - first + 1):.1f} |")
+    steps = sum(last - first + 1 for first, last, _ in windows)
+    total = sum(seconds for *_, seconds in windows)
+    later = [seconds / (last - first + 1) for first, last, seconds in windows[1:]]
+    if later:
+        typical = statistics.median(later)
+        print(f"steps {steps}, {total:.1f} s in all; at the median window's {1000 * typical:.1f} ms a step they would "
+              f"take {steps * typical:.1f} s: {total - steps * typical:.1f} s more, of which the first window "
+              f"{windows[0][2] - (windows[0][1] - windows[0][0] + 1) * typical:.1f} s")
 
 
 def main() -> None:
@@ -77,7 +119,8 @@ def main() -> None:
         path = os.path.join(work, "config.json")
         with open(path, "w") as f:
             json.dump(config, f)
-        run_simcse.main([path])
+        windows = StepWindowTimer(args.device)
+        run_simcse.main([path], callbacks=[windows])
         total = time.perf_counter() - start
         with open(os.path.join(work, "out", "environment.json")) as f:
             environment = json.load(f)
@@ -90,7 +133,8 @@ def main() -> None:
     for phase, seconds in phases.items():
         print(f"| {phase.replace('_within_train', ' (part of train)')} | {seconds:.1f} |")
     print(f"| total wall time (this script, including imports after start) | {total:.1f} |")
-    print(f"| total without making the triplets file | {total - made:.1f} |")
+    print(f"| total without making the triplets file | {total - made:.1f} |\n")
+    print_windows(windows.windows)
 
 
 if __name__ == "__main__":

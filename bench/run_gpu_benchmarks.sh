@@ -5,9 +5,9 @@
 #     bash bench/run_gpu_benchmarks.sh [OUTPUT_DIR [STAGE ...]]     # default: bench/gpu-results-<date>, default stages
 # Stages: throughput cuda_graphs_tests epoch_rehearsal epoch_rehearsal_cuda_graphs memory (the default, in that order),
 # and throughput_compiled epoch_rehearsal_compiled (the compile_layers opt-in, which did not pay: bench/RESULTS.md).
-# On one H100: throughput 105 s without the cuda_graphs row (137 s for the training rows with it), epoch_rehearsal
-# 89 s, memory 75 s, throughput_compiled 177 s, epoch_rehearsal_compiled about 130 s; the cuda_graphs stages were not
-# run as stages yet. Where one command may run only 10 minutes, split them, e.g.
+# On one H100 (the last run of each): throughput 196 s, cuda_graphs_tests 88 s, epoch_rehearsal 107 s,
+# epoch_rehearsal_cuda_graphs 117 s, memory 75 s (about 10 minutes for the default stages), throughput_compiled 177 s,
+# epoch_rehearsal_compiled about 130 s. Where one command may run only 10 minutes, split them, e.g.
 #     bash bench/run_gpu_benchmarks.sh "$OUT" throughput cuda_graphs_tests epoch_rehearsal
 #     bash bench/run_gpu_benchmarks.sh "$OUT" epoch_rehearsal_cuda_graphs memory
 # Each stage's output goes to OUTPUT_DIR/<stage>.txt as it runs; a failing stage is reported and the others still run.
