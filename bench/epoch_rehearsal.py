@@ -8,10 +8,10 @@ sentence i with two other sentences drawn with a fixed seed, written as a TSV an
 The run tokenizes, trains one epoch, scores KorSTS-dev 10 times, keeps the best checkpoint, scores KorSTS-test and
 KLUE-STS dev and exports. Prints the wall time of each phase (`environment.json` of the run) and the total;
 checkpoint saves and dev evaluations are shown apart (they are part of training). Then the training steps by window
-(the first steps, and the steps between two evaluations): where a one-time cost (compiling, recording CUDA graphs)
-or a cost after each evaluation lands. Full checkpoints, as the product
-writes them, unless `--save-only-model`; eager unless `--compile-layers` or `--cuda-graphs` (the compile time, and the
-recording of the graphs, are then part of training).
+(the first 20 steps, and the steps between two evaluations), which shows where a one-time cost (compiling, recording
+CUDA graphs) or a cost after each evaluation lands. Full checkpoints, as the product writes them, unless
+`--save-only-model`; eager unless `--compile-layers` or `--cuda-graphs` (the compile time, and the recording of the
+graphs, are then part of training).
 """
 
 from __future__ import annotations
