@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +45,7 @@ SHAPE_AGNOSTIC_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATT
 # Under CUDA graphs (`compile_layers(cuda_graphs=True)`) every distinct batch shape is recorded once, so packed row
 # counts and padded lengths are rounded up to these multiples. Over 200 steps of 256 sampled benchmark triplets
 # (bench.common), rows of 64 tokens: 69 row counts (160-249) become 7, and real tokens fill 94.7% of the rows instead
-# of 98.6%. Padded batches (evaluation, `encode`) of at most 64 tokens take at most 4 lengths.
+# of 98.6%. Padded training batches (encoders that cannot be packed) of at most 64 tokens take at most 4 lengths.
 CUDA_GRAPH_ROWS, CUDA_GRAPH_LENGTHS = 16, 16
 
 # How a user computes the evaluated embedding from `AutoModel(...)(**batch, output_hidden_states=True)` outputs of an
@@ -235,15 +236,17 @@ class SimCSEModel(PreTrainedModel):
         `torch.compile(dynamic=True, **compile_kwargs)`; returns how many.
 
         The layers share one compiled graph (their parameters are its inputs), so compiling costs about what one layer
-        does: once for training, with dynamic sizes (no recompile as the packed row count changes), once more in eval
-        mode. Parameter names, saving and export are unchanged. The embeddings, pooler, loss and the code between
-        layers stay eager. Whole-model compilation (`TrainingArguments.torch_compile`) also fuses those, at several
-        times the compile time (bench/RESULTS.md).
+        does, once, with dynamic sizes (no recompile as the packed row count changes). The compiled layers serve
+        training steps only: in eval mode (evaluation, `encode`) the layers run eagerly, which is as fast on those
+        small passes and spares a second compile for another grad mode, and under CUDA graphs the recording of every
+        evaluation shape (bench/RESULTS.md). Parameter names, saving and export are unchanged. The embeddings, pooler,
+        loss and the code between layers stay eager. Whole-model compilation (`TrainingArguments.torch_compile`) also
+        fuses those, at several times the compile time.
 
         cuda_graphs: replay the compiled layers as CUDA graphs (mode "reduce-overhead"; CUDA only). Each distinct
         input shape is recorded once, so feed few shapes (`SimCSECollator`'s `pack_rows_multiple_of` and
-        `pad_to_multiple_of`). Each `forward` call and `encode` batch then starts a new graph step, and the token
-        states are copied out of the graphs' memory, which the next step overwrites.
+        `pad_to_multiple_of`). Each training `forward` then starts a new graph step, and the token states are copied
+        out of the graphs' memory, which the next step overwrites.
         """
         layers = [block for module in self.encoder.modules()
                   if isinstance(module, nn.ModuleList) and len(module) > 1 and len({type(m) for m in module}) == 1
@@ -254,14 +257,19 @@ class SimCSEModel(PreTrainedModel):
             compile_kwargs["mode"] = "reduce-overhead"
         for block in layers:
             block.compile(dynamic=True, **compile_kwargs)
-        self._cuda_graphs = cuda_graphs
+        self._layers_compiled, self._cuda_graphs = True, cuda_graphs
         return len(layers)
 
-    _cuda_graphs = False
+    _layers_compiled = _cuda_graphs = False
+
+    @property
+    def _graphs_replayed(self) -> bool:
+        """Whether this pass replays CUDA graphs: cuda_graphs, in training (eval mode runs the layers eagerly)."""
+        return self._cuda_graphs and self.training
 
     def _new_graph_step(self) -> None:
         """Under CUDA graphs: the outputs of the previous step's graphs may be overwritten from here on."""
-        if self._cuda_graphs:
+        if self._graphs_replayed:
             torch.compiler.cudagraph_mark_step_begin()
 
     @property
@@ -352,14 +360,17 @@ class SimCSEModel(PreTrainedModel):
         """(rows, width, hidden) token states the pooler reads: the last layer, or the mean of two layers."""
         pooler = self.config.pooler_type
         needs_layers = pooler in ("avg_first_last", "avg_top2")
-        with sdpa_kernel(SHAPE_AGNOSTIC_ATTENTION):
+        # Compiled layers (compile_layers) serve training steps only; eval mode runs them eagerly.
+        eager = self._layers_compiled and not self.training
+        stance = torch.compiler.set_stance("force_eager") if eager else nullcontext()
+        with sdpa_kernel(SHAPE_AGNOSTIC_ATTENTION), stance:
             out = self.encoder(**encoder_inputs, output_hidden_states=needs_layers)
         if pooler == "avg_first_last":
             return (out.hidden_states[1] + out.hidden_states[-1]) / 2
         if pooler == "avg_top2":
             return (out.hidden_states[-1] + out.hidden_states[-2]) / 2
         # A CUDA graph's output lives in memory that the next step reuses; pooled views of it must not outlive it.
-        return out.last_hidden_state.clone() if self._cuda_graphs else out.last_hidden_state
+        return out.last_hidden_state.clone() if self._graphs_replayed else out.last_hidden_state
 
     def _apply_mlp(self, emb: torch.Tensor, use_mlp: bool | None) -> torch.Tensor:
         if use_mlp is None:
@@ -396,8 +407,7 @@ class SimCSEModel(PreTrainedModel):
         device = next(self.parameters()).device
         cuda = device.type == "cuda"
         bf16 = cuda and self.dtype == torch.float32 and torch.cuda.is_bf16_supported()
-        collate = SimCSECollator(tokenizer.pad_token_id,
-                                 pad_to_multiple_of=CUDA_GRAPH_LENGTHS if self._cuda_graphs else None)
+        collate = SimCSECollator(tokenizer.pad_token_id)
         chunks = []
         fill = cuda if fill_batches is None else fill_batches
         start = 0
@@ -410,7 +420,6 @@ class SimCSEModel(PreTrainedModel):
             inputs = [batch[key][:, 0] for key in ("input_ids", "attention_mask")]
             # Pinned memory and asynchronous copies: the host prepares the next batch while the GPU runs this one.
             inputs = [t.pin_memory().to(device, non_blocking=True) if cuda else t.to(device) for t in inputs]
-            self._new_graph_step()
             with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
                 emb = self.embed(*inputs)
             chunks.append(emb.float())

@@ -156,8 +156,8 @@ class SimCSEArguments:
         default=False,
         metadata={"help": "Compile each encoder layer in place with torch.compile (dynamic shapes; one compile shared "
                           "by all layers): the fusion within the layers, where most kernels are, for a fraction of "
-                          "the compile time of the whole-model torch_compile (use one of the two). An opt-in for "
-                          "GPUs."},
+                          "the compile time of the whole-model torch_compile (use one of the two). For training "
+                          "steps: evaluation runs the layers eagerly. An opt-in for GPUs."},
     )
     cuda_graphs: bool = field(
         default=False,
@@ -166,8 +166,9 @@ class SimCSEArguments:
                           "kernel launches a step that bound the eager step on an H100. Packed row counts are rounded "
                           f"up to a multiple of {CUDA_GRAPH_ROWS} and padded lengths to a multiple of "
                           f"{CUDA_GRAPH_LENGTHS}, so few shapes are recorded. On an H100 (bert-base, batch 256) "
-                          "it costs about 22 s once and saves about 18 ms a step: it pays from about 1,250 steps "
-                          "(bench/RESULTS.md). CUDA only; not with embedding_chunk_size or gradient accumulation."},
+                          "it cost about 22 s once and saved about 18 ms a step: it paid from about 1,250 steps, "
+                          "before evaluation ran eagerly (bench/RESULTS.md). CUDA only; not with "
+                          "embedding_chunk_size or gradient accumulation."},
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow an output_dir that holds another run (its checkpoints are deleted)."}

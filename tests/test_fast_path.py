@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from torch._dynamo.testing import CompileCounter
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModel, TrainerCallback
 
@@ -89,8 +90,9 @@ def test_the_encoder_runs_without_cudnn_attention(encoder_dir, tokenizer):
 @pytest.mark.parametrize("cuda_graphs", [False, True])
 def test_compiled_layers_give_the_eager_loss_and_gradients(encoder_dir, tokenizer, cuda_graphs):
     """`compile_layers` (torch.compile of each encoder layer, in place) on a packed batch, dropout off: the eager loss
-    and gradients, under the same parameter names, and the eager embeddings from `encode`. With `cuda_graphs` (mode
-    "reduce-overhead", whose graphs only a GPU records) this checks the step marks and the copied token states."""
+    and gradients, under the same parameter names, and the eager embeddings from `encode` (which runs the layers
+    eagerly). With `cuda_graphs` (mode "reduce-overhead", whose graphs only a GPU records) this checks the step marks
+    and the copied token states."""
     batch = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(features(tokenizer, ROWS))
     sentences = [s for row in ROWS for s in row]
     results, embeddings = [], []
@@ -106,6 +108,33 @@ def test_compiled_layers_give_the_eager_loss_and_gradients(encoder_dir, tokenize
         embeddings.append(model.encode(sentences, tokenizer, batch_size=4))
     assert_same(results[0], results[1])
     torch.testing.assert_close(embeddings[1], embeddings[0], rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_layers_serve_training_steps_only(encoder_dir, tokenizer):
+    """Evaluation (scored STS pairs in eval mode) and `encode` run compiled layers eagerly: nothing is compiled for
+    them, before or after the training step compiled, and training steps after an evaluation reuse that compile."""
+    counter = CompileCounter()  # a torch.compile backend that counts the graphs it is given and runs them as they are
+    torch.manual_seed(0)
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls")
+    model.compile_layers(backend=counter)
+    pairs = SimCSECollator(tokenizer.pad_token_id)(
+        [dict(f, labels=2.5) for f in features(tokenizer, [r[:2] for r in ROWS])])
+    packed = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(features(tokenizer, ROWS))
+    sentences = [s for row in ROWS for s in row]
+
+    def evaluate():
+        with torch.no_grad():
+            assert model.eval()(**pairs).scores.shape == (len(ROWS), 4)
+        assert model.encode(sentences, tokenizer, batch_size=4).shape[0] == len(sentences)
+
+    evaluate()
+    assert counter.frame_count == 0
+    model.train()(**packed).loss.backward()
+    compiled = counter.frame_count
+    assert compiled > 0
+    evaluate()
+    model.train()(**packed).loss.backward()
+    assert counter.frame_count == compiled
 
 
 def test_compiled_layers_same_scores_after_a_short_run(tmp_path):
