@@ -57,7 +57,7 @@ class SimCSECollator:
         tokens = np.fromiter(itertools.chain.from_iterable(sentences), dtype=np.int64, count=int(lengths.sum()))
         if packed:
             return self._pack(tokens, lengths, (len(rows), n))
-        longest = self.padded_length(int(lengths.max()))
+        longest = self._padded_length(int(lengths.max()))
         # One vectorised fill: the mask's True cells, in row-major order, are the tokens in sentence order.
         mask = np.arange(longest)[None, :] < lengths[:, None]
         input_ids = np.full((len(sentences), longest), self.pad_token_id, dtype=np.int64)
@@ -71,12 +71,12 @@ class SimCSECollator:
             batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.float)
         return batch
 
-    def padded_length(self, width: int) -> int:
+    def _padded_length(self, width: int) -> int:
         """A length (or packed width) rounded up to `pad_to_multiple_of`."""
         return _round_up(width, self.pad_to_multiple_of)
 
     def _pack(self, tokens: np.ndarray, lengths: np.ndarray, shape: tuple[int, int]) -> dict[str, torch.Tensor]:
-        width = self.padded_length(max(self.pack_width, int(lengths.max())))
+        width = self._padded_length(max(self.pack_width, int(lengths.max())))
         row, offset = _first_fit_decreasing(lengths, width)
         starts = row * width + offset
         # Flat position of every token, in sentence order: its sentence's start plus its index within the sentence.

@@ -412,9 +412,8 @@ class SimCSEModel(PreTrainedModel):
         fill = cuda if fill_batches is None else fill_batches
         start = 0
         while start < len(order):
-            # The batch's first sentence is its longest; its padded length sets how many fit.
-            longest = collate.padded_length(len(ids[order[start]]))
-            count = max(batch_size, batch_size * max_length // max(1, longest)) if fill else batch_size
+            # The batch's first sentence is its longest.
+            count = max(batch_size, batch_size * max_length // max(1, len(ids[order[start]]))) if fill else batch_size
             batch = collate([{"input_ids": [ids[i]]} for i in order[start : start + count]])
             start += count
             inputs = [batch[key][:, 0] for key in ("input_ids", "attention_mask")]
