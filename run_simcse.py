@@ -225,6 +225,18 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
     if training_args.n_gpu > 1:  # Trainer would fall back to nn.DataParallel, which splits the in-batch negatives
         problems.append(f"{training_args.n_gpu} GPUs are visible to one process; launch one process per GPU with "
                         "`accelerate launch --num_processes N run_simcse.py CONFIG`, or pick one GPU with CUDA_VISIBLE_DEVICES")
+    if training_args.world_size > 1 and not training_args.accelerator_config.even_batches:
+        # Processes then get batches of different sizes or counts: the last step's gathers do not line up.
+        problems.append("accelerator_config.even_batches: false leaves processes with batches of different sizes, "
+                        "which the gathered negatives and the evaluation's gathers cannot line up; keep it true")
+    if training_args.dataloader_drop_last and (data_args.dev_data or data_args.test_data):
+        problems.append("dataloader_drop_last: Trainer drops the last partial batch of every evaluation too, so the STS "
+                        "scores would leave pairs out; set it to false")
+    if training_args.prediction_loss_only:
+        problems.append("prediction_loss_only: true keeps the STS scores from the metrics; set it to false")
+    if training_args.batch_eval_metrics or not training_args.eval_do_concat_batches:
+        problems.append("batch_eval_metrics: true and eval_do_concat_batches: false hand the metrics one batch at a "
+                        "time, and the STS correlations need every pair's score at once; leave both at their defaults")
     if training_args.push_to_hub:
         try:
             if not training_args.hub_model_id:
@@ -448,11 +460,6 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         dev_rows = tokenize_sts(dev_set, tokenizer, max_len, workers, "dev") if dev_set else None
         test_rows = {name: tokenize_sts(ds, tokenizer, max_len, workers, name) for name, ds in test_sets.items()}
 
-    os.makedirs(training_args.output_dir, exist_ok=True)
-    if training_args.should_save:
-        with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w") as f:
-            json.dump(run_args, f, indent=2, ensure_ascii=False)
-
     # The push is ours, at the end and of the export only: Trainer's own would upload every checkpoint.
     push_requested, hub_model_id = training_args.push_to_hub, training_args.hub_model_id
     training_args.push_to_hub = False
@@ -467,6 +474,10 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         compute_metrics=compute_metrics,
         callbacks=[NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(), *(callbacks or [])],
     )
+    os.makedirs(training_args.output_dir, exist_ok=True)
+    if training_args.should_save:  # after Trainer checked its arguments: a run that cannot start leaves no run_args.json
+        with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w") as f:
+            json.dump(run_args, f, indent=2, ensure_ascii=False)
     with timer("train"):
         try:
             train_result = trainer.train(resume_from_checkpoint=resume)

@@ -58,20 +58,42 @@ def test_per_device_switch_reproduces_the_split(encoder_dir, tmp_path):
     assert abs(full_loss - loss) > 1e-3  # the split really is different math
 
 
+def launch_run_simcse(config: str, processes: int) -> subprocess.CompletedProcess:
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+    return subprocess.run([sys.executable, *launcher, "run_simcse.py", config], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=LOCAL_ENV)
+
+
 def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_path):
-    """The real Trainer path (torchrun, gloo): 2 processes x 4 triplets log the losses of 1 process x 8 triplets."""
+    """The real Trainer path (torchrun, gloo): 2 processes x 4 triplets log the losses of 1 process x 8 triplets and
+    give its scores: the 24 STS pairs go to the processes in batches of 5, the last one completed with repeated pairs,
+    which the scores must leave out (with them, they moved by 1-3 points)."""
     from test_run_simcse import smoke_config
 
-    logs = {}
+    logs, scores = {}, {}
     for processes, batch in ((1, 8), (2, 4)):
         folder = tmp_path / f"p{processes}"
         folder.mkdir()
-        config = smoke_config(folder, per_device_train_batch_size=batch, dropout=0.0, max_train_samples=16)
-        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
-        proc = subprocess.run([sys.executable, *launcher, "run_simcse.py", config], cwd=ROOT, capture_output=True,
-                              text=True, timeout=300, env=LOCAL_ENV)
+        config = smoke_config(folder, per_device_train_batch_size=batch, dropout=0.0, max_train_samples=16,
+                              per_device_eval_batch_size=5)
+        proc = launch_run_simcse(config, processes)
         assert proc.returncode == 0, proc.stderr[-3000:]
         with open(folder / "out" / "trainer_state.json") as f:
             logs[processes] = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
+        with open(folder / "out" / "sts_results.json") as f:
+            scores[processes] = json.load(f)
     assert len(logs[1]) == 3
     assert logs[2] == pytest.approx(logs[1], abs=1e-4)
+    for name, metrics in scores[1].items():  # x100; the unnormalised dot products move most with float rounding
+        assert scores[2][name] == pytest.approx(metrics, abs=0.1), name
+
+
+def test_uneven_batches_across_processes_are_refused_before_training(tmp_path):
+    """even_batches false crashed at the last step (gathers of different sizes); now an error at start-up."""
+    from test_run_simcse import smoke_config
+
+    config = smoke_config(tmp_path, per_device_train_batch_size=4, accelerator_config={"even_batches": False})
+    proc = launch_run_simcse(config, 2)
+    assert proc.returncode != 0
+    assert "accelerator_config.even_batches: false" in proc.stderr + proc.stdout
+    assert not (tmp_path / "out").exists()

@@ -104,9 +104,16 @@ def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_two_compilations_are_an_error(tmp_path):
-    config = smoke_config(tmp_path, compile_layers=True, torch_compile=True)
-    with pytest.raises(SystemExit, match=r"compile_layers \(or cuda_graphs\) and torch_compile both compile"):
+@pytest.mark.parametrize("changes, message", [
+    ({"compile_layers": True, "torch_compile": True}, r"compile_layers \(or cuda_graphs\) and torch_compile both compile"),
+    # Trainer would drop the last partial batch of the evaluations too: scores over part of each STS set.
+    ({"dataloader_drop_last": True}, "dataloader_drop_last: Trainer drops the last partial batch of every evaluation"),
+    ({"eval_do_concat_batches": False}, "the STS correlations need every pair's score at once"),
+    ({"prediction_loss_only": True}, "prediction_loss_only: true keeps the STS scores from the metrics"),
+])
+def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
+    config = smoke_config(tmp_path, **changes)
+    with pytest.raises(SystemExit, match=message):
         run_simcse.main([config])
     assert not (tmp_path / "out").exists()
 
