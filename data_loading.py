@@ -251,14 +251,21 @@ def tokenize_rows(
     label_column: str | None = None,
     num_proc: int | None = None,
     desc: str = "Tokenizing",
+    length_column: str | None = None,
 ) -> Dataset:
-    """Tokenize once: -> Dataset(input_ids: n token lists per row[, labels: float]) for `SimCSECollator`."""
+    """Tokenize once: -> Dataset(input_ids: n token lists per row[, labels: float]) for `SimCSECollator`.
+
+    length_column: also store each row's token count (all its sentences) under this name, which `Trainer`'s
+    `train_sampling_strategy="group_by_length"` sorts by (without it, Trainer would take the row's sentence count).
+    """
 
     def encode(batch):
         encoded = [token_ids(tokenizer, batch[c], max_length) for c in text_columns]
         out = {"input_ids": [list(row) for row in zip(*encoded)]}
         if label_column:
             out["labels"] = batch[label_column]
+        if length_column:
+            out[length_column] = [sum(map(len, row)) for row in out["input_ids"]]
         return out
 
     return ds.map(encode, batched=True, num_proc=num_proc, remove_columns=ds.column_names, desc=desc)

@@ -178,6 +178,34 @@ class SimCSEArguments:
 ALL_ARGUMENTS = (ModelArguments, DataArguments, SimCSEArguments, TrainingArguments)
 
 
+def trainer_setting_problems(training_args: TrainingArguments, data_args: DataArguments) -> list[str]:
+    """`TrainingArguments` that would split the contrastive batch or break the STS scoring -> what is wrong with each."""
+    problems = []
+    if training_args.n_gpu > 1:  # Trainer would fall back to nn.DataParallel, which splits the in-batch negatives
+        problems.append(f"{training_args.n_gpu} GPUs are visible to one process; launch one process per GPU with "
+                        "`accelerate launch --num_processes N run_simcse.py CONFIG`, or pick one GPU with CUDA_VISIBLE_DEVICES")
+    if training_args.world_size > 1 and not training_args.accelerator_config.even_batches:
+        # Processes then get batches of different sizes or counts: the last step's gathers do not line up.
+        problems.append("accelerator_config.even_batches: false leaves processes with batches of different sizes, "
+                        "which the gathered negatives and the evaluation's gathers cannot line up; keep it true")
+    if training_args.train_sampling_strategy == "batch_rebalance":
+        problems.append("train_sampling_strategy: batch_rebalance varies the batch size between processes and "
+                        "accumulation steps (2 processes crashed in the gathered negatives), and a contrastive batch "
+                        "needs the same rows on each; use random (the default) or group_by_length")
+    if training_args.dataloader_drop_last and (data_args.dev_data or data_args.test_data):
+        problems.append("dataloader_drop_last: Trainer drops the last partial batch of every evaluation too, so the STS "
+                        "scores would leave pairs out; set it to false")
+    if training_args.prediction_loss_only:
+        problems.append("prediction_loss_only: true keeps the STS scores from the metrics; set it to false")
+    if training_args.label_smoothing_factor or training_args.label_names not in (None, ["labels"]):
+        problems.append("label_smoothing_factor and label_names are for classifiers: the loss is contrastive and the "
+                        "STS gold scores are the `labels`; leave both unset")
+    if training_args.batch_eval_metrics or not training_args.eval_do_concat_batches:
+        problems.append("batch_eval_metrics: true and eval_do_concat_batches: false hand the metrics one batch at a "
+                        "time, and the STS correlations need every pair's score at once; leave both at their defaults")
+    return problems
+
+
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, SimCSEArguments, TrainingArguments]:
     """One JSON file (unknown keys are an error) or command-line flags -> the four argument dataclasses, checked."""
     parser = HfArgumentParser(ALL_ARGUMENTS)
@@ -222,21 +250,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             parse_named(spec)
         except DataError as e:
             problems.append(f"test_data: {e}")
-    if training_args.n_gpu > 1:  # Trainer would fall back to nn.DataParallel, which splits the in-batch negatives
-        problems.append(f"{training_args.n_gpu} GPUs are visible to one process; launch one process per GPU with "
-                        "`accelerate launch --num_processes N run_simcse.py CONFIG`, or pick one GPU with CUDA_VISIBLE_DEVICES")
-    if training_args.world_size > 1 and not training_args.accelerator_config.even_batches:
-        # Processes then get batches of different sizes or counts: the last step's gathers do not line up.
-        problems.append("accelerator_config.even_batches: false leaves processes with batches of different sizes, "
-                        "which the gathered negatives and the evaluation's gathers cannot line up; keep it true")
-    if training_args.dataloader_drop_last and (data_args.dev_data or data_args.test_data):
-        problems.append("dataloader_drop_last: Trainer drops the last partial batch of every evaluation too, so the STS "
-                        "scores would leave pairs out; set it to false")
-    if training_args.prediction_loss_only:
-        problems.append("prediction_loss_only: true keeps the STS scores from the metrics; set it to false")
-    if training_args.batch_eval_metrics or not training_args.eval_do_concat_batches:
-        problems.append("batch_eval_metrics: true and eval_do_concat_batches: false hand the metrics one batch at a "
-                        "time, and the STS correlations need every pair's score at once; leave both at their defaults")
+    problems += trainer_setting_problems(training_args, data_args)
     if training_args.push_to_hub:
         try:
             if not training_args.hub_model_id:
@@ -455,10 +469,13 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     train_workers = workers
     if workers is None and len(train_set) >= TOKENIZE_IN_PARALLEL_FROM:
         train_workers = min(8, os.cpu_count() or 1)
+    # Length grouping (opt-in) needs each row's token count: a row's own length is its number of sentences.
+    lengths = training_args.length_column_name if training_args.train_sampling_strategy == "group_by_length" else None
     with timer("tokenize"), training_args.main_process_first(desc="tokenization"):
-        train_rows = tokenize_rows(train_set, tokenizer, train_set.column_names, max_len, num_proc=train_workers)
-        dev_rows = tokenize_sts(dev_set, tokenizer, max_len, workers, "dev") if dev_set else None
-        test_rows = {name: tokenize_sts(ds, tokenizer, max_len, workers, name) for name, ds in test_sets.items()}
+        train_rows = tokenize_rows(train_set, tokenizer, train_set.column_names, max_len, num_proc=train_workers,
+                                   length_column=lengths)
+        dev_rows = tokenize_sts(dev_set, tokenizer, max_len, workers, "dev", lengths) if dev_set else None
+        test_rows = {name: tokenize_sts(ds, tokenizer, max_len, workers, name, lengths) for name, ds in test_sets.items()}
 
     # The push is ours, at the end and of the export only: Trainer's own would upload every checkpoint.
     push_requested, hub_model_id = training_args.push_to_hub, training_args.hub_model_id

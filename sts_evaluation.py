@@ -47,12 +47,15 @@ def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     return sts_correlations(prediction.predictions, prediction.label_ids)
 
 
-def tokenize_sts(ds, tokenizer, max_length: int, num_proc: int | None = None, name: str = "STS"):
+def tokenize_sts(ds, tokenizer, max_length: int, num_proc: int | None = None, name: str = "STS",
+                 length_column: str | None = None):
     """Dataset(sentence1, sentence2, score) -> rows for `SimCSECollator` with `labels`, longest pair first.
 
     The correlations do not depend on the order of the pairs; sorted, an evaluation batch pads little.
+    length_column: as in `tokenize_rows` (Trainer's length grouping orders evaluation batches too).
     """
-    rows = tokenize_rows(ds, tokenizer, ["sentence1", "sentence2"], max_length, "score", num_proc, f"Tokenizing {name}")
+    rows = tokenize_rows(ds, tokenizer, ["sentence1", "sentence2"], max_length, "score", num_proc, f"Tokenizing {name}",
+                         length_column)
     longest = [max(map(len, pair)) for pair in column_values(rows, "input_ids")]
     return rows.select(np.argsort(longest, kind="stable")[::-1]).flatten_indices()
 

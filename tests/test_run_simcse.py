@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 import run_simcse
 import sts_evaluation
@@ -88,6 +89,24 @@ def test_unsupervised_text_run(tmp_path):
     assert model.config.pooler_type == "avg"
 
 
+def test_length_grouping_groups_training_rows_by_their_tokens(tmp_path):
+    """train_sampling_strategy group_by_length: Trainer's sampler gets each row's token count (all its sentences), not
+    the length of the row's `input_ids`, which is its sentence count (3 for every triplet: nothing was grouped)."""
+
+    class KeepTrainLoader(TrainerCallback):
+        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+            self.loader = train_dataloader
+
+    keep = KeepTrainLoader()
+    config = smoke_config(tmp_path, train_sampling_strategy="group_by_length", num_train_epochs=1, eval_strategy="no",
+                          save_strategy="no", load_best_model_at_end=False)
+    run_simcse.main([config], callbacks=[keep])
+    sampler = keep.loader.batch_sampler.sampler
+    assert isinstance(sampler, LengthGroupedSampler)
+    assert sampler.lengths == [sum(map(len, row)) for row in keep.loader.dataset["input_ids"]]
+    assert len(set(sampler.lengths)) > 1
+
+
 def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path):
     config = smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1)
     run_simcse.main([config])
@@ -110,6 +129,8 @@ def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
     ({"dataloader_drop_last": True}, "dataloader_drop_last: Trainer drops the last partial batch of every evaluation"),
     ({"eval_do_concat_batches": False}, "the STS correlations need every pair's score at once"),
     ({"prediction_loss_only": True}, "prediction_loss_only: true keeps the STS scores from the metrics"),
+    ({"label_smoothing_factor": 0.1}, "label_smoothing_factor and label_names are for classifiers"),
+    ({"train_sampling_strategy": "batch_rebalance"}, "batch_rebalance varies the batch size between processes"),
 ])
 def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     config = smoke_config(tmp_path, **changes)
