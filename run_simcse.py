@@ -84,7 +84,8 @@ class ModelArguments:
         default=None, metadata={"help": "Train from scratch: an encoder type (bert, roberta, ...) made from a config."}
     )
     config_overrides: str | None = field(
-        default=None, metadata={"help": "With model_type: config settings, e.g. 'hidden_size=64,num_hidden_layers=2'."}
+        default=None, metadata={"help": "Encoder config settings to change: the shape of a model made from a config "
+                                        "('hidden_size=64,num_hidden_layers=2'), or e.g. 'dropout=0.2' (DistilBERT)."}
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
     train_tokenizer_vocab_size: int | None = field(
@@ -333,15 +334,24 @@ def load_training_set(data_args: DataArguments, cache_dir: str | None):
 
 def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokenizer, device_type: str) -> SimCSEModel:
     """A pretrained or config-made encoder wrapped in a fresh `SimCSEModel`."""
-    dropout = {}
-    if simcse_args.dropout is not None:
-        dropout = {"hidden_dropout_prob": simcse_args.dropout, "attention_probs_dropout_prob": simcse_args.dropout}
     if model_args.model_name_or_path:
-        encoder = AutoModel.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir, **dropout)
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
     else:
-        config = AutoConfig.for_model(model_args.model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **dropout)
-        if model_args.config_overrides:
+        config = AutoConfig.for_model(model_args.model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    if simcse_args.dropout is not None:
+        keys = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+        if not all(hasattr(config, key) for key in keys):
+            raise SystemExit(f"error: dropout: a {config.model_type} config has no {' / '.join(keys)} to set; leave "
+                             "dropout unset and set the encoder's own dropout keys in config_overrides")
+        config.update(dict.fromkeys(keys, simcse_args.dropout))
+    if model_args.config_overrides:
+        try:
             config.update_from_string(model_args.config_overrides)
+        except ValueError as e:
+            raise SystemExit(f"error: config_overrides: {e}") from None
+    if model_args.model_name_or_path:
+        encoder = AutoModel.from_pretrained(model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir)
+    else:
         encoder = AutoModel.from_config(config)
     model = SimCSEModel.from_encoder(
         encoder,

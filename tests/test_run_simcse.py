@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from transformers import AutoModel, AutoTokenizer, TrainerCallback
+from transformers import AutoModel, AutoTokenizer, DistilBertConfig, DistilBertModel, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 import run_simcse
@@ -105,6 +105,29 @@ def test_length_grouping_groups_training_rows_by_their_tokens(tmp_path):
     assert isinstance(sampler, LengthGroupedSampler)
     assert sampler.lengths == [sum(map(len, row)) for row in keep.loader.dataset["input_ids"]]
     assert len(set(sampler.lengths)) > 1
+
+
+def dropout_rates(model) -> set[float]:
+    return {m.p for m in model.encoder.modules() if isinstance(m, torch.nn.Dropout)}
+
+
+def test_dropout_and_config_overrides_reach_a_pretrained_encoder(encoder_dir, tokenizer, tmp_path):
+    build = run_simcse.build_model
+    model = build(run_simcse.ModelArguments(model_name_or_path=encoder_dir), run_simcse.SimCSEArguments(dropout=0.3),
+                  tokenizer, "cpu")
+    assert dropout_rates(model) == {0.3}
+    # DistilBERT names its dropout otherwise: `dropout` cannot set it (it was a TypeError from the model's __init__),
+    # config_overrides can.
+    distil = str(tmp_path / "distil")
+    DistilBertModel(DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=1, n_heads=2, hidden_dim=64)).save_pretrained(distil)
+    with pytest.raises(SystemExit, match="dropout: a distilbert config has no hidden_dropout_prob"):
+        build(run_simcse.ModelArguments(model_name_or_path=distil), run_simcse.SimCSEArguments(dropout=0.3), tokenizer, "cpu")
+    model = build(run_simcse.ModelArguments(model_name_or_path=distil, config_overrides="dropout=0.25,attention_dropout=0.25"),
+                  run_simcse.SimCSEArguments(), tokenizer, "cpu")
+    assert dropout_rates(model) == {0.25}
+    with pytest.raises(SystemExit, match="config_overrides: .*hidden_dropout"):
+        build(run_simcse.ModelArguments(model_name_or_path=distil, config_overrides="hidden_dropout=0.1"),
+              run_simcse.SimCSEArguments(), tokenizer, "cpu")
 
 
 def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path):
