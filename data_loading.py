@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import datasets
 from datasets import Dataset
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import TokenizersBackend
 
 FILE_FORMATS = {".tsv": "csv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
@@ -217,6 +218,17 @@ def load_sts(spec: str, columns: dict[str, str] | None = None, cache_dir: str | 
     if not scores:
         raise DataError(f"{spec}: no rows")
     return Dataset.from_dict({"sentence1": sentence1, "sentence2": sentence2, "score": scores})
+
+
+def check_model_source(name: str) -> None:
+    """A model folder or Hub model id; raises `DataError` for a name that is neither an existing folder nor shaped
+    like a Hub id (`transformers` would report a mistyped path as a malformed repo id)."""
+    if os.path.isdir(name):
+        return
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise DataError(f"{name}: no such folder, and not a Hub model id (name or owner/name)") from None
 
 
 def parse_named(spec: str) -> tuple[str, str]:

@@ -41,7 +41,8 @@ from data_collator import SimCSECollator
 from hub.card import render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE
 from hub.push import PushError, check_repo_id, check_token, push
-from data_loading import DataError, column_values, load_nli_triplets, load_sentence_columns, load_sts, parse_named, tokenize_rows
+from data_loading import (DataError, check_model_source, column_values, load_nli_triplets, load_sentence_columns, load_sts,
+                          parse_named, tokenize_rows)
 from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEModel,
 )
@@ -251,6 +252,12 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             parse_named(spec)
         except DataError as e:
             problems.append(f"test_data: {e}")
+    for key in ("model_name_or_path", "tokenizer_name"):
+        try:
+            if getattr(model_args, key):
+                check_model_source(getattr(model_args, key))
+        except DataError as e:
+            problems.append(f"{key}: {e}")
     problems += trainer_setting_problems(training_args, data_args)
     if training_args.push_to_hub:
         try:

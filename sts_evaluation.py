@@ -21,7 +21,7 @@ from scipy import stats
 from transformers import AutoTokenizer, EvalPrediction, Trainer, TrainingArguments
 
 from data_collator import SimCSECollator
-from data_loading import column_values, load_sts, parse_named, tokenize_rows
+from data_loading import DataError, check_model_source, column_values, load_sts, parse_named, tokenize_rows
 from modeling_simcse import POOLER_TYPES, SimCSEModel
 
 SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")  # column order of SimCSEOutput.scores
@@ -108,10 +108,14 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args(argv)
 
-    specs = dict(parse_named(s) for s in args.sets) if args.sets else DEFAULT_SETS
+    try:
+        check_model_source(args.model)
+        specs = dict(parse_named(s) for s in args.sets) if args.sets else DEFAULT_SETS
+        loaded = {name: remove_characters(load_sts(spec), args.remove_characters) for name, spec in specs.items()}
+    except DataError as e:
+        raise SystemExit(f"error: {e}") from None
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    sets = {name: tokenize_sts(remove_characters(load_sts(spec), args.remove_characters), tokenizer, args.max_length,
-                               name=name) for name, spec in specs.items()}
+    sets = {name: tokenize_sts(ds, tokenizer, args.max_length, name=name) for name, ds in loaded.items()}
     model = SimCSEModel.from_exported(args.model, pooler_type=args.pooler)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(

@@ -130,6 +130,13 @@ def test_dropout_and_config_overrides_reach_a_pretrained_encoder(encoder_dir, to
               run_simcse.SimCSEArguments(), tokenizer, "cpu")
 
 
+def test_a_missing_encoder_folder_is_named_before_anything_runs(tmp_path):
+    config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None, model_name_or_path="/no/such/encoder")
+    with pytest.raises(SystemExit, match="model_name_or_path: /no/such/encoder: no such folder, and not a Hub model id"):
+        run_simcse.main([config])
+    assert not (tmp_path / "out").exists()
+
+
 def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path):
     config = smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1)
     run_simcse.main([config])

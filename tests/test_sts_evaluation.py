@@ -113,3 +113,12 @@ def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_pa
     kept = main([encoder_dir, "--set", f"s={tmp_path}/noisy.tsv"] + common)["s"]
     assert removed == pytest.approx(clean, abs=1e-6)
     assert kept["avg"] != pytest.approx(clean["avg"], abs=1e-3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["/no/such/encoder"], "/no/such/encoder: no such folder, and not a Hub model id"),
+    ([None, "--set", "s=/no/such/sts.tsv"], "/no/such/sts.tsv: file not found"),
+])
+def test_command_names_a_missing_model_or_set(encoder_dir, argv, message):
+    with pytest.raises(SystemExit, match=message):
+        main([encoder_dir if a is None else a for a in argv])
