@@ -278,6 +278,18 @@ class SimCSEModel(PreTrainedModel):
         return (self.config.encoder.model_type in PACKABLE_MODEL_TYPES
                 and self.encoder.config._attn_implementation in PACKABLE_ATTENTION)
 
+    def check_max_length(self, max_length: int, name: str = "max_length") -> None:
+        """Raise ValueError (naming `name`) if sentences of `max_length` tokens, special tokens included, would run
+        past the encoder's absolute position embeddings (checked for `PACKABLE_MODEL_TYPES`, whose positions are
+        known); past them, the first long sentence fails with an index error (on a GPU, a device-side assert)."""
+        positions = getattr(self.config.encoder, "max_position_embeddings", None)
+        if self.config.encoder.model_type not in PACKABLE_MODEL_TYPES or positions is None:
+            return
+        limit = positions - self._position_offset
+        if max_length > limit:
+            raise ValueError(f"{name} {max_length} is longer than the {limit} positions of the "
+                             f"{self.config.encoder.model_type} encoder; set it to {limit} or less")
+
     # ------------------------------------------------------------------ embeddings
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, use_mlp: bool | None = None) -> torch.Tensor:
         """(rows, length) token ids and mask -> (rows, hidden) sentence embeddings.

@@ -479,6 +479,10 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             f"error: pack_sequences: not available for a {model.config.encoder.model_type} encoder with "
             f"{model.encoder.config._attn_implementation!r} attention (supported: {', '.join(PACKABLE_MODEL_TYPES)} "
             f"with {' or '.join(PACKABLE_ATTENTION)}); set it to false")
+    try:
+        model.check_max_length(data_args.max_seq_length, "max_seq_length")
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences
     logger.info("training batches: %s", "packed (no padding)" if packed else "padded")
 

@@ -114,9 +114,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         loaded = {name: remove_characters(load_sts(spec), args.remove_characters) for name, spec in specs.items()}
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
+    model = SimCSEModel.from_exported(args.model, pooler_type=args.pooler)
+    try:
+        model.check_max_length(args.max_length, "--max-length")
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     sets = {name: tokenize_sts(ds, tokenizer, args.max_length, name=name) for name, ds in loaded.items()}
-    model = SimCSEModel.from_exported(args.model, pooler_type=args.pooler)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
             model=model,

@@ -137,6 +137,19 @@ def test_a_missing_encoder_folder_is_named_before_anything_runs(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("model_type, limit", [("bert", 10), ("roberta", 9)])  # RoBERTa numbers from padding id + 1
+def test_max_seq_length_must_fit_the_position_embeddings(tmp_path, model_type, limit):
+    """It was an index error at the first sentence longer than the positions (on a GPU, a device-side assert)."""
+    shape = "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64,max_position_embeddings=10"
+    with pytest.raises(SystemExit, match=f"max_seq_length {limit + 1} is longer than the {limit} positions"):
+        run_simcse.main([smoke_config(tmp_path, model_type=model_type, config_overrides=shape, max_seq_length=limit + 1)])
+    assert not (tmp_path / "out").exists()
+    # At the limit, the sample's longer sentences (up to 14 tokens) are cut to it, and the job runs through.
+    config = smoke_config(tmp_path, model_type=model_type, config_overrides=shape, max_seq_length=limit,
+                          num_train_epochs=1, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
+    assert list(run_simcse.main([config])["sample-sts"]) == METRICS
+
+
 def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path):
     config = smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1)
     run_simcse.main([config])

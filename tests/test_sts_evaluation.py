@@ -117,8 +117,9 @@ def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_pa
 
 @pytest.mark.parametrize("argv, message", [
     (["/no/such/encoder"], "/no/such/encoder: no such folder, and not a Hub model id"),
+    ([None, "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "65"], "--max-length 65 is longer than the 64 positions of the bert encoder"),
     ([None, "--set", "s=/no/such/sts.tsv"], "/no/such/sts.tsv: file not found"),
 ])
-def test_command_names_a_missing_model_or_set(encoder_dir, argv, message):
+def test_command_names_a_missing_model_or_set_and_a_length_past_the_positions(encoder_dir, argv, message):
     with pytest.raises(SystemExit, match=message):
         main([encoder_dir if a is None else a for a in argv])
