@@ -544,7 +544,12 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             print(format_table(results))
             render_card(out, repo_id=hub_model_id)
             if hub_model_id and push_requested:
-                print(f"pushed to {hub_model_id}: {push(out, hub_model_id, private=bool(training_args.hub_private_repo))}")
+                try:
+                    url = push(out, hub_model_id, private=bool(training_args.hub_private_repo))
+                except PushError as e:
+                    raise SystemExit(f"error: {e}. The model is exported in {out}; push it again with "
+                                     f"`python -m hub push {out} --repo-id {hub_model_id}`") from None
+                print(f"pushed to {hub_model_id}: {url}")
     return results
 
 

@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover
     from httpx import TransportError
 
 logger = logging.getLogger(__name__)
+NETWORK_ERRORS = (TransportError, ConnectionError, TimeoutError)  # no HTTP answer: unreachable, dropped, timed out
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 RETRIES = 4
 
@@ -45,6 +46,9 @@ def check_token(api: HfApi | None = None) -> str:
         raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a write token is needed to push)")
     try:
         return _retry(lambda: api.whoami(token=token), "checking the token")["name"]
+    except NETWORK_ERRORS as e:
+        raise PushError(f"could not reach the Hugging Face Hub at {api.endpoint} to check the token "
+                        f"({_describe(e)}); check the network (or HF_ENDPOINT)") from None
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else None
         if status in (401, 403):
@@ -62,7 +66,7 @@ def _transient(error: Exception) -> bool:
     if isinstance(error, HfHubHTTPError):
         status = error.response.status_code if error.response is not None else None
         return status is None or status == 429 or status >= 500
-    return isinstance(error, (TransportError, ConnectionError, TimeoutError))
+    return isinstance(error, NETWORK_ERRORS)
 
 
 def _retry(call, what: str):
@@ -103,8 +107,9 @@ def push(
         return files
     api = api or HfApi()
     check_token(api)
-    existed = _retry(lambda: api.repo_exists(repo_id), "looking up the repo")
+    existed = True  # until the Hub says otherwise: a repo that may hold someone's work is never deleted
     try:
+        existed = _retry(lambda: api.repo_exists(repo_id), "looking up the repo")
         _retry(lambda: api.create_repo(repo_id, private=private or None, exist_ok=True), "creating the repo")
         if revision:
             _retry(lambda: api.create_branch(repo_id, branch=revision, exist_ok=True), "creating the branch")
@@ -121,11 +126,11 @@ def push(
             )
 
         info = _retry(commit, "uploading")
-    except HfHubHTTPError as e:
+    except (HfHubHTTPError, *NETWORK_ERRORS) as e:
         if not existed:  # leave the Hub as it was: no empty repo behind a failed first push
             try:
                 api.delete_repo(repo_id, missing_ok=True)
-            except HfHubHTTPError:
+            except (HfHubHTTPError, *NETWORK_ERRORS):
                 logger.warning("could not remove the empty repo %s after the failed push", repo_id)
         raise PushError(f"push to {repo_id} failed: {_describe(e)}") from None
     return info.commit_url

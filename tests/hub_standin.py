@@ -4,7 +4,8 @@ HTTP through `HF_ENDPOINT=http://127.0.0.1:<port>`. It keeps what it receives in
 It serves what a push and a download use: whoami, repo creation and deletion, branches, preupload (every file "regular", so file
 contents travel inside the commit), YAML validation, commits (NDJSON), model info, tree listing and file resolution.
 Tokens are checked against `tokens`; private repos are invisible without a valid token. `fail_next_commits` answers
-503 to that many commit requests (to exercise retries); `reject_commits` answers 422 to every commit.
+503 to that many commit requests (to exercise retries); `reject_commits` answers 422 to every commit;
+`drop_commits` closes the connection of every commit request without an answer (a network failure).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class HubStandIn:
         self.repos: dict[str, Repo] = {}
         self.fail_next_commits = 0
         self.reject_commits = False
+        self.drop_commits = False
         self.requests: list[str] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -205,6 +207,9 @@ class HubStandIn:
                     return self._send(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
                                                       for f in files]})
                 if action == "commit":
+                    if hub.drop_commits:
+                        self.close_connection = True
+                        return None
                     if hub.reject_commits:
                         return self._error(422, "BadRequest", "commit rejected by the stand-in")
                     with hub._lock:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from huggingface_hub import ModelCard
+from huggingface_hub import HfApi, ModelCard
 
 import run_simcse
 from conftest import ROOT
@@ -192,6 +192,20 @@ def test_transient_errors_are_retried_and_a_failed_push_changes_nothing(model_di
     assert proc.returncode == 1 and "alice/new" not in hub.repos
 
 
+def test_network_failures_are_clear_and_leave_no_empty_repo(model_dir, hub, tmp_path, monkeypatch):
+    """An unreachable Hub (a closed port) and connections dropped at the commit: a PushError after the retries (they
+    were raw httpx tracebacks), and the repo a failed first push created is deleted again."""
+    monkeypatch.setattr("hub.push.time.sleep", lambda seconds: None)
+    closed = HfApi(endpoint="http://127.0.0.1:9", token=TOKEN)
+    with pytest.raises(PushError, match="could not reach the Hugging Face Hub at http://127.0.0.1:9 to check the token"):
+        push(model_dir, "alice/x", api=closed)
+    hub.drop_commits = True
+    with pytest.raises(PushError, match="push to alice/dropped failed"):
+        push(model_dir, "alice/dropped", api=HfApi(endpoint=hub.url, token=TOKEN))
+    assert "alice/dropped" not in hub.repos
+    assert sum("/commit/" in r for r in hub.requests) == 4  # every try of the commit reached the stand-in
+
+
 def test_push_to_a_branch(model_dir, hub, tmp_path):
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/b", "--revision", "v1"], hub, tmp_home=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -208,3 +222,12 @@ def test_training_with_push_checks_the_token_first(hub, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     repo = hub.repos["alice/from-training"]
     assert len(repo.commits) == 1 and set(repo.branches["main"]) == EXPECTED_FILES
+    # A push that fails after training says where the export is and how to push it again.
+    hub.reject_commits = True
+    again = tmp_path / "again"
+    again.mkdir()
+    proc = cli(["run_simcse.py", smoke_config(again, push_to_hub=True, hub_model_id="alice/rejected")], hub,
+               tmp_home=tmp_path / "h")
+    assert proc.returncode != 0 and "push to alice/rejected failed" in proc.stderr
+    assert f"python -m hub push {again / 'out'} --repo-id alice/rejected" in proc.stderr
+    assert (again / "out" / "model.safetensors").is_file() and "alice/rejected" not in hub.repos
