@@ -149,8 +149,8 @@ def load_nli_triplets(
     As in the published SimCSE-KO code, when a premise has several hypotheses of a label the last one wins,
     premises without both labels are dropped, and triplets come in the order premises first appear. Premises are
     grouped within each source (XNLI dev and test share a premise; they still give 830 + 1,670 triplets). Labels may be
-    0/1/2 (entailment/neutral/contradiction) or those words. strip_quotes removes every `"` from the sentences
-    before grouping (the published code did).
+    0/1/2 (entailment/neutral/contradiction) or those words; a `ClassLabel` column is read through its own names,
+    whatever their order. strip_quotes removes every `"` from the sentences before grouping (the published code did).
     """
     columns = columns or {}
     triplets = []
@@ -160,7 +160,11 @@ def load_nli_triplets(
         names = {role: _column(ds, source, role, cands, columns.get(role)) for role, cands in NLI_COLUMNS.items()}
         premises = _sentences(column_values(ds, names["premise"]), source, names["premise"])
         hypotheses = _sentences(column_values(ds, names["hypothesis"]), source, names["hypothesis"])
-        for i, (premise, hypothesis, raw) in enumerate(zip(premises, hypotheses, column_values(ds, names["label"]))):
+        labels = column_values(ds, names["label"])
+        feature = ds.features.get(names["label"])
+        if isinstance(feature, datasets.ClassLabel):  # its integers stand for its own names, in its own order
+            labels = [feature.names[v] if isinstance(v, int) and 0 <= v < feature.num_classes else v for v in labels]
+        for i, (premise, hypothesis, raw) in enumerate(zip(premises, hypotheses, labels)):
             if raw in NO_GOLD_LABEL:
                 continue
             label = NLI_LABELS.get(raw.strip().lower()) if isinstance(raw, str) else raw

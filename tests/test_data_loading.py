@@ -3,6 +3,7 @@
 import json
 import os
 
+import datasets
 import pytest
 
 from conftest import SAMPLE, SHARED_DATA
@@ -50,6 +51,18 @@ def test_integer_labels_and_several_sources(tmp_path):
     b = write(tmp_path, "b.csv", "premise,hypothesis,label\n다른 전제,함의2,0\n다른 전제,모순2,2\n")
     ds = load_nli_triplets([a, b])
     assert ds["sent0"] == ["전제", "다른 전제"] and ds["hard_neg"] == ["모순", "모순2"]
+
+
+def test_class_label_integers_are_read_through_their_names(tmp_path):
+    """A Hub-style parquet whose ClassLabel orders its names otherwise: its 0 is a contradiction (read as entailment
+    before, so the positive was the contradiction and the hard negative the neutral hypothesis)."""
+    features = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["contradiction", "entailment", "neutral"])})
+    path = str(tmp_path / "nli.parquet")
+    datasets.Dataset.from_dict({"premise": ["전제"] * 3 + ["다른 전제"], "hypothesis": ["모순", "함의", "중립", "무표"],
+                                "label": [0, 1, 2, -1]}, features=features).to_parquet(path)
+    ds = load_nli_triplets([path])
+    assert ds[:] == {"sent0": ["전제"], "sent1": ["함의"], "hard_neg": ["모순"]}
 
 
 @pytest.mark.parametrize("text, message", [
