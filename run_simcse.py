@@ -47,7 +47,7 @@ from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEModel,
 )
 from scratch_tokenizer import train_wordpiece
-from sts_evaluation import compute_metrics, evaluate_sets, format_table, tokenize_sts
+from sts_evaluation import METRIC_NAMES, compute_metrics, evaluate_sets, format_table, tokenize_sts
 from training_guards import (
     NonFiniteLossGuard,
     TrainingDiverged,
@@ -202,6 +202,10 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
     if training_args.label_smoothing_factor or training_args.label_names not in (None, ["labels"]):
         problems.append("label_smoothing_factor and label_names are for classifiers: the loss is contrastive and the "
                         "STS gold scores are the `labels`; leave both unset")
+    metric = training_args.metric_for_best_model
+    if metric is not None and metric.removeprefix("eval_") not in (*METRIC_NAMES, "loss"):
+        problems.append(f"metric_for_best_model: {metric!r} is not a metric of the dev set; one of "
+                        f"{', '.join(METRIC_NAMES)} (x100, higher is better)")
     if training_args.batch_eval_metrics or not training_args.eval_do_concat_batches:
         problems.append("batch_eval_metrics: true and eval_do_concat_batches: false hand the metrics one batch at a "
                         "time, and the STS correlations need every pair's score at once; leave both at their defaults")

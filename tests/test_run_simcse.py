@@ -174,6 +174,8 @@ def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
     ({"prediction_loss_only": True}, "prediction_loss_only: true keeps the STS scores from the metrics"),
     ({"label_smoothing_factor": 0.1}, "label_smoothing_factor and label_names are for classifiers"),
     ({"train_sampling_strategy": "batch_rebalance"}, "batch_rebalance varies the batch size between processes"),
+    # It was a KeyError at the first evaluation, after eval_steps of training.
+    ({"metric_for_best_model": "spearman"}, "metric_for_best_model: 'spearman' is not a metric of the dev set"),
 ])
 def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     config = smoke_config(tmp_path, **changes)
