@@ -221,6 +221,8 @@ def load_sts(spec: str, columns: dict[str, str] | None = None, cache_dir: str | 
         scores.append(score)
     if not scores:
         raise DataError(f"{spec}: no rows")
+    if len(set(scores)) < 2:  # a correlation with constant gold scores is undefined (NaN)
+        raise DataError(f"{spec}: every pair has the gold score {scores[0]}; correlations need scores that differ")
     return Dataset.from_dict({"sentence1": sentence1, "sentence2": sentence2, "score": scores})
 
 

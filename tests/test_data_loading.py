@@ -82,6 +82,7 @@ def test_nli_errors_name_file_and_row(tmp_path, text, message):
     ("5.5", "line 3: STS score 5.5 is outside 0-5"),
     ("-0.1", "line 3: STS score -0.1 is outside 0-5"),
     ("high", "line 3: STS score 'high' is not a number"),
+    ("1.0", "every pair has the gold score 1.0; correlations need scores that differ"),  # they were NaN
 ])
 def test_sts_score_errors(tmp_path, rows, message):
     path = write(tmp_path, "s.tsv", f"sentence1\tsentence2\tscore\nA\tB\t1.0\nC\tD\t{rows}\n")
@@ -108,9 +109,10 @@ def test_text_lines_and_empty_line(tmp_path):
 
 
 def test_klue_json_nested_labels(tmp_path):
-    rows = [{"guid": "g0", "sentence1": "가", "sentence2": "나", "labels": {"label": 3.7, "real-label": 3.714, "binary-label": 1}}]
+    rows = [{"guid": "g0", "sentence1": "가", "sentence2": "나", "labels": {"label": 3.7, "real-label": 3.714, "binary-label": 1}},
+            {"guid": "g1", "sentence1": "다", "sentence2": "라", "labels": {"label": 0.3, "real-label": 0.286, "binary-label": 0}}]
     ds = load_sts(write(tmp_path, "klue.json", json.dumps(rows, ensure_ascii=False)))
-    assert ds["score"] == [3.714]
+    assert ds["score"] == [3.714, 0.286]
 
 
 @pytest.mark.parametrize("name, rows", [("korsts/sts-dev.tsv", 1500), ("korsts/sts-test.tsv", 1379),
