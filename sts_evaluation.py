@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 
 import numpy as np
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                              "\",\\\"'\" in a shell")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        parser.error(f"--output {args.output}: its folder does not exist")
 
     try:
         check_model_source(args.model)
