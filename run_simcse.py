@@ -234,6 +234,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         problems.append("a model made from a config needs tokenizer_name or train_tokenizer_vocab_size")
     if not data_args.train_data:
         problems.append("train_data is empty")
+    if data_args.max_train_samples is not None and data_args.max_train_samples < 1:
+        problems.append(f"max_train_samples must be at least 1, got {data_args.max_train_samples}")
     if data_args.train_format not in TRAIN_FORMATS:
         problems.append(f"train_format must be one of {sorted(TRAIN_FORMATS)}, got {data_args.train_format!r}")
     if simcse_args.pooler_type not in POOLER_TYPES:

@@ -176,6 +176,7 @@ def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
     ({"train_sampling_strategy": "batch_rebalance"}, "batch_rebalance varies the batch size between processes"),
     # It was a KeyError at the first evaluation, after eval_steps of training.
     ({"metric_for_best_model": "spearman"}, "metric_for_best_model: 'spearman' is not a metric of the dev set"),
+    ({"max_train_samples": 0}, "max_train_samples must be at least 1, got 0"),
 ])
 def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     config = smoke_config(tmp_path, **changes)
