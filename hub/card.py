@@ -134,12 +134,16 @@ def _settings(args: dict, environment: dict, train: dict, encoder_config: dict) 
     per_device = args.get("per_device_train_batch_size")
     accumulation = args.get("gradient_accumulation_steps", 1)
     dropout = args.get("dropout")
-    if dropout is None:
-        dropout = encoder_config.get("hidden_dropout_prob", "encoder default")
-    base = args.get("model_name_or_path") or f"{args.get('model_type')} made from a config ({args.get('config_overrides')})"
+    if dropout is None:  # the encoder's own, as exported (config_overrides may have set it; DistilBERT's is `dropout`)
+        dropout = encoder_config.get("hidden_dropout_prob", encoder_config.get("dropout", "encoder default"))
+    overrides = args.get("config_overrides")
+    if args.get("model_name_or_path"):
+        base = f"`{args['model_name_or_path']}`" + (f" with config changes `{overrides}`" if overrides else "")
+    else:
+        base = f"`{args.get('model_type')} made from a config ({overrides})`"
     precision = "bf16" if args.get("bf16") else "fp16" if args.get("fp16") else "fp32"
     rows = [
-        ("base model", f"`{base}`"),
+        ("base model", base),
         ("training data", ", ".join(f"`{d}`" for d in args.get("train_data", [])) + f" ({args.get('train_format')})"),
         ("training rows", environment.get("train_rows", "")),
         ("epochs", args.get("num_train_epochs")),

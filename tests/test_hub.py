@@ -67,6 +67,25 @@ def test_card_metadata_and_numbers_come_from_the_results(model_dir):
     assert "| epochs | 4 |" in card.text and "| temperature | 0.05 |" in card.text
 
 
+def test_card_settings_name_the_config_changes_of_a_pretrained_encoder(model_dir, tmp_path):
+    """config_overrides applies to pretrained encoders too: the card says so, and gives the dropout the exported config
+    holds (DistilBERT keeps it under `dropout`) when the `dropout` argument was not used."""
+    copy = str(tmp_path / "out")
+    shutil.copytree(model_dir, copy)
+    for name, changes in (("run_args.json", {"model_type": None, "model_name_or_path": "some/distilbert",
+                                              "config_overrides": "dropout=0.25", "dropout": None}),
+                          ("config.json", {"dropout": 0.25})):
+        with open(os.path.join(copy, name)) as f:
+            content = json.load(f)
+        content.update(changes)
+        content.pop("hidden_dropout_prob", None)
+        with open(os.path.join(copy, name), "w") as f:
+            json.dump(content, f)
+    text = render_card(copy).text
+    assert "| base model | `some/distilbert` with config changes `dropout=0.25` |" in text
+    assert "| dropout | 0.25 |" in text
+
+
 def test_card_regeneration_is_stable_and_cli(model_dir, tmp_path):
     copy = str(tmp_path / "out")  # the card names the model after its folder
     shutil.copytree(model_dir, copy)
