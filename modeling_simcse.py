@@ -220,7 +220,11 @@ class SimCSEModel(PreTrainedModel):
         A folder written by `export_encoder` carries its own pooler in `config.simcse`; any other encoder (a Hub id
         such as klue/bert-base) is pooled with `pooler_type`. For an export whose MLP was folded into the encoder's
         pooler, the MLP is restored from that pooler, so the evaluated vector is the exported `pooler_output`.
+        A training checkpoint (a saved `SimCSEModel`) loads whole, with its own settings.
         """
+        saved_config, _ = PreTrainedConfig.get_config_dict(path, **load_kwargs)
+        if saved_config.get("model_type") == SimCSEConfig.model_type:
+            return cls.from_pretrained(path, **load_kwargs).eval()
         encoder = AutoModel.from_pretrained(path, **load_kwargs)
         saved = getattr(encoder.config, "simcse", None)
         if saved:
@@ -289,6 +293,17 @@ class SimCSEModel(PreTrainedModel):
         if max_length > limit:
             raise ValueError(f"{name} {max_length} is longer than the {limit} positions of the "
                              f"{self.config.encoder.model_type} encoder; set it to {limit} or less")
+
+    def check_exportable(self) -> None:
+        """Raise ValueError if `export_encoder` could not write the evaluated embedding: with the MLP used at test
+        time, the encoder needs a dense+tanh pooler to fold it into (ELECTRA, for one, has none)."""
+        pooler = getattr(self.encoder, "pooler", None)
+        if self.config.mlp_at_test and not isinstance(getattr(pooler, "dense", None), nn.Linear):
+            raise ValueError(
+                f"pooler_type 'cls': {type(self.encoder).__name__} has no dense+tanh pooler to fold the SimCSE MLP "
+                "into, so the exported model could not give the evaluated embedding; use pooler_type "
+                "'cls_before_pooler' or set mlp_only_train"
+            )
 
     # ------------------------------------------------------------------ embeddings
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, use_mlp: bool | None = None) -> torch.Tensor:
@@ -538,16 +553,11 @@ class SimCSEModel(PreTrainedModel):
         gives the evaluated embedding. With the MLP used at test time it is folded into the encoder's own pooler
         (dense + tanh, as the original SimCSE converter does), so `pooler_output` is the embedding.
         """
+        self.check_exportable()
         encoder = copy.deepcopy(self.encoder).cpu()
         embedding = self.config.exported_embedding
         if embedding == "pooler_output":
-            pooler = getattr(encoder, "pooler", None)
-            if pooler is None or not isinstance(getattr(pooler, "dense", None), nn.Linear):
-                raise ValueError(
-                    f"{type(encoder).__name__} has no dense+tanh pooler to fold the SimCSE MLP into; "
-                    "train with pooler_type 'cls_before_pooler' or mlp_only_train"
-                )
-            pooler.dense.load_state_dict(self.mlp[0].state_dict())
+            encoder.pooler.dense.load_state_dict(self.mlp[0].state_dict())
         encoder.config.simcse = {
             "pooler_type": self.config.pooler_type,
             "mlp_only_train": self.config.mlp_only_train,

@@ -486,6 +486,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             f"{model.encoder.config._attn_implementation!r} attention (supported: {', '.join(PACKABLE_MODEL_TYPES)} "
             f"with {' or '.join(PACKABLE_ATTENTION)}); set it to false")
     try:
+        model.check_exportable()
         model.check_max_length(data_args.max_seq_length, "max_seq_length")
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None

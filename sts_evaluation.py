@@ -4,7 +4,7 @@ Each metric is computed once over the whole set, x100: Pearson and Spearman corr
 the cosine similarity, negative Euclidean distance, negative Manhattan distance and dot product of the two sentence
 embeddings (as in the published SimCSE-KO tables and sentence-transformers' EmbeddingSimilarityEvaluator).
 
-Command line (any exported folder, or any Hub encoder pooled with --pooler):
+Command line (any exported folder or training checkpoint, or any Hub encoder pooled with --pooler):
     python sts_evaluation.py OUTPUT_DIR [--set korsts-test=sts-test.tsv --set klue-sts-dev=klue/klue:sts:validation]
     python sts_evaluation.py OUTPUT_DIR --remove-characters ",\"'"   # as the published SimCSE-KO code scored
 """
@@ -95,7 +95,7 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description="Evaluate a sentence encoder on STS sets (8 correlations and AVG, x100).")
-    parser.add_argument("model", help="an exported model folder or a Hub model id")
+    parser.add_argument("model", help="an exported model folder, a training checkpoint folder, or a Hub model id")
     parser.add_argument("--set", action="append", dest="sets", metavar="NAME=SOURCE",
                         help=f"an STS set (file, URL or Hub dataset); repeatable. Default: {DEFAULT_SETS}")
     parser.add_argument("--pooler", choices=POOLER_TYPES, default="cls_before_pooler",

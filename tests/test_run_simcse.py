@@ -80,6 +80,15 @@ def test_smoke_export_loads_and_reproduces_scores(smoke_run, tmp_path):
     assert results["sample-sts"] == pytest.approx(written, abs=1e-4)
 
 
+def test_a_training_checkpoint_evaluates_to_its_logged_dev_scores(smoke_run):
+    out, _ = smoke_run
+    [checkpoint] = [name for name in os.listdir(out) if name.startswith("checkpoint-")]
+    with open(out / "trainer_state.json") as f:
+        logged = next(e for e in json.load(f)["log_history"] if e["step"] == int(checkpoint.split("-")[1]) and "eval_avg" in e)
+    results = sts_evaluation.main([str(out / checkpoint), "--set", f"dev={SAMPLE}/sts.tsv", "--max-length", "32"])
+    assert results["dev"] == pytest.approx({m: logged[f"eval_{m}"] for m in METRICS}, abs=1e-4)
+
+
 def test_unsupervised_text_run(tmp_path):
     config = smoke_config(tmp_path, train_data=[os.path.join(SAMPLE, "sentences.txt")], train_format="text",
                           pooler_type="avg", num_train_epochs=1, eval_steps=2, save_steps=2)
@@ -148,6 +157,20 @@ def test_max_seq_length_must_fit_the_position_embeddings(tmp_path, model_type, l
     config = smoke_config(tmp_path, model_type=model_type, config_overrides=shape, max_seq_length=limit,
                           num_train_epochs=1, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
     assert list(run_simcse.main([config])["sample-sts"]) == METRICS
+
+
+def test_an_encoder_without_a_pooler_cannot_keep_the_mlp_at_test_time(tmp_path):
+    """ELECTRA has no dense+tanh pooler to fold the MLP into: it was a ValueError at export, after all the training."""
+    shape = "hidden_size=32,embedding_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64"
+    with pytest.raises(SystemExit, match=r"pooler_type 'cls': ElectraModel has no dense\+tanh pooler .* mlp_only_train"):
+        run_simcse.main([smoke_config(tmp_path, model_type="electra", config_overrides=shape)])
+    assert not (tmp_path / "out").exists()
+    # With the MLP in training only, the exported ELECTRA gives the evaluated scores.
+    config = smoke_config(tmp_path, model_type="electra", config_overrides=shape, mlp_only_train=True,
+                          num_train_epochs=1, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
+    written = run_simcse.main([config])["sample-sts"]
+    evaluated = sts_evaluation.main([str(tmp_path / "out"), "--set", f"sample-sts={SAMPLE}/sts.tsv", "--max-length", "32"])
+    assert evaluated["sample-sts"] == pytest.approx(written, abs=1e-4)
 
 
 def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path):
