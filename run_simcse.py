@@ -267,6 +267,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
     problems += trainer_setting_problems(training_args, data_args)
     if training_args.push_to_hub:
         try:
+            if not data_args.test_data:
+                raise PushError("push_to_hub needs test_data: the model card is made of the final STS results")
             if not training_args.hub_model_id:
                 raise PushError("push_to_hub needs hub_model_id (<owner>/<name>)")
             check_repo_id(training_args.hub_model_id)
@@ -541,8 +543,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         out = training_args.output_dir
         with timer("export"):
             export(trainer.model, tokenizer, out, max_len)
-            with open(os.path.join(out, RESULTS_FILE), "w") as f:
-                json.dump(results, f, indent=2)
+            if results:
+                with open(os.path.join(out, RESULTS_FILE), "w") as f:
+                    json.dump(results, f, indent=2)
         environment = describe_environment(training_args, len(train_rows))
         with open(os.path.join(out, "environment.json"), "w") as f:
             json.dump({**environment, "training_batches": "packed" if packed else "padded",
@@ -557,6 +560,10 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                     raise SystemExit(f"error: {e}. The model is exported in {out}; push it again with "
                                      f"`python -m hub push {out} --repo-id {hub_model_id}`") from None
                 print(f"pushed to {hub_model_id}: {url}")
+        else:
+            logger.warning("no test_data: no %s and no model card. Score the export with `python sts_evaluation.py %s "
+                           "--output %s`, then render the card with `python -m hub card %s`",
+                           RESULTS_FILE, out, os.path.join(out, RESULTS_FILE), out)
     return results
 
 

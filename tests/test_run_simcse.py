@@ -14,6 +14,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 import run_simcse
 import sts_evaluation
 from conftest import ROOT, SAMPLE
+from hub.card import render_card
 from modeling_simcse import SimCSEModel
 
 METRICS = ["avg", "cosine_pearson", "cosine_spearman", "euclidean_pearson", "euclidean_spearman",
@@ -27,7 +28,8 @@ def smoke_config(tmp_path, **changes) -> str:
     for key in ("train_data",):
         config[key] = [os.path.join(ROOT, p) for p in config[key]]
     config["dev_data"] = os.path.join(ROOT, config["dev_data"])
-    config["test_data"] = [f"sample-sts={SAMPLE}/sts.tsv", f"sample-sts-again={SAMPLE}/sts.tsv"]
+    if "test_data" not in changes:
+        config["test_data"] = [f"sample-sts={SAMPLE}/sts.tsv", f"sample-sts-again={SAMPLE}/sts.tsv"]
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     return str(path)
@@ -96,6 +98,17 @@ def test_unsupervised_text_run(tmp_path):
     assert list(results["sample-sts"]) == METRICS
     model = SimCSEModel.from_exported(str(tmp_path / "out"))
     assert model.config.pooler_type == "avg"
+
+
+def test_a_run_without_test_sets_exports_and_says_how_to_make_the_card(tmp_path, caplog):
+    assert run_simcse.main([smoke_config(tmp_path, num_train_epochs=1, test_data=[])]) == {}
+    out = tmp_path / "out"
+    assert (out / "model.safetensors").is_file() and not (out / "sts_results.json").exists()
+    assert f"python sts_evaluation.py {out} --output {out / 'sts_results.json'}" in caplog.text
+    results = sts_evaluation.main([str(out), "--set", f"sample-sts={SAMPLE}/sts.tsv", "--max-length", "32",
+                                   "--output", str(out / "sts_results.json")])
+    render_card(str(out))
+    assert f"| {results['sample-sts']['avg']:.2f} |" in (out / "README.md").read_text()
 
 
 def test_length_grouping_groups_training_rows_by_their_tokens(tmp_path):
@@ -200,6 +213,8 @@ def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
     # It was a KeyError at the first evaluation, after eval_steps of training.
     ({"metric_for_best_model": "spearman"}, "metric_for_best_model: 'spearman' is not a metric of the dev set"),
     ({"max_train_samples": 0}, "max_train_samples must be at least 1, got 0"),
+    # The push was skipped without a word at the end of training: no results, no card.
+    ({"test_data": [], "push_to_hub": True, "hub_model_id": "me/model"}, "push_to_hub needs test_data"),
 ])
 def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     config = smoke_config(tmp_path, **changes)
