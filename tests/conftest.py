@@ -1,16 +1,20 @@
 """Shared fixtures: a tiny BERT encoder with a tokenizer trained on the shipped Korean sample."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from transformers import BertConfig, BertModel
 
+from hub_standin import HubStandIn
 from scratch_tokenizer import train_wordpiece
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 SAMPLE = os.path.join(ROOT, "sample_data")
+TOKEN = "hf_standinWriteToken0123456789"  # alice's token on the stand-in Hub
 
 
 def without_dropout(model):
@@ -47,3 +51,21 @@ def encoder_dir(tmp_path_factory, tokenizer):
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture()
+def hub():
+    """A local stand-in for the Hugging Face Hub (see hub_standin.py) where alice and bob have tokens."""
+    server = HubStandIn(tokens={TOKEN: "alice", "hf_otherUserToken000000": "bob"}).start()
+    yield server
+    server.stop()
+
+
+def cli(args: list[str], hub: HubStandIn, tmp_home, token: str | None = TOKEN) -> subprocess.CompletedProcess:
+    """Run `python *args` in the project root, in a fresh process pointed at the stand-in (HF_ENDPOINT) with its own
+    HF_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_home), HF_HUB_DISABLE_TELEMETRY="1")
+    if token:
+        env["HF_TOKEN"] = token
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

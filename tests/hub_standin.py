@@ -2,7 +2,8 @@
 HTTP through `HF_ENDPOINT=http://127.0.0.1:<port>`. It keeps what it receives in memory.
 
 It serves what a push and a download use: whoami, repo creation and deletion, branches, preupload (every file "regular", so file
-contents travel inside the commit), YAML validation, commits (NDJSON), model info, tree listing and file resolution.
+contents travel inside the commit), YAML validation, commits (NDJSON), model info, tree listing and file resolution;
+and, for `datasets.load_dataset`, dataset repos (seeded with `add_repo`): info, tree, paths-info and file resolution.
 Tokens are checked against `tokens`; private repos are invisible without a valid token. `fail_next_commits` answers
 503 to that many commit requests (to exercise retries); `reject_commits` answers 422 to every commit;
 `drop_commits` closes the connection of every commit request without an answer (a network failure).
@@ -16,7 +17,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 
 @dataclass
@@ -36,6 +37,23 @@ class Repo:
         return mine[-1] if mine else "0" * 40
 
 
+def tree_entries(files: dict[str, bytes], folder: str, recursive: bool) -> list[dict]:
+    """The Hub's tree listing of `folder` in `files` {path: content}: its files and folders (with `recursive`, all of
+    them below it; else its direct children)."""
+    base = folder.strip("/") + "/" if folder.strip("/") else ""
+    entries = {}
+    for path, content in files.items():
+        if not path.startswith(base):
+            continue
+        segments = path[len(base):].split("/")
+        for depth in range(1, len(segments) if recursive else min(2, len(segments))):
+            directory = base + "/".join(segments[:depth])
+            entries[directory] = {"type": "directory", "path": directory, "oid": hashlib.sha1(directory.encode()).hexdigest()}
+        if recursive or len(segments) == 1:
+            entries[path] = {"type": "file", "path": path, "size": len(content), "oid": hashlib.sha1(content).hexdigest()}
+    return [entries[p] for p in sorted(entries)]
+
+
 class HubStandIn:
     """Start with `HubStandIn(tokens={"hf_x": "user"}).start()`; `.url` is the endpoint; `.stop()` when done."""
 
@@ -49,6 +67,15 @@ class HubStandIn:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def add_repo(self, repo_id: str, files: dict[str, bytes], repo_type: str = "model") -> None:
+        """Seed a public repo (`repo_type` "model" or "dataset") with `files` {path: content} in one commit."""
+        repo = Repo(private=False)
+        repo.branches["main"] = dict(files)
+        oid = hashlib.sha1(f"{repo_type}/{repo_id}".encode()).hexdigest()
+        repo.commits.append({"branch": "main", "message": "seed", "files": sorted(files), "oid": oid,
+                             "snapshot": dict(files)})
+        self.repos[repo_id if repo_type == "model" else f"datasets/{repo_id}"] = repo
 
     def start(self) -> "HubStandIn":
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -129,9 +156,9 @@ class HubStandIn:
                     return self._send(200, {"type": "user", "name": user, "orgs": [],
                                             "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
                 parts = path.strip("/").split("/")
-                if parts[:2] == ["api", "models"] and len(parts) >= 4:
+                if parts[:1] == ["api"] and len(parts) >= 4 and parts[1] in ("models", "datasets"):
                     repo_id = "/".join(parts[2:4])
-                    repo = self._repo(repo_id)
+                    repo = self._repo(repo_id if parts[1] == "models" else f"datasets/{repo_id}")
                     if repo is None:
                         return None
                     rest = parts[4:]
@@ -140,14 +167,15 @@ class HubStandIn:
                     if files is None:
                         return self._error(404, "RevisionNotFound", f"Invalid rev id: {branch}")
                     if rest[:1] == ["tree"]:
-                        prefix = "/".join(rest[2:])
-                        entries = [{"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
-                                   for p, b in sorted(files.items()) if p.startswith(prefix)]
-                        return self._send(200, entries)
+                        recursive = "recursive=true" in urlparse(self.path).query.lower()
+                        return self._send(200, tree_entries(files, "/".join(rest[2:]), recursive))
                     sha = repo.sha(branch) if branch in repo.branches else branch
                     return self._send(200, {"id": repo_id, "modelId": repo_id, "sha": sha,
                                             "private": repo.private, "tags": [], "downloads": 0, "likes": 0,
                                             "siblings": [{"rfilename": p} for p in sorted(files)]})
+                if parts[:1] == ["datasets"]:
+                    parts = parts[1:]
+                    parts[0] = f"datasets/{parts[0]}"
                 if len(parts) >= 5 and parts[2] == "resolve":
                     repo = self._repo("/".join(parts[:2]))
                     if repo is None:
@@ -172,6 +200,17 @@ class HubStandIn:
                 user = self._user()
                 if path == "/api/validate-yaml":
                     return self._send(200, {})
+                parts = path.strip("/").split("/")
+                if parts[:2] == ["api", "datasets"] and len(parts) >= 6 and parts[4] == "paths-info":
+                    repo = self._repo(f"datasets/{parts[2]}/{parts[3]}")
+                    if repo is None:
+                        return None
+                    files = repo.files_at("/".join(parts[5:]))
+                    if files is None:
+                        return self._error(404, "RevisionNotFound", "Invalid rev id")
+                    wanted = parse_qs(body.decode()).get("paths", [])
+                    listed = {e["path"]: e for e in tree_entries(files, "", recursive=True)}
+                    return self._send(200, [listed[p.strip("/")] for p in wanted if p.strip("/") in listed])
                 if user is None:
                     return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
                 if path == "/api/repos/create":

@@ -1,14 +1,19 @@
-"""The shipped configs parse (no unknown key) and carry the published settings."""
+"""The shipped configs parse (no unknown key), carry the published settings, and run on their Hub sources."""
 
+import csv
 import glob
+import io
 import json
 import os
 
 import pytest
-from transformers import HfArgumentParser
+from datasets import ClassLabel, Dataset, Features, Value
+from huggingface_hub import ModelCard
+from transformers import BertConfig, BertModel, HfArgumentParser, RobertaConfig, RobertaModel
 
 import run_simcse
-from conftest import ROOT
+from conftest import ROOT, SAMPLE, cli
+from data_loading import load_nli_triplets, load_sentence_columns
 
 PUBLISHED = sorted(glob.glob(os.path.join(ROOT, "configs", "klue-*.json")))
 
@@ -41,3 +46,91 @@ def test_accelerate_configs_load(name, processes):
 
     config = ClusterConfig.from_yaml_file(os.path.join(ROOT, "configs", "accelerate", f"{name}.yaml"))
     assert config.num_processes == processes and config.mixed_precision == "no"
+
+
+def _parquet(rows: dict, features: Features) -> bytes:
+    buffer = io.BytesIO()
+    Dataset.from_dict(rows, features=features).to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def _folder_files(folder) -> dict[str, bytes]:
+    return {os.path.relpath(p, folder): open(p, "rb").read()
+            for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True) if os.path.isfile(p)}
+
+
+def _sample_rows(name: str) -> list[dict]:
+    with open(os.path.join(SAMPLE, name), encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def seed_published_sources(hub, tokenizer, tmp_path) -> None:
+    """Put on the stand-in Hub what the published configs name, in the layout the real repos have: klue/bert-base
+    and klue/roberta-base (tiny, random), kakaobrain/kor_nli (parquet per config; its multi_nli and snli train splits
+    both hold the shipped NLI sample, labels as ClassLabel integers) and klue/klue (sts validation: the shipped STS
+    sample with KLUE's nested `labels`, where `label` is rounded and `real-label` the score)."""
+    shape = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                 intermediate_size=64, max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id)
+    for repo_id, model in (("klue/bert-base", BertModel(BertConfig(**shape))),
+                           ("klue/roberta-base", RobertaModel(RobertaConfig(**shape)))):
+        folder = tmp_path / repo_id
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        hub.add_repo(repo_id, _folder_files(folder))
+
+    names = ["entailment", "neutral", "contradiction"]
+    nli = _sample_rows("nli.tsv")
+    nli_parquet = _parquet({"premise": [r["sentence1"] for r in nli], "hypothesis": [r["sentence2"] for r in nli],
+                            "label": [names.index(r["gold_label"]) for r in nli]},
+                           Features(premise=Value("string"), hypothesis=Value("string"), label=ClassLabel(names=names)))
+    hub.add_repo("kakaobrain/kor_nli", {
+        "README.md": b"---\nconfigs:\n"
+                     b"- config_name: multi_nli\n  data_files:\n  - split: train\n    path: multi_nli/train-*\n"
+                     b"- config_name: snli\n  data_files:\n  - split: train\n    path: snli/train-*\n---\n",
+        "multi_nli/train-00000-of-00001.parquet": nli_parquet,
+        "snli/train-00000-of-00001.parquet": nli_parquet,
+    }, repo_type="dataset")
+
+    sts = _sample_rows("sts.tsv")
+    labels = Features({"label": Value("float64"), "real-label": Value("float64"),
+                       "binary-label": ClassLabel(names=["negative", "positive"])})
+    klue = _parquet({"guid": [r["id"] for r in sts], "source": ["sample"] * len(sts),
+                     "sentence1": [r["sentence1"] for r in sts], "sentence2": [r["sentence2"] for r in sts],
+                     "labels": [{"label": round(float(r["score"])), "real-label": float(r["score"]),
+                                 "binary-label": int(float(r["score"]) >= 3)} for r in sts]},
+                    Features(guid=Value("string"), source=Value("string"), sentence1=Value("string"),
+                             sentence2=Value("string"), labels=labels))
+    hub.add_repo("klue/klue", {
+        "README.md": b"---\nconfigs:\n- config_name: sts\n  data_files:\n  - split: validation\n"
+                     b"    path: sts/validation-*\n---\n",
+        "sts/validation-00000-of-00001.parquet": klue,
+    }, repo_type="dataset")
+
+
+@pytest.mark.parametrize("name", ["klue-bert-sup.json", "klue-roberta-unsup.json"])
+def test_published_config_runs_on_its_hub_sources(name, hub, tokenizer, tmp_path):
+    """The published config as shipped, its Hub model and dataset ids served by the stand-in; only the KorSTS URLs
+    (GitHub, not the Hub) become the shipped STS sample, and the size and device settings shrink to a CPU run."""
+    seed_published_sources(hub, tokenizer, tmp_path)
+    with open(os.path.join(ROOT, "configs", name)) as f:
+        config = json.load(f)
+    config.update(dev_data=os.path.join(SAMPLE, "sts.tsv"), output_dir=str(tmp_path / "out"), bf16=False, use_cpu=True,
+                  max_steps=4, per_device_train_batch_size=8, eval_steps=2, save_steps=2, logging_steps=2,
+                  dataloader_num_workers=0, preprocessing_num_workers=None, optim="adamw_torch")
+    config["test_data"] = [f"korsts-test={SAMPLE}/sts.tsv", config["test_data"][1]]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    proc = cli(["run_simcse.py", str(tmp_path / "config.json")], hub, tmp_home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    with open(tmp_path / "out" / "sts_results.json") as f:
+        results = json.load(f)
+    # klue/klue's sts validation holds the same pairs as the local file: scored alike only if `real-label` was read.
+    assert results["klue-sts-dev"] == results["korsts-test"]
+    with open(tmp_path / "out" / "environment.json") as f:
+        train_rows = json.load(f)["train_rows"]
+    local = os.path.join(SAMPLE, "nli.tsv")
+    expected = (2 * len(load_nli_triplets([local], strip_quotes=True)) if "-sup" in name
+                else len(set(load_sentence_columns([local, local], ["sentence1"])["sent0"])))
+    assert train_rows == expected
+    card = ModelCard.load(tmp_path / "out" / "README.md").data
+    assert card.base_model == config["model_name_or_path"] and card.datasets == ["kakaobrain/kor_nli", "klue/klue"]

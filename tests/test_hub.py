@@ -10,14 +10,12 @@ import pytest
 from huggingface_hub import HfApi, ModelCard
 
 import run_simcse
-from conftest import ROOT
+from conftest import ROOT, TOKEN, cli
 from hub.card import render_card
 from hub.model_dir import ModelDirError, published_files
 from hub.push import PushError, check_repo_id, push
-from hub_standin import HubStandIn
 from test_run_simcse import smoke_config
 
-TOKEN = "hf_standinWriteToken0123456789"
 EXPECTED_FILES = {
     "1_Pooling/config.json", "2_Dense/config.json", "2_Dense/model.safetensors", "README.md", "config.json",
     "config_sentence_transformers.json", "dev_scores.png", "model.safetensors", "modules.json",
@@ -30,22 +28,6 @@ def model_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hubrun")
     run_simcse.main([smoke_config(tmp)])
     return str(tmp / "out")
-
-
-@pytest.fixture()
-def hub():
-    server = HubStandIn(tokens={TOKEN: "alice", "hf_otherUserToken000000": "bob"}).start()
-    yield server
-    server.stop()
-
-
-def cli(args, hub, token=TOKEN, tmp_home=None):
-    """Run a command in a fresh process pointed at the stand-in (HF_ENDPOINT), with its own HF_HOME."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_home), HF_HUB_DISABLE_TELEMETRY="1")
-    if token:
-        env["HF_TOKEN"] = token
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_card_metadata_and_numbers_come_from_the_results(model_dir):
