@@ -90,7 +90,9 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
             if builder == "csv":
                 ds = _read_delimited(path, source)
             else:
-                ds = datasets.load_dataset(builder, data_files=path, split="train", cache_dir=cache_dir)
+                # utf-8-sig: a byte-order mark (Windows editors) would otherwise start the first sentence.
+                options = {"encoding": "utf-8-sig"} if builder == "text" else {}
+                ds = datasets.load_dataset(builder, data_files=path, split="train", cache_dir=cache_dir, **options)
     except DataError:
         raise
     except Exception as e:  # pyarrow/HTTP/Hub errors: say which source

@@ -106,6 +106,9 @@ def test_text_lines_and_empty_line(tmp_path):
     path = write(tmp_path, "t.txt", "첫 문장\n\n셋째 문장\n")
     with pytest.raises(DataError, match="t.txt, line 2: empty"):
         load_sentence_columns([path], ["text"])
+    # A byte-order mark (files saved by Windows editors) is not part of the first sentence.
+    path = write(tmp_path, "bom.txt", "\ufeff첫 문장\r\n둘째 문장\r\n")
+    assert list(load_sentence_columns([path], ["text"])["sent0"]) == ["첫 문장", "둘째 문장"]
 
 
 def test_klue_json_nested_labels(tmp_path):
