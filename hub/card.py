@@ -129,10 +129,14 @@ def _plot(model_dir: str, state: dict, metric: str, write: bool) -> str | None:
     return PLOT_FILE if os.path.isfile(os.path.join(model_dir, PLOT_FILE)) else None
 
 
-def _settings(args: dict, environment: dict, train: dict, encoder_config: dict) -> list[tuple[str, str]]:
+def training_settings(args: dict, environment: dict, train: dict, state: dict, encoder_config: dict) -> list[tuple[str, str]]:
+    """The card's settings table, (setting, value) rows, from a run's run_args.json, environment.json,
+    train_results.json, trainer_state.json and exported config.json."""
     processes = environment.get("processes", 1)
     per_device = args.get("per_device_train_batch_size")
     accumulation = args.get("gradient_accumulation_steps", 1)
+    gathered = processes > 1 and args.get("gather_negatives", True)
+    epochs, steps = state.get("epoch", args.get("num_train_epochs")), state.get("global_step")
     dropout = args.get("dropout")
     if dropout is None:  # the encoder's own, as exported (config_overrides may have set it; DistilBERT's is `dropout`)
         dropout = encoder_config.get("hidden_dropout_prob", encoder_config.get("dropout", "encoder default"))
@@ -146,10 +150,14 @@ def _settings(args: dict, environment: dict, train: dict, encoder_config: dict) 
         ("base model", base),
         ("training data", ", ".join(f"`{d}`" for d in args.get("train_data", [])) + f" ({args.get('train_format')})"),
         ("training rows", environment.get("train_rows", "")),
-        ("epochs", args.get("num_train_epochs")),
+        ("epochs", f"{round(epochs, 2):g}" + (f" ({steps} steps)" if steps else "") if epochs is not None else None),
         ("max length", args.get("max_seq_length")),
         ("batch", f"{per_device * processes * accumulation} ({per_device} per device x {processes} process(es)"
                   f" x {accumulation} accumulation)"),
+        # Accumulated micro-batches are separate contrastive batches: they add rows, not negatives.
+        ("contrastive batch", f"{per_device * (processes if gathered else 1)} rows" + (
+            f", gathered from {processes} processes" if gathered else
+            ", per device (negatives not gathered across processes)" if processes > 1 else "")),
         ("learning rate", f"{args.get('learning_rate')} ({args.get('lr_scheduler_type')}, "
                           f"warm-up {args.get('warmup_steps') or args.get('warmup_ratio') or 0})"),
         ("dropout", dropout),
@@ -230,7 +238,7 @@ def render_card(
         comparison_note=("Rows marked *published* are the figures of the SimCSE-KO model card (klue/bert-base or "
                          "klue/roberta-base, trained on KorNLI), copied for comparison and not measured by this run; "
                          "– marks a figure that card does not give.") if compared else "",
-        settings=_settings(args, environment, train, config),
+        settings=training_settings(args, environment, train, state, config),
         plot=_plot(model_dir, state, metric, write) if args.get("dev_data") else None,
         dev_metric=metric,
         dev_name=f"`{args.get('dev_data')}`",

@@ -11,7 +11,7 @@ from huggingface_hub import HfApi, ModelCard
 
 import run_simcse
 from conftest import ROOT, TOKEN, cli
-from hub.card import render_card
+from hub.card import render_card, training_settings
 from hub.model_dir import ModelDirError, published_files
 from hub.push import PushError, check_repo_id, push
 from test_run_simcse import smoke_config
@@ -46,7 +46,20 @@ def test_card_metadata_and_numbers_come_from_the_results(model_dir):
     assert "pooler_output" in card.text and "![dev score over training steps](dev_scores.png)" in card.text
     with open(os.path.join(model_dir, "dev_scores.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert "| epochs | 4 |" in card.text and "| temperature | 0.05 |" in card.text
+    assert "| epochs | 4 (12 steps) |" in card.text and "| temperature | 0.05 |" in card.text
+
+
+@pytest.mark.parametrize("gather, contrastive", [
+    (True, "256 rows, gathered from 8 processes"),
+    (False, "32 rows, per device (negatives not gathered across processes)"),
+])
+def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastive):
+    args = {"per_device_train_batch_size": 32, "gradient_accumulation_steps": 2, "gather_negatives": gather,
+            "num_train_epochs": 3}
+    rows = dict(training_settings(args, {"processes": 8}, {}, {"epoch": 0.4, "global_step": 7}, {}))
+    assert rows["batch"] == "512 (32 per device x 8 process(es) x 2 accumulation)"
+    assert rows["contrastive batch"] == contrastive  # accumulation adds rows a step, not negatives
+    assert rows["epochs"] == "0.4 (7 steps)"  # what ran (max_steps may stop a run early), not num_train_epochs
 
 
 def test_card_settings_name_the_config_changes_of_a_pretrained_encoder(model_dir, tmp_path):

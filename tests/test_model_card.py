@@ -7,6 +7,7 @@ import re
 from huggingface_hub import ModelCard
 
 from conftest import ROOT
+from hub.card import training_settings
 from hub.model_dir import load_results
 from sts_evaluation import METRIC_NAMES
 
@@ -50,10 +51,18 @@ def test_settings_and_figure_match_the_run():
         train = json.load(f)
     with open(os.path.join(RUN, "trainer_state.json")) as f:
         state = json.load(f)
-    assert f"| epochs | {args['num_train_epochs']} |" in text
+    assert f"| epochs | {state['epoch']:g} ({state['global_step']} steps) |" in text
     assert f"| batch | {args['per_device_train_batch_size']} (" in text
     assert f"| training time | {train['train_runtime']:.0f} s |" in text
     assert f"| seed | {args['seed']} |" in text
+    # The whole settings table is the one the run's own files give.
+    with open(os.path.join(RUN, "environment.json")) as f:
+        environment = json.load(f)
+    with open(os.path.join(RUN, "config.json")) as f:
+        exported_config = json.load(f)
+    rows = [f"| {k} | {v} |" for k, v in training_settings(args, environment, train, state, exported_config)]
+    table = text.split("| setting | value |\n|---|---|\n")[1].split("\n\n")[0]
+    assert table.splitlines() == rows
     assert "![dev score over training steps](reference_run/dev_scores.png)" in text
     assert os.path.isfile(os.path.join(RUN, "dev_scores.png"))
     assert any("eval_cosine_spearman" in e for e in state["log_history"])
