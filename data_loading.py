@@ -95,8 +95,9 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
                 ds = datasets.load_dataset(builder, data_files=path, split="train", cache_dir=cache_dir, **options)
     except DataError:
         raise
-    except Exception as e:  # pyarrow/HTTP/Hub errors: say which source
-        raise DataError(f"{source.spec}: could not be read: {e}") from e
+    except Exception as e:  # pyarrow/HTTP/Hub errors: say which source, and why (fsspec's message is the URL alone)
+        reason = e.__cause__ if e.__cause__ and str(e) in source.spec else e
+        raise DataError(f"{source.spec}: could not be read: {reason}") from e
     return ds.flatten(), source
 
 

@@ -149,8 +149,15 @@ def test_url_source_over_http(tmp_path):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/sts-test.tsv"
         ds = load_sts(url, cache_dir=str(tmp_path / "cache"))
+        # A URL that is not there, or a host that does not answer, is named with the reason.
+        missing = url.replace("sts-test", "sts-missing")
+        with pytest.raises(DataError, match=f"{missing}: could not be read: .*404"):
+            load_sts(missing, cache_dir=str(tmp_path / "cache"))
     finally:
         server.shutdown()
+        server.server_close()
+    with pytest.raises(DataError, match=f"{url}: could not be read: .*Cannot connect to host"):
+        load_sts(url, cache_dir=str(tmp_path / "cache2"))
     assert len(ds) == 1500
     assert ds["sentence1"] == load_sts(os.path.join(SHARED_DATA, "korsts", "sts-dev.tsv"))["sentence1"]
 
