@@ -39,7 +39,7 @@ from transformers import (
 
 from data_collator import SimCSECollator
 from hub.card import render_card
-from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE
+from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, check_repo_id, check_token, push
 from data_loading import (DataError, check_model_source, column_values, load_nli_triplets, load_sentence_columns, load_sts,
                           parse_named, tokenize_rows)
@@ -403,11 +403,18 @@ def describe_environment(training_args: TrainingArguments, train_rows: int) -> d
 
 
 def export(model: SimCSEModel, tokenizer, output_dir: str, max_seq_length: int) -> None:
-    """Export into a scratch folder first, then move the files in, so a failed export leaves nothing half-written."""
+    """Export into a scratch folder first, then move the files in, so a failed export leaves nothing half-written.
+
+    The files a previous export left in the folder (an overwritten run's) go first: a push would publish any of them
+    (a `2_Dense/` this model has not, that run's results and card) beside these weights.
+    """
     scratch = os.path.join(output_dir, ".export-in-progress")
     shutil.rmtree(scratch, ignore_errors=True)
     try:
         model.export_encoder(scratch, tokenizer, max_seq_length)
+        for name in {path.split("/")[0] for path in published_files(output_dir)}:
+            target = os.path.join(output_dir, name)
+            shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
         for name in os.listdir(scratch):
             target = os.path.join(output_dir, name)
             if os.path.isdir(target):

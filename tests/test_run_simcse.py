@@ -101,9 +101,14 @@ def test_unsupervised_text_run(tmp_path):
 
 
 def test_a_run_without_test_sets_exports_and_says_how_to_make_the_card(tmp_path, caplog):
-    assert run_simcse.main([smoke_config(tmp_path, num_train_epochs=1, test_data=[])]) == {}
+    # It overwrites a run with test sets and the MLP (2_Dense/): none of that run's export, results or card is left.
+    run_simcse.main([smoke_config(tmp_path, num_train_epochs=1)])
     out = tmp_path / "out"
+    assert {"2_Dense", "sts_results.json", "README.md", "dev_scores.png"} <= set(os.listdir(out))
+    changes = dict(num_train_epochs=1, test_data=[], pooler_type="cls_before_pooler", overwrite_output_dir=True)
+    assert run_simcse.main([smoke_config(tmp_path, **changes)]) == {}
     assert (out / "model.safetensors").is_file() and not (out / "sts_results.json").exists()
+    assert not {"2_Dense", "README.md", "dev_scores.png"} & set(os.listdir(out))
     assert f"python sts_evaluation.py {out} --output {out / 'sts_results.json'}" in caplog.text
     results = sts_evaluation.main([str(out), "--set", f"sample-sts={SAMPLE}/sts.tsv", "--max-length", "32",
                                    "--output", str(out / "sts_results.json")])
