@@ -12,7 +12,7 @@ import os
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hub.model_dir import RUN_ARGS_FILE, check_export, load_results, read_json
+from hub.model_dir import RUN_ARGS_FILE, ModelDirError, check_export, load_results, read_json
 from sts_evaluation import METRIC_NAMES, SIMILARITIES
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
@@ -191,7 +191,10 @@ def render_card(
     """
     check_export(model_dir)
     results = load_results(model_dir)
-    args = read_json(model_dir, RUN_ARGS_FILE, {})
+    args = read_json(model_dir, RUN_ARGS_FILE)
+    if args is None:  # e.g. a model downloaded from the Hub: a push does not publish the run's arguments
+        raise ModelDirError(f"{model_dir}: no {RUN_ARGS_FILE}; the card's settings come from the run's own files, so "
+                            "render it in the run's output folder")
     config = read_json(model_dir, "config.json")
     environment = read_json(model_dir, "environment.json", {})
     train = read_json(model_dir, "train_results.json", {})

@@ -130,6 +130,10 @@ def test_bad_folders_send_nothing(model_dir, tmp_path, hub):
         json.dump({"sample-sts": {"avg": 1.0}}, f)
     with pytest.raises(ModelDirError, match="lacks cosine_pearson"):
         push(copy, "alice/x")
+    shutil.copy(os.path.join(model_dir, "sts_results.json"), copy)
+    os.remove(os.path.join(copy, "run_args.json"))  # as in a model downloaded from the Hub: it was a TypeError
+    with pytest.raises(ModelDirError, match="no run_args.json; the card's settings come from the run's own files"):
+        render_card(copy, "alice/x", write=False)  # what `python -m hub push` does first
     os.remove(os.path.join(copy, "model.safetensors"))
     with pytest.raises(ModelDirError, match="no \\*.safetensors"):
         push(copy, "alice/x")
