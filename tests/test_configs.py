@@ -134,3 +134,9 @@ def test_published_config_runs_on_its_hub_sources(name, hub, tokenizer, tmp_path
     assert train_rows == expected
     card = ModelCard.load(tmp_path / "out" / "README.md").data
     assert card.base_model == config["model_name_or_path"] and card.datasets == ["kakaobrain/kor_nli", "klue/klue"]
+    # The evaluation command takes Hub ids too: the base encoder, scored on the Hub's KLUE-STS dev.
+    output = tmp_path / "base.json"
+    proc = cli(["sts_evaluation.py", config["model_name_or_path"], "--set", "klue-sts-dev=klue/klue:sts:validation",
+                "--output", str(output)], hub, tmp_home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| klue-sts-dev |" in proc.stdout and list(json.loads(output.read_text())) == ["klue-sts-dev"]
