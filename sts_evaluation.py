@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                         help=f"an STS set (file, URL or Hub dataset); repeatable. Default: {DEFAULT_SETS}")
     parser.add_argument("--pooler", choices=POOLER_TYPES, default="cls_before_pooler",
                         help="pooling for encoders not exported by this project (exports carry their own)")
-    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--max-length", type=int,
+                        help="tokens a sentence is cut to (default: an export's own max_seq_length, else 64)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--remove-characters", default="", metavar="CHARS",
                         help="delete each of these characters from every sentence before encoding; not the standard "
@@ -118,11 +119,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
     model = SimCSEModel.from_exported(args.model, pooler_type=args.pooler)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    if args.max_length is None:  # an export's tokenizer carries the run's max_seq_length (sentence-transformers')
+        args.max_length = tokenizer.model_max_length if getattr(model.config.encoder, "simcse", None) else 64
     try:
         model.check_max_length(args.max_length, "--max-length")
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
     sets = {name: tokenize_sts(ds, tokenizer, args.max_length, name=name) for name, ds in loaded.items()}
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
