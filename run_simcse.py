@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 import transformers
+from huggingface_hub import HfApi
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -272,7 +273,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             if not training_args.hub_model_id:
                 raise PushError("push_to_hub needs hub_model_id (<owner>/<name>)")
             check_repo_id(training_args.hub_model_id)
-            check_token()  # now, not after hours of training
+            check_token(HfApi(token=training_args.hub_token))  # now, not after hours of training
         except PushError as e:
             problems.append(str(e))
     if problems:
@@ -517,6 +518,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     # The push is ours, at the end and of the export only: Trainer's own would upload every checkpoint.
     push_requested, hub_model_id = training_args.push_to_hub, training_args.hub_model_id
     training_args.push_to_hub = False
+    # Trainer pickles its arguments into every checkpoint (training_args.bin): keep the token out of them.
+    hub_token, training_args.hub_token = training_args.hub_token, None
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -562,10 +565,13 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             render_card(out, repo_id=hub_model_id)
             if hub_model_id and push_requested:
                 try:
-                    url = push(out, hub_model_id, private=bool(training_args.hub_private_repo))
+                    url = push(out, hub_model_id, private=bool(training_args.hub_private_repo),
+                               revision=training_args.hub_revision, api=HfApi(token=hub_token))
                 except PushError as e:
+                    options = (" --private" if training_args.hub_private_repo else "") + (
+                        f" --revision {training_args.hub_revision}" if training_args.hub_revision else "")
                     raise SystemExit(f"error: {e}. The model is exported in {out}; push it again with "
-                                     f"`python -m hub push {out} --repo-id {hub_model_id}`") from None
+                                     f"`python -m hub push {out} --repo-id {hub_model_id}{options}`") from None
                 print(f"pushed to {hub_model_id}: {url}")
         else:
             logger.warning("no test_data: no %s and no model card. Score the export with `python sts_evaluation.py %s "

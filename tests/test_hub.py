@@ -249,3 +249,16 @@ def test_training_with_push_checks_the_token_first(hub, tmp_path):
     assert proc.returncode != 0 and "push to alice/rejected failed" in proc.stderr
     assert f"python -m hub push {again / 'out'} --repo-id alice/rejected" in proc.stderr
     assert (again / "out" / "model.safetensors").is_file() and "alice/rejected" not in hub.repos
+
+
+def test_training_push_takes_the_hub_settings_of_the_json(hub, tmp_path):
+    """hub_token, hub_private_repo and hub_revision, TrainingArguments' own keys: the token was ignored (no HF_TOKEN
+    here, so the run stopped at start-up) and never reaches run_args.json."""
+    config = smoke_config(tmp_path, push_to_hub=True, hub_model_id="alice/from-json", hub_token=TOKEN,
+                          hub_private_repo=True, hub_revision="v1", num_train_epochs=1)
+    proc = cli(["run_simcse.py", config], hub, tmp_home=tmp_path / "h", token=None)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    repo = hub.repos["alice/from-json"]
+    assert repo.private and [c["branch"] for c in repo.commits] == ["v1"] and set(repo.branches["v1"]) == EXPECTED_FILES
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert written == [] and TOKEN not in proc.stdout + proc.stderr
