@@ -209,6 +209,9 @@ def load_sts(spec: str, columns: dict[str, str] | None = None, cache_dir: str | 
     The score column is found among `score` (KorSTS), `labels.real-label` (KLUE, Hub or JSON), `label` (KLUE CSV).
     """
     columns = columns or {}
+    if Source.parse(spec).repo and spec.count(":") < 2:  # an evaluation set that silently became a train split
+        raise DataError(f"{spec}: name the split of a Hub STS set, 'owner/name[:config]:split' (e.g. "
+                        "klue/klue:sts:validation); without one it would be the train split")
     ds, source = load_source(spec, cache_dir)
     names = {role: _column(ds, source, role, cands, columns.get(role)) for role, cands in STS_COLUMNS.items()}
     sentence1 = _sentences(column_values(ds, names["sentence1"]), source, names["sentence1"])

@@ -28,6 +28,9 @@ def test_source_parsing():
     assert parse_named("korsts-test=https://x.org/sts-test.tsv") == ("korsts-test", "https://x.org/sts-test.tsv")
     with pytest.raises(DataError, match="name=source"):
         parse_named("https://x.org/sts-test.tsv")
+    # An STS set from the Hub names its split: 'klue/klue:sts' would have scored KLUE-STS train (checked before loading).
+    with pytest.raises(DataError, match="klue/klue:sts: name the split of a Hub STS set"):
+        load_sts("klue/klue:sts")
 
 
 def test_tsv_quoting_is_off(tmp_path):
