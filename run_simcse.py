@@ -489,6 +489,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         else:
             tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
                                                       cache_dir=cache_dir)
+        # Saved with every checkpoint and the export: the length sts_evaluation.py cuts sentences at by default.
+        tokenizer.model_max_length = data_args.max_seq_length
         model = build_model(model_args, simcse_args, tokenizer, training_args.device.type)
     if simcse_args.pack_sequences and not model.supports_packing:
         raise SystemExit(

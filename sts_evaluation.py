@@ -19,11 +19,11 @@ import tempfile
 import numpy as np
 from datasets import Dataset
 from scipy import stats
-from transformers import AutoTokenizer, EvalPrediction, Trainer, TrainingArguments
+from transformers import AutoTokenizer, EvalPrediction, PreTrainedConfig, Trainer, TrainingArguments
 
 from data_collator import SimCSECollator
 from data_loading import DataError, check_model_source, column_values, load_sts, parse_named, tokenize_rows
-from modeling_simcse import POOLER_TYPES, SimCSEModel
+from modeling_simcse import POOLER_TYPES, SimCSEConfig, SimCSEModel
 
 SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")  # column order of SimCSEOutput.scores
 METRIC_NAMES = ("avg",) + tuple(f"{s}_{c}" for s in SIMILARITIES for c in ("pearson", "spearman"))
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--pooler", choices=POOLER_TYPES, default="cls_before_pooler",
                         help="pooling for encoders not exported by this project (exports carry their own)")
     parser.add_argument("--max-length", type=int,
-                        help="tokens a sentence is cut to (default: an export's own max_seq_length, else 64)")
+                        help="tokens a sentence is cut to (default: the run's max_seq_length for an export or a "
+                             "checkpoint, else 64)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--remove-characters", default="", metavar="CHARS",
                         help="delete each of these characters from every sentence before encoding; not the standard "
@@ -120,8 +121,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         raise SystemExit(f"error: {e}") from None
     model = SimCSEModel.from_exported(args.model, pooler_type=args.pooler)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    if args.max_length is None:  # an export's tokenizer carries the run's max_seq_length (sentence-transformers')
-        args.max_length = tokenizer.model_max_length if getattr(model.config.encoder, "simcse", None) else 64
+    if args.max_length is None:  # the tokenizer of a folder run_simcse.py wrote carries the run's max_seq_length
+        saved_config, _ = PreTrainedConfig.get_config_dict(args.model)
+        ours = saved_config.get("model_type") == SimCSEConfig.model_type or "simcse" in saved_config
+        args.max_length = tokenizer.model_max_length if ours else 64
     try:
         model.check_max_length(args.max_length, "--max-length")
     except ValueError as e:

@@ -87,7 +87,8 @@ def test_a_training_checkpoint_evaluates_to_its_logged_dev_scores(smoke_run):
     [checkpoint] = [name for name in os.listdir(out) if name.startswith("checkpoint-")]
     with open(out / "trainer_state.json") as f:
         logged = next(e for e in json.load(f)["log_history"] if e["step"] == int(checkpoint.split("-")[1]) and "eval_avg" in e)
-    results = sts_evaluation.main([str(out / checkpoint), "--set", f"dev={SAMPLE}/sts.tsv", "--max-length", "32"])
+    assert AutoTokenizer.from_pretrained(str(out / checkpoint)).model_max_length == 32  # the default --max-length
+    results = sts_evaluation.main([str(out / checkpoint), "--set", f"dev={SAMPLE}/sts.tsv"])
     assert results["dev"] == pytest.approx({m: logged[f"eval_{m}"] for m in METRICS}, abs=1e-4)
 
 
