@@ -55,8 +55,7 @@ def _parquet(rows: dict, features: Features) -> bytes:
 
 
 def _folder_files(folder) -> dict[str, bytes]:
-    return {os.path.relpath(p, folder): open(p, "rb").read()
-            for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True) if os.path.isfile(p)}
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
 def _sample_rows(name: str) -> list[dict]:
