@@ -101,6 +101,11 @@ class SimCSEConfig(PreTrainedConfig):
         if self.length_buckets < 1:
             raise ValueError(f"length_buckets must be >= 1, got {self.length_buckets}")
 
+    def get_text_config(self, decoder=None, encoder=None) -> PreTrainedConfig:
+        """The encoder's config: the text model's special tokens and sizes are its (Trainer aligns the tokenizer's
+        padding id with this config, and warned at every run while it was the wrapper's, which has none)."""
+        return self.encoder
+
     @property
     def mlp_at_test(self) -> bool:
         """Whether the evaluated embedding goes through the MLP."""
