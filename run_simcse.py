@@ -72,9 +72,14 @@ TOKENIZE_IN_PARALLEL_FROM = 50_000
 # Batches of few shapes for cuda_graphs (why and how many: modeling_simcse.CUDA_GRAPH_ROWS).
 CUDA_GRAPH_SHAPES = {"pack_rows_multiple_of": CUDA_GRAPH_ROWS, "pad_to_multiple_of": CUDA_GRAPH_LENGTHS}
 # Arguments that may change between a run and its resumption (or differ between its processes) without making it a
-# different run.
-RESUMABLE_KEYS = {"resume_from_checkpoint", "overwrite_output_dir", "logging_dir", "dataloader_num_workers",
-                  "preprocessing_num_workers", "push_to_hub", "hub_token", "local_rank"}
+# different run: none of them changes the trained weights (e.g. a smaller evaluation batch after running out of memory).
+RESUMABLE_KEYS = {
+    "resume_from_checkpoint", "overwrite_output_dir", "logging_dir", "local_rank", "preprocessing_num_workers",
+    "dataloader_num_workers", "dataloader_pin_memory", "dataloader_prefetch_factor", "dataloader_persistent_workers",
+    "per_device_eval_batch_size", "eval_accumulation_steps", "logging_steps", "logging_strategy", "logging_first_step",
+    "report_to", "run_name", "disable_tqdm", "log_level", "log_level_replica", "save_total_limit",
+    "push_to_hub", "hub_token", "hub_model_id", "hub_private_repo", "hub_revision", "hub_strategy", "hub_always_push",
+}
 
 
 @dataclass

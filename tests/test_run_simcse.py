@@ -201,6 +201,9 @@ def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path):
     config = smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1)
     run_simcse.main([config])
     run_simcse.main([config])  # the same run again: fine
+    # As is the same run with settings that leave the weights alone (e.g. to resume with a smaller evaluation batch).
+    run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1, per_device_eval_batch_size=4,
+                                  logging_steps=1, save_total_limit=2)])
     other = smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1, learning_rate=1e-3)
     with pytest.raises(SystemExit, match="holds a different run .*learning_rate"):
         run_simcse.main([other])
