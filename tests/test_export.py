@@ -1,11 +1,16 @@
-"""Export round trip: AutoModel and SentenceTransformer give the evaluated embedding, with no new weights."""
+"""Export round trip: AutoModel (as the card's snippet uses it) and SentenceTransformer give the evaluated embedding,
+with no new weights."""
+
+import json
 
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel, AutoTokenizer, ElectraConfig, ElectraModel
 
+from hub.card import render_card
 from modeling_simcse import EMBEDDING_RECIPES, SimCSEModel
+from sts_evaluation import METRIC_NAMES
 
 SENTENCES = ["아이들이 공원에서 축구를 하고 있다.", "남자가 피아노를 연주한다.", "눈이 내려서 온 세상이 하얗게 변했다."]
 
@@ -23,10 +28,13 @@ def recipe(outputs, mask, embedding):
     return (tokens * m).sum(1) / m.sum(1)
 
 
-@pytest.mark.parametrize("pooler, mlp_only_train, embedding", [
+POOLERS = [  # pooler_type, mlp_only_train, the exported embedding
     ("cls", False, "pooler_output"), ("cls", True, "cls"), ("cls_before_pooler", False, "cls"),
     ("avg", False, "avg"), ("avg_first_last", False, "avg_first_last"), ("avg_top2", False, "avg_top2"),
-])
+]
+
+
+@pytest.mark.parametrize("pooler, mlp_only_train, embedding", POOLERS)
 def test_round_trip(encoder_dir, tokenizer, tmp_path, pooler, mlp_only_train, embedding):
     model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, mlp_only_train=mlp_only_train).eval()
     out = str(tmp_path / "export")
@@ -50,6 +58,29 @@ def test_round_trip(encoder_dir, tokenizer, tmp_path, pooler, mlp_only_train, em
 
         again = SimCSEModel.from_exported(out)
         torch.testing.assert_close(again.embed(batch["input_ids"], batch["attention_mask"]), evaluated)
+
+
+@pytest.mark.parametrize("pooler, mlp_only_train, embedding", POOLERS)
+def test_the_cards_usage_snippet_gives_the_evaluated_embedding(encoder_dir, tokenizer, tmp_path, pooler, mlp_only_train,
+                                                                embedding):
+    """The model card's first code block, run as a user would (the repo id is the export folder), computes the
+    normalized evaluated embedding of its sentences."""
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, mlp_only_train=mlp_only_train).eval()
+    out = tmp_path / "export"
+    model.export_encoder(str(out), tokenizer, max_seq_length=32)
+    (out / "sts_results.json").write_text(json.dumps({"sample-sts": dict.fromkeys(METRIC_NAMES, 50.0)}))
+    (out / "run_args.json").write_text(json.dumps({"model_type": "bert", "train_format": "nli", "temperature": 0.05,
+                                                   "pooler_type": pooler, "max_seq_length": 32,
+                                                   "per_device_train_batch_size": 8}))
+    card = str(render_card(str(out), repo_id=str(out), write=False))
+    snippet = card.split("```python\n")[1].split("```")[0]
+    assert f'from_pretrained("{out}")' in snippet
+    namespace = {}
+    exec(snippet, namespace)
+    batch = tokenizer(namespace["sentences"], padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        evaluated = torch.nn.functional.normalize(model.embed(batch["input_ids"], batch["attention_mask"]), dim=-1)
+    torch.testing.assert_close(namespace["embeddings"], evaluated, atol=1e-5, rtol=1e-5)
 
 
 def test_mlp_is_folded_not_the_pretrained_pooler(encoder_dir, tokenizer, tmp_path):
