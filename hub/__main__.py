@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--revision", help="branch to commit to (created if needed)")
     up.add_argument("--dry-run", action="store_true", help="print the files and the card; send nothing")
     up.add_argument("--license", default="cc-by-sa-4.0")
+    up.add_argument("--no-comparison", action="store_true", help="leave out the published SimCSE-KO rows")
     args = parser.parse_args(argv)
 
     try:
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.model_dir}/README.md")
             return 0
         # The pushed card names the repo in its usage snippet; the folder's own README.md is left as it is.
-        card_text = str(render_card(args.model_dir, args.repo_id, args.license, write=False))
+        card_text = str(render_card(args.model_dir, args.repo_id, args.license, not args.no_comparison, write=False))
         result = push(args.model_dir, args.repo_id, args.private, args.revision, args.dry_run, card=card_text)
         if args.dry_run:
             print("files to upload:\n  " + "\n  ".join(result))

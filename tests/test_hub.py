@@ -1,5 +1,7 @@
 """Model card and Hub push, through the real huggingface_hub client against a local stand-in Hub."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -11,6 +13,7 @@ from huggingface_hub import HfApi, ModelCard
 
 import run_simcse
 from conftest import ROOT, TOKEN, cli
+from hub.__main__ import main as hub_cli
 from hub.card import render_card, training_settings
 from hub.model_dir import ModelDirError, published_files
 from hub.push import PushError, check_repo_id, push
@@ -104,6 +107,13 @@ def test_published_comparison_rows_are_labelled(model_dir, tmp_path):
     assert "SimCSE-BERT-KO (sup) — published, not re-measured | **85.98** |" in text
     assert "### KorSTS test" in text and "### KLUE-STS dev" in text
     assert "published, not re-measured" not in render_card(copy, "alice/m", compare_published=False).text
+    # The push renders the card again (for the repo id in its snippet): it leaves the rows out when told to as well.
+    for command in (["card", copy], ["push", copy, "--repo-id", "alice/m", "--dry-run"]):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert hub_cli([*command, "--no-comparison"]) == 0
+        text = out.getvalue() if command[0] == "push" else open(os.path.join(copy, "README.md")).read()
+        assert "### KorSTS test" in text and "published, not re-measured" not in text
 
 
 def test_published_files_leave_out_training_state(model_dir):
