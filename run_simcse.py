@@ -45,7 +45,8 @@ from hub.push import PushError, check_repo_id, check_token, push
 from data_loading import (DataError, check_model_source, column_values, load_nli_triplets, load_sentence_columns, load_sts,
                           parse_named, tokenize_rows)
 from modeling_simcse import (
-    CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEModel,
+    CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEConfig,
+    SimCSEModel,
 )
 from scratch_tokenizer import train_wordpiece
 from sts_evaluation import METRIC_NAMES, compute_metrics, evaluate_sets, format_table, tokenize_sts
@@ -184,6 +185,9 @@ class SimCSEArguments:
 
 
 ALL_ARGUMENTS = (ModelArguments, DataArguments, SimCSEArguments, TrainingArguments)
+# SimCSEArguments that are SimCSEConfig settings under the same name (length_buckets has a device-dependent default).
+SIMCSE_CONFIG_KEYS = ("pooler_type", "temperature", "hard_negative_weight", "mlp_only_train", "gather_negatives",
+                      "embedding_chunk_size")
 
 
 def trainer_setting_problems(training_args: TrainingArguments, data_args: DataArguments) -> list[str]:
@@ -244,8 +248,17 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         problems.append(f"max_train_samples must be at least 1, got {data_args.max_train_samples}")
     if data_args.train_format not in TRAIN_FORMATS:
         problems.append(f"train_format must be one of {sorted(TRAIN_FORMATS)}, got {data_args.train_format!r}")
-    if simcse_args.pooler_type not in POOLER_TYPES:
-        problems.append(f"pooler_type must be one of {POOLER_TYPES}, got {simcse_args.pooler_type!r}")
+    try:  # the model's own checks (pooler_type, temperature, embedding_chunk_size, length_buckets), before any loading
+        SimCSEConfig(**{key: getattr(simcse_args, key) for key in SIMCSE_CONFIG_KEYS},
+                     length_buckets=1 if simcse_args.length_buckets is None else simcse_args.length_buckets)
+    except ValueError as e:
+        problems.append(str(e))
+    if simcse_args.hard_negative_weight and data_args.train_format not in ("nli", "triplet"):
+        problems.append(f"hard_negative_weight weighs hard negatives, which a {data_args.train_format} training set has "
+                        "not (only nli and triplet have them); leave it 0")
+    if simcse_args.mlp_only_train and simcse_args.pooler_type != "cls":
+        problems.append(f"mlp_only_train is for pooler_type cls (the pooler with the MLP); {simcse_args.pooler_type} "
+                        "has no MLP, so leave it false")
     if (simcse_args.compile_layers or simcse_args.cuda_graphs) and training_args.torch_compile:
         problems.append("compile_layers (or cuda_graphs) and torch_compile both compile the encoder: set one of them")
     if simcse_args.cuda_graphs and training_args.device.type != "cuda":
@@ -376,13 +389,8 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
         encoder = AutoModel.from_config(config)
     model = SimCSEModel.from_encoder(
         encoder,
-        pooler_type=simcse_args.pooler_type,
-        temperature=simcse_args.temperature,
-        hard_negative_weight=simcse_args.hard_negative_weight,
-        mlp_only_train=simcse_args.mlp_only_train,
-        gather_negatives=simcse_args.gather_negatives,
-        embedding_chunk_size=simcse_args.embedding_chunk_size,
-        length_buckets=simcse_args.length_buckets or (1 if device_type == "cuda" else CPU_LENGTH_BUCKETS),
+        **{key: getattr(simcse_args, key) for key in SIMCSE_CONFIG_KEYS},
+        length_buckets=simcse_args.length_buckets or (1 if device_type == "cuda" else CPU_LENGTH_BUCKETS),  # None: default
     )
     if simcse_args.compile_layers or simcse_args.cuda_graphs:
         if simcse_args.cuda_graphs and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:

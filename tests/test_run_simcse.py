@@ -227,6 +227,14 @@ def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
     # It was a KeyError at the first evaluation, after eval_steps of training.
     ({"metric_for_best_model": "spearman"}, "metric_for_best_model: 'spearman' is not a metric of the dev set"),
     ({"max_train_samples": 0}, "max_train_samples must be at least 1, got 0"),
+    # These were tracebacks from the model's config, after the data had loaded.
+    ({"temperature": 0}, "temperature must be > 0, got 0"),
+    ({"embedding_chunk_size": 0}, "embedding_chunk_size must be >= 1, got 0"),
+    ({"length_buckets": 0}, "length_buckets must be >= 1, got 0"),
+    # Settings that had no effect without a word.
+    ({"train_format": "pair", "sentence_columns": ["sentence1", "sentence2"], "hard_negative_weight": 1.0},
+     "hard_negative_weight weighs hard negatives, which a pair training set has not"),
+    ({"pooler_type": "avg", "mlp_only_train": True}, "mlp_only_train is for pooler_type cls"),
     # The push was skipped without a word at the end of training: no results, no card.
     ({"test_data": [], "push_to_hub": True, "hub_model_id": "me/model"}, "push_to_hub needs test_data"),
 ])
