@@ -253,6 +253,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
                      length_buckets=1 if simcse_args.length_buckets is None else simcse_args.length_buckets)
     except ValueError as e:
         problems.append(str(e))
+    if simcse_args.dropout is not None and not 0.0 <= simcse_args.dropout < 1.0:
+        problems.append(f"dropout must be in [0, 1), got {simcse_args.dropout}")
     if simcse_args.hard_negative_weight and data_args.train_format not in ("nli", "triplet"):
         problems.append(f"hard_negative_weight weighs hard negatives, which a {data_args.train_format} training set has "
                         "not (only nli and triplet have them); leave it 0")
