@@ -253,6 +253,11 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
                      length_buckets=1 if simcse_args.length_buckets is None else simcse_args.length_buckets)
     except ValueError as e:
         problems.append(str(e))
+    contrastive_rows = training_args.per_device_train_batch_size * (
+        training_args.world_size if simcse_args.gather_negatives else 1)
+    if contrastive_rows < 2 and data_args.train_format in ("pair", "text"):
+        problems.append("a contrastive batch of 1 row has no negatives (its loss is 0 and nothing is learned); "
+                        "set per_device_train_batch_size to 2 or more")
     if simcse_args.dropout is not None and not 0.0 <= simcse_args.dropout < 1.0:
         problems.append(f"dropout must be in [0, 1), got {simcse_args.dropout}")
     if simcse_args.hard_negative_weight and data_args.train_format not in ("nli", "triplet"):

@@ -232,6 +232,8 @@ def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
     ({"embedding_chunk_size": 0}, "embedding_chunk_size must be >= 1, got 0"),
     ({"length_buckets": 0}, "length_buckets must be >= 1, got 0"),
     ({"dropout": 1.5}, r"dropout must be in \[0, 1\), got 1.5"),
+    ({"train_format": "text", "train_data": [f"{SAMPLE}/sentences.txt"], "per_device_train_batch_size": 1},
+     "a contrastive batch of 1 row has no negatives"),
     # Settings that had no effect without a word.
     ({"train_format": "pair", "sentence_columns": ["sentence1", "sentence2"], "hard_negative_weight": 1.0},
      "hard_negative_weight weighs hard negatives, which a pair training set has not"),
