@@ -394,10 +394,11 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
         encoder = AutoModel.from_pretrained(model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir)
     else:
         encoder = AutoModel.from_config(config)
+    length_buckets = simcse_args.length_buckets
+    if length_buckets is None:
+        length_buckets = 1 if device_type == "cuda" else CPU_LENGTH_BUCKETS
     model = SimCSEModel.from_encoder(
-        encoder,
-        **{key: getattr(simcse_args, key) for key in SIMCSE_CONFIG_KEYS},
-        length_buckets=simcse_args.length_buckets or (1 if device_type == "cuda" else CPU_LENGTH_BUCKETS),  # None: default
+        encoder, **{key: getattr(simcse_args, key) for key in SIMCSE_CONFIG_KEYS}, length_buckets=length_buckets
     )
     if simcse_args.compile_layers or simcse_args.cuda_graphs:
         if simcse_args.cuda_graphs and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
@@ -435,7 +436,10 @@ def export(model: SimCSEModel, tokenizer, output_dir: str, max_seq_length: int) 
         model.export_encoder(scratch, tokenizer, max_seq_length)
         for name in {path.split("/")[0] for path in published_files(output_dir)}:
             target = os.path.join(output_dir, name)
-            shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            else:
+                os.remove(target)
         for name in os.listdir(scratch):
             target = os.path.join(output_dir, name)
             if os.path.isdir(target):
