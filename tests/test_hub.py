@@ -263,7 +263,8 @@ def test_training_with_push_checks_the_token_first(hub, tmp_path):
 
 def test_training_push_takes_the_hub_settings_of_the_json(hub, tmp_path):
     """hub_token, hub_private_repo and hub_revision, TrainingArguments' own keys: the token was ignored (no HF_TOKEN
-    here, so the run stopped at start-up) and never reaches run_args.json."""
+    here, so the run stopped at start-up); it reaches no file the run writes (checkpoints' training_args.bin held it)
+    and no log."""
     config = smoke_config(tmp_path, push_to_hub=True, hub_model_id="alice/from-json", hub_token=TOKEN,
                           hub_private_repo=True, hub_revision="v1", num_train_epochs=1)
     proc = cli(["run_simcse.py", config], hub, tmp_home=tmp_path / "h", token=None)
