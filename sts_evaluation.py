@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("model", help="an exported model folder, a training checkpoint folder, or a Hub model id")
     parser.add_argument("--set", action="append", dest="sets", metavar="NAME=SOURCE",
                         help=f"an STS set (file, URL or Hub dataset); repeatable. Default: {DEFAULT_SETS}")
-    parser.add_argument("--pooler", choices=POOLER_TYPES, default="cls_before_pooler",
-                        help="pooling for encoders not exported by this project (exports carry their own)")
+    parser.add_argument("--pooler", choices=POOLER_TYPES,
+                        help="pooling for encoders this project did not write (default cls_before_pooler); exports "
+                             "and checkpoints carry their own")
     parser.add_argument("--max-length", type=int,
                         help="tokens a sentence is cut to (default: the run's max_seq_length for an export or a "
                              "checkpoint, else 64)")
@@ -119,11 +120,14 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         loaded = {name: remove_characters(load_sts(spec), args.remove_characters) for name, spec in specs.items()}
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
-    model = SimCSEModel.from_exported(args.model, pooler_type=args.pooler)
+    saved_config, _ = PreTrainedConfig.get_config_dict(args.model)
+    ours = saved_config.get("model_type") == SimCSEConfig.model_type or "simcse" in saved_config  # export or checkpoint
+    if ours and args.pooler:
+        raise SystemExit(f"error: --pooler: {args.model} was written by run_simcse.py and is scored with its own "
+                         "pooler (the evaluated embedding); leave --pooler out")
+    model = SimCSEModel.from_exported(args.model, pooler_type=args.pooler or "cls_before_pooler")
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if args.max_length is None:  # the tokenizer of a folder run_simcse.py wrote carries the run's max_seq_length
-        saved_config, _ = PreTrainedConfig.get_config_dict(args.model)
-        ours = saved_config.get("model_type") == SimCSEConfig.model_type or "simcse" in saved_config
         args.max_length = tokenizer.model_max_length if ours else 64
     try:
         model.check_max_length(args.max_length, "--max-length")

@@ -81,6 +81,9 @@ def test_smoke_export_loads_and_reproduces_scores(smoke_run, tmp_path):
     with open(out / "sts_results.json") as f:
         written = json.load(f)["sample-sts"]
     assert results["sample-sts"] == pytest.approx(written, abs=1e-4)
+    # An export is scored with its own pooler: another one asked for was ignored without a word.
+    with pytest.raises(SystemExit, match="--pooler: .* its own pooler .* leave --pooler out"):
+        sts_evaluation.main([str(out), "--set", f"sample-sts={SAMPLE}/sts.tsv", "--pooler", "avg"])
 
 
 def test_a_training_checkpoint_evaluates_to_its_logged_dev_scores(smoke_run):
