@@ -115,13 +115,16 @@ def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_pa
     assert kept["avg"] != pytest.approx(clean["avg"], abs=1e-3)
 
 
-@pytest.mark.parametrize("argv, message", [
+@pytest.mark.parametrize("argv, message", [  # {encoder}: a saved encoder; {empty}: an empty folder
     (["/no/such/encoder"], "/no/such/encoder: no such folder, and not a Hub model id"),
-    ([None, "--output", "/no/such/folder/results.json"], "--output /no/such/folder/results.json: its folder does not"),
-    ([None, "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "65"], "--max-length 65 is longer than the 64 positions of the bert encoder"),
-    ([None, "--set", "s=/no/such/sts.tsv"], "/no/such/sts.tsv: file not found"),
+    (["{encoder}", "--output", "/no/such/folder/results.json"], "--output /no/such/folder/results.json: its folder does not"),
+    (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "65"], "--max-length 65 is longer than the 64 positions of the bert encoder"),
+    (["{encoder}", "--set", "s=/no/such/sts.tsv"], "/no/such/sts.tsv: file not found"),
+    (["{empty}", "--set", f"s={SAMPLE}/sts.tsv"], "{empty}: no config.json (not a model folder)"),
 ])
-def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, capsys):
+def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, capsys, tmp_path):
+    names = {"encoder": encoder_dir, "empty": str(tmp_path)}
     with pytest.raises(SystemExit) as stop:
-        main([encoder_dir if a is None else a for a in argv])
+        main([a.format(**names) for a in argv])
+    message = message.format(**names)
     assert message in str(stop.value) + capsys.readouterr().err  # argparse prints its own errors
