@@ -232,10 +232,13 @@ def load_sts(spec: str, columns: dict[str, str] | None = None, cache_dir: str | 
     return Dataset.from_dict({"sentence1": sentence1, "sentence2": sentence2, "score": scores})
 
 
-def check_model_source(name: str) -> None:
+def check_model_source(name: str, needs: str = "config.json") -> None:
     """A model folder or Hub model id; raises `DataError` for a name that is neither an existing folder nor shaped
-    like a Hub id (`transformers` would report a mistyped path as a malformed repo id)."""
+    like a Hub id (`transformers` would report a mistyped path as a malformed repo id), and for a folder without
+    the file `needs` (`tokenizer_config.json` for a tokenizer)."""
     if os.path.isdir(name):
+        if not os.path.isfile(os.path.join(name, needs)):
+            raise DataError(f"{name}: no {needs} in this folder")
         return
     try:
         validate_repo_id(name)

@@ -284,10 +284,10 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             parse_named(spec)
         except DataError as e:
             problems.append(f"test_data: {e}")
-    for key in ("model_name_or_path", "tokenizer_name"):
+    for key, needs in (("model_name_or_path", "config.json"), ("tokenizer_name", "tokenizer_config.json")):
         try:
             if getattr(model_args, key):
-                check_model_source(getattr(model_args, key))
+                check_model_source(getattr(model_args, key), needs)
         except DataError as e:
             problems.append(f"{key}: {e}")
     problems += trainer_setting_problems(training_args, data_args)

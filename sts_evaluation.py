@@ -120,8 +120,6 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         loaded = {name: remove_characters(load_sts(spec), args.remove_characters) for name, spec in specs.items()}
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
-    if os.path.isdir(args.model) and not os.path.isfile(os.path.join(args.model, "config.json")):
-        raise SystemExit(f"error: {args.model}: no config.json (not a model folder)")
     try:
         saved_config, _ = PreTrainedConfig.get_config_dict(args.model)
     except OSError as e:  # not on the Hub, or no network

@@ -166,6 +166,13 @@ def test_a_missing_encoder_folder_is_named_before_anything_runs(tmp_path):
     config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None, model_name_or_path="/no/such/encoder")
     with pytest.raises(SystemExit, match="model_name_or_path: /no/such/encoder: no such folder, and not a Hub model id"):
         run_simcse.main([config])
+    # A folder that holds no model (it was the tokenizer's traceback) or no tokenizer.
+    (tmp_path / "empty").mkdir()
+    config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None,
+                          model_name_or_path=str(tmp_path / "empty"), tokenizer_name=str(tmp_path / "empty"))
+    with pytest.raises(SystemExit, match="model_name_or_path: .*empty: no config.json in this folder; tokenizer_name: "
+                                         ".*empty: no tokenizer_config.json in this folder"):
+        run_simcse.main([config])
     assert not (tmp_path / "out").exists()
 
 

@@ -120,7 +120,7 @@ def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_pa
     (["{encoder}", "--output", "/no/such/folder/results.json"], "--output /no/such/folder/results.json: its folder does not"),
     (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "65"], "--max-length 65 is longer than the 64 positions of the bert encoder"),
     (["{encoder}", "--set", "s=/no/such/sts.tsv"], "/no/such/sts.tsv: file not found"),
-    (["{empty}", "--set", f"s={SAMPLE}/sts.tsv"], "{empty}: no config.json (not a model folder)"),
+    (["{empty}", "--set", f"s={SAMPLE}/sts.tsv"], "{empty}: no config.json in this folder"),
 ])
 def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, capsys, tmp_path):
     names = {"encoder": encoder_dir, "empty": str(tmp_path)}
