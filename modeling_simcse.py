@@ -119,6 +119,15 @@ class SimCSEConfig(PreTrainedConfig):
         return self.pooler_type
 
 
+def saved_form(path: str, **load_kwargs) -> str | None:
+    """What a model folder or Hub id holds: "checkpoint" (a `SimCSEModel` saved in training), "export" (an encoder
+    written by `SimCSEModel.export_encoder`, with its `simcse` block) or None (any other encoder). Reads its config."""
+    config, _ = PreTrainedConfig.get_config_dict(path, **load_kwargs)
+    if config.get("model_type") == SimCSEConfig.model_type:
+        return "checkpoint"
+    return "export" if "simcse" in config else None
+
+
 @dataclass
 class SimCSEOutput(ModelOutput):
     """loss: scalar; scores: (batch, 4) cosine, -euclidean, -manhattan, dot per STS pair (eval only)."""
@@ -227,12 +236,12 @@ class SimCSEModel(PreTrainedModel):
         pooler, the MLP is restored from that pooler, so the evaluated vector is the exported `pooler_output`.
         A training checkpoint (a saved `SimCSEModel`) loads whole, with its own settings.
         """
-        saved_config, _ = PreTrainedConfig.get_config_dict(path, **load_kwargs)
-        if saved_config.get("model_type") == SimCSEConfig.model_type:
+        form = saved_form(path, **load_kwargs)
+        if form == "checkpoint":
             return cls.from_pretrained(path, **load_kwargs).eval()
         encoder = AutoModel.from_pretrained(path, **load_kwargs)
-        saved = getattr(encoder.config, "simcse", None)
-        if saved:
+        if form == "export":
+            saved = encoder.config.simcse
             model = cls.from_encoder(encoder, **{k: saved[k] for k in ("pooler_type", "mlp_only_train")})
             if model.config.mlp_at_test:
                 model.mlp[0].load_state_dict(encoder.pooler.dense.state_dict())

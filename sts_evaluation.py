@@ -19,11 +19,11 @@ import tempfile
 import numpy as np
 from datasets import Dataset
 from scipy import stats
-from transformers import AutoTokenizer, EvalPrediction, PreTrainedConfig, Trainer, TrainingArguments
+from transformers import AutoTokenizer, EvalPrediction, Trainer, TrainingArguments
 
 from data_collator import SimCSECollator
 from data_loading import DataError, check_model_source, column_values, load_sts, parse_named, tokenize_rows
-from modeling_simcse import POOLER_TYPES, SimCSEConfig, SimCSEModel
+from modeling_simcse import POOLER_TYPES, SimCSEModel, saved_form
 
 SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")  # column order of SimCSEOutput.scores
 METRIC_NAMES = ("avg",) + tuple(f"{s}_{c}" for s in SIMILARITIES for c in ("pearson", "spearman"))
@@ -121,17 +121,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
     try:
-        saved_config, _ = PreTrainedConfig.get_config_dict(args.model)
+        form = saved_form(args.model)  # what run_simcse.py wrote (an export or a checkpoint) carries its own settings
     except OSError as e:  # not on the Hub, or no network
         raise SystemExit(f"error: {args.model}: {e}") from None
-    ours = saved_config.get("model_type") == SimCSEConfig.model_type or "simcse" in saved_config  # export or checkpoint
-    if ours and args.pooler:
+    if form and args.pooler:
         raise SystemExit(f"error: --pooler: {args.model} was written by run_simcse.py and is scored with its own "
                          "pooler (the evaluated embedding); leave --pooler out")
     model = SimCSEModel.from_exported(args.model, pooler_type=args.pooler or "cls_before_pooler")
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if args.max_length is None:  # the tokenizer of a folder run_simcse.py wrote carries the run's max_seq_length
-        args.max_length = tokenizer.model_max_length if ours else 64
+        args.max_length = tokenizer.model_max_length if form else 64
     try:
         model.check_max_length(args.max_length, "--max-length")
     except ValueError as e:
