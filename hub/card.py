@@ -129,7 +129,9 @@ def _plot(model_dir: str, state: dict, metric: str, write: bool) -> str | None:
     return PLOT_FILE if os.path.isfile(os.path.join(model_dir, PLOT_FILE)) else None
 
 
-def training_settings(args: dict, environment: dict, train: dict, state: dict, encoder_config: dict) -> list[tuple[str, str]]:
+def training_settings(
+    args: dict, environment: dict, train: dict, state: dict, encoder_config: dict
+) -> list[tuple[str, str]]:
     """The card's settings table, (setting, value) rows, from a run's run_args.json, environment.json,
     train_results.json, trainer_state.json and exported config.json."""
     processes = environment.get("processes", 1)
