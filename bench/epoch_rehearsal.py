@@ -8,7 +8,7 @@ sentence i with two other sentences drawn with a fixed seed, written as a TSV an
 The run tokenizes, trains one epoch, scores KorSTS-dev 10 times, keeps the best checkpoint, scores KorSTS-test and
 KLUE-STS dev and exports. Prints the wall time of each phase (`environment.json` of the run) and the total;
 checkpoint saves and dev evaluations are shown apart (they are part of training). Then the training steps by window
-(the first 20 steps, and the steps between two evaluations), which shows where a one-time cost (compiling, recording
+(step 1, steps 2-20, and the steps between two evaluations), which shows where a one-time cost (compiling, recording
 CUDA graphs) or a cost after each evaluation lands. Full checkpoints, as the product writes them, unless
 `--save-only-model`; eager unless `--compile-layers` or `--cuda-graphs` (the compile time, and the recording of the
 graphs, are then part of training).
@@ -38,11 +38,11 @@ KORNLI_TRIPLETS = 277_811
 
 
 class StepWindowTimer(TrainerCallback):
-    """Wall time of the training steps in windows: steps 1 to `first`, then the steps up to each evaluation or save
-    (which follow a step's end and are not counted). A window runs from its first step's start to its last step's end,
-    read after the device's queued work has finished; the clock waits for the device only where a window ends, before
-    an evaluation or save that would wait for it anyway (and once at step `first`). -> `windows`: (first step, last
-    step, seconds)."""
+    """Wall time of the training steps in windows: step 1 (where a compiler runs), steps 2 to `first`, then the steps
+    up to each evaluation or save (which follow a step's end and are not counted). A window runs from its first step's
+    start to its last step's end, read after the device's queued work has finished; the clock waits for the device
+    only where a window ends, before an evaluation or save that would wait for it anyway (and at steps 1 and
+    `first`). -> `windows`: (first step, last step, seconds)."""
 
     def __init__(self, device: str, first: int = 20):
         self.device, self.first = device, first
@@ -55,25 +55,27 @@ class StepWindowTimer(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if (control.should_evaluate or control.should_save or control.should_training_stop
-                or state.global_step == self.first):
+                or state.global_step in (1, self.first)):
             step, start = self._start
             self.windows.append((step, state.global_step, synced_clock(self.device) - start))
             self._start = None
 
 
 def print_windows(windows: list[tuple[int, int, float]]) -> None:
-    """The windows as a table, and how far the steps ran over the windows' median rate (after the first window)."""
+    """The windows as a table, and how far the steps ran over the median rate of the windows after the first two (the
+    steady state), in all and in each of the first two (step 1; steps 2 to 20 or to the first evaluation)."""
     print("| training steps | seconds | ms a step |\n|---|---|---|")
     for first, last, seconds in windows:
         print(f"| {first}-{last} | {seconds:.2f} | {1000 * seconds / (last - first + 1):.1f} |")
     steps = sum(last - first + 1 for first, last, _ in windows)
     total = sum(seconds for *_, seconds in windows)
-    later = [seconds / (last - first + 1) for first, last, seconds in windows[1:]]
+    later = [seconds / (last - first + 1) for first, last, seconds in windows[2:]]
     if later:
         typical = statistics.median(later)
+        extra = [seconds - (last - first + 1) * typical for first, last, seconds in windows[:2]]
         print(f"steps {steps}, {total:.1f} s in all; at the median window's {1000 * typical:.1f} ms a step they would "
-              f"take {steps * typical:.1f} s: {total - steps * typical:.1f} s more, of which the first window "
-              f"{windows[0][2] - (windows[0][1] - windows[0][0] + 1) * typical:.1f} s")
+              f"take {steps * typical:.1f} s: {total - steps * typical:.1f} s more, of which step 1 {extra[0]:.1f} s "
+              f"and steps 2-{windows[1][1]} {extra[1]:.1f} s")
 
 
 def main() -> None:

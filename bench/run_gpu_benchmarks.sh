@@ -11,6 +11,7 @@
 #     bash bench/run_gpu_benchmarks.sh "$OUT" throughput cuda_graphs_tests epoch_rehearsal
 #     bash bench/run_gpu_benchmarks.sh "$OUT" epoch_rehearsal_cuda_graphs memory
 # Each stage's output goes to OUTPUT_DIR/<stage>.txt as it runs; a failing stage is reported and the others still run.
+# epoch_rehearsal_cuda_graphs starts with an empty compiler cache (TORCHINDUCTOR_CACHE_DIR), as a user's first run does.
 # Data: ../shared/data beside the checkout, or the folder BENCH_DATA names.
 set -u
 out="${1:-bench/gpu-results-$(date +%Y-%m-%d)}"
@@ -33,7 +34,7 @@ for stage in "${stages[@]}"; do
         throughput) run throughput python3 bench/throughput.py --shape bert-base --device cuda --no-compile-row ;;
         cuda_graphs_tests) run cuda_graphs_tests python3 -m pytest -q tests/test_cuda_graphs.py ;;
         epoch_rehearsal) run epoch_rehearsal python3 bench/epoch_rehearsal.py --shape bert-base --device cuda ;;
-        epoch_rehearsal_cuda_graphs) run epoch_rehearsal_cuda_graphs python3 bench/epoch_rehearsal.py --shape bert-base --device cuda --cuda-graphs ;;
+        epoch_rehearsal_cuda_graphs) run epoch_rehearsal_cuda_graphs env TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)" python3 bench/epoch_rehearsal.py --shape bert-base --device cuda --cuda-graphs ;;
         memory) run memory python3 bench/memory.py --shape bert-base --device cuda --batches 256 1024 ;;
         throughput_compiled) run throughput_compiled python3 bench/throughput.py --shape bert-base --device cuda --compile-row --no-cuda-graphs-row ;;
         epoch_rehearsal_compiled) run epoch_rehearsal_compiled python3 bench/epoch_rehearsal.py --shape bert-base --device cuda --compile-layers ;;
