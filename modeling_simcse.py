@@ -271,7 +271,18 @@ class SimCSEModel(PreTrainedModel):
                   for block in module]
         if not layers:
             raise ValueError(f"{type(self.encoder).__name__} has no list of repeated layers to compile")
-        if cuda_graphs:
+        if compile_kwargs.get("backend", "inductor") == "inductor":
+            from torch._inductor import config as inductor_config, list_mode_options
+
+            options = compile_kwargs.setdefault("options", {})
+            if cuda_graphs:
+                options.update(list_mode_options("reduce-overhead"))
+            # Inductor fuses a backward pass's row and column reductions (LayerNorm's) only above a token count, and
+            # guards on that: a smaller batch (an epoch's last, partial one) then recompiles the layers, 6.4 s on an
+            # H100 (bench/RESULTS.md). The non-strict mode drops those size checks, and with them the recompile.
+            if hasattr(inductor_config.triton, "mix_order_reduction_non_strict_mode"):
+                options.setdefault("triton.mix_order_reduction_non_strict_mode", True)
+        elif cuda_graphs:
             compile_kwargs["mode"] = "reduce-overhead"
         for block in layers:
             block.compile(dynamic=True, **compile_kwargs)

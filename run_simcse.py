@@ -168,16 +168,18 @@ class SimCSEArguments:
                           "the compile time of the whole-model torch_compile (use one of the two). For training "
                           "steps: evaluation runs the layers eagerly. An opt-in for GPUs."},
     )
-    cuda_graphs: bool = field(
-        default=False,
+    cuda_graphs: bool | None = field(
+        default=None,
         metadata={"help": "compile_layers (implied) with each compiled layer replayed as a CUDA graph (torch.compile "
                           "mode 'reduce-overhead'): one launch a layer, forward and backward, instead of the ~1,000 "
                           "kernel launches a step that bound the eager step on an H100. Packed row counts are rounded "
                           f"up to a multiple of {CUDA_GRAPH_ROWS} and padded lengths to a multiple of "
-                          f"{CUDA_GRAPH_LENGTHS}, so few shapes are recorded. On an H100 (bert-base, batch 256) "
-                          "it cost about 22 s once and saved about 18 ms a step: it paid from about 1,250 steps, "
-                          "before evaluation ran eagerly (bench/RESULTS.md). CUDA only; not with "
-                          "embedding_chunk_size or gradient accumulation."},
+                          f"{CUDA_GRAPH_LENGTHS}, so few shapes are recorded. On an H100 (bert-base, batch 256) it "
+                          "compiled for 15 s once (an empty compiler cache) and then ran steps of 26 ms against 50 ms: "
+                          "the 1,086-step KorNLI epoch 83 s against 88 s (bench/RESULTS.md). Unset: on for training in "
+                          "one process on a CUDA device with packed batches, without fp16, torch_compile, "
+                          "compile_layers, embedding_chunk_size or gradient accumulation (which it does not go with); "
+                          "false: off."},
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow an output_dir that holds another run (its checkpoints are deleted)."}
@@ -400,13 +402,31 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
     model = SimCSEModel.from_encoder(
         encoder, **{key: getattr(simcse_args, key) for key in SIMCSE_CONFIG_KEYS}, length_buckets=length_buckets
     )
-    if simcse_args.compile_layers or simcse_args.cuda_graphs:
-        if simcse_args.cuda_graphs and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-            logger.warning("cuda_graphs with several processes (DDP) has not been tried; if a step fails, drop it")
-        compiled = model.compile_layers(cuda_graphs=simcse_args.cuda_graphs)
-        logger.info("%d encoder layers compile at their first call (the first steps wait for the compiler)%s",
-                    compiled, ", as CUDA graphs" if simcse_args.cuda_graphs else "")
     return model
+
+
+def cuda_graphs_by_default(training_args: TrainingArguments, simcse_args: SimCSEArguments, packed: bool) -> bool:
+    """What an unset `cuda_graphs` means: on where it was measured to pay and tested to give the eager loss and
+    gradients (an H100, bench/RESULTS.md): training in one process on a CUDA device with Triton, packed batches,
+    bf16 or fp32, and none of the settings it does not go with (torch_compile, compile_layers, embedding_chunk_size,
+    gradient accumulation)."""
+    from torch.utils._triton import has_triton
+
+    return (training_args.device.type == "cuda" and training_args.world_size == 1 and packed
+            and not training_args.fp16 and not training_args.torch_compile and not simcse_args.compile_layers
+            and not simcse_args.embedding_chunk_size and training_args.gradient_accumulation_steps == 1
+            and has_triton())
+
+
+def compile_for_training(model: SimCSEModel, simcse_args: SimCSEArguments) -> None:
+    """Compile the encoder layers in place as `compile_layers` / `cuda_graphs` (resolved to a bool) ask."""
+    if not (simcse_args.compile_layers or simcse_args.cuda_graphs):
+        return
+    if simcse_args.cuda_graphs and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        logger.warning("cuda_graphs with several processes (DDP) has not been tried; if a step fails, drop it")
+    compiled = model.compile_layers(cuda_graphs=simcse_args.cuda_graphs)
+    logger.info("%d encoder layers compile at their first call (the first steps wait for the compiler)%s",
+                compiled, ", as CUDA graphs (\"cuda_graphs\": false turns them off)" if simcse_args.cuda_graphs else "")
 
 
 def describe_environment(training_args: TrainingArguments, train_rows: int) -> dict:
@@ -528,6 +548,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         raise SystemExit(f"error: {e}") from None
     packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences
     logger.info("training batches: %s", "packed (no padding)" if packed else "padded")
+    if simcse_args.cuda_graphs is None:
+        simcse_args.cuda_graphs = cuda_graphs_by_default(training_args, simcse_args, packed)
+    compile_for_training(model, simcse_args)
 
     max_len, workers = data_args.max_seq_length, data_args.preprocessing_num_workers
     train_workers = workers
@@ -585,6 +608,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         environment = describe_environment(training_args, len(train_rows))
         with open(os.path.join(out, "environment.json"), "w") as f:
             json.dump({**environment, "training_batches": "packed" if packed else "padded",
+                       "cuda_graphs": simcse_args.cuda_graphs,
                        "phase_seconds": timer.seconds}, f, indent=2)
         if results:
             print(format_table(results))

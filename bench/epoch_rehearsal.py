@@ -10,8 +10,10 @@ KLUE-STS dev and exports. Prints the wall time of each phase (`environment.json`
 checkpoint saves and dev evaluations are shown apart (they are part of training). Then the training steps by window
 (step 1, steps 2-20, and the steps between two evaluations), which shows where a one-time cost (compiling, recording
 CUDA graphs) or a cost after each evaluation lands. Full checkpoints, as the product writes them, unless
-`--save-only-model`; eager unless `--compile-layers` or `--cuda-graphs` (the compile time, and the recording of the
-graphs, are then part of training).
+`--save-only-model`; with the product's defaults (on CUDA: `cuda_graphs`), or `--no-cuda-graphs` (eager layers), or
+`--compile-layers` (compiled layers without graphs). The compile time and the recording of the graphs are part of
+training; on a machine that has run it before, the compiler's cache shortens step 1 (set TORCHINDUCTOR_CACHE_DIR to an
+empty folder to time a first run).
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ def main() -> None:
     parser.add_argument("--save-only-model", action="store_true",
                         help="checkpoints without optimizer/scheduler state (faster saves; a resume restarts the optimizer)")
     parser.add_argument("--compile-layers", action="store_true", help="the compile_layers opt-in")
-    parser.add_argument("--cuda-graphs", action="store_true", help="the cuda_graphs opt-in (CUDA only)")
+    parser.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction,
+                        help="cuda_graphs on or off (default: unset, the product's default: on with CUDA)")
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -130,7 +133,7 @@ def main() -> None:
     print(f"\n{args.triplets:,} triplets, batch {args.batch}, {steps} steps, {args.evaluations} dev evaluations, "
           f"{'model-only' if args.save_only_model else 'full'} checkpoints, shape {args.shape}, {environment['hardware']}, "
           f"{environment['training_batches']} batches{', compile_layers' if args.compile_layers else ''}"
-          f"{', cuda_graphs' if args.cuda_graphs else ''}")
+          f"{', cuda_graphs' if environment['cuda_graphs'] else ''}")
     print("| phase | seconds |\n|---|---|")
     for phase, seconds in phases.items():
         print(f"| {phase.replace('_within_train', ' (part of train)')} | {seconds:.1f} |")

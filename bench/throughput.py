@@ -7,11 +7,12 @@ Systems, each in its own process (so peak memory is its own), all on the same ra
 the chosen shape (`bench.common.SHAPES`) and the same tokenizer. Training data: `bench.common.sampled_triplets`, triplets
 made from the sentences of ../shared/data, as many as the warm-up and timed steps take, so the timed steps are all in
 one epoch (the steady state of a real run, with no epoch restarts of the data loader in the timing):
-  * train, this project: `run_simcse.main` (the real Trainer path) on a config built here, with its defaults;
-  * train, this project + `"compile_layers": true` (an opt-in: each encoder layer under torch.compile; timed by
-    default with cuda, `--compile-row`);
-  * train, this project + `"cuda_graphs": true` (an opt-in: the compiled layers replayed as CUDA graphs; CUDA only,
-    timed by default there, `--cuda-graphs-row`);
+  * train, this project: `run_simcse.main` (the real Trainer path) on a config built here, with its defaults (on CUDA
+    that is `cuda_graphs`: the compiled layers replayed as CUDA graphs);
+  * train, this project + `"compile_layers": true` (an opt-in: each encoder layer under torch.compile, no graphs;
+    timed with `--compile-row`);
+  * train, this project with `"cuda_graphs": false` (the eager layers; CUDA only, timed by default there,
+    `--eager-row`);
   * train, sentence-transformers: `SentenceTransformerTrainer` + `MultipleNegativesRankingLoss(scale=20)`, CLS pooling;
   * encode, this project: `SimCSEModel.encode`; encode, sentence-transformers: `SentenceTransformer.encode`;
     every distinct sentence of the shared KorNLI/KorSTS files; `--encode-batch` sentences a batch (on CUDA, this
@@ -75,7 +76,7 @@ def peak_memory_mib(device: str) -> float:
 
 
 def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, steps: int, rows: int,
-               compile_layers: bool = False, cuda_graphs: bool = False) -> dict:
+               compile_layers: bool = False, cuda_graphs: bool | None = None) -> dict:
     import run_simcse
 
     data = os.path.join(work, "triplets.tsv")
@@ -134,12 +135,12 @@ def encode_sentence_transformers(encoder: str, work: str, device: str, batch: in
 
 
 COMPILED = "train: this project + compile_layers (opt-in)"
-GRAPHS = "train: this project + cuda_graphs (opt-in)"
-OPT_IN = (COMPILED, GRAPHS)  # rows whose first steps wait for the compiler, and whose failure is reported, not fatal
+EAGER = "train: this project, cuda_graphs off (eager layers)"
+OPT_IN = (COMPILED, EAGER)  # rows whose failure is reported, not fatal
 SYSTEMS = {
     "train: this project": train_ours,
     COMPILED: functools.partial(train_ours, compile_layers=True),
-    GRAPHS: functools.partial(train_ours, cuda_graphs=True),
+    EAGER: functools.partial(train_ours, cuda_graphs=False),
     "train: sentence-transformers": train_sentence_transformers,
     "encode: this project": encode_ours,
     "encode: sentence-transformers": encode_sentence_transformers,
@@ -164,18 +165,17 @@ def main() -> None:
                              "shorter, within the same padded-token budget)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, help="timed training steps (default 10 on CPU, 60 on CUDA)")
-    parser.add_argument("--compile-row", action=argparse.BooleanOptionalAction,
-                        help="also time this project with compile_layers (default: on with cuda); 10 warm-up "
-                             "steps for it, the first of which waits for the compiler")
-    parser.add_argument("--cuda-graphs-row", action=argparse.BooleanOptionalAction,
-                        help="also time this project with cuda_graphs (default: on with cuda; it needs CUDA); "
-                             "30 warm-up steps, so that every batch shape is recorded first")
+    parser.add_argument("--compile-row", action=argparse.BooleanOptionalAction, default=False,
+                        help="also time this project with compile_layers (no graphs; it did not pay, "
+                             "bench/RESULTS.md); 10 warm-up steps for it, the first of which waits for the compiler")
+    parser.add_argument("--eager-row", action=argparse.BooleanOptionalAction,
+                        help="also time this project with cuda_graphs off (default: on with cuda, where the "
+                             "default row runs CUDA graphs)")
     parser.add_argument("--train-only", action="store_true",
                         help="skip the encoding rows (the last line then gives train_vs_st only)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one system in this process
     args = parser.parse_args()
-    compile_row = args.device == "cuda" if args.compile_row is None else args.compile_row
-    graphs_row = args.device == "cuda" if args.cuda_graphs_row is None else args.cuda_graphs_row
+    eager_row = args.device == "cuda" if args.eager_row is None else args.eager_row
     batch = args.batch or (64 if args.device == "cpu" else 256)
     steps = args.steps or (10 if args.device == "cpu" else 60)
 
@@ -187,9 +187,11 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
 
-    # Compiled rows warm up for longer: the first steps compile; under CUDA graphs each new batch shape (a handful:
-    # modeling_simcse.CUDA_GRAPH_ROWS) is run once and recorded once before it replays.
-    warmups = {COMPILED: max(args.warmup, 10), GRAPHS: max(args.warmup, 30)}
+    # Compiled rows warm up for longer: the first steps compile; under CUDA graphs (this project's default on CUDA)
+    # each new batch shape (a handful: modeling_simcse.CUDA_GRAPH_ROWS) is run once and recorded once before it replays.
+    warmups = {COMPILED: max(args.warmup, 10), EAGER: args.warmup}
+    if args.device == "cuda":
+        warmups["train: this project"] = max(args.warmup, 30)
     train_rows = (max(warmups.values()) + steps) * batch  # every timed step in the first epoch, for every row
     tok = tokenizer()
     with tempfile.TemporaryDirectory() as work:
@@ -200,7 +202,7 @@ def main() -> None:
         results = {}
         failed = {}
         for name in SYSTEMS:
-            if (name == COMPILED and not compile_row) or (name == GRAPHS and not graphs_row):
+            if (name == COMPILED and not args.compile_row) or (name == EAGER and not eager_row):
                 continue
             if args.train_only and name.startswith("encode"):
                 continue

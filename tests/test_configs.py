@@ -126,7 +126,9 @@ def test_published_config_runs_on_its_hub_sources(name, hub, tokenizer, tmp_path
     # klue/klue's sts validation holds the same pairs as the local file: scored alike only if `real-label` was read.
     assert results["klue-sts-dev"] == results["korsts-test"]
     with open(tmp_path / "out" / "environment.json") as f:
-        train_rows = json.load(f)["train_rows"]
+        environment = json.load(f)
+    train_rows = environment["train_rows"]
+    assert environment["cuda_graphs"] is False  # the published configs leave it unset: off on a CPU
     local = os.path.join(SAMPLE, "nli.tsv")
     expected = (2 * len(load_nli_triplets([local], strip_quotes=True)) if "-sup" in name
                 else len(set(load_sentence_columns([local, local], ["sentence1"])["sent0"])))

@@ -270,6 +270,32 @@ def test_cuda_graphs_settings_that_cannot_work_are_errors(tmp_path, changes, mes
     assert not (tmp_path / "out").exists()
 
 
+def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch):
+    """Unset `cuda_graphs` means on for one process on a CUDA device with packed batches (and Triton), off for every
+    setting it does not go with or was not tried with; a CPU run (the smoke job, every test here) has it off."""
+    import types
+
+    import torch.utils._triton
+
+    monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: True)
+    gpu = dict(device=torch.device("cuda"), world_size=1, fp16=False, torch_compile=False,
+               gradient_accumulation_steps=1)
+    simcse = dict(compile_layers=False, embedding_chunk_size=None)
+
+    def default(packed=True, **changes):
+        training = types.SimpleNamespace(**{**gpu, **{k: v for k, v in changes.items() if k in gpu}})
+        args = types.SimpleNamespace(**{**simcse, **{k: v for k, v in changes.items() if k in simcse}})
+        return run_simcse.cuda_graphs_by_default(training, args, packed)
+
+    assert default()
+    for changes in ({"device": torch.device("cpu")}, {"world_size": 2}, {"fp16": True}, {"torch_compile": True},
+                    {"gradient_accumulation_steps": 2}, {"compile_layers": True}, {"embedding_chunk_size": 64},
+                    {"packed": False}):
+        assert not default(**changes), changes
+    monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: False)
+    assert not default()
+
+
 @pytest.mark.parametrize("bad, message", [
     ("sentence1\tsentence2\tgold_label\n전제\t가설\tentailment\n전제\t가설2\tunsure\n", "bad.tsv, line 3: unknown NLI label"),
     ("sentence1\tsentence2\n전제\t가설\n", "bad.tsv: no label column"),
