@@ -270,13 +270,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
                         "has no MLP, so leave it false")
     if (simcse_args.compile_layers or simcse_args.cuda_graphs) and training_args.torch_compile:
         problems.append("compile_layers (or cuda_graphs) and torch_compile both compile the encoder: set one of them")
-    if simcse_args.cuda_graphs and training_args.device.type != "cuda":
-        problems.append(f"cuda_graphs needs a CUDA device; this run's device is {training_args.device.type}")
-    if simcse_args.cuda_graphs and simcse_args.embedding_chunk_size:
-        problems.append("cuda_graphs does not go with embedding_chunk_size (recomputed chunks); set one of them")
-    if simcse_args.cuda_graphs and training_args.gradient_accumulation_steps > 1:
-        # The gradients are the graphs' outputs, overwritten by the next replay (pytorch/pytorch#169545).
-        problems.append("cuda_graphs does not go with gradient_accumulation_steps > 1; use a larger batch")
+    if simcse_args.cuda_graphs:
+        problems += cuda_graphs_conflicts(training_args, simcse_args)
     if training_args.eval_strategy != "no" and not data_args.dev_data:
         problems.append("eval_strategy needs dev_data (an STS set to score)")
     if training_args.load_best_model_at_end and not data_args.dev_data:
@@ -405,16 +400,27 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
     return model
 
 
+def cuda_graphs_conflicts(training_args: TrainingArguments, simcse_args: SimCSEArguments) -> list[str]:
+    """The settings of a run that `cuda_graphs` cannot work with, one error message each (none: it can)."""
+    conflicts = []
+    if training_args.device.type != "cuda":
+        conflicts.append(f"cuda_graphs needs a CUDA device; this run's device is {training_args.device.type}")
+    if simcse_args.embedding_chunk_size:
+        conflicts.append("cuda_graphs does not go with embedding_chunk_size (recomputed chunks); set one of them")
+    if training_args.gradient_accumulation_steps > 1:
+        # The gradients are the graphs' outputs, overwritten by the next replay (pytorch/pytorch#169545).
+        conflicts.append("cuda_graphs does not go with gradient_accumulation_steps > 1; use a larger batch")
+    return conflicts
+
+
 def cuda_graphs_by_default(training_args: TrainingArguments, simcse_args: SimCSEArguments, packed: bool) -> bool:
     """What an unset `cuda_graphs` means: on where it was measured to pay and tested to give the eager loss and
     gradients (an H100, bench/RESULTS.md): training in one process on a CUDA device with Triton, packed batches,
-    bf16 or fp32, and none of the settings it does not go with (torch_compile, compile_layers, embedding_chunk_size,
-    gradient accumulation)."""
+    bf16 or fp32, no other compilation (torch_compile, compile_layers), and none of `cuda_graphs_conflicts`."""
     from torch.utils._triton import has_triton
 
-    return (training_args.device.type == "cuda" and training_args.world_size == 1 and packed
-            and not training_args.fp16 and not training_args.torch_compile and not simcse_args.compile_layers
-            and not simcse_args.embedding_chunk_size and training_args.gradient_accumulation_steps == 1
+    return (training_args.world_size == 1 and packed and not training_args.fp16 and not training_args.torch_compile
+            and not simcse_args.compile_layers and not cuda_graphs_conflicts(training_args, simcse_args)
             and has_triton())
 
 

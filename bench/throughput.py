@@ -189,7 +189,7 @@ def main() -> None:
 
     # Compiled rows warm up for longer: the first steps compile; under CUDA graphs (this project's default on CUDA)
     # each new batch shape (a handful: modeling_simcse.CUDA_GRAPH_ROWS) is run once and recorded once before it replays.
-    warmups = {COMPILED: max(args.warmup, 10), EAGER: args.warmup}
+    warmups = {COMPILED: max(args.warmup, 10)}
     if args.device == "cuda":
         warmups["train: this project"] = max(args.warmup, 30)
     train_rows = (max(warmups.values()) + steps) * batch  # every timed step in the first epoch, for every row
