@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # run as `python bench/<name>.py`: make the repo 
 import run_simcse
 import sts_evaluation
 from bench.common import DATA, ROOT, XNLI, sentence_transformers_trainer
+from modeling_simcse import saved_form
 
 SHARED = os.path.dirname(DATA)
 SETS = [f"korsts-test={DATA}/korsts/sts-test.tsv", f"klue-sts-dev={DATA}/klue-sts/klue-sts-v1.1_dev.json"]
@@ -46,7 +47,11 @@ def ensure_encoder(path: str) -> str:
 
 
 def evaluate(model_dir: str) -> dict:
-    args = [model_dir, "--pooler", "cls_before_pooler", "--max-length", "64"]
+    """A model folder -> its `sts_results` on SETS. An export of run_simcse.py is scored with the embedding it
+    documents (its own pooler); any other encoder (the untrained one, sentence-transformers' output) by its CLS state."""
+    args = [model_dir, "--max-length", "64"]
+    if saved_form(model_dir) is None:
+        args += ["--pooler", "cls_before_pooler"]
     for s in SETS:
         args += ["--set", s]
     return sts_evaluation.main(args)
