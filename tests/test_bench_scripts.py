@@ -1,10 +1,14 @@
 """The benchmark scripts against the product's current interfaces (their timings are not tested: bench/RESULTS.md)."""
 
+import re
+import subprocess
+import sys
+
 import pytest
 from transformers import AutoTokenizer
 
 from bench import quality
-from conftest import SAMPLE
+from conftest import ROOT, SAMPLE
 from modeling_simcse import SimCSEModel
 from sts_evaluation import main as evaluate_command
 
@@ -24,3 +28,40 @@ def test_quality_scores_an_export_by_its_own_embedding_and_a_plain_encoder_by_it
     want = evaluate_command([encoder_dir, "--set", f"sample={SAMPLE}/sts.tsv", "--pooler", "cls_before_pooler"])
     assert plain == pytest.approx(want["sample"], abs=1e-6)
     assert exported == pytest.approx(plain, abs=1e-3)  # the export of an untrained encoder: the same CLS vectors
+
+
+def run_script(*argv: str) -> list[str]:
+    """Run a bench script as a user does, from the repository root -> its stdout lines (fails on a non-zero exit)."""
+    proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.splitlines()
+
+
+def test_throughput_script_times_both_trainers_and_ends_with_the_ratio():
+    """bench/throughput.py, the script a GPU reviewer runs with --shape bert-base --device cuda, in its smallest form."""
+    lines = run_script("bench/throughput.py", "--shape", "small", "--device", "cpu", "--batch", "8", "--warmup", "1",
+                       "--steps", "1", "--train-only")
+    rows = [line for line in lines if line.startswith("| train:")]
+    assert [row.split(" | ")[0] for row in rows] == ["| train: this project", "| train: sentence-transformers"]
+    assert rows[-1].endswith("| 1.00x |")
+    assert re.fullmatch(r"train_vs_st=\d+\.\d\d", lines[-1])
+
+
+def test_epoch_rehearsal_script_runs_the_whole_job_and_splits_its_time():
+    """bench/epoch_rehearsal.py in its smallest form: 4 steps, 2 dev evaluations, final evaluation and export."""
+    lines = run_script("bench/epoch_rehearsal.py", "--shape", "small", "--device", "cpu", "--triplets", "64",
+                       "--batch", "16", "--evaluations", "2")
+    phases = {line.split(" | ")[0].removeprefix("| ") for line in lines if line.startswith("| ") and "---" not in line}
+    assert {"load_data", "tokenize", "train", "dev_evaluations (part of train)", "checkpoint_saves (part of train)",
+            "final_evaluation", "export"} <= phases
+    windows = [tuple(map(int, m.groups())) for m in map(re.compile(r"\| (\d+)-(\d+) \|").match, lines) if m]
+    assert windows[0] == (1, 1)  # step 1 apart (the compiler's, on a GPU)
+    assert [step for first, last in windows for step in range(first, last + 1)] == [1, 2, 3, 4]
+
+
+def test_memory_script_measures_the_plain_and_the_cached_step():
+    """bench/memory.py, each path in its own process (a step adds about 80-95 MiB here: the table's MiB are whole)."""
+    lines = run_script("bench/memory.py", "--shape", "small", "--device", "cpu", "--batches", "8", "--chunk", "8")
+    row = next(line for line in lines if line.startswith("| 8 |"))
+    plain, cached, ratio = (float(cell) for cell in row.strip("| ").split(" | ")[1:])
+    assert plain > 0 and cached > 0 and ratio == pytest.approx(cached / plain, rel=0.05)
