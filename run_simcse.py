@@ -130,7 +130,7 @@ class DataArguments:
     max_seq_length: int = field(default=64, metadata={"help": "Sentences are truncated to this many tokens."})
     preprocessing_num_workers: int | None = field(
         default=None,
-        metadata={"help": "Processes for tokenization. Default: one, or up to 8 (one a core) from "
+        metadata={"help": "Processes for tokenization. Default: one, or up to 8 (one a CPU the process may run on) from "
                           f"{TOKENIZE_IN_PARALLEL_FROM:,} training rows."},
     )
 
@@ -424,6 +424,20 @@ def cuda_graphs_by_default(training_args: TrainingArguments, simcse_args: SimCSE
             and has_triton())
 
 
+def usable_cpu_count() -> int:
+    """CPUs this process may run on: its affinity where the OS has one (a batch scheduler or taskset may keep it below
+    the machine's count), else the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def tokenization_processes(train_rows: int, workers: int | None) -> int | None:
+    """Processes that tokenize the training set: `preprocessing_num_workers` if set; else one (None) below
+    TOKENIZE_IN_PARALLEL_FROM rows, and from there one a usable CPU, at most 8."""
+    if workers is not None or train_rows < TOKENIZE_IN_PARALLEL_FROM:
+        return workers
+    return min(8, usable_cpu_count())
+
+
 def compile_for_training(model: SimCSEModel, simcse_args: SimCSEArguments) -> None:
     """Compile the encoder layers in place as `compile_layers` / `cuda_graphs` (resolved to a bool) ask."""
     if not (simcse_args.compile_layers or simcse_args.cuda_graphs):
@@ -559,9 +573,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     compile_for_training(model, simcse_args)
 
     max_len, workers = data_args.max_seq_length, data_args.preprocessing_num_workers
-    train_workers = workers
-    if workers is None and len(train_set) >= TOKENIZE_IN_PARALLEL_FROM:
-        train_workers = min(8, os.cpu_count() or 1)
+    train_workers = tokenization_processes(len(train_set), workers)
     # Length grouping (opt-in) needs each row's token count: a row's own length is its number of sentences.
     lengths = training_args.length_column_name if training_args.train_sampling_strategy == "group_by_length" else None
     with timer("tokenize"), training_args.main_process_first(desc="tokenization"):
@@ -614,7 +626,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         environment = describe_environment(training_args, len(train_rows))
         with open(os.path.join(out, "environment.json"), "w") as f:
             json.dump({**environment, "training_batches": "packed" if packed else "padded",
-                       "cuda_graphs": simcse_args.cuda_graphs,
+                       "cuda_graphs": simcse_args.cuda_graphs, "tokenization_processes": train_workers or 1,
                        "phase_seconds": timer.seconds}, f, indent=2)
         if results:
             print(format_table(results))

@@ -129,11 +129,15 @@ def main() -> None:
         total = time.perf_counter() - start
         with open(os.path.join(work, "out", "environment.json")) as f:
             environment = json.load(f)
-    phases = {"make triplets file (not part of a real run)": round(made, 3), **environment["phase_seconds"]}
+    processes = environment["tokenization_processes"]
+    tokenize = f"tokenize ({processes} process{'es' if processes > 1 else ''})"
+    phases = {"make triplets file (not part of a real run)": round(made, 3),
+              **{tokenize if phase == "tokenize" else phase: s for phase, s in environment["phase_seconds"].items()}}
     print(f"\n{args.triplets:,} triplets, batch {args.batch}, {steps} steps, {args.evaluations} dev evaluations, "
           f"{'model-only' if args.save_only_model else 'full'} checkpoints, shape {args.shape}, {environment['hardware']}, "
           f"{environment['training_batches']} batches{', compile_layers' if args.compile_layers else ''}"
-          f"{', cuda_graphs' if environment['cuda_graphs'] else ''}")
+          f"{', cuda_graphs' if environment['cuda_graphs'] else ''}; {run_simcse.usable_cpu_count()} of {os.cpu_count()} CPUs "
+          "usable by this process")
     print("| phase | seconds |\n|---|---|")
     for phase, seconds in phases.items():
         print(f"| {phase.replace('_within_train', ' (part of train)')} | {seconds:.1f} |")

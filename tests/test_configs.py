@@ -115,7 +115,7 @@ def test_published_config_runs_on_its_hub_sources(name, hub, tokenizer, tmp_path
         config = json.load(f)
     config.update(dev_data=os.path.join(SAMPLE, "sts.tsv"), output_dir=str(tmp_path / "out"), bf16=False, use_cpu=True,
                   max_steps=4, per_device_train_batch_size=8, eval_steps=2, save_steps=2, logging_steps=2,
-                  dataloader_num_workers=0, preprocessing_num_workers=None, optim="adamw_torch")
+                  dataloader_num_workers=0, optim="adamw_torch")
     config["test_data"] = [f"korsts-test={SAMPLE}/sts.tsv", config["test_data"][1]]
     (tmp_path / "config.json").write_text(json.dumps(config))
     proc = cli(["run_simcse.py", str(tmp_path / "config.json")], hub, tmp_home=tmp_path / "home")
@@ -129,6 +129,7 @@ def test_published_config_runs_on_its_hub_sources(name, hub, tokenizer, tmp_path
         environment = json.load(f)
     train_rows = environment["train_rows"]
     assert environment["cuda_graphs"] is False  # the published configs leave it unset: off on a CPU
+    assert environment["tokenization_processes"] == 1  # the default for a small training set
     local = os.path.join(SAMPLE, "nli.tsv")
     expected = (2 * len(load_nli_triplets([local], strip_quotes=True)) if "-sup" in name
                 else len(set(load_sentence_columns([local, local], ["sentence1"])["sent0"])))

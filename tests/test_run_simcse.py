@@ -296,6 +296,19 @@ def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch)
     assert not default()
 
 
+def test_large_training_sets_are_tokenized_by_one_process_a_usable_cpu(monkeypatch):
+    """From TOKENIZE_IN_PARALLEL_FROM rows: one process a CPU this process may run on (not the machine's count), at
+    most 8; below it one process (None); preprocessing_num_workers, when set, always."""
+    large = run_simcse.TOKENIZE_IN_PARALLEL_FROM
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert run_simcse.tokenization_processes(large, None) == 3
+    assert run_simcse.tokenization_processes(large - 1, None) is None
+    assert run_simcse.tokenization_processes(10, 4) == 4 and run_simcse.tokenization_processes(large, 1) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    assert run_simcse.tokenization_processes(large, None) == 8
+
+
 @pytest.mark.parametrize("bad, message", [
     ("sentence1\tsentence2\tgold_label\n전제\t가설\tentailment\n전제\t가설2\tunsure\n", "bad.tsv, line 3: unknown NLI label"),
     ("sentence1\tsentence2\n전제\t가설\n", "bad.tsv: no label column"),
