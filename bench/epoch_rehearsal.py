@@ -136,8 +136,8 @@ def main() -> None:
     print(f"\n{args.triplets:,} triplets, batch {args.batch}, {steps} steps, {args.evaluations} dev evaluations, "
           f"{'model-only' if args.save_only_model else 'full'} checkpoints, shape {args.shape}, {environment['hardware']}, "
           f"{environment['training_batches']} batches{', compile_layers' if args.compile_layers else ''}"
-          f"{', cuda_graphs' if environment['cuda_graphs'] else ''}; {run_simcse.usable_cpu_count()} of {os.cpu_count()} CPUs "
-          "usable by this process")
+          f"{', cuda_graphs' if environment['cuda_graphs'] else ''}; "
+          f"{run_simcse.usable_cpu_count()} of {os.cpu_count()} CPUs usable by this process")
     print("| phase | seconds |\n|---|---|")
     for phase, seconds in phases.items():
         print(f"| {phase.replace('_within_train', ' (part of train)')} | {seconds:.1f} |")
