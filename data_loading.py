@@ -137,7 +137,9 @@ def _column(ds: Dataset, source: Source, role: str, candidates: tuple[str, ...],
 def _sentences(values: list, source: Source, column: str) -> list[str]:
     for i, v in enumerate(values):
         if not isinstance(v, str) or not v.strip():
-            raise DataError(f"{source.row(i)}: empty or missing sentence in column {column!r}")
+            hint = (" (a .txt source is one sentence a line, without blank lines: `grep -v '^[[:space:]]*$' IN > OUT` "
+                    "keeps the others)" if source.extension == ".txt" else "")
+            raise DataError(f"{source.row(i)}: empty or missing sentence in column {column!r}{hint}")
     return values
 
 

@@ -107,8 +107,9 @@ def test_text_lines_and_empty_line(tmp_path):
     ds = load_sentence_columns([os.path.join(SAMPLE, "sentences.txt")], ["text"])
     assert ds.column_names == ["sent0"] and len(ds) == 25
     path = write(tmp_path, "t.txt", "첫 문장\n\n셋째 문장\n")
-    with pytest.raises(DataError, match="t.txt, line 2: empty"):
+    with pytest.raises(DataError, match="t.txt, line 2: empty") as e:
         load_sentence_columns([path], ["text"])
+    assert "without blank lines" in str(e.value)  # and how to drop them
     # A byte-order mark (files saved by Windows editors) is not part of the first sentence.
     path = write(tmp_path, "bom.txt", "\ufeff첫 문장\r\n둘째 문장\r\n")
     assert list(load_sentence_columns([path], ["text"])["sent0"]) == ["첫 문장", "둘째 문장"]
