@@ -52,8 +52,8 @@ def test_epoch_rehearsal_script_runs_the_whole_job_and_splits_its_time():
     lines = run_script("bench/epoch_rehearsal.py", "--shape", "small", "--device", "cpu", "--triplets", "64",
                        "--batch", "16", "--evaluations", "2")
     phases = {line.split(" | ")[0].removeprefix("| ") for line in lines if line.startswith("| ") and "---" not in line}
-    assert {"load_data", "tokenize (1 process)", "train", "dev_evaluations (part of train)", "checkpoint_saves (part of train)",
-            "final_evaluation", "export"} <= phases
+    assert {"load_data", "tokenize (1 process)", "train", "dev_evaluations (part of train)",
+            "checkpoint_saves (part of train)", "final_evaluation", "export"} <= phases
     windows = [tuple(map(int, m.groups())) for m in map(re.compile(r"\| (\d+)-(\d+) \|").match, lines) if m]
     assert windows[0] == (1, 1)  # step 1 apart (the compiler's, on a GPU)
     assert [step for first, last in windows for step in range(first, last + 1)] == [1, 2, 3, 4]
