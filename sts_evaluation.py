@@ -4,7 +4,8 @@ Each metric is computed once over the whole set, x100: Pearson and Spearman corr
 the cosine similarity, negative Euclidean distance, negative Manhattan distance and dot product of the two sentence
 embeddings (as in the published SimCSE-KO tables and sentence-transformers' EmbeddingSimilarityEvaluator).
 
-Command line (any exported folder or training checkpoint, or any Hub encoder pooled with --pooler):
+Command line (any exported folder or training checkpoint; any sentence-transformers model, through its own pipeline;
+any other Hub encoder, pooled with --pooler):
     python sts_evaluation.py OUTPUT_DIR [--set korsts-test=sts-test.tsv --set klue-sts-dev=klue/klue:sts:validation]
     python sts_evaluation.py OUTPUT_DIR --remove-characters ",\"'"   # as the published SimCSE-KO code scored
 """
@@ -20,10 +21,11 @@ import numpy as np
 from datasets import Dataset
 from scipy import stats
 from transformers import AutoTokenizer, EvalPrediction, Trainer, TrainingArguments
+from transformers.utils import cached_file
 
 from data_collator import SimCSECollator
 from data_loading import DataError, check_model_source, column_values, load_sts, parse_named, tokenize_rows
-from modeling_simcse import POOLER_TYPES, SimCSEModel, saved_form
+from modeling_simcse import POOLER_TYPES, SimCSEModel, pair_similarities, saved_form
 
 SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")  # column order of SimCSEOutput.scores
 METRIC_NAMES = ("avg",) + tuple(f"{s}_{c}" for s in SIMILARITIES for c in ("pearson", "spearman"))
@@ -84,6 +86,63 @@ def evaluate_sets(trainer: Trainer, sets: dict) -> dict[str, dict[str, float]]:
     return results
 
 
+def _check_max_length(model: SimCSEModel, max_length: int) -> None:
+    try:
+        model.check_max_length(max_length, "--max-length")
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def simcse_scores(model: str, form: str | None, pooler: str | None, sets: dict[str, Dataset], max_length: int | None,
+                  batch_size: int) -> dict[str, dict[str, float]]:
+    """Score untokenized STS sets with `SimCSEModel.from_exported` (an export's or a checkpoint's own pooler, else
+    `pooler`, default cls_before_pooler) through `Trainer`, as training does -> {set name: {metric: value}}.
+    max_length: default the run's max_seq_length for a folder run_simcse.py wrote (form), else 64."""
+    encoder = SimCSEModel.from_exported(model, pooler_type=pooler or "cls_before_pooler")
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    if max_length is None:  # the tokenizer of a folder run_simcse.py wrote carries the run's max_seq_length
+        max_length = tokenizer.model_max_length if form else 64
+    _check_max_length(encoder, max_length)
+    tokenized = {name: tokenize_sts(ds, tokenizer, max_length, name=name) for name, ds in sets.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(
+            model=encoder,
+            args=TrainingArguments(output_dir=tmp, per_device_eval_batch_size=batch_size, report_to="none"),
+            data_collator=SimCSECollator(tokenizer.pad_token_id, max_length),
+            compute_metrics=compute_metrics,
+        )
+        return evaluate_sets(trainer, tokenized)
+
+
+def has_sentence_transformers_pipeline(model: str) -> bool:
+    """Whether a model folder or Hub id holds a sentence-transformers pipeline (`modules.json`)."""
+    return cached_file(model, "modules.json", _raise_exceptions_for_missing_entries=False,
+                       _raise_exceptions_for_connection_errors=False) is not None
+
+
+def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_length: int | None,
+                                 batch_size: int) -> dict[str, dict[str, float]]:
+    """Score untokenized STS sets (sentence1, sentence2, score) with the model's own sentence-transformers
+    embedding (`SentenceTransformer.encode`: its pooling, Dense and Normalize modules, default prompt, and its
+    max_seq_length unless `max_length` is given) -> {set name: {metric: value}} for `METRIC_NAMES`."""
+    from sentence_transformers import SentenceTransformer
+
+    encoder = SentenceTransformer(model)
+    if max_length is not None:
+        if getattr(encoder[0], "auto_model", None) is not None:
+            _check_max_length(SimCSEModel.from_encoder(encoder[0].auto_model, pooler_type="cls_before_pooler"),
+                              max_length)
+        encoder.max_seq_length = max_length
+    print(f"{model}: scored through its sentence-transformers pipeline "
+          f"({' -> '.join(type(module).__name__ for module in encoder)}, max_seq_length {encoder.max_seq_length})")
+    results = {}
+    for name, ds in sets.items():
+        a, b = (encoder.encode(column_values(ds, c), batch_size=batch_size, convert_to_tensor=True,
+                               show_progress_bar=True) for c in ("sentence1", "sentence2"))
+        results[name] = sts_correlations(pair_similarities(a, b).cpu().numpy(), np.array(column_values(ds, "score")))
+    return results
+
+
 def format_table(results: dict[str, dict[str, float]]) -> str:
     """{set: metrics} -> a Markdown table in the published layout (AVG, then similarity x Pearson/Spearman)."""
     header = ["eval set", "AVG"] + [f"{s.capitalize()} {c}" for s in SIMILARITIES for c in ("Pearson", "Spearman")]
@@ -99,11 +158,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--set", action="append", dest="sets", metavar="NAME=SOURCE",
                         help=f"an STS set (file, URL or Hub dataset); repeatable. Default: {DEFAULT_SETS}")
     parser.add_argument("--pooler", choices=POOLER_TYPES,
-                        help="pooling for encoders this project did not write (default cls_before_pooler); exports "
-                             "and checkpoints carry their own")
+                        help="pooling for encoders this project did not write. Default: a sentence-transformers "
+                             "model's own pipeline, else cls_before_pooler; exports and checkpoints carry their own")
     parser.add_argument("--max-length", type=int,
                         help="tokens a sentence is cut to (default: the run's max_seq_length for an export or a "
-                             "checkpoint, else 64)")
+                             "checkpoint, a sentence-transformers model's own max_seq_length, else 64)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--remove-characters", default="", metavar="CHARS",
                         help="delete each of these characters from every sentence before encoding; not the standard "
@@ -127,23 +186,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     if form and args.pooler:
         raise SystemExit(f"error: --pooler: {args.model} was written by run_simcse.py and is scored with its own "
                          "pooler (the evaluated embedding); leave --pooler out")
-    model = SimCSEModel.from_exported(args.model, pooler_type=args.pooler or "cls_before_pooler")
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    if args.max_length is None:  # the tokenizer of a folder run_simcse.py wrote carries the run's max_seq_length
-        args.max_length = tokenizer.model_max_length if form else 64
-    try:
-        model.check_max_length(args.max_length, "--max-length")
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
-    sets = {name: tokenize_sts(ds, tokenizer, args.max_length, name=name) for name, ds in loaded.items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(
-            model=model,
-            args=TrainingArguments(output_dir=tmp, per_device_eval_batch_size=args.batch_size, report_to="none"),
-            data_collator=SimCSECollator(tokenizer.pad_token_id, args.max_length),
-            compute_metrics=compute_metrics,
-        )
-        results = evaluate_sets(trainer, sets)
+    if not form and not args.pooler and has_sentence_transformers_pipeline(args.model):
+        results = sentence_transformers_scores(args.model, loaded, args.max_length, args.batch_size)
+    else:
+        results = simcse_scores(args.model, form, args.pooler, loaded, args.max_length, args.batch_size)
     if args.remove_characters:
         print(f"Sentences scored without the characters {args.remove_characters!r} (not the standard protocol).")
     print(format_table(results))

@@ -61,6 +61,11 @@ def hub():
     server.stop()
 
 
+def folder_files(folder) -> dict[str, bytes]:
+    """Every file under `folder` (a Path), by its relative path: a repo for `HubStandIn.add_repo`."""
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
 def cli(args: list[str], hub: HubStandIn, tmp_home, token: str | None = TOKEN) -> subprocess.CompletedProcess:
     """Run `python *args` in the project root, in a fresh process pointed at the stand-in (HF_ENDPOINT) with its own
     HF_HOME."""

@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 from transformers import BertConfig, BertModel, HfArgumentParser, RobertaConfig, RobertaModel
 
 import run_simcse
-from conftest import ROOT, SAMPLE, cli
+from conftest import ROOT, SAMPLE, cli, folder_files
 from data_loading import load_nli_triplets, load_sentence_columns
 
 PUBLISHED = sorted(glob.glob(os.path.join(ROOT, "configs", "klue-*.json")))
@@ -54,10 +54,6 @@ def _parquet(rows: dict, features: Features) -> bytes:
     return buffer.getvalue()
 
 
-def _folder_files(folder) -> dict[str, bytes]:
-    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
-
-
 def _sample_rows(name: str) -> list[dict]:
     with open(os.path.join(SAMPLE, name), encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
@@ -75,7 +71,7 @@ def seed_published_sources(hub, tokenizer, tmp_path) -> None:
         folder = tmp_path / repo_id
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-        hub.add_repo(repo_id, _folder_files(folder))
+        hub.add_repo(repo_id, folder_files(folder))
 
     names = ["entailment", "neutral", "contradiction"]
     nli = _sample_rows("nli.tsv")

@@ -1,10 +1,13 @@
 """The 8 STS correlations against hand-computed cases, and the evaluation command against a direct computation."""
 
+import json
+import pathlib
+
 import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from conftest import SAMPLE
+from conftest import SAMPLE, cli, folder_files
 from data_loading import column_values, load_sts, tokenize_rows
 from modeling_simcse import SimCSEModel, pair_similarities
 from sts_evaluation import METRIC_NAMES, format_table, main, sts_correlations, tokenize_sts
@@ -128,3 +131,52 @@ def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, 
         main([a.format(**names) for a in argv])
     message = message.format(**names)
     assert message in str(stop.value) + capsys.readouterr().err  # argparse prints its own errors
+
+
+@pytest.fixture(scope="module")
+def sentence_transformer_dir(encoder_dir, tmp_path_factory):
+    """The tiny encoder as a sentence-transformers model: mean pooling, then unit length (as e5 models ship)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    modules = [Transformer(encoder_dir, max_seq_length=64), Pooling(32, pooling_mode="mean"), Normalize()]
+    path = str(tmp_path_factory.mktemp("sentence-transformer"))
+    SentenceTransformer(modules=modules, device="cpu").save(path)
+    return path
+
+
+def test_sentence_transformers_model_is_scored_with_its_own_pipeline(encoder_dir, sentence_transformer_dir, capsys):
+    """Without --pooler, a sentence-transformers model gets its own embedding: the mean pooling's cosine scores, and
+    the Normalize module's unit vectors, on which dot product is the cosine and Euclidean distance ranks as it does."""
+    sample = ["--set", f"s={SAMPLE}/sts.tsv", "--batch-size", "4"]
+    got = main([sentence_transformer_dir] + sample)["s"]
+    pipeline = "scored through its sentence-transformers pipeline (Transformer -> Pooling -> Normalize, max_seq_length 64)"
+    assert pipeline in capsys.readouterr().out
+    mean_pooled = main([encoder_dir, "--pooler", "avg"] + sample)["s"]
+    for metric in ("cosine_pearson", "cosine_spearman"):
+        assert got[metric] == pytest.approx(mean_pooled[metric], abs=1e-3)
+    assert got["dot_pearson"] == pytest.approx(got["cosine_pearson"], abs=1e-3)
+    assert got["dot_spearman"] == pytest.approx(got["cosine_spearman"], abs=1e-3)
+    assert got["euclidean_spearman"] == pytest.approx(got["cosine_spearman"], abs=1e-3)
+    assert mean_pooled["dot_spearman"] != pytest.approx(mean_pooled["cosine_spearman"], abs=1e-1)  # not unit length
+
+    cls_pooled = main([sentence_transformer_dir, "--pooler", "cls_before_pooler"] + sample)["s"]  # --pooler overrides
+    assert cls_pooled == pytest.approx(main([encoder_dir, "--pooler", "cls_before_pooler"] + sample)["s"], abs=1e-6)
+    assert cls_pooled["cosine_spearman"] != pytest.approx(got["cosine_spearman"], abs=1e-1)
+
+
+def test_sentence_transformers_model_max_length_is_checked(sentence_transformer_dir):
+    with pytest.raises(SystemExit, match="--max-length 65 is longer than the 64 positions of the bert encoder"):
+        main([sentence_transformer_dir, "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "65"])
+
+
+def test_sentence_transformers_model_from_the_hub(sentence_transformer_dir, hub, tmp_path):
+    """A Hub id of a sentence-transformers model (served by the stand-in Hub) is scored as its local copy is."""
+    hub.add_repo("someone/korean-sentence-model", folder_files(pathlib.Path(sentence_transformer_dir)))
+    sample = ["--set", f"s={SAMPLE}/sts.tsv", "--batch-size", "4"]
+    run = cli(["sts_evaluation.py", "someone/korean-sentence-model", *sample, "--output", str(tmp_path / "hub.json")],
+              hub, tmp_path / "home", token=None)
+    assert run.returncode == 0, run.stderr
+    assert "sentence-transformers pipeline (Transformer -> Pooling -> Normalize" in run.stdout
+    got = json.loads((tmp_path / "hub.json").read_text())["s"]
+    assert got == pytest.approx(main([sentence_transformer_dir] + sample)["s"], abs=1e-6)
