@@ -22,7 +22,10 @@ import platform
 import shutil
 import sys
 import time
+import types
+import typing
 from dataclasses import dataclass, field
+from enum import Enum
 
 import torch
 import transformers
@@ -224,6 +227,51 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
     return problems
 
 
+def _accepts(annotation, value) -> bool:
+    """Whether a JSON value fits a dataclass field's type (classes other than str/int/float/bool/list/dict, and enums,
+    which TrainingArguments converts and checks itself, accept anything)."""
+    origin, arms = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(arm, value) for arm in arms)
+    if origin is typing.Literal:
+        return value in arms
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str or (isinstance(annotation, type) and issubclass(annotation, Enum)):
+        return isinstance(value, str)
+    if (origin or annotation) is list:
+        return isinstance(value, list) and all(_accepts(arms[0], v) for v in value) if arms else isinstance(value, list)
+    if (origin or annotation) is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def check_json_values(config: dict, path: str) -> dict:
+    """A JSON args dict -> the same, with a string given for a list-of-strings field (train_data, test_data,
+    sentence_columns ...) made a one-item list; raises SystemExit naming the file and every key whose value has the
+    wrong type (HfArgumentParser passes JSON values through unchecked: "bf16": "false" would turn bf16 on)."""
+    hints = {f.name: typing.get_type_hints(dtype)[f.name] for dtype in ALL_ARGUMENTS for f in dataclasses.fields(dtype)
+             if f.init}
+    config, problems = dict(config), []
+    for key, value in config.items():
+        if key not in hints:
+            continue  # HfArgumentParser names unknown keys
+        if isinstance(value, str) and not _accepts(hints[key], value) and _accepts(hints[key], [value]):
+            config[key] = value = [value]
+        if not _accepts(hints[key], value):
+            wanted = str(hints[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            problems.append(f"{key}: expected {wanted}, got {json.dumps(value, ensure_ascii=False)}")
+    if problems:
+        raise SystemExit(f"error: {path}: " + "; ".join(problems))
+    return config
+
+
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, SimCSEArguments, TrainingArguments]:
     """One JSON file (unknown keys are an error) or command-line flags -> the four argument dataclasses, checked."""
     parser = HfArgumentParser(ALL_ARGUMENTS)
@@ -231,7 +279,11 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         if not os.path.isfile(argv[0]):
             raise SystemExit(f"error: {argv[0]}: file not found")
         try:
-            parsed = parser.parse_json_file(os.path.abspath(argv[0]))
+            with open(argv[0], encoding="utf-8") as f:
+                config = json.load(f)
+            if not isinstance(config, dict):
+                raise ValueError("expected a JSON object of arguments, {\"key\": value, ...}")
+            parsed = parser.parse_dict(check_json_values(config, argv[0]))
         except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON
             raise SystemExit(f"error: {argv[0]}: {e}") from None
     else:

@@ -227,6 +227,34 @@ def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
+    # HfArgumentParser passes JSON values through: "false" turned bf16 on, "5e-5" failed inside the optimizer.
+    ({"use_cpu": "false"}, 'use_cpu: expected bool, got "false"'),
+    ({"learning_rate": "5e-5"}, 'learning_rate: expected float, got "5e-5"'),
+    ({"max_seq_length": 32.0, "temperature": "0.05"}, 'max_seq_length: expected int, got 32.0; temperature: expected float'),
+    ({"sentence_columns": ["sent0", 1]}, r"sentence_columns: expected list\[str\] \| None, got \[\"sent0\", 1\]"),
+])
+def test_json_values_of_the_wrong_type_are_named(tmp_path, changes, message):
+    config = smoke_config(tmp_path, **changes)
+    with pytest.raises(SystemExit, match=f"config.json: {message}"):
+        run_simcse.main([config])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
+    """"train_data": "a.tsv" read as one source (it was read as one source per character: '.' first)."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "bert", "train_tokenizer_vocab_size": 300, "output_dir": str(tmp_path),
+                                "train_data": f"{SAMPLE}/nli.tsv", "test_data": f"s={SAMPLE}/sts.tsv",
+                                "sentence_columns": "sentence1", "train_format": "text"}))
+    _, data_args, _, _ = run_simcse.parse_arguments([str(path)])
+    assert (data_args.train_data, data_args.test_data) == ([f"{SAMPLE}/nli.tsv"], [f"s={SAMPLE}/sts.tsv"])
+    assert data_args.sentence_columns == ["sentence1"]
+    path.write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="config.json: expected a JSON object of arguments"):
+        run_simcse.parse_arguments([str(path)])
+
+
+@pytest.mark.parametrize("changes, message", [
     ({"compile_layers": True, "torch_compile": True}, r"compile_layers \(or cuda_graphs\) and torch_compile both compile"),
     # Trainer would drop the last partial batch of the evaluations too: scores over part of each STS set.
     ({"dataloader_drop_last": True}, "dataloader_drop_last: Trainer drops the last partial batch of every evaluation"),
