@@ -228,8 +228,8 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
 
 
 def _accepts(annotation, value) -> bool:
-    """Whether a JSON value fits a dataclass field's type (classes other than str/int/float/bool/list/dict, and enums,
-    which TrainingArguments converts and checks itself, accept anything)."""
+    """Whether a JSON value fits a dataclass field's type. An enum takes a string (TrainingArguments checks that it
+    names a member); a class other than str, int, float, bool, list and dict takes anything."""
     origin, arms = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         return any(_accepts(arm, value) for arm in arms)
@@ -246,7 +246,7 @@ def _accepts(annotation, value) -> bool:
     if annotation is str or (isinstance(annotation, type) and issubclass(annotation, Enum)):
         return isinstance(value, str)
     if (origin or annotation) is list:
-        return isinstance(value, list) and all(_accepts(arms[0], v) for v in value) if arms else isinstance(value, list)
+        return isinstance(value, list) and (not arms or all(_accepts(arms[0], v) for v in value))
     if (origin or annotation) is dict:
         return isinstance(value, dict)
     return True
