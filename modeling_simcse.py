@@ -623,3 +623,18 @@ def _write_sentence_transformers_files(out_dir: str, encoder: PreTrainedModel, e
     st_config["similarity_fn_name"] = "cosine"
     with open(os.path.join(out_dir, "config_sentence_transformers.json"), "w") as f:
         json.dump(st_config, f, indent=2)
+    _name_tokenizer_class_for_transformers_4(out_dir)
+
+
+def _name_tokenizer_class_for_transformers_4(out_dir: str) -> None:
+    """transformers 5 saves a tokenizer of no specific class (a `tokenizer.json` pipeline, as the scratch and
+    e5-small-ko tokenizers are) as class "TokenizersBackend", which transformers 4 does not know, so the export did not
+    load there at all; "PreTrainedTokenizerFast" names the same tokenizer in both (transformers 5 maps it to
+    TokenizersBackend). Tokenizers of a named class (BertTokenizer ...) are left as they are."""
+    path = os.path.join(out_dir, "tokenizer_config.json")
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, ensure_ascii=False)

@@ -47,6 +47,9 @@ def test_round_trip(encoder_dir, tokenizer, tmp_path, pooler, mlp_only_train, em
         assert not info["missing_keys"] and not info["mismatched_keys"], info
         assert plain.config.simcse["embedding"] == embedding
         assert plain.config.simcse["recipe"] == EMBEDDING_RECIPES[embedding]
+        # Named so that transformers 4 loads it too (its "TokenizersBackend" did not; bench/RESULTS.md, 2026-12-02).
+        with open(f"{out}/tokenizer_config.json") as f:
+            assert json.load(f)["tokenizer_class"] == "PreTrainedTokenizerFast"
         reloaded_tok = AutoTokenizer.from_pretrained(out)
         batch2 = reloaded_tok(SENTENCES, padding=True, return_tensors="pt")
         assert torch.equal(batch2["input_ids"], batch["input_ids"])
