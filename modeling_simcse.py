@@ -597,33 +597,69 @@ class SimCSEModel(PreTrainedModel):
 
 
 def _write_sentence_transformers_files(out_dir: str, encoder: PreTrainedModel, embedding: str, max_seq_length) -> None:
-    """Write modules.json and the module folders so `SentenceTransformer(out_dir)` reproduces `embedding`."""
+    """Write modules.json and the module folders so `SentenceTransformer(out_dir)` reproduces `embedding`.
+
+    sentence-transformers 6 saves them in a layout (module paths under `sentence_transformers.base`, a `pooling_mode`
+    string, no `max_seq_length` in sentence_bert_config.json) that its releases before 5.4 do not load, nor do servers
+    that read the older files (text-embeddings-inference takes the pooling from 1_Pooling/config.json's
+    `pooling_mode_*` flags and the length from sentence_bert_config.json). The files are rewritten in the layout of
+    sentence-transformers 2 to 5, which 6 loads too: releases 3.4 to 6.2 gave the evaluated embedding
+    (bench/RESULTS.md). The weights stay as 6 saved them (safetensors, the same keys in every release).
+    """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer, WeightedLayerPooling
 
     hidden = encoder.config.hidden_size
     modules: list[nn.Module] = [Transformer(out_dir, max_seq_length=max_seq_length)]
     layers = encoder.config.num_hidden_layers
+    legacy_configs = {}  # the older layout's config.json of each module after the Transformer
     if embedding == "avg_first_last":  # hidden_states[1] and [-1], each with weight 1
         modules.append(WeightedLayerPooling(hidden, layers, layer_start=1, layer_weights=nn.Parameter(
             torch.tensor([1.0] + [0.0] * (layers - 2) + [1.0]))))
     elif embedding == "avg_top2":
         modules.append(WeightedLayerPooling(hidden, layers, layer_start=layers - 1))
-    modules.append(Pooling(hidden, pooling_mode="cls" if embedding in ("cls", "pooler_output") else "mean"))
+    if embedding in ("avg_first_last", "avg_top2"):
+        legacy_configs["WeightedLayerPooling"] = {"word_embedding_dimension": hidden, "num_hidden_layers": layers,
+                                                  "layer_start": modules[-1].layer_start}
+    cls = embedding in ("cls", "pooler_output")
+    modules.append(Pooling(hidden, pooling_mode="cls" if cls else "mean"))
+    legacy_configs["Pooling"] = {"word_embedding_dimension": hidden, "pooling_mode_cls_token": cls,
+                                 "pooling_mode_mean_tokens": not cls, "pooling_mode_max_tokens": False,
+                                 "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
+                                 "pooling_mode_lasttoken": False, "include_prompt": True}
     if embedding == "pooler_output":
         dense = Dense(hidden, hidden, activation_function=nn.Tanh())
         dense.linear.load_state_dict(encoder.pooler.dense.state_dict())
         modules.append(dense)
+        legacy_configs["Dense"] = {"in_features": hidden, "out_features": hidden, "bias": True,
+                                   "activation_function": "torch.nn.modules.activation.Tanh"}
     model = SentenceTransformer(modules=modules, device="cpu")
     model.save(out_dir, create_model_card=False)
     # SentenceTransformer.save rewrites config.json from its own copy of the encoder config: keep ours.
     encoder.config.save_pretrained(out_dir)
-    with open(os.path.join(out_dir, "config_sentence_transformers.json")) as f:
-        st_config = json.load(f)
+    entries = _read_json(os.path.join(out_dir, "modules.json"))
+    for entry, module in zip(entries, modules):
+        name = type(module).__name__
+        entry["type"] = f"sentence_transformers.models.{name}"
+        if name in legacy_configs:
+            _write_json(os.path.join(out_dir, entry["path"], "config.json"), legacy_configs[name])
+    _write_json(os.path.join(out_dir, "modules.json"), entries)
+    _write_json(os.path.join(out_dir, "sentence_bert_config.json"),
+                {"max_seq_length": modules[0].max_seq_length, "do_lower_case": False})
+    st_config = _read_json(os.path.join(out_dir, "config_sentence_transformers.json"))
     st_config["similarity_fn_name"] = "cosine"
-    with open(os.path.join(out_dir, "config_sentence_transformers.json"), "w") as f:
-        json.dump(st_config, f, indent=2)
+    _write_json(os.path.join(out_dir, "config_sentence_transformers.json"), st_config)
     _name_tokenizer_class_for_transformers_4(out_dir)
+
+
+def _read_json(path: str):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _write_json(path: str, obj) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
 
 
 def _name_tokenizer_class_for_transformers_4(out_dir: str) -> None:
@@ -632,9 +668,7 @@ def _name_tokenizer_class_for_transformers_4(out_dir: str) -> None:
     load there at all; "PreTrainedTokenizerFast" names the same tokenizer in both (transformers 5 maps it to
     TokenizersBackend). Tokenizers of a named class (BertTokenizer ...) are left as they are."""
     path = os.path.join(out_dir, "tokenizer_config.json")
-    with open(path, encoding="utf-8") as f:
-        config = json.load(f)
+    config = _read_json(path)
     if config.get("tokenizer_class") == "TokenizersBackend":
         config["tokenizer_class"] = "PreTrainedTokenizerFast"
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2, ensure_ascii=False)
+        _write_json(path, config)

@@ -28,6 +28,28 @@ def recipe(outputs, mask, embedding):
     return (tokens * m).sum(1) / m.sum(1)
 
 
+def assert_older_sentence_transformers_layout(out: str, embedding: str, max_seq_length: int) -> None:
+    """The files are in the layout sentence-transformers 2-5 wrote, which 6 reads too (above) and which servers such
+    as text-embeddings-inference parse: module types under `sentence_transformers.models`, the pooling as
+    `pooling_mode_*` flags, the length in sentence_bert_config.json."""
+    def read(name):
+        with open(f"{out}/{name}") as f:
+            return json.load(f)
+
+    modules = read("modules.json")
+    names = {"pooler_output": ["Transformer", "Pooling", "Dense"], "avg_first_last": ["Transformer",
+             "WeightedLayerPooling", "Pooling"], "avg_top2": ["Transformer", "WeightedLayerPooling", "Pooling"]}
+    assert [m["type"] for m in modules] == [f"sentence_transformers.models.{n}"
+                                            for n in names.get(embedding, ["Transformer", "Pooling"])]
+    assert read("sentence_bert_config.json") == {"max_seq_length": max_seq_length, "do_lower_case": False}
+    pooling = read(next(m["path"] for m in modules if m["type"].endswith(".Pooling")) + "/config.json")
+    cls = embedding in ("cls", "pooler_output")
+    assert (pooling["word_embedding_dimension"], pooling["pooling_mode_cls_token"], pooling["pooling_mode_mean_tokens"]) \
+        == (32, cls, not cls)
+    assert not any(v for k, v in pooling.items() if k.startswith("pooling_mode_") and k not in (
+        "pooling_mode_cls_token", "pooling_mode_mean_tokens"))
+
+
 POOLERS = [  # pooler_type, mlp_only_train, the exported embedding
     ("cls", False, "pooler_output"), ("cls", True, "cls"), ("cls_before_pooler", False, "cls"),
     ("avg", False, "avg"), ("avg_first_last", False, "avg_first_last"), ("avg_top2", False, "avg_top2"),
@@ -58,6 +80,7 @@ def test_round_trip(encoder_dir, tokenizer, tmp_path, pooler, mlp_only_train, em
 
         st = SentenceTransformer(out, device="cpu")
         torch.testing.assert_close(st.encode(SENTENCES, convert_to_tensor=True), evaluated, atol=1e-5, rtol=1e-5)
+        assert_older_sentence_transformers_layout(out, embedding, max_seq_length=32)
 
         again = SimCSEModel.from_exported(out)
         torch.testing.assert_close(again.embed(batch["input_ids"], batch["attention_mask"]), evaluated)
