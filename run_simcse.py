@@ -52,7 +52,8 @@ from modeling_simcse import (
     SimCSEModel,
 )
 from scratch_tokenizer import train_wordpiece
-from sts_evaluation import METRIC_NAMES, compute_metrics, evaluate_sets, format_table, tokenize_sts
+from sts_evaluation import (METRIC_NAMES, compute_metrics, evaluate_sets, format_table,
+                            sentence_transformers_pooling, tokenize_sts)
 from training_guards import (
     NonFiniteLossGuard,
     TrainingDiverged,
@@ -422,6 +423,22 @@ def load_training_set(data_args: DataArguments, cache_dir: str | None):
     return ds
 
 
+# The pooler_type values that train a sentence-transformers model's own pooling.
+POOLER_TYPES_OF_SENTENCE_TRANSFORMERS_POOLING = {"cls": ("cls", "cls_before_pooler"), "mean": ("avg",)}
+
+
+def warn_of_another_pooling(model: str, pooler_type: str, cache_dir: str | None = None) -> None:
+    """Log a warning when `model` is a sentence-transformers model whose embedding pools otherwise than `pooler_type`
+    (fine-tuning a mean-pooled model on its CLS state starts from a vector it was never trained to give)."""
+    pooling = sentence_transformers_pooling(model, cache_dir=cache_dir)
+    fitting = POOLER_TYPES_OF_SENTENCE_TRANSFORMERS_POOLING.get(pooling, ())
+    if pooling and pooler_type not in fitting:
+        advice = f"pooler_type {' or '.join(map(repr, fitting))} trains that embedding" if fitting else \
+            "no pooler_type trains that embedding"
+        logger.warning("%s is a sentence-transformers model whose embedding is %s pooling; this run trains and exports "
+                       "pooler_type %r instead (%s)", model, pooling, pooler_type, advice)
+
+
 def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokenizer, device_type: str) -> SimCSEModel:
     """A pretrained or config-made encoder wrapped in a fresh `SimCSEModel`."""
     if model_args.model_name_or_path:
@@ -441,6 +458,7 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
             raise SystemExit(f"error: config_overrides: {e}") from None
     if model_args.model_name_or_path:
         encoder = AutoModel.from_pretrained(model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir)
+        warn_of_another_pooling(model_args.model_name_or_path, simcse_args.pooler_type, model_args.cache_dir)
     else:
         encoder = AutoModel.from_config(config)
     length_buckets = simcse_args.length_buckets

@@ -120,6 +120,29 @@ def has_sentence_transformers_pipeline(model: str) -> bool:
                        _raise_exceptions_for_connection_errors=False) is not None
 
 
+def sentence_transformers_pooling(model: str, **load_kwargs) -> str | None:
+    """The pooling of a sentence-transformers model folder or Hub id: 'cls', 'mean', 'max' ... ('+'-joined if
+    several), read from its Pooling module's config in either layout (sentence-transformers 6's `pooling_mode`, or
+    the `pooling_mode_*` flags of releases 2-5, which this project's exports use); None without a Pooling module."""
+    def read(name: str):
+        path = cached_file(model, name, _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False, **load_kwargs)
+        if path is None:
+            return None
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    pooling = next((m for m in read("modules.json") or [] if m.get("type", "").endswith(".Pooling")), None)
+    config = read(f"{pooling['path']}/config.json") if pooling else None
+    if not config:
+        return None
+    modes = config.get("pooling_mode")
+    if modes is None:  # the older flags, e.g. pooling_mode_cls_token, pooling_mode_mean_tokens
+        modes = [k[len("pooling_mode_"):].removesuffix("_tokens").removesuffix("_token")
+                 for k, on in config.items() if k.startswith("pooling_mode_") and on]
+    return "+".join([modes] if isinstance(modes, str) else modes) or None
+
+
 def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_length: int | None,
                                  batch_size: int) -> dict[str, dict[str, float]]:
     """Score untokenized STS sets (sentence1, sentence2, score) with the model's own sentence-transformers

@@ -162,6 +162,19 @@ def test_dropout_and_config_overrides_reach_a_pretrained_encoder(encoder_dir, to
               run_simcse.SimCSEArguments(), tokenizer, "cpu")
 
 
+def test_fine_tuning_a_sentence_transformers_model_on_another_pooling_is_warned_of(encoder_dir, tokenizer, tmp_path,
+                                                                                   caplog):
+    SimCSEModel.from_encoder(encoder_dir, pooler_type="avg").export_encoder(str(tmp_path), tokenizer)  # mean pooling
+    for pooler_type, warned in (("cls_before_pooler", True), ("avg", False)):
+        caplog.clear()
+        run_simcse.warn_of_another_pooling(str(tmp_path), pooler_type)
+        assert ("whose embedding is mean pooling; this run trains and exports pooler_type 'cls_before_pooler' instead "
+                "(pooler_type 'avg' trains that embedding)" in caplog.text) == warned
+    caplog.clear()
+    run_simcse.warn_of_another_pooling(encoder_dir, "cls")  # not a sentence-transformers model
+    assert not caplog.text
+
+
 def test_a_missing_encoder_folder_is_named_before_anything_runs(tmp_path):
     config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None, model_name_or_path="/no/such/encoder")
     with pytest.raises(SystemExit, match="model_name_or_path: /no/such/encoder: no such folder, and not a Hub model id"):

@@ -180,3 +180,14 @@ def test_sentence_transformers_model_from_the_hub(sentence_transformer_dir, hub,
     assert "sentence-transformers pipeline (Transformer -> Pooling -> Normalize" in run.stdout
     got = json.loads((tmp_path / "hub.json").read_text())["s"]
     assert got == pytest.approx(main([sentence_transformer_dir] + sample)["s"], abs=1e-6)
+
+
+def test_the_pooling_of_a_sentence_transformers_model_is_read_in_either_layout(encoder_dir, sentence_transformer_dir,
+                                                                                 tokenizer, tmp_path):
+    from sts_evaluation import sentence_transformers_pooling
+
+    assert sentence_transformers_pooling(sentence_transformer_dir) == "mean"  # sentence-transformers 6's own layout
+    for pooler, pooling in (("cls", "cls"), ("avg_top2", "mean")):  # exports: the layout of releases 2-5
+        SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler).export_encoder(str(tmp_path / pooler), tokenizer)
+        assert sentence_transformers_pooling(str(tmp_path / pooler)) == pooling
+    assert sentence_transformers_pooling(encoder_dir) is None  # no sentence-transformers files
