@@ -638,6 +638,14 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         raise SystemExit(f"error: {e}") from None
     packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences
     logger.info("training batches: %s", "packed (no padding)" if packed else "padded")
+    per_device, processes = training_args.per_device_train_batch_size, training_args.world_size
+    if processes == 1:
+        contrastive = f"{per_device} rows"
+    elif simcse_args.gather_negatives:
+        contrastive = f"{per_device * processes} rows ({per_device} per process x {processes} processes, gathered)"
+    else:
+        contrastive = f"{per_device} rows per process (gather_negatives false: each of the {processes} on its own)"
+    logger.info("contrastive batch (rows that are negatives for each other): %s", contrastive)
     if simcse_args.cuda_graphs is None:
         simcse_args.cuda_graphs = cuda_graphs_by_default(training_args, simcse_args, packed)
     compile_for_training(model, simcse_args)
