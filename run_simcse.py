@@ -257,8 +257,10 @@ def check_json_values(config: dict, path: str) -> dict:
     """A JSON args dict -> the same, with a string given for a list-of-strings field (train_data, test_data,
     sentence_columns ...) made a one-item list; raises SystemExit naming the file and every key whose value has the
     wrong type (HfArgumentParser passes JSON values through unchecked: "bf16": "false" would turn bf16 on)."""
-    hints = {f.name: typing.get_type_hints(dtype)[f.name] for dtype in ALL_ARGUMENTS for f in dataclasses.fields(dtype)
-             if f.init}
+    hints = {}
+    for dtype in ALL_ARGUMENTS:
+        types_of = typing.get_type_hints(dtype)
+        hints.update({f.name: types_of[f.name] for f in dataclasses.fields(dtype) if f.init})
     config, problems = dict(config), []
     for key, value in config.items():
         if key not in hints:
