@@ -114,26 +114,28 @@ def simcse_scores(model: str, form: str | None, pooler: str | None, sets: dict[s
         return evaluate_sets(trainer, tokenized)
 
 
+def _model_json(model: str, name: str, **load_kwargs):
+    """The JSON file `name` of a model folder or Hub id, parsed; None where it has none (or the Hub is out of reach)."""
+    path = cached_file(model, name, _raise_exceptions_for_missing_entries=False,
+                       _raise_exceptions_for_connection_errors=False, **load_kwargs)
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def has_sentence_transformers_pipeline(model: str) -> bool:
     """Whether a model folder or Hub id holds a sentence-transformers pipeline (`modules.json`)."""
-    return cached_file(model, "modules.json", _raise_exceptions_for_missing_entries=False,
-                       _raise_exceptions_for_connection_errors=False) is not None
+    return _model_json(model, "modules.json") is not None
 
 
 def sentence_transformers_pooling(model: str, **load_kwargs) -> str | None:
     """The pooling of a sentence-transformers model folder or Hub id: 'cls', 'mean', 'max' ... ('+'-joined if
     several), read from its Pooling module's config in either layout (sentence-transformers 6's `pooling_mode`, or
     the `pooling_mode_*` flags of releases 2-5, which this project's exports use); None without a Pooling module."""
-    def read(name: str):
-        path = cached_file(model, name, _raise_exceptions_for_missing_entries=False,
-                           _raise_exceptions_for_connection_errors=False, **load_kwargs)
-        if path is None:
-            return None
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-
-    pooling = next((m for m in read("modules.json") or [] if m.get("type", "").endswith(".Pooling")), None)
-    config = read(f"{pooling['path']}/config.json") if pooling else None
+    modules = _model_json(model, "modules.json", **load_kwargs) or []
+    pooling = next((m for m in modules if m.get("type", "").endswith(".Pooling")), None)
+    config = _model_json(model, f"{pooling['path']}/config.json", **load_kwargs) if pooling else None
     if not config:
         return None
     modes = config.get("pooling_mode")
