@@ -65,3 +65,11 @@ def test_memory_script_measures_the_plain_and_the_cached_step():
     row = next(line for line in lines if line.startswith("| 8 |"))
     plain, cached, ratio = (float(cell) for cell in row.strip("| ").split(" | ")[1:])
     assert plain > 0 and cached > 0 and ratio == pytest.approx(cached / plain, rel=0.05)
+
+
+def test_tokenization_script_times_each_setting_in_its_own_process():
+    """bench/tokenization.py, one process count: a row for the tokenizer's thread pool as it comes and one without."""
+    lines = run_script("bench/tokenization.py", "--triplets", "300", "--processes", "2")
+    rows = [line.split(" | ")[:2] for line in lines if line.startswith("| 2 |")]
+    assert rows == [["| 2", "unset"], ["| 2", "false"]]
+    assert lines[-1].startswith("fastest: 2 process(es)") and lines[-1].endswith("default (1, unset): not timed")
