@@ -27,6 +27,7 @@ import typing
 from dataclasses import dataclass, field
 from enum import Enum
 
+import joblib
 import torch
 import transformers
 from huggingface_hub import HfApi
@@ -500,9 +501,11 @@ def cuda_graphs_by_default(training_args: TrainingArguments, simcse_args: SimCSE
 
 
 def usable_cpu_count() -> int:
-    """CPUs this process may run on: its affinity where the OS has one (a batch scheduler or taskset may keep it below
-    the machine's count), else the machine's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """CPUs this process may use (`joblib.cpu_count`): the fewest of the machine's count, its CPU affinity (a batch
+    scheduler or taskset), its container's CPU quota (cgroup `cpu.max`, as Docker and Kubernetes limits set it) and
+    the environment variable LOKY_MAX_CPU_COUNT. A quota counts because more busy processes than it allows are
+    throttled, not sped up."""
+    return joblib.cpu_count()
 
 
 def tokenization_processes(train_rows: int, workers: int | None) -> int | None:
@@ -709,7 +712,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         environment = describe_environment(training_args, len(train_rows))
         with open(os.path.join(out, "environment.json"), "w") as f:
             json.dump({**environment, "training_batches": "packed" if packed else "padded",
-                       "cuda_graphs": simcse_args.cuda_graphs, "tokenization_processes": train_workers or 1,
+                       "cuda_graphs": simcse_args.cuda_graphs, "usable_cpus": usable_cpu_count(),
+                       "tokenization_processes": train_workers or 1,
                        "phase_seconds": timer.seconds}, f, indent=2)
         if results:
             print(format_table(results))

@@ -7,8 +7,10 @@ Times `data_loading.tokenize_rows` (the call run_simcse.py makes, `datasets.map`
 epoch rehearsal's triplets (`bench.common.sampled_triplets`, held in memory as run_simcse.py holds a file it read) with
 the benchmark tokenizer, each setting in a fresh Python process, as a run starts: with the tokenizer's own Rust
 thread pool as it comes (`TOKENIZERS_PARALLELISM` unset) and without it (`false`), since several processes that
-each start a pool of every CPU's threads may crowd each other. Prints one row a setting (seconds, sentences a
-second) and which process count `run_simcse.py` picks by default on this machine.
+each start a pool of every CPU's threads may crowd each other. Prints one row a setting (wall seconds, CPU seconds of
+the process and its tokenizing workers, their ratio: how many CPUs were busy on average, sentences a second) and which
+process count `run_simcse.py` picks by default on this machine. Usable CPUs are `run_simcse.usable_cpu_count`'s
+(affinity and container quota).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -28,8 +31,9 @@ from bench.common import ROOT, sampled_triplets, tokenizer
 from bench.epoch_rehearsal import KORNLI_TRIPLETS
 
 
-def time_one(tokenizer_dir: str, triplets: int, processes: int) -> float:
-    """Seconds `tokenize_rows` takes on `triplets` sampled triplets with `processes` processes (this process)."""
+def time_one(tokenizer_dir: str, triplets: int, processes: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) `tokenize_rows` takes on `triplets` sampled triplets with `processes` processes (this
+    process): CPU time of this process and of the worker processes it waited for, user and system."""
     import datasets
     from transformers import AutoTokenizer
 
@@ -39,11 +43,16 @@ def time_one(tokenizer_dir: str, triplets: int, processes: int) -> float:
     datasets.disable_caching()  # a second setting must not find the first one's result in the cache
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     rows = sampled_triplets(triplets)
-    start = time.perf_counter()
+    cpu_start, start = cpu_seconds(), time.perf_counter()
     out = tokenize_rows(rows, tok, rows.column_names, 64, num_proc=None if processes == 1 else processes)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     assert len(out) == triplets
-    return seconds
+    return seconds, cpu
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its children that have ended so far."""
+    return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 
 
 def main() -> None:
@@ -56,7 +65,8 @@ def main() -> None:
     parser.add_argument("--one", nargs=2, metavar=("TOKENIZER_DIR", "PROCESSES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # a child: one setting, its seconds as JSON on the last line
-        print(json.dumps({"seconds": time_one(args.one[0], args.triplets, int(args.one[1]))}))
+        seconds, cpu = time_one(args.one[0], args.triplets, int(args.one[1]))
+        print(json.dumps({"seconds": seconds, "cpu_seconds": cpu}))
         return
 
     cpus = run_simcse.usable_cpu_count()
@@ -65,7 +75,8 @@ def main() -> None:
     sentences = 3 * args.triplets
     print(f"{args.triplets:,} triplets ({sentences:,} sentences), max length 64, benchmark tokenizer; {cpus} of "
           f"{os.cpu_count()} CPUs usable; run_simcse.py's default: {default} process{'es' if default > 1 else ''}")
-    print("| processes | TOKENIZERS_PARALLELISM | seconds | sentences/s |\n|---|---|---|---|")
+    print("| processes | TOKENIZERS_PARALLELISM | seconds | CPU seconds | CPUs busy | sentences/s |\n"
+          "|---|---|---|---|---|---|")
     results = {}
     with tempfile.TemporaryDirectory() as work:
         tokenizer().save_pretrained(work)
@@ -79,10 +90,11 @@ def main() -> None:
                                      text=True)
                 if run.returncode:
                     raise SystemExit(f"{processes} process(es), TOKENIZERS_PARALLELISM={parallelism}:\n{run.stderr}")
-                seconds = json.loads(run.stdout.strip().splitlines()[-1])["seconds"]
+                timed = json.loads(run.stdout.strip().splitlines()[-1])
+                seconds, cpu = timed["seconds"], timed["cpu_seconds"]
                 results[(processes, parallelism or "unset")] = seconds
-                print(f"| {processes} | {parallelism or 'unset'} | {seconds:.2f} | {sentences / seconds:,.0f} |",
-                      flush=True)
+                print(f"| {processes} | {parallelism or 'unset'} | {seconds:.2f} | {cpu:.2f} | {cpu / seconds:.1f} | "
+                      f"{sentences / seconds:,.0f} |", flush=True)
     (best_processes, best_parallelism), best = min(results.items(), key=lambda kv: kv[1])
     timed = f"{results[(default, 'unset')]:.2f} s" if (default, "unset") in results else "not timed"
     print(f"fastest: {best_processes} process(es), TOKENIZERS_PARALLELISM {best_parallelism}, {best:.2f} s; "

@@ -70,6 +70,8 @@ def test_memory_script_measures_the_plain_and_the_cached_step():
 def test_tokenization_script_times_each_setting_in_its_own_process():
     """bench/tokenization.py, one process count: a row for the tokenizer's thread pool as it comes and one without."""
     lines = run_script("bench/tokenization.py", "--triplets", "300", "--processes", "2")
-    rows = [line.split(" | ")[:2] for line in lines if line.startswith("| 2 |")]
-    assert rows == [["| 2", "unset"], ["| 2", "false"]]
+    rows = [line.strip("| ").split(" | ") for line in lines if line.startswith("| 2 |")]
+    assert [row[:2] for row in rows] == [["2", "unset"], ["2", "false"]]
+    for _, _, seconds, cpu, busy, _ in rows:  # CPU time counts the workers: 2 processes keep more than 0 CPUs busy
+        assert float(cpu) > 0 and float(busy) == pytest.approx(float(cpu) / float(seconds), abs=0.06)
     assert lines[-1].startswith("fastest: 2 process(es)") and lines[-1].endswith("default (1, unset): not timed")

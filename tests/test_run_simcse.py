@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import joblib
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
@@ -338,16 +339,20 @@ def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch)
 
 
 def test_large_training_sets_are_tokenized_by_one_process_a_usable_cpu(monkeypatch):
-    """From TOKENIZE_IN_PARALLEL_FROM rows: one process a CPU this process may run on (not the machine's count), at
-    most 8; below it one process (None); preprocessing_num_workers, when set, always."""
+    """From TOKENIZE_IN_PARALLEL_FROM rows: one process a CPU this process may use (its affinity, its quota; not the
+    machine's count), at most 8; below it one process (None); preprocessing_num_workers, when set, always."""
     large = run_simcse.TOKENIZE_IN_PARALLEL_FROM
+    monkeypatch.delenv("LOKY_MAX_CPU_COUNT", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     assert run_simcse.tokenization_processes(large, None) == 3
     assert run_simcse.tokenization_processes(large - 1, None) is None
     assert run_simcse.tokenization_processes(10, 4) == 4 and run_simcse.tokenization_processes(large, 1) == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
-    assert run_simcse.tokenization_processes(large, None) == 8
+    if joblib.cpu_count() == 32:  # no CPU quota on this machine below 32 CPUs
+        assert run_simcse.tokenization_processes(large, None) == 8
+    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "2")  # joblib's cap, read as a container quota is
+    assert run_simcse.tokenization_processes(large, None) == 2
 
 
 @pytest.mark.parametrize("bad, message", [
