@@ -445,10 +445,26 @@ def warn_of_another_pooling(model: str, pooler_type: str, cache_dir: str | None 
                        "pooler_type %r instead (%s)", model, pooling, pooler_type, advice)
 
 
+@contextlib.contextmanager
+def refusing_model_code(model_args: ModelArguments):
+    """Turns transformers' refusal to run the code a model or tokenizer ships (loaded with trust_remote_code=False)
+    into a clear error: the job trains built-in encoders, whose packing, export and card it knows."""
+    try:
+        yield
+    except ValueError as e:
+        if "trust_remote_code" not in str(e):
+            raise
+        names = " / ".join(dict.fromkeys(n for n in (model_args.model_name_or_path, model_args.tokenizer_name) if n))
+        raise SystemExit(f"error: {names} ships its own model code (auto_map in its config), which this job does not "
+                         "run: it trains the encoders transformers has built in (BERT, RoBERTa, ELECTRA, XLM-R and the "
+                         "like)") from None
+
+
 def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokenizer, device_type: str) -> SimCSEModel:
     """A pretrained or config-made encoder wrapped in a fresh `SimCSEModel`."""
     if model_args.model_name_or_path:
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir,
+                                            trust_remote_code=False)  # False: an error, not an interactive prompt
     else:
         config = AutoConfig.for_model(model_args.model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
     if simcse_args.dropout is not None:
@@ -624,13 +640,13 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set), ", ".join(train_set.column_names),
                 len(dev_set) if dev_set else 0, {k: len(v) for k, v in test_sets.items()})
 
-    with timer("load_model"):
+    with timer("load_model"), refusing_model_code(model_args):
         if model_args.train_tokenizer_vocab_size:
             texts = [s for c in train_set.column_names for s in column_values(train_set, c)]
             tokenizer = train_wordpiece(texts, model_args.train_tokenizer_vocab_size)
         else:
             tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
-                                                      cache_dir=cache_dir)
+                                                      cache_dir=cache_dir, trust_remote_code=False)
         # Saved with every checkpoint and the export: the length sts_evaluation.py cuts sentences at by default.
         tokenizer.model_max_length = data_args.max_seq_length
         model = build_model(model_args, simcse_args, tokenizer, training_args.device.type)

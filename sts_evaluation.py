@@ -94,12 +94,14 @@ def _check_max_length(model: SimCSEModel, max_length: int) -> None:
 
 
 def simcse_scores(model: str, form: str | None, pooler: str | None, sets: dict[str, Dataset], max_length: int | None,
-                  batch_size: int) -> dict[str, dict[str, float]]:
+                  batch_size: int, trust_remote_code: bool = False) -> dict[str, dict[str, float]]:
     """Score untokenized STS sets with `SimCSEModel.from_exported` (an export's or a checkpoint's own pooler, else
     `pooler`, default cls_before_pooler) through `Trainer`, as training does -> {set name: {metric: value}}.
-    max_length: default the run's max_seq_length for a folder run_simcse.py wrote (form), else 64."""
-    encoder = SimCSEModel.from_exported(model, pooler_type=pooler or "cls_before_pooler")
-    tokenizer = AutoTokenizer.from_pretrained(model)
+    max_length: default the run's max_seq_length for a folder run_simcse.py wrote (form), else 64.
+    trust_remote_code: run the model's own code (its config's `auto_map`) to build its encoder and tokenizer."""
+    encoder = SimCSEModel.from_exported(model, pooler_type=pooler or "cls_before_pooler",
+                                        trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
     if max_length is None:  # the tokenizer of a folder run_simcse.py wrote carries the run's max_seq_length
         max_length = tokenizer.model_max_length if form else 64
     _check_max_length(encoder, max_length)
@@ -146,13 +148,14 @@ def sentence_transformers_pooling(model: str, **load_kwargs) -> str | None:
 
 
 def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_length: int | None,
-                                 batch_size: int) -> dict[str, dict[str, float]]:
+                                 batch_size: int, trust_remote_code: bool = False) -> dict[str, dict[str, float]]:
     """Score untokenized STS sets (sentence1, sentence2, score) with the model's own sentence-transformers
     embedding (`SentenceTransformer.encode`: its pooling, Dense and Normalize modules, default prompt, and its
-    max_seq_length unless `max_length` is given) -> {set name: {metric: value}} for `METRIC_NAMES`."""
+    max_seq_length unless `max_length` is given) -> {set name: {metric: value}} for `METRIC_NAMES`.
+    trust_remote_code: run the model's own code (custom modules, or an encoder its config's `auto_map` names)."""
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformer(model)
+    encoder = SentenceTransformer(model, trust_remote_code=trust_remote_code)
     if max_length is not None:
         if getattr(encoder[0], "auto_model", None) is not None:
             _check_max_length(SimCSEModel.from_encoder(encoder[0].auto_model, pooler_type="cls_before_pooler"),
@@ -194,6 +197,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                              "protocol. The published SimCSE-KO code removed commas and quotes: --remove-characters "
                              "\",\\\"'\" in a shell")
     parser.add_argument("--output", help="write the results as JSON here")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run the Python code a model ships to build itself (its config's auto_map, or custom "
+                             "sentence-transformers modules); read that code first")
     args = parser.parse_args(argv)
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         parser.error(f"--output {args.output}: its folder does not exist")
@@ -211,10 +217,18 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     if form and args.pooler:
         raise SystemExit(f"error: --pooler: {args.model} was written by run_simcse.py and is scored with its own "
                          "pooler (the evaluated embedding); leave --pooler out")
-    if not form and not args.pooler and has_sentence_transformers_pipeline(args.model):
-        results = sentence_transformers_scores(args.model, loaded, args.max_length, args.batch_size)
-    else:
-        results = simcse_scores(args.model, form, args.pooler, loaded, args.max_length, args.batch_size)
+    try:
+        if not form and not args.pooler and has_sentence_transformers_pipeline(args.model):
+            results = sentence_transformers_scores(args.model, loaded, args.max_length, args.batch_size,
+                                                   args.trust_remote_code)
+        else:
+            results = simcse_scores(args.model, form, args.pooler, loaded, args.max_length, args.batch_size,
+                                    args.trust_remote_code)
+    except ValueError as e:
+        if "trust_remote_code" not in str(e) or args.trust_remote_code:
+            raise
+        raise SystemExit(f"error: {args.model} ships its own code, which builds the model; read it, then add "
+                         "--trust-remote-code to run it") from None
     if args.remove_characters:
         print(f"Sentences scored without the characters {args.remove_characters!r} (not the standard protocol).")
     print(format_table(results))

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel
+from transformers import AutoTokenizer, BertConfig, BertModel
 
 from hub_standin import HubStandIn
 from scratch_tokenizer import train_wordpiece
@@ -50,6 +50,45 @@ def encoder_dir(tmp_path_factory, tokenizer):
     path = str(tmp_path_factory.mktemp("encoder"))
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
+    return path
+
+
+CUSTOM_ENCODER_CODE = """from transformers import BertConfig, BertModel
+
+
+class CustomEncoderConfig(BertConfig):
+    model_type = "custom-encoder"
+
+
+class CustomEncoder(BertModel):
+    config_class = CustomEncoderConfig
+"""
+
+
+@pytest.fixture(scope="session")
+def custom_code_encoder_dir(encoder_dir, tmp_path_factory):
+    """The tiny encoder's weights saved by a model class of its own code, shipped beside it as Hub models with custom
+    code ship it (`auto_map` in config.json, custom_encoder.py in the folder): loading it runs that code."""
+    import importlib.util
+
+    code = tmp_path_factory.mktemp("code") / "custom_encoder.py"
+    code.write_text(CUSTOM_ENCODER_CODE)
+    spec = importlib.util.spec_from_file_location("custom_encoder", code)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.CustomEncoderConfig.register_for_auto_class()
+    module.CustomEncoder.register_for_auto_class("AutoModel")
+    built_in = BertModel.from_pretrained(encoder_dir)
+    custom = module.CustomEncoder(module.CustomEncoderConfig.from_dict(built_in.config.to_dict()))
+    custom.load_state_dict(built_in.state_dict())
+    path = str(tmp_path_factory.mktemp("custom-code-encoder"))
+    sys.modules["custom_encoder"] = module  # where save_pretrained finds the code to copy
+    try:
+        custom.save_pretrained(path)
+    finally:
+        del sys.modules["custom_encoder"]
+    AutoTokenizer.from_pretrained(encoder_dir).save_pretrained(path)
+    assert os.path.isfile(os.path.join(path, "custom_encoder.py"))
     return path
 
 

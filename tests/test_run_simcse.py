@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -365,6 +366,34 @@ def test_bad_training_data_stops_before_anything_is_written(tmp_path, bad, messa
     with pytest.raises(SystemExit, match=message):
         run_simcse.main([config])
     assert not (tmp_path / "out").exists()
+
+
+def pretrained_config(tmp_path, model: str) -> str:
+    """configs/smoke.json training `model` (a pretrained encoder folder) instead of an encoder made from a config."""
+    config = json.loads(open(smoke_config(tmp_path)).read())
+    for key in ("model_type", "config_overrides", "train_tokenizer_vocab_size"):
+        config.pop(key)
+    (tmp_path / "pretrained.json").write_text(json.dumps({**config, "model_name_or_path": model}))
+    return str(tmp_path / "pretrained.json")
+
+
+def test_an_encoder_with_its_own_code_is_refused_before_anything_is_written(custom_code_encoder_dir, tmp_path):
+    with pytest.raises(SystemExit, match=f"error: {custom_code_encoder_dir} ships its own model code"):
+        run_simcse.main([pretrained_config(tmp_path, custom_code_encoder_dir)])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_built_in_encoder_is_trained_without_the_code_its_folder_ships(encoder_dir, tmp_path):
+    """A BERT whose config.json also names code of its own (auto_map): trained as the built-in class, the shipped code
+    never run (it would raise)."""
+    folder = tmp_path / "encoder"
+    shutil.copytree(encoder_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "shipped.Config", "AutoModel": "shipped.Model"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "shipped.py").write_text('raise RuntimeError("the shipped code ran")\n')
+    results = run_simcse.main([pretrained_config(tmp_path, str(folder))])
+    assert set(results) == {"sample-sts", "sample-sts-again"}
 
 
 def test_bad_sts_score_and_non_empty_folder(tmp_path):

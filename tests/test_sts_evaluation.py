@@ -191,3 +191,24 @@ def test_the_pooling_of_a_sentence_transformers_model_is_read_in_either_layout(e
         SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler).export_encoder(str(tmp_path / pooler), tokenizer)
         assert sentence_transformers_pooling(str(tmp_path / pooler)) == pooling
     assert sentence_transformers_pooling(encoder_dir) is None  # no sentence-transformers files
+
+
+def test_a_model_with_its_own_code_is_scored_only_with_trust_remote_code(encoder_dir, custom_code_encoder_dir,
+                                                                          tmp_path):
+    """A model that ships its own code: an error that names the flag without it, no prompt; with --trust-remote-code,
+    the scores of the same weights in the built-in class, directly and as a sentence-transformers pipeline."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    sample = ["--set", f"s={SAMPLE}/sts.tsv", "--batch-size", "4"]
+    trusted = {"trust_remote_code": True}
+    pipeline = str(tmp_path / "pipeline")
+    SentenceTransformer(modules=[Transformer(custom_code_encoder_dir, max_seq_length=64, model_kwargs=trusted,
+                                             config_kwargs=trusted, processor_kwargs=trusted),
+                                 Pooling(32, pooling_mode="mean")], device="cpu").save(pipeline)
+    for model, pooler in ((custom_code_encoder_dir, ["--pooler", "avg"]), (pipeline, [])):
+        with pytest.raises(SystemExit, match=f"error: {model} ships its own code, which builds the model; read it, "
+                                             "then add --trust-remote-code to run it"):
+            main([model] + pooler + sample)
+        got = main([model, "--trust-remote-code"] + pooler + sample)["s"]
+        assert got == pytest.approx(main([encoder_dir, "--pooler", "avg"] + sample)["s"], abs=1e-4)
