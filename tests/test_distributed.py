@@ -80,15 +80,15 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
         assert proc.returncode == 0, proc.stderr[-3000:]
         said = "contrastive batch (rows that are negatives for each other): " + (
             "8 rows" if processes == 1 else "8 rows (4 per process x 2 processes, gathered)")
-        assert said in proc.stderr
+        assert said in proc.stderr, proc.stderr[-3000:]
         with open(folder / "out" / "trainer_state.json") as f:
             logs[processes] = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
         with open(folder / "out" / "sts_results.json") as f:
             scores[processes] = json.load(f)
-    assert len(logs[1]) == 3
-    assert logs[2] == pytest.approx(logs[1], abs=1e-4)
+    assert len(logs[1]) == 3, logs
+    assert logs[2] == pytest.approx(logs[1], abs=1e-4), logs
     for name, metrics in scores[1].items():  # x100; the unnormalised dot products move most with float rounding
-        assert scores[2][name] == pytest.approx(metrics, abs=0.1), name
+        assert scores[2][name] == pytest.approx(metrics, abs=0.1), (name, scores)
 
 
 def test_uneven_batches_across_processes_are_refused_before_training(tmp_path):
