@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 
-import joblib
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
@@ -342,18 +341,23 @@ def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch)
 def test_large_training_sets_are_tokenized_by_one_process_a_usable_cpu(monkeypatch):
     """From TOKENIZE_IN_PARALLEL_FROM rows: one process a CPU this process may use (its affinity, its quota; not the
     machine's count), at most 8; below it one process (None); preprocessing_num_workers, when set, always."""
+    from joblib.externals.loky.backend import context  # where joblib.cpu_count reads the cgroup's cpu.max
+
     large = run_simcse.TOKENIZE_IN_PARALLEL_FROM
     monkeypatch.delenv("LOKY_MAX_CPU_COUNT", raising=False)
+    monkeypatch.setattr(context, "_cpu_count_cgroup", lambda machine: machine)  # no container quota
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     assert run_simcse.tokenization_processes(large, None) == 3
     assert run_simcse.tokenization_processes(large - 1, None) is None
     assert run_simcse.tokenization_processes(10, 4) == 4 and run_simcse.tokenization_processes(large, 1) == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
-    if joblib.cpu_count() == 32:  # no CPU quota on this machine below 32 CPUs
-        assert run_simcse.tokenization_processes(large, None) == 8
-    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "2")  # joblib's cap, read as a container quota is
+    assert run_simcse.tokenization_processes(large, None) == 8
+    monkeypatch.setattr(context, "_cpu_count_cgroup", lambda machine: 2)  # cpu.max "200000 100000": 2 CPUs' time
     assert run_simcse.tokenization_processes(large, None) == 2
+    monkeypatch.setattr(context, "_cpu_count_cgroup", lambda machine: machine)
+    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "5")  # joblib's own cap
+    assert run_simcse.tokenization_processes(large, None) == 5
 
 
 @pytest.mark.parametrize("bad, message", [
