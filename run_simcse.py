@@ -58,6 +58,7 @@ from sts_evaluation import (METRIC_NAMES, compute_metrics, evaluate_sets, format
 from training_guards import (
     NonFiniteLossGuard,
     TrainingDiverged,
+    holds_training_state,
     is_complete,
     last_complete_checkpoint,
     remove_incomplete_checkpoints,
@@ -377,7 +378,7 @@ def run_arguments_dict(*parsed) -> dict:
 
 def resolve_resume(output_dir: str, resume: str | None) -> str | None:
     """'last' (or 'latest'/'true'): the newest complete checkpoint, after deleting half-written ones (None: start
-    afresh); a path must be a complete checkpoint."""
+    afresh); a path must be a complete checkpoint. Either must hold its training state (not `save_only_model`)."""
     if not resume:
         return None
     if resume.lower() in ("last", "latest", "true"):
@@ -385,10 +386,16 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
         found = last_complete_checkpoint(output_dir)
         if found is None:
             logger.warning("resume_from_checkpoint=%s: no checkpoint in %s; starting from the beginning", resume, output_dir)
-        return found
-    if not is_complete(resume):
+            return None
+    elif is_complete(resume):
+        found = resume
+    else:
         raise SystemExit(f"error: resume_from_checkpoint {resume} is not a complete checkpoint (no readable trainer_state.json)")
-    return resume
+    if not holds_training_state(found):
+        raise SystemExit(f"error: resume_from_checkpoint: {found} holds the weights only (written with save_only_model: "
+                         "no optimizer, learning-rate schedule or random state), so the run cannot go on as it was; "
+                         "start afresh (overwrite_output_dir), and leave save_only_model off for a run you may resume")
+    return found
 
 
 def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> None:

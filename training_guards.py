@@ -32,6 +32,13 @@ def is_complete(checkpoint_dir: str) -> bool:
         return False
 
 
+def holds_training_state(checkpoint_dir: str) -> bool:
+    """Whether a checkpoint can continue its run as it was: Trainer wrote the optimizer, learning-rate scheduler and
+    random states beside the weights (the random states, `rng_state*.pth`, last of them), which `save_only_model`
+    leaves out."""
+    return any(name.startswith("rng_state") and name.endswith(".pth") for name in os.listdir(checkpoint_dir))
+
+
 def checkpoints(output_dir: str) -> list[str]:
     """checkpoint-* folders of `output_dir`, oldest step first."""
     if not os.path.isdir(output_dir):

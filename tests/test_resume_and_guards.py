@@ -56,6 +56,32 @@ def test_resume_from_an_incomplete_checkpoint_is_refused(tmp_path):
         run_simcse.main([smoke_config(tmp_path, resume_from_checkpoint=str(tmp_path / "broken"))])
 
 
+class KillAfterSaving(TrainerCallback):
+    """Test helper: stop the run as a kill would, right after the checkpoint of a given step is written."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_resume_from_a_weights_only_checkpoint_is_refused(tmp_path):
+    """save_only_model checkpoints hold no optimizer, schedule or random state: resuming from one would silently
+    restart them (Trainer does), so it is refused, whether named or found as the last one."""
+    config = smoke_config(tmp_path, save_only_model=True, save_total_limit=None, overwrite_output_dir=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_simcse.main([config], callbacks=[KillAfterSaving(6)])
+    checkpoint = tmp_path / "out" / "checkpoint-6"
+    assert is_complete(str(checkpoint)) and not (checkpoint / "optimizer.pt").exists()
+    for resume in ("last", str(checkpoint)):
+        resumed = smoke_config(tmp_path, save_only_model=True, save_total_limit=None, overwrite_output_dir=False,
+                               resume_from_checkpoint=resume)
+        with pytest.raises(SystemExit, match=f"error: resume_from_checkpoint: {checkpoint} holds the weights only"):
+            run_simcse.main([resumed])
+
+
 class PoisonWeightsAt(TrainerCallback):
     """Test helper: make the weights NaN at the end of a given step."""
 
