@@ -368,11 +368,14 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
 
 
 def run_arguments_dict(*parsed) -> dict:
-    """The arguments as they are saved in run_args.json (JSON-serialisable, token-free)."""
+    """The arguments as they are saved in run_args.json (JSON-serialisable, token-free), with the number of processes
+    (`world_size`), which sets the contrastive batch and the order of the data as much as the batch size does."""
     out = {}
     for args in parsed:
         values = args.to_dict() if isinstance(args, TrainingArguments) else dataclasses.asdict(args)
         out.update({k: v for k, v in values.items() if "token" not in k})
+        if isinstance(args, TrainingArguments):
+            out["world_size"] = args.world_size
     return json.loads(json.dumps(out, default=str))
 
 
@@ -410,6 +413,9 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> None:
         if not changed:
             return
         problem = f"holds a different run ({RUN_ARGS_FILE} differs in: {', '.join(changed[:8])})"
+        if "world_size" in changed and "world_size" in saved:
+            problem += (f"; it ran in {saved.get('world_size')} process(es) and this launch has "
+                        f"{run_args.get('world_size')}: resume it with as many")
     else:
         problem = f"is not empty and holds no {RUN_ARGS_FILE}"
     if not overwrite:

@@ -85,6 +85,13 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
             logs[processes] = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
         with open(folder / "out" / "sts_results.json") as f:
             scores[processes] = json.load(f)
+    # Resuming the 2-process run in 1 process would halve the contrastive batch and reorder the data: refused.
+    resumed = smoke_config(tmp_path / "p2", per_device_train_batch_size=4, dropout=0.0, max_train_samples=16,
+                           per_device_eval_batch_size=5, resume_from_checkpoint="last", overwrite_output_dir=False)
+    proc = launch_run_simcse(resumed, 1)
+    said = ("holds a different run (run_args.json differs in: world_size); it ran in 2 process(es) and this launch has "
+            "1: resume it with as many")
+    assert proc.returncode != 0 and said in proc.stderr, proc.stderr[-3000:]
     assert len(logs[1]) == 3, logs
     assert logs[2] == pytest.approx(logs[1], abs=1e-4), logs
     for name, metrics in scores[1].items():  # x100; the unnormalised dot products move most with float rounding
