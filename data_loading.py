@@ -248,6 +248,12 @@ def check_model_source(name: str, needs: str = "config.json") -> None:
         raise DataError(f"{name}: no such folder, and not a Hub model id (name or owner/name)") from None
 
 
+def refuses_model_code(error: Exception) -> bool:
+    """Whether `error` is transformers refusing to run the code a model or tokenizer ships (trust_remote_code unset
+    or False), which the command lines turn into their own advice."""
+    return isinstance(error, ValueError) and "trust_remote_code" in str(error)
+
+
 def parse_named(spec: str) -> tuple[str, str]:
     """'name=source' -> (name, source)."""
     name, sep, source = spec.partition("=")

@@ -47,7 +47,7 @@ from hub.card import render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, check_repo_id, check_token, push
 from data_loading import (DataError, check_model_source, column_values, load_nli_triplets, load_sentence_columns, load_sts,
-                          parse_named, tokenize_rows)
+                          parse_named, refuses_model_code, tokenize_rows)
 from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEConfig,
     SimCSEModel,
@@ -465,7 +465,7 @@ def refusing_model_code(model_args: ModelArguments):
     try:
         yield
     except ValueError as e:
-        if "trust_remote_code" not in str(e):
+        if not refuses_model_code(e):
             raise
         names = " / ".join(dict.fromkeys(n for n in (model_args.model_name_or_path, model_args.tokenizer_name) if n))
         raise SystemExit(f"error: {names} ships its own model code (auto_map in its config), which this job does not "

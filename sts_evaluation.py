@@ -24,7 +24,8 @@ from transformers import AutoTokenizer, EvalPrediction, Trainer, TrainingArgumen
 from transformers.utils import cached_file
 
 from data_collator import SimCSECollator
-from data_loading import DataError, check_model_source, column_values, load_sts, parse_named, tokenize_rows
+from data_loading import (DataError, check_model_source, column_values, load_sts, parse_named, refuses_model_code,
+                          tokenize_rows)
 from modeling_simcse import POOLER_TYPES, SimCSEModel, pair_similarities, saved_form
 
 SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")  # column order of SimCSEOutput.scores
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             results = simcse_scores(args.model, form, args.pooler, loaded, args.max_length, args.batch_size,
                                     args.trust_remote_code)
     except ValueError as e:
-        if "trust_remote_code" not in str(e) or args.trust_remote_code:
+        if not refuses_model_code(e) or args.trust_remote_code:
             raise
         raise SystemExit(f"error: {args.model} ships its own code, which builds the model; read it, then add "
                          "--trust-remote-code to run it") from None
