@@ -372,18 +372,14 @@ def test_bad_training_data_stops_before_anything_is_written(tmp_path, bad, messa
     assert not (tmp_path / "out").exists()
 
 
-def pretrained_config(tmp_path, model: str) -> str:
-    """configs/smoke.json training `model` (a pretrained encoder folder) instead of an encoder made from a config."""
-    config = json.loads(open(smoke_config(tmp_path)).read())
-    for key in ("model_type", "config_overrides", "train_tokenizer_vocab_size"):
-        config.pop(key)
-    (tmp_path / "pretrained.json").write_text(json.dumps({**config, "model_name_or_path": model}))
-    return str(tmp_path / "pretrained.json")
+def pretrained(model: str) -> dict:
+    """smoke_config changes that train `model` (a pretrained encoder folder) instead of an encoder made from a config."""
+    return dict(model_type=None, config_overrides=None, train_tokenizer_vocab_size=None, model_name_or_path=model)
 
 
 def test_an_encoder_with_its_own_code_is_refused_before_anything_is_written(custom_code_encoder_dir, tmp_path):
     with pytest.raises(SystemExit, match=f"error: {custom_code_encoder_dir} ships its own model code"):
-        run_simcse.main([pretrained_config(tmp_path, custom_code_encoder_dir)])
+        run_simcse.main([smoke_config(tmp_path, **pretrained(custom_code_encoder_dir))])
     assert not (tmp_path / "out").exists()
 
 
@@ -396,7 +392,7 @@ def test_a_built_in_encoder_is_trained_without_the_code_its_folder_ships(encoder
     config["auto_map"] = {"AutoConfig": "shipped.Config", "AutoModel": "shipped.Model"}
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "shipped.py").write_text('raise RuntimeError("the shipped code ran")\n')
-    results = run_simcse.main([pretrained_config(tmp_path, str(folder))])
+    results = run_simcse.main([smoke_config(tmp_path, **pretrained(str(folder)))])
     assert set(results) == {"sample-sts", "sample-sts-again"}
 
 
