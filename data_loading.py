@@ -13,6 +13,8 @@ row (a 1-based line for text files, counting the header), before any training st
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -124,6 +126,15 @@ def _read_delimited(path: str, source: Source) -> Dataset:
 def column_values(ds: Dataset, name: str) -> list:
     """A column as a Python list, read in one go (`ds[name]` is a lazy column that reads row by row when iterated)."""
     return ds[name][:]
+
+
+def rows_digest(ds: Dataset) -> str:
+    """SHA-256 of a dataset's column names and values in row order: the same rows give the same digest, in any
+    process and with any `datasets` version (unlike its cache fingerprint)."""
+    digest = hashlib.sha256()
+    for name in ds.column_names:
+        digest.update(json.dumps([name, column_values(ds, name)]).encode())
+    return digest.hexdigest()
 
 
 def _column(ds: Dataset, source: Source, role: str, candidates: tuple[str, ...], override: str | None) -> str:

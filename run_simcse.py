@@ -4,7 +4,8 @@
 
 One JSON file holds every argument: the fields of `ModelArguments`, `DataArguments`, `SimCSEArguments` below and
 of `transformers.TrainingArguments`; an unknown key is an error. The run writes to `output_dir`:
-  * checkpoints (`checkpoint-*`) while training, `run_args.json` (the arguments, which marks the folder as this run's);
+  * checkpoints (`checkpoint-*`) while training, `run_args.json` (the arguments and the training rows' SHA-256, which
+    mark the folder as this run's);
   * the exported encoder (config, safetensors weights, tokenizer, sentence-transformers files; see
     `SimCSEModel.export_encoder`), `sts_results.json` ({set: {avg, cosine_pearson, ..., dot_spearman}}, x100),
     `train_results.json`, `trainer_state.json` (the dev scores over training).
@@ -47,7 +48,7 @@ from hub.card import render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, check_repo_id, check_token, push
 from data_loading import (DataError, check_model_source, column_values, load_nli_triplets, load_sentence_columns, load_sts,
-                          parse_named, refuses_model_code, tokenize_rows)
+                          parse_named, refuses_model_code, rows_digest, tokenize_rows)
 from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEConfig,
     SimCSEModel,
@@ -416,6 +417,9 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> None:
         if "world_size" in changed and "world_size" in saved:
             problem += (f"; it ran in {saved.get('world_size')} process(es) and this launch has "
                         f"{run_args.get('world_size')}: resume it with as many")
+        if "train_rows_sha256" in changed and "train_rows_sha256" in saved:
+            problem += (f"; it trained on other rows than train_data {', '.join(run_args.get('train_data'))} holds now "
+                        f"({saved.get('train_rows')} rows then, {run_args.get('train_rows')} now)")
     else:
         problem = f"is not empty and holds no {RUN_ARGS_FILE}"
     if not overwrite:
@@ -635,10 +639,6 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     model_args, data_args, simcse_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
-    run_args = run_arguments_dict(model_args, data_args, simcse_args, training_args)
-    check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
-    resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint)
-    set_seed(training_args.seed)
     timer = PhaseTimer()
 
     # Every input is read and validated before anything is written or trained.
@@ -650,8 +650,14 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             test_sets = {name: load_sts(spec, cache_dir=cache_dir) for name, spec in map(parse_named, data_args.test_data)}
         except DataError as e:
             raise SystemExit(f"error: {e}") from None
+        # The rows themselves, not only where they came from: a file edited in place makes another run.
+        run_args = {**run_arguments_dict(model_args, data_args, simcse_args, training_args),
+                    "train_rows": len(train_set), "train_rows_sha256": rows_digest(train_set)}
     logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set), ", ".join(train_set.column_names),
                 len(dev_set) if dev_set else 0, {k: len(v) for k, v in test_sets.items()})
+    check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
+    resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint)
+    set_seed(training_args.seed)
 
     with timer("load_model"), refusing_model_code(model_args):
         if model_args.train_tokenizer_vocab_size:

@@ -151,7 +151,9 @@ def training_settings(
     rows = [
         ("base model", base),
         ("training data", ", ".join(f"`{d}`" for d in args.get("train_data", [])) + f" ({args.get('train_format')})"),
-        ("training rows", environment.get("train_rows", "")),
+        # The digest (data_loading.rows_digest) lets a reader check that their copy of the data is the one trained on.
+        ("training rows", f"{environment.get('train_rows', '')}" + (
+            f" (SHA-256 `{args['train_rows_sha256']}`)" if args.get("train_rows_sha256") else "")),
         ("epochs", f"{round(epochs, 2):g}" + (f" ({steps} steps)" if steps else "") if epochs is not None else None),
         ("max length", args.get("max_seq_length")),
         ("batch", f"{per_device * processes * accumulation} ({per_device} per device x {processes} process(es)"

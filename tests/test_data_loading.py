@@ -7,13 +7,26 @@ import datasets
 import pytest
 
 from conftest import SAMPLE, SHARED_DATA
-from data_loading import DataError, Source, load_nli_triplets, load_sentence_columns, load_sts, parse_named
+from data_loading import DataError, Source, load_nli_triplets, load_sentence_columns, load_sts, parse_named, rows_digest
 
 
 def write(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return str(path)
+
+
+def test_rows_digest_follows_the_rows_not_the_dataset_object():
+    rows = {"sent0": ["가 나", "다"], "sent1": ["라", "마 바"]}
+    digest = rows_digest(datasets.Dataset.from_dict(rows))
+    assert digest == rows_digest(datasets.Dataset.from_dict({k: list(v) for k, v in rows.items()}))
+    assert digest == rows_digest(datasets.Dataset.from_dict({"sent0": ["x", *rows["sent0"]], "sent1": ["y", *rows["sent1"]]})
+                                 .select([1, 2]))
+    others = [{"sent0": ["가 나", "다"], "sent1": ["라", "마  바"]},  # one character
+              {"sent0": ["다", "가 나"], "sent1": ["마 바", "라"]},  # the order of the rows
+              {"sent0": ["가", " 나다"], "sent1": rows["sent1"]},  # where one value ends and the next begins
+              {"hard_neg": rows["sent0"], "sent1": rows["sent1"]}]  # a column's name
+    assert len({digest, *(rows_digest(datasets.Dataset.from_dict(o)) for o in others)}) == 1 + len(others)
 
 
 def test_source_parsing():

@@ -13,6 +13,7 @@ from huggingface_hub import HfApi, ModelCard
 
 import run_simcse
 from conftest import ROOT, TOKEN, cli
+from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
 from hub.card import render_card, training_settings
 from hub.model_dir import ModelDirError, published_files
@@ -33,7 +34,7 @@ def model_dir(tmp_path_factory):
     return str(tmp / "out")
 
 
-def test_card_metadata_and_numbers_come_from_the_results(model_dir):
+def test_card_metadata_and_numbers_come_from_the_results(model_dir, tmp_path):
     card = ModelCard.load(os.path.join(model_dir, "README.md"))
     with open(os.path.join(model_dir, "sts_results.json")) as f:
         results = json.load(f)
@@ -50,6 +51,8 @@ def test_card_metadata_and_numbers_come_from_the_results(model_dir):
     with open(os.path.join(model_dir, "dev_scores.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert "| epochs | 4 (12 steps) |" in card.text and "| temperature | 0.05 |" in card.text
+    smoke_rows = run_simcse.load_training_set(run_simcse.parse_arguments([smoke_config(tmp_path)])[1], None)
+    assert f"| training rows | {len(smoke_rows)} (SHA-256 `{rows_digest(smoke_rows)}`) |" in card.text
 
 
 @pytest.mark.parametrize("gather, contrastive", [

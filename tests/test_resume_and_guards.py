@@ -82,6 +82,29 @@ def test_resume_from_a_weights_only_checkpoint_is_refused(tmp_path):
             run_simcse.main([resumed])
 
 
+def test_resume_after_the_training_file_changed_in_place_is_refused(tmp_path):
+    """The same arguments over a training file edited since the checkpoint make another run: resuming would mix
+    two datasets' batches, so it is refused before anything is touched; the unchanged file resumes."""
+    train = tmp_path / "nli.tsv"
+    shutil.copy(os.path.join(SAMPLE, "nli.tsv"), train)
+    config = smoke_config(tmp_path, train_data=[str(train)], save_total_limit=None, overwrite_output_dir=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_simcse.main([config], callbacks=[KillAfterSaving(6)])
+    resumed = smoke_config(tmp_path, train_data=[str(train)], save_total_limit=None, overwrite_output_dir=False,
+                           resume_from_checkpoint="last")
+    original = train.read_text(encoding="utf-8")
+    rows = len(load_nli_triplets([str(train)]))
+    train.write_text(original.replace("밖에서 공을", "운동장에서 공을", 1), encoding="utf-8")  # one hypothesis, as many rows
+    with pytest.raises(SystemExit, match=rf"differs in: train_rows_sha256\); it trained on other rows than train_data "
+                                         rf"{train} holds now \({rows} rows then, {rows} now\)"):
+        run_simcse.main([resumed])
+    assert sorted(os.listdir(tmp_path / "out")) == ["checkpoint-3", "checkpoint-6", "run_args.json"]
+
+    train.write_text(original, encoding="utf-8")
+    run_simcse.main([resumed])
+    assert (tmp_path / "out" / "sts_results.json").exists()
+
+
 class PoisonWeightsAt(TrainerCallback):
     """Test helper: make the weights NaN at the end of a given step."""
 
