@@ -44,7 +44,7 @@ from transformers import (
 )
 
 from data_collator import SimCSECollator
-from hub.card import render_card
+from hub.card import contrastive_batch, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, check_repo_id, check_token, push
 from data_loading import (DataError, check_model_source, column_values, load_nli_triplets, load_sentence_columns, load_sts,
@@ -681,14 +681,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         raise SystemExit(f"error: {e}") from None
     packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences
     logger.info("training batches: %s", "packed (no padding)" if packed else "padded")
-    per_device, processes = training_args.per_device_train_batch_size, training_args.world_size
-    if processes == 1:
-        contrastive = f"{per_device} rows"
-    elif simcse_args.gather_negatives:
-        contrastive = f"{per_device * processes} rows ({per_device} per process x {processes} processes, gathered)"
-    else:
-        contrastive = f"{per_device} rows per process (gather_negatives false: each of the {processes} on its own)"
-    logger.info("contrastive batch (rows that are negatives for each other): %s", contrastive)
+    logger.info("contrastive batch (rows that are negatives for each other): %s", contrastive_batch(
+        training_args.per_device_train_batch_size, training_args.world_size, simcse_args.gather_negatives))
     if simcse_args.cuda_graphs is None:
         simcse_args.cuda_graphs = cuda_graphs_by_default(training_args, simcse_args, packed)
     compile_for_training(model, simcse_args)

@@ -129,6 +129,15 @@ def _plot(model_dir: str, state: dict, metric: str, write: bool) -> str | None:
     return PLOT_FILE if os.path.isfile(os.path.join(model_dir, PLOT_FILE)) else None
 
 
+def contrastive_batch(per_device: int, processes: int, gather_negatives: bool) -> str:
+    """The rows that are negatives for each other, in words: '256 rows, gathered from 8 processes'."""
+    if processes == 1:
+        return f"{per_device} rows"
+    if gather_negatives:
+        return f"{per_device * processes} rows, gathered from {processes} processes"
+    return f"{per_device} rows, per device (negatives not gathered across processes)"
+
+
 def training_settings(
     args: dict, environment: dict, train: dict, state: dict, encoder_config: dict
 ) -> list[tuple[str, str]]:
@@ -137,7 +146,6 @@ def training_settings(
     processes = environment.get("processes", 1)
     per_device = args.get("per_device_train_batch_size")
     accumulation = args.get("gradient_accumulation_steps", 1)
-    gathered = processes > 1 and args.get("gather_negatives", True)
     epochs, steps = state.get("epoch", args.get("num_train_epochs")), state.get("global_step")
     dropout = args.get("dropout")
     if dropout is None:  # the encoder's own, as exported (config_overrides may have set it; DistilBERT's is `dropout`)
@@ -159,9 +167,7 @@ def training_settings(
         ("batch", f"{per_device * processes * accumulation} ({per_device} per device x {processes} process(es)"
                   f" x {accumulation} accumulation)"),
         # Accumulated micro-batches are separate contrastive batches: they add rows, not negatives.
-        ("contrastive batch", f"{per_device * (processes if gathered else 1)} rows" + (
-            f", gathered from {processes} processes" if gathered else
-            ", per device (negatives not gathered across processes)" if processes > 1 else "")),
+        ("contrastive batch", contrastive_batch(per_device, processes, args.get("gather_negatives", True))),
         ("learning rate", f"{args.get('learning_rate')} ({args.get('lr_scheduler_type')}, "
                           f"warm-up {args.get('warmup_steps') or args.get('warmup_ratio') or 0})"),
         ("dropout", dropout),

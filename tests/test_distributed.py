@@ -79,7 +79,7 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
         proc = launch_run_simcse(config, processes)
         assert proc.returncode == 0, proc.stderr[-3000:]
         said = "contrastive batch (rows that are negatives for each other): " + (
-            "8 rows" if processes == 1 else "8 rows (4 per process x 2 processes, gathered)")
+            "8 rows" if processes == 1 else "8 rows, gathered from 2 processes")
         assert said in proc.stderr, proc.stderr[-3000:]
         with open(folder / "out" / "trainer_state.json") as f:
             logs[processes] = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
