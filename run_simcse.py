@@ -3,7 +3,8 @@
     accelerate launch run_simcse.py configs/klue-bert-sup.json     # or: python run_simcse.py configs/smoke.json
 
 One JSON file holds every argument: the fields of `ModelArguments`, `DataArguments`, `SimCSEArguments` below and
-of `transformers.TrainingArguments`; an unknown key is an error. The run writes to `output_dir`:
+of `transformers.TrainingArguments`; an unknown key is an error. Flags after it (`--learning_rate 3e-5`) override its
+keys. The run writes to `output_dir`:
   * checkpoints (`checkpoint-*`) while training, `run_args.json` (the arguments and the training rows' SHA-256, which
     mark the folder as this run's);
   * the exported encoder (config, safetensors weights, tokenizer, sentence-transformers files; see
@@ -13,6 +14,7 @@ of `transformers.TrainingArguments`; an unknown key is an error. The run writes 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import datetime
@@ -281,10 +283,27 @@ def check_json_values(config: dict, path: str) -> dict:
     return config
 
 
+def flag_overrides(flags: list[str], path: str) -> dict:
+    """Command-line flags given after a JSON args file -> {key: value} of the keys they set, typed as
+    `HfArgumentParser` types flags (`--bf16 false`, `--test_data a=x.tsv b=y.tsv`); unknown flags are an error."""
+    # allow_abbrev off: `--learning` must not pass for `--learning_rate`; exit_on_error off: a bad value raises, named below
+    parser = HfArgumentParser(ALL_ARGUMENTS, allow_abbrev=False, exit_on_error=False)
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS  # the namespace then holds only the keys the flags set
+    try:
+        given, unknown = parser.parse_known_args(flags)
+    except argparse.ArgumentError as e:
+        raise SystemExit(f"error: {path}: {e}") from None
+    if unknown:
+        raise SystemExit(f"error: {path}: unknown command-line argument(s) after it: {' '.join(unknown)}")
+    return vars(given)
+
+
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, SimCSEArguments, TrainingArguments]:
-    """One JSON file (unknown keys are an error) or command-line flags -> the four argument dataclasses, checked."""
+    """One JSON file (unknown keys are an error), optionally followed by flags that override its keys, or flags
+    alone -> the four argument dataclasses, checked."""
     parser = HfArgumentParser(ALL_ARGUMENTS)
-    if len(argv) == 1 and argv[0].endswith(".json"):
+    if argv and argv[0].endswith(".json"):
         if not os.path.isfile(argv[0]):
             raise SystemExit(f"error: {argv[0]}: file not found")
         try:
@@ -292,7 +311,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
                 config = json.load(f)
             if not isinstance(config, dict):
                 raise ValueError("expected a JSON object of arguments, {\"key\": value, ...}")
-            parsed = parser.parse_dict(check_json_values(config, argv[0]))
+            config = {**check_json_values(config, argv[0]), **flag_overrides(argv[1:], argv[0])}
+            parsed = parser.parse_dict(config)
         except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON
             raise SystemExit(f"error: {argv[0]}: {e}") from None
     else:

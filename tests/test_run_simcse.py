@@ -254,6 +254,37 @@ def test_json_values_of_the_wrong_type_are_named(tmp_path, changes, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_flags_after_the_json_override_its_keys(tmp_path):
+    """`run_simcse.py config.json --key value ...`: the flags win, typed as flags; the run records what it ran."""
+    config = smoke_config(tmp_path)
+    other_out = tmp_path / "other"
+    run_simcse.main([config, "--num_train_epochs", "1", "--output_dir", str(other_out), "--no_gather_negatives",
+                     "--test_data", f"a={SAMPLE}/sts.tsv", f"b={SAMPLE}/sts.tsv", "--mlp_only_train", "true"])
+    with open(other_out / "run_args.json") as f:
+        ran = json.load(f)
+    assert (ran["num_train_epochs"], ran["output_dir"], ran["gather_negatives"], ran["mlp_only_train"]) == (
+        1, str(other_out), False, True)
+    assert ran["test_data"] == [f"a={SAMPLE}/sts.tsv", f"b={SAMPLE}/sts.tsv"]
+    assert ran["learning_rate"] == 5e-4 and ran["max_seq_length"] == 32  # the JSON's own values where no flag is given
+    with open(other_out / "sts_results.json") as f:
+        assert list(json.load(f)) == ["a", "b"]
+    with open(other_out / "trainer_state.json") as f:
+        assert json.load(f)["global_step"] == 3  # 21 triplets, batch 8, one epoch
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--learning", "1e-3"], "unknown command-line argument.s. after it: --learning 1e-3"),  # no abbreviations
+    (["--pooler", "cls"], "unknown command-line argument.s. after it: --pooler cls"),
+    (["--learning_rate", "fast"], "argument --learning_rate/--learning-rate: invalid float value: 'fast'"),
+    (["--use_cpu", "maybe"], "argument --use_cpu/--use-cpu: Truthy value expected: got maybe"),
+])
+def test_bad_flags_after_the_json_are_named_and_nothing_is_written(tmp_path, flags, message):
+    with pytest.raises(SystemExit, match=f"config.json: {message}"):
+        run_simcse.main([smoke_config(tmp_path), *flags])
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     """"train_data": "a.tsv" read as one source (it was read as one source per character: '.' first)."""
     path = tmp_path / "config.json"
