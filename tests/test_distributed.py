@@ -92,6 +92,15 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
     said = ("holds a different run (run_args.json differs in: world_size); it ran in 2 process(es) and this launch has "
             "1: resume it with as many")
     assert proc.returncode != 0 and said in proc.stderr, proc.stderr[-3000:]
+    # Another run over that folder in 2 processes: one process deletes the old checkpoints while the other waits (two
+    # processes deleting one folder's checkpoints at once fail: the second finds files gone).
+    old = sorted(p.name for p in (tmp_path / "p2" / "out").glob("checkpoint-*"))
+    again = smoke_config(tmp_path / "p2", per_device_train_batch_size=4, dropout=0.0, max_train_samples=16,
+                         per_device_eval_batch_size=5, learning_rate=1e-3)
+    proc = launch_run_simcse(again, 2)
+    assert old and proc.returncode == 0, proc.stderr[-3000:]
+    with open(tmp_path / "p2" / "out" / "run_args.json") as f:
+        assert json.load(f)["learning_rate"] == 1e-3
     assert len(logs[1]) == 3, logs
     assert logs[2] == pytest.approx(logs[1], abs=1e-4), logs
     for name, metrics in scores[1].items():  # x100; the unnormalised dot products move most with float rounding
