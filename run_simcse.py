@@ -675,8 +675,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                     "train_rows": len(train_set), "train_rows_sha256": rows_digest(train_set)}
     logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set), ", ".join(train_set.column_names),
                 len(dev_set) if dev_set else 0, {k: len(v) for k, v in test_sets.items()})
-    # One process deletes what is to go (old or half-written checkpoints) before the others look: concurrent deletes of
-    # one folder crash. Per node where each node saves to its own disk, as Trainer's save_on_each_node has it.
+    # One process deletes what is to go (old or half-written checkpoints) before the others look: two deleting one
+    # folder at once fail on files already gone. Per node where each node saves to its own disk (save_on_each_node).
     with training_args.main_process_first(local=training_args.save_on_each_node, desc="output folder check"):
         check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
         resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint)
