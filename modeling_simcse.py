@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from huggingface_hub.dataclasses import strict
 from torch import nn
@@ -128,6 +127,25 @@ def saved_form(path: str, **load_kwargs) -> str | None:
     return "export" if "simcse" in config else None
 
 
+class GatherWithGradient(torch.autograd.Function):
+    """(rows, ...) of this process -> (processes x rows, ...) of all processes in rank order, through which gradients
+    flow: the backward pass sums each row's gradient over the processes (every process's loss uses every row) and
+    gives each process its own rows' sum. `torch.distributed.nn.functional.all_gather` did this; torch 2.13 deprecated
+    it for a function of a private module, so this uses the public collectives (gloo and NCCL have both)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone(memory_format=torch.contiguous_format)  # all_reduce works in place; autograd's may be shared
+        dist.all_reduce(grad)
+        return grad.chunk(dist.get_world_size())[dist.get_rank()]
+
+
 @dataclass
 class SimCSEOutput(ModelOutput):
     """loss: scalar; scores: (batch, 4) cosine, -euclidean, -manhattan, dot per STS pair (eval only)."""
@@ -158,8 +176,8 @@ def contrastive_loss(
     offset = 0
     if gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         offset = dist.get_rank() * len(z1)
-        z2 = torch.cat(dist_fn.all_gather(z2.contiguous()))
-        z3 = torch.cat(dist_fn.all_gather(z3.contiguous())) if z3 is not None else None
+        z2 = GatherWithGradient.apply(z2)
+        z3 = GatherWithGradient.apply(z3) if z3 is not None else None
     rows = torch.arange(len(z1), device=z1.device)
     z1, z2 = F.normalize(z1.float(), dim=-1), F.normalize(z2.float(), dim=-1)
     logits = z1 @ z2.T / temperature
