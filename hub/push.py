@@ -57,9 +57,16 @@ def check_token(api: HfApi | None = None) -> str:
         raise PushError(f"could not check the token: {_describe(e)}") from None
 
 
-def _describe(error: Exception) -> str:
-    """An error's message with any bearer token removed."""
-    return re.sub(r"hf_[A-Za-z0-9]{6,}", "hf_***", str(error).splitlines()[0] if str(error) else type(error).__name__)
+def _describe(error: BaseException) -> str:
+    """An error's message with any bearer token removed: an HTTP error's first line (the rest is request ids); any
+    other error's whole message, after its type (the large-file upload's errors give the reason on later lines)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if isinstance(error, HfHubHTTPError) and lines:
+        text = lines[0]
+    else:
+        text = f"{type(error).__name__}: {' '.join(lines)}" if lines else type(error).__name__
+    text = text if len(text) <= 500 else text[:497] + "..."
+    return re.sub(r"hf_[A-Za-z0-9]{6,}", "hf_***", text)
 
 
 def _transient(error: Exception) -> bool:
@@ -126,11 +133,15 @@ def push(
             )
 
         info = _retry(commit, "uploading")
-    except (HfHubHTTPError, *NETWORK_ERRORS) as e:
+    # Any failure, not only HTTP and network ones: the large files' upload raises its own errors (a refusal from the
+    # LFS batch API is a ValueError, Xet's come from its Rust client), and Ctrl-C may come at any point.
+    except BaseException as e:
         if not existed:  # leave the Hub as it was: no empty repo behind a failed first push
             try:
                 api.delete_repo(repo_id, missing_ok=True)
-            except (HfHubHTTPError, *NETWORK_ERRORS):
+            except Exception:  # noqa: BLE001 - the push's own error is the one to report
                 logger.warning("could not remove the empty repo %s after the failed push", repo_id)
+        if not isinstance(e, Exception):
+            raise
         raise PushError(f"push to {repo_id} failed: {_describe(e)}") from None
     return info.commit_url

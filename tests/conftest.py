@@ -93,8 +93,10 @@ def custom_code_encoder_dir(encoder_dir, tmp_path_factory):
 
 
 @pytest.fixture()
-def hub():
-    """A local stand-in for the Hugging Face Hub (see hub_standin.py) where alice and bob have tokens."""
+def hub(monkeypatch):
+    """A local stand-in for the Hugging Face Hub (see hub_standin.py) where alice and bob have tokens. Clients in this
+    process upload large files through LFS, which the stand-in serves, not Xet, which it does not."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_DISABLE_XET", True)
     server = HubStandIn(tokens={TOKEN: "alice", "hf_otherUserToken000000": "bob"}).start()
     yield server
     server.stop()
@@ -105,11 +107,17 @@ def folder_files(folder) -> dict[str, bytes]:
     return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
-def cli(args: list[str], hub: HubStandIn, tmp_home, token: str | None = TOKEN) -> subprocess.CompletedProcess:
-    """Run `python *args` in the project root, in a fresh process pointed at the stand-in (HF_ENDPOINT) with its own
-    HF_HOME."""
+def standin_env(hub: HubStandIn, tmp_home, token: str | None = TOKEN) -> dict[str, str]:
+    """This process's environment pointed at the stand-in (HF_ENDPOINT), with its own HF_HOME and the token (or none),
+    uploading large files through LFS (the stand-in has no Xet storage)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_home), HF_HUB_DISABLE_TELEMETRY="1")
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_home), HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1")
     if token:
         env["HF_TOKEN"] = token
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return env
+
+
+def cli(args: list[str], hub: HubStandIn, tmp_home, token: str | None = TOKEN) -> subprocess.CompletedProcess:
+    """Run `python *args` in the project root, in a fresh process with `standin_env`."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=standin_env(hub, tmp_home, token), capture_output=True,
+                          text=True, timeout=300)

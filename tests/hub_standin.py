@@ -1,17 +1,25 @@
 """A small local stand-in for the Hugging Face Hub, for tests: the real `huggingface_hub` client talks to it over
 HTTP through `HF_ENDPOINT=http://127.0.0.1:<port>`. It keeps what it receives in memory.
 
-It serves what a push and a download use: whoami, repo creation and deletion, branches, preupload (every file "regular", so file
-contents travel inside the commit), YAML validation, commits (NDJSON), model info, tree listing and file resolution;
-and, for `datasets.load_dataset`, dataset repos (seeded with `add_repo`): info, tree, paths-info and file resolution.
+It serves what a push and a download use: whoami, repo creation and deletion, branches, preupload, YAML validation,
+commits (NDJSON), model info, tree listing and file resolution; and, for `datasets.load_dataset`, dataset repos (seeded
+with `add_repo`): info, tree, paths-info and file resolution. As on the Hub, binary files (weights, images) are large
+files: preupload says "lfs", the client uploads them through the git-LFS batch API (basic transfer: a PUT, then a
+verify) and the commit names them by SHA-256; text files travel inside the commit ("regular"). The stand-in has no Xet
+storage, which huggingface_hub uses for large files whenever `hf_xet` is installed: clients of the stand-in run with
+`HF_HUB_DISABLE_XET=1` and take the LFS protocol, as they do without `hf_xet`.
 Tokens are checked against `tokens`; private repos are invisible without a valid token. `fail_next_commits` answers
 503 to that many commit requests (to exercise retries); `reject_commits` answers 422 to every commit;
-`drop_commits` closes the connection of every commit request without an answer (a network failure).
+`drop_commits` closes the connection of every commit request without an answer (a network failure);
+`fail_next_lfs_uploads` answers 500 to that many large-file PUTs; `refuse_lfs_uploads` answers the LFS batch request
+with a per-object error (which the client raises as a ValueError, not an HTTP error); `lfs_gate`, an Event, holds every
+large-file PUT until it is set (an upload in progress).
 """
 
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import json
 import threading
@@ -37,6 +45,21 @@ class Repo:
         return mine[-1] if mine else "0" * 40
 
 
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".h5", ".msgpack", ".npy", ".npz", ".parquet", ".arrow",
+                ".pkl", ".zip", ".gz", ".tar")  # from the default .gitattributes of a Hub repo
+
+
+def stored_as_lfs(path: str, head: bytes, size: int) -> bool:
+    """Whether the Hub keeps a file as a large file: a pattern of its default .gitattributes, binary content (a NUL
+    byte or not UTF-8 in its first bytes), or over 10 MB."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head[:512])  # not final: a character cut at 512 bytes is fine
+        binary = b"\0" in head[:512]
+    except UnicodeDecodeError:
+        binary = True
+    return path.endswith(LFS_SUFFIXES) or binary or size > 10 * 2**20
+
+
 def tree_entries(files: dict[str, bytes], folder: str, recursive: bool) -> list[dict]:
     """The Hub's tree listing of `folder` in `files` {path: content}: its files and folders (with `recursive`, all of
     them below it; else its direct children)."""
@@ -51,6 +74,9 @@ def tree_entries(files: dict[str, bytes], folder: str, recursive: bool) -> list[
             entries[directory] = {"type": "directory", "path": directory, "oid": hashlib.sha1(directory.encode()).hexdigest()}
         if recursive or len(segments) == 1:
             entries[path] = {"type": "file", "path": path, "size": len(content), "oid": hashlib.sha1(content).hexdigest()}
+            if stored_as_lfs(path, content, len(content)):
+                entries[path]["lfs"] = {"oid": hashlib.sha256(content).hexdigest(), "size": len(content),
+                                        "pointerSize": 134}
     return [entries[p] for p in sorted(entries)]
 
 
@@ -63,6 +89,10 @@ class HubStandIn:
         self.fail_next_commits = 0
         self.reject_commits = False
         self.drop_commits = False
+        self.fail_next_lfs_uploads = 0
+        self.refuse_lfs_uploads = False
+        self.lfs_gate: threading.Event | None = None
+        self.lfs_objects: dict[str, bytes] = {}  # large files received, by SHA-256, before a commit names them
         self.requests: list[str] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -100,7 +130,15 @@ class HubStandIn:
                 return hub.tokens.get(auth[7:]) if auth.startswith("Bearer ") else None
 
             def _body(self) -> bytes:
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                data = b""  # a streamed upload: hex size line, chunk, CRLF, ..., a chunk of size 0
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    data += self.rfile.read(size)
+                    self.rfile.readline()
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return data
 
             def _send(self, status: int, payload=None, headers: dict | None = None, raw: bytes | None = None):
                 data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else b"")
@@ -189,8 +227,11 @@ class HubStandIn:
                         return self._error(404, "EntryNotFound", f"{filename} does not exist")
                     etag = hashlib.sha1(content).hexdigest()
                     commit = repo.sha(branch) if branch in repo.branches else branch
-                    return self._send(200, raw=content, headers={
-                        "X-Repo-Commit": commit, "ETag": f'"{etag}"', "Content-Type": "application/octet-stream"})
+                    headers = {"X-Repo-Commit": commit, "ETag": f'"{etag}"', "Content-Type": "application/octet-stream"}
+                    if stored_as_lfs(filename, content, len(content)):  # the Hub names a large file by its SHA-256
+                        headers.update({"X-Linked-Etag": f'"{hashlib.sha256(content).hexdigest()}"',
+                                        "X-Linked-Size": str(len(content))})
+                    return self._send(200, raw=content, headers=headers)
                 return self._error(404, "NotFound", f"no route {path}")
 
             def do_POST(self):
@@ -213,6 +254,8 @@ class HubStandIn:
                     return self._send(200, [listed[p.strip("/")] for p in wanted if p.strip("/") in listed])
                 if user is None:
                     return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
+                if path.endswith(".git/info/lfs/objects/batch") or path.endswith(".git/info/lfs/objects/verify"):
+                    return self._lfs(path, json.loads(body), user)
                 if path == "/api/repos/create":
                     req = json.loads(body)
                     repo_id = f"{req.get('organization') or user}/{req['name']}"
@@ -243,8 +286,10 @@ class HubStandIn:
                     return self._error(404, "RevisionNotFound", f"Invalid rev id: {branch}")
                 if action == "preupload":
                     files = json.loads(body)["files"]
-                    return self._send(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                                      for f in files]})
+                    modes = {f["path"]: "lfs" if stored_as_lfs(f["path"], base64.b64decode(f.get("sample", "")),
+                                                                f.get("size", 0)) else "regular" for f in files}
+                    return self._send(200, {"files": [{"path": p, "uploadMode": m, "shouldIgnore": False}
+                                                      for p, m in modes.items()]})
                 if action == "commit":
                     if hub.drop_commits:
                         self.close_connection = True
@@ -262,6 +307,12 @@ class HubStandIn:
                                 header = item["value"]
                             elif item["key"] == "file":
                                 added[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                            elif item["key"] == "lfsFile":
+                                content = hub.lfs_objects.get(item["value"]["oid"])
+                                if content is None or len(content) != item["value"]["size"]:
+                                    return self._error(422, "BadRequest",
+                                                       f"LFS object of {item['value']['path']} not uploaded")
+                                added[item["value"]["path"]] = content
                             else:
                                 return self._error(400, "BadRequest", f"unsupported commit item {item['key']}")
                         repo.branches[branch].update(added)
@@ -271,5 +322,50 @@ class HubStandIn:
                     return self._send(200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid,
                                             "pullRequestUrl": None})
                 return self._error(404, "NotFound", f"no route {path}")
+
+            def _lfs(self, path: str, request: dict, user: str | None):
+                """The git-LFS batch API of a model repo (upload: where to PUT each object not stored yet) and the
+                verify call after a PUT."""
+                repo_id = path.strip("/").split(".git/")[0]
+                repo = self._repo(repo_id)
+                if repo is None:
+                    return None
+                if user is None or repo_id.split("/")[0] != user:
+                    return self._error(403, "Forbidden", "You don't have write access to this repo")
+                if path.endswith("/verify"):
+                    stored = hub.lfs_objects.get(request["oid"])
+                    if stored is None or len(stored) != request["size"]:
+                        return self._error(404, "NotFound", f"object {request['oid']} not stored")
+                    return self._send(200, {})
+                objects = []
+                for obj in request["objects"]:
+                    entry = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
+                    if hub.refuse_lfs_uploads:
+                        entry["error"] = {"code": 422, "message": "large files are refused by the stand-in"}
+                    elif obj["oid"] not in hub.lfs_objects:
+                        entry["actions"] = {
+                            "upload": {"href": f"{hub.url}/lfs-storage/{obj['oid']}"},
+                            "verify": {"href": f"{hub.url}/{repo_id}.git/info/lfs/objects/verify"}}
+                    objects.append(entry)
+                return self._send(200, {"transfer": "basic", "objects": objects})
+
+            def do_PUT(self):
+                """Object storage for the LFS uploads (on the Hub, a signed URL of its storage: no token)."""
+                path = unquote(urlparse(self.path).path)
+                hub.requests.append(f"PUT {path}")
+                body = self._body()
+                parts = path.strip("/").split("/")
+                if len(parts) != 2 or parts[0] != "lfs-storage":
+                    return self._error(404, "NotFound", f"no route {path}")
+                if hub.lfs_gate is not None:
+                    hub.lfs_gate.wait(timeout=120)
+                with hub._lock:
+                    if hub.fail_next_lfs_uploads > 0:
+                        hub.fail_next_lfs_uploads -= 1
+                        return self._error(500, "InternalError", "storage unavailable")
+                if hashlib.sha256(body).hexdigest() != parts[1]:
+                    return self._error(400, "BadDigest", "the content does not match its SHA-256")
+                hub.lfs_objects[parts[1]] = body
+                return self._send(200, raw=b"", headers={"ETag": f'"{parts[1]}"'})
 
         return Handler

@@ -1,18 +1,22 @@
 """Model card and Hub push, through the real huggingface_hub client against a local stand-in Hub."""
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from huggingface_hub import HfApi, ModelCard
 
 import run_simcse
-from conftest import ROOT, TOKEN, cli
+from conftest import ROOT, TOKEN, cli, standin_env
 from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
 from hub.card import render_card, training_settings
@@ -160,7 +164,12 @@ def test_push_one_private_commit_then_load_back(model_dir, hub, tmp_path):
     assert repo.private
     assert len(repo.commits) == 1 and set(repo.commits[0]["files"]) == EXPECTED_FILES
     assert set(repo.branches["main"]) == EXPECTED_FILES
-    assert repo.branches["main"]["model.safetensors"] == open(os.path.join(model_dir, "model.safetensors"), "rb").read()
+    weights = open(os.path.join(model_dir, "model.safetensors"), "rb").read()
+    assert repo.branches["main"]["model.safetensors"] == weights
+    # The weights and the figure went as large files (LFS), as the Hub takes them; the text files inside the commit.
+    uploaded = {hashlib.sha256(content).hexdigest() for content in hub.lfs_objects.values()}
+    assert uploaded == {hashlib.sha256(repo.branches["main"][f]).hexdigest()
+                        for f in ("model.safetensors", "2_Dense/model.safetensors", "dev_scores.png")}
     assert 'AutoModel.from_pretrained("alice/ko-simcse")' in repo.branches["main"]["README.md"].decode()
     # The token appears in no output and no file.
     assert TOKEN not in proc.stdout + proc.stderr
@@ -235,6 +244,39 @@ def test_network_failures_are_clear_and_leave_no_empty_repo(model_dir, hub, tmp_
         push(model_dir, "alice/dropped", api=HfApi(endpoint=hub.url, token=TOKEN))
     assert "alice/dropped" not in hub.repos
     assert sum("/commit/" in r for r in hub.requests) == 4  # every try of the commit reached the stand-in
+
+
+def test_large_file_uploads_are_retried_and_a_refused_one_leaves_no_repo(model_dir, hub, tmp_path):
+    """The weights go through the LFS batch API before the commit: a storage error is retried; a refusal, which the
+    client raises as a ValueError (not an HTTP error), was a raw traceback that left the new, empty repo behind."""
+    hub.fail_next_lfs_uploads = 1
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/lfs"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert set(hub.repos["alice/lfs"].branches["main"]) == EXPECTED_FILES
+    assert sum(r.startswith("PUT /lfs-storage/") for r in hub.requests) == 4  # 3 large files, one of them twice
+    hub.lfs_objects.clear()
+    hub.refuse_lfs_uploads = True
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/refused"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 1 and "push to alice/refused failed" in proc.stderr, proc.stderr[-2000:]
+    assert "large files are refused by the stand-in" in proc.stderr and "Traceback" not in proc.stderr
+    assert "alice/refused" not in hub.repos
+
+
+def test_a_push_interrupted_during_the_upload_leaves_no_repo(model_dir, hub, tmp_path):
+    """Ctrl-C while the weights upload: the push stops, and the repo it had just created is deleted again."""
+    hub.lfs_gate = threading.Event()
+    proc = subprocess.Popen([sys.executable, "-m", "hub", "push", model_dir, "--repo-id", "alice/int"], cwd=ROOT,
+                            env=standin_env(hub, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(r.startswith("PUT /lfs-storage/") for r in hub.requests) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "alice/int" in hub.repos, proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    hub.lfs_gate.set()  # the uploads in flight end (the client waits for its upload threads)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in stderr
+    assert "alice/int" not in hub.repos and not any("/commit/" in r for r in hub.requests)
 
 
 def test_push_to_a_branch(model_dir, hub, tmp_path):
