@@ -376,7 +376,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             if not training_args.hub_model_id:
                 raise PushError("push_to_hub needs hub_model_id (<owner>/<name>)")
             check_repo_id(training_args.hub_model_id)
-            check_token(HfApi(token=training_args.hub_token))  # now, not after hours of training
+            # Now, not after hours of training: a refused or read-only token, or an owner the account cannot push to.
+            check_token(HfApi(token=training_args.hub_token), training_args.hub_model_id)
         except PushError as e:
             problems.append(str(e))
     if problems:

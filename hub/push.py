@@ -38,14 +38,16 @@ def check_repo_id(repo_id: str) -> None:
         raise PushError(f"repo id {repo_id!r} is not of the form <owner>/<name>")
 
 
-def check_token(api: HfApi | None = None) -> str:
-    """Fail early when no token is configured or the Hub refuses it; returns the account name."""
+def check_token(api: HfApi | None = None, repo_id: str | None = None) -> str:
+    """Fail early when no token is configured, the Hub refuses it, it is read-only, or (with `repo_id`) its account
+    cannot create repos under the repo's owner (neither the account nor one of its organizations); returns the account
+    name."""
     api = api or HfApi()
     token = api.token or get_token()
     if not token:
         raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a write token is needed to push)")
     try:
-        return _retry(lambda: api.whoami(token=token), "checking the token")["name"]
+        info = _retry(lambda: api.whoami(token=token), "checking the token")
     except NETWORK_ERRORS as e:
         raise PushError(f"could not reach the Hugging Face Hub at {api.endpoint} to check the token "
                         f"({_describe(e)}); check the network (or HF_ENDPOINT)") from None
@@ -55,6 +57,15 @@ def check_token(api: HfApi | None = None) -> str:
             raise PushError("the Hugging Face Hub refused the token (HTTP %s): set a valid write token in HF_TOKEN "
                             "or run `hf auth login`" % status) from None
         raise PushError(f"could not check the token: {_describe(e)}") from None
+    name = info["name"]
+    if ((info.get("auth") or {}).get("accessToken") or {}).get("role") == "read":
+        raise PushError(f"the Hugging Face token of {name} is read-only: a push needs a write token (HF_TOKEN or "
+                        f"`hf auth login`)")
+    namespaces = [name, *(org["name"] for org in info.get("orgs") or [])]
+    if repo_id and repo_id.split("/")[0].lower() not in {n.lower() for n in namespaces}:
+        raise PushError(f"{repo_id}: the token is {name}'s, who can push to {', '.join(namespaces)} only (the owner "
+                        f"before the / is the account or one of its organizations)")
+    return name
 
 
 def _describe(error: BaseException) -> str:
@@ -113,7 +124,7 @@ def push(
     if dry_run:
         return files
     api = api or HfApi()
-    check_token(api)
+    check_token(api, repo_id)
     existed = True  # until the Hub says otherwise: a repo that may hold someone's work is never deleted
     try:
         existed = _retry(lambda: api.repo_exists(repo_id), "looking up the repo")

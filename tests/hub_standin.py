@@ -8,7 +8,9 @@ files: preupload says "lfs", the client uploads them through the git-LFS batch A
 verify) and the commit names them by SHA-256; text files travel inside the commit ("regular"). The stand-in has no Xet
 storage, which huggingface_hub uses for large files whenever `hf_xet` is installed: clients of the stand-in run with
 `HF_HUB_DISABLE_XET=1` and take the LFS protocol, as they do without `hf_xet`.
-Tokens are checked against `tokens`; private repos are invisible without a valid token. `fail_next_commits` answers
+Tokens are checked against `tokens` ({token: user}); `orgs` ({user: [organization]}) widens where a user may read and
+write; `read_only_tokens` may read but not write (a 403, as the Hub answers a read token); private repos are invisible
+to others. `fail_next_commits` answers
 503 to that many commit requests (to exercise retries); `reject_commits` answers 422 to every commit;
 `drop_commits` closes the connection of every commit request without an answer (a network failure);
 `fail_next_lfs_uploads` answers 500 to that many large-file PUTs; `refuse_lfs_uploads` answers the LFS batch request
@@ -85,6 +87,8 @@ class HubStandIn:
 
     def __init__(self, tokens: dict[str, str]):
         self.tokens = tokens
+        self.orgs: dict[str, list[str]] = {}
+        self.read_only_tokens: set[str] = set()
         self.repos: dict[str, Repo] = {}
         self.fail_next_commits = 0
         self.reject_commits = False
@@ -125,9 +129,20 @@ class HubStandIn:
                 pass
 
             # ------------------------------------------------------------ helpers
-            def _user(self):
+            def _token(self) -> str | None:
                 auth = self.headers.get("Authorization", "")
-                return hub.tokens.get(auth[7:]) if auth.startswith("Bearer ") else None
+                return auth[7:] if auth.startswith("Bearer ") else None
+
+            def _user(self):
+                return hub.tokens.get(self._token())
+
+            def _member_of(self, owner: str) -> bool:
+                """Whether this request's user is `owner` or belongs to the organization `owner`."""
+                user = self._user()
+                return user is not None and owner in (user, *hub.orgs.get(user, []))
+
+            def _may_write(self, repo_id: str) -> bool:
+                return self._member_of(repo_id.split("/")[0]) and self._token() not in hub.read_only_tokens
 
             def _body(self) -> bytes:
                 if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
@@ -157,7 +172,7 @@ class HubStandIn:
 
             def _repo(self, repo_id: str):
                 repo = hub.repos.get(repo_id)
-                if repo is None or (repo.private and self._user() != repo_id.split("/")[0]):
+                if repo is None or (repo.private and not self._member_of(repo_id.split("/")[0])):
                     self._error(404, "RepoNotFound", "Repository not found")
                     return None
                 return repo
@@ -174,7 +189,7 @@ class HubStandIn:
                     return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
                 req = json.loads(body)
                 repo_id = f"{req.get('organization') or user}/{req['name']}"
-                if repo_id.split("/")[0] != user:
+                if not self._may_write(repo_id):
                     return self._error(403, "Forbidden", "You don't have the rights to delete this repo")
                 with hub._lock:
                     if hub.repos.pop(repo_id, None) is None:
@@ -191,8 +206,10 @@ class HubStandIn:
                     user = self._user()
                     if user is None:
                         return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
-                    return self._send(200, {"type": "user", "name": user, "orgs": [],
-                                            "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
+                    role = "read" if self._token() in hub.read_only_tokens else "write"
+                    return self._send(200, {"type": "user", "name": user,
+                                            "orgs": [{"type": "org", "name": org} for org in hub.orgs.get(user, [])],
+                                            "auth": {"type": "access_token", "accessToken": {"role": role}}})
                 parts = path.strip("/").split("/")
                 if parts[:1] == ["api"] and len(parts) >= 4 and parts[1] in ("models", "datasets"):
                     repo_id = "/".join(parts[2:4])
@@ -255,11 +272,11 @@ class HubStandIn:
                 if user is None:
                     return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
                 if path.endswith(".git/info/lfs/objects/batch") or path.endswith(".git/info/lfs/objects/verify"):
-                    return self._lfs(path, json.loads(body), user)
+                    return self._lfs(path, json.loads(body))
                 if path == "/api/repos/create":
                     req = json.loads(body)
                     repo_id = f"{req.get('organization') or user}/{req['name']}"
-                    if repo_id.split("/")[0] != user:
+                    if not self._may_write(repo_id):
                         return self._error(403, "Forbidden", "You don't have the rights to create a repo here")
                     with hub._lock:
                         if repo_id in hub.repos:
@@ -274,7 +291,7 @@ class HubStandIn:
                 repo = self._repo(repo_id)
                 if repo is None:
                     return None
-                if repo_id.split("/")[0] != user:
+                if not self._may_write(repo_id):
                     return self._error(403, "Forbidden", "You don't have write access to this repo")
                 if action == "branch":
                     with hub._lock:
@@ -323,14 +340,14 @@ class HubStandIn:
                                             "pullRequestUrl": None})
                 return self._error(404, "NotFound", f"no route {path}")
 
-            def _lfs(self, path: str, request: dict, user: str | None):
+            def _lfs(self, path: str, request: dict):
                 """The git-LFS batch API of a model repo (upload: where to PUT each object not stored yet) and the
                 verify call after a PUT."""
                 repo_id = path.strip("/").split(".git/")[0]
                 repo = self._repo(repo_id)
                 if repo is None:
                     return None
-                if user is None or repo_id.split("/")[0] != user:
+                if not self._may_write(repo_id):
                     return self._error(403, "Forbidden", "You don't have write access to this repo")
                 if path.endswith("/verify"):
                     stored = hub.lfs_objects.get(request["oid"])

@@ -207,6 +207,26 @@ def test_refused_and_missing_token_are_clear(model_dir, hub, tmp_path):
     assert hub.repos == {}
 
 
+def test_a_read_only_token_or_someone_elses_namespace_is_refused_before_anything_is_sent(model_dir, hub, tmp_path):
+    """Both passed the token check and failed at the repo's creation, which for a training run came after training."""
+    hub.tokens["hf_aliceReadOnlyToken0000"] = "alice"
+    hub.read_only_tokens.add("hf_aliceReadOnlyToken0000")
+    hub.orgs["alice"] = ["ko-nlp"]
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/x"], hub, token="hf_aliceReadOnlyToken0000",
+               tmp_home=tmp_path)
+    assert proc.returncode == 1 and "the Hugging Face token of alice is read-only" in proc.stderr, proc.stderr[-2000:]
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "bob/x"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 1 and "bob/x: the token is alice's, who can push to alice, ko-nlp only" in proc.stderr
+    assert hub.repos == {} and not any(r.startswith(("POST", "PUT")) for r in hub.requests)
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "ko-nlp/simcse"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert set(hub.repos["ko-nlp/simcse"].branches["main"]) == EXPECTED_FILES
+    config = smoke_config(tmp_path, push_to_hub=True, hub_model_id="bob/from-training")
+    proc = cli(["run_simcse.py", config], hub, tmp_home=tmp_path)
+    assert proc.returncode != 0 and "bob/from-training: the token is alice's" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_dry_run_sends_nothing(model_dir, hub, tmp_path):
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/x", "--dry-run"], hub, tmp_home=tmp_path)
     assert proc.returncode == 0, proc.stderr
