@@ -48,7 +48,7 @@ from transformers import (
 from data_collator import SimCSECollator
 from hub.card import contrastive_batch, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
-from hub.push import PushError, check_repo_id, check_token, push
+from hub.push import PushError, check_push_access, check_repo_id, push
 from data_loading import (DataError, check_model_source, column_values, load_nli_triplets, load_sentence_columns, load_sts,
                           parse_named, refuses_model_code, rows_digest, tokenize_rows)
 from modeling_simcse import (
@@ -376,8 +376,9 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             if not training_args.hub_model_id:
                 raise PushError("push_to_hub needs hub_model_id (<owner>/<name>)")
             check_repo_id(training_args.hub_model_id)
-            # Now, not after hours of training: a refused or read-only token, or an owner the account cannot push to.
-            check_token(HfApi(token=training_args.hub_token), training_args.hub_model_id)
+            # Now, not after hours of training: a refused or read-only token, an owner the account cannot push to.
+            check_push_access(training_args.hub_model_id, bool(training_args.hub_private_repo),
+                              HfApi(token=training_args.hub_token))
         except PushError as e:
             problems.append(str(e))
     if problems:

@@ -38,34 +38,40 @@ def check_repo_id(repo_id: str) -> None:
         raise PushError(f"repo id {repo_id!r} is not of the form <owner>/<name>")
 
 
-def check_token(api: HfApi | None = None, repo_id: str | None = None) -> str:
-    """Fail early when no token is configured, the Hub refuses it, it is read-only, or (with `repo_id`) its account
-    cannot create repos under the repo's owner (neither the account nor one of its organizations); returns the account
-    name."""
+def check_push_access(repo_id: str, private: bool = False, api: HfApi | None = None) -> bool:
+    """Fail early, before anything is sent, on what would make the push fail or go where it should not: no token, a
+    token the Hub refuses or that is read-only, an owner the token's account cannot push under (neither the account nor
+    one of its organizations), `private` asked of a repo that exists and is public (a push does not change an existing
+    repo's visibility). Returns whether the repo exists."""
     api = api or HfApi()
     token = api.token or get_token()
     if not token:
         raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a write token is needed to push)")
     try:
         info = _retry(lambda: api.whoami(token=token), "checking the token")
+        name = info["name"]
+        if ((info.get("auth") or {}).get("accessToken") or {}).get("role") == "read":
+            raise PushError(f"the Hugging Face token of {name} is read-only: a push needs a write token (HF_TOKEN or "
+                            f"`hf auth login`)")
+        namespaces = [name, *(org["name"] for org in info.get("orgs") or [])]
+        if repo_id.split("/")[0].lower() not in {n.lower() for n in namespaces}:
+            raise PushError(f"{repo_id}: the token is {name}'s, who can push to {', '.join(namespaces)} only (the "
+                            f"owner before the / is the account or one of its organizations)")
+        exists = _retry(lambda: api.repo_exists(repo_id), "looking up the repo")
+        if exists and private and not _retry(lambda: api.model_info(repo_id).private, "looking up the repo"):
+            raise PushError(f"{repo_id} exists and is public, and a push does not change an existing repo's "
+                            f"visibility: make it private on the Hub first, or push without --private "
+                            f"(hub_private_repo)")
+        return exists
     except NETWORK_ERRORS as e:
-        raise PushError(f"could not reach the Hugging Face Hub at {api.endpoint} to check the token "
+        raise PushError(f"could not reach the Hugging Face Hub at {api.endpoint} to check the token and the repo "
                         f"({_describe(e)}); check the network (or HF_ENDPOINT)") from None
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else None
         if status in (401, 403):
             raise PushError("the Hugging Face Hub refused the token (HTTP %s): set a valid write token in HF_TOKEN "
                             "or run `hf auth login`" % status) from None
-        raise PushError(f"could not check the token: {_describe(e)}") from None
-    name = info["name"]
-    if ((info.get("auth") or {}).get("accessToken") or {}).get("role") == "read":
-        raise PushError(f"the Hugging Face token of {name} is read-only: a push needs a write token (HF_TOKEN or "
-                        f"`hf auth login`)")
-    namespaces = [name, *(org["name"] for org in info.get("orgs") or [])]
-    if repo_id and repo_id.split("/")[0].lower() not in {n.lower() for n in namespaces}:
-        raise PushError(f"{repo_id}: the token is {name}'s, who can push to {', '.join(namespaces)} only (the owner "
-                        f"before the / is the account or one of its organizations)")
-    return name
+        raise PushError(f"could not check the token and the repo: {_describe(e)}") from None
 
 
 def _describe(error: BaseException) -> str:
@@ -124,10 +130,8 @@ def push(
     if dry_run:
         return files
     api = api or HfApi()
-    check_token(api, repo_id)
-    existed = True  # until the Hub says otherwise: a repo that may hold someone's work is never deleted
+    existed = check_push_access(repo_id, private, api)
     try:
-        existed = _retry(lambda: api.repo_exists(repo_id), "looking up the repo")
         _retry(lambda: api.create_repo(repo_id, private=private or None, exist_ok=True), "creating the repo")
         if revision:
             _retry(lambda: api.create_branch(repo_id, branch=revision, exist_ok=True), "creating the branch")

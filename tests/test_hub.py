@@ -227,6 +227,20 @@ def test_a_read_only_token_or_someone_elses_namespace_is_refused_before_anything
     assert not (tmp_path / "out").exists()
 
 
+def test_private_is_refused_for_an_existing_public_repo(model_dir, hub):
+    """create_repo(exist_ok=True) leaves an existing repo's visibility as it is: the push went to the public repo."""
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    push(model_dir, "alice/pub", api=api)
+    sent = len(hub.requests)
+    with pytest.raises(PushError, match="alice/pub exists and is public, and a push does not change"):
+        push(model_dir, "alice/pub", private=True, api=api)
+    assert len(hub.repos["alice/pub"].commits) == 1
+    assert not any(r.startswith(("POST", "PUT")) for r in hub.requests[sent:])
+    push(model_dir, "alice/priv", private=True, api=api)
+    push(model_dir, "alice/priv", private=True, api=api)  # an existing private repo takes the push
+    assert hub.repos["alice/priv"].private and len(hub.repos["alice/priv"].commits) == 2
+
+
 def test_dry_run_sends_nothing(model_dir, hub, tmp_path):
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/x", "--dry-run"], hub, tmp_home=tmp_path)
     assert proc.returncode == 0, proc.stderr
