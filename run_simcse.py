@@ -44,6 +44,8 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from data_collator import SimCSECollator
 from hub.card import contrastive_batch, render_card
@@ -79,6 +81,7 @@ TRAIN_FORMATS = {  # format -> default sentence columns of the loaded training s
 CPU_LENGTH_BUCKETS = 8
 # Training sets this large are tokenized in several processes by default (a KorNLI epoch: 277,811 rows).
 TOKENIZE_IN_PARALLEL_FROM = 50_000
+CLOCK_FILE = "training_seconds.json"  # in each checkpoint: training seconds up to it, over every session (TrainingClock)
 # Batches of few shapes for cuda_graphs (why and how many: modeling_simcse.CUDA_GRAPH_ROWS).
 CUDA_GRAPH_SHAPES = {"pack_rows_multiple_of": CUDA_GRAPH_ROWS, "pad_to_multiple_of": CUDA_GRAPH_LENGTHS}
 # Arguments that may change between a run and its resumption (or differ between its processes) without making it a
@@ -653,6 +656,41 @@ class CheckpointSaveTimer(TrainerCallback):
         self.seconds += time.perf_counter() - self._mark
 
 
+class TrainingClock(TrainerCallback):
+    """Training wall time over every session of a run. Trainer's `train_runtime` counts only its own session, so a
+    resumed run's card gave the time since the resumption as the training time. Each checkpoint records the seconds
+    trained up to it (`CLOCK_FILE`), and a run resumed from it starts from there.
+
+    resumed_from: the checkpoint the run resumes from, or None. `seconds_before` is None where that checkpoint has no
+    record (written before this existed); `resumed_at_step` is its step.
+    """
+
+    def __init__(self, resumed_from: str | None):
+        self.seconds_before, self.resumed_at_step = (None if resumed_from else 0.0), None
+        if resumed_from:
+            with open(os.path.join(resumed_from, TRAINER_STATE_NAME)) as f:
+                self.resumed_at_step = json.load(f)["global_step"]
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                with open(os.path.join(resumed_from, CLOCK_FILE)) as f:
+                    self.seconds_before = float(json.load(f)["seconds"])
+        self._start = time.perf_counter()
+
+    def on_train_begin(self, *args, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_save(self, args: TrainingArguments, state, control, **kwargs):
+        checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if args.should_save and self.seconds_before is not None and os.path.isdir(checkpoint):
+            with open(os.path.join(checkpoint, CLOCK_FILE), "w") as f:
+                json.dump({"seconds": round(self.seconds_before + time.perf_counter() - self._start, 3)}, f)
+
+    def record(self, session_seconds: float) -> dict:
+        """-> the run's training seconds over all its sessions (None when unknown) and where it resumed, for
+        environment.json; `session_seconds` is this session's `train_runtime`."""
+        total = None if self.seconds_before is None else round(self.seconds_before + session_seconds, 3)
+        return {"training_seconds": total, "resumed_at_step": self.resumed_at_step}
+
+
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[str, dict[str, float]]:
     """Run the job described by argv (a JSON file or flags); returns the final STS results.
 
@@ -736,7 +774,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         data_collator=SimCSECollator(tokenizer.pad_token_id, max_len, pack_width=max_len if packed else None,
                                      **(CUDA_GRAPH_SHAPES if simcse_args.cuda_graphs else {})),
         compute_metrics=compute_metrics,
-        callbacks=[NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(), *(callbacks or [])],
+        callbacks=[NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(), clock := TrainingClock(resume),
+                   *(callbacks or [])],
     )
     os.makedirs(training_args.output_dir, exist_ok=True)
     if training_args.should_save:  # after Trainer checked its arguments: a run that cannot start leaves no run_args.json
@@ -765,7 +804,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                     json.dump(results, f, indent=2)
         environment = describe_environment(training_args, len(train_rows))
         with open(os.path.join(out, "environment.json"), "w") as f:
-            json.dump({**environment, "training_batches": "packed" if packed else "padded",
+            json.dump({**environment, **clock.record(train_result.metrics["train_runtime"]),
+                       "training_batches": "packed" if packed else "padded",
                        "cuda_graphs": simcse_args.cuda_graphs, "usable_cpus": usable_cpu_count(),
                        "tokenization_processes": train_workers or 1,
                        "phase_seconds": timer.seconds}, f, indent=2)

@@ -138,6 +138,23 @@ def contrastive_batch(per_device: int, processes: int, gather_negatives: bool) -
     return f"{per_device} rows, per device (negatives not gathered across processes)"
 
 
+def training_time(environment: dict, train: dict) -> str:
+    """The card's training time: over every session of a resumed run where environment.json has it (`training_seconds`,
+    run_simcse.TrainingClock), else Trainer's `train_runtime` of the last session, said to be that where it resumed."""
+
+    def seconds(value: float) -> str:
+        return f"{value:,.0f} s" if value >= 10 else f"{value:.1f} s"
+
+    resumed = environment.get("resumed_at_step")
+    if environment.get("training_seconds") is not None:
+        return seconds(environment["training_seconds"]) + (f" (resumed at step {resumed}; all sessions)" if resumed else "")
+    if "train_runtime" not in train:
+        return "unknown"
+    if resumed:
+        return f"{seconds(train['train_runtime'])} from the resumption at step {resumed} (before it: not recorded)"
+    return seconds(train["train_runtime"])
+
+
 def training_settings(
     args: dict, environment: dict, train: dict, state: dict, encoder_config: dict
 ) -> list[tuple[str, str]]:
@@ -179,7 +196,7 @@ def training_settings(
         ("precision", precision),
         ("seed", args.get("seed")),
         ("hardware", environment.get("hardware", "unknown")),
-        ("training time", f"{train['train_runtime']:.0f} s" if "train_runtime" in train else "unknown"),
+        ("training time", training_time(environment, train)),
         ("date", environment.get("date", "unknown")),
         ("software", ", ".join(f"{k} {v}" for k, v in environment.get("versions", {}).items())),
     ]

@@ -19,7 +19,7 @@ import run_simcse
 from conftest import ROOT, TOKEN, cli, standin_env
 from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
-from hub.card import render_card, training_settings
+from hub.card import render_card, training_settings, training_time
 from hub.model_dir import ModelDirError, published_files
 from hub.push import PushError, check_repo_id, push
 from test_run_simcse import smoke_config
@@ -70,6 +70,18 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
     assert rows["batch"] == "512 (32 per device x 8 process(es) x 2 accumulation)"
     assert rows["contrastive batch"] == contrastive  # accumulation adds rows a step, not negatives
     assert rows["epochs"] == "0.4 (7 steps)"  # what ran (max_steps may stop a run early), not num_train_epochs
+
+
+@pytest.mark.parametrize("environment, train, said", [
+    ({}, {"train_runtime": 184.2}, "184 s"),  # a run from before the record: Trainer's runtime
+    ({"training_seconds": 4831.0, "resumed_at_step": None}, {"train_runtime": 4831.0}, "4,831 s"),
+    ({"training_seconds": 7.25, "resumed_at_step": 600}, {"train_runtime": 3.0}, "7.2 s (resumed at step 600; all sessions)"),
+    ({"training_seconds": None, "resumed_at_step": 600}, {"train_runtime": 3000.0},
+     "3,000 s from the resumption at step 600 (before it: not recorded)"),
+    ({}, {}, "unknown"),
+])
+def test_card_training_time_covers_every_session_or_says_it_does_not(environment, train, said):
+    assert training_time(environment, train) == said
 
 
 def test_card_settings_name_the_config_changes_of_a_pretrained_encoder(model_dir, tmp_path):

@@ -1,5 +1,6 @@
 """Kill-and-resume gives the uninterrupted result; a NaN loss stops the run and keeps the last good checkpoint."""
 
+import json
 import os
 import re
 import shutil
@@ -49,6 +50,21 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0, msg=key)
+    # The card's training time covers both sessions: the seconds up to checkpoint-6 (recorded in it) and the resumed
+    # session's train_runtime (which alone it used to give).
+    with open(killed / "out" / "checkpoint-6" / run_simcse.CLOCK_FILE) as f:
+        before = json.load(f)["seconds"]
+    with open(killed / "out" / "environment.json") as f:
+        environment = json.load(f)
+    with open(killed / "out" / "train_results.json") as f:
+        runtime = json.load(f)["train_runtime"]
+    assert before > 0 and environment["resumed_at_step"] == 6
+    assert environment["training_seconds"] == pytest.approx(before + runtime, abs=2e-3)
+    assert f"| training time | {environment['training_seconds']:.1f} s (resumed at step 6; all sessions) |" in (
+        killed / "out" / "README.md").read_text()
+    with open(out / "environment.json") as f:
+        uninterrupted = json.load(f)
+    assert uninterrupted["resumed_at_step"] is None and uninterrupted["training_seconds"] > 0
 
 
 def test_resume_from_an_incomplete_checkpoint_is_refused(tmp_path):
