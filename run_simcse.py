@@ -681,8 +681,10 @@ class TrainingClock(TrainerCallback):
     def on_save(self, args: TrainingArguments, state, control, **kwargs):
         checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
         if args.should_save and self.seconds_before is not None and os.path.isdir(checkpoint):
-            with open(os.path.join(checkpoint, CLOCK_FILE), "w") as f:
+            path = os.path.join(checkpoint, CLOCK_FILE)
+            with open(path + ".tmp", "w") as f:  # then renamed: a kill leaves the record whole or absent
                 json.dump({"seconds": round(self.seconds_before + time.perf_counter() - self._start, 3)}, f)
+            os.replace(path + ".tmp", path)
 
     def record(self, session_seconds: float) -> dict:
         """-> the run's training seconds over all its sessions (None when unknown) and where it resumed, for
