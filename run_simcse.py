@@ -590,7 +590,9 @@ def describe_environment(training_args: TrainingArguments, train_rows: int) -> d
     if torch.cuda.is_available():
         hardware = f"{training_args.world_size} x {torch.cuda.get_device_name(0)}"
     else:
-        hardware = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+        usable, cores = usable_cpu_count(), os.cpu_count()  # a quota or an affinity may leave the run fewer
+        hardware = f"CPU ({platform.processor() or platform.machine()}, " + (
+            f"{cores} cores)" if usable == cores else f"{usable} of the machine's {cores} cores)")
     return {
         "hardware": hardware,
         "processes": training_args.world_size,

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
@@ -371,7 +372,8 @@ def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch)
 
 def test_large_training_sets_are_tokenized_by_one_process_a_usable_cpu(monkeypatch):
     """From TOKENIZE_IN_PARALLEL_FROM rows: one process a CPU this process may use (its affinity, its quota; not the
-    machine's count), at most 8; below it one process (None); preprocessing_num_workers, when set, always."""
+    machine's count), at most 8; below it one process (None); preprocessing_num_workers, when set, always. The card's
+    hardware row names those CPUs too (it gave the machine's count alone)."""
     from joblib.externals.loky.backend import context  # where joblib.cpu_count reads the cgroup's cpu.max
 
     large = run_simcse.TOKENIZE_IN_PARALLEL_FROM
@@ -389,6 +391,11 @@ def test_large_training_sets_are_tokenized_by_one_process_a_usable_cpu(monkeypat
     monkeypatch.setattr(context, "_cpu_count_cgroup", lambda machine: machine)
     monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "5")  # joblib's own cap
     assert run_simcse.tokenization_processes(large, None) == 5
+    cpu = run_simcse.describe_environment(types.SimpleNamespace(world_size=1), 1)["hardware"]
+    assert cpu.startswith("CPU (") and cpu.endswith(", 5 of the machine's 64 cores)")
+    monkeypatch.delenv("LOKY_MAX_CPU_COUNT")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert run_simcse.describe_environment(types.SimpleNamespace(world_size=1), 1)["hardware"].endswith(", 64 cores)")
 
 
 @pytest.mark.parametrize("bad, message", [
