@@ -50,9 +50,14 @@ def check_push_access(repo_id: str, private: bool = False, api: HfApi | None = N
     try:
         info = _retry(lambda: api.whoami(token=token), "checking the token")
         name = info["name"]
-        if ((info.get("auth") or {}).get("accessToken") or {}).get("role") == "read":
+        access = (info.get("auth") or {}).get("accessToken") or {}
+        if access.get("role") == "read":
             raise PushError(f"the Hugging Face token of {name} is read-only: a push needs a write token (HF_TOKEN or "
                             f"`hf auth login`)")
+        if access.get("role") == "fineGrained" and not _grants_repo_write(access.get("fineGrained"), repo_id):
+            raise PushError(f"the fine-grained Hugging Face token of {name} has no repo.write permission on "
+                            f"{repo_id.split('/')[0]} or {repo_id}: give it one (huggingface.co/settings/tokens) or "
+                            f"use a write token")
         namespaces = [name, *(org["name"] for org in info.get("orgs") or [])]
         if repo_id.split("/")[0].lower() not in {n.lower() for n in namespaces}:
             raise PushError(f"{repo_id}: the token is {name}'s, who can push to {', '.join(namespaces)} only (the "
@@ -72,6 +77,19 @@ def check_push_access(repo_id: str, private: bool = False, api: HfApi | None = N
             raise PushError("the Hugging Face Hub refused the token (HTTP %s): set a valid write token in HF_TOKEN "
                             "or run `hf auth login`" % status) from None
         raise PushError(f"could not check the token and the repo: {_describe(e)}") from None
+
+
+def _grants_repo_write(fine_grained, repo_id: str) -> bool:
+    """Whether a fine-grained token's permissions (whoami's `auth.accessToken.fineGrained`) include `repo.write` on the
+    repo's owner (user or organization) or on the repo itself. Permissions in another shape than the Hub's
+    {"scoped": [{"entity": {"name": ...}, "permissions": [...]}]} are not judged (True): the Hub will."""
+    try:
+        return "repo.write" in fine_grained.get("global", []) or any(
+            "repo.write" in scope["permissions"]
+            and scope["entity"]["name"].lower() in (repo_id.split("/")[0].lower(), repo_id.lower())
+            for scope in fine_grained["scoped"])
+    except (KeyError, TypeError, AttributeError):
+        return True
 
 
 def _describe(error: BaseException) -> str:

@@ -9,8 +9,9 @@ verify) and the commit names them by SHA-256; text files travel inside the commi
 storage, which huggingface_hub uses for large files whenever `hf_xet` is installed: clients of the stand-in run with
 `HF_HUB_DISABLE_XET=1` and take the LFS protocol, as they do without `hf_xet`.
 Tokens are checked against `tokens` ({token: user}); `orgs` ({user: [organization]}) widens where a user may read and
-write; `read_only_tokens` may read but not write (a 403, as the Hub answers a read token); private repos are invisible
-to others. `fail_next_commits` answers
+write; `read_only_tokens` may read but not write (a 403, as the Hub answers a read token); `fine_grained_tokens`
+({token: [(entity, [permission])]}) write only where an entity (an owner or a repo id) has "repo.write"; private repos
+are invisible to others. `fail_next_commits` answers
 503 to that many commit requests (to exercise retries); `reject_commits` answers 422 to every commit;
 `drop_commits` closes the connection of every commit request without an answer (a network failure);
 `fail_next_lfs_uploads` answers 500 to that many large-file PUTs; `refuse_lfs_uploads` answers the LFS batch request
@@ -89,6 +90,7 @@ class HubStandIn:
         self.tokens = tokens
         self.orgs: dict[str, list[str]] = {}
         self.read_only_tokens: set[str] = set()
+        self.fine_grained_tokens: dict[str, list[tuple[str, list[str]]]] = {}
         self.repos: dict[str, Repo] = {}
         self.fail_next_commits = 0
         self.reject_commits = False
@@ -142,7 +144,12 @@ class HubStandIn:
                 return user is not None and owner in (user, *hub.orgs.get(user, []))
 
             def _may_write(self, repo_id: str) -> bool:
-                return self._member_of(repo_id.split("/")[0]) and self._token() not in hub.read_only_tokens
+                token, owner = self._token(), repo_id.split("/")[0]
+                if token in hub.fine_grained_tokens:
+                    return self._member_of(owner) and any(
+                        entity in (owner, repo_id) and "repo.write" in permissions
+                        for entity, permissions in hub.fine_grained_tokens[token])
+                return self._member_of(owner) and token not in hub.read_only_tokens
 
             def _body(self) -> bytes:
                 if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
@@ -206,10 +213,17 @@ class HubStandIn:
                     user = self._user()
                     if user is None:
                         return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
-                    role = "read" if self._token() in hub.read_only_tokens else "write"
+                    token = self._token()
+                    access = {"role": "read" if token in hub.read_only_tokens else "write"}
+                    if token in hub.fine_grained_tokens:  # the Hub's shape for a fine-grained token
+                        access = {"role": "fineGrained", "fineGrained": {
+                            "canReadGatedRepos": True, "global": ["discussion.write", "post.write"],
+                            "scoped": [{"entity": {"type": "model" if "/" in entity else "user", "name": entity},
+                                        "permissions": ["repo.content.read", *permissions]}
+                                       for entity, permissions in hub.fine_grained_tokens[token]]}}
                     return self._send(200, {"type": "user", "name": user,
                                             "orgs": [{"type": "org", "name": org} for org in hub.orgs.get(user, [])],
-                                            "auth": {"type": "access_token", "accessToken": {"role": role}}})
+                                            "auth": {"type": "access_token", "accessToken": access}})
                 parts = path.strip("/").split("/")
                 if parts[:1] == ["api"] and len(parts) >= 4 and parts[1] in ("models", "datasets"):
                     repo_id = "/".join(parts[2:4])

@@ -220,7 +220,9 @@ def test_refused_and_missing_token_are_clear(model_dir, hub, tmp_path):
 
 
 def test_a_read_only_token_or_someone_elses_namespace_is_refused_before_anything_is_sent(model_dir, hub, tmp_path):
-    """Both passed the token check and failed at the repo's creation, which for a training run came after training."""
+    """A read-only token, an owner that is neither the account nor one of its organizations, a fine-grained token
+    without repo.write there: all passed the token check and failed at the repo's creation, which for a training run
+    came after training."""
     hub.tokens["hf_aliceReadOnlyToken0000"] = "alice"
     hub.read_only_tokens.add("hf_aliceReadOnlyToken0000")
     hub.orgs["alice"] = ["ko-nlp"]
@@ -233,6 +235,17 @@ def test_a_read_only_token_or_someone_elses_namespace_is_refused_before_anything
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "ko-nlp/simcse"], hub, tmp_home=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert set(hub.repos["ko-nlp/simcse"].branches["main"]) == EXPECTED_FILES
+    # A fine-grained token writes only where it was given repo.write: on alice's repos here, not ko-nlp's.
+    hub.tokens["hf_aliceFineGrainedToken00"] = "alice"
+    hub.fine_grained_tokens["hf_aliceFineGrainedToken00"] = [("alice", ["repo.write"]), ("ko-nlp", [])]
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "ko-nlp/other"], hub, token="hf_aliceFineGrainedToken00",
+               tmp_home=tmp_path)
+    said = "the fine-grained Hugging Face token of alice has no repo.write permission on ko-nlp or ko-nlp/other"
+    assert proc.returncode == 1 and said in proc.stderr, proc.stderr[-2000:]
+    assert "ko-nlp/other" not in hub.repos
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/fine"], hub, token="hf_aliceFineGrainedToken00",
+               tmp_home=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     config = smoke_config(tmp_path, push_to_hub=True, hub_model_id="bob/from-training")
     proc = cli(["run_simcse.py", config], hub, tmp_home=tmp_path)
     assert proc.returncode != 0 and "bob/from-training: the token is alice's" in proc.stderr
