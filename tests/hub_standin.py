@@ -8,15 +8,15 @@ files: preupload says "lfs", the client uploads them through the git-LFS batch A
 verify) and the commit names them by SHA-256; text files travel inside the commit ("regular"). The stand-in has no Xet
 storage, which huggingface_hub uses for large files whenever `hf_xet` is installed: clients of the stand-in run with
 `HF_HUB_DISABLE_XET=1` and take the LFS protocol, as they do without `hf_xet`.
+
 Tokens are checked against `tokens` ({token: user}); `orgs` ({user: [organization]}) widens where a user may read and
 write; `read_only_tokens` may read but not write (a 403, as the Hub answers a read token); `fine_grained_tokens`
 ({token: [(entity, [permission])]}) write only where an entity (an owner or a repo id) has "repo.write"; private repos
-are invisible to others. `fail_next_commits` answers
-503 to that many commit requests (to exercise retries); `reject_commits` answers 422 to every commit;
-`drop_commits` closes the connection of every commit request without an answer (a network failure);
-`fail_next_lfs_uploads` answers 500 to that many large-file PUTs; `refuse_lfs_uploads` answers the LFS batch request
-with a per-object error (which the client raises as a ValueError, not an HTTP error); `lfs_gate`, an Event, holds every
-large-file PUT until it is set (an upload in progress).
+are invisible to others. `fail_next_commits` answers 503 to that many commit requests (to exercise retries);
+`reject_commits` answers 422 to every commit; `drop_commits` closes the connection of every commit request without an
+answer (a network failure); `fail_next_lfs_uploads` answers 500 to that many large-file PUTs; `refuse_lfs_uploads`
+answers the LFS batch request with a per-object error (which the client raises as a ValueError, not an HTTP error);
+`lfs_gate`, an Event, holds every large-file PUT until it is set (an upload in progress).
 """
 
 from __future__ import annotations
