@@ -263,7 +263,7 @@ def _accepts(annotation, value) -> bool:
 
 def check_json_values(config: dict, path: str) -> dict:
     """A JSON args dict -> the same, with a string given for a list-of-strings field (train_data, test_data,
-    sentence_columns ...) made a one-item list; raises SystemExit naming the file and every key whose value has the
+    sentence_columns ...) made a one-item list and `"resume_from_checkpoint": true` read as "last"; raises SystemExit naming the file and every key whose value has the
     wrong type (HfArgumentParser passes JSON values through unchecked: "bf16": "false" would turn bf16 on)."""
     hints = {}
     for dtype in ALL_ARGUMENTS:
@@ -276,6 +276,8 @@ def check_json_values(config: dict, path: str) -> dict:
     for key, value in config.items():
         if key not in hints:
             continue  # HfArgumentParser names unknown keys
+        if key == "resume_from_checkpoint" and isinstance(value, bool):  # as `Trainer.train` takes it
+            config[key] = value = "last" if value else None
         if isinstance(value, str) and not _accepts(hints[key], value) and _accepts(hints[key], [value]):
             config[key] = value = [value]
         if not _accepts(hints[key], value):

@@ -255,6 +255,12 @@ def test_json_values_of_the_wrong_type_are_named(tmp_path, changes, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("value, resume", [(True, "last"), (False, None), ("last", "last")])
+def test_resume_from_checkpoint_true_in_the_json_means_the_last_checkpoint(value, resume):
+    """As Trainer.train takes it; `true` was refused as "expected str | None"."""
+    assert run_simcse.check_json_values({"resume_from_checkpoint": value}, "c.json") == {"resume_from_checkpoint": resume}
+
+
 def test_flags_after_the_json_override_its_keys(tmp_path):
     """`run_simcse.py config.json --key value ...`: the flags win, typed as flags; the run records what it ran."""
     config = smoke_config(tmp_path)
