@@ -397,6 +397,7 @@ def test_large_training_sets_are_tokenized_by_one_process_a_usable_cpu(monkeypat
     monkeypatch.setattr(context, "_cpu_count_cgroup", lambda machine: machine)
     monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "5")  # joblib's own cap
     assert run_simcse.tokenization_processes(large, None) == 5
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU row, on a GPU machine too
     cpu = run_simcse.describe_environment(types.SimpleNamespace(world_size=1), 1)["hardware"]
     assert cpu.startswith("CPU (") and cpu.endswith(", 5 of the machine's 64 cores)")
     monkeypatch.delenv("LOKY_MAX_CPU_COUNT")
