@@ -139,8 +139,9 @@ def contrastive_batch(per_device: int, processes: int, gather_negatives: bool) -
 
 
 def training_time(environment: dict, train: dict) -> str:
-    """The card's training time: over every session of a resumed run where environment.json has it (`training_seconds`,
-    run_simcse.TrainingClock), else Trainer's `train_runtime` of the last session, said to be that where it resumed."""
+    """environment.json and train_results.json -> the card's training time: `training_seconds`, over every session of
+    the run (run_simcse.TrainingClock), where recorded; else Trainer's `train_runtime`, which covers the last session
+    only, and says so for a resumed run."""
 
     def seconds(value: float) -> str:
         return f"{value:,.0f} s" if value >= 10 else f"{value:.1f} s"
