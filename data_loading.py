@@ -12,11 +12,14 @@ row (a 1-based line for text files, counting the header), before any training st
 
 from __future__ import annotations
 
+import atexit
 import csv
 import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 
 import datasets
@@ -314,4 +317,19 @@ def tokenize_rows(
             out[length_column] = [sum(map(len, row)) for row in out["input_ids"]]
         return out
 
+    if num_proc and num_proc > 1 and not ds.cache_files:
+        ds = file_backed(ds)
     return ds.map(encode, batched=True, num_proc=num_proc, remove_columns=ds.column_names, desc=desc)
+
+
+def file_backed(ds: Dataset) -> Dataset:
+    """An in-memory dataset -> the same rows memory-mapped from an Arrow file in a folder removed at exit.
+
+    `datasets.map` over several processes pickles each process's shard of an in-memory table with the whole table: 8
+    processes got 8 copies of a KorNLI epoch's 69 MB, serialized one after the other by this process. A shard of a
+    memory-mapped dataset travels as its file name (bench/RESULTS.md: the tokenization of that epoch by process count).
+    """
+    folder = tempfile.mkdtemp(prefix="simcse-rows-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    ds.save_to_disk(folder)
+    return datasets.load_from_disk(folder)

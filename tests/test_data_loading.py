@@ -213,3 +213,20 @@ def test_token_ids_are_the_tokenizer_call(tokenizer, kind, side, max_length):
     expected = tok(texts, truncation=True, max_length=max_length)["input_ids"]
     assert ids == expected
     assert (max(map(len, expected)) == max_length) == (max_length == 6)  # truncation happened where it should
+
+
+def test_tokenizing_in_several_processes_gives_the_rows_of_one(tokenizer):
+    """With several processes an in-memory training set is first memory-mapped from a file (`file_backed`), so that each
+    process's shard travels as a file name, not as a copy of the whole table; the rows are those of one process."""
+    from conftest import sample_sentences
+    from data_loading import file_backed, tokenize_rows
+
+    texts = sample_sentences()
+    scores = [float(i % 6) for i in range(len(texts))]
+    ds = datasets.Dataset.from_dict({"sent0": texts, "sent1": texts[::-1], "score": scores})
+    assert not ds.cache_files
+    mapped = file_backed(ds)
+    assert mapped.cache_files and mapped.to_dict() == ds.to_dict() and mapped.features == ds.features
+    one = tokenize_rows(ds, tokenizer, ["sent0", "sent1"], 16, label_column="score")
+    two = tokenize_rows(ds, tokenizer, ["sent0", "sent1"], 16, label_column="score", num_proc=2)
+    assert two.to_dict() == one.to_dict() and len(one) == len(texts)
