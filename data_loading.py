@@ -327,7 +327,7 @@ def file_backed(ds: Dataset) -> Dataset:
 
     `datasets.map` over several processes pickles each process's shard of an in-memory table with the whole table: 8
     processes got 8 copies of a KorNLI epoch's 69 MB, serialized one after the other by this process. A shard of a
-    memory-mapped dataset travels as its file name (bench/RESULTS.md: the tokenization of that epoch by process count).
+    memory-mapped dataset travels as its file name (bench/RESULTS.md, "Tokenization in several processes").
     """
     folder = tempfile.mkdtemp(prefix="simcse-rows-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
