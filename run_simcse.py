@@ -263,8 +263,9 @@ def _accepts(annotation, value) -> bool:
 
 def check_json_values(config: dict, path: str) -> dict:
     """A JSON args dict -> the same, with a string given for a list-of-strings field (train_data, test_data,
-    sentence_columns ...) made a one-item list and `"resume_from_checkpoint": true` read as "last"; raises SystemExit naming the file and every key whose value has the
-    wrong type (HfArgumentParser passes JSON values through unchecked: "bf16": "false" would turn bf16 on)."""
+    sentence_columns ...) made a one-item list and `"resume_from_checkpoint": true` read as "last"; raises SystemExit
+    naming the file and every key whose value has the wrong type (HfArgumentParser passes JSON values through
+    unchecked: "bf16": "false" would turn bf16 on)."""
     hints = {}
     for dtype in ALL_ARGUMENTS:
         try:
@@ -381,7 +382,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             if not training_args.hub_model_id:
                 raise PushError("push_to_hub needs hub_model_id (<owner>/<name>)")
             check_repo_id(training_args.hub_model_id)
-            # Now, not after hours of training: a refused or read-only token, an owner the account cannot push to.
+            # Now, not after hours of training: every refusal of check_push_access (token, owner, visibility).
             check_push_access(training_args.hub_model_id, bool(training_args.hub_private_repo),
                               HfApi(token=training_args.hub_token))
         except PushError as e:
@@ -588,15 +589,16 @@ def compile_for_training(model: SimCSEModel, simcse_args: SimCSEArguments) -> No
 
 
 def describe_environment(training_args: TrainingArguments, train_rows: int) -> dict:
-    """Hardware, process count, library versions and date of the run (for the model card)."""
+    """Hardware, usable CPUs, process count, library versions and date of the run (for the model card)."""
+    usable, cores = usable_cpu_count(), os.cpu_count()  # a quota or an affinity may leave the run fewer
     if torch.cuda.is_available():
         hardware = f"{training_args.world_size} x {torch.cuda.get_device_name(0)}"
     else:
-        usable, cores = usable_cpu_count(), os.cpu_count()  # a quota or an affinity may leave the run fewer
         hardware = f"CPU ({platform.processor() or platform.machine()}, " + (
             f"{cores} cores)" if usable == cores else f"{usable} of the machine's {cores} cores)")
     return {
         "hardware": hardware,
+        "usable_cpus": usable,
         "processes": training_args.world_size,
         "train_rows": train_rows,
         "date": datetime.date.today().isoformat(),
@@ -812,7 +814,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         with open(os.path.join(out, "environment.json"), "w") as f:
             json.dump({**environment, **clock.record(train_result.metrics["train_runtime"]),
                        "training_batches": "packed" if packed else "padded",
-                       "cuda_graphs": simcse_args.cuda_graphs, "usable_cpus": usable_cpu_count(),
+                       "cuda_graphs": simcse_args.cuda_graphs,
                        "tokenization_processes": train_workers or 1,
                        "phase_seconds": timer.seconds}, f, indent=2)
         if results:

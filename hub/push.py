@@ -54,12 +54,12 @@ def check_push_access(repo_id: str, private: bool = False, api: HfApi | None = N
         if access.get("role") == "read":
             raise PushError(f"the Hugging Face token of {name} is read-only: a push needs a write token (HF_TOKEN or "
                             f"`hf auth login`)")
+        owner = repo_id.split("/")[0]
         if access.get("role") == "fineGrained" and not _grants_repo_write(access.get("fineGrained"), repo_id):
             raise PushError(f"the fine-grained Hugging Face token of {name} has no repo.write permission on "
-                            f"{repo_id.split('/')[0]} or {repo_id}: give it one (huggingface.co/settings/tokens) or "
-                            f"use a write token")
+                            f"{owner} or {repo_id}: give it one (huggingface.co/settings/tokens) or use a write token")
         namespaces = [name, *(org["name"] for org in info.get("orgs") or [])]
-        if repo_id.split("/")[0].lower() not in {n.lower() for n in namespaces}:
+        if owner.lower() not in {n.lower() for n in namespaces}:
             raise PushError(f"{repo_id}: the token is {name}'s, who can push to {', '.join(namespaces)} only (the "
                             f"owner before the / is the account or one of its organizations)")
         exists = _retry(lambda: api.repo_exists(repo_id), "looking up the repo")
