@@ -324,8 +324,13 @@ def test_large_file_uploads_are_retried_and_a_refused_one_leaves_no_repo(model_d
 def test_a_push_interrupted_during_the_upload_leaves_no_repo(model_dir, hub, tmp_path):
     """Ctrl-C while the weights upload: the push stops, and the repo it had just created is deleted again."""
     hub.lfs_gate = threading.Event()
-    proc = subprocess.Popen([sys.executable, "-m", "hub", "push", model_dir, "--repo-id", "alice/int"], cwd=ROOT,
-                            env=standin_env(hub, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # `python -m hub push`, with Ctrl-C raising KeyboardInterrupt as in a terminal: a process started in the background
+    # by a non-interactive shell (`pytest ... &`) ignores SIGINT, and so would the push it starts.
+    as_in_a_terminal = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                        "runpy.run_module('hub', run_name='__main__', alter_sys=True)")
+    proc = subprocess.Popen([sys.executable, "-c", as_in_a_terminal, "push", model_dir, "--repo-id", "alice/int"],
+                            cwd=ROOT, env=standin_env(hub, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     deadline = time.monotonic() + 60
     while not any(r.startswith("PUT /lfs-storage/") for r in hub.requests) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -333,8 +338,8 @@ def test_a_push_interrupted_during_the_upload_leaves_no_repo(model_dir, hub, tmp
     proc.send_signal(signal.SIGINT)
     time.sleep(0.5)
     hub.lfs_gate.set()  # the uploads in flight end (the client waits for its upload threads)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "KeyboardInterrupt" in stderr
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in stderr, (proc.returncode, stdout, stderr[-3000:], hub.requests)
     assert "alice/int" not in hub.repos and not any("/commit/" in r for r in hub.requests)
 
 
