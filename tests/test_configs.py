@@ -1,10 +1,14 @@
-"""The shipped configs parse (no unknown key), carry the published settings, and run on their Hub sources."""
+"""The shipped configs parse (no unknown key), carry the published settings, and run on their Hub sources; the
+accelerate launch configs start the processes they describe."""
 
 import csv
 import glob
 import io
 import json
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 from datasets import ClassLabel, Dataset, Features, Value
@@ -46,6 +50,45 @@ def test_accelerate_configs_load(name, processes):
 
     config = ClusterConfig.from_yaml_file(os.path.join(ROOT, "configs", "accelerate", f"{name}.yaml"))
     assert config.num_processes == processes and config.mixed_precision == "no"
+
+
+def test_accelerate_configs_start_the_processes_they_describe(tmp_path):
+    """`accelerate launch --config_file` with the multi-GPU configs starts 8 processes on one machine, and 8 on each of
+    two machines with global ranks 0-15 (both machines' launchers run here, the first machine's address given as
+    127.0.0.1). Each process writes down its ranks and exits, which needs no GPU."""
+    script, out = tmp_path / "ranks.py", tmp_path / "ranks"
+    out.mkdir()
+    script.write_text("import os\n"
+                      "ranks = [os.environ[k] for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE')]\n"
+                      f"open(os.path.join({str(out)!r}, 'rank' + ranks[0]), 'w').write(' '.join(ranks))\n")
+
+    def ranks(name: str, machines: int = 1) -> list[tuple[int, ...]]:
+        """Launch `configs/accelerate/<name>.yaml` (each machine's launcher) -> the (rank, local rank, world size,
+        local world size) of every process started."""
+        with socket.socket() as s:  # a free port for the rendezvous
+            s.bind(("127.0.0.1", 0))
+            port = str(s.getsockname()[1])
+        config = os.path.join(ROOT, "configs", "accelerate", f"{name}.yaml")
+        flags = [[] if machines == 1 else ["--machine_rank", str(m), "--main_process_ip", "127.0.0.1"]
+                 for m in range(machines)]
+        procs = [subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, *f,
+                                   "--main_process_port", port, str(script)], cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for f in flags]
+        try:
+            for proc in procs:
+                _, err = proc.communicate(timeout=120)
+                assert proc.returncode == 0, err[-3000:]
+        finally:
+            for proc in procs:
+                proc.kill()
+        written = []
+        for f in out.iterdir():
+            written.append(tuple(map(int, f.read_text().split())))
+            f.unlink()
+        return sorted(written)
+
+    assert ranks("8gpu") == [(r, r, 8, 8) for r in range(8)]
+    assert ranks("2nodes-8gpu", machines=2) == [(r, r % 8, 16, 8) for r in range(16)]
 
 
 def _parquet(rows: dict, features: Features) -> bytes:
