@@ -236,6 +236,13 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
     return problems
 
 
+def launched_alone(world_size: int, env: typing.Mapping[str, str] = os.environ) -> bool:
+    """True for the one process that `accelerate launch --num_processes N` (N > 1) starts where it has no multi-process
+    launcher to use (a CPU, or one GPU, without `--multi_gpu`): its simple launcher sets ACCELERATE_USE_CPU, and
+    MASTER_ADDR for the N processes, but starts this one alone, with no WORLD_SIZE."""
+    return world_size == 1 and "ACCELERATE_USE_CPU" in env and "MASTER_ADDR" in env and "WORLD_SIZE" not in env
+
+
 def _accepts(annotation, value) -> bool:
     """Whether a JSON value fits a dataclass field's type. An enum takes a string (TrainingArguments checks that it
     names a member); a class other than str, int, float, bool, list and dict takes anything."""
@@ -752,6 +759,11 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         raise SystemExit(f"error: {e}") from None
     packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences
     logger.info("training batches: %s", "packed (no padding)" if packed else "padded")
+    if launched_alone(training_args.world_size):
+        logger.warning("accelerate was asked for several processes and started this one alone (on a CPU, or with one "
+                       "GPU, `--num_processes` does not start processes by itself); the run trains in one process. For "
+                       "N processes: `accelerate launch --multi_gpu --num_processes N` (gloo on a CPU) or `torchrun "
+                       "--nproc_per_node N run_simcse.py CONFIG`")
     logger.info("contrastive batch (rows that are negatives for each other): %s", contrastive_batch(
         training_args.per_device_train_batch_size, training_args.world_size, simcse_args.gather_negatives))
     if simcse_args.cuda_graphs is None:

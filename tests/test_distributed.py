@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -78,6 +79,7 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
                               per_device_eval_batch_size=5)
         proc = launch_run_simcse(config, processes)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "started this one alone" not in proc.stderr  # MASTER_ADDR is set (LOCAL_ENV), but accelerate is not used
         said = "contrastive batch (rows that are negatives for each other): " + (
             "8 rows" if processes == 1 else "8 rows, gathered from 2 processes")
         assert said in proc.stderr, proc.stderr[-3000:]
@@ -116,3 +118,28 @@ def test_uneven_batches_across_processes_are_refused_before_training(tmp_path):
     assert proc.returncode != 0
     assert "accelerator_config.even_batches: false" in proc.stderr + proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_accelerate_asked_for_two_processes_on_a_cpu(tmp_path):
+    """On a CPU `accelerate launch --num_processes 2` starts one process, which says so (the run trains alone);
+    `--multi_gpu` starts two, gloo processes, whose negatives are gathered."""
+    from test_run_simcse import smoke_config
+
+    said = {}
+    for flags in (["--cpu"], ["--multi_gpu"]):
+        folder = tmp_path / flags[0].strip("-")
+        folder.mkdir()
+        config = smoke_config(folder, per_device_train_batch_size=4, max_train_samples=16, num_train_epochs=1)
+        with socket.socket() as s:  # a free port for the processes' rendezvous
+            s.bind(("127.0.0.1", 0))
+            port = str(s.getsockname()[1])
+        env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+        proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", *flags, "--num_processes", "2",
+                               "--main_process_port", port, "run_simcse.py", config], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        said[flags[0]] = proc.stderr
+    assert "started this one alone" in said["--cpu"], said["--cpu"][-3000:]
+    assert "contrastive batch (rows that are negatives for each other): 4 rows\n" in said["--cpu"]
+    assert "started this one alone" not in said["--multi_gpu"]
+    assert "negatives for each other): 8 rows, gathered from 2 processes" in said["--multi_gpu"]
