@@ -1,4 +1,5 @@
-"""Several processes (gloo, torchrun) give the math of one big batch; the per-device switch gives the split one."""
+"""Several processes (gloo; torchrun, accelerate launch) give the math of one big batch; the per-device switch gives the
+split one; a launch that asked for several processes and got one says so."""
 
 import json
 import os
