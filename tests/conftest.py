@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny BERT encoder with a tokenizer trained on the shipped Korean sample."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -15,6 +16,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 SAMPLE = os.path.join(ROOT, "sample_data")
 TOKEN = "hf_standinWriteToken0123456789"  # alice's token on the stand-in Hub
+
+
+def free_port() -> str:
+    """A TCP port on 127.0.0.1 that nothing listens on now: for a launcher's rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
 
 
 def without_dropout(model):

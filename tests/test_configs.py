@@ -6,7 +6,6 @@ import glob
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ from huggingface_hub import ModelCard
 from transformers import BertConfig, BertModel, HfArgumentParser, RobertaConfig, RobertaModel
 
 import run_simcse
-from conftest import ROOT, SAMPLE, cli, folder_files
+from conftest import ROOT, SAMPLE, cli, folder_files, free_port
 from data_loading import load_nli_triplets, load_sentence_columns
 
 PUBLISHED = sorted(glob.glob(os.path.join(ROOT, "configs", "klue-*.json")))
@@ -65,9 +64,7 @@ def test_accelerate_configs_start_the_processes_they_describe(tmp_path):
     def ranks(name: str, machines: int = 1) -> list[tuple[int, ...]]:
         """Launch `configs/accelerate/<name>.yaml` (each machine's launcher) -> the (rank, local rank, world size,
         local world size) of every process started."""
-        with socket.socket() as s:  # a free port for the rendezvous
-            s.bind(("127.0.0.1", 0))
-            port = str(s.getsockname()[1])
+        port = free_port()  # for the rendezvous
         config = os.path.join(ROOT, "configs", "accelerate", f"{name}.yaml")
         flags = [[] if machines == 1 else ["--machine_rank", str(m), "--main_process_ip", "127.0.0.1"]
                  for m in range(machines)]

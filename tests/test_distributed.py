@@ -3,14 +3,13 @@ split one; a launch that asked for several processes and got one says so."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 from distributed_worker import build
 
 # Processes talk over loopback only, one thread each (2 cores).
@@ -131,13 +130,11 @@ def test_accelerate_asked_for_two_processes_on_a_cpu(tmp_path):
         folder = tmp_path / flags[0].strip("-")
         folder.mkdir()
         config = smoke_config(folder, per_device_train_batch_size=4, max_train_samples=16, num_train_epochs=1)
-        with socket.socket() as s:  # a free port for the processes' rendezvous
-            s.bind(("127.0.0.1", 0))
-            port = str(s.getsockname()[1])
+        # Not LOCAL_ENV: MASTER_ADDR must be accelerate's own.
         env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
         proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", *flags, "--num_processes", "2",
-                               "--main_process_port", port, "run_simcse.py", config], cwd=ROOT, capture_output=True,
-                              text=True, timeout=300, env=env)
+                               "--main_process_port", free_port(), "run_simcse.py", config], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         said[flags[0]] = proc.stderr
     assert "started this one alone" in said["--cpu"], said["--cpu"][-3000:]
