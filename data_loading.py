@@ -13,11 +13,13 @@ row (a 1-based line for text files, counting the header), before any training st
 from __future__ import annotations
 
 import atexit
+import codecs
 import csv
 import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -92,18 +94,88 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
                 path = datasets.DownloadManager(download_config=datasets.DownloadConfig(cache_dir=cache_dir)).download(path)
             elif not os.path.isfile(path):
                 raise DataError(f"{source.spec}: file not found")
+            if builder != "parquet":
+                _check_text_file(path, source)
             if builder == "csv":
                 ds = _read_delimited(path, source)
             else:
                 # utf-8-sig: a byte-order mark (Windows editors) would otherwise start the first sentence.
                 options = {"encoding": "utf-8-sig"} if builder == "text" else {}
-                ds = datasets.load_dataset(builder, data_files=path, split="train", cache_dir=cache_dir, **options)
+                try:
+                    ds = datasets.load_dataset(builder, data_files=path, split="train", cache_dir=cache_dir, **options)
+                except Exception:
+                    if builder == "json":  # pyarrow names neither the line nor, in a .json list, the row
+                        _raise_json_problem(path, source)
+                    raise
     except DataError:
         raise
     except Exception as e:  # pyarrow/HTTP/Hub errors: say which source, and why (fsspec's message is the URL alone)
         reason = e.__cause__ if e.__cause__ and str(e) in source.spec else e
         raise DataError(f"{source.spec}: could not be read: {reason}") from e
     return ds.flatten(), source
+
+
+def _check_text_file(path: str, source: Source, chunk_bytes: int = 1 << 24) -> None:
+    """Raise `DataError` for a text file that is not UTF-8 (naming the line, and CP949 where the line reads as it: the
+    encoding Windows tools save Korean in) or that holds nothing but whitespace."""
+    line, carry, first = 1, b"", b""  # first: the first byte that is not whitespace
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(chunk_bytes)
+            data = carry + chunk
+            cut = len(data) if not chunk else data.rfind(b"\n") + 1  # whole lines, the rest at the end of the file
+            part, carry = data[:cut], data[cut:]
+            if not first:
+                first = part.removeprefix(codecs.BOM_UTF8 if line == 1 else b"").lstrip()[:1]
+            try:
+                part.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line += part.count(b"\n", 0, e.start)
+                name = shlex.quote(path) if path == source.spec else "FILE"
+                rest = part[e.start :].split(b"\n", 1)[0][:120]
+                if line == 1 and part.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                    hint = (f"; it is UTF-16 (Excel's 'Unicode Text'): `iconv -f utf-16 -t utf-8 {name} > NEW_FILE` "
+                            "converts it")
+                else:
+                    try:  # not final: a character cut at the 120th byte is left out, not an error
+                        reading = codecs.getincrementaldecoder("cp949")().decode(rest).strip()
+                        hint = (f"; it reads as CP949/EUC-KR ({reading[:30]!r}), the encoding Windows tools save "
+                                f"Korean in: `iconv -f cp949 -t utf-8 {name} > NEW_FILE` converts it")
+                    except UnicodeDecodeError:
+                        hint = "; save it as UTF-8"
+                raise DataError(f"{source.spec}, line {line}: not UTF-8 text (byte 0x{part[e.start]:02x}){hint}") from None
+            line += part.count(b"\n")
+            if not chunk:
+                break
+    if not first:
+        raise DataError(f"{source.spec}: empty file")
+
+
+def _raise_json_problem(path: str, source: Source) -> None:
+    """Find, with Python's `json`, what made a .json/.jsonl file unreadable, and raise it as `DataError` naming the line
+    (returns when it finds nothing, for the caller to raise the original error)."""
+    with open(path, encoding="utf-8-sig") as f:
+        if source.extension == ".jsonl":
+            for number, text in enumerate(f, 1):
+                if not text.strip():
+                    continue
+                try:
+                    row = json.loads(text.rstrip("\r\n"))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{source.spec}, line {number}, column {e.colno}: not JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{source.spec}, line {number}: a JSON object ({{...}}) a line is expected, found "
+                                    f"{text.strip()[:40]}") from None
+            return
+        try:
+            rows = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{source.spec}, line {e.lineno}, column {e.colno}: not JSON ({e.msg})") from None
+    if rows == []:
+        raise DataError(f"{source.spec}: no rows (an empty list)")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataError(f"{source.row(i)}: a JSON object ({{...}}) is expected, found {json.dumps(row)[:40]}")
 
 
 def _read_delimited(path: str, source: Source) -> Dataset:
@@ -150,6 +222,11 @@ def _column(ds: Dataset, source: Source, role: str, candidates: tuple[str, ...],
 
 def _sentences(values: list, source: Source, column: str) -> list[str]:
     for i, v in enumerate(values):
+        if v is not None and not isinstance(v, str):
+            hint = (" (a .json source is a list of objects, one a row, or one object a line)"
+                    if source.extension == ".json" and isinstance(v, list) else "")
+            raise DataError(f"{source.row(i)}: column {column!r} holds {json.dumps(v, ensure_ascii=False)[:40]}, not a "
+                            f"sentence{hint}")
         if not isinstance(v, str) or not v.strip():
             hint = (" (a .txt source is one sentence a line, without blank lines: `grep -v '^[[:space:]]*$' IN > OUT` "
                     "keeps the others)" if source.extension == ".txt" else "")

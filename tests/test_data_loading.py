@@ -7,7 +7,7 @@ import datasets
 import pytest
 
 from conftest import SAMPLE, SHARED_DATA
-from data_loading import DataError, Source, load_nli_triplets, load_sentence_columns, load_sts, parse_named, rows_digest
+from data_loading import DataError, Source, _check_text_file, load_nli_triplets, load_sentence_columns, load_sts, parse_named, rows_digest
 
 
 def write(tmp_path, name, text):
@@ -126,6 +126,59 @@ def test_text_lines_and_empty_line(tmp_path):
     # A byte-order mark (files saved by Windows editors) is not part of the first sentence.
     path = write(tmp_path, "bom.txt", "\ufeff첫 문장\r\n둘째 문장\r\n")
     assert list(load_sentence_columns([path], ["text"])["sent0"]) == ["첫 문장", "둘째 문장"]
+
+
+def test_files_not_in_utf8_name_the_line_and_the_encoding(tmp_path):
+    """Korean text saved by Windows tools is CP949 (or, from Excel's 'Unicode Text', UTF-16); a .jsonl in CP949 was read
+    without complaint and failed later in a traceback."""
+    lines = ["sentence1\tsentence2\tscore"] + [f"한 남자가 {i}번 먹는다.\t남자가 먹는다.\t{i % 5}" for i in range(40)]
+    whole = tmp_path / "cp949.tsv"
+    whole.write_bytes("\n".join(lines).encode("cp949"))
+    with pytest.raises(DataError, match=r"cp949.tsv, line 2: not UTF-8 text \(byte 0xc7\); it reads as CP949/EUC-KR "
+                       r"\('한 남자가 0번 먹는다.\\t.*`iconv -f cp949 -t utf-8 \S+cp949.tsv > NEW_FILE`"):
+        load_sts(str(whole))
+    jsonl = tmp_path / "cp949.jsonl"
+    jsonl.write_bytes(json.dumps({"sentence1": "가", "sentence2": "나", "score": 1}, ensure_ascii=False).encode("cp949"))
+    with pytest.raises(DataError, match="cp949.jsonl, line 1: not UTF-8 text .* CP949"):
+        load_sts(str(jsonl))
+    # One line in another encoding, found wherever the file's chunks are cut.
+    mixed = tmp_path / "one_line.tsv"
+    mixed.write_bytes(b"\n".join(line.encode("cp949" if n == 30 else "utf-8") for n, line in enumerate(lines)))
+    for chunk_bytes in (1, 2, 7, 64, 1 << 24):
+        with pytest.raises(DataError, match=r"one_line.tsv, line 31: not UTF-8 .*'한 남자가 29번 먹는다"):
+            _check_text_file(str(mixed), Source.parse(str(mixed)), chunk_bytes)
+    utf16 = tmp_path / "excel.tsv"
+    utf16.write_bytes("\n".join(lines).encode("utf-16"))
+    with pytest.raises(DataError, match="excel.tsv, line 1: not UTF-8 text .* UTF-16 .*iconv -f utf-16"):
+        load_sts(str(utf16))
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("a.jsonl", '{"sentence1": "가", "sentence2": "나", "score": 1}\n{"sentence1": "다", "score": 2\n',
+     "a.jsonl, line 2, column 30: not JSON (Expecting ',' delimiter)"),
+    ("b.jsonl", '{"sentence1": "가", "sentence2": "나", "score": 1}\n\n["다", "라", 2]\n',
+     "b.jsonl, line 3: a JSON object ({...}) a line is expected, found [\"다\", \"라\", 2]"),
+    ("c.json", '[{"sentence1": "가", "sentence2": "나", "score": 1},\n {"sentence1": "다", "sentence2": "라", "score": 2},]',
+     "c.json, line 2, column 51: not JSON (Expecting value)"),
+    ("d.json", '[{"sentence1": "가", "sentence2": "나", "score": 1}, ["다", "라", 2]]',
+     "d.json, row 1: a JSON object ({...}) is expected"),
+    ("e.json", "[]", "e.json: no rows"),
+    ("f.jsonl", " \n", "f.jsonl: empty file"),
+    ("g.tsv", "", "g.tsv: empty file"),
+    ("h.json", '{"sentence1": ["가", "나"], "sentence2": ["다", "라"], "score": [1, 2]}',
+     "h.json, row 0: column 'sentence1' holds [\"가\", \"나\"], not a sentence (a .json source is a list of objects"),
+])
+def test_malformed_json_names_the_line(tmp_path, name, text, message):
+    with pytest.raises(DataError) as e:
+        load_sts(write(tmp_path, name, text))
+    assert message in str(e.value)
+
+
+def test_json_lines_in_a_json_file_and_byte_order_marks(tmp_path):
+    rows = [{"sentence1": "가", "sentence2": "나", "score": 1.0}, {"sentence1": "다", "sentence2": "라", "score": 2.5}]
+    for name, text in [("list.json", json.dumps(rows)), ("lines.json", "\n".join(map(json.dumps, rows))),
+                       ("bom.json", "\ufeff" + json.dumps(rows)), ("bom.jsonl", "\ufeff" + "\n".join(map(json.dumps, rows)))]:
+        assert load_sts(write(tmp_path, name, text))[:] == {"sentence1": ["가", "다"], "sentence2": ["나", "라"], "score": [1.0, 2.5]}
 
 
 def test_klue_json_nested_labels(tmp_path):
