@@ -353,6 +353,15 @@ def parse_named(spec: str) -> tuple[str, str]:
     return name, source
 
 
+def check_room_for_a_sentence(tokenizer, max_length: int, name: str = "max_length") -> None:
+    """Raise ValueError (naming `name`) where sentences cut to `max_length` tokens would keep no token of their own once
+    the tokenizer's special tokens ([CLS] and [SEP] for BERT) are in: every sentence would get the same embedding."""
+    specials = tokenizer.num_special_tokens_to_add(pair=False)
+    if max_length <= specials:
+        raise ValueError(f"{name} {max_length} leaves no room for a sentence: the tokenizer adds {specials} special "
+                         f"token(s) to each; set it to more than {specials} (the published settings use 64)")
+
+
 def token_ids(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
     """Sentences -> their token ids with the special tokens, truncated to max_length (no attention masks: the collator
     makes them): `tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]`.

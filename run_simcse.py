@@ -51,8 +51,8 @@ from data_collator import SimCSECollator
 from hub.card import contrastive_batch, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, check_push_access, check_repo_id, push
-from data_loading import (DataError, check_model_source, column_values, load_nli_triplets, load_sentence_columns, load_sts,
-                          parse_named, refuses_model_code, rows_digest, tokenize_rows)
+from data_loading import (DataError, check_model_source, check_room_for_a_sentence, column_values, load_nli_triplets,
+                          load_sentence_columns, load_sts, parse_named, refuses_model_code, rows_digest, tokenize_rows)
 from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEConfig,
     SimCSEModel,
@@ -204,9 +204,28 @@ SIMCSE_CONFIG_KEYS = ("pooler_type", "temperature", "hard_negative_weight", "mlp
                       "embedding_chunk_size")
 
 
+# TrainingArguments values that transformers takes without a word and that fail once training has begun (the optimizer
+# and the dataloaders check theirs only then) or mean nothing: field -> (lowest, None or the bound kept below, what).
+TRAINING_VALUE_RANGES = {
+    "per_device_train_batch_size": (1, None, "rows a step"), "per_device_eval_batch_size": (1, None, "pairs a batch"),
+    "gradient_accumulation_steps": (1, None, "batches a step"), "learning_rate": (0, None, "the step size"),
+    "weight_decay": (0, None, "AdamW's decay"), "adam_beta1": (0, 1, "a decay rate"), "adam_beta2": (0, 1, "a decay rate"),
+    "adam_epsilon": (0, None, "AdamW's epsilon"), "num_train_epochs": (0, None, "epochs"),
+    "dataloader_num_workers": (0, None, "worker processes"), "logging_steps": (0, None, "steps"),
+    "eval_steps": (0, None, "steps"), "save_steps": (0, None, "steps"), "seed": (0, 2**32, "a random seed"),
+    "data_seed": (0, 2**32, "a random seed"),
+}
+
+
 def trainer_setting_problems(training_args: TrainingArguments, data_args: DataArguments) -> list[str]:
-    """`TrainingArguments` that would split the contrastive batch or break the STS scoring -> what is wrong with each."""
+    """`TrainingArguments` that would split the contrastive batch, break the STS scoring or fail once training has
+    begun -> what is wrong with each."""
     problems = []
+    for key, (low, below, what) in TRAINING_VALUE_RANGES.items():
+        value = getattr(training_args, key)
+        if value is not None and not (low <= value and (below is None or value < below)):
+            problems.append(f"{key} ({what}) must be {f'at least {low}' if below is None else f'in [{low}, {below})'}, "
+                            f"got {value}")
     if training_args.n_gpu > 1:  # Trainer would fall back to nn.DataParallel, which splits the in-batch negatives
         problems.append(f"{training_args.n_gpu} GPUs are visible to one process; launch one process per GPU with "
                         "`accelerate launch --num_processes N run_simcse.py CONFIG`, or pick one GPU with CUDA_VISIBLE_DEVICES")
@@ -755,6 +774,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     try:
         model.check_exportable()
         model.check_max_length(data_args.max_seq_length, "max_seq_length")
+        check_room_for_a_sentence(tokenizer, data_args.max_seq_length, "max_seq_length")
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences

@@ -25,8 +25,8 @@ from transformers import AutoTokenizer, EvalPrediction, Trainer, TrainingArgumen
 from transformers.utils import cached_file
 
 from data_collator import SimCSECollator
-from data_loading import (DataError, check_model_source, column_values, load_sts, parse_named, refuses_model_code,
-                          tokenize_rows)
+from data_loading import (DataError, check_model_source, check_room_for_a_sentence, column_values, load_sts, parse_named,
+                          refuses_model_code, tokenize_rows)
 from modeling_simcse import POOLER_TYPES, SimCSEModel, pair_similarities, saved_form
 
 SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")  # column order of SimCSEOutput.scores
@@ -88,9 +88,10 @@ def evaluate_sets(trainer: Trainer, sets: dict) -> dict[str, dict[str, float]]:
     return results
 
 
-def _check_max_length(model: SimCSEModel, max_length: int) -> None:
+def _check_max_length(model: SimCSEModel, tokenizer, max_length: int) -> None:
     try:
         model.check_max_length(max_length, "--max-length")
+        check_room_for_a_sentence(tokenizer, max_length, "--max-length")
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
 
@@ -106,7 +107,7 @@ def simcse_scores(model: str, form: str | None, pooler: str | None, sets: dict[s
     tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
     if max_length is None:  # the tokenizer of a folder run_simcse.py wrote carries the run's max_seq_length
         max_length = tokenizer.model_max_length if form else 64
-    _check_max_length(encoder, max_length)
+    _check_max_length(encoder, tokenizer, max_length)
     tokenized = {name: tokenize_sts(ds, tokenizer, max_length, name=name) for name, ds in sets.items()}
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
@@ -163,7 +164,7 @@ def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_lengt
     if max_length is not None:
         if getattr(encoder[0], "auto_model", None) is not None:
             _check_max_length(SimCSEModel.from_encoder(encoder[0].auto_model, pooler_type="cls_before_pooler"),
-                              max_length)
+                              encoder.tokenizer, max_length)
         encoder.max_seq_length = max_length
     print(f"{model}: scored through its sentence-transformers pipeline "
           f"({' -> '.join(type(module).__name__ for module in encoder)}, max_seq_length {encoder.max_seq_length})")
@@ -184,6 +185,13 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description="Evaluate a sentence encoder on STS sets (8 correlations and AVG, x100).")
     parser.add_argument("model", help="an exported model folder, a training checkpoint folder, or a Hub model id")
@@ -192,10 +200,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--pooler", choices=POOLER_TYPES,
                         help="pooling for encoders this project did not write. Default: a sentence-transformers "
                              "model's own pipeline, else cls_before_pooler; exports and checkpoints carry their own")
-    parser.add_argument("--max-length", type=int,
+    parser.add_argument("--max-length", type=positive_int,
                         help="tokens a sentence is cut to (default: the run's max_seq_length for an export or a "
                              "checkpoint, a sentence-transformers model's own max_seq_length, else 64)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--remove-characters", default="", metavar="CHARS",
                         help="delete each of these characters from every sentence before encoding; not the standard "
                              "protocol. The published SimCSE-KO code removed commas and quotes: --remove-characters "

@@ -330,6 +330,21 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"pooler_type": "avg", "mlp_only_train": True}, "mlp_only_train is for pooler_type cls"),
     # The push was skipped without a word at the end of training: no results, no card.
     ({"test_data": [], "push_to_hub": True, "hub_model_id": "me/model"}, "push_to_hub needs test_data"),
+    # Tracebacks once training had begun (the optimizer's, the dataloaders', a division by zero), after run_args.json
+    # was written; the first evaluation's, after eval_steps of training.
+    ({"adam_beta1": 1.5}, r"adam_beta1 \(a decay rate\) must be in \[0, 1\), got 1.5"),
+    ({"adam_epsilon": -1}, "adam_epsilon .* must be at least 0, got -1"),
+    ({"dataloader_num_workers": -1}, "dataloader_num_workers .* must be at least 0, got -1"),
+    ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps .* must be at least 1, got 0"),
+    ({"per_device_eval_batch_size": 0}, "per_device_eval_batch_size .* must be at least 1, got 0"),
+    ({"seed": -1}, r"seed \(a random seed\) must be in \[0, 4294967296\), got -1"),
+    # Ran without a word: negative weight decay, no training at all, evaluation at "every -1 steps".
+    ({"weight_decay": -0.01}, "weight_decay .* must be at least 0, got -0.01"),
+    ({"num_train_epochs": -1}, "num_train_epochs .* must be at least 0, got -1"),
+    ({"eval_steps": -1}, "eval_steps .* must be at least 0, got -1"),
+    # Every sentence cut to [CLS] [SEP] (NaN scores, a traceback at the card) or to nothing (0 meant no limit).
+    ({"max_seq_length": 2}, "max_seq_length 2 leaves no room for a sentence: the tokenizer adds 2 special token"),
+    ({"max_seq_length": 0}, "max_seq_length 0 leaves no room for a sentence"),
 ])
 def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     config = smoke_config(tmp_path, **changes)
