@@ -460,6 +460,9 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> None:
     """Refuse an output folder that holds anything but this same run (unless overwrite: then drop its checkpoints)."""
     if not os.path.isdir(output_dir) or not os.listdir(output_dir):
         return
+    if os.listdir(output_dir) == [RUN_ARGS_FILE]:  # a run that stopped before its first checkpoint (out of GPU memory)
+        logger.info("output_dir %s holds only the %s of a run that saved nothing; starting afresh", output_dir, RUN_ARGS_FILE)
+        return
     saved_path = os.path.join(output_dir, RUN_ARGS_FILE)
     if os.path.isfile(saved_path):
         with open(saved_path) as f:

@@ -234,6 +234,22 @@ def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path):
         run_simcse.main([other])
 
 
+def test_a_run_that_saved_nothing_does_not_hold_its_folder(tmp_path):
+    """A run stopped before its first checkpoint (out of GPU memory at the first step, say) leaves its run_args.json
+    alone; the retry with other settings (a smaller batch) was refused as 'a different run'."""
+
+    class OutOfMemory(TrainerCallback):
+        def on_step_begin(self, *args, **kwargs):
+            raise RuntimeError("CUDA out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=False)], callbacks=[OutOfMemory()])
+    assert os.listdir(tmp_path / "out") == ["run_args.json"]
+    retry = smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1, per_device_train_batch_size=4)
+    assert set(run_simcse.main([retry])) == {"sample-sts", "sample-sts-again"}
+    assert json.loads((tmp_path / "out" / "run_args.json").read_text())["per_device_train_batch_size"] == 4
+
+
 def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
     config = smoke_config(tmp_path, pooler="cls")
     with pytest.raises(SystemExit, match="pooler"):
