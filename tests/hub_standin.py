@@ -1,8 +1,8 @@
 """A small local stand-in for the Hugging Face Hub, for tests: the real `huggingface_hub` client talks to it over
 HTTP through `HF_ENDPOINT=http://127.0.0.1:<port>`. It keeps what it receives in memory.
 
-It serves what a push and a download use: whoami, repo creation and deletion, branches, preupload, YAML validation,
-commits (NDJSON), model info, tree listing and file resolution; and, for `datasets.load_dataset`, dataset repos (seeded
+It serves what a push and a download use: whoami, repo creation and deletion, branches, preupload, YAML validation
+(of the licence, on its own route and on commit, as the Hub refuses one it does not know), commits (NDJSON), model info, tree listing and file resolution; and, for `datasets.load_dataset`, dataset repos (seeded
 with `add_repo`): info, tree, paths-info and file resolution. As on the Hub, binary files (weights, images) are large
 files: preupload says "lfs", the client uploads them through the git-LFS batch API (basic transfer: a PUT, then a
 verify) and the commit names them by SHA-256; text files travel inside the commit ("regular"). The stand-in has no Xet
@@ -29,6 +29,8 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
+
+import yaml
 
 
 @dataclass
@@ -61,6 +63,31 @@ def stored_as_lfs(path: str, head: bytes, size: int) -> bool:
     except UnicodeDecodeError:
         binary = True
     return path.endswith(LFS_SUFFIXES) or binary or size > 10 * 2**20
+
+
+# The licences the Hub's metadata validation accepts (its message, quoted in huggingface/huggingface_hub#4218, 2026-05).
+HUB_LICENSES = (
+    "apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m "
+    "afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5 "
+    "cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0 "
+    "cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0 cdla-permissive-1.0 "
+    "cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 "
+    "lgpl lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl "
+    "openmdw-1.0 openrail++ osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license "
+    "fair-noncommercial-research-license llama2 llama3 llama3.1 llama3.2 llama3.3 llama4 grok2-community gemma unknown "
+    "other").split()
+
+
+def metadata_problem(card: str) -> str | None:
+    """What the Hub's validation of a model card's YAML metadata would refuse (here: the licence), in its words (the
+    client adds "Invalid metadata in README.md." before them)."""
+    if not card.startswith("---"):
+        return None
+    metadata = yaml.safe_load(card.split("---", 2)[1]) or {}
+    licenses = metadata.get("license")
+    if any(lic not in HUB_LICENSES for lic in (licenses if isinstance(licenses, list) else [licenses]) if lic is not None):
+        return f'"license" must be one of [{", ".join(HUB_LICENSES)}, array]'
+    return None
 
 
 def tree_entries(files: dict[str, bytes], folder: str, recursive: bool) -> list[dict]:
@@ -271,7 +298,9 @@ class HubStandIn:
                 body = self._body()
                 user = self._user()
                 if path == "/api/validate-yaml":
-                    return self._send(200, {})
+                    problem = metadata_problem(json.loads(body).get("content", ""))
+                    return self._send(400 if problem else 200, {"errors": [{"message": problem}] if problem else [],
+                                                                "warnings": []})
                 parts = path.strip("/").split("/")
                 if parts[:2] == ["api", "datasets"] and len(parts) >= 6 and parts[4] == "paths-info":
                     repo = self._repo(f"datasets/{parts[2]}/{parts[3]}")
@@ -346,6 +375,9 @@ class HubStandIn:
                                 added[item["value"]["path"]] = content
                             else:
                                 return self._error(400, "BadRequest", f"unsupported commit item {item['key']}")
+                        problem = metadata_problem(added.get("README.md", b"").decode())
+                        if problem:
+                            return self._error(400, "BadRequest", f"Invalid metadata in README.md. {problem}")
                         repo.branches[branch].update(added)
                         oid = hashlib.sha1(f"{repo_id}{len(repo.commits)}{sorted(added)}".encode()).hexdigest()
                         repo.commits.append({"branch": branch, "message": header.get("summary"), "files": sorted(added),

@@ -266,6 +266,20 @@ def test_private_is_refused_for_an_existing_public_repo(model_dir, hub):
     assert hub.repos["alice/priv"].private and len(hub.repos["alice/priv"].commits) == 2
 
 
+def test_a_card_the_hub_refuses_fails_the_push_before_the_upload_and_leaves_no_repo(model_dir, hub, tmp_path):
+    """The Hub refuses a licence it does not know (SPDX's gpl-2.0-or-later, for one); huggingface_hub has the card
+    validated before it uploads anything, and the repo the push created goes again."""
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/lic", "--license", "gpl-2.0-or-later"], hub,
+               tmp_home=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    said = 'push to alice/lic failed: ValueError: Invalid metadata in README.md. - "license" must be one of [apache-2.0,'
+    assert said in proc.stderr, proc.stderr[-2000:]
+    assert "POST /api/validate-yaml" in hub.requests and hub.repos == {} and hub.lfs_objects == {}
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/lic", "--license", "gpl-2.0"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "license: gpl-2.0" in hub.repos["alice/lic"].branches["main"]["README.md"].decode()
+
+
 def test_dry_run_sends_nothing(model_dir, hub, tmp_path):
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/x", "--dry-run"], hub, tmp_home=tmp_path)
     assert proc.returncode == 0, proc.stderr
