@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from hub.card import render_card
+from hub.card import CARD_FILE, DEFAULT_LICENSE, card_for_push, folder_card_choices, render_card
 from hub.model_dir import ModelDirError
 from hub.push import PushError, push
 
@@ -16,8 +17,6 @@ def main(argv: list[str] | None = None) -> int:
     card = commands.add_parser("card", help="render MODEL_DIR/README.md from the run's results and arguments")
     card.add_argument("model_dir")
     card.add_argument("--repo-id", help="Hub id shown in the usage snippet (default: the folder name)")
-    card.add_argument("--license", default="cc-by-sa-4.0")
-    card.add_argument("--no-comparison", action="store_true", help="leave out the published SimCSE-KO rows")
     up = commands.add_parser("push", help="upload the exported model, tokenizer, card and figure in one commit")
     up.add_argument("model_dir")
     up.add_argument("--repo-id", required=True, help="<owner>/<name>")
@@ -25,20 +24,34 @@ def main(argv: list[str] | None = None) -> int:
                     help="create the repo private; an existing public repo is refused (a push keeps its visibility)")
     up.add_argument("--revision", help="branch to commit to (created if needed)")
     up.add_argument("--dry-run", action="store_true", help="print the files and the card; send nothing")
-    up.add_argument("--license", default="cc-by-sa-4.0")
-    up.add_argument("--no-comparison", action="store_true", help="leave out the published SimCSE-KO rows")
+    up.add_argument("--card-as-is", action="store_true",
+                    help="upload MODEL_DIR/README.md as it is (a card edited by hand), not the card rendered for the repo")
+    for command in (card, up):
+        command.add_argument("--license", help=f"a licence identifier the Hub knows (default: the folder card's, else "
+                                               f"{DEFAULT_LICENSE}, the training and evaluation data's licence)")
+        command.add_argument("--comparison", action=argparse.BooleanOptionalAction,
+                             help="the published SimCSE-KO figures as labelled rows (default: as in the folder's card, "
+                                  "else on)")
     args = parser.parse_args(argv)
 
     try:
         if args.command == "card":
-            render_card(args.model_dir, args.repo_id, args.license, not args.no_comparison)
+            saved_license, saved_compare = folder_card_choices(args.model_dir)
+            compare = args.comparison if args.comparison is not None else saved_compare is not False
+            render_card(args.model_dir, args.repo_id, args.license or saved_license or DEFAULT_LICENSE, compare)
             print(f"wrote {args.model_dir}/README.md")
             return 0
+        if args.card_as_is and (args.license or args.comparison is not None):
+            parser.error("--card-as-is uploads README.md as it is; --license and --comparison are for a rendered card")
         # The pushed card names the repo in its usage snippet; the folder's own README.md is left as it is.
-        card_text = str(render_card(args.model_dir, args.repo_id, args.license, not args.no_comparison, write=False))
+        card_text = None if args.card_as_is else card_for_push(args.model_dir, args.repo_id, args.license,
+                                                                args.comparison)
         result = push(args.model_dir, args.repo_id, args.private, args.revision, args.dry_run, card=card_text)
         if args.dry_run:
             print("files to upload:\n  " + "\n  ".join(result))
+            if card_text is None:
+                with open(os.path.join(args.model_dir, CARD_FILE), encoding="utf-8") as f:
+                    card_text = f.read()
             print("\n" + card_text)
         else:
             print(f"pushed {args.model_dir} to {args.repo_id}: {result}")

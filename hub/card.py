@@ -9,6 +9,7 @@ settings), `config.json` (`simcse` block: the embedding), `trainer_state.json` (
 from __future__ import annotations
 
 import os
+import re
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -17,6 +18,9 @@ from sts_evaluation import METRIC_NAMES, SIMILARITIES
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
 PLOT_FILE = "dev_scores.png"
+CARD_FILE = "README.md"
+DEFAULT_LICENSE = "cc-by-sa-4.0"  # the licence of KorNLI/KorSTS and KLUE
+PUBLISHED_MARK = "published, not re-measured"  # in each comparison row's label
 
 # Published SimCSE-KO figures (its model card), shown only as labelled comparison rows; None = not published.
 PUBLISHED = {
@@ -63,7 +67,7 @@ def results_table(name: str, metrics: dict[str, float], model_name: str, compare
     """One eval set as a Markdown table: this model's row, then the published comparison rows; best per column bold."""
     rows = [(f"**{model_name}** (this model)", metrics)]
     if compare:
-        rows += [(f"{label} — published, not re-measured", values) for label, values in PUBLISHED.get(name, {}).items()]
+        rows += [(f"{label} — {PUBLISHED_MARK}", values) for label, values in PUBLISHED.get(name, {}).items()]
     present = {m: [r[m] for _, r in rows if r.get(m) is not None] for m in METRIC_NAMES}
     best = {m: max(v) if len(v) > 1 else None for m, v in present.items()}  # bold only where rows compete
     lines = ["| model | " + " | ".join(COLUMN_TITLES) + " |", "|---|" + "---|" * len(COLUMN_TITLES)]
@@ -207,7 +211,7 @@ def training_settings(
 def render_card(
     model_dir: str,
     repo_id: str | None = None,
-    license: str = "cc-by-sa-4.0",
+    license: str = DEFAULT_LICENSE,
     compare_published: bool = True,
     write: bool = True,
 ) -> ModelCard:
@@ -275,5 +279,37 @@ def render_card(
         dev_name=f"`{args.get('dev_data')}`",
     )
     if write:
-        card.save(os.path.join(model_dir, "README.md"))
+        card.save(os.path.join(model_dir, CARD_FILE))
     return card
+
+
+def folder_card_choices(model_dir: str) -> tuple[str | None, bool | None]:
+    """(licence, whether it has the published comparison rows) of the card `model_dir` holds; (None, None) without one.
+    A card rendered again takes these where it is not told otherwise, so `hub card --license mit` sticks."""
+    path = os.path.join(model_dir, CARD_FILE)
+    if not os.path.isfile(path):
+        return None, None
+    card = ModelCard.load(path)
+    return card.data.license, PUBLISHED_MARK in card.text
+
+
+def card_for_push(model_dir: str, repo_id: str, license: str | None = None, compare_published: bool | None = None) -> str:
+    """The card a push uploads: rendered again for `repo_id` (its usage snippet names the repo), with the folder card's
+    licence and comparison rows unless told otherwise.
+
+    Raises ModelDirError where the folder's card is not one `render_card` makes of the run's files (edited by hand, or
+    the files changed since it was rendered): the push would have replaced it without a word."""
+    saved_license, saved_compare = folder_card_choices(model_dir)
+    if saved_license is not None or saved_compare is not None:
+        with open(os.path.join(model_dir, CARD_FILE), encoding="utf-8") as f:
+            text = f.read()
+        # The model id its usage snippet loads: the folder's name, the run's hub_model_id, or `hub card --repo-id`'s.
+        names = {None, repo_id, *re.findall(r'from_pretrained\("([^"]+)"', text)}
+        if not any(str(render_card(model_dir, name, saved_license or DEFAULT_LICENSE, saved_compare, write=False)) == text
+                   for name in names):
+            raise ModelDirError(
+                f"{model_dir}/{CARD_FILE} is not the card the run's files render (edited by hand, or the files changed "
+                f"since it was rendered), and a push uploads the rendered card: push it as it is with --card-as-is, "
+                f"or render it again with `python -m hub card {model_dir}`")
+    compare = compare_published if compare_published is not None else saved_compare is not False
+    return str(render_card(model_dir, repo_id, license or saved_license or DEFAULT_LICENSE, compare, write=False))

@@ -135,6 +135,60 @@ def test_published_comparison_rows_are_labelled(model_dir, tmp_path):
         assert "### KorSTS test" in text and "published, not re-measured" not in text
 
 
+def run_hub(*argv) -> tuple[int, str]:
+    """`python -m hub ARGV` in this process -> (exit code, what it printed)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            code = hub_cli(list(argv))
+        except SystemExit as e:  # argparse's errors
+            code = e.code
+    return code, out.getvalue()
+
+
+def test_the_card_licence_and_comparison_stick_until_changed(model_dir, tmp_path):
+    """`hub card --license mit`, then `hub push` or `hub card` without --license: the card went out as cc-by-sa-4.0."""
+    copy = str(tmp_path / "m")
+    shutil.copytree(model_dir, copy)
+    results = json.load(open(os.path.join(copy, "sts_results.json")))
+    json.dump({"korsts-test": results["sample-sts"]}, open(os.path.join(copy, "sts_results.json"), "w"))
+    assert run_hub("card", copy, "--license", "mit", "--no-comparison")[0] == 0
+    for argv in (["card", copy], ["push", copy, "--repo-id", "alice/m", "--dry-run"]):
+        code, printed = run_hub(*argv)
+        text = printed.split("files to upload:")[1] if argv[0] == "push" else open(os.path.join(copy, "README.md")).read()
+        assert code == 0 and "license: mit" in text and "published, not re-measured" not in text, printed[-2000:]
+    code, printed = run_hub("push", copy, "--repo-id", "alice/m", "--dry-run", "--license", "apache-2.0", "--comparison")
+    assert code == 0 and "license: apache-2.0" in printed and "published, not re-measured" in printed
+    assert "license: mit" in open(os.path.join(copy, "README.md")).read()  # a push leaves the folder's card alone
+    assert run_hub("card", copy, "--comparison")[0] == 0
+    text = open(os.path.join(copy, "README.md")).read()
+    assert "license: mit" in text and "published, not re-measured" in text
+
+
+def test_a_card_edited_by_hand_is_not_replaced_without_a_word(model_dir, hub, tmp_path):
+    copy = str(tmp_path / "m")
+    shutil.copytree(model_dir, copy)
+    assert run_hub("card", copy, "--repo-id", "alice/named")[0] == 0  # a snippet naming another repo is no edit
+    assert run_hub("push", copy, "--repo-id", "alice/m", "--dry-run")[0] == 0
+    with open(os.path.join(copy, "README.md"), "a") as f:
+        f.write("\n## Limitations\n\nTrained on a tiny sample.\n")
+    code, printed = run_hub("push", copy, "--repo-id", "alice/m", "--dry-run")
+    assert code == 1 and "README.md is not the card the run's files render (edited by hand" in printed
+    assert "--card-as-is" in printed and hub.requests == []
+    code, printed = run_hub("push", copy, "--repo-id", "alice/m", "--card-as-is", "--license", "mit")
+    assert code == 2 and "--license and --comparison are for a rendered card" in printed
+    proc = cli(["-m", "hub", "push", copy, "--repo-id", "alice/m", "--card-as-is"], hub, tmp_home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert hub.repos["alice/m"].branches["main"]["README.md"] == open(os.path.join(copy, "README.md"), "rb").read()
+    # Results changed since the card was rendered (a re-evaluation): the card would not say what the folder holds.
+    assert run_hub("card", copy)[0] == 0
+    results = json.load(open(os.path.join(copy, "sts_results.json")))
+    results["sample-sts"]["avg"] += 1.0
+    json.dump(results, open(os.path.join(copy, "sts_results.json"), "w"))
+    code, printed = run_hub("push", copy, "--repo-id", "alice/m", "--dry-run")
+    assert code == 1 and "or the files changed since it was rendered" in printed
+
+
 def test_published_files_leave_out_training_state(model_dir):
     files = set(published_files(model_dir))
     assert files == EXPECTED_FILES
