@@ -339,7 +339,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         if not os.path.isfile(argv[0]):
             raise SystemExit(f"error: {argv[0]}: file not found")
         try:
-            with open(argv[0], encoding="utf-8") as f:
+            with open(argv[0], encoding="utf-8-sig") as f:  # a byte-order mark, as Windows Notepad may save
                 config = json.load(f)
             if not isinstance(config, dict):
                 raise ValueError("expected a JSON object of arguments, {\"key\": value, ...}")

@@ -277,6 +277,16 @@ def test_resume_from_checkpoint_true_in_the_json_means_the_last_checkpoint(value
     assert run_simcse.check_json_values({"resume_from_checkpoint": value}, "c.json") == {"resume_from_checkpoint": resume}
 
 
+def test_a_json_file_with_a_byte_order_mark_is_read(tmp_path):
+    """Windows Notepad may save UTF-8 with a byte-order mark: it was 'Unexpected UTF-8 BOM'."""
+    config = smoke_config(tmp_path)
+    with open(config, encoding="utf-8") as f:
+        text = f.read()
+    with open(config, "w", encoding="utf-8-sig") as f:
+        f.write(text)
+    assert run_simcse.parse_arguments([config])[3].output_dir == str(tmp_path / "out")
+
+
 def test_flags_after_the_json_override_its_keys(tmp_path):
     """`run_simcse.py config.json --key value ...`: the flags win, typed as flags; the run records what it ran."""
     config = smoke_config(tmp_path)
