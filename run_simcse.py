@@ -456,20 +456,21 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
     return found
 
 
-def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> None:
-    """Refuse an output folder that holds anything but this same run (unless overwrite: then drop its checkpoints)."""
+def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> bool:
+    """Refuse an output folder that holds anything but this same run, unless overwrite; returns whether the folder's
+    checkpoints are another run's, for `remove_checkpoints` to delete once nothing else can stop the run."""
     if not os.path.isdir(output_dir) or not os.listdir(output_dir):
-        return
+        return False
     if os.listdir(output_dir) == [RUN_ARGS_FILE]:  # a run that stopped before its first checkpoint (out of GPU memory)
         logger.info("output_dir %s holds only the %s of a run that saved nothing; starting afresh", output_dir, RUN_ARGS_FILE)
-        return
+        return False
     saved_path = os.path.join(output_dir, RUN_ARGS_FILE)
     if os.path.isfile(saved_path):
         with open(saved_path) as f:
             saved = json.load(f)
         changed = sorted(k for k in set(saved) | set(run_args) if k not in RESUMABLE_KEYS and saved.get(k) != run_args.get(k))
         if not changed:
-            return
+            return False
         problem = f"holds a different run ({RUN_ARGS_FILE} differs in: {', '.join(changed[:8])})"
         if "world_size" in changed and "world_size" in saved:
             problem += (f"; it ran in {saved.get('world_size')} process(es) and this launch has "
@@ -482,6 +483,11 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> None:
     if not overwrite:
         raise SystemExit(f"error: output_dir {output_dir} {problem}; choose another folder or set overwrite_output_dir")
     logger.warning("output_dir %s %s; overwriting it", output_dir, problem)
+    return True
+
+
+def remove_checkpoints(output_dir: str) -> None:
+    """Delete the checkpoint-* folders of `output_dir`."""
     for name in os.listdir(output_dir):
         if name.startswith("checkpoint-"):
             shutil.rmtree(os.path.join(output_dir, name))
@@ -520,15 +526,19 @@ def warn_of_another_pooling(model: str, pooler_type: str, cache_dir: str | None 
 
 
 @contextlib.contextmanager
-def refusing_model_code(model_args: ModelArguments):
-    """Turns transformers' refusal to run the code a model or tokenizer ships (loaded with trust_remote_code=False)
-    into a clear error: the job trains built-in encoders, whose packing, export and card it knows."""
+def model_loading_errors(model_args: ModelArguments):
+    """Turns what stops the encoder or its tokenizer from loading into a clear error: transformers' OSError (not on the
+    Hub, no network and not cached, no weights in the folder), and its refusal to run the code a model or tokenizer
+    ships (loaded with trust_remote_code=False): the job trains built-in encoders, whose packing, export and card it
+    knows."""
+    names = " / ".join(dict.fromkeys(n for n in (model_args.model_name_or_path, model_args.tokenizer_name) if n))
     try:
         yield
+    except OSError as e:
+        raise SystemExit(f"error: {names}: {e}") from None
     except ValueError as e:
         if not refuses_model_code(e):
             raise
-        names = " / ".join(dict.fromkeys(n for n in (model_args.model_name_or_path, model_args.tokenizer_name) if n))
         raise SystemExit(f"error: {names} ships its own model code (auto_map in its config), which this job does not "
                          "run: it trains the encoders transformers has built in (BERT, RoBERTa, ELECTRA, XLM-R and the "
                          "like)") from None
@@ -752,14 +762,11 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                     "train_rows": len(train_set), "train_rows_sha256": rows_digest(train_set)}
     logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set), ", ".join(train_set.column_names),
                 len(dev_set) if dev_set else 0, {k: len(v) for k, v in test_sets.items()})
-    # One process deletes what is to go (old or half-written checkpoints) before the others look: two deleting one
-    # folder at once fail on files already gone. Per node where each node saves to its own disk (save_on_each_node).
-    with training_args.main_process_first(local=training_args.save_on_each_node, desc="output folder check"):
-        check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
-        resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint)
+    # Refused now, before the model loads; another run's checkpoints go only once nothing else can stop this one.
+    overwriting = check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
     set_seed(training_args.seed)
 
-    with timer("load_model"), refusing_model_code(model_args):
+    with timer("load_model"), model_loading_errors(model_args):
         if model_args.train_tokenizer_vocab_size:
             texts = [s for c in train_set.column_names for s in column_values(train_set, c)]
             tokenizer = train_wordpiece(texts, model_args.train_tokenizer_vocab_size)
@@ -780,6 +787,12 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         check_room_for_a_sentence(tokenizer, data_args.max_seq_length, "max_seq_length")
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
+    # One process deletes what is to go (old or half-written checkpoints) before the others look: two deleting one
+    # folder at once fail on files already gone. Per node where each node saves to its own disk (save_on_each_node).
+    with training_args.main_process_first(local=training_args.save_on_each_node, desc="output folder check"):
+        if overwriting and training_args.should_save:
+            remove_checkpoints(training_args.output_dir)
+        resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint)
     packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences
     logger.info("training batches: %s", "packed (no padding)" if packed else "padded")
     if launched_alone(training_args.world_size):

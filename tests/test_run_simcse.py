@@ -234,6 +234,20 @@ def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path):
         run_simcse.main([other])
 
 
+def test_overwriting_deletes_the_old_checkpoints_only_once_the_run_can_start(tmp_path):
+    """overwrite_output_dir deleted another run's checkpoints before the model loaded; a setting the model refuses
+    (or an encoder that cannot be reached) then stopped the run with those checkpoints gone."""
+    run_simcse.main([smoke_config(tmp_path, num_train_epochs=1, save_total_limit=None)])
+    kept = sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*"))
+    assert kept == ["checkpoint-3"]
+    with pytest.raises(SystemExit, match="max_seq_length 2 leaves no room for a sentence"):
+        run_simcse.main([smoke_config(tmp_path, max_seq_length=2)])
+    assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == kept
+    run_simcse.main([smoke_config(tmp_path, num_train_epochs=2, save_total_limit=None)])
+    assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    assert json.loads((tmp_path / "out" / "checkpoint-3" / "trainer_state.json").read_text())["max_steps"] == 6  # new
+
+
 def test_a_run_that_saved_nothing_does_not_hold_its_folder(tmp_path):
     """A run stopped before its first checkpoint (out of GPU memory at the first step, say) leaves its run_args.json
     alone; the retry with other settings (a smaller batch) was refused as 'a different run'."""
@@ -461,6 +475,16 @@ def test_bad_training_data_stops_before_anything_is_written(tmp_path, bad, messa
 def pretrained(model: str) -> dict:
     """smoke_config changes that train `model` (a pretrained encoder folder) instead of an encoder made from a config."""
     return dict(model_type=None, config_overrides=None, train_tokenizer_vocab_size=None, model_name_or_path=model)
+
+
+def test_an_encoder_that_does_not_load_is_named_without_a_traceback(encoder_dir, tmp_path):
+    """A folder without its weights (a Hub id out of reach, offline and not cached, fails the same way): it was
+    transformers' OSError in a traceback."""
+    folder = tmp_path / "no-weights"
+    shutil.copytree(encoder_dir, folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(SystemExit, match=f"error: {folder}: .*model.safetensors"):
+        run_simcse.main([smoke_config(tmp_path, **pretrained(str(folder)))])
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_encoder_with_its_own_code_is_refused_before_anything_is_written(custom_code_encoder_dir, tmp_path):
