@@ -353,6 +353,16 @@ def parse_named(spec: str) -> tuple[str, str]:
     return name, source
 
 
+def parse_named_sets(specs: list[str]) -> dict[str, str]:
+    """['name=source', ...] -> {name: source}; a name given twice is an error (the later set replaced the earlier)."""
+    named: dict[str, str] = {}
+    for name, source in map(parse_named, specs):
+        if name in named:
+            raise DataError(f"two sets named {name!r} ({named[name]} and {source}); give each its own name")
+        named[name] = source
+    return named
+
+
 def check_room_for_a_sentence(tokenizer, max_length: int, name: str = "max_length") -> None:
     """Raise ValueError (naming `name`) where sentences cut to `max_length` tokens would keep no token of their own once
     the tokenizer's special tokens ([CLS] and [SEP] for BERT) are in: every sentence would get the same embedding."""

@@ -52,7 +52,8 @@ from hub.card import contrastive_batch, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, check_push_access, check_repo_id, push
 from data_loading import (DataError, check_model_source, check_room_for_a_sentence, column_values, load_nli_triplets,
-                          load_sentence_columns, load_sts, parse_named, refuses_model_code, rows_digest, tokenize_rows)
+                          load_sentence_columns, load_sts, parse_named_sets, refuses_model_code, rows_digest,
+                          tokenize_rows)
 from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEConfig,
     SimCSEModel,
@@ -389,11 +390,10 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         problems.append("eval_strategy needs dev_data (an STS set to score)")
     if training_args.load_best_model_at_end and not data_args.dev_data:
         problems.append("load_best_model_at_end needs dev_data")
-    for spec in data_args.test_data:
-        try:
-            parse_named(spec)
-        except DataError as e:
-            problems.append(f"test_data: {e}")
+    try:
+        parse_named_sets(data_args.test_data)
+    except DataError as e:
+        problems.append(f"test_data: {e}")
     for key, needs in (("model_name_or_path", "config.json"), ("tokenizer_name", "tokenizer_config.json")):
         try:
             if getattr(model_args, key):
@@ -754,7 +754,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         try:
             train_set = load_training_set(data_args, cache_dir)
             dev_set = load_sts(data_args.dev_data, cache_dir=cache_dir) if data_args.dev_data else None
-            test_sets = {name: load_sts(spec, cache_dir=cache_dir) for name, spec in map(parse_named, data_args.test_data)}
+            test_sets = {name: load_sts(spec, cache_dir=cache_dir)
+                         for name, spec in parse_named_sets(data_args.test_data).items()}
         except DataError as e:
             raise SystemExit(f"error: {e}") from None
         # The rows themselves, not only where they came from: a file edited in place makes another run.

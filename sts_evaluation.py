@@ -25,8 +25,8 @@ from transformers import AutoTokenizer, EvalPrediction, Trainer, TrainingArgumen
 from transformers.utils import cached_file
 
 from data_collator import SimCSECollator
-from data_loading import (DataError, check_model_source, check_room_for_a_sentence, column_values, load_sts, parse_named,
-                          refuses_model_code, tokenize_rows)
+from data_loading import (DataError, check_model_source, check_room_for_a_sentence, column_values, load_sts,
+                          parse_named_sets, refuses_model_code, tokenize_rows)
 from modeling_simcse import POOLER_TYPES, SimCSEModel, pair_similarities, saved_form
 
 SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")  # column order of SimCSEOutput.scores
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 
     try:
         check_model_source(args.model)
-        specs = dict(parse_named(s) for s in args.sets) if args.sets else DEFAULT_SETS
+        specs = parse_named_sets(args.sets) if args.sets else DEFAULT_SETS
         loaded = {name: remove_characters(load_sts(spec), args.remove_characters) for name, spec in specs.items()}
     except DataError as e:
         raise SystemExit(f"error: {e}") from None

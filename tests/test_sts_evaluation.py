@@ -127,6 +127,7 @@ def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_pa
     (["{encoder}", "--output", "/no/such/folder/results.json"], "--output /no/such/folder/results.json: its folder does not"),
     (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "65"], "--max-length 65 is longer than the 64 positions of the bert encoder"),
     (["{encoder}", "--set", "s=/no/such/sts.tsv"], "/no/such/sts.tsv: file not found"),
+    (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--set", "s=other.tsv"], "two sets named 's'"),
     # 0 scored untruncated sentences without a word; negative numbers were tracebacks.
     (["{encoder}", "--max-length", "0"], "argument --max-length: expected a whole number of at least 1, got '0'"),
     (["{encoder}", "--batch-size", "-1"], "argument --batch-size: expected a whole number of at least 1, got '-1'"),
