@@ -348,8 +348,16 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             parsed = parser.parse_dict(config)
         except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON
             raise SystemExit(f"error: {argv[0]}: {e}") from None
+    elif not argv:
+        raise SystemExit("usage: run_simcse.py CONFIG.json [--key value ...] (or the --key value flags alone); "
+                         "--help lists the keys")
+    elif not argv[0].startswith("-"):
+        raise SystemExit(f"error: {argv[0]}: the arguments file is a .json (one object of key: value)")
     else:
-        parsed = parser.parse_args_into_dataclasses(argv)
+        try:
+            parsed = parser.parse_args_into_dataclasses(argv)
+        except ValueError as e:  # unknown flags
+            raise SystemExit(f"error: {e}") from None
     model_args, data_args, simcse_args, training_args = parsed
     problems = []
     if bool(model_args.model_name_or_path) == bool(model_args.model_type):

@@ -291,6 +291,16 @@ def test_resume_from_checkpoint_true_in_the_json_means_the_last_checkpoint(value
     assert run_simcse.check_json_values({"resume_from_checkpoint": value}, "c.json") == {"resume_from_checkpoint": resume}
 
 
+@pytest.mark.parametrize("argv, message", [
+    ([], "usage: run_simcse.py CONFIG.json"),  # it was "set exactly one of model_name_or_path ..."
+    (["configs/smoke.yaml"], "configs/smoke.yaml: the arguments file is a .json"),  # these two were tracebacks
+    (["--model_type", "bert", "--learning", "1e-3"], "error: Some specified arguments are not used .*--learning"),
+])
+def test_a_command_line_without_a_json_file_is_explained(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        run_simcse.parse_arguments(argv)
+
+
 def test_a_json_file_with_a_byte_order_mark_is_read(tmp_path):
     """Windows Notepad may save UTF-8 with a byte-order mark: it was 'Unexpected UTF-8 BOM'."""
     config = smoke_config(tmp_path)
