@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 
+import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hub.model_dir import RUN_ARGS_FILE, ModelDirError, check_export, load_results, read_json
@@ -289,7 +290,10 @@ def folder_card_choices(model_dir: str) -> tuple[str | None, bool | None]:
     path = os.path.join(model_dir, CARD_FILE)
     if not os.path.isfile(path):
         return None, None
-    card = ModelCard.load(path)
+    try:
+        card = ModelCard.load(path)
+    except (yaml.YAMLError, ValueError):  # metadata that does not parse: a card edited by hand, without choices to keep
+        return None, False
     return card.data.license, PUBLISHED_MARK in card.text
 
 

@@ -180,6 +180,11 @@ def test_a_card_edited_by_hand_is_not_replaced_without_a_word(model_dir, hub, tm
     proc = cli(["-m", "hub", "push", copy, "--repo-id", "alice/m", "--card-as-is"], hub, tmp_home=tmp_path / "h")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert hub.repos["alice/m"].branches["main"]["README.md"] == open(os.path.join(copy, "README.md"), "rb").read()
+    for text in ("---\nlicense: [unclosed\n---\n# My model\n", "# My model\n"):  # metadata that does not parse; none
+        with open(os.path.join(copy, "README.md"), "w") as f:
+            f.write(text)
+        code, printed = run_hub("push", copy, "--repo-id", "alice/m", "--dry-run")
+        assert code == 1 and "README.md is not the card the run's files render (edited by hand" in printed, printed
     # Results changed since the card was rendered (a re-evaluation): the card would not say what the folder holds.
     assert run_hub("card", copy)[0] == 0
     results = json.load(open(os.path.join(copy, "sts_results.json")))
