@@ -285,15 +285,16 @@ def render_card(
 
 
 def folder_card_choices(model_dir: str) -> tuple[str | None, bool | None]:
-    """(licence, whether it has the published comparison rows) of the card `model_dir` holds; (None, None) without one.
-    A card rendered again takes these where it is not told otherwise, so `hub card --license mit` sticks."""
+    """(licence, whether it has the published comparison rows) of the card `model_dir` holds; (None, None) without one
+    or where its metadata does not parse. A card rendered again takes these where it is not told otherwise, so
+    `hub card --license mit` sticks."""
     path = os.path.join(model_dir, CARD_FILE)
     if not os.path.isfile(path):
         return None, None
     try:
         card = ModelCard.load(path)
     except (yaml.YAMLError, ValueError):  # metadata that does not parse: a card edited by hand, without choices to keep
-        return None, False
+        return None, None
     return card.data.license, PUBLISHED_MARK in card.text
 
 
@@ -304,12 +305,13 @@ def card_for_push(model_dir: str, repo_id: str, license: str | None = None, comp
     Raises ModelDirError where the folder's card is not one `render_card` makes of the run's files (edited by hand, or
     the files changed since it was rendered): the push would have replaced it without a word."""
     saved_license, saved_compare = folder_card_choices(model_dir)
-    if saved_license is not None or saved_compare is not None:
+    if os.path.isfile(os.path.join(model_dir, CARD_FILE)):
         with open(os.path.join(model_dir, CARD_FILE), encoding="utf-8") as f:
             text = f.read()
         # The model id its usage snippet loads: the folder's name, the run's hub_model_id, or `hub card --repo-id`'s.
         names = {None, repo_id, *re.findall(r'from_pretrained\("([^"]+)"', text)}
-        if not any(str(render_card(model_dir, name, saved_license or DEFAULT_LICENSE, saved_compare, write=False)) == text
+        if not any(str(render_card(model_dir, name, saved_license or DEFAULT_LICENSE, bool(saved_compare),
+                                   write=False)) == text
                    for name in names):
             raise ModelDirError(
                 f"{model_dir}/{CARD_FILE} is not the card the run's files render (edited by hand, or the files changed "
