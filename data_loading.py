@@ -313,6 +313,8 @@ def load_sts(spec: str, columns: dict[str, str] | None = None, cache_dir: str | 
     for i, raw in enumerate(column_values(ds, names["score"])):
         try:
             score = float(raw)
+            if score != score:  # NaN (pandas' and JSON writers' mark of a missing value)
+                raise ValueError
         except (TypeError, ValueError):
             raise DataError(f"{source.row(i)}: STS score {raw!r} is not a number") from None
         if not 0.0 <= score <= 5.0:

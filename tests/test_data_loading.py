@@ -98,6 +98,7 @@ def test_nli_errors_name_file_and_row(tmp_path, text, message):
     ("5.5", "line 3: STS score 5.5 is outside 0-5"),
     ("-0.1", "line 3: STS score -0.1 is outside 0-5"),
     ("high", "line 3: STS score 'high' is not a number"),
+    ("nan", "line 3: STS score 'nan' is not a number"),  # it was "nan is outside 0-5"
     ("1.0", "every pair has the gold score 1.0; correlations need scores that differ"),  # they were NaN
 ])
 def test_sts_score_errors(tmp_path, rows, message):
