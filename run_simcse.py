@@ -250,6 +250,9 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
     if metric is not None and metric.removeprefix("eval_") not in (*METRIC_NAMES, "loss"):
         problems.append(f"metric_for_best_model: {metric!r} is not a metric of the dev set; one of "
                         f"{', '.join(METRIC_NAMES)} (x100, higher is better)")
+    elif metric is not None and metric.removeprefix("eval_") != "loss" and training_args.greater_is_better is False:
+        problems.append(f"greater_is_better: false would keep the checkpoint with the lowest {metric}, and a "
+                        "correlation is better the higher it is; leave greater_is_better out")
     if training_args.batch_eval_metrics or not training_args.eval_do_concat_batches:
         problems.append("batch_eval_metrics: true and eval_do_concat_batches: false hand the metrics one batch at a "
                         "time, and the STS correlations need every pair's score at once; leave both at their defaults")
