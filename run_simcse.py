@@ -339,7 +339,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
     """One JSON file (unknown keys are an error), optionally followed by flags that override its keys, or flags
     alone -> the four argument dataclasses, checked."""
     parser = HfArgumentParser(ALL_ARGUMENTS)
-    if argv and argv[0].endswith(".json"):
+    if argv and argv[0].lower().endswith(".json"):
         if not os.path.isfile(argv[0]):
             raise SystemExit(f"error: {argv[0]}: file not found")
         try:

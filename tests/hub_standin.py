@@ -1,13 +1,14 @@
 """A small local stand-in for the Hugging Face Hub, for tests: the real `huggingface_hub` client talks to it over
 HTTP through `HF_ENDPOINT=http://127.0.0.1:<port>`. It keeps what it receives in memory.
 
-It serves what a push and a download use: whoami, repo creation and deletion, branches, preupload, YAML validation
-(of the licence, on its own route and on commit, as the Hub refuses one it does not know), commits (NDJSON), model info, tree listing and file resolution; and, for `datasets.load_dataset`, dataset repos (seeded
-with `add_repo`): info, tree, paths-info and file resolution. As on the Hub, binary files (weights, images) are large
-files: preupload says "lfs", the client uploads them through the git-LFS batch API (basic transfer: a PUT, then a
-verify) and the commit names them by SHA-256; text files travel inside the commit ("regular"). The stand-in has no Xet
-storage, which huggingface_hub uses for large files whenever `hf_xet` is installed: clients of the stand-in run with
-`HF_HUB_DISABLE_XET=1` and take the LFS protocol, as they do without `hf_xet`.
+It serves what a push and a download use: whoami, repo creation and deletion, branches, preupload, YAML validation (of
+the licence, on its own route and on commit, as the Hub refuses one it does not know), commits (NDJSON), model info,
+tree listing and file resolution; and, for `datasets.load_dataset`, dataset repos (seeded with `add_repo`): info, tree,
+paths-info and file resolution. As on the Hub, binary files (weights, images) are large files: preupload says "lfs", the
+client uploads them through the git-LFS batch API (basic transfer: a PUT, then a verify) and the commit names them by
+SHA-256; text files travel inside the commit ("regular"). The stand-in has no Xet storage, which huggingface_hub uses
+for large files whenever `hf_xet` is installed: clients of the stand-in run with `HF_HUB_DISABLE_XET=1` and take the LFS
+protocol, as they do without `hf_xet`.
 
 Tokens are checked against `tokens` ({token: user}); `orgs` ({user: [organization]}) widens where a user may read and
 write; `read_only_tokens` may read but not write (a 403, as the Hub answers a read token); `fine_grained_tokens`
