@@ -117,36 +117,37 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
 
 def _check_text_file(path: str, source: Source, chunk_bytes: int = 1 << 24) -> None:
     """Raise `DataError` for a text file that is not UTF-8 (naming the line, and CP949 where the line reads as it: the
-    encoding Windows tools save Korean in) or that holds nothing but whitespace."""
-    line, carry, first = 1, b"", b""  # first: the first byte that is not whitespace
+    encoding Windows tools save Korean in) or that holds nothing but whitespace. Reads `chunk_bytes` at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, first, at_start = 1, b"", True  # first: the file's first byte that is not whitespace
     with open(path, "rb") as f:
-        while True:
-            chunk = f.read(chunk_bytes)
-            data = carry + chunk
-            cut = len(data) if not chunk else data.rfind(b"\n") + 1  # whole lines, the rest at the end of the file
-            part, carry = data[:cut], data[cut:]
+        while chunk := f.read(chunk_bytes):
             if not first:
-                first = part.removeprefix(codecs.BOM_UTF8 if line == 1 else b"").lstrip()[:1]
+                first = (chunk.removeprefix(codecs.BOM_UTF8) if at_start else chunk).lstrip()[:1]
+            at_start = False
             try:
-                part.decode("utf-8")
+                decoder.decode(chunk)
             except UnicodeDecodeError as e:
-                line += part.count(b"\n", 0, e.start)
+                data = e.object  # the bytes of a character cut between chunks (no newline among them), then the chunk
+                line += data.count(b"\n", 0, e.start)
                 name = shlex.quote(path) if path == source.spec else "FILE"
-                rest = part[e.start :].split(b"\n", 1)[0][:120]
-                if line == 1 and part.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                if line == 1 and data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
                     hint = (f"; it is UTF-16 (Excel's 'Unicode Text'): `iconv -f utf-16 -t utf-8 {name} > NEW_FILE` "
                             "converts it")
                 else:
+                    rest = (data[e.start :] + f.read(120)).split(b"\n", 1)[0][:120]  # the line's next bytes
                     try:  # not final: a character cut at the 120th byte is left out, not an error
                         reading = codecs.getincrementaldecoder("cp949")().decode(rest).strip()
                         hint = (f"; it reads as CP949/EUC-KR ({reading[:30]!r}), the encoding Windows tools save "
                                 f"Korean in: `iconv -f cp949 -t utf-8 {name} > NEW_FILE` converts it")
                     except UnicodeDecodeError:
                         hint = "; save it as UTF-8"
-                raise DataError(f"{source.spec}, line {line}: not UTF-8 text (byte 0x{part[e.start]:02x}){hint}") from None
-            line += part.count(b"\n")
-            if not chunk:
-                break
+                raise DataError(f"{source.spec}, line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}){hint}") from None
+            line += chunk.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise DataError(f"{source.spec}, line {line}: not UTF-8 text (the file ends inside a character)") from None
     if not first:
         raise DataError(f"{source.spec}: empty file")
 
