@@ -148,6 +148,10 @@ def test_files_not_in_utf8_name_the_line_and_the_encoding(tmp_path):
     for chunk_bytes in (1, 2, 7, 64, 1 << 24):
         with pytest.raises(DataError, match=r"one_line.tsv, line 31: not UTF-8 .*'한 남자가 29번 먹는다"):
             _check_text_file(str(mixed), Source.parse(str(mixed)), chunk_bytes)
+    cut = tmp_path / "cut.tsv"
+    cut.write_bytes("\n".join(lines[:3]).encode() + "\n한".encode()[:-1])  # the last character's last byte is missing
+    with pytest.raises(DataError, match="cut.tsv, line 4: not UTF-8 text .the file ends inside a character."):
+        load_sts(str(cut))
     utf16 = tmp_path / "excel.tsv"
     utf16.write_bytes("\n".join(lines).encode("utf-16"))
     with pytest.raises(DataError, match="excel.tsv, line 1: not UTF-8 text .* UTF-16 .*iconv -f utf-16"):
