@@ -17,6 +17,7 @@ import codecs
 import csv
 import hashlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -40,6 +41,14 @@ STS_COLUMNS = {
     "score": ("score", "labels.real-label", "real-label", "label", "similarity_score"),
 }
 TEXT_COLUMNS = ("text", "sentence", "sentence1")
+
+
+logger = logging.getLogger(__name__)
+# Conjoining Hangul jamo: Korean in decomposed form (NFD, as macOS writes file names), not the compatibility jamo of
+# ordinary text (ㅋㅋ). BERT's WordPiece with do_lower_case false (klue/bert-base's setting) has no Unicode normalizer:
+# it made [UNK] of every decomposed word of '한 남자가 음식을 먹는다.' and the right pieces of the composed sentence.
+DECOMPOSED_HANGUL = re.compile("[\u1100-\u11ff]")
+TO_NFC = """python -c "import sys, unicodedata; sys.stdout.write(unicodedata.normalize('NFC', sys.stdin.read()))" < IN > OUT"""
 
 
 class DataError(ValueError):
@@ -232,6 +241,12 @@ def _sentences(values: list, source: Source, column: str) -> list[str]:
             hint = (" (a .txt source is one sentence a line, without blank lines: `grep -v '^[[:space:]]*$' IN > OUT` "
                     "keeps the others)" if source.extension == ".txt" else "")
             raise DataError(f"{source.row(i)}: empty or missing sentence in column {column!r}{hint}")
+    if DECOMPOSED_HANGUL.search("\n".join(values)):
+        rows = [i for i, v in enumerate(values) if DECOMPOSED_HANGUL.search(v)]
+        logger.warning("%s: %d of %d sentences in column %r (the first: %s) hold Hangul in decomposed form (NFD: 한 as "
+                       "ᄒ+ᅡ+ᆫ); a tokenizer without a Unicode normalizer (BERT's WordPiece with do_lower_case false, as "
+                       "klue/bert-base has it) reads them as unknown tokens. Compose them (NFC): %s", source.spec, len(rows), len(values), column,
+                       source.row(rows[0]).removeprefix(f"{source.spec}, "), TO_NFC)
     return values
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import unicodedata
 
 import datasets
 import pytest
@@ -156,6 +157,29 @@ def test_files_not_in_utf8_name_the_line_and_the_encoding(tmp_path):
     utf16.write_bytes("\n".join(lines).encode("utf-16"))
     with pytest.raises(DataError, match="excel.tsv, line 1: not UTF-8 text .* UTF-16 .*iconv -f utf-16"):
         load_sts(str(utf16))
+
+
+def test_decomposed_hangul_is_warned_of(tmp_path, caplog):
+    """Korean in NFD (as macOS writes file names): klue/bert-base's kind of tokenizer, BERT WordPiece with
+    do_lower_case false, makes unknown tokens of it, so a run would train on [UNK]s without a word."""
+    from transformers import BertTokenizerFast
+
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "한", "남자", "##가", "."]))
+    wordpiece = BertTokenizerFast(str(tmp_path / "vocab.txt"), do_lower_case=False)
+    composed, decomposed = "한 남자가.", unicodedata.normalize("NFD", "한 남자가.")
+    assert wordpiece.tokenize(composed) == ["한", "남자", "##가", "."]
+    assert wordpiece.tokenize(decomposed) == ["[UNK]", "[UNK]", "."]
+    path = write(tmp_path, "s.tsv", f"sentence1\tsentence2\tscore\n{composed}\tㅋㅋ 웃기다\t1\n{decomposed}\t{decomposed}\t2\n")
+    with caplog.at_level("WARNING", logger="data_loading"):
+        ds = load_sts(path)
+    assert ds["sentence1"][1] == decomposed  # warned of, not changed
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and "1 of 2 sentences in column 'sentence1' (the first: line 3)" in said[0]
+    assert "decomposed form (NFD" in said[0] and "unicodedata.normalize('NFC'" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="data_loading"):
+        load_sts(write(tmp_path, "nfc.tsv", f"sentence1\tsentence2\tscore\n{composed}\tㅋㅋ 웃기다\t1\n가\t나\t2\n"))
+    assert caplog.records == []  # composed Hangul and compatibility jamo (ㅋㅋ) are ordinary text
 
 
 @pytest.mark.parametrize("name, text, message", [
