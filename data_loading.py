@@ -45,8 +45,8 @@ TEXT_COLUMNS = ("text", "sentence", "sentence1")
 
 logger = logging.getLogger(__name__)
 # Conjoining Hangul jamo: Korean in decomposed form (NFD, as macOS writes file names), not the compatibility jamo of
-# ordinary text (ㅋㅋ). BERT's WordPiece with do_lower_case false (klue/bert-base's setting) has no Unicode normalizer:
-# it made [UNK] of every decomposed word of '한 남자가 음식을 먹는다.' and the right pieces of the composed sentence.
+# ordinary text (ㅋㅋ). BERT's WordPiece with do_lower_case false has no Unicode normalizer: it made [UNK] of every
+# decomposed word of '한 남자가 음식을 먹는다.' and the right pieces of the composed sentence (tests/test_data_loading.py).
 DECOMPOSED_HANGUL = re.compile("[\u1100-\u11ff]")
 TO_NFC = """python -c "import sys, unicodedata; sys.stdout.write(unicodedata.normalize('NFC', sys.stdin.read()))" < IN > OUT"""
 
@@ -244,8 +244,8 @@ def _sentences(values: list, source: Source, column: str) -> list[str]:
     if DECOMPOSED_HANGUL.search("\n".join(values)):
         rows = [i for i, v in enumerate(values) if DECOMPOSED_HANGUL.search(v)]
         logger.warning("%s: %d of %d sentences in column %r (the first: %s) hold Hangul in decomposed form (NFD: 한 as "
-                       "ᄒ+ᅡ+ᆫ); a tokenizer without a Unicode normalizer (BERT's WordPiece with do_lower_case false, as "
-                       "klue/bert-base has it) reads them as unknown tokens. Compose them (NFC): %s", source.spec, len(rows), len(values), column,
+                       "ᄒ+ᅡ+ᆫ); a tokenizer without a Unicode normalizer (BERT's WordPiece with do_lower_case false) reads "
+                       "them as unknown tokens. Compose them (NFC): %s", source.spec, len(rows), len(values), column,
                        source.row(rows[0]).removeprefix(f"{source.spec}, "), TO_NFC)
     return values
 

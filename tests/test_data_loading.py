@@ -160,8 +160,8 @@ def test_files_not_in_utf8_name_the_line_and_the_encoding(tmp_path):
 
 
 def test_decomposed_hangul_is_warned_of(tmp_path, caplog):
-    """Korean in NFD (as macOS writes file names): klue/bert-base's kind of tokenizer, BERT WordPiece with
-    do_lower_case false, makes unknown tokens of it, so a run would train on [UNK]s without a word."""
+    """Korean in NFD (as macOS writes file names): BERT's WordPiece with do_lower_case false makes unknown tokens of
+    it, so a run would train on [UNK]s without a word."""
     from transformers import BertTokenizerFast
 
     (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "한", "남자", "##가", "."]))
