@@ -103,11 +103,15 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
                 path = datasets.DownloadManager(download_config=datasets.DownloadConfig(cache_dir=cache_dir)).download(path)
             elif not os.path.isfile(path):
                 raise DataError(f"{source.spec}: file not found")
-            if builder != "parquet":
-                _check_text_file(path, source)
             if builder == "csv":
-                ds = _read_delimited(path, source)
+                try:
+                    ds = _read_delimited(path, source)
+                except UnicodeDecodeError:  # located on failure: the happy path reads the file once
+                    _check_text_file(path, source)
+                    raise
             else:
+                if builder != "parquet":  # before datasets: pyarrow takes a .jsonl in CP949 without a word
+                    _check_text_file(path, source)
                 # utf-8-sig: a byte-order mark (Windows editors) would otherwise start the first sentence.
                 options = {"encoding": "utf-8-sig"} if builder == "text" else {}
                 try:
@@ -195,7 +199,7 @@ def _read_delimited(path: str, source: Source) -> Dataset:
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         header = next(reader, None)
-        if not header:
+        if not header or not any(field.strip() for field in header):
             raise DataError(f"{source.spec}: empty file (a header line is needed)")
         columns: list[list[str]] = [[] for _ in header]
         for row in reader:

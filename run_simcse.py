@@ -470,9 +470,10 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
 def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> bool:
     """Refuse an output folder that holds anything but this same run, unless overwrite; returns whether the folder's
     checkpoints are another run's, for `remove_checkpoints` to delete once nothing else can stop the run."""
-    if not os.path.isdir(output_dir) or not os.listdir(output_dir):
+    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
+    if not names:
         return False
-    if os.listdir(output_dir) == [RUN_ARGS_FILE]:  # a run that stopped before its first checkpoint (out of GPU memory)
+    if names == [RUN_ARGS_FILE]:  # a run that stopped before its first checkpoint (out of GPU memory)
         logger.info("output_dir %s holds only the %s of a run that saved nothing; starting afresh", output_dir, RUN_ARGS_FILE)
         return False
     saved_path = os.path.join(output_dir, RUN_ARGS_FILE)

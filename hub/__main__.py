@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from hub.card import CARD_FILE, DEFAULT_LICENSE, card_for_push, folder_card_choices, render_card
+from hub.card import CARD_FILE, DEFAULT_LICENSE, card_choices, card_for_push, render_card
 from hub.model_dir import ModelDirError
 from hub.push import PushError, push
 
@@ -36,9 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "card":
-            saved_license, saved_compare = folder_card_choices(args.model_dir)
-            compare = args.comparison if args.comparison is not None else saved_compare is not False
-            render_card(args.model_dir, args.repo_id, args.license or saved_license or DEFAULT_LICENSE, compare)
+            render_card(args.model_dir, args.repo_id, *card_choices(args.model_dir, args.license, args.comparison))
             print(f"wrote {args.model_dir}/README.md")
             return 0
         if args.card_as_is and (args.license or args.comparison is not None):

@@ -298,24 +298,29 @@ def folder_card_choices(model_dir: str) -> tuple[str | None, bool | None]:
     return card.data.license, PUBLISHED_MARK in card.text
 
 
+def card_choices(model_dir: str, license: str | None = None, compare_published: bool | None = None) -> tuple[str, bool]:
+    """The licence and comparison choice a card rendered again takes: those given, else the folder card's, else
+    `DEFAULT_LICENSE` and the comparison rows on."""
+    saved_license, saved_compare = folder_card_choices(model_dir)
+    compare = compare_published if compare_published is not None else saved_compare is not False
+    return license or saved_license or DEFAULT_LICENSE, compare
+
+
 def card_for_push(model_dir: str, repo_id: str, license: str | None = None, compare_published: bool | None = None) -> str:
     """The card a push uploads: rendered again for `repo_id` (its usage snippet names the repo), with the folder card's
     licence and comparison rows unless told otherwise.
 
     Raises ModelDirError where the folder's card is not one `render_card` makes of the run's files (edited by hand, or
     the files changed since it was rendered): the push would have replaced it without a word."""
-    saved_license, saved_compare = folder_card_choices(model_dir)
     if os.path.isfile(os.path.join(model_dir, CARD_FILE)):
         with open(os.path.join(model_dir, CARD_FILE), encoding="utf-8") as f:
             text = f.read()
         # The model id its usage snippet loads: the folder's name, the run's hub_model_id, or `hub card --repo-id`'s.
         names = {None, repo_id, *re.findall(r'from_pretrained\("([^"]+)"', text)}
-        if not any(str(render_card(model_dir, name, saved_license or DEFAULT_LICENSE, bool(saved_compare),
-                                   write=False)) == text
-                   for name in names):
+        own = card_choices(model_dir)  # the folder card's licence and comparison rows
+        if not any(str(render_card(model_dir, name, *own, write=False)) == text for name in names):
             raise ModelDirError(
                 f"{model_dir}/{CARD_FILE} is not the card the run's files render (edited by hand, or the files changed "
                 f"since it was rendered), and a push uploads the rendered card: push it as it is with --card-as-is, "
                 f"or render it again with `python -m hub card {model_dir}`")
-    compare = compare_published if compare_published is not None else saved_compare is not False
-    return str(render_card(model_dir, repo_id, license or saved_license or DEFAULT_LICENSE, compare, write=False))
+    return str(render_card(model_dir, repo_id, *card_choices(model_dir, license, compare_published), write=False))

@@ -114,6 +114,17 @@ def test_card_regeneration_is_stable_and_cli(model_dir, tmp_path):
     assert open(os.path.join(copy, "README.md")).read() == before
 
 
+def run_hub(*argv) -> tuple[int, str]:
+    """`python -m hub ARGV` in this process -> (exit code, what it printed)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            code = hub_cli(list(argv))
+        except SystemExit as e:  # argparse's errors
+            code = e.code
+    return code, out.getvalue()
+
+
 def test_published_comparison_rows_are_labelled(model_dir, tmp_path):
     copy = str(tmp_path / "m")
     shutil.copytree(model_dir, copy)
@@ -128,22 +139,10 @@ def test_published_comparison_rows_are_labelled(model_dir, tmp_path):
     assert "published, not re-measured" not in render_card(copy, "alice/m", compare_published=False).text
     # The push renders the card again (for the repo id in its snippet): it leaves the rows out when told to as well.
     for command in (["card", copy], ["push", copy, "--repo-id", "alice/m", "--dry-run"]):
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            assert hub_cli([*command, "--no-comparison"]) == 0
-        text = out.getvalue() if command[0] == "push" else open(os.path.join(copy, "README.md")).read()
+        code, printed = run_hub(*command, "--no-comparison")
+        assert code == 0
+        text = printed if command[0] == "push" else open(os.path.join(copy, "README.md")).read()
         assert "### KorSTS test" in text and "published, not re-measured" not in text
-
-
-def run_hub(*argv) -> tuple[int, str]:
-    """`python -m hub ARGV` in this process -> (exit code, what it printed)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        try:
-            code = hub_cli(list(argv))
-        except SystemExit as e:  # argparse's errors
-            code = e.code
-    return code, out.getvalue()
 
 
 def test_the_card_licence_and_comparison_stick_until_changed(model_dir, tmp_path):
