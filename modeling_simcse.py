@@ -118,6 +118,11 @@ class SimCSEConfig(PreTrainedConfig):
         return self.pooler_type
 
 
+# A training checkpoint's config.json says model_type "simcse": registered, AutoConfig (which AutoTokenizer calls on a
+# checkpoint folder) reads it as this class instead of warning that it does not know the type.
+AutoConfig.register(SimCSEConfig.model_type, SimCSEConfig, exist_ok=True)
+
+
 def saved_form(path: str, **load_kwargs) -> str | None:
     """What a model folder or Hub id holds: "checkpoint" (a `SimCSEModel` saved in training), "export" (an encoder
     written by `SimCSEModel.export_encoder`, with its `simcse` block) or None (any other encoder). Reads its config."""

@@ -34,6 +34,7 @@ import joblib
 import torch
 import transformers
 from huggingface_hub import HfApi
+from torch import nn
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -55,8 +56,8 @@ from data_loading import (DataError, check_model_source, check_room_for_a_senten
                           load_sentence_columns, load_sts, parse_named_sets, refuses_model_code, rows_digest,
                           tokenize_rows)
 from modeling_simcse import (
-    CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES, SimCSEConfig,
-    SimCSEModel,
+    CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES,
+    SimCSEConfig, SimCSEModel, saved_form,
 )
 from scratch_tokenizer import train_wordpiece
 from sts_evaluation import (METRIC_NAMES, compute_metrics, evaluate_sets, format_table,
@@ -525,16 +526,26 @@ def load_training_set(data_args: DataArguments, cache_dir: str | None):
 POOLER_TYPES_OF_SENTENCE_TRANSFORMERS_POOLING = {"cls": ("cls", "cls_before_pooler"), "mean": ("avg",)}
 
 
-def warn_of_another_pooling(model: str, pooler_type: str, cache_dir: str | None = None) -> None:
-    """Log a warning when `model` is a sentence-transformers model whose embedding pools otherwise than `pooler_type`
-    (fine-tuning a mean-pooled model on its CLS state starts from a vector it was never trained to give)."""
+def warn_of_another_embedding(model: str, saved_embedding: str | None, new: SimCSEConfig,
+                              cache_dir: str | None = None) -> None:
+    """Log a warning when the run starts from a model whose embedding is another than the one it trains: an export or a
+    checkpoint of an earlier run (`saved_embedding`, a key of EMBEDDING_RECIPES, else None) evaluated with another
+    pooler, or a sentence-transformers model that pools otherwise than `new.pooler_type` (fine-tuning a mean-pooled
+    model on its CLS state starts from a vector it was never trained to give)."""
+    if saved_embedding is not None:
+        if saved_embedding != new.exported_embedding:
+            logger.warning("%s was evaluated with the embedding %s (%s); this run trains and exports %s (pooler_type %r"
+                           "%s), so it starts from a vector that model was not trained to give", model, saved_embedding,
+                           EMBEDDING_RECIPES[saved_embedding], new.exported_embedding, new.pooler_type,
+                           ", mlp_only_train" if new.mlp_only_train else "")
+        return
     pooling = sentence_transformers_pooling(model, cache_dir=cache_dir)
     fitting = POOLER_TYPES_OF_SENTENCE_TRANSFORMERS_POOLING.get(pooling, ())
-    if pooling and pooler_type not in fitting:
+    if pooling and new.pooler_type not in fitting:
         advice = f"pooler_type {' or '.join(map(repr, fitting))} trains that embedding" if fitting else \
             "no pooler_type trains that embedding"
         logger.warning("%s is a sentence-transformers model whose embedding is %s pooling; this run trains and exports "
-                       "pooler_type %r instead (%s)", model, pooling, pooler_type, advice)
+                       "pooler_type %r instead (%s)", model, pooling, new.pooler_type, advice)
 
 
 @contextlib.contextmanager
@@ -557,9 +568,18 @@ def model_loading_errors(model_args: ModelArguments):
 
 
 def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokenizer, device_type: str) -> SimCSEModel:
-    """A pretrained or config-made encoder wrapped in a fresh `SimCSEModel`."""
-    if model_args.model_name_or_path:
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir,
+    """A pretrained or config-made encoder wrapped in a fresh `SimCSEModel`.
+
+    From an export or a checkpoint of an earlier run, the trained MLP of a `cls` pooler comes along (a `cls` run then
+    starts from the embedding that run evaluated); from any other encoder the MLP is new, as in the original SimCSE.
+    """
+    source, cache_dir = model_args.model_name_or_path, model_args.cache_dir
+    form = saved_form(source, cache_dir=cache_dir) if source else None
+    if form == "checkpoint":  # a SimCSEModel saved by Trainer: the encoder's config is its `encoder` block
+        saved = SimCSEConfig.from_pretrained(source, cache_dir=cache_dir)
+        config = saved.encoder
+    elif source:
+        config = AutoConfig.from_pretrained(source, cache_dir=cache_dir,
                                             trust_remote_code=False)  # False: an error, not an interactive prompt
     else:
         config = AutoConfig.for_model(model_args.model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
@@ -574,9 +594,16 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
             config.update_from_string(model_args.config_overrides)
         except ValueError as e:
             raise SystemExit(f"error: config_overrides: {e}") from None
-    if model_args.model_name_or_path:
-        encoder = AutoModel.from_pretrained(model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir)
-        warn_of_another_pooling(model_args.model_name_or_path, simcse_args.pooler_type, model_args.cache_dir)
+    trained_mlp, saved_embedding = None, None
+    if form == "checkpoint":
+        trained = SimCSEModel.from_pretrained(source, config=saved, cache_dir=cache_dir)
+        encoder, trained_mlp, saved_embedding = trained.encoder, trained.mlp, saved.exported_embedding
+    elif source:
+        encoder = AutoModel.from_pretrained(source, config=config, cache_dir=cache_dir)
+        if form == "export":
+            saved_embedding = config.simcse["embedding"]
+            if saved_embedding == "pooler_output":  # the MLP, folded into the encoder's pooler at the export
+                trained_mlp = nn.Sequential(encoder.pooler.dense, nn.Tanh())
     else:
         encoder = AutoModel.from_config(config)
     length_buckets = simcse_args.length_buckets
@@ -585,6 +612,10 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
     model = SimCSEModel.from_encoder(
         encoder, **{key: getattr(simcse_args, key) for key in SIMCSE_CONFIG_KEYS}, length_buckets=length_buckets
     )
+    if model.mlp is not None and trained_mlp is not None:
+        model.mlp.load_state_dict(trained_mlp.state_dict())
+    if source:
+        warn_of_another_embedding(source, saved_embedding, model.config, cache_dir)
     return model
 
 

@@ -10,14 +10,15 @@ import types
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 from transformers import AutoModel, AutoTokenizer, DistilBertConfig, DistilBertModel, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 import run_simcse
 import sts_evaluation
-from conftest import ROOT, SAMPLE
+from conftest import ROOT, SAMPLE, sample_sentences
 from hub.card import render_card
-from modeling_simcse import SimCSEModel
+from modeling_simcse import SimCSEConfig, SimCSEModel
 
 METRICS = ["avg", "cosine_pearson", "cosine_spearman", "euclidean_pearson", "euclidean_spearman",
            "manhattan_pearson", "manhattan_spearman", "dot_pearson", "dot_spearman"]
@@ -166,15 +167,45 @@ def test_dropout_and_config_overrides_reach_a_pretrained_encoder(encoder_dir, to
 
 def test_fine_tuning_a_sentence_transformers_model_on_another_pooling_is_warned_of(encoder_dir, tokenizer, tmp_path,
                                                                                    caplog):
-    SimCSEModel.from_encoder(encoder_dir, pooler_type="avg").export_encoder(str(tmp_path), tokenizer)  # mean pooling
+    model = str(tmp_path / "st")
+    SentenceTransformer(modules=[Transformer(encoder_dir), Pooling(32, pooling_mode="mean")]).save(model)
     for pooler_type, warned in (("cls_before_pooler", True), ("avg", False)):
         caplog.clear()
-        run_simcse.warn_of_another_pooling(str(tmp_path), pooler_type)
+        run_simcse.warn_of_another_embedding(model, None, SimCSEConfig(pooler_type=pooler_type))
         assert ("whose embedding is mean pooling; this run trains and exports pooler_type 'cls_before_pooler' instead "
                 "(pooler_type 'avg' trains that embedding)" in caplog.text) == warned
     caplog.clear()
-    run_simcse.warn_of_another_pooling(encoder_dir, "cls")  # not a sentence-transformers model
+    run_simcse.warn_of_another_embedding(encoder_dir, None, SimCSEConfig(pooler_type="cls"))  # no sentence-transformers
     assert not caplog.text
+
+
+def test_a_run_from_an_earlier_runs_export_or_checkpoint_starts_from_its_embedding(smoke_run, tmp_path, caplog):
+    """The smoke run trains pooler_type cls: its export folds the trained MLP into the encoder's pooler, its checkpoint
+    holds it as `mlp`. A cls run from either used to get a new random MLP (and a checkpoint did not load at all)."""
+    out, _ = smoke_run
+    [checkpoint] = [str(out / name) for name in os.listdir(out) if name.startswith("checkpoint-")]
+    tokenizer, sentences = AutoTokenizer.from_pretrained(str(out)), sample_sentences()[:12]
+    evaluated = SimCSEModel.from_exported(str(out)).encode(sentences, tokenizer, max_length=32)
+    for source in (str(out), checkpoint):
+        caplog.clear()
+        model = run_simcse.build_model(run_simcse.ModelArguments(model_name_or_path=source),
+                                       run_simcse.SimCSEArguments(pooler_type="cls"), tokenizer, "cpu")
+        assert torch.allclose(model.eval().encode(sentences, tokenizer, max_length=32), evaluated, atol=1e-5)
+        assert not caplog.text
+        run_simcse.build_model(run_simcse.ModelArguments(model_name_or_path=source),
+                               run_simcse.SimCSEArguments(pooler_type="cls_before_pooler"), tokenizer, "cpu")
+        assert (f"{source} was evaluated with the embedding pooler_output (outputs.pooler_output); this run trains and "
+                "exports cls (pooler_type 'cls_before_pooler'), so it starts from a vector" in caplog.text)
+    # As a user runs it: at learning rate 0, a run from the checkpoint (kept as the best) scores what the export did.
+    with open(out / "sts_results.json") as f:
+        published = json.load(f)
+    config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None, config_overrides=None,
+                          model_name_or_path=checkpoint, learning_rate=0.0, num_train_epochs=1, eval_strategy="no",
+                          save_strategy="no", load_best_model_at_end=False)
+    rescored = run_simcse.main([config])
+    assert list(rescored) == list(published)
+    for name, metrics in published.items():
+        assert rescored[name] == pytest.approx(metrics, abs=1e-4)
 
 
 def test_a_missing_encoder_folder_is_named_before_anything_runs(tmp_path):
