@@ -450,6 +450,7 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
     """'last' (or 'latest'/'true'): the newest complete checkpoint, after deleting half-written ones (None: start
     afresh); a path must be a complete checkpoint. Either must hold its training state (not `save_only_model`)."""
     if not resume:
+        warn_of_checkpoints_left(output_dir)
         return None
     if resume.lower() in ("last", "latest", "true"):
         remove_incomplete_checkpoints(output_dir)
@@ -466,6 +467,21 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
                          "no optimizer, learning-rate schedule or random state), so the run cannot go on as it was; "
                          "start afresh (overwrite_output_dir), and leave save_only_model off for a run you may resume")
     return found
+
+
+def warn_of_checkpoints_left(output_dir: str) -> None:
+    """Log a warning when a launch that does not resume finds complete checkpoints of its own run (check_output_dir
+    refused any other run's): it trains from step 0 and replaces them, where a user re-launching a stopped job likely
+    meant to continue it."""
+    last = last_complete_checkpoint(output_dir)
+    if last is None:
+        return
+    with open(os.path.join(last, TRAINER_STATE_NAME)) as f:
+        state = json.load(f)
+    step, end = state.get("global_step"), state.get("max_steps")
+    logger.warning("output_dir %s holds checkpoints of this run up to step %s of %s (%s); this launch trains again from "
+                   "step 0 and replaces them. To continue from step %s instead, set \"resume_from_checkpoint\": true "
+                   "(or add --resume_from_checkpoint last)", output_dir, step, end, os.path.basename(last), step)
 
 
 def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> bool:

@@ -253,10 +253,14 @@ def test_an_encoder_without_a_pooler_cannot_keep_the_mlp_at_test_time(tmp_path):
     assert evaluated["sample-sts"] == pytest.approx(written, abs=1e-4)
 
 
-def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path):
+def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path, caplog):
     config = smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1)
     run_simcse.main([config])
-    run_simcse.main([config])  # the same run again: fine
+    assert "holds checkpoints" not in caplog.text
+    run_simcse.main([config])  # the same run again: fine, and it says how to continue the run instead
+    assert (f"output_dir {tmp_path / 'out'} holds checkpoints of this run up to step 3 of 3 (checkpoint-3); this launch "
+            "trains again from step 0 and replaces them. To continue from step 3 instead, set \"resume_from_checkpoint\""
+            in caplog.text)
     # As is the same run with settings that leave the weights alone (e.g. to resume with a smaller evaluation batch).
     run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1, per_device_eval_batch_size=4,
                                   logging_steps=1, save_total_limit=2)])
