@@ -413,6 +413,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         except DataError as e:
             problems.append(f"{key}: {e}")
     problems += trainer_setting_problems(training_args, data_args)
+    if (problem := output_dir_problem(training_args.output_dir)) is not None:
+        problems.append(problem)
     if training_args.push_to_hub:
         try:
             if not data_args.test_data:
@@ -432,6 +434,20 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
     training_args.remove_unused_columns = False  # the collator reads the tokenized columns itself
     training_args.logging_nan_inf_filter = False  # NonFiniteLossGuard must see a NaN loss
     return model_args, data_args, simcse_args, training_args
+
+
+def output_dir_problem(output_dir: str) -> str | None:
+    """What keeps the run from writing to `output_dir` (it, or the nearest folder above it that exists, is a file or is
+    not writable), or None. Trainer would stop on it with a traceback after the data and the model had loaded."""
+    existing = os.path.abspath(output_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    where = "" if existing == os.path.abspath(output_dir) else f": {existing}"
+    if not os.path.isdir(existing):
+        return f"output_dir {output_dir}{where} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"output_dir {output_dir}{where} is not writable by this user"
+    return None
 
 
 def run_arguments_dict(*parsed) -> dict:

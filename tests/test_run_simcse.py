@@ -27,7 +27,7 @@ METRICS = ["avg", "cosine_pearson", "cosine_spearman", "euclidean_pearson", "euc
 def smoke_config(tmp_path, **changes) -> str:
     with open(os.path.join(ROOT, "configs", "smoke.json")) as f:
         config = json.load(f)
-    config.update(output_dir=str(tmp_path / "out"), **changes)
+    config.update({"output_dir": str(tmp_path / "out"), **changes})
     for key in ("train_data",):
         config[key] = [os.path.join(ROOT, p) for p in config[key]]
     config["dev_data"] = os.path.join(ROOT, config["dev_data"])
@@ -568,6 +568,10 @@ def test_bad_sts_score_and_non_empty_folder(tmp_path):
     with pytest.raises(SystemExit, match="not empty and holds no run_args.json"):
         run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=False)])
     assert os.listdir(tmp_path / "out") == ["notes.txt"]
+    # An output_dir that is a file, or below one: it was Trainer's traceback once the data and the model had loaded.
+    for output_dir, named in (("out/notes.txt", ""), ("out/notes.txt/run", f": {tmp_path}/out/notes.txt")):
+        with pytest.raises(SystemExit, match=f"output_dir {tmp_path}/{output_dir}{named} is a file, not a folder"):
+            run_simcse.main([smoke_config(tmp_path, output_dir=str(tmp_path / output_dir))])
 
 
 def test_packing_an_unsupported_encoder_stops_before_anything_is_written(tmp_path):
