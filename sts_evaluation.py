@@ -215,6 +215,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     args = parser.parse_args(argv)
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         parser.error(f"--output {args.output}: its folder does not exist")
+    if args.output and os.path.isdir(args.output):
+        parser.error(f"--output {args.output} is a folder; name the JSON file to write, e.g. {args.output}/sts_results.json")
 
     try:
         check_model_source(args.model)

@@ -125,6 +125,7 @@ def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_pa
 @pytest.mark.parametrize("argv, message", [  # {encoder}: a saved encoder; {empty}: an empty folder
     (["/no/such/encoder"], "/no/such/encoder: no such folder, and not a Hub model id"),
     (["{encoder}", "--output", "/no/such/folder/results.json"], "--output /no/such/folder/results.json: its folder does not"),
+    (["{encoder}", "--output", "{empty}"], "--output {empty} is a folder; name the JSON file to write"),
     (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "65"], "--max-length 65 is longer than the 64 positions of the bert encoder"),
     (["{encoder}", "--set", "s=/no/such/sts.tsv"], "/no/such/sts.tsv: file not found"),
     (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--set", "s=other.tsv"], "two sets named 's'"),
