@@ -363,6 +363,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         except ValueError as e:  # unknown flags
             raise SystemExit(f"error: {e}") from None
     model_args, data_args, simcse_args, training_args = parsed
+    take_launcher_precision(training_args)
     problems = []
     if bool(model_args.model_name_or_path) == bool(model_args.model_type):
         problems.append("set exactly one of model_name_or_path (pretrained) and model_type (from a config)")
@@ -448,6 +449,23 @@ def output_dir_problem(output_dir: str) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"output_dir {output_dir}{where} is not writable by this user"
     return None
+
+
+def take_launcher_precision(training_args: TrainingArguments, env: typing.Mapping[str, str] = os.environ) -> None:
+    """Set `bf16` or `fp16` where the precision comes from the launcher: `accelerate launch --mixed_precision X`, or
+    the precision an `accelerate config` file holds, reaches Trainer as ACCELERATE_MIXED_PRECISION, which it trains
+    in where the JSON sets neither (the run's record, its card and the cuda_graphs default read these fields). Where
+    the JSON sets the other one, the JSON's wins (as in Trainer), with a warning."""
+    launcher = env.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launcher not in ("bf16", "fp16"):
+        return
+    chosen = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else None
+    if chosen is None:
+        setattr(training_args, launcher, True)
+        logger.info("training in %s, the launcher's mixed_precision", launcher)
+    elif chosen != launcher:
+        logger.warning("the launcher asks for mixed_precision %s and the arguments for %s: training in %s", launcher,
+                       chosen, chosen)
 
 
 def run_arguments_dict(*parsed) -> dict:
@@ -818,9 +836,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
 
     callbacks: extra `TrainerCallback`s (benchmarks use this to time steps).
     """
-    model_args, data_args, simcse_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
+    model_args, data_args, simcse_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     timer = PhaseTimer()
 
     # Every input is read and validated before anything is written or trained.

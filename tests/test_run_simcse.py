@@ -365,6 +365,26 @@ def test_flags_after_the_json_override_its_keys(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_the_launchers_precision_is_the_runs_record(tmp_path, monkeypatch, caplog):
+    """`accelerate launch --mixed_precision bf16` (or an `accelerate config` file's precision) made Trainer train in bf16
+    while run_args.json and the card said fp32 (and the cuda_graphs default, which fp16 rules out, did not see fp16)."""
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    *_, training_args = run_simcse.parse_arguments([smoke_config(tmp_path)])
+    assert training_args.bf16 and training_args.mixed_precision == "bf16" and not training_args.fp16
+    assert run_simcse.run_arguments_dict(training_args)["bf16"] is True
+    # The JSON's precision wins over the launcher's, as in Trainer, with a word.
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    *_, training_args = run_simcse.parse_arguments([smoke_config(tmp_path, bf16=True)])
+    assert training_args.bf16 and not training_args.fp16 and training_args.mixed_precision == "bf16"
+    assert "the launcher asks for mixed_precision fp16 and the arguments for bf16: training in bf16" in caplog.text
+    launcher_fp16 = types.SimpleNamespace(bf16=False, fp16=False)
+    run_simcse.take_launcher_precision(launcher_fp16, {"ACCELERATE_MIXED_PRECISION": "fp16"})
+    assert launcher_fp16.fp16 and not launcher_fp16.bf16
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # what `accelerate launch` sets by default
+    *_, training_args = run_simcse.parse_arguments([smoke_config(tmp_path)])
+    assert not (training_args.bf16 or training_args.fp16)
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--learning", "1e-3"], "unknown command-line argument.s. after it: --learning 1e-3"),  # no abbreviations
     (["--pooler", "cls"], "unknown command-line argument.s. after it: --pooler cls"),
