@@ -363,7 +363,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         except ValueError as e:  # unknown flags
             raise SystemExit(f"error: {e}") from None
     model_args, data_args, simcse_args, training_args = parsed
-    take_launcher_precision(training_args)
+    take_launcher_settings(training_args)
     problems = []
     if bool(model_args.model_name_or_path) == bool(model_args.model_type):
         problems.append("set exactly one of model_name_or_path (pretrained) and model_type (from a config)")
@@ -451,21 +451,28 @@ def output_dir_problem(output_dir: str) -> str | None:
     return None
 
 
-def take_launcher_precision(training_args: TrainingArguments, env: typing.Mapping[str, str] = os.environ) -> None:
-    """Set `bf16` or `fp16` where the precision comes from the launcher: `accelerate launch --mixed_precision X`, or
-    the precision an `accelerate config` file holds, reaches Trainer as ACCELERATE_MIXED_PRECISION, which it trains
-    in where the JSON sets neither (the run's record, its card and the cuda_graphs default read these fields). Where
-    the JSON sets the other one, the JSON's wins (as in Trainer), with a warning."""
+def take_launcher_settings(training_args: TrainingArguments, env: typing.Mapping[str, str] = os.environ) -> None:
+    """Make the launcher's precision and compilation the arguments' own. `accelerate launch --mixed_precision X
+    --dynamo_backend Y` (or an `accelerate config` file that holds them) reach Trainer as ACCELERATE_MIXED_PRECISION
+    and ACCELERATE_DYNAMO_BACKEND, which it trains with where the JSON sets no precision and no torch_compile; this
+    sets `bf16`/`fp16` and `torch_compile` then, so the run's record, its card, the cuda_graphs default and the check
+    that two compilations are not asked for see what the run does. A JSON precision other than the launcher's wins (as
+    in Trainer), with a warning."""
     launcher = env.get("ACCELERATE_MIXED_PRECISION", "no")
-    if launcher not in ("bf16", "fp16"):
-        return
-    chosen = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else None
-    if chosen is None:
-        setattr(training_args, launcher, True)
-        logger.info("training in %s, the launcher's mixed_precision", launcher)
-    elif chosen != launcher:
-        logger.warning("the launcher asks for mixed_precision %s and the arguments for %s: training in %s", launcher,
-                       chosen, chosen)
+    if launcher in ("bf16", "fp16"):
+        chosen = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else None
+        if chosen is None:
+            setattr(training_args, launcher, True)
+            logger.info("training in %s, the launcher's mixed_precision", launcher)
+        elif chosen != launcher:
+            logger.warning("the launcher asks for mixed_precision %s and the arguments for %s: training in %s",
+                           launcher, chosen, chosen)
+    backend = env.get("ACCELERATE_DYNAMO_BACKEND", "no").lower()
+    if backend != "no" and not training_args.torch_compile:
+        training_args.torch_compile, training_args.torch_compile_backend = True, backend
+        training_args.torch_compile_mode = training_args.torch_compile_mode or env.get("ACCELERATE_DYNAMO_MODE")
+        logger.info("the whole model is compiled (torch_compile, backend %s), as the launcher's dynamo_backend asks",
+                    backend)
 
 
 def run_arguments_dict(*parsed) -> dict:

@@ -377,12 +377,26 @@ def test_the_launchers_precision_is_the_runs_record(tmp_path, monkeypatch, caplo
     *_, training_args = run_simcse.parse_arguments([smoke_config(tmp_path, bf16=True)])
     assert training_args.bf16 and not training_args.fp16 and training_args.mixed_precision == "bf16"
     assert "the launcher asks for mixed_precision fp16 and the arguments for bf16: training in bf16" in caplog.text
-    launcher_fp16 = types.SimpleNamespace(bf16=False, fp16=False)
-    run_simcse.take_launcher_precision(launcher_fp16, {"ACCELERATE_MIXED_PRECISION": "fp16"})
+    launcher_fp16 = types.SimpleNamespace(bf16=False, fp16=False, torch_compile=False)
+    run_simcse.take_launcher_settings(launcher_fp16, {"ACCELERATE_MIXED_PRECISION": "fp16"})
     assert launcher_fp16.fp16 and not launcher_fp16.bf16
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # what `accelerate launch` sets by default
+    monkeypatch.setenv("ACCELERATE_DYNAMO_BACKEND", "NO")
     *_, training_args = run_simcse.parse_arguments([smoke_config(tmp_path)])
-    assert not (training_args.bf16 or training_args.fp16)
+    assert not (training_args.bf16 or training_args.fp16 or training_args.torch_compile)
+
+
+def test_the_launchers_compilation_is_the_runs_record(tmp_path, monkeypatch):
+    """`accelerate launch --dynamo_backend inductor` made accelerate compile the whole model behind the arguments' back:
+    beside compile_layers (or the cuda_graphs a GPU run gets by default) that was two compilations of the encoder."""
+    monkeypatch.setenv("ACCELERATE_DYNAMO_BACKEND", "INDUCTOR")
+    monkeypatch.setenv("ACCELERATE_DYNAMO_MODE", "max-autotune")
+    *_, training_args = run_simcse.parse_arguments([smoke_config(tmp_path)])
+    assert (training_args.torch_compile, training_args.torch_compile_backend, training_args.torch_compile_mode) == (
+        True, "inductor", "max-autotune")
+    assert run_simcse.run_arguments_dict(training_args)["torch_compile"] is True
+    with pytest.raises(SystemExit, match="compile_layers .or cuda_graphs. and torch_compile both compile the encoder"):
+        run_simcse.parse_arguments([smoke_config(tmp_path, compile_layers=True)])
 
 
 @pytest.mark.parametrize("flags, message", [
