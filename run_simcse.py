@@ -219,10 +219,28 @@ TRAINING_VALUE_RANGES = {
 }
 
 
-def trainer_setting_problems(training_args: TrainingArguments, data_args: DataArguments) -> list[str]:
-    """`TrainingArguments` that would split the contrastive batch, break the STS scoring or fail once training has
-    begun -> what is wrong with each."""
+def sharding_problem(fsdp: bool, deepspeed: bool, env: typing.Mapping[str, str] = os.environ) -> str | None:
+    """Why the run cannot train with FSDP or DeepSpeed, asked for by the arguments (`fsdp`, `deepspeed`) or by the
+    launcher (an accelerate config's distributed type, ACCELERATE_USE_FSDP / ACCELERATE_USE_DEEPSPEED); None if
+    neither is."""
+    sharding = [name for name, asked in (("FSDP", fsdp or env.get("ACCELERATE_USE_FSDP", "").lower() == "true"),
+                                         ("DeepSpeed", deepspeed or env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"))
+                if asked]
+    if not sharding:
+        return None
+    return (f"{' and '.join(sharding)} (asked for by the arguments or by the accelerate config): this job trains with "
+            "DDP only; its export and its gathered negatives are not written for, nor tested with, a model or optimizer "
+            "state spread over the processes. A SimCSE encoder and its optimizer state fit on each GPU: launch with DDP "
+            "(configs/accelerate/*.yaml, or `accelerate launch --multi_gpu --num_processes N`)")
+
+
+def trainer_setting_problems(training_args: TrainingArguments, data_args: DataArguments,
+                             env: typing.Mapping[str, str] = os.environ) -> list[str]:
+    """`TrainingArguments` (and the launcher's settings, `env`) that would split the contrastive batch, break the STS
+    scoring or the export, or fail once training has begun -> what is wrong with each."""
     problems = []
+    if (problem := sharding_problem(bool(training_args.fsdp), bool(training_args.deepspeed), env)) is not None:
+        problems.append(problem)
     for key, (low, below, what) in TRAINING_VALUE_RANGES.items():
         value = getattr(training_args, key)
         if value is not None and not (low <= value and (below is None or value < below)):
@@ -349,6 +367,9 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             if not isinstance(config, dict):
                 raise ValueError("expected a JSON object of arguments, {\"key\": value, ...}")
             config = {**check_json_values(config, argv[0]), **flag_overrides(argv[1:], argv[0])}
+            # Before TrainingArguments are made: DeepSpeed makes them need the deepspeed package.
+            if (problem := sharding_problem(bool(config.get("fsdp")), bool(config.get("deepspeed")))) is not None:
+                raise SystemExit(f"error: {argv[0]}: {problem}")
             parsed = parser.parse_dict(config)
         except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON
             raise SystemExit(f"error: {argv[0]}: {e}") from None
@@ -358,6 +379,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
     elif not argv[0].startswith("-"):
         raise SystemExit(f"error: {argv[0]}: the arguments file is a .json (one object of key: value)")
     else:
+        if (problem := sharding_problem(False, False)) is not None:  # the launcher's, as above
+            raise SystemExit(f"error: {problem}")
         try:
             parsed = parser.parse_args_into_dataclasses(argv)
         except ValueError as e:  # unknown flags

@@ -489,6 +489,26 @@ def test_cuda_graphs_settings_that_cannot_work_are_errors(tmp_path, changes, mes
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("environment, changes, named", [
+    ({"ACCELERATE_USE_FSDP": "true"}, {}, "FSDP"),
+    ({"ACCELERATE_USE_DEEPSPEED": "true"}, {}, "DeepSpeed"),  # was a traceback: DeepSpeed needs its package
+    ({}, {"fsdp": "full_shard"}, "FSDP"),
+    ({}, {"deepspeed": {"zero_optimization": {"stage": 2}}}, "DeepSpeed"),
+])
+def test_fsdp_and_deepspeed_are_refused_before_anything_runs(tmp_path, monkeypatch, environment, changes, named):
+    """An accelerate config of distributed type FSDP or DeepSpeed reaches Trainer through the environment; the export
+    and the gathered negatives are written for a whole model in every process and were never tried under either."""
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit, match=f"{named} .asked for by the arguments or by the accelerate config.: this job "
+                                         "trains with DDP only"):
+        run_simcse.main([smoke_config(tmp_path, **changes)])
+    if environment:  # the flags-only command line too
+        with pytest.raises(SystemExit, match=f"error: {named} "):
+            run_simcse.main(["--model_type", "bert", "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
 def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch):
     """Unset `cuda_graphs` means on for one process on a CUDA device with packed batches (and Triton), off for every
     setting it does not go with or was not tried with; a CPU run (the smoke job, every test here) has it off."""
