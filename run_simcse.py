@@ -219,10 +219,17 @@ TRAINING_VALUE_RANGES = {
 }
 
 
-def sharding_problem(fsdp: bool, deepspeed: bool, env: typing.Mapping[str, str] = os.environ) -> str | None:
+def launcher_environment(env: typing.Mapping[str, str] | None) -> typing.Mapping[str, str]:
+    """`env`, or where None the process's environment as it is now: looked up at each call, never bound as a default,
+    because `datasets`' multi-process `map` rebinds `os.environ` to a deep copy of itself."""
+    return os.environ if env is None else env
+
+
+def sharding_problem(fsdp: bool, deepspeed: bool, env: typing.Mapping[str, str] | None = None) -> str | None:
     """Why the run cannot train with FSDP or DeepSpeed, asked for by the arguments (`fsdp`, `deepspeed`) or by the
-    launcher (an accelerate config's distributed type, ACCELERATE_USE_FSDP / ACCELERATE_USE_DEEPSPEED); None if
-    neither is."""
+    launcher (an accelerate config's distributed type, ACCELERATE_USE_FSDP / ACCELERATE_USE_DEEPSPEED, in `env`,
+    default the process's); None if neither is."""
+    env = launcher_environment(env)
     sharding = [name for name, asked in (("FSDP", fsdp or env.get("ACCELERATE_USE_FSDP", "").lower() == "true"),
                                          ("DeepSpeed", deepspeed or env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"))
                 if asked]
@@ -235,7 +242,7 @@ def sharding_problem(fsdp: bool, deepspeed: bool, env: typing.Mapping[str, str] 
 
 
 def trainer_setting_problems(training_args: TrainingArguments, data_args: DataArguments,
-                             env: typing.Mapping[str, str] = os.environ) -> list[str]:
+                             env: typing.Mapping[str, str] | None = None) -> list[str]:
     """`TrainingArguments` (and the launcher's settings, `env`) that would split the contrastive batch, break the STS
     scoring or the export, or fail once training has begun -> what is wrong with each."""
     problems = []
@@ -278,10 +285,11 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
     return problems
 
 
-def launched_alone(world_size: int, env: typing.Mapping[str, str] = os.environ) -> bool:
+def launched_alone(world_size: int, env: typing.Mapping[str, str] | None = None) -> bool:
     """True for the one process that `accelerate launch --num_processes N` (N > 1) starts where it has no multi-process
     launcher to use (a CPU, or one GPU, without `--multi_gpu`): its simple launcher sets ACCELERATE_USE_CPU, and
-    MASTER_ADDR for the N processes, but starts this one alone, with no WORLD_SIZE."""
+    MASTER_ADDR for the N processes, but starts this one alone, with no WORLD_SIZE. env: default the process's."""
+    env = launcher_environment(env)
     return world_size == 1 and "ACCELERATE_USE_CPU" in env and "MASTER_ADDR" in env and "WORLD_SIZE" not in env
 
 
@@ -474,13 +482,14 @@ def output_dir_problem(output_dir: str) -> str | None:
     return None
 
 
-def take_launcher_settings(training_args: TrainingArguments, env: typing.Mapping[str, str] = os.environ) -> None:
+def take_launcher_settings(training_args: TrainingArguments, env: typing.Mapping[str, str] | None = None) -> None:
     """Make the launcher's precision and compilation the arguments' own. `accelerate launch --mixed_precision X
     --dynamo_backend Y` (or an `accelerate config` file that holds them) reach Trainer as ACCELERATE_MIXED_PRECISION
     and ACCELERATE_DYNAMO_BACKEND, which it trains with where the JSON sets no precision and no torch_compile; this
     sets `bf16`/`fp16` and `torch_compile` then, so the run's record, its card, the cuda_graphs default and the check
     that two compilations are not asked for see what the run does. A JSON precision other than the launcher's wins (as
     in Trainer), with a warning."""
+    env = launcher_environment(env)
     launcher = env.get("ACCELERATE_MIXED_PRECISION", "no")
     if launcher in ("bf16", "fp16"):
         chosen = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else None
