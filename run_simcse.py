@@ -45,6 +45,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.integrations import get_reporting_integration_callbacks
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -445,6 +446,11 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         except DataError as e:
             problems.append(f"{key}: {e}")
     problems += trainer_setting_problems(training_args, data_args)
+    try:  # Trainer makes these at its start, after the data and the model have loaded; a missing package stops them
+        for callback in get_reporting_integration_callbacks(training_args.report_to):
+            callback()
+    except (ImportError, RuntimeError, ValueError) as e:
+        problems.append(f"report_to {', '.join(training_args.report_to)}: {e}")
     if (problem := output_dir_problem(training_args.output_dir)) is not None:
         problems.append(problem)
     if training_args.push_to_hub:

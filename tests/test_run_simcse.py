@@ -477,6 +477,18 @@ def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_reporting_integration_that_is_not_installed_is_named_before_anything_loads(tmp_path, monkeypatch):
+    """It was Trainer's traceback, once the data had loaded and the model was built."""
+    import transformers.integrations.integration_utils as integrations
+
+    monkeypatch.setattr(integrations, "is_tensorboard_available", lambda: False)
+    data_loaded = []
+    monkeypatch.setattr(run_simcse, "load_training_set", lambda *args: data_loaded.append(args))
+    with pytest.raises(SystemExit, match="report_to tensorboard: TensorBoardCallback requires tensorboard to be installed"):
+        run_simcse.main([smoke_config(tmp_path, report_to="tensorboard")])
+    assert not data_loaded and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("changes, message", [
     ({}, "cuda_graphs needs a CUDA device; this run's device is cpu"),
     ({"embedding_chunk_size": 8}, "cuda_graphs does not go with embedding_chunk_size"),
