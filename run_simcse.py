@@ -451,6 +451,12 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             callback()
     except (ImportError, RuntimeError, ValueError) as e:
         problems.append(f"report_to {', '.join(training_args.report_to)}: {e}")
+    try:  # the optimizer's package, which Trainer looks for only when training begins
+        Trainer.get_optimizer_cls_and_kwargs(training_args)
+    except ImportError as e:
+        problems.append(f"optim {getattr(training_args.optim, 'value', training_args.optim)}: {e}")
+    except Exception:  # noqa: BLE001 - an optimizer that needs the model (GaLore ...) is Trainer's to judge, with it
+        pass
     if (problem := output_dir_problem(training_args.output_dir)) is not None:
         problems.append(problem)
     if training_args.push_to_hub:

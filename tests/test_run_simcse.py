@@ -489,6 +489,19 @@ def test_a_reporting_integration_that_is_not_installed_is_named_before_anything_
     assert not data_loaded and not (tmp_path / "out").exists()
 
 
+def test_an_optimizer_whose_package_is_missing_is_named_before_anything_loads(tmp_path, monkeypatch):
+    """Trainer looks for the optimizer's package when training begins: after the tokenization, with run_args.json
+    written."""
+    import transformers.trainer_optimizer as optimizers
+
+    monkeypatch.setattr(optimizers, "is_bitsandbytes_available", lambda: False)
+    data_loaded = []
+    monkeypatch.setattr(run_simcse, "load_training_set", lambda *args: data_loaded.append(args))
+    with pytest.raises(SystemExit, match="optim adamw_bnb_8bit: You need to install `bitsandbytes`"):
+        run_simcse.main([smoke_config(tmp_path, optim="adamw_bnb_8bit")])
+    assert not data_loaded and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("changes, message", [
     ({}, "cuda_graphs needs a CUDA device; this run's device is cpu"),
     ({"embedding_chunk_size": 8}, "cuda_graphs does not go with embedding_chunk_size"),
