@@ -42,6 +42,10 @@ def test_source_parsing():
     assert parse_named("korsts-test=https://x.org/sts-test.tsv") == ("korsts-test", "https://x.org/sts-test.tsv")
     with pytest.raises(DataError, match="name=source"):
         parse_named("https://x.org/sts-test.tsv")
+    assert parse_named("KorSTS 시험 v1.0=sts.tsv") == ("KorSTS 시험 v1.0", "sts.tsv")
+    for name in ("a|b", " lead", "trail ", "-x"):  # a '|' would split a row of the card's tables
+        with pytest.raises(DataError, match="a set name is letters, digits"):
+            parse_named(f"{name}=sts.tsv")
     # An STS set from the Hub names its split: 'klue/klue:sts' would have scored KLUE-STS train (checked before loading).
     with pytest.raises(DataError, match="klue/klue:sts: name the split of a Hub STS set"):
         load_sts("klue/klue:sts")
