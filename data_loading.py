@@ -388,9 +388,14 @@ def parse_named_sets(specs: list[str]) -> dict[str, str]:
     return named
 
 
-def check_room_for_a_sentence(tokenizer, max_length: int, name: str = "max_length") -> None:
-    """Raise ValueError (naming `name`) where sentences cut to `max_length` tokens would keep no token of their own once
-    the tokenizer's special tokens ([CLS] and [SEP] for BERT) are in: every sentence would get the same embedding."""
+def check_tokenizer(tokenizer, max_length: int, name: str = "max_length") -> None:
+    """Raise ValueError where the tokenizer cannot make the batches: it has no padding token (the collator pads with
+    it), or sentences cut to `max_length` tokens (named `name`) would keep no token of their own once its special
+    tokens ([CLS] and [SEP] for BERT) are in, so that every sentence would get the same embedding."""
+    if tokenizer.pad_token_id is None:
+        raise ValueError(f"the tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path or 'trained here'}) has no "
+                         "padding token, which batches of sentences of different lengths need; use the encoder's own "
+                         "tokenizer")
     specials = tokenizer.num_special_tokens_to_add(pair=False)
     if max_length <= specials:
         raise ValueError(f"{name} {max_length} leaves no room for a sentence: the tokenizer adds {specials} special "

@@ -53,7 +53,7 @@ from data_collator import SimCSECollator
 from hub.card import contrastive_batch, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, check_push_access, check_repo_id, push
-from data_loading import (DataError, check_model_source, check_room_for_a_sentence, column_values, load_nli_triplets,
+from data_loading import (DataError, check_model_source, check_tokenizer, column_values, load_nli_triplets,
                           load_sentence_columns, load_sts, parse_named_sets, refuses_model_code, rows_digest,
                           tokenize_rows)
 from modeling_simcse import (
@@ -929,7 +929,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     try:
         model.check_exportable()
         model.check_max_length(data_args.max_seq_length, "max_seq_length")
-        check_room_for_a_sentence(tokenizer, data_args.max_seq_length, "max_seq_length")
+        check_tokenizer(tokenizer, data_args.max_seq_length, "max_seq_length")
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     # One process deletes what is to go (old or half-written checkpoints) before the others look: two deleting one

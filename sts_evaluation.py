@@ -25,7 +25,7 @@ from transformers import AutoTokenizer, EvalPrediction, Trainer, TrainingArgumen
 from transformers.utils import cached_file
 
 from data_collator import SimCSECollator
-from data_loading import (DataError, check_model_source, check_room_for_a_sentence, column_values, load_sts,
+from data_loading import (DataError, check_model_source, check_tokenizer, column_values, load_sts,
                           parse_named_sets, refuses_model_code, tokenize_rows)
 from modeling_simcse import POOLER_TYPES, SimCSEModel, pair_similarities, saved_form
 
@@ -91,7 +91,7 @@ def evaluate_sets(trainer: Trainer, sets: dict) -> dict[str, dict[str, float]]:
 def _check_max_length(model: SimCSEModel, tokenizer, max_length: int) -> None:
     try:
         model.check_max_length(max_length, "--max-length")
-        check_room_for_a_sentence(tokenizer, max_length, "--max-length")
+        check_tokenizer(tokenizer, max_length, "--max-length")
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
 

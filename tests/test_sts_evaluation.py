@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import shutil
 import warnings
 
 import numpy as np
@@ -141,6 +142,16 @@ def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, 
         main([a.format(**names) for a in argv])
     message = message.format(**names)
     assert message in str(stop.value) + capsys.readouterr().err  # argparse prints its own errors
+
+
+def test_a_tokenizer_without_a_padding_token_is_named_before_scoring(encoder_dir, tmp_path):
+    """The collator pads with the tokenizer's padding id: it was a TypeError at the first batch."""
+    shutil.copytree(encoder_dir, tmp_path / "encoder")
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "encoder"))
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(str(tmp_path / "encoder"))
+    with pytest.raises(SystemExit, match="has no padding token, which batches of sentences of different lengths need"):
+        main([str(tmp_path / "encoder"), "--set", f"s={SAMPLE}/sts.tsv"])
 
 
 @pytest.fixture(scope="module")
