@@ -283,6 +283,17 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
     if training_args.batch_eval_metrics or not training_args.eval_do_concat_batches:
         problems.append("batch_eval_metrics: true and eval_do_concat_batches: false hand the metrics one batch at a "
                         "time, and the STS correlations need every pair's score at once; leave both at their defaults")
+    try:  # Trainer makes these at its start, after the data and the model have loaded; a missing package stops them
+        for callback in get_reporting_integration_callbacks(training_args.report_to):
+            callback()
+    except (ImportError, RuntimeError, ValueError) as e:
+        problems.append(f"report_to {', '.join(training_args.report_to)}: {e}")
+    try:  # the optimizer's package, which Trainer looks for only when training begins
+        Trainer.get_optimizer_cls_and_kwargs(training_args)
+    except ImportError as e:
+        problems.append(f"optim {getattr(training_args.optim, 'value', training_args.optim)}: {e}")
+    except Exception:  # noqa: BLE001 - an optimizer that needs the model (GaLore ...) is Trainer's to judge, with it
+        pass
     return problems
 
 
@@ -446,17 +457,6 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         except DataError as e:
             problems.append(f"{key}: {e}")
     problems += trainer_setting_problems(training_args, data_args)
-    try:  # Trainer makes these at its start, after the data and the model have loaded; a missing package stops them
-        for callback in get_reporting_integration_callbacks(training_args.report_to):
-            callback()
-    except (ImportError, RuntimeError, ValueError) as e:
-        problems.append(f"report_to {', '.join(training_args.report_to)}: {e}")
-    try:  # the optimizer's package, which Trainer looks for only when training begins
-        Trainer.get_optimizer_cls_and_kwargs(training_args)
-    except ImportError as e:
-        problems.append(f"optim {getattr(training_args.optim, 'value', training_args.optim)}: {e}")
-    except Exception:  # noqa: BLE001 - an optimizer that needs the model (GaLore ...) is Trainer's to judge, with it
-        pass
     if (problem := output_dir_problem(training_args.output_dir)) is not None:
         problems.append(problem)
     if training_args.push_to_hub:
