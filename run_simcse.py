@@ -459,6 +459,11 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
     problems += trainer_setting_problems(training_args, data_args)
     if (problem := output_dir_problem(training_args.output_dir)) is not None:
         problems.append(problem)
+    if training_args.hub_model_id and not training_args.push_to_hub:  # named in the model card's usage snippet
+        try:
+            check_repo_id(training_args.hub_model_id)
+        except PushError as e:
+            problems.append(f"hub_model_id: {e}")
     if training_args.push_to_hub:
         try:
             if not data_args.test_data:

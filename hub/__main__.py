@@ -8,7 +8,7 @@ import sys
 
 from hub.card import CARD_FILE, DEFAULT_LICENSE, card_choices, card_for_push, render_card
 from hub.model_dir import ModelDirError
-from hub.push import PushError, push
+from hub.push import PushError, check_repo_id, push
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "card":
+            if args.repo_id:  # named in the card's title and usage snippet
+                check_repo_id(args.repo_id)
             render_card(args.model_dir, args.repo_id, *card_choices(args.model_dir, args.license, args.comparison))
             print(f"wrote {args.model_dir}/README.md")
             return 0

@@ -205,6 +205,16 @@ def test_bad_repo_ids(repo_id):
         check_repo_id(repo_id)
 
 
+def test_a_card_for_a_repo_id_that_is_not_one_is_refused(model_dir, tmp_path):
+    """The card names the repo in its title and usage snippet: `from_pretrained("not a repo")` was written."""
+    copy = str(tmp_path / "m")
+    shutil.copytree(model_dir, copy)
+    before = open(os.path.join(copy, "README.md")).read()
+    code, printed = run_hub("card", copy, "--repo-id", "not a repo")
+    assert code == 1 and "error: repo id 'not a repo' is not of the form <owner>/<name>" in printed
+    assert open(os.path.join(copy, "README.md")).read() == before
+
+
 def test_bad_folders_send_nothing(model_dir, tmp_path, hub):
     with pytest.raises(ModelDirError, match="no config.json"):
         push(str(tmp_path), "alice/x")

@@ -469,6 +469,7 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     # Every sentence cut to [CLS] [SEP] (NaN scores, a traceback at the card) or to nothing (0 meant no limit).
     ({"max_seq_length": 2}, "max_seq_length 2 leaves no room for a sentence: the tokenizer adds 2 special token"),
     ({"max_seq_length": 0}, "max_seq_length 0 leaves no room for a sentence"),
+    ({"hub_model_id": "bad id"}, "hub_model_id: repo id 'bad id' is not of the form <owner>/<name>"),  # the card's
 ])
 def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     config = smoke_config(tmp_path, **changes)
