@@ -6,6 +6,7 @@ import glob
 import json
 import os
 
+from modeling_simcse import SimCSEConfig
 from sts_evaluation import METRIC_NAMES
 
 RESULTS_FILE = "sts_results.json"
@@ -58,8 +59,12 @@ def check_export(model_dir: str) -> None:
     if not glob.glob(os.path.join(model_dir, "*.safetensors")):
         raise ModelDirError(f"{model_dir}: no *.safetensors weights")
     with open(os.path.join(model_dir, "config.json")) as f:
-        if "simcse" not in json.load(f):
-            raise ModelDirError(f"{model_dir}/config.json: no 'simcse' block (not exported by run_simcse.py)")
+        config = json.load(f)
+    if config.get("model_type") == SimCSEConfig.model_type:
+        raise ModelDirError(f"{model_dir} is a training checkpoint, not an export: publish the run's output folder, "
+                            "which holds the export of the checkpoint it kept")
+    if "simcse" not in config:
+        raise ModelDirError(f"{model_dir}/config.json: no 'simcse' block (not exported by run_simcse.py)")
 
 
 def published_files(model_dir: str) -> list[str]:

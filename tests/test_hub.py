@@ -22,6 +22,7 @@ from hub.__main__ import main as hub_cli
 from hub.card import render_card, training_settings, training_time
 from hub.model_dir import ModelDirError, published_files
 from hub.push import PushError, check_repo_id, push
+from modeling_simcse import SimCSEModel
 from test_run_simcse import smoke_config
 
 EXPECTED_FILES = {
@@ -228,6 +229,10 @@ def test_bad_folders_send_nothing(model_dir, tmp_path, hub):
     with pytest.raises(ModelDirError, match="lacks cosine_pearson"):
         push(copy, "alice/x")
     shutil.copy(os.path.join(model_dir, "sts_results.json"), copy)
+    checkpoint = str(tmp_path / "checkpoint-3")  # a SimCSEModel saved in training
+    SimCSEModel.from_exported(copy).save_pretrained(checkpoint)
+    with pytest.raises(ModelDirError, match="checkpoint-3 is a training checkpoint, not an export: publish the run's"):
+        push(checkpoint, "alice/x")
     os.remove(os.path.join(copy, "run_args.json"))  # as in a model downloaded from the Hub: it was a TypeError
     with pytest.raises(ModelDirError, match="no run_args.json; the card's settings come from the run's own files"):
         render_card(copy, "alice/x", write=False)  # what `python -m hub push` does first
