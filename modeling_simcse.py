@@ -342,6 +342,14 @@ class SimCSEModel(PreTrainedModel):
             raise ValueError(f"{name} {max_length} is longer than the {limit} positions of the "
                              f"{self.config.encoder.model_type} encoder; set it to {limit} or less")
 
+    def check_vocabulary(self, tokenizer) -> None:
+        """Raise ValueError if the tokenizer gives ids past the encoder's token embeddings (another model's tokenizer):
+        the first sentence with such a token fails with an index error (on a GPU, a device-side assert)."""
+        embeddings = self.encoder.get_input_embeddings().num_embeddings
+        if len(tokenizer) > embeddings:
+            raise ValueError(f"the tokenizer has {len(tokenizer):,} tokens and the {self.config.encoder.model_type} "
+                             f"encoder embeds {embeddings:,}: it is not this encoder's tokenizer; use its own")
+
     def check_exportable(self) -> None:
         """Raise ValueError if `export_encoder` could not write the evaluated embedding: with the MLP used at test
         time, the encoder needs a dense+tanh pooler to fold it into (ELECTRA, for one, has none)."""

@@ -934,6 +934,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     try:
         model.check_exportable()
         model.check_max_length(data_args.max_seq_length, "max_seq_length")
+        model.check_vocabulary(tokenizer)
         check_tokenizer(tokenizer, data_args.max_seq_length, "max_seq_length")
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None

@@ -19,6 +19,7 @@ import sts_evaluation
 from conftest import ROOT, SAMPLE, sample_sentences
 from hub.card import render_card
 from modeling_simcse import SimCSEConfig, SimCSEModel
+from scratch_tokenizer import train_wordpiece
 
 METRICS = ["avg", "cosine_pearson", "cosine_spearman", "euclidean_pearson", "euclidean_spearman",
            "manhattan_pearson", "manhattan_spearman", "dot_pearson", "dot_spearman"]
@@ -206,6 +207,19 @@ def test_a_run_from_an_earlier_runs_export_or_checkpoint_starts_from_its_embeddi
     assert list(rescored) == list(published)
     for name, metrics in published.items():
         assert rescored[name] == pytest.approx(metrics, abs=1e-4)
+
+
+def test_another_models_tokenizer_is_named_before_anything_is_written(encoder_dir, tmp_path):
+    """Ids past the encoder's embeddings were an index error at the first training step (a device-side assert on a
+    GPU), after the tokenization and with run_args.json written."""
+    bigger = str(tmp_path / "tokenizer")
+    train_wordpiece(sample_sentences() * 2, vocab_size=600).save_pretrained(bigger)
+    config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None, config_overrides=None,
+                          model_name_or_path=encoder_dir, tokenizer_name=bigger)
+    with pytest.raises(SystemExit, match="the tokenizer has [0-9,]+ tokens and the bert encoder embeds [0-9,]+: it is not "
+                                         "this encoder's tokenizer"):
+        run_simcse.main([config])
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_encoder_folder_is_named_before_anything_runs(tmp_path):
