@@ -6,7 +6,7 @@ import glob
 import json
 import os
 
-from modeling_simcse import SimCSEConfig
+from modeling_simcse import saved_form
 from sts_evaluation import METRIC_NAMES
 
 RESULTS_FILE = "sts_results.json"
@@ -58,12 +58,11 @@ def check_export(model_dir: str) -> None:
         raise ModelDirError(f"{model_dir}: no config.json (not an exported model)")
     if not glob.glob(os.path.join(model_dir, "*.safetensors")):
         raise ModelDirError(f"{model_dir}: no *.safetensors weights")
-    with open(os.path.join(model_dir, "config.json")) as f:
-        config = json.load(f)
-    if config.get("model_type") == SimCSEConfig.model_type:
+    form = saved_form(model_dir)
+    if form == "checkpoint":
         raise ModelDirError(f"{model_dir} is a training checkpoint, not an export: publish the run's output folder, "
                             "which holds the export of the checkpoint it kept")
-    if "simcse" not in config:
+    if form is None:
         raise ModelDirError(f"{model_dir}/config.json: no 'simcse' block (not exported by run_simcse.py)")
 
 
