@@ -53,7 +53,7 @@ from data_collator import SimCSECollator
 from hub.card import contrastive_batch, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, check_push_access, check_repo_id, push
-from data_loading import (DataError, check_model_source, check_tokenizer, column_values, load_nli_triplets,
+from data_loading import (DataError, check_model_source, column_values, load_nli_triplets,
                           load_sentence_columns, load_sts, parse_named_sets, refuses_model_code, rows_digest,
                           tokenize_rows)
 from modeling_simcse import (
@@ -61,7 +61,7 @@ from modeling_simcse import (
     SimCSEConfig, SimCSEModel, saved_form,
 )
 from scratch_tokenizer import train_wordpiece
-from sts_evaluation import (METRIC_NAMES, compute_metrics, evaluate_sets, format_table,
+from sts_evaluation import (METRIC_NAMES, check_inputs, compute_metrics, evaluate_sets, format_table,
                             sentence_transformers_pooling, tokenize_sts)
 from training_guards import (
     NonFiniteLossGuard,
@@ -933,11 +933,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             f"with {' or '.join(PACKABLE_ATTENTION)}); set it to false")
     try:
         model.check_exportable()
-        model.check_max_length(data_args.max_seq_length, "max_seq_length")
-        model.check_vocabulary(tokenizer)
-        check_tokenizer(tokenizer, data_args.max_seq_length, "max_seq_length")
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
+    check_inputs(model, tokenizer, data_args.max_seq_length, "max_seq_length")
     # One process deletes what is to go (old or half-written checkpoints) before the others look: two deleting one
     # folder at once fail on files already gone. Per node where each node saves to its own disk (save_on_each_node).
     with training_args.main_process_first(local=training_args.save_on_each_node, desc="output folder check"):

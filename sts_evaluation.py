@@ -88,12 +88,13 @@ def evaluate_sets(trainer: Trainer, sets: dict) -> dict[str, dict[str, float]]:
     return results
 
 
-def _check_inputs(model: SimCSEModel, tokenizer, max_length: int) -> None:
-    """SystemExit naming what the encoder cannot take: sentences of `max_length` tokens, or this tokenizer's ids."""
+def check_inputs(model: SimCSEModel, tokenizer, max_length: int, name: str = "--max-length") -> None:
+    """SystemExit naming what the encoder and its tokenizer cannot take (training and scoring): sentences of
+    `max_length` tokens (the setting named `name`), this tokenizer's ids, or batches this tokenizer cannot pad."""
     try:
-        model.check_max_length(max_length, "--max-length")
+        model.check_max_length(max_length, name)
         model.check_vocabulary(tokenizer)
-        check_tokenizer(tokenizer, max_length, "--max-length")
+        check_tokenizer(tokenizer, max_length, name)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
 
@@ -109,7 +110,7 @@ def simcse_scores(model: str, form: str | None, pooler: str | None, sets: dict[s
     tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
     if max_length is None:  # the tokenizer of a folder run_simcse.py wrote carries the run's max_seq_length
         max_length = tokenizer.model_max_length if form else 64
-    _check_inputs(encoder, tokenizer, max_length)
+    check_inputs(encoder, tokenizer, max_length)
     tokenized = {name: tokenize_sts(ds, tokenizer, max_length, name=name) for name, ds in sets.items()}
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
@@ -165,8 +166,8 @@ def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_lengt
     encoder = SentenceTransformer(model, trust_remote_code=trust_remote_code)
     if max_length is not None:
         if getattr(encoder[0], "auto_model", None) is not None:
-            _check_inputs(SimCSEModel.from_encoder(encoder[0].auto_model, pooler_type="cls_before_pooler"),
-                              encoder.tokenizer, max_length)
+            check_inputs(SimCSEModel.from_encoder(encoder[0].auto_model, pooler_type="cls_before_pooler"),
+                         encoder.tokenizer, max_length)
         encoder.max_seq_length = max_length
     print(f"{model}: scored through its sentence-transformers pipeline "
           f"({' -> '.join(type(module).__name__ for module in encoder)}, max_seq_length {encoder.max_seq_length})")
