@@ -1,5 +1,6 @@
 """The training job as a user runs it: smoke config end to end, unsupervised text, and bad input."""
 
+import importlib
 import json
 import os
 import shutil
@@ -492,28 +493,21 @@ def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_reporting_integration_that_is_not_installed_is_named_before_anything_loads(tmp_path, monkeypatch):
-    """It was Trainer's traceback, once the data had loaded and the model was built."""
-    import transformers.integrations.integration_utils as integrations
-
-    monkeypatch.setattr(integrations, "is_tensorboard_available", lambda: False)
+@pytest.mark.parametrize("module, availability, changes, message", [
+    # Trainer made the reporting callbacks after the data had loaded and the model was built (a traceback), and looked
+    # for the optimizer's package when training began, after the tokenization, with run_args.json written.
+    ("transformers.integrations.integration_utils", "is_tensorboard_available", {"report_to": "tensorboard"},
+     "report_to tensorboard: TensorBoardCallback requires tensorboard to be installed"),
+    ("transformers.trainer_optimizer", "is_bitsandbytes_available", {"optim": "adamw_bnb_8bit"},
+     "optim adamw_bnb_8bit: You need to install `bitsandbytes`"),
+])
+def test_a_package_that_is_not_installed_is_named_before_anything_loads(tmp_path, monkeypatch, module, availability,
+                                                                        changes, message):
+    monkeypatch.setattr(importlib.import_module(module), availability, lambda: False)
     data_loaded = []
     monkeypatch.setattr(run_simcse, "load_training_set", lambda *args: data_loaded.append(args))
-    with pytest.raises(SystemExit, match="report_to tensorboard: TensorBoardCallback requires tensorboard to be installed"):
-        run_simcse.main([smoke_config(tmp_path, report_to="tensorboard")])
-    assert not data_loaded and not (tmp_path / "out").exists()
-
-
-def test_an_optimizer_whose_package_is_missing_is_named_before_anything_loads(tmp_path, monkeypatch):
-    """Trainer looks for the optimizer's package when training begins: after the tokenization, with run_args.json
-    written."""
-    import transformers.trainer_optimizer as optimizers
-
-    monkeypatch.setattr(optimizers, "is_bitsandbytes_available", lambda: False)
-    data_loaded = []
-    monkeypatch.setattr(run_simcse, "load_training_set", lambda *args: data_loaded.append(args))
-    with pytest.raises(SystemExit, match="optim adamw_bnb_8bit: You need to install `bitsandbytes`"):
-        run_simcse.main([smoke_config(tmp_path, optim="adamw_bnb_8bit")])
+    with pytest.raises(SystemExit, match=message):
+        run_simcse.main([smoke_config(tmp_path, **changes)])
     assert not data_loaded and not (tmp_path / "out").exists()
 
 
