@@ -399,7 +399,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
     elif not argv[0].startswith("-"):
         raise SystemExit(f"error: {argv[0]}: the arguments file is a .json (one object of key: value)")
     else:
-        if (problem := sharding_problem(False, False)) is not None:  # the launcher's, as above
+        flags, _ = parser.parse_known_args(argv)  # the flags' values, before TrainingArguments are made (as above)
+        if (problem := sharding_problem(bool(flags.fsdp), bool(flags.deepspeed))) is not None:
             raise SystemExit(f"error: {problem}")
         try:
             parsed = parser.parse_args_into_dataclasses(argv)

@@ -537,9 +537,11 @@ def test_fsdp_and_deepspeed_are_refused_before_anything_runs(tmp_path, monkeypat
     with pytest.raises(SystemExit, match=f"{named} .asked for by the arguments or by the accelerate config.: this job "
                                          "trains with DDP only"):
         run_simcse.main([smoke_config(tmp_path, **changes)])
-    if environment:  # the flags-only command line too
-        with pytest.raises(SystemExit, match=f"error: {named} "):
-            run_simcse.main(["--model_type", "bert", "--output_dir", str(tmp_path / "out")])
+    (tmp_path / "ds.json").write_text(json.dumps(changes.get("deepspeed", {})))
+    flags = {"fsdp": ["--fsdp", "full_shard"], "deepspeed": ["--deepspeed", str(tmp_path / "ds.json")]}
+    with pytest.raises(SystemExit, match=f"error: {named} "):  # the flags-only command line too
+        run_simcse.main(["--model_type", "bert", "--output_dir", str(tmp_path / "out"),
+                         *[flag for key in changes for flag in flags[key]]])
     assert not (tmp_path / "out").exists()
 
 
