@@ -161,6 +161,19 @@ def training_time(environment: dict, train: dict) -> str:
     return seconds(train["train_runtime"])
 
 
+def model_selection(args: dict, state: dict) -> str:
+    """The card's model-selection row from run_args.json and trainer_state.json: the dev metric and how often the dev
+    set was scored, or "final model"."""
+    if not args.get("load_best_model_at_end"):
+        return "final model"
+    if args.get("eval_strategy") == "epoch":
+        every = "every epoch"
+    else:  # trainer_state.json holds the steps Trainer used: an eval_steps below 1 is a share of the run's steps
+        asked, steps = args.get("eval_steps"), state.get("eval_steps") or args.get("eval_steps")
+        every = f"every {steps:g} steps" + (f" ({asked:g} of the run)" if asked and asked < 1 else "")
+    return f"best {args.get('metric_for_best_model')} on `{args.get('dev_data')}`, {every}"
+
+
 def training_settings(
     args: dict, environment: dict, train: dict, state: dict, encoder_config: dict
 ) -> list[tuple[str, str]]:
@@ -197,8 +210,7 @@ def training_settings(
         ("temperature", args.get("temperature")),
         ("pooler", f"`{args.get('pooler_type')}`" + (" (MLP in training only)" if args.get("mlp_only_train") else "")),
         ("hard negative weight", args.get("hard_negative_weight")),
-        ("model selection", f"best {args.get('metric_for_best_model')} on `{args.get('dev_data')}`, every "
-                            f"{args.get('eval_steps')} steps" if args.get("load_best_model_at_end") else "final model"),
+        ("model selection", model_selection(args, state)),
         ("precision", precision),
         ("seed", args.get("seed")),
         ("hardware", environment.get("hardware", "unknown")),

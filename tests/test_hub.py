@@ -73,6 +73,21 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
     assert rows["epochs"] == "0.4 (7 steps)"  # what ran (max_steps may stop a run early), not num_train_epochs
 
 
+@pytest.mark.parametrize("args, state, said", [
+    ({"eval_strategy": "steps", "eval_steps": 100}, {"eval_steps": 100}, "every 100 steps"),
+    ({"eval_strategy": "steps", "eval_steps": 0.1}, {"eval_steps": 109}, "every 109 steps (0.1 of the run)"),
+    ({"eval_strategy": "epoch", "eval_steps": 500}, {"eval_steps": 500}, "every epoch"),
+])
+def test_card_says_how_often_the_dev_set_was_scored(args, state, said):
+    """Trainer reads an eval_steps below 1 as a share of the run's steps (trainer_state.json holds the steps it used),
+    and eval_strategy epoch leaves eval_steps unused."""
+    args = {**args, "load_best_model_at_end": True, "metric_for_best_model": "cosine_spearman", "dev_data": "dev.tsv",
+            "per_device_train_batch_size": 8}
+    assert dict(training_settings(args, {}, {}, state, {}))["model selection"] == f"best cosine_spearman on `dev.tsv`, {said}"
+    assert dict(training_settings({**args, "load_best_model_at_end": False}, {}, {}, state, {}))["model selection"] == \
+        "final model"
+
+
 @pytest.mark.parametrize("environment, train, said", [
     ({}, {"train_runtime": 184.2}, "184 s"),  # a run from before the record: Trainer's runtime
     ({"training_seconds": 4831.0, "resumed_at_step": None}, {"train_runtime": 4831.0}, "4,831 s"),
