@@ -174,6 +174,13 @@ def model_selection(args: dict, state: dict) -> str:
     return f"best {args.get('metric_for_best_model')} on `{args.get('dev_data')}`, {every}"
 
 
+def warm_up(steps: float) -> str:
+    """TrainingArguments.warmup_steps -> the card's words: below 1 it is a share of the run's steps."""
+    if 0 < steps < 1:
+        return f"{steps:g} of the steps"
+    return f"{steps:g} steps" if steps else "0"
+
+
 def training_settings(
     args: dict, environment: dict, train: dict, state: dict, encoder_config: dict
 ) -> list[tuple[str, str]]:
@@ -205,7 +212,7 @@ def training_settings(
         # Accumulated micro-batches are separate contrastive batches: they add rows, not negatives.
         ("contrastive batch", contrastive_batch(per_device, processes, args.get("gather_negatives", True))),
         ("learning rate", f"{args.get('learning_rate')} ({args.get('lr_scheduler_type')}, "
-                          f"warm-up {args.get('warmup_steps') or args.get('warmup_ratio') or 0})"),
+                          f"warm-up {warm_up(args.get('warmup_steps') or 0)})"),
         ("dropout", dropout),
         ("temperature", args.get("temperature")),
         ("pooler", f"`{args.get('pooler_type')}`" + (" (MLP in training only)" if args.get("mlp_only_train") else "")),
