@@ -226,12 +226,14 @@ def rows_digest(ds: Dataset) -> str:
     return digest.hexdigest()
 
 
-def _column(ds: Dataset, source: Source, role: str, candidates: tuple[str, ...], override: str | None) -> str:
+def _column(ds: Dataset, source: Source, role: str, candidates: tuple[str, ...], override: str | None,
+            hint: str = "") -> str:
     names = (override,) if override else candidates
     for name in names:
         if name in ds.column_names:
             return name
-    raise DataError(f"{source.spec}: no {role} column (looked for {', '.join(names)}; found {', '.join(ds.column_names)})")
+    raise DataError(f"{source.spec}: no {role} column (looked for {', '.join(names)}; found {', '.join(ds.column_names)})"
+                    f"{hint}")
 
 
 def _sentences(values: list, source: Source, column: str) -> list[str]:
@@ -310,7 +312,8 @@ def load_sentence_columns(
         data = {}
         for target, name in zip(targets, columns):
             candidates = (name,) + (TEXT_COLUMNS if len(columns) == 1 else ())
-            found = _column(ds, source, f"sentence ({name})", tuple(dict.fromkeys(candidates)), None)
+            found = _column(ds, source, f"sentence ({name})", tuple(dict.fromkeys(candidates)), None,
+                            hint=f"; sentence_columns names a source's {len(columns)} sentence column(s), in order")
             data[target] = _sentences(column_values(ds, found), source, found)
         parts.append(Dataset.from_dict(data))
     return datasets.concatenate_datasets(parts)

@@ -134,6 +134,14 @@ def test_text_lines_and_empty_line(tmp_path):
     assert list(load_sentence_columns([path], ["text"])["sent0"]) == ["첫 문장", "둘째 문장"]
 
 
+def test_missing_sentence_columns_name_what_was_found_and_the_setting(tmp_path):
+    path = write(tmp_path, "pairs.tsv", "문장1\t문장2\n첫 문장\t둘째 문장\n")
+    with pytest.raises(DataError, match=r"pairs.tsv: no sentence \(sent0\) column \(looked for sent0; found 문장1, 문장2\); "
+                                        r"sentence_columns names a source's 2 sentence column\(s\), in order"):
+        load_sentence_columns([path], ["sent0", "sent1"])
+    assert list(load_sentence_columns([path], ["문장1", "문장2"])["sent1"]) == ["둘째 문장"]
+
+
 def test_files_not_in_utf8_name_the_line_and_the_encoding(tmp_path):
     """Korean text saved by Windows tools is CP949 (or, from Excel's 'Unicode Text', UTF-16); a .jsonl in CP949 was read
     without complaint and failed later in a traceback."""
