@@ -417,6 +417,9 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         problems.append("a model made from a config needs tokenizer_name or train_tokenizer_vocab_size")
     if not data_args.train_data:
         problems.append("train_data is empty")
+    if training_args.num_train_epochs == 0 and training_args.max_steps <= 0:
+        problems.append("num_train_epochs 0 (and no max_steps) trains nothing, yet the card would call the export "
+                        "fine-tuned; to score an encoder as it is: python sts_evaluation.py MODEL")
     if data_args.max_train_samples is not None and data_args.max_train_samples < 1:
         problems.append(f"max_train_samples must be at least 1, got {data_args.max_train_samples}")
     if data_args.train_format not in TRAIN_FORMATS:

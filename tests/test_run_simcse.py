@@ -451,6 +451,8 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     # It was a KeyError at the first evaluation, after eval_steps of training.
     ({"metric_for_best_model": "spearman"}, "metric_for_best_model: 'spearman' is not a metric of the dev set"),
     ({"max_train_samples": 0}, "max_train_samples must be at least 1, got 0"),
+    # It exported the encoder untouched under a card that calls it fine-tuned.
+    ({"num_train_epochs": 0}, r"num_train_epochs 0 \(and no max_steps\) trains nothing"),
     # The worst checkpoint would have been kept and exported.
     ({"greater_is_better": False}, "greater_is_better: false would keep the checkpoint with the lowest cosine_spearman"),
     # The later set replaced the earlier without a word.
