@@ -34,6 +34,7 @@ import joblib
 import torch
 import transformers
 from huggingface_hub import HfApi
+from huggingface_hub.errors import StrictDataclassError
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -692,30 +693,44 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
         config = AutoConfig.from_pretrained(source, cache_dir=cache_dir,
                                             trust_remote_code=False)  # False: an error, not an interactive prompt
     else:
-        config = AutoConfig.for_model(model_args.model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        made = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+        config = AutoConfig.for_model(model_args.model_type, **made)
+    changed = []  # the config keys set here
     if simcse_args.dropout is not None:
-        keys = ("hidden_dropout_prob", "attention_probs_dropout_prob")
-        if not all(hasattr(config, key) for key in keys):
-            raise SystemExit(f"error: dropout: a {config.model_type} config has no {' / '.join(keys)} to set; leave "
+        changed = ["hidden_dropout_prob", "attention_probs_dropout_prob"]
+        if not all(hasattr(config, key) for key in changed):
+            raise SystemExit(f"error: dropout: a {config.model_type} config has no {' / '.join(changed)} to set; leave "
                              "dropout unset and set the encoder's own dropout keys in config_overrides")
-        config.update(dict.fromkeys(keys, simcse_args.dropout))
-    if model_args.config_overrides:
-        try:
-            config.update_from_string(model_args.config_overrides)
-        except ValueError as e:
-            raise SystemExit(f"error: config_overrides: {e}") from None
+        config.update(dict.fromkeys(changed, simcse_args.dropout))
+    try:
+        if model_args.config_overrides:
+            config.update_from_string(model_args.config_overrides)  # typed as the config's own values
+            changed += [item.split("=")[0] for item in model_args.config_overrides.split(",")]
+        if not source and changed:  # made again, so that what derives from the keys set follows them (ModernBERT's
+            # layer_types from num_hidden_layers); a pretrained config keeps what its weights were trained with
+            config = AutoConfig.for_model(model_args.model_type, **{**made, **{key: getattr(config, key) for key in changed}})
+        if changed and hasattr(config, "validate"):  # transformers checks a changed config when it saves it: at the
+            config.validate()                         # export, after training
+    except (ValueError, TypeError, StrictDataclassError) as e:
+        raise SystemExit(f"error: {'config_overrides' if model_args.config_overrides else 'dropout'}: {e}") from None
     trained_mlp, saved_embedding = None, None
-    if form == "checkpoint":
-        trained = SimCSEModel.from_pretrained(source, config=saved, cache_dir=cache_dir)
-        encoder, trained_mlp, saved_embedding = trained.encoder, trained.mlp, saved.exported_embedding
-    elif source:
-        encoder = AutoModel.from_pretrained(source, config=config, cache_dir=cache_dir)
-        if form == "export":
-            saved_embedding = config.simcse["embedding"]
-            if saved_embedding == "pooler_output":  # the MLP, folded into the encoder's pooler at the export
-                trained_mlp = nn.Sequential(encoder.pooler.dense, nn.Tanh())
-    else:
-        encoder = AutoModel.from_config(config)
+    try:
+        if form == "checkpoint":
+            trained = SimCSEModel.from_pretrained(source, config=saved, cache_dir=cache_dir)
+            encoder, trained_mlp, saved_embedding = trained.encoder, trained.mlp, saved.exported_embedding
+        elif source:
+            encoder = AutoModel.from_pretrained(source, config=config, cache_dir=cache_dir)
+            if form == "export":
+                saved_embedding = config.simcse["embedding"]
+                if saved_embedding == "pooler_output":  # the MLP, folded into the encoder's pooler at the export
+                    trained_mlp = nn.Sequential(encoder.pooler.dense, nn.Tanh())
+        else:
+            encoder = AutoModel.from_config(config)
+    except (ValueError, RuntimeError) as e:  # shapes the overrides break (hidden_size and the heads, the weights)
+        if not model_args.config_overrides or refuses_model_code(e):
+            raise
+        raise SystemExit(f"error: config_overrides: the encoder cannot be built with {model_args.config_overrides!r}: "
+                         f"{e}") from None
     length_buckets = simcse_args.length_buckets
     if length_buckets is None:
         length_buckets = 1 if device_type == "cuda" else CPU_LENGTH_BUCKETS

@@ -167,6 +167,25 @@ def test_dropout_and_config_overrides_reach_a_pretrained_encoder(encoder_dir, to
               run_simcse.SimCSEArguments(), tokenizer, "cpu")
 
 
+def test_config_overrides_are_checked_when_the_model_is_built(encoder_dir, tokenizer):
+    """A config made from a model type is made again with the overrides, so settings derived from them follow (ModernBERT's
+    layer_types, one a layer: its export failed after training); overrides the encoder cannot be built with, or its
+    weights loaded with, stop the run before training (they were tracebacks)."""
+    build, simcse = run_simcse.build_model, run_simcse.SimCSEArguments(pooler_type="avg")
+    small = "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,max_position_embeddings=64"
+    model = build(run_simcse.ModelArguments(model_type="modernbert", config_overrides=small), simcse, tokenizer, "cpu")
+    assert len(model.encoder.config.layer_types) == model.encoder.config.num_hidden_layers == 2
+    assert model.encoder.config.vocab_size == len(tokenizer)
+    with pytest.raises(SystemExit, match="config_overrides: the encoder cannot be built with 'hidden_size=33,"
+                                         "num_attention_heads=2': The hidden size .33. is not a multiple of the number of "
+                                         "attention heads"):
+        build(run_simcse.ModelArguments(model_type="bert", config_overrides="hidden_size=33,num_attention_heads=2"),
+              simcse, tokenizer, "cpu")
+    with pytest.raises(SystemExit, match="config_overrides: the encoder cannot be built with 'intermediate_size=100'"):
+        build(run_simcse.ModelArguments(model_name_or_path=encoder_dir, config_overrides="intermediate_size=100"), simcse,
+              tokenizer, "cpu")
+
+
 def test_fine_tuning_a_sentence_transformers_model_on_another_pooling_is_warned_of(encoder_dir, tokenizer, tmp_path,
                                                                                    caplog):
     model = str(tmp_path / "st")
