@@ -678,23 +678,13 @@ def model_loading_errors(model_args: ModelArguments):
                          "like)") from None
 
 
-def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokenizer, device_type: str) -> SimCSEModel:
-    """A pretrained or config-made encoder wrapped in a fresh `SimCSEModel`.
-
-    From an export or a checkpoint of an earlier run, the trained MLP of a `cls` pooler comes along (a `cls` run then
-    starts from the embedding that run evaluated); from any other encoder the MLP is new, as in the original SimCSE.
-    """
-    source, cache_dir = model_args.model_name_or_path, model_args.cache_dir
-    form = saved_form(source, cache_dir=cache_dir) if source else None
-    if form == "checkpoint":  # a SimCSEModel saved by Trainer: the encoder's config is its `encoder` block
-        saved = SimCSEConfig.from_pretrained(source, cache_dir=cache_dir)
-        config = saved.encoder
-    elif source:
-        config = AutoConfig.from_pretrained(source, cache_dir=cache_dir,
-                                            trust_remote_code=False)  # False: an error, not an interactive prompt
-    else:
-        made = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
-        config = AutoConfig.for_model(model_args.model_type, **made)
+def apply_config_changes(config: transformers.PreTrainedConfig, model_args: ModelArguments, simcse_args: SimCSEArguments,
+                         made: dict | None) -> transformers.PreTrainedConfig:
+    """The encoder's config with the `dropout` argument and `config_overrides` applied, checked as transformers checks
+    it only when it saves it (at the export, after training). made: the arguments a config made from `model_type` was
+    made with (None for a pretrained one); such a config is made again with the changes, so that what derives from
+    them follows (ModernBERT's `layer_types` from `num_hidden_layers`), where a pretrained config keeps the rest as its
+    weights were trained."""
     changed = []  # the config keys set here
     if simcse_args.dropout is not None:
         changed = ["hidden_dropout_prob", "attention_probs_dropout_prob"]
@@ -706,16 +696,38 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
         if model_args.config_overrides:
             config.update_from_string(model_args.config_overrides)  # typed as the config's own values
             changed += [item.split("=")[0] for item in model_args.config_overrides.split(",")]
-        if not source and changed:  # made again, so that what derives from the keys set follows them (ModernBERT's
-            # layer_types from num_hidden_layers); a pretrained config keeps what its weights were trained with
-            config = AutoConfig.for_model(model_args.model_type, **{**made, **{key: getattr(config, key) for key in changed}})
-        if changed and hasattr(config, "validate"):  # transformers checks a changed config when it saves it: at the
-            config.validate()                         # export, after training
+        if made is not None and changed:
+            config = AutoConfig.for_model(config.model_type, **{**made, **{key: getattr(config, key) for key in changed}})
+        if changed and hasattr(config, "validate"):
+            config.validate()
     except (ValueError, TypeError, StrictDataclassError) as e:
         raise SystemExit(f"error: {'config_overrides' if model_args.config_overrides else 'dropout'}: {e}") from None
+    return config
+
+
+def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokenizer, device_type: str) -> SimCSEModel:
+    """A pretrained or config-made encoder wrapped in a fresh `SimCSEModel`.
+
+    From an export or a checkpoint of an earlier run, the trained MLP of a `cls` pooler comes along (a `cls` run then
+    starts from the embedding that run evaluated); from any other encoder the MLP is new, as in the original SimCSE.
+    """
+    source, cache_dir = model_args.model_name_or_path, model_args.cache_dir
+    form = saved_form(source, cache_dir=cache_dir) if source else None
+    made = None  # the arguments of a config made from model_type
+    if form == "checkpoint":  # a SimCSEModel saved by Trainer: the encoder's config is its `encoder` block
+        saved = SimCSEConfig.from_pretrained(source, cache_dir=cache_dir)
+        config = saved.encoder
+    elif source:
+        config = AutoConfig.from_pretrained(source, cache_dir=cache_dir,
+                                            trust_remote_code=False)  # False: an error, not an interactive prompt
+    else:
+        made = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+        config = AutoConfig.for_model(model_args.model_type, **made)
+    config = apply_config_changes(config, model_args, simcse_args, made)
     trained_mlp, saved_embedding = None, None
     try:
         if form == "checkpoint":
+            saved.encoder = config
             trained = SimCSEModel.from_pretrained(source, config=saved, cache_dir=cache_dir)
             encoder, trained_mlp, saved_embedding = trained.encoder, trained.mlp, saved.exported_embedding
         elif source:
