@@ -63,7 +63,7 @@ from modeling_simcse import (
 )
 from scratch_tokenizer import train_wordpiece
 from sts_evaluation import (METRIC_NAMES, check_inputs, compute_metrics, evaluate_sets, format_table,
-                            sentence_transformers_pooling, tokenize_sts)
+                            sentence_transformers_pooling, tokenize_sts, undefined_metrics)
 from training_guards import (
     NonFiniteLossGuard,
     TrainingDiverged,
@@ -1031,10 +1031,15 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
 
     with timer("final_evaluation"):
         results = evaluate_sets(trainer, test_rows)
+    undefined = undefined_metrics(results)
     if trainer.is_world_process_zero():
         out = training_args.output_dir
         with timer("export"):
             export(trainer.model, tokenizer, out, max_len)
+            if undefined:  # no NaN in results, card or model index: the Hub and the hub command refuse them
+                raise SystemExit(f"error: the final model's similarities are not finite or all the same, so these scores "
+                                 f"are undefined ({undefined}): its embeddings have diverged or collapsed. It is exported "
+                                 f"in {out} to look into, without sts_results.json, card or push")
             if results:
                 with open(os.path.join(out, RESULTS_FILE), "w") as f:
                     json.dump(results, f, indent=2)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 
@@ -179,6 +180,13 @@ def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_lengt
     return results
 
 
+def undefined_metrics(results: dict[str, dict[str, float]]) -> str | None:
+    """{set: metrics} -> which metrics of which sets are NaN (similarities that are not finite, or all the same, have
+    no correlation), as "set: metric, ...; ..."; None where every one is defined."""
+    undefined = {name: [m for m in METRIC_NAMES if not math.isfinite(metrics[m])] for name, metrics in results.items()}
+    return "; ".join(f"{name}: {', '.join(metrics)}" for name, metrics in undefined.items() if metrics) or None
+
+
 def format_table(results: dict[str, dict[str, float]]) -> str:
     """{set: metrics} -> a Markdown table in the published layout (AVG, then similarity x Pearson/Spearman)."""
     header = ["eval set", "AVG"] + [f"{s.capitalize()} {c}" for s in SIMILARITIES for c in ("Pearson", "Spearman")]
@@ -249,6 +257,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     if args.remove_characters:
         print(f"Sentences scored without the characters {args.remove_characters!r} (not the standard protocol).")
     print(format_table(results))
+    if args.output and (undefined := undefined_metrics(results)):  # NaN in the file: the hub command refuses it
+        raise SystemExit(f"error: undefined scores ({undefined}): the model's similarities are not finite or all the "
+                         f"same; {args.output} not written")
     if args.output:
         with open(args.output, "w") as f:
             json.dump(results, f, indent=2)

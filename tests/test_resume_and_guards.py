@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import run_simcse
+import sts_evaluation
 from conftest import SAMPLE
 from data_collator import SimCSECollator
 from data_loading import load_nli_triplets, tokenize_rows
@@ -157,3 +158,27 @@ def test_diverging_run_exits_with_a_clear_message(tmp_path):
             weights = load_file(str(tmp_path / "out" / checkpoint / "model.safetensors"))
             assert all(torch.isfinite(w).all() for w in weights.values()), checkpoint
     assert not (tmp_path / "out" / "sts_results.json").exists()
+
+
+class PoisonWeightsAtTheEnd(TrainerCallback):
+    """Test helper: make the weights NaN once training has ended (after the best checkpoint has loaded)."""
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        with torch.no_grad():
+            model.encoder.embeddings.word_embeddings.weight.fill_(float("nan"))
+
+
+def test_undefined_final_scores_are_named_and_never_written(tmp_path):
+    """NaN scores (a model whose embeddings are not finite, or all the same) were written into sts_results.json, and the
+    card then failed on them with a traceback after the export."""
+    with pytest.raises(SystemExit, match=r"similarities are not finite or all the same, so these scores are undefined "
+                                         r"\(sample-sts: avg, cosine_pearson, .*\): its embeddings have diverged or "
+                                         r"collapsed. It is exported in "):
+        run_simcse.main([smoke_config(tmp_path)], callbacks=[PoisonWeightsAtTheEnd()])
+    out = tmp_path / "out"
+    assert (out / "model.safetensors").exists()
+    assert not (out / "sts_results.json").exists() and not (out / "README.md").exists()
+    with pytest.raises(SystemExit, match=r"undefined scores \(s: avg, .*\).*; .*scores.json not written"):
+        sts_evaluation.main([str(out), "--set", f"s={SAMPLE}/sts.tsv", "--output", str(tmp_path / "scores.json")])
+    assert not (tmp_path / "scores.json").exists()
+
