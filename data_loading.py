@@ -226,14 +226,13 @@ def rows_digest(ds: Dataset) -> str:
     return digest.hexdigest()
 
 
-def _column(ds: Dataset, source: Source, role: str, candidates: tuple[str, ...], override: str | None,
-            hint: str = "") -> str:
-    names = (override,) if override else candidates
-    for name in names:
+def _column(ds: Dataset, source: Source, role: str, candidates: tuple[str, ...], hint: str = "") -> str:
+    """The first of `candidates` that `ds` has, for the column of `role`; else a DataError naming what it has."""
+    for name in candidates:
         if name in ds.column_names:
             return name
-    raise DataError(f"{source.spec}: no {role} column (looked for {', '.join(names)}; found {', '.join(ds.column_names)})"
-                    f"{hint}")
+    raise DataError(f"{source.spec}: no {role} column (looked for {', '.join(candidates)}; found "
+                    f"{', '.join(ds.column_names)}){hint}")
 
 
 def _sentences(values: list, source: Source, column: str) -> list[str]:
@@ -259,7 +258,6 @@ def _sentences(values: list, source: Source, column: str) -> list[str]:
 def load_nli_triplets(
     specs: list[str],
     strip_quotes: bool = False,
-    columns: dict[str, str] | None = None,
     cache_dir: str | None = None,
 ) -> Dataset:
     """NLI sources -> Dataset(sent0, sent1, hard_neg): for each premise, one entailed and one contradicting hypothesis.
@@ -270,12 +268,11 @@ def load_nli_triplets(
     0/1/2 (entailment/neutral/contradiction) or those words; a `ClassLabel` column is read through its own names,
     whatever their order. strip_quotes removes every `"` from the sentences before grouping (the published code did).
     """
-    columns = columns or {}
     triplets = []
     for spec in specs:
         groups: dict[str, dict[int, str]] = {}
         ds, source = load_source(spec, cache_dir)
-        names = {role: _column(ds, source, role, cands, columns.get(role)) for role, cands in NLI_COLUMNS.items()}
+        names = {role: _column(ds, source, role, cands) for role, cands in NLI_COLUMNS.items()}
         premises = _sentences(column_values(ds, names["premise"]), source, names["premise"])
         hypotheses = _sentences(column_values(ds, names["hypothesis"]), source, names["hypothesis"])
         labels = column_values(ds, names["label"])
@@ -312,24 +309,23 @@ def load_sentence_columns(
         data = {}
         for target, name in zip(targets, columns):
             candidates = (name,) + (TEXT_COLUMNS if len(columns) == 1 else ())
-            found = _column(ds, source, f"sentence ({name})", tuple(dict.fromkeys(candidates)), None,
+            found = _column(ds, source, f"sentence ({name})", tuple(dict.fromkeys(candidates)),
                             hint=f"; sentence_columns names a source's {len(columns)} sentence column(s), in order")
             data[target] = _sentences(column_values(ds, found), source, found)
         parts.append(Dataset.from_dict(data))
     return datasets.concatenate_datasets(parts)
 
 
-def load_sts(spec: str, columns: dict[str, str] | None = None, cache_dir: str | None = None) -> Dataset:
+def load_sts(spec: str, cache_dir: str | None = None) -> Dataset:
     """An STS source -> Dataset(sentence1, sentence2, score) with every score a float in [0, 5].
 
     The score column is found among `score` (KorSTS), `labels.real-label` (KLUE, Hub or JSON), `label` (KLUE CSV).
     """
-    columns = columns or {}
     if Source.parse(spec).repo and spec.count(":") < 2:  # an evaluation set that silently became a train split
         raise DataError(f"{spec}: name the split of a Hub STS set, 'owner/name[:config]:split' (e.g. "
                         "klue/klue:sts:validation); without one it would be the train split")
     ds, source = load_source(spec, cache_dir)
-    names = {role: _column(ds, source, role, cands, columns.get(role)) for role, cands in STS_COLUMNS.items()}
+    names = {role: _column(ds, source, role, cands) for role, cands in STS_COLUMNS.items()}
     sentence1 = _sentences(column_values(ds, names["sentence1"]), source, names["sentence1"])
     sentence2 = _sentences(column_values(ds, names["sentence2"]), source, names["sentence2"])
     scores = []
