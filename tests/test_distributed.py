@@ -39,10 +39,11 @@ def single_process(encoder_dir, mode, parts=1):
     return sum(losses), {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("mode", ["sup", "unsup"])
+@pytest.mark.parametrize("mode", ["sup", "unsup", "sup-chunked"])
 def test_two_processes_equal_one_big_batch(encoder_dir, tmp_path, mode):
+    """sup-chunked: the gradient cache in each process, against one process's plain pass."""
     got = run_workers(encoder_dir, tmp_path, mode, gather=True)
-    loss, grads = single_process(encoder_dir, mode)
+    loss, grads = single_process(encoder_dir, mode.removesuffix("-chunked"))
     assert got["loss"] == pytest.approx(loss, abs=1e-5)
     assert set(got["grads"]) == set(grads)
     for name, grad in grads.items():
