@@ -333,7 +333,8 @@ def _accepts(annotation, value) -> bool:
 
 def check_json_values(config: dict, path: str) -> dict:
     """A JSON args dict -> the same, with a string given for a list-of-strings field (train_data, test_data,
-    sentence_columns ...) made a one-item list and `"resume_from_checkpoint": true` read as "last"; raises SystemExit
+    sentence_columns ...) made a one-item list, test_data given as {"name": "source"} made ["name=source"], and
+    `"resume_from_checkpoint": true` read as "last"; raises SystemExit
     naming the file and every key whose value has the wrong type (HfArgumentParser passes JSON values through
     unchecked: "bf16": "false" would turn bf16 on)."""
     hints = {}
@@ -351,6 +352,8 @@ def check_json_values(config: dict, path: str) -> dict:
             config[key] = value = "last" if value else None
         if isinstance(value, str) and not _accepts(hints[key], value) and _accepts(hints[key], [value]):
             config[key] = value = [value]
+        if key == "test_data" and isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            config[key] = value = [f"{name}={source}" for name, source in value.items()]  # {"name": "source", ...}
         if not _accepts(hints[key], value):
             wanted = str(hints[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
             problems.append(f"{key}: expected {wanted}, got {json.dumps(value, ensure_ascii=False)}")

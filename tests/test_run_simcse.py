@@ -454,6 +454,9 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     _, data_args, _, _ = run_simcse.parse_arguments([str(path)])
     assert (data_args.train_data, data_args.test_data) == ([f"{SAMPLE}/nli.tsv"], [f"s={SAMPLE}/sts.tsv"])
     assert data_args.sentence_columns == ["sentence1"]
+    # test_data as a JSON object of name: source, as one may well write it.
+    path.write_text(json.dumps({**json.loads(path.read_text()), "test_data": {"s": f"{SAMPLE}/sts.tsv", "t": "u/v:w:x"}}))
+    assert run_simcse.parse_arguments([str(path)])[1].test_data == [f"s={SAMPLE}/sts.tsv", "t=u/v:w:x"]
     path.write_text("[1, 2]")
     with pytest.raises(SystemExit, match="config.json: expected a JSON object of arguments"):
         run_simcse.parse_arguments([str(path)])
