@@ -255,6 +255,9 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
         if value is not None and not (low <= value and (below is None or value < below)):
             problems.append(f"{key} ({what}) must be {f'at least {low}' if below is None else f'in [{low}, {below})'}, "
                             f"got {value}")
+    if training_args.fp16 and training_args.device.type == "cpu":  # accelerate then trains in fp32 without a word
+        problems.append("fp16 on a CPU: accelerate has no fp16 mixed precision there and would train in fp32, while "
+                        "run_args.json and the card said fp16; leave fp16 out on a CPU (bf16 works there)")
     if training_args.n_gpu > 1:  # Trainer would fall back to nn.DataParallel, which splits the in-batch negatives
         problems.append(f"{training_args.n_gpu} GPUs are visible to one process; launch one process per GPU with "
                         "`accelerate launch --num_processes N run_simcse.py CONFIG`, or pick one GPU with CUDA_VISIBLE_DEVICES")
