@@ -269,6 +269,10 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
         problems.append("train_sampling_strategy: batch_rebalance varies the batch size between processes and "
                         "accumulation steps (2 processes crashed in the gathered negatives), and a contrastive batch "
                         "needs the same rows on each; use random (the default) or group_by_length")
+    if training_args.auto_find_batch_size:
+        problems.append("auto_find_batch_size: Trainer would halve the batch on running out of memory, and with it the "
+                        "negatives every sentence is contrasted with, while run_args.json and the card give the batch "
+                        "asked for; set the batch, and embedding_chunk_size to fit a large one in memory")
     if training_args.dataloader_drop_last and (data_args.dev_data or data_args.test_data):
         problems.append("dataloader_drop_last: Trainer drops the last partial batch of every evaluation too, so the STS "
                         "scores would leave pairs out; set it to false")

@@ -466,6 +466,8 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"compile_layers": True, "torch_compile": True}, r"compile_layers \(or cuda_graphs\) and torch_compile both compile"),
     # Trainer would drop the last partial batch of the evaluations too: scores over part of each STS set.
     ({"dataloader_drop_last": True}, "dataloader_drop_last: Trainer drops the last partial batch of every evaluation"),
+    # Halving the batch on running out of GPU memory halves the negatives too, unknown to the card.
+    ({"auto_find_batch_size": True}, "auto_find_batch_size: Trainer would halve the batch on running out of memory"),
     # accelerate trained in fp32 on a CPU, under a card that said fp16.
     ({"fp16": True}, "fp16 on a CPU: accelerate has no fp16 mixed precision there and would train in fp32"),
     ({"eval_do_concat_batches": False}, "the STS correlations need every pair's score at once"),
