@@ -214,8 +214,9 @@ def training_settings(
         ("contrastive batch", contrastive_batch(per_device, processes, args.get("gather_negatives", True))),
         ("learning rate", f"{args.get('learning_rate')} ({args.get('lr_scheduler_type')}, "
                           f"warm-up {warm_up(args.get('warmup_steps') or 0)})"),
-        ("optimizer", f"{args.get('optim')} (weight decay {args.get('weight_decay')}, gradient norm clipped at "
-                      f"{args.get('max_grad_norm')})" if args.get("optim") else None),
+        ("optimizer", f"{args.get('optim')} (weight decay {args.get('weight_decay')}, " + (
+            f"gradient norm clipped at {args['max_grad_norm']})" if args.get("max_grad_norm") else "no gradient clipping)")
+         if args.get("optim") else None),
         ("dropout", dropout),
         ("temperature", args.get("temperature")),
         ("pooler", f"`{args.get('pooler_type')}`" + (" (MLP in training only)" if args.get("mlp_only_train") else "")),

@@ -71,6 +71,10 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
     assert rows["batch"] == "512 (32 per device x 8 process(es) x 2 accumulation)"
     assert rows["contrastive batch"] == contrastive  # accumulation adds rows a step, not negatives
     assert rows["epochs"] == "0.4 (7 steps)"  # what ran (max_steps may stop a run early), not num_train_epochs
+    for clip, said in ((1.0, "gradient norm clipped at 1.0"), (0.0, "no gradient clipping")):  # 0: Trainer clips not
+        rows = dict(training_settings({**args, "optim": "adamw_torch", "weight_decay": 0.01, "max_grad_norm": clip},
+                                      {}, {}, {}, {}))
+        assert rows["optimizer"] == f"adamw_torch (weight decay 0.01, {said})"
     for warmup, said in ((0, "0"), (0.1, "0.1 of the steps"), (50, "50 steps")):  # below 1, Trainer takes a share
         rows = dict(training_settings({**args, "learning_rate": 5e-5, "lr_scheduler_type": "linear",
                                        "warmup_steps": warmup}, {}, {}, {}, {}))
