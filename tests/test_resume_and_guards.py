@@ -181,4 +181,3 @@ def test_undefined_final_scores_are_named_and_never_written(tmp_path):
     with pytest.raises(SystemExit, match=r"undefined scores \(s: avg, .*\).*; .*scores.json not written"):
         sts_evaluation.main([str(out), "--set", f"s={SAMPLE}/sts.tsv", "--output", str(tmp_path / "scores.json")])
     assert not (tmp_path / "scores.json").exists()
-
