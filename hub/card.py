@@ -333,8 +333,9 @@ def card_for_push(model_dir: str, repo_id: str, license: str | None = None, comp
     """The card a push uploads: rendered again for `repo_id` (its usage snippet names the repo), with the folder card's
     licence and comparison rows unless told otherwise.
 
-    Raises ModelDirError where the folder's card is not one `render_card` makes of the run's files (edited by hand, or
-    the files changed since it was rendered): the push would have replaced it without a word."""
+    Raises ModelDirError where the folder's card is not one `render_card` makes of the run's files (edited by hand, the
+    files changed since it was rendered, or another version of the renderer): the push would have replaced it without a
+    word."""
     if os.path.isfile(os.path.join(model_dir, CARD_FILE)):
         with open(os.path.join(model_dir, CARD_FILE), encoding="utf-8") as f:
             text = f.read()
@@ -343,7 +344,8 @@ def card_for_push(model_dir: str, repo_id: str, license: str | None = None, comp
         own = card_choices(model_dir)  # the folder card's licence and comparison rows
         if not any(str(render_card(model_dir, name, *own, write=False)) == text for name in names):
             raise ModelDirError(
-                f"{model_dir}/{CARD_FILE} is not the card the run's files render (edited by hand, or the files changed "
-                f"since it was rendered), and a push uploads the rendered card: push it as it is with --card-as-is, "
+                f"{model_dir}/{CARD_FILE} is not the card the run's files render (edited by hand, the files changed "
+                f"since it was rendered, or an earlier version of this project rendered it), and a push uploads the "
+                f"rendered card: push it as it is with --card-as-is, "
                 f"or render it again with `python -m hub card {model_dir}`")
     return str(render_card(model_dir, repo_id, *card_choices(model_dir, license, compare_published), write=False))
