@@ -55,8 +55,8 @@ from hub.card import contrastive_batch, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, check_push_access, check_repo_id, push
 from data_loading import (DataError, check_model_source, column_values, load_nli_triplets,
-                          load_sentence_columns, load_sts, parse_named_sets, refuses_model_code, rows_digest,
-                          tokenize_rows)
+                          load_sentence_columns, load_sts, parse_named, parse_named_sets, refuses_model_code,
+                          rows_digest, tokenize_rows)
 from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES,
     SimCSEConfig, SimCSEModel, saved_form,
@@ -465,6 +465,10 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         parse_named_sets(data_args.test_data)
     except DataError as e:
         problems.append(f"test_data: {e}")
+    if data_args.dev_data and not os.path.exists(data_args.dev_data):
+        with contextlib.suppress(DataError):  # a source named as a test set is ('name=source'; a URL's '?a=b' is not)
+            problems.append(f"dev_data: {data_args.dev_data!r} is one source, without a name (test_data's sets have "
+                            f"names): dev_data: {parse_named(data_args.dev_data)[1]!r}?")
     for key, needs in (("model_name_or_path", "config.json"), ("tokenizer_name", "tokenizer_config.json")):
         try:
             if getattr(model_args, key):

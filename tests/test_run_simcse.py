@@ -445,6 +445,16 @@ def test_bad_flags_after_the_json_are_named_and_nothing_is_written(tmp_path, fla
     assert not (tmp_path / "out").exists()
 
 
+def test_a_dev_set_named_as_a_test_set_is_is_named_so(tmp_path):
+    """'dev=sts-dev.tsv' read as a file of that name: "file not found". A URL with a query (?raw=true) is no name."""
+    with pytest.raises(SystemExit, match=r"dev_data: 'dev=sample_data/sts.tsv' is one source, without a name "
+                                         r"\(test_data's sets have names\): dev_data: 'sample_data/sts.tsv'\?"):
+        run_simcse.main([smoke_config(tmp_path), "--dev_data", "dev=sample_data/sts.tsv"])
+    assert not (tmp_path / "out").exists()
+    url = "https://example.invalid/sts-dev.tsv?raw=true"
+    assert run_simcse.parse_arguments([smoke_config(tmp_path), "--dev_data", url])[1].dev_data == url
+
+
 def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     """"train_data": "a.tsv" read as one source (it was read as one source per character: '.' first)."""
     path = tmp_path / "config.json"
