@@ -641,7 +641,11 @@ def load_training_set(data_args: DataArguments, cache_dir: str | None):
             raise DataError(f"sentence_columns: {data_args.train_format} needs {len(TRAIN_FORMATS[data_args.train_format])} columns")
         ds = load_sentence_columns(data_args.train_data, columns, cache_dir=cache_dir)
         if data_args.train_format == "text" and data_args.deduplicate_text:
+            rows = len(ds)
             ds = ds.from_dict({"sent0": list(dict.fromkeys(column_values(ds, "sent0")))})
+            if len(ds) < rows:
+                logger.info("deduplicate_text: %d of %d training sentences were repeats and are left out", rows - len(ds),
+                            rows)
     if data_args.max_train_samples is not None:
         ds = ds.select(range(min(data_args.max_train_samples, len(ds))))
     return ds

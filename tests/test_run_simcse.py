@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -443,6 +444,19 @@ def test_bad_flags_after_the_json_are_named_and_nothing_is_written(tmp_path, fla
     with pytest.raises(SystemExit, match=f"config.json: {message}"):
         run_simcse.main([smoke_config(tmp_path), *flags])
     assert not (tmp_path / "out").exists()
+
+
+def test_repeated_unsupervised_sentences_are_left_out_and_counted(tmp_path, caplog):
+    """A repeat in a batch would be a false negative of itself; the log says how many were left out."""
+    lines = open(f"{SAMPLE}/sentences.txt", encoding="utf-8").read().splitlines()
+    (tmp_path / "s.txt").write_text("\n".join(lines + lines[:5]) + "\n", encoding="utf-8")
+    args = run_simcse.DataArguments(train_data=[str(tmp_path / "s.txt")], train_format="text")
+    with caplog.at_level(logging.INFO, logger="run_simcse"):
+        rows = run_simcse.load_training_set(args, None)
+    assert list(rows["sent0"]) == list(dict.fromkeys(lines))
+    assert f"deduplicate_text: 5 of {len(lines) + 5} training sentences were repeats and are left out" in caplog.text
+    args.deduplicate_text = False
+    assert len(run_simcse.load_training_set(args, None)) == len(lines) + 5
 
 
 def test_a_dev_set_named_as_a_test_set_is_is_named_so(tmp_path):
