@@ -268,7 +268,7 @@ def load_nli_triplets(
     0/1/2 (entailment/neutral/contradiction) or those words; a `ClassLabel` column is read through its own names,
     whatever their order. strip_quotes removes every `"` from the sentences before grouping (the published code did).
     """
-    triplets = []
+    triplets, read = [], 0
     for spec in specs:
         groups: dict[str, dict[int, str]] = {}
         ds, source = load_source(spec, cache_dir)
@@ -289,8 +289,11 @@ def load_nli_triplets(
                 premise, hypothesis = premise.replace('"', ""), hypothesis.replace('"', "")
             groups.setdefault(premise, {})[label] = hypothesis
         triplets += [(p, h[0], h[2]) for p, h in groups.items() if 0 in h and 2 in h]
+        read += len(labels)
     if not triplets:
         raise DataError(f"{', '.join(specs)}: no premise has both an entailment and a contradiction")
+    logger.info("%d NLI pairs -> %d triplets (premise, entailment, contradiction; premises without both left out)",
+                read, len(triplets))
     sent0, sent1, hard_neg = zip(*triplets)
     return Dataset.from_dict({"sent0": list(sent0), "sent1": list(sent1), "hard_neg": list(hard_neg)})
 

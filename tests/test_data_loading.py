@@ -1,6 +1,7 @@
 """Sources, the published triplet construction, validation errors and the shared benchmark files."""
 
 import json
+import logging
 import os
 import unicodedata
 
@@ -236,9 +237,11 @@ def test_shared_sts_files(name, rows):
     assert len(ds) == rows and 0 <= min(ds["score"]) and max(ds["score"]) <= 5
 
 
-def test_shared_xnli_triplets():
+def test_shared_xnli_triplets(caplog):
     files = [os.path.join(SHARED_DATA, "kornli", f) for f in ("xnli.dev.ko.tsv", "xnli.test.ko.tsv")]
-    assert len(load_nli_triplets(files)) == 2500
+    with caplog.at_level(logging.INFO, logger="data_loading"):
+        assert len(load_nli_triplets(files)) == 2500
+    assert "7500 NLI pairs -> 2500 triplets" in caplog.text  # 2,490 + 5,010 rows under the header lines
 
 
 def test_klue_json_and_csv_agree():
