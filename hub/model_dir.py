@@ -15,7 +15,7 @@ RUN_ARGS_FILE = "run_args.json"
 PUBLISHED_PATTERNS = (
     "config.json", "*.safetensors", "model.safetensors.index.json",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
-    "sentencepiece.bpe.model", "spiece.model", "added_tokens.json",
+    "sentencepiece.bpe.model", "spiece.model", "spm.model", "added_tokens.json",  # the encoders' tokenizers' vocabularies
     "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "[0-9]_*/*",
     "README.md", "dev_scores.png", RESULTS_FILE,
 )

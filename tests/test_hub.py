@@ -1,6 +1,7 @@
 """Model card and Hub push, through the real huggingface_hub client against a local stand-in Hub."""
 
 import contextlib
+import fnmatch
 import hashlib
 import io
 import json
@@ -13,6 +14,7 @@ import threading
 import time
 
 import pytest
+import transformers
 from huggingface_hub import HfApi, ModelCard
 
 import run_simcse
@@ -20,7 +22,7 @@ from conftest import ROOT, TOKEN, cli, standin_env
 from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
 from hub.card import render_card, training_settings, training_time
-from hub.model_dir import ModelDirError, published_files
+from hub.model_dir import PUBLISHED_PATTERNS, ModelDirError, published_files
 from hub.push import PushError, check_repo_id, push
 from modeling_simcse import SimCSEModel
 from test_run_simcse import smoke_config
@@ -221,6 +223,15 @@ def test_published_files_leave_out_training_state(model_dir):
     files = set(published_files(model_dir))
     assert files == EXPECTED_FILES
     assert not any(f.startswith("checkpoint-") or f.endswith(("training_args.bin", "optimizer.pt")) for f in files)
+
+
+@pytest.mark.parametrize("tokenizer", ["BertTokenizer", "RobertaTokenizer", "XLMRobertaTokenizer", "CamembertTokenizer",
+                                       "ElectraTokenizer", "DebertaV2Tokenizer", "AlbertTokenizer", "MPNetTokenizer",
+                                       "DistilBertTokenizer", "BigBirdTokenizer"])
+def test_every_vocabulary_file_an_encoder_tokenizer_saves_is_published(tokenizer):
+    """A tokenizer saves its vocabulary files beside tokenizer.json (DeBERTa-v2's spm.model was left out of pushes)."""
+    for name in getattr(transformers, tokenizer).vocab_files_names.values():
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in PUBLISHED_PATTERNS), name
 
 
 @pytest.mark.parametrize("repo_id", ["noowner", "a/b/c", "/name", "owner/", "own er/name", "owner/na..me"])
