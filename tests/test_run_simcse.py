@@ -448,7 +448,8 @@ def test_bad_flags_after_the_json_are_named_and_nothing_is_written(tmp_path, fla
 
 def test_repeated_unsupervised_sentences_are_left_out_and_counted(tmp_path, caplog):
     """A repeat in a batch would be a false negative of itself; the log says how many were left out."""
-    lines = open(f"{SAMPLE}/sentences.txt", encoding="utf-8").read().splitlines()
+    with open(f"{SAMPLE}/sentences.txt", encoding="utf-8") as f:
+        lines = f.read().splitlines()
     (tmp_path / "s.txt").write_text("\n".join(lines + lines[:5]) + "\n", encoding="utf-8")
     args = run_simcse.DataArguments(train_data=[str(tmp_path / "s.txt")], train_format="text")
     with caplog.at_level(logging.INFO, logger="run_simcse"):
