@@ -210,6 +210,17 @@ def pair_similarities(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     )
 
 
+def pooler_dense(encoder: nn.Module) -> nn.Linear | None:
+    """The Linear of the encoder's dense + tanh pooler, whose `pooler_output` is tanh(Linear(CLS state)): `pooler.dense`
+    in the BERT family (BERT, RoBERTa, XLM-R, MPNet ...), the pooler itself beside a Tanh in ALBERT (`pooler_activation`)
+    and BigBird (`activation`); None for an encoder without one (ELECTRA, DeBERTa, DistilBERT ...)."""
+    pooler = getattr(encoder, "pooler", None)
+    if isinstance(getattr(pooler, "dense", None), nn.Linear):
+        return pooler.dense
+    activation = getattr(encoder, "pooler_activation", getattr(encoder, "activation", None))
+    return pooler if isinstance(pooler, nn.Linear) and isinstance(activation, nn.Tanh) else None
+
+
 class SimCSEModel(PreTrainedModel):
     """An `AutoModel` encoder with a SimCSE pooler; see the module docstring for inputs and outputs."""
 
@@ -267,7 +278,7 @@ class SimCSEModel(PreTrainedModel):
             saved = encoder.config.simcse
             model = cls.from_encoder(encoder, **{k: saved[k] for k in ("pooler_type", "mlp_only_train")})
             if model.config.mlp_at_test:
-                model.mlp[0].load_state_dict(encoder.pooler.dense.state_dict())
+                model.mlp[0].load_state_dict(pooler_dense(encoder).state_dict())
         else:
             model = cls.from_encoder(encoder, pooler_type=pooler_type)
         return model.eval()
@@ -352,9 +363,8 @@ class SimCSEModel(PreTrainedModel):
 
     def check_exportable(self) -> None:
         """Raise ValueError if `export_encoder` could not write the evaluated embedding: with the MLP used at test
-        time, the encoder needs a dense+tanh pooler to fold it into (ELECTRA, for one, has none)."""
-        pooler = getattr(self.encoder, "pooler", None)
-        if self.config.mlp_at_test and not isinstance(getattr(pooler, "dense", None), nn.Linear):
+        time, the encoder needs a dense+tanh pooler to fold it into (`pooler_dense`; ELECTRA, for one, has none)."""
+        if self.config.mlp_at_test and pooler_dense(self.encoder) is None:
             raise ValueError(
                 f"pooler_type 'cls': {type(self.encoder).__name__} has no dense+tanh pooler to fold the SimCSE MLP "
                 "into, so the exported model could not give the evaluated embedding; use pooler_type "
@@ -613,7 +623,7 @@ class SimCSEModel(PreTrainedModel):
         encoder = copy.deepcopy(self.encoder).cpu()
         embedding = self.config.exported_embedding
         if embedding == "pooler_output":
-            encoder.pooler.dense.load_state_dict(self.mlp[0].state_dict())
+            pooler_dense(encoder).load_state_dict(self.mlp[0].state_dict())
         encoder.config.simcse = {
             "pooler_type": self.config.pooler_type,
             "mlp_only_train": self.config.mlp_only_train,
@@ -660,7 +670,7 @@ def _write_sentence_transformers_files(out_dir: str, encoder: PreTrainedModel, e
                                  "pooling_mode_lasttoken": False, "include_prompt": True}
     if embedding == "pooler_output":
         dense = Dense(hidden, hidden, activation_function=nn.Tanh())
-        dense.linear.load_state_dict(encoder.pooler.dense.state_dict())
+        dense.linear.load_state_dict(pooler_dense(encoder).state_dict())
         modules.append(dense)
         legacy_configs["Dense"] = {"in_features": hidden, "out_features": hidden, "bias": True,
                                    "activation_function": "torch.nn.modules.activation.Tanh"}

@@ -59,7 +59,7 @@ from data_loading import (DataError, check_model_source, column_values, load_nli
                           rows_digest, tokenize_rows)
 from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES,
-    SimCSEConfig, SimCSEModel, saved_form,
+    SimCSEConfig, SimCSEModel, pooler_dense, saved_form,
 )
 from scratch_tokenizer import train_wordpiece
 from sts_evaluation import (METRIC_NAMES, check_inputs, compute_metrics, evaluate_sets, format_table,
@@ -753,7 +753,7 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
             if form == "export":
                 saved_embedding = config.simcse["embedding"]
                 if saved_embedding == "pooler_output":  # the MLP, folded into the encoder's pooler at the export
-                    trained_mlp = nn.Sequential(encoder.pooler.dense, nn.Tanh())
+                    trained_mlp = nn.Sequential(pooler_dense(encoder), nn.Tanh())
         else:
             encoder = AutoModel.from_config(config)
     except (ValueError, RuntimeError) as e:  # shapes the overrides break (hidden_size and the heads, the weights)

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from transformers import AutoModel, AutoTokenizer, ElectraConfig, ElectraModel
+from transformers import AlbertConfig, AutoModel, AutoTokenizer, BigBirdConfig, ElectraConfig, ElectraModel
 
 from hub.card import render_card
 from modeling_simcse import EMBEDDING_RECIPES, SimCSEModel
@@ -50,16 +50,9 @@ def assert_older_sentence_transformers_layout(out: str, embedding: str, max_seq_
         "pooling_mode_cls_token", "pooling_mode_mean_tokens"))
 
 
-POOLERS = [  # pooler_type, mlp_only_train, the exported embedding
-    ("cls", False, "pooler_output"), ("cls", True, "cls"), ("cls_before_pooler", False, "cls"),
-    ("avg", False, "avg"), ("avg_first_last", False, "avg_first_last"), ("avg_top2", False, "avg_top2"),
-]
-
-
-@pytest.mark.parametrize("pooler, mlp_only_train, embedding", POOLERS)
-def test_round_trip(encoder_dir, tokenizer, tmp_path, pooler, mlp_only_train, embedding):
-    model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, mlp_only_train=mlp_only_train).eval()
-    out = str(tmp_path / "export")
+def assert_round_trip(model: SimCSEModel, tokenizer, out: str, embedding: str) -> None:
+    """Export `model` to `out`: AutoModel (with the recipe of `embedding`), SentenceTransformer and
+    `SimCSEModel.from_exported` give the embedding it evaluates, with no new weights."""
     model.export_encoder(out, tokenizer, max_seq_length=32)
     batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -84,6 +77,27 @@ def test_round_trip(encoder_dir, tokenizer, tmp_path, pooler, mlp_only_train, em
 
         again = SimCSEModel.from_exported(out)
         torch.testing.assert_close(again.embed(batch["input_ids"], batch["attention_mask"]), evaluated)
+
+
+POOLERS = [  # pooler_type, mlp_only_train, the exported embedding
+    ("cls", False, "pooler_output"), ("cls", True, "cls"), ("cls_before_pooler", False, "cls"),
+    ("avg", False, "avg"), ("avg_first_last", False, "avg_first_last"), ("avg_top2", False, "avg_top2"),
+]
+
+
+@pytest.mark.parametrize("pooler, mlp_only_train, embedding", POOLERS)
+def test_round_trip(encoder_dir, tokenizer, tmp_path, pooler, mlp_only_train, embedding):
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, mlp_only_train=mlp_only_train).eval()
+    assert_round_trip(model, tokenizer, str(tmp_path / "export"), embedding)
+
+
+@pytest.mark.parametrize("config_class", [AlbertConfig, BigBirdConfig])
+def test_the_mlp_is_folded_into_a_pooler_that_is_a_bare_linear(tokenizer, tmp_path, config_class):
+    """ALBERT and BigBird keep their pooler's Linear as `pooler` itself, its tanh beside it (they were refused)."""
+    config = config_class(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=32, max_position_embeddings=64, attention_type="original_full")
+    model = SimCSEModel.from_encoder(AutoModel.from_config(config), pooler_type="cls").eval()
+    assert_round_trip(model, tokenizer, str(tmp_path / "export"), "pooler_output")
 
 
 @pytest.mark.parametrize("pooler, mlp_only_train, embedding", POOLERS)
