@@ -243,13 +243,11 @@ def sharding_problem(fsdp: bool, deepspeed: bool, env: typing.Mapping[str, str] 
             "(configs/accelerate/*.yaml, or `accelerate launch --multi_gpu --num_processes N`)")
 
 
-def trainer_setting_problems(training_args: TrainingArguments, data_args: DataArguments,
-                             env: typing.Mapping[str, str] | None = None) -> list[str]:
-    """`TrainingArguments` (and the launcher's settings, `env`) that would split the contrastive batch, break the STS
-    scoring or the export, or fail once training has begun -> what is wrong with each."""
+def trainer_setting_problems(training_args: TrainingArguments, data_args: DataArguments) -> list[str]:
+    """`TrainingArguments` that would split the contrastive batch, break the STS scoring or the export, or fail once
+    training has begun -> what is wrong with each. (FSDP and DeepSpeed are refused before they are made:
+    `sharding_problem`.)"""
     problems = []
-    if (problem := sharding_problem(bool(training_args.fsdp), bool(training_args.deepspeed), env)) is not None:
-        problems.append(problem)
     for key, (low, below, what) in TRAINING_VALUE_RANGES.items():
         value = getattr(training_args, key)
         if value is not None and not (low <= value and (below is None or value < below)):
