@@ -1047,12 +1047,11 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
 
     with timer("final_evaluation"):
         results = evaluate_sets(trainer, test_rows)
-    undefined = undefined_metrics(results)
     if trainer.is_world_process_zero():
         out = training_args.output_dir
         with timer("export"):
             export(trainer.model, tokenizer, out, max_len)
-            if undefined:  # no NaN in results, card or model index: the Hub and the hub command refuse them
+            if undefined := undefined_metrics(results):  # no NaN in results, card or model index: the Hub and the hub command refuse them
                 raise SystemExit(f"error: the final model's similarities are not finite or all the same, so these scores "
                                  f"are undefined ({undefined}): its embeddings have diverged or collapsed. It is exported "
                                  f"in {out} to look into, without sts_results.json, card or push")
