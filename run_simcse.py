@@ -44,6 +44,7 @@ from transformers import (
     Trainer,
     TrainerCallback,
     TrainingArguments,
+    get_scheduler,
     set_seed,
 )
 from transformers.integrations import get_reporting_integration_callbacks
@@ -276,6 +277,18 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
                         "scores would leave pairs out; set it to false")
     if training_args.prediction_loss_only:
         problems.append("prediction_loss_only: true keeps the STS scores from the metrics; set it to false")
+    if training_args.bf16_full_eval or training_args.fp16_full_eval:
+        problems.append("bf16_full_eval and fp16_full_eval: Trainer would cast the model to half precision in place for "
+                        "the final evaluation, so the export would be written in it and the test sets scored at "
+                        "another precision than the dev set during training; leave both false (bf16: true evaluates "
+                        "under bf16 autocast)")
+    if training_args.neftune_noise_alpha:
+        problems.append("neftune_noise_alpha: NEFTune adds noise to the input embeddings of generative models being "
+                        "instruction-tuned; SimCSE's noise is dropout, and the card would not say the embeddings were "
+                        "perturbed; leave it unset")
+    if training_args.use_liger_kernel:
+        problems.append("use_liger_kernel: Liger's kernels replace layers of decoder models (Llama, Qwen, ...), none of "
+                        "the encoders this job trains, which would run unchanged; leave it false")
     if training_args.label_smoothing_factor or training_args.label_names not in (None, ["labels"]):
         problems.append("label_smoothing_factor and label_names are for classifiers: the loss is contrastive and the "
                         "STS gold scores are the `labels`; leave both unset")
@@ -300,6 +313,13 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
         problems.append(f"optim {getattr(training_args.optim, 'value', training_args.optim)}: {e}")
     except Exception:  # noqa: BLE001 - an optimizer that needs the model (GaLore ...) is Trainer's to judge, with it
         pass
+    try:  # the scheduler and its lr_scheduler_kwargs, which Trainer builds only when training begins
+        get_scheduler(training_args.lr_scheduler_type, torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0),
+                      num_warmup_steps=0, num_training_steps=100,
+                      scheduler_specific_kwargs=training_args.lr_scheduler_kwargs)
+    except (ValueError, TypeError) as e:
+        problems.append(f"lr_scheduler_type {training_args.lr_scheduler_type.value} with "
+                        f"lr_scheduler_kwargs {json.dumps(training_args.lr_scheduler_kwargs or {})}: {e}")
     return problems
 
 
@@ -400,6 +420,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             if (problem := sharding_problem(bool(config.get("fsdp")), bool(config.get("deepspeed")))) is not None:
                 raise SystemExit(f"error: {argv[0]}: {problem}")
             parsed = parser.parse_dict(config)
+            metric_asked = config.get("metric_for_best_model")
         except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON
             raise SystemExit(f"error: {argv[0]}: {e}") from None
     elif not argv:
@@ -415,6 +436,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             parsed = parser.parse_args_into_dataclasses(argv)
         except ValueError as e:  # unknown flags
             raise SystemExit(f"error: {e}") from None
+        metric_asked = flags.metric_for_best_model
     model_args, data_args, simcse_args, training_args = parsed
     take_launcher_settings(training_args)
     problems = []
@@ -474,6 +496,11 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         except DataError as e:
             problems.append(f"{key}: {e}")
     problems += trainer_setting_problems(training_args, data_args)
+    if isinstance(metric_asked, str) and metric_asked.removeprefix("eval_") == "loss":
+        # Trainer's own default where load_best_model_at_end has no metric, replaced below by cosine_spearman.
+        problems.append("metric_for_best_model: loss, on the dev set, is the mean squared error between the cosine and "
+                        "the gold score / 5, which SimCSE neither optimises nor scales its cosines to; pick one of "
+                        f"{', '.join(METRIC_NAMES)} (x100, higher is better; default cosine_spearman)")
     if (problem := output_dir_problem(training_args.output_dir)) is not None:
         problems.append(problem)
     if training_args.hub_model_id and not training_args.push_to_hub:  # named in the model card's usage snippet
@@ -1038,6 +1065,11 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             train_result = trainer.train(resume_from_checkpoint=resume)
         except TrainingDiverged as e:
             raise SystemExit(f"error: {e}") from None
+    dev_key = f"eval_{(training_args.metric_for_best_model or '').removeprefix('eval_')}"
+    if training_args.load_best_model_at_end and not any(dev_key in e for e in trainer.state.log_history):
+        logger.warning("the dev set was never scored in the run's %d steps (eval_strategy %s, eval_steps %s, eval_delay "
+                       "%s): the final model is the one exported and evaluated", trainer.state.global_step,
+                       training_args.eval_strategy.value, training_args.eval_steps, training_args.eval_delay)
     timer.seconds["dev_evaluations_within_train"] = round(
         sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history), 3)
     timer.seconds["checkpoint_saves_within_train"] = round(save_timer.seconds, 3)

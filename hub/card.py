@@ -163,16 +163,33 @@ def training_time(environment: dict, train: dict) -> str:
 
 def model_selection(args: dict, state: dict) -> str:
     """The card's model-selection row from run_args.json and trainer_state.json: the dev metric and how often the dev
-    set was scored, or "final model"."""
+    set was scored, or "final model" (also where the run ended before its first dev evaluation)."""
     if not args.get("load_best_model_at_end"):
         return "final model"
+    metric = dev_metric(args)
     if args.get("eval_strategy") == "epoch":
         every = "every epoch"
     else:  # trainer_state.json holds the steps Trainer used: an eval_steps below 1 is a share of the run's steps
         asked, steps = args.get("eval_steps"), state.get("eval_steps") or args.get("eval_steps")
         every = (f"every {steps:g} steps" + (f" ({asked:g} of the run)" if asked and asked < 1 else "")) if steps \
             else "at every evaluation"
-    return f"best {args.get('metric_for_best_model')} on `{args.get('dev_data')}`, {every}"
+    scores = {e["step"]: e[f"eval_{metric}"] for e in state.get("log_history", []) if f"eval_{metric}" in e}
+    if "log_history" in state and not scores:
+        delay = f", eval_delay {args['eval_delay']:g}" if args.get("eval_delay") else ""
+        return (f"final model: the dev set was never scored (to be scored {every}{delay}; the run took "
+                f"{state.get('global_step')} steps)")
+    selection = f"best {metric} on `{args.get('dev_data')}`, {every}" + (
+        f" ({len(scores)} evaluation{'s' if len(scores) > 1 else ''})" if scores else "")
+    kept = state.get("best_metric")
+    if 0 in scores and kept is not None and scores[0] > kept:  # eval_on_start: no checkpoint of step 0 to keep
+        selection += f"; the encoder before training scored higher, {scores[0]:.2f}"
+    return selection
+
+
+def dev_metric(args: dict) -> str:
+    """The metric the run picked its checkpoint by, as the dev scores are logged (`eval_<metric>`): Trainer takes
+    metric_for_best_model with or without its "eval_" prefix."""
+    return (args.get("metric_for_best_model") or "cosine_spearman").removeprefix("eval_")
 
 
 def warm_up(steps: float) -> str:
@@ -258,7 +275,7 @@ def render_card(
     embedding = config["simcse"]["embedding"]
     repo_id = repo_id or os.path.basename(os.path.abspath(model_dir))
     model_name = repo_id.split("/")[-1]
-    metric = args.get("metric_for_best_model") or "cosine_spearman"
+    metric = dev_metric(args)
 
     train_data = args.get("train_data", [])
     datasets = sorted({d.split(":")[0] for d in train_data if "/" in d and not os.path.exists(d) and "://" not in d})

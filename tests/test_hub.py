@@ -98,6 +98,38 @@ def test_card_says_how_often_the_dev_set_was_scored(args, state, said):
         "final model"
 
 
+def test_card_says_when_the_dev_set_never_chose_or_the_untrained_encoder_scored_higher():
+    """A run that ended before its first dev evaluation exports its final model; an evaluation at step 0
+    (eval_on_start) has no checkpoint to keep, so the kept one may score below the encoder before training."""
+    args = {"load_best_model_at_end": True, "metric_for_best_model": "eval_cosine_spearman", "dev_data": "dev.tsv",
+            "eval_strategy": "steps", "eval_steps": 50, "per_device_train_batch_size": 8}
+    never = {"eval_steps": 50, "global_step": 12, "log_history": [{"step": 12, "loss": 2.7}]}
+    assert dict(training_settings({**args, "eval_delay": 100}, {}, {}, never, {}))["model selection"] == \
+        "final model: the dev set was never scored (to be scored every 50 steps, eval_delay 100; the run took 12 steps)"
+    history = [{"step": 0, "eval_cosine_spearman": 44.63}, {"step": 50, "eval_cosine_spearman": 41.7}]
+    rows = dict(training_settings(args, {}, {}, {"eval_steps": 50, "best_metric": 41.7, "log_history": history}, {}))
+    assert rows["model selection"] == ("best cosine_spearman on `dev.tsv`, every 50 steps (2 evaluations); the encoder "
+                                       "before training scored higher, 44.63")
+    history[0]["eval_cosine_spearman"] = 30.0
+    rows = dict(training_settings(args, {}, {}, {"eval_steps": 50, "best_metric": 41.7, "log_history": history}, {}))
+    assert rows["model selection"] == "best cosine_spearman on `dev.tsv`, every 50 steps (2 evaluations)"
+    # Trainer scores the dev set at the last step too: a run shorter than eval_steps is scored once.
+    rows = dict(training_settings(args, {}, {}, {"eval_steps": 50, "global_step": 12, "best_metric": 41.7,
+                                                 "log_history": history[1:]}, {}))
+    assert rows["model selection"] == "best cosine_spearman on `dev.tsv`, every 50 steps (1 evaluation)"
+
+
+def test_a_metric_named_with_its_eval_prefix_is_plotted(model_dir, tmp_path):
+    """Trainer takes metric_for_best_model with or without "eval_"; the card plotted nothing for "eval_cosine_spearman"."""
+    copy = shutil.copytree(model_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*", "dev_scores.png"))
+    with open(copy / "run_args.json") as f:
+        args = json.load(f)
+    (copy / "run_args.json").write_text(json.dumps({**args, "metric_for_best_model": "eval_cosine_spearman"}))
+    card = render_card(str(copy))
+    assert (copy / "dev_scores.png").is_file() and "](dev_scores.png)" in card.text
+    assert "| model selection | best cosine_spearman on" in card.text
+
+
 @pytest.mark.parametrize("environment, train, said", [
     ({}, {"train_runtime": 184.2}, "184 s"),  # a run from before the record: Trainer's runtime
     ({"training_seconds": 4831.0, "resumed_at_step": None}, {"train_runtime": 4831.0}, "4,831 s"),

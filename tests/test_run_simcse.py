@@ -538,6 +538,18 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"max_seq_length": 2}, "max_seq_length 2 leaves no room for a sentence: the tokenizer adds 2 special token"),
     ({"max_seq_length": 0}, "max_seq_length 0 leaves no room for a sentence"),
     ({"hub_model_id": "bad id"}, "hub_model_id: repo id 'bad id' is not of the form <owner>/<name>"),  # the card's
+    # Tracebacks when training began, after the tokenization, with run_args.json written (the scheduler's arguments,
+    # NEFTune's hook, which our model has no input embeddings for, the Liger package).
+    ({"lr_scheduler_type": "warmup_stable_decay"}, "lr_scheduler_type warmup_stable_decay with lr_scheduler_kwargs "
+                                                   r"\{\}: .*missing 1 required positional argument: 'num_decay_steps'"),
+    ({"lr_scheduler_type": "polynomial", "lr_scheduler_kwargs": {"power": 2.0, "powr": 1}},
+     "lr_scheduler_kwargs .*unexpected keyword argument 'powr'"),
+    ({"neftune_noise_alpha": 5.0}, "neftune_noise_alpha: NEFTune adds noise to the input embeddings"),
+    ({"use_liger_kernel": True}, "use_liger_kernel: Liger's kernels replace layers of decoder models"),
+    # The final evaluation cast the model to bf16 in place: the export was written in bf16 under a card saying fp32.
+    ({"bf16_full_eval": True}, "bf16_full_eval and fp16_full_eval: Trainer would cast the model to half precision"),
+    # Replaced by cosine_spearman without a word (as it must be where it is Trainer's default).
+    ({"metric_for_best_model": "eval_loss"}, "metric_for_best_model: loss, on the dev set, is the mean squared error"),
 ])
 def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     config = smoke_config(tmp_path, **changes)
