@@ -199,6 +199,27 @@ def warm_up(steps: float) -> str:
     return f"{steps:g} steps" if steps else "0"
 
 
+ADAM_DEFAULTS = {"adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8}  # TrainingArguments'
+
+
+def settings_in_words(settings: dict | str | None, lead: str = "") -> str:
+    """{"min_lr_rate": 0.1} -> lead + "min_lr_rate 0.1"; "" when there are none."""
+    if isinstance(settings, str):  # optim_args: "key=value,key=value"
+        settings = dict(item.partition("=")[::2] for item in settings.split(",") if item)
+    return lead + ", ".join(f"{key} {value}" for key, value in settings.items()) if settings else ""
+
+
+def optimizer(args: dict) -> str:
+    """The card's optimizer row: the optimizer, its weight decay, its arguments where they are not the defaults, and the
+    gradient clipping."""
+    adam = {key.removeprefix("adam_"): args[key] for key, default in ADAM_DEFAULTS.items()
+            if "adam" in args["optim"] and args.get(key, default) != default}
+    parts = [f"weight decay {args.get('weight_decay')}", settings_in_words(adam),
+             settings_in_words(args.get("optim_args")),
+             f"gradient norm clipped at {args['max_grad_norm']}" if args.get("max_grad_norm") else "no gradient clipping"]
+    return f"{args['optim']} ({', '.join(part for part in parts if part)})"
+
+
 def training_settings(
     args: dict, environment: dict, train: dict, state: dict, encoder_config: dict
 ) -> list[tuple[str, str]]:
@@ -228,12 +249,12 @@ def training_settings(
         ("batch", f"{per_device * processes * accumulation} ({per_device} per device x {processes} process(es)"
                   f" x {accumulation} accumulation)"),
         # Accumulated micro-batches are separate contrastive batches: they add rows, not negatives.
-        ("contrastive batch", contrastive_batch(per_device, processes, args.get("gather_negatives", True))),
-        ("learning rate", f"{args.get('learning_rate')} ({args.get('lr_scheduler_type')}, "
+        ("contrastive batch", contrastive_batch(per_device, processes, args.get("gather_negatives", True)) + (
+            ", grouped by length" if args.get("train_sampling_strategy") == "group_by_length" else "")),
+        ("learning rate", f"{args.get('learning_rate')} ({args.get('lr_scheduler_type')}"
+                          f"{settings_in_words(args.get('lr_scheduler_kwargs'), ' ')}, "
                           f"warm-up {warm_up(args.get('warmup_steps') or 0)})"),
-        ("optimizer", f"{args.get('optim')} (weight decay {args.get('weight_decay')}, " + (
-            f"gradient norm clipped at {args['max_grad_norm']})" if args.get("max_grad_norm") else "no gradient clipping)")
-         if args.get("optim") else None),
+        ("optimizer", optimizer(args) if args.get("optim") else None),
         ("dropout", dropout),
         ("temperature", args.get("temperature")),
         ("pooler", f"`{args.get('pooler_type')}`" + (" (MLP in training only)" if args.get("mlp_only_train") else "")),

@@ -81,6 +81,19 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
         rows = dict(training_settings({**args, "learning_rate": 5e-5, "lr_scheduler_type": "linear",
                                        "warmup_steps": warmup}, {}, {}, {}, {}))
         assert rows["learning rate"] == f"5e-05 (linear, warm-up {said})"
+    # Settings that change the training and were missing from the card: the scheduler's and the optimizer's own
+    # arguments, and batches grouped by length (which changes which sentences are negatives for each other).
+    rows = dict(training_settings({**args, "learning_rate": 5e-5, "lr_scheduler_type": "cosine_with_min_lr",
+                                   "lr_scheduler_kwargs": {"min_lr_rate": 0.1}, "warmup_steps": 0,
+                                   "optim": "adamw_torch", "weight_decay": 0.0, "adam_beta1": 0.9, "adam_beta2": 0.98,
+                                   "adam_epsilon": 1e-6, "max_grad_norm": 1.0,
+                                   "train_sampling_strategy": "group_by_length"}, {}, {}, {}, {}))
+    assert rows["learning rate"] == "5e-05 (cosine_with_min_lr min_lr_rate 0.1, warm-up 0)"
+    assert rows["optimizer"] == "adamw_torch (weight decay 0.0, beta2 0.98, epsilon 1e-06, gradient norm clipped at 1.0)"
+    assert rows["contrastive batch"] == "32 rows, grouped by length"
+    rows = dict(training_settings({**args, "optim": "sgd", "optim_args": "momentum=0.9", "adam_beta2": 0.98,
+                                   "weight_decay": 0.0, "max_grad_norm": 0.0}, {}, {}, {}, {}))
+    assert rows["optimizer"] == "sgd (weight decay 0.0, momentum 0.9, no gradient clipping)"
 
 
 @pytest.mark.parametrize("args, state, said", [
