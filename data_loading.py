@@ -96,6 +96,9 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
             ds = datasets.load_dataset(source.repo, source.config, split=source.split, cache_dir=cache_dir)
         else:
             builder = FILE_FORMATS.get(source.extension)
+            if os.path.isdir(source.path):
+                raise DataError(f"{source.spec}: a folder; name its files, each a source of its own (train_data and "
+                                "test_data take a list)")
             if builder is None:
                 raise DataError(f"{source.spec}: unknown file type {source.extension!r}; use one of {sorted(FILE_FORMATS)}")
             path = source.path

@@ -121,6 +121,8 @@ def test_missing_and_malformed_files(tmp_path):
         load_sts(path)
     with pytest.raises(DataError, match="unknown file type|neither"):
         load_sts(write(tmp_path, "x.xml", "<a/>"))
+    with pytest.raises(DataError, match=f"{tmp_path}: a folder; name its files"):  # was "unknown file type ''"
+        load_sts(str(tmp_path))
 
 
 def test_text_lines_and_empty_line(tmp_path):
