@@ -307,11 +307,12 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
             callback()
     except (ImportError, RuntimeError, ValueError) as e:
         problems.append(f"report_to {', '.join(training_args.report_to)}: {e}")
-    try:  # the optimizer's package, which Trainer looks for only when training begins
+    try:  # the optimizer's package and settings, which Trainer looks at only when training begins
         Trainer.get_optimizer_cls_and_kwargs(training_args)
-    except ImportError as e:
-        problems.append(f"optim {getattr(training_args.optim, 'value', training_args.optim)}: {e}")
-    except Exception:  # noqa: BLE001 - an optimizer that needs the model (GaLore ...) is Trainer's to judge, with it
+    except (ImportError, ValueError) as e:
+        if not (isinstance(e, ValueError) and "model" in str(e)):  # GaLore, LOMO ... need the model: Trainer's to judge
+            problems.append(f"optim {getattr(training_args.optim, 'value', training_args.optim)}: {e}")
+    except Exception:  # noqa: BLE001 - as above: Trainer judges, with the model
         pass
     try:  # the scheduler and its lr_scheduler_kwargs, which Trainer builds only when training begins
         get_scheduler(training_args.lr_scheduler_type, torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0),

@@ -544,6 +544,7 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
                                                    r"\{\}: .*missing 1 required positional argument: 'num_decay_steps'"),
     ({"lr_scheduler_type": "polynomial", "lr_scheduler_kwargs": {"power": 2.0, "powr": 1}},
      "lr_scheduler_kwargs .*unexpected keyword argument 'powr'"),
+    ({"optim": "adamw_torch_xla"}, "optim adamw_torch_xla: Trainer failed to import syncfree AdamW from torch_xla"),
     ({"neftune_noise_alpha": 5.0}, "neftune_noise_alpha: NEFTune adds noise to the input embeddings"),
     ({"use_liger_kernel": True}, "use_liger_kernel: Liger's kernels replace layers of decoder models"),
     # The final evaluation cast the model to bf16 in place: the export was written in bf16 under a card saying fp32.
