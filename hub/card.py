@@ -261,7 +261,8 @@ def training_settings(
         ("hard negative weight", args.get("hard_negative_weight")),
         ("model selection", model_selection(args, state)),
         ("precision", precision),
-        ("seed", args.get("seed")),
+        ("seed", f"{args.get('seed')}" + (f" (data order: data_seed {args['data_seed']})"
+                                          if args.get("data_seed") not in (None, args.get("seed")) else "")),
         ("hardware", environment.get("hardware", "unknown")),
         ("training time", training_time(environment, train)),
         ("date", environment.get("date", "unknown")),

@@ -91,6 +91,9 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
     assert rows["learning rate"] == "5e-05 (cosine_with_min_lr min_lr_rate 0.1, warm-up 0)"
     assert rows["optimizer"] == "adamw_torch (weight decay 0.0, beta2 0.98, epsilon 1e-06, gradient norm clipped at 1.0)"
     assert rows["contrastive batch"] == "32 rows, grouped by length"
+    assert dict(training_settings({**args, "seed": 42, "data_seed": 7}, {}, {}, {}, {}))["seed"] == \
+        "42 (data order: data_seed 7)"
+    assert dict(training_settings({**args, "seed": 42, "data_seed": None}, {}, {}, {}, {}))["seed"] == "42"
     rows = dict(training_settings({**args, "optim": "sgd", "optim_args": "momentum=0.9", "adam_beta2": 0.98,
                                    "weight_decay": 0.0, "max_grad_norm": 0.0}, {}, {}, {}, {}))
     assert rows["optimizer"] == "sgd (weight decay 0.0, momentum 0.9, no gradient clipping)"
