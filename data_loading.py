@@ -105,7 +105,9 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
             if re.match(r"https?://", path):
                 path = datasets.DownloadManager(download_config=datasets.DownloadConfig(cache_dir=cache_dir)).download(path)
             elif not os.path.isfile(path):
-                raise DataError(f"{source.spec}: file not found")
+                where = "" if os.path.isabs(path) else f" in {os.getcwd()} (a relative path is read from the folder the " \
+                                                       "command runs in)"
+                raise DataError(f"{source.spec}: file not found{where}")
             if builder == "csv":
                 try:
                     ds = _read_delimited(path, source)

@@ -113,9 +113,12 @@ def test_sts_score_errors(tmp_path, rows, message):
         load_sts(path)
 
 
-def test_missing_and_malformed_files(tmp_path):
-    with pytest.raises(DataError, match="nope.tsv: file not found"):
+def test_missing_and_malformed_files(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match="nope.tsv: file not found$"):
         load_sts(str(tmp_path / "nope.tsv"))
+    monkeypatch.chdir(tmp_path)  # a config's relative paths are read from where the command runs, not the config's folder
+    with pytest.raises(DataError, match=f"^sample_data/nli.tsv: file not found in {tmp_path} \\(a relative path is read"):
+        load_sts("sample_data/nli.tsv")
     path = write(tmp_path, "m.tsv", "sentence1\tsentence2\tscore\nA\tB\t1.0\tEXTRA\tMORE\n")
     with pytest.raises(DataError, match="m.tsv, line 2: 5 fields, the header has 3"):
         load_sts(path)
