@@ -14,7 +14,7 @@ from datasets import ClassLabel, Dataset, Features, Value
 from huggingface_hub import ModelCard
 from transformers import BertConfig, BertModel, HfArgumentParser, RobertaConfig, RobertaModel
 
-import run_simcse
+import run_arguments
 from conftest import ROOT, SAMPLE, cli, folder_files, free_port
 from data_loading import load_nli_triplets, load_sentence_columns
 
@@ -31,7 +31,7 @@ def test_published_settings(path):
     with open(path) as f:
         config = json.load(f)
     config.update(bf16=False, use_cpu=True)  # parsing checks the device; this machine has no GPU
-    model, data, simcse, training = HfArgumentParser(run_simcse.ALL_ARGUMENTS).parse_dict(config)
+    model, data, simcse, training = HfArgumentParser(run_arguments.ALL_ARGUMENTS).parse_dict(config)
     assert model.model_name_or_path in ("klue/bert-base", "klue/roberta-base")
     assert (training.num_train_epochs, training.per_device_train_batch_size, training.learning_rate) == (1, 256, 5e-5)
     assert (data.max_seq_length, simcse.temperature, simcse.dropout) == (64, 0.05, 0.1)

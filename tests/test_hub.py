@@ -17,6 +17,7 @@ import pytest
 import transformers
 from huggingface_hub import HfApi, ModelCard
 
+import run_arguments
 import run_simcse
 from conftest import ROOT, TOKEN, cli, standin_env
 from data_loading import rows_digest
@@ -58,7 +59,7 @@ def test_card_metadata_and_numbers_come_from_the_results(model_dir, tmp_path):
     with open(os.path.join(model_dir, "dev_scores.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert "| epochs | 4 (12 steps) |" in card.text and "| temperature | 0.05 |" in card.text
-    smoke_rows = run_simcse.load_training_set(run_simcse.parse_arguments([smoke_config(tmp_path)])[1], None)
+    smoke_rows = run_simcse.load_training_set(run_arguments.parse_arguments([smoke_config(tmp_path)])[1], None)
     assert f"| training rows | {len(smoke_rows)} (SHA-256 `{rows_digest(smoke_rows)}`) |" in card.text
 
 

@@ -16,6 +16,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling, Transfor
 from transformers import AutoModel, AutoTokenizer, DistilBertConfig, DistilBertModel, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+import run_arguments
 import run_simcse
 import sts_evaluation
 from conftest import ROOT, SAMPLE, sample_sentences
@@ -151,7 +152,7 @@ def dropout_rates(model) -> set[float]:
 
 def test_dropout_and_config_overrides_reach_a_pretrained_encoder(encoder_dir, tokenizer, tmp_path):
     build = run_simcse.build_model
-    model = build(run_simcse.ModelArguments(model_name_or_path=encoder_dir), run_simcse.SimCSEArguments(dropout=0.3),
+    model = build(run_arguments.ModelArguments(model_name_or_path=encoder_dir), run_arguments.SimCSEArguments(dropout=0.3),
                   tokenizer, "cpu")
     assert dropout_rates(model) == {0.3}
     # DistilBERT names its dropout otherwise: `dropout` cannot set it (it was a TypeError from the model's __init__),
@@ -159,31 +160,31 @@ def test_dropout_and_config_overrides_reach_a_pretrained_encoder(encoder_dir, to
     distil = str(tmp_path / "distil")
     DistilBertModel(DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=1, n_heads=2, hidden_dim=64)).save_pretrained(distil)
     with pytest.raises(SystemExit, match="dropout: a distilbert config has no hidden_dropout_prob"):
-        build(run_simcse.ModelArguments(model_name_or_path=distil), run_simcse.SimCSEArguments(dropout=0.3), tokenizer, "cpu")
-    model = build(run_simcse.ModelArguments(model_name_or_path=distil, config_overrides="dropout=0.25,attention_dropout=0.25"),
-                  run_simcse.SimCSEArguments(), tokenizer, "cpu")
+        build(run_arguments.ModelArguments(model_name_or_path=distil), run_arguments.SimCSEArguments(dropout=0.3), tokenizer, "cpu")
+    model = build(run_arguments.ModelArguments(model_name_or_path=distil, config_overrides="dropout=0.25,attention_dropout=0.25"),
+                  run_arguments.SimCSEArguments(), tokenizer, "cpu")
     assert dropout_rates(model) == {0.25}
     with pytest.raises(SystemExit, match="config_overrides: .*hidden_dropout"):
-        build(run_simcse.ModelArguments(model_name_or_path=distil, config_overrides="hidden_dropout=0.1"),
-              run_simcse.SimCSEArguments(), tokenizer, "cpu")
+        build(run_arguments.ModelArguments(model_name_or_path=distil, config_overrides="hidden_dropout=0.1"),
+              run_arguments.SimCSEArguments(), tokenizer, "cpu")
 
 
 def test_config_overrides_are_checked_when_the_model_is_built(encoder_dir, tokenizer):
     """A config made from a model type is made again with the overrides, so settings derived from them follow (ModernBERT's
     layer_types, one a layer: its export failed after training); overrides the encoder cannot be built with, or its
     weights loaded with, stop the run before training (they were tracebacks)."""
-    build, simcse = run_simcse.build_model, run_simcse.SimCSEArguments(pooler_type="avg")
+    build, simcse = run_simcse.build_model, run_arguments.SimCSEArguments(pooler_type="avg")
     small = "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,max_position_embeddings=64"
-    model = build(run_simcse.ModelArguments(model_type="modernbert", config_overrides=small), simcse, tokenizer, "cpu")
+    model = build(run_arguments.ModelArguments(model_type="modernbert", config_overrides=small), simcse, tokenizer, "cpu")
     assert len(model.encoder.config.layer_types) == model.encoder.config.num_hidden_layers == 2
     assert model.encoder.config.vocab_size == len(tokenizer)
     with pytest.raises(SystemExit, match="config_overrides: the encoder cannot be built with 'hidden_size=33,"
                                          "num_attention_heads=2': The hidden size .33. is not a multiple of the number of "
                                          "attention heads"):
-        build(run_simcse.ModelArguments(model_type="bert", config_overrides="hidden_size=33,num_attention_heads=2"),
+        build(run_arguments.ModelArguments(model_type="bert", config_overrides="hidden_size=33,num_attention_heads=2"),
               simcse, tokenizer, "cpu")
     with pytest.raises(SystemExit, match="config_overrides: the encoder cannot be built with 'intermediate_size=100'"):
-        build(run_simcse.ModelArguments(model_name_or_path=encoder_dir, config_overrides="intermediate_size=100"), simcse,
+        build(run_arguments.ModelArguments(model_name_or_path=encoder_dir, config_overrides="intermediate_size=100"), simcse,
               tokenizer, "cpu")
 
 
@@ -210,12 +211,12 @@ def test_a_run_from_an_earlier_runs_export_or_checkpoint_starts_from_its_embeddi
     evaluated = SimCSEModel.from_exported(str(out)).encode(sentences, tokenizer, max_length=32)
     for source in (str(out), checkpoint):
         caplog.clear()
-        model = run_simcse.build_model(run_simcse.ModelArguments(model_name_or_path=source),
-                                       run_simcse.SimCSEArguments(pooler_type="cls"), tokenizer, "cpu")
+        model = run_simcse.build_model(run_arguments.ModelArguments(model_name_or_path=source),
+                                       run_arguments.SimCSEArguments(pooler_type="cls"), tokenizer, "cpu")
         assert torch.allclose(model.eval().encode(sentences, tokenizer, max_length=32), evaluated, atol=1e-5)
         assert not caplog.text
-        run_simcse.build_model(run_simcse.ModelArguments(model_name_or_path=source),
-                               run_simcse.SimCSEArguments(pooler_type="cls_before_pooler"), tokenizer, "cpu")
+        run_simcse.build_model(run_arguments.ModelArguments(model_name_or_path=source),
+                               run_arguments.SimCSEArguments(pooler_type="cls_before_pooler"), tokenizer, "cpu")
         assert (f"{source} was evaluated with the embedding pooler_output (outputs.pooler_output); this run trains and "
                 "exports cls (pooler_type 'cls_before_pooler'), so it starts from a vector" in caplog.text)
     # As a user runs it: at learning rate 0, a run from the checkpoint (kept as the best) scores what the export did.
@@ -358,7 +359,7 @@ def test_json_values_of_the_wrong_type_are_named(tmp_path, changes, message):
 @pytest.mark.parametrize("value, resume", [(True, "last"), (False, None), ("last", "last")])
 def test_resume_from_checkpoint_true_in_the_json_means_the_last_checkpoint(value, resume):
     """As Trainer.train takes it; `true` was refused as "expected str | None"."""
-    assert run_simcse.check_json_values({"resume_from_checkpoint": value}, "c.json") == {"resume_from_checkpoint": resume}
+    assert run_arguments.check_json_values({"resume_from_checkpoint": value}, "c.json") == {"resume_from_checkpoint": resume}
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -368,7 +369,7 @@ def test_resume_from_checkpoint_true_in_the_json_means_the_last_checkpoint(value
 ])
 def test_a_command_line_without_a_json_file_is_explained(argv, message):
     with pytest.raises(SystemExit, match=message):
-        run_simcse.parse_arguments(argv)
+        run_arguments.parse_arguments(argv)
 
 
 def test_a_json_file_with_a_byte_order_mark_is_read(tmp_path):
@@ -378,7 +379,7 @@ def test_a_json_file_with_a_byte_order_mark_is_read(tmp_path):
         text = f.read()
     with open(config, "w", encoding="utf-8-sig") as f:
         f.write(text)
-    assert run_simcse.parse_arguments([config])[3].output_dir == str(tmp_path / "out")
+    assert run_arguments.parse_arguments([config])[3].output_dir == str(tmp_path / "out")
 
 
 def test_flags_after_the_json_override_its_keys(tmp_path):
@@ -404,20 +405,20 @@ def test_the_launchers_precision_is_the_runs_record(tmp_path, monkeypatch, caplo
     """`accelerate launch --mixed_precision bf16` (or an `accelerate config` file's precision) made Trainer train in bf16
     while run_args.json and the card said fp32 (and the cuda_graphs default, which fp16 rules out, did not see fp16)."""
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
-    *_, training_args = run_simcse.parse_arguments([smoke_config(tmp_path)])
+    *_, training_args = run_arguments.parse_arguments([smoke_config(tmp_path)])
     assert training_args.bf16 and training_args.mixed_precision == "bf16" and not training_args.fp16
-    assert run_simcse.run_arguments_dict(training_args)["bf16"] is True
+    assert run_arguments.run_arguments_dict(training_args)["bf16"] is True
     # The JSON's precision wins over the launcher's, as in Trainer, with a word.
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
-    *_, training_args = run_simcse.parse_arguments([smoke_config(tmp_path, bf16=True)])
+    *_, training_args = run_arguments.parse_arguments([smoke_config(tmp_path, bf16=True)])
     assert training_args.bf16 and not training_args.fp16 and training_args.mixed_precision == "bf16"
     assert "the launcher asks for mixed_precision fp16 and the arguments for bf16: training in bf16" in caplog.text
     launcher_fp16 = types.SimpleNamespace(bf16=False, fp16=False, torch_compile=False)
-    run_simcse.take_launcher_settings(launcher_fp16, {"ACCELERATE_MIXED_PRECISION": "fp16"})
+    run_arguments.take_launcher_settings(launcher_fp16, {"ACCELERATE_MIXED_PRECISION": "fp16"})
     assert launcher_fp16.fp16 and not launcher_fp16.bf16
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # what `accelerate launch` sets by default
     monkeypatch.setenv("ACCELERATE_DYNAMO_BACKEND", "NO")
-    *_, training_args = run_simcse.parse_arguments([smoke_config(tmp_path)])
+    *_, training_args = run_arguments.parse_arguments([smoke_config(tmp_path)])
     assert not (training_args.bf16 or training_args.fp16 or training_args.torch_compile)
 
 
@@ -426,12 +427,12 @@ def test_the_launchers_compilation_is_the_runs_record(tmp_path, monkeypatch):
     beside compile_layers (or the cuda_graphs a GPU run gets by default) that was two compilations of the encoder."""
     monkeypatch.setenv("ACCELERATE_DYNAMO_BACKEND", "INDUCTOR")
     monkeypatch.setenv("ACCELERATE_DYNAMO_MODE", "max-autotune")
-    *_, training_args = run_simcse.parse_arguments([smoke_config(tmp_path)])
+    *_, training_args = run_arguments.parse_arguments([smoke_config(tmp_path)])
     assert (training_args.torch_compile, training_args.torch_compile_backend, training_args.torch_compile_mode) == (
         True, "inductor", "max-autotune")
-    assert run_simcse.run_arguments_dict(training_args)["torch_compile"] is True
+    assert run_arguments.run_arguments_dict(training_args)["torch_compile"] is True
     with pytest.raises(SystemExit, match="compile_layers .or cuda_graphs. and torch_compile both compile the encoder"):
-        run_simcse.parse_arguments([smoke_config(tmp_path, compile_layers=True)])
+        run_arguments.parse_arguments([smoke_config(tmp_path, compile_layers=True)])
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -451,7 +452,7 @@ def test_repeated_unsupervised_sentences_are_left_out_and_counted(tmp_path, capl
     with open(f"{SAMPLE}/sentences.txt", encoding="utf-8") as f:
         lines = f.read().splitlines()
     (tmp_path / "s.txt").write_text("\n".join(lines + lines[:5]) + "\n", encoding="utf-8")
-    args = run_simcse.DataArguments(train_data=[str(tmp_path / "s.txt")], train_format="text")
+    args = run_arguments.DataArguments(train_data=[str(tmp_path / "s.txt")], train_format="text")
     with caplog.at_level(logging.INFO, logger="run_simcse"):
         rows = run_simcse.load_training_set(args, None)
     assert list(rows["sent0"]) == list(dict.fromkeys(lines))
@@ -467,7 +468,7 @@ def test_a_dev_set_named_as_a_test_set_is_is_named_so(tmp_path):
         run_simcse.main([smoke_config(tmp_path), "--dev_data", "dev=sample_data/sts.tsv"])
     assert not (tmp_path / "out").exists()
     url = "https://example.invalid/sts-dev.tsv?raw=true"
-    assert run_simcse.parse_arguments([smoke_config(tmp_path), "--dev_data", url])[1].dev_data == url
+    assert run_arguments.parse_arguments([smoke_config(tmp_path), "--dev_data", url])[1].dev_data == url
 
 
 def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
@@ -476,15 +477,15 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     path.write_text(json.dumps({"model_type": "bert", "train_tokenizer_vocab_size": 300, "output_dir": str(tmp_path),
                                 "train_data": f"{SAMPLE}/nli.tsv", "test_data": f"s={SAMPLE}/sts.tsv",
                                 "sentence_columns": "sentence1", "train_format": "text"}))
-    _, data_args, _, _ = run_simcse.parse_arguments([str(path)])
+    _, data_args, _, _ = run_arguments.parse_arguments([str(path)])
     assert (data_args.train_data, data_args.test_data) == ([f"{SAMPLE}/nli.tsv"], [f"s={SAMPLE}/sts.tsv"])
     assert data_args.sentence_columns == ["sentence1"]
     # test_data as a JSON object of name: source, as one may well write it.
     path.write_text(json.dumps({**json.loads(path.read_text()), "test_data": {"s": f"{SAMPLE}/sts.tsv", "t": "u/v:w:x"}}))
-    assert run_simcse.parse_arguments([str(path)])[1].test_data == [f"s={SAMPLE}/sts.tsv", "t=u/v:w:x"]
+    assert run_arguments.parse_arguments([str(path)])[1].test_data == [f"s={SAMPLE}/sts.tsv", "t=u/v:w:x"]
     path.write_text("[1, 2]")
     with pytest.raises(SystemExit, match="config.json: expected a JSON object of arguments"):
-        run_simcse.parse_arguments([str(path)])
+        run_arguments.parse_arguments([str(path)])
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -643,7 +644,7 @@ def test_large_training_sets_are_tokenized_by_one_process_a_usable_cpu(monkeypat
     hardware row names those CPUs too (it gave the machine's count alone)."""
     from joblib.externals.loky.backend import context  # where joblib.cpu_count reads the cgroup's cpu.max
 
-    large = run_simcse.TOKENIZE_IN_PARALLEL_FROM
+    large = run_arguments.TOKENIZE_IN_PARALLEL_FROM
     monkeypatch.delenv("LOKY_MAX_CPU_COUNT", raising=False)
     monkeypatch.setattr(context, "_cpu_count_cgroup", lambda machine: machine)  # no container quota
     monkeypatch.setattr(os, "cpu_count", lambda: 64)

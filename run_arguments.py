@@ -1,0 +1,539 @@
+"""The arguments of `run_simcse.py` and every check made of them before anything loads.
+
+`parse_arguments` reads one JSON file (its keys: the fields of `ModelArguments`, `DataArguments`, `SimCSEArguments`
+below and of `transformers.TrainingArguments`; an unknown key is an error), optionally followed by flags that override
+its keys, or the flags alone, through `HfArgumentParser`. It stops with one message naming every problem found
+(`SystemExit("error: ...")`) before any data or model is loaded: values of the wrong type or out of range, settings
+that would split the contrastive batch, break the STS scoring or the export, or fail only once training has begun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from enum import Enum
+
+import torch
+from huggingface_hub import HfApi
+from torch import nn
+from transformers import HfArgumentParser, Trainer, TrainingArguments, get_scheduler
+from transformers.integrations import get_reporting_integration_callbacks
+
+from data_loading import DataError, check_model_source, parse_named, parse_named_sets
+from hub.push import PushError, check_push_access, check_repo_id
+from modeling_simcse import (CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES,
+                             SimCSEConfig)
+from sts_evaluation import METRIC_NAMES
+
+logger = logging.getLogger(__name__)
+
+
+TRAIN_FORMATS = {  # format -> default sentence columns of the loaded training set
+    "nli": None,  # premise / hypothesis / label rows, grouped into triplets
+    "triplet": ["sent0", "sent1", "hard_neg"],
+    "pair": ["sent0", "sent1"],
+    "text": ["text"],
+}
+# Training sets this large are tokenized in several processes by default (a KorNLI epoch: 277,811 rows).
+TOKENIZE_IN_PARALLEL_FROM = 50_000
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pretrained encoder: a Hub id (klue/bert-base) or a local folder."}
+    )
+    model_type: str | None = field(
+        default=None, metadata={"help": "Train from scratch: an encoder type (bert, roberta, ...) made from a config."}
+    )
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Encoder config settings to change: the shape of a model made from a config "
+                                        "('hidden_size=64,num_hidden_layers=2'), or e.g. 'dropout=0.2' (DistilBERT)."}
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
+    train_tokenizer_vocab_size: int | None = field(
+        default=None,
+        metadata={"help": "Train a WordPiece tokenizer of this size on the training sentences (with model_type)."},
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub models and datasets are cached."})
+
+
+@dataclass
+class DataArguments:
+    train_data: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Training sources (files, URLs or Hub datasets 'owner/name[:config][:split]'), concatenated."},
+    )
+    train_format: str = field(
+        default="nli",
+        metadata={"help": "nli (premise/hypothesis/label -> triplets), triplet, pair, or text (unsupervised)."},
+    )
+    sentence_columns: list[str] | None = field(
+        default=None, metadata={"help": "Sentence columns of triplet/pair/text sources, in order."}
+    )
+    nli_strip_quotes: bool = field(
+        default=False, metadata={"help": "Remove every '\"' from NLI sentences (as the published SimCSE-KO code did)."}
+    )
+    deduplicate_text: bool = field(
+        default=True, metadata={"help": "text format: drop repeated sentences (a repeat in a batch is a false negative)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
+    dev_data: str | None = field(default=None, metadata={"help": "STS source scored during training (model selection)."})
+    test_data: list[str] = field(
+        default_factory=list, metadata={"help": "Final STS sets as 'name=source', e.g. 'korsts-test=sts-test.tsv'."}
+    )
+    max_seq_length: int = field(default=64, metadata={"help": "Sentences are truncated to this many tokens."})
+    preprocessing_num_workers: int | None = field(
+        default=None,
+        metadata={"help": "Processes for tokenization. Default: one, or up to 8 (one a CPU the process may run on) from "
+                          f"{TOKENIZE_IN_PARALLEL_FROM:,} training rows."},
+    )
+
+
+@dataclass
+class SimCSEArguments:
+    pooler_type: str = field(default="cls", metadata={"help": f"One of {POOLER_TYPES}."})
+    temperature: float = field(default=0.05, metadata={"help": "Softmax temperature of the contrastive loss."})
+    hard_negative_weight: float = field(default=0.0, metadata={"help": "Log-weight added to each own hard negative."})
+    mlp_only_train: bool = field(default=False, metadata={"help": "With pooler cls: MLP in training only."})
+    dropout: float | None = field(default=None, metadata={"help": "Override the encoder's hidden/attention dropout."})
+    gather_negatives: bool = field(
+        default=True,
+        metadata={"help": "With several processes, use every process's sentences as negatives (False: per device)."},
+    )
+    embedding_chunk_size: int | None = field(
+        default=None,
+        metadata={"help": "Encode a step in chunks of this many sentences, recomputed in backward (gradient cache)."},
+    )
+    pack_sequences: bool | None = field(
+        default=None,
+        metadata={"help": "Train on packed rows (sentences end to end, attention kept within each sentence): no "
+                          "compute on padding, same math. Default: on where the encoder supports it "
+                          f"({', '.join(PACKABLE_MODEL_TYPES)} with {' or '.join(PACKABLE_ATTENTION)} attention)."},
+    )
+    length_buckets: int | None = field(
+        default=None,
+        metadata={"help": "Without packing: encode a step's sentences sorted by length in this many pieces (less "
+                          "padding). Default: 8 on CPU, 1 (one padded pass) on GPU."},
+    )
+    compile_layers: bool = field(
+        default=False,
+        metadata={"help": "Compile each encoder layer in place with torch.compile (dynamic shapes; one compile shared "
+                          "by all layers): the fusion within the layers, where most kernels are, for a fraction of "
+                          "the compile time of the whole-model torch_compile (use one of the two). For training "
+                          "steps: evaluation runs the layers eagerly. An opt-in for GPUs."},
+    )
+    cuda_graphs: bool | None = field(
+        default=None,
+        metadata={"help": "compile_layers (implied) with each compiled layer replayed as a CUDA graph (torch.compile "
+                          "mode 'reduce-overhead'): one launch a layer, forward and backward, instead of the ~1,000 "
+                          "kernel launches a step that bound the eager step on an H100. Packed row counts are rounded "
+                          f"up to a multiple of {CUDA_GRAPH_ROWS} and padded lengths to a multiple of "
+                          f"{CUDA_GRAPH_LENGTHS}, so few shapes are recorded. On an H100 (bert-base, batch 256) it "
+                          "compiled for 15 s once (an empty compiler cache) and then ran steps of 26 ms against 50 ms: "
+                          "the 1,086-step KorNLI epoch 83 s against 88 s (bench/RESULTS.md). Unset: on for training in "
+                          "one process on a CUDA device with packed batches, without fp16, torch_compile, "
+                          "compile_layers, embedding_chunk_size or gradient accumulation (which it does not go with); "
+                          "false: off."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow an output_dir that holds another run (its checkpoints are deleted)."}
+    )
+
+
+ALL_ARGUMENTS = (ModelArguments, DataArguments, SimCSEArguments, TrainingArguments)
+# SimCSEArguments that are SimCSEConfig settings under the same name (length_buckets has a device-dependent default).
+SIMCSE_CONFIG_KEYS = ("pooler_type", "temperature", "hard_negative_weight", "mlp_only_train", "gather_negatives",
+                      "embedding_chunk_size")
+
+
+# TrainingArguments values that transformers takes without a word and that fail once training has begun (the optimizer
+# and the dataloaders check theirs only then) or mean nothing: field -> (lowest, None or the bound kept below, what).
+TRAINING_VALUE_RANGES = {
+    "per_device_train_batch_size": (1, None, "rows a step"), "per_device_eval_batch_size": (1, None, "pairs a batch"),
+    "gradient_accumulation_steps": (1, None, "batches a step"), "learning_rate": (0, None, "the step size"),
+    "weight_decay": (0, None, "AdamW's decay"), "adam_beta1": (0, 1, "a decay rate"), "adam_beta2": (0, 1, "a decay rate"),
+    "adam_epsilon": (0, None, "AdamW's epsilon"), "num_train_epochs": (0, None, "epochs"),
+    "dataloader_num_workers": (0, None, "worker processes"), "logging_steps": (0, None, "steps"),
+    "eval_steps": (0, None, "steps"), "save_steps": (0, None, "steps"), "seed": (0, 2**32, "a random seed"),
+    "data_seed": (0, 2**32, "a random seed"),
+}
+
+
+def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, SimCSEArguments, TrainingArguments]:
+    """One JSON file (unknown keys are an error), optionally followed by flags that override its keys, or flags
+    alone -> the four argument dataclasses, checked."""
+    parser = HfArgumentParser(ALL_ARGUMENTS)
+    if argv and argv[0].lower().endswith(".json"):
+        if not os.path.isfile(argv[0]):
+            raise SystemExit(f"error: {argv[0]}: file not found")
+        try:
+            with open(argv[0], encoding="utf-8-sig") as f:  # a byte-order mark, as Windows Notepad may save
+                config = json.load(f)
+            if not isinstance(config, dict):
+                raise ValueError("expected a JSON object of arguments, {\"key\": value, ...}")
+            config = {**check_json_values(config, argv[0]), **flag_overrides(argv[1:], argv[0])}
+            # Before TrainingArguments are made: DeepSpeed makes them need the deepspeed package.
+            if (problem := sharding_problem(bool(config.get("fsdp")), bool(config.get("deepspeed")))) is not None:
+                raise SystemExit(f"error: {argv[0]}: {problem}")
+            parsed = parser.parse_dict(config)
+            metric_asked = config.get("metric_for_best_model")
+        except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON
+            raise SystemExit(f"error: {argv[0]}: {e}") from None
+    elif not argv:
+        raise SystemExit("usage: run_simcse.py CONFIG.json [--key value ...] (or the --key value flags alone); "
+                         "--help lists the keys")
+    elif not argv[0].startswith("-"):
+        raise SystemExit(f"error: {argv[0]}: the arguments file is a .json (one object of key: value)")
+    else:
+        flags, _ = parser.parse_known_args(argv)  # the flags' values, before TrainingArguments are made (as above)
+        if (problem := sharding_problem(bool(flags.fsdp), bool(flags.deepspeed))) is not None:
+            raise SystemExit(f"error: {problem}")
+        try:
+            parsed = parser.parse_args_into_dataclasses(argv)
+        except ValueError as e:  # unknown flags
+            raise SystemExit(f"error: {e}") from None
+        metric_asked = flags.metric_for_best_model
+    model_args, data_args, simcse_args, training_args = parsed
+    take_launcher_settings(training_args)
+    problems = []
+    if bool(model_args.model_name_or_path) == bool(model_args.model_type):
+        problems.append("set exactly one of model_name_or_path (pretrained) and model_type (from a config)")
+    if model_args.train_tokenizer_vocab_size and not model_args.model_type:
+        problems.append("train_tokenizer_vocab_size is for models made from a config (model_type)")
+    if model_args.model_type and not (model_args.tokenizer_name or model_args.train_tokenizer_vocab_size):
+        problems.append("a model made from a config needs tokenizer_name or train_tokenizer_vocab_size")
+    if not data_args.train_data:
+        problems.append("train_data is empty")
+    if training_args.num_train_epochs == 0 and training_args.max_steps <= 0:
+        problems.append("num_train_epochs 0 (and no max_steps) trains nothing, yet the card would call the export "
+                        "fine-tuned; to score an encoder as it is: python sts_evaluation.py MODEL")
+    if data_args.max_train_samples is not None and data_args.max_train_samples < 1:
+        problems.append(f"max_train_samples must be at least 1, got {data_args.max_train_samples}")
+    if data_args.train_format not in TRAIN_FORMATS:
+        problems.append(f"train_format must be one of {sorted(TRAIN_FORMATS)}, got {data_args.train_format!r}")
+    try:  # the model's own checks (pooler_type, temperature, embedding_chunk_size, length_buckets), before any loading
+        SimCSEConfig(**{key: getattr(simcse_args, key) for key in SIMCSE_CONFIG_KEYS},
+                     length_buckets=1 if simcse_args.length_buckets is None else simcse_args.length_buckets)
+    except ValueError as e:
+        problems.append(str(e))
+    contrastive_rows = training_args.per_device_train_batch_size * (
+        training_args.world_size if simcse_args.gather_negatives else 1)
+    if contrastive_rows < 2 and data_args.train_format in ("pair", "text"):
+        problems.append("a contrastive batch of 1 row has no negatives (its loss is 0 and nothing is learned); "
+                        "set per_device_train_batch_size to 2 or more")
+    if simcse_args.dropout is not None and not 0.0 <= simcse_args.dropout < 1.0:
+        problems.append(f"dropout must be in [0, 1), got {simcse_args.dropout}")
+    if simcse_args.hard_negative_weight and data_args.train_format not in ("nli", "triplet"):
+        problems.append(f"hard_negative_weight weighs hard negatives, which a {data_args.train_format} training set has "
+                        "not (only nli and triplet have them); leave it 0")
+    if simcse_args.mlp_only_train and simcse_args.pooler_type != "cls":
+        problems.append(f"mlp_only_train is for pooler_type cls (the pooler with the MLP); {simcse_args.pooler_type} "
+                        "has no MLP, so leave it false")
+    if (simcse_args.compile_layers or simcse_args.cuda_graphs) and training_args.torch_compile:
+        problems.append("compile_layers (or cuda_graphs) and torch_compile both compile the encoder: set one of them")
+    if simcse_args.cuda_graphs:
+        problems += cuda_graphs_conflicts(training_args, simcse_args)
+    if training_args.eval_strategy != "no" and not data_args.dev_data:
+        problems.append("eval_strategy needs dev_data (an STS set to score)")
+    if training_args.load_best_model_at_end and not data_args.dev_data:
+        problems.append("load_best_model_at_end needs dev_data")
+    try:
+        parse_named_sets(data_args.test_data)
+    except DataError as e:
+        problems.append(f"test_data: {e}")
+    if data_args.dev_data and not os.path.exists(data_args.dev_data):
+        with contextlib.suppress(DataError):  # a source named as a test set is ('name=source'; a URL's '?a=b' is not)
+            problems.append(f"dev_data: {data_args.dev_data!r} is one source, without a name (test_data's sets have "
+                            f"names): dev_data: {parse_named(data_args.dev_data)[1]!r}?")
+    for key, needs in (("model_name_or_path", "config.json"), ("tokenizer_name", "tokenizer_config.json")):
+        try:
+            if getattr(model_args, key):
+                check_model_source(getattr(model_args, key), needs)
+        except DataError as e:
+            problems.append(f"{key}: {e}")
+    problems += trainer_setting_problems(training_args, data_args)
+    if isinstance(metric_asked, str) and metric_asked.removeprefix("eval_") == "loss":
+        # Trainer's own default where load_best_model_at_end has no metric, replaced below by cosine_spearman.
+        problems.append("metric_for_best_model: loss, on the dev set, is the mean squared error between the cosine and "
+                        "the gold score / 5, which SimCSE neither optimises nor scales its cosines to; pick one of "
+                        f"{', '.join(METRIC_NAMES)} (x100, higher is better; default cosine_spearman)")
+    if (problem := output_dir_problem(training_args.output_dir)) is not None:
+        problems.append(problem)
+    if training_args.hub_model_id and not training_args.push_to_hub:  # named in the model card's usage snippet
+        try:
+            check_repo_id(training_args.hub_model_id)
+        except PushError as e:
+            problems.append(f"hub_model_id: {e}")
+    if training_args.push_to_hub:
+        try:
+            if not data_args.test_data:
+                raise PushError("push_to_hub needs test_data: the model card is made of the final STS results")
+            if not training_args.hub_model_id:
+                raise PushError("push_to_hub needs hub_model_id (<owner>/<name>)")
+            check_repo_id(training_args.hub_model_id)
+            # Now, not after hours of training: every refusal of check_push_access (token, owner, visibility).
+            check_push_access(training_args.hub_model_id, bool(training_args.hub_private_repo),
+                              HfApi(token=training_args.hub_token))
+        except PushError as e:
+            problems.append(str(e))
+    if problems:
+        raise SystemExit("error: " + "; ".join(problems))
+    if training_args.metric_for_best_model in (None, "loss") and data_args.dev_data:
+        training_args.metric_for_best_model, training_args.greater_is_better = "cosine_spearman", True
+    training_args.remove_unused_columns = False  # the collator reads the tokenized columns itself
+    training_args.logging_nan_inf_filter = False  # NonFiniteLossGuard must see a NaN loss
+    return model_args, data_args, simcse_args, training_args
+
+
+def check_json_values(config: dict, path: str) -> dict:
+    """A JSON args dict -> the same, with a string given for a list-of-strings field (train_data, test_data,
+    sentence_columns ...) made a one-item list, test_data given as {"name": "source"} made ["name=source"], and
+    `"resume_from_checkpoint": true` read as "last"; raises SystemExit
+    naming the file and every key whose value has the wrong type (HfArgumentParser passes JSON values through
+    unchecked: "bf16": "false" would turn bf16 on)."""
+    hints = {}
+    for dtype in ALL_ARGUMENTS:
+        try:
+            types_of = typing.get_type_hints(dtype)
+        except (NameError, TypeError):  # a forward reference a later transformers may add: leave that class unchecked
+            continue
+        hints.update({f.name: types_of[f.name] for f in dataclasses.fields(dtype) if f.init})
+    config, problems = dict(config), []
+    for key, value in config.items():
+        if key not in hints:
+            continue  # HfArgumentParser names unknown keys
+        if key == "resume_from_checkpoint" and isinstance(value, bool):  # as `Trainer.train` takes it
+            config[key] = value = "last" if value else None
+        if isinstance(value, str) and not _accepts(hints[key], value) and _accepts(hints[key], [value]):
+            config[key] = value = [value]
+        if key == "test_data" and isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            config[key] = value = [f"{name}={source}" for name, source in value.items()]  # {"name": "source", ...}
+        if not _accepts(hints[key], value):
+            wanted = str(hints[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            problems.append(f"{key}: expected {wanted}, got {json.dumps(value, ensure_ascii=False)}")
+    if problems:
+        raise SystemExit(f"error: {path}: " + "; ".join(problems))
+    return config
+
+
+def _accepts(annotation, value) -> bool:
+    """Whether a JSON value fits a dataclass field's type. An enum takes a string (TrainingArguments checks that it
+    names a member); a class other than str, int, float, bool, list and dict takes anything."""
+    origin, arms = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(arm, value) for arm in arms)
+    if origin is typing.Literal:
+        return value in arms
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str or (isinstance(annotation, type) and issubclass(annotation, Enum)):
+        return isinstance(value, str)
+    if (origin or annotation) is list:
+        return isinstance(value, list) and (not arms or all(_accepts(arms[0], v) for v in value))
+    if (origin or annotation) is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def flag_overrides(flags: list[str], path: str) -> dict:
+    """Command-line flags given after a JSON args file -> {key: value} of the keys they set, typed as
+    `HfArgumentParser` types flags (`--bf16 false`, `--test_data a=x.tsv b=y.tsv`); unknown flags are an error."""
+    # allow_abbrev off: `--learning` must not pass for `--learning_rate`; exit_on_error off: a bad value raises, named below
+    parser = HfArgumentParser(ALL_ARGUMENTS, allow_abbrev=False, exit_on_error=False)
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS  # the namespace then holds only the keys the flags set
+    try:
+        given, unknown = parser.parse_known_args(flags)
+    except argparse.ArgumentError as e:
+        raise SystemExit(f"error: {path}: {e}") from None
+    if unknown:
+        raise SystemExit(f"error: {path}: unknown command-line argument(s) after it: {' '.join(unknown)}")
+    return vars(given)
+
+
+def trainer_setting_problems(training_args: TrainingArguments, data_args: DataArguments) -> list[str]:
+    """`TrainingArguments` that would split the contrastive batch, break the STS scoring or the export, or fail once
+    training has begun -> what is wrong with each. (FSDP and DeepSpeed are refused before they are made:
+    `sharding_problem`.)"""
+    problems = []
+    for key, (low, below, what) in TRAINING_VALUE_RANGES.items():
+        value = getattr(training_args, key)
+        if value is not None and not (low <= value and (below is None or value < below)):
+            problems.append(f"{key} ({what}) must be {f'at least {low}' if below is None else f'in [{low}, {below})'}, "
+                            f"got {value}")
+    if training_args.fp16 and training_args.device.type == "cpu":  # accelerate then trains in fp32 without a word
+        problems.append("fp16 on a CPU: accelerate has no fp16 mixed precision there and would train in fp32, while "
+                        "run_args.json and the card said fp16; leave fp16 out on a CPU (bf16 works there)")
+    if training_args.n_gpu > 1:  # Trainer would fall back to nn.DataParallel, which splits the in-batch negatives
+        problems.append(f"{training_args.n_gpu} GPUs are visible to one process; launch one process per GPU with "
+                        "`accelerate launch --num_processes N run_simcse.py CONFIG`, or pick one GPU with CUDA_VISIBLE_DEVICES")
+    if training_args.world_size > 1 and not training_args.accelerator_config.even_batches:
+        # Processes then get batches of different sizes or counts: the last step's gathers do not line up.
+        problems.append("accelerator_config.even_batches: false leaves processes with batches of different sizes, "
+                        "which the gathered negatives and the evaluation's gathers cannot line up; keep it true")
+    if training_args.train_sampling_strategy == "batch_rebalance":
+        problems.append("train_sampling_strategy: batch_rebalance varies the batch size between processes and "
+                        "accumulation steps (2 processes crashed in the gathered negatives), and a contrastive batch "
+                        "needs the same rows on each; use random (the default) or group_by_length")
+    if training_args.auto_find_batch_size:
+        problems.append("auto_find_batch_size: Trainer would halve the batch on running out of memory, and with it the "
+                        "negatives every sentence is contrasted with, while run_args.json and the card give the batch "
+                        "asked for; set the batch, and embedding_chunk_size to fit a large one in memory")
+    if training_args.dataloader_drop_last and (data_args.dev_data or data_args.test_data):
+        problems.append("dataloader_drop_last: Trainer drops the last partial batch of every evaluation too, so the STS "
+                        "scores would leave pairs out; set it to false")
+    if training_args.prediction_loss_only:
+        problems.append("prediction_loss_only: true keeps the STS scores from the metrics; set it to false")
+    if training_args.bf16_full_eval or training_args.fp16_full_eval:
+        problems.append("bf16_full_eval and fp16_full_eval: Trainer would cast the model to half precision in place for "
+                        "the final evaluation, so the export would be written in it and the test sets scored at "
+                        "another precision than the dev set during training; leave both false (bf16: true evaluates "
+                        "under bf16 autocast)")
+    if training_args.neftune_noise_alpha:
+        problems.append("neftune_noise_alpha: NEFTune adds noise to the input embeddings of generative models being "
+                        "instruction-tuned; SimCSE's noise is dropout, and the card would not say the embeddings were "
+                        "perturbed; leave it unset")
+    if training_args.use_liger_kernel:
+        problems.append("use_liger_kernel: Liger's kernels replace layers of decoder models (Llama, Qwen, ...), none of "
+                        "the encoders this job trains, which would run unchanged; leave it false")
+    if training_args.label_smoothing_factor or training_args.label_names not in (None, ["labels"]):
+        problems.append("label_smoothing_factor and label_names are for classifiers: the loss is contrastive and the "
+                        "STS gold scores are the `labels`; leave both unset")
+    metric = training_args.metric_for_best_model
+    if metric is not None and metric.removeprefix("eval_") not in (*METRIC_NAMES, "loss"):
+        problems.append(f"metric_for_best_model: {metric!r} is not a metric of the dev set; one of "
+                        f"{', '.join(METRIC_NAMES)} (x100, higher is better)")
+    elif metric is not None and metric.removeprefix("eval_") != "loss" and training_args.greater_is_better is False:
+        problems.append(f"greater_is_better: false would keep the checkpoint with the lowest {metric}, and a "
+                        "correlation is better the higher it is; leave greater_is_better out")
+    if training_args.batch_eval_metrics or not training_args.eval_do_concat_batches:
+        problems.append("batch_eval_metrics: true and eval_do_concat_batches: false hand the metrics one batch at a "
+                        "time, and the STS correlations need every pair's score at once; leave both at their defaults")
+    try:  # Trainer makes these at its start, after the data and the model have loaded; a missing package stops them
+        for callback in get_reporting_integration_callbacks(training_args.report_to):
+            callback()
+    except (ImportError, RuntimeError, ValueError) as e:
+        problems.append(f"report_to {', '.join(training_args.report_to)}: {e}")
+    try:  # the optimizer's package and settings, which Trainer looks at only when training begins
+        Trainer.get_optimizer_cls_and_kwargs(training_args)
+    except (ImportError, ValueError) as e:
+        if not (isinstance(e, ValueError) and "model" in str(e)):  # GaLore, LOMO ... need the model: Trainer's to judge
+            problems.append(f"optim {getattr(training_args.optim, 'value', training_args.optim)}: {e}")
+    except Exception:  # noqa: BLE001 - as above: Trainer judges, with the model
+        pass
+    try:  # the scheduler and its lr_scheduler_kwargs, which Trainer builds only when training begins
+        get_scheduler(training_args.lr_scheduler_type, torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0),
+                      num_warmup_steps=0, num_training_steps=100,
+                      scheduler_specific_kwargs=training_args.lr_scheduler_kwargs)
+    except (ValueError, TypeError) as e:
+        problems.append(f"lr_scheduler_type {training_args.lr_scheduler_type.value} with "
+                        f"lr_scheduler_kwargs {json.dumps(training_args.lr_scheduler_kwargs or {})}: {e}")
+    return problems
+
+
+def sharding_problem(fsdp: bool, deepspeed: bool, env: typing.Mapping[str, str] | None = None) -> str | None:
+    """Why the run cannot train with FSDP or DeepSpeed, asked for by the arguments (`fsdp`, `deepspeed`) or by the
+    launcher (an accelerate config's distributed type, ACCELERATE_USE_FSDP / ACCELERATE_USE_DEEPSPEED, in `env`,
+    default the process's); None if neither is."""
+    env = launcher_environment(env)
+    sharding = [name for name, asked in (("FSDP", fsdp or env.get("ACCELERATE_USE_FSDP", "").lower() == "true"),
+                                         ("DeepSpeed", deepspeed or env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"))
+                if asked]
+    if not sharding:
+        return None
+    return (f"{' and '.join(sharding)} (asked for by the arguments or by the accelerate config): this job trains with "
+            "DDP only; its export and its gathered negatives are not written for, nor tested with, a model or optimizer "
+            "state spread over the processes. A SimCSE encoder and its optimizer state fit on each GPU: launch with DDP "
+            "(configs/accelerate/*.yaml, or `accelerate launch --multi_gpu --num_processes N`)")
+
+
+def launcher_environment(env: typing.Mapping[str, str] | None) -> typing.Mapping[str, str]:
+    """`env`, or where None the process's environment as it is now: looked up at each call, never bound as a default,
+    because `datasets`' multi-process `map` rebinds `os.environ` to a deep copy of itself."""
+    return os.environ if env is None else env
+
+
+def take_launcher_settings(training_args: TrainingArguments, env: typing.Mapping[str, str] | None = None) -> None:
+    """Make the launcher's precision and compilation the arguments' own. `accelerate launch --mixed_precision X
+    --dynamo_backend Y` (or an `accelerate config` file that holds them) reach Trainer as ACCELERATE_MIXED_PRECISION
+    and ACCELERATE_DYNAMO_BACKEND, which it trains with where the JSON sets no precision and no torch_compile; this
+    sets `bf16`/`fp16` and `torch_compile` then, so the run's record, its card, the cuda_graphs default and the check
+    that two compilations are not asked for see what the run does. A JSON precision other than the launcher's wins (as
+    in Trainer), with a warning."""
+    env = launcher_environment(env)
+    launcher = env.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launcher in ("bf16", "fp16"):
+        chosen = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else None
+        if chosen is None:
+            setattr(training_args, launcher, True)
+            logger.info("training in %s, the launcher's mixed_precision", launcher)
+        elif chosen != launcher:
+            logger.warning("the launcher asks for mixed_precision %s and the arguments for %s: training in %s",
+                           launcher, chosen, chosen)
+    backend = env.get("ACCELERATE_DYNAMO_BACKEND", "no").lower()
+    if backend != "no" and not training_args.torch_compile:
+        training_args.torch_compile, training_args.torch_compile_backend = True, backend
+        training_args.torch_compile_mode = training_args.torch_compile_mode or env.get("ACCELERATE_DYNAMO_MODE")
+        logger.info("the whole model is compiled (torch_compile, backend %s), as the launcher's dynamo_backend asks",
+                    backend)
+
+
+def launched_alone(world_size: int, env: typing.Mapping[str, str] | None = None) -> bool:
+    """True for the one process that `accelerate launch --num_processes N` (N > 1) starts where it has no multi-process
+    launcher to use (a CPU, or one GPU, without `--multi_gpu`): its simple launcher sets ACCELERATE_USE_CPU, and
+    MASTER_ADDR for the N processes, but starts this one alone, with no WORLD_SIZE. env: default the process's."""
+    env = launcher_environment(env)
+    return world_size == 1 and "ACCELERATE_USE_CPU" in env and "MASTER_ADDR" in env and "WORLD_SIZE" not in env
+
+
+def cuda_graphs_conflicts(training_args: TrainingArguments, simcse_args: SimCSEArguments) -> list[str]:
+    """The settings of a run that `cuda_graphs` cannot work with, one error message each (none: it can)."""
+    conflicts = []
+    if training_args.device.type != "cuda":
+        conflicts.append(f"cuda_graphs needs a CUDA device; this run's device is {training_args.device.type}")
+    if simcse_args.embedding_chunk_size:
+        conflicts.append("cuda_graphs does not go with embedding_chunk_size (recomputed chunks); set one of them")
+    if training_args.gradient_accumulation_steps > 1:
+        # The gradients are the graphs' outputs, overwritten by the next replay (pytorch/pytorch#169545).
+        conflicts.append("cuda_graphs does not go with gradient_accumulation_steps > 1; use a larger batch")
+    return conflicts
+
+
+def output_dir_problem(output_dir: str) -> str | None:
+    """What keeps the run from writing to `output_dir` (it, or the nearest folder above it that exists, is a file or is
+    not writable), or None. Trainer would stop on it with a traceback after the data and the model had loaded."""
+    existing = os.path.abspath(output_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    where = "" if existing == os.path.abspath(output_dir) else f": {existing}"
+    if not os.path.isdir(existing):
+        return f"output_dir {output_dir}{where} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"output_dir {output_dir}{where} is not writable by this user"
+    return None
+
+
+def run_arguments_dict(*parsed) -> dict:
+    """The arguments as they are saved in run_args.json (JSON-serialisable, token-free), with the number of processes
+    (`world_size`), which sets the contrastive batch and the order of the data as much as the batch size does."""
+    out = {}
+    for args in parsed:
+        values = args.to_dict() if isinstance(args, TrainingArguments) else dataclasses.asdict(args)
+        out.update({k: v for k, v in values.items() if "token" not in k})
+        if isinstance(args, TrainingArguments):
+            out["world_size"] = args.world_size
+    return json.loads(json.dumps(out, default=str))
