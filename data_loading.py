@@ -360,7 +360,12 @@ def check_model_source(name: str, needs: str = "config.json") -> None:
     the file `needs` (`tokenizer_config.json` for a tokenizer)."""
     if os.path.isdir(name):
         if not os.path.isfile(os.path.join(name, needs)):
-            raise DataError(f"{name}: no {needs} in this folder")
+            # A run's output folder before its export (stopped, or still training) holds only checkpoints.
+            checkpoints = sorted((d for d in os.listdir(name) if re.fullmatch(r"checkpoint-\d+", d)),
+                                 key=lambda d: int(d.split("-")[1]))
+            hint = (f"; it holds training checkpoints ({', '.join(checkpoints)}): name one, as "
+                    f"{os.path.join(name, checkpoints[-1])}") if checkpoints else ""
+            raise DataError(f"{name}: no {needs} in this folder{hint}")
         return
     try:
         validate_repo_id(name)
