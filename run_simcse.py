@@ -48,7 +48,7 @@ from run_arguments import (
     SIMCSE_CONFIG_KEYS, TOKENIZE_IN_PARALLEL_FROM, TRAIN_FORMATS, DataArguments, ModelArguments, SimCSEArguments,
     cuda_graphs_conflicts, launched_alone, parse_arguments, run_arguments_dict,
 )
-from scratch_tokenizer import train_wordpiece
+from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_pooling,
                             tokenize_sts, undefined_metrics)
 from training_guards import (
@@ -479,6 +479,11 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         if model_args.train_tokenizer_vocab_size:
             texts = [s for c in train_set.column_names for s in column_values(train_set, c)]
             tokenizer = train_wordpiece(texts, model_args.train_tokenizer_vocab_size)
+            if len(tokenizer) > model_args.train_tokenizer_vocab_size:  # every character seen gets a piece
+                logger.warning("train_tokenizer_vocab_size %d is below the training sentences' %d characters (each a "
+                               "piece, bare and as a continuation, beside %d special tokens): the vocabulary has %d",
+                               model_args.train_tokenizer_vocab_size, (len(tokenizer) - len(SPECIAL_TOKENS)) // 2,
+                               len(SPECIAL_TOKENS), len(tokenizer))
         else:
             tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
                                                       cache_dir=cache_dir, trust_remote_code=False)

@@ -112,6 +112,14 @@ def test_unsupervised_text_run(tmp_path):
     assert model.config.pooler_type == "avg"
 
 
+def test_a_scratch_vocabulary_larger_than_asked_is_said(tmp_path, caplog):
+    """Every character of the training sentences gets a piece: a smaller train_tokenizer_vocab_size is exceeded."""
+    run_simcse.main([smoke_config(tmp_path, train_tokenizer_vocab_size=10, max_steps=1, test_data=[])])
+    size = len(AutoTokenizer.from_pretrained(str(tmp_path / "out")))
+    assert f"train_tokenizer_vocab_size 10 is below the training sentences' {(size - 5) // 2} characters" in caplog.text
+    assert f"the vocabulary has {size}" in caplog.text and size > 10
+
+
 def test_a_run_without_test_sets_exports_and_says_how_to_make_the_card(tmp_path, caplog):
     # It overwrites a run with test sets and the MLP (2_Dense/): none of that run's export, results or card is left.
     run_simcse.main([smoke_config(tmp_path, num_train_epochs=1)])
