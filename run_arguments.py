@@ -28,8 +28,14 @@ from transformers.integrations import get_reporting_integration_callbacks
 
 from data_loading import DataError, check_model_source, parse_named, parse_named_sets
 from hub.push import PushError, check_push_access, check_repo_id
-from modeling_simcse import (CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, POOLER_TYPES,
-                             SimCSEConfig)
+from modeling_simcse import (
+    CUDA_GRAPH_LENGTHS,
+    CUDA_GRAPH_ROWS,
+    PACKABLE_ATTENTION,
+    PACKABLE_MODEL_TYPES,
+    POOLER_TYPES,
+    SimCSEConfig,
+)
 from sts_evaluation import METRIC_NAMES
 
 logger = logging.getLogger(__name__)

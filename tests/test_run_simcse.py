@@ -549,8 +549,8 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"hub_model_id": "bad id"}, "hub_model_id: repo id 'bad id' is not of the form <owner>/<name>"),  # the card's
     # Tracebacks when training began, after the tokenization, with run_args.json written (the scheduler's arguments,
     # NEFTune's hook, which our model has no input embeddings for, the Liger package).
-    ({"lr_scheduler_type": "warmup_stable_decay"}, "lr_scheduler_type warmup_stable_decay with lr_scheduler_kwargs "
-                                                   r"\{\}: .*missing 1 required positional argument: 'num_decay_steps'"),
+    ({"lr_scheduler_type": "warmup_stable_decay"},
+     r"lr_scheduler_kwargs \{\}: .*missing 1 required positional argument: 'num_decay_steps'"),
     ({"lr_scheduler_type": "polynomial", "lr_scheduler_kwargs": {"power": 2.0, "powr": 1}},
      "lr_scheduler_kwargs .*unexpected keyword argument 'powr'"),
     ({"optim": "adamw_torch_xla"}, "optim adamw_torch_xla: Trainer failed to import syncfree AdamW from torch_xla"),

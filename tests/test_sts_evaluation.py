@@ -136,8 +136,9 @@ def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_pa
     (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "2"], "--max-length 2 leaves no room for a sentence"),
     (["{empty}", "--set", f"s={SAMPLE}/sts.tsv"], "{empty}: no config.json in this folder"),
     # A run's folder before its export holds only checkpoints.
-    (["{run}", "--set", f"s={SAMPLE}/sts.tsv"], "{run}: no config.json in this folder; it holds training checkpoints "
-                                                 "(checkpoint-9, checkpoint-10): name one, as {run}/checkpoint-10"),
+    (["{run}", "--set", f"s={SAMPLE}/sts.tsv"],
+     ("{run}: no config.json in this folder; it holds training checkpoints (checkpoint-9, checkpoint-10): name one, as "
+      "{run}/checkpoint-10")),
 ])
 def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, capsys, tmp_path):
     names = {"encoder": encoder_dir, "empty": str(tmp_path / "empty"), "run": str(tmp_path / "run")}
