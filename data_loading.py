@@ -30,6 +30,8 @@ from datasets import Dataset
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import TokenizersBackend
 
+from training_guards import checkpoints
+
 FILE_FORMATS = {".tsv": "csv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "0": 0, "1": 1, "2": 2}
 NO_GOLD_LABEL = (-1, "-1", "-")  # SNLI's marker for pairs without annotator consensus: skipped
@@ -361,10 +363,9 @@ def check_model_source(name: str, needs: str = "config.json") -> None:
     if os.path.isdir(name):
         if not os.path.isfile(os.path.join(name, needs)):
             # A run's output folder before its export (stopped, or still training) holds only checkpoints.
-            checkpoints = sorted((d for d in os.listdir(name) if re.fullmatch(r"checkpoint-\d+", d)),
-                                 key=lambda d: int(d.split("-")[1]))
-            hint = (f"; it holds training checkpoints ({', '.join(checkpoints)}): name one, as "
-                    f"{os.path.join(name, checkpoints[-1])}") if checkpoints else ""
+            found = checkpoints(name)
+            hint = (f"; it holds training checkpoints ({', '.join(map(os.path.basename, found))}): name one, as "
+                    f"{found[-1]}") if found else ""
             raise DataError(f"{name}: no {needs} in this folder{hint}")
         return
     try:

@@ -37,7 +37,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from data_collator import SimCSECollator
 from data_loading import (DataError, column_values, load_nli_triplets, load_sentence_columns, load_sts,
                           parse_named_sets, refuses_model_code, rows_digest, tokenize_rows)
-from hub.card import contrastive_batch, render_card
+from hub.card import contrastive_batch, dev_metric, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, push
 from modeling_simcse import (
@@ -555,7 +555,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             train_result = trainer.train(resume_from_checkpoint=resume)
         except TrainingDiverged as e:
             raise SystemExit(f"error: {e}") from None
-    dev_key = f"eval_{(training_args.metric_for_best_model or '').removeprefix('eval_')}"
+    dev_key = f"eval_{dev_metric(run_args)}"
     if training_args.load_best_model_at_end and not any(dev_key in e for e in trainer.state.log_history):
         logger.warning("the dev set was never scored in the run's %d steps (eval_strategy %s, eval_steps %s, eval_delay "
                        "%s): the final model is the one exported and evaluated", trainer.state.global_step,
