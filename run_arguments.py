@@ -190,7 +190,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             if (problem := sharding_problem(bool(config.get("fsdp")), bool(config.get("deepspeed")))) is not None:
                 raise SystemExit(f"error: {argv[0]}: {problem}")
             parsed = parser.parse_dict(config)
-            metric_asked = config.get("metric_for_best_model")
+            given = config
         except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON
             raise SystemExit(f"error: {argv[0]}: {e}") from None
     elif not argv:
@@ -206,7 +206,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             parsed = parser.parse_args_into_dataclasses(argv)
         except ValueError as e:  # unknown flags
             raise SystemExit(f"error: {e}") from None
-        metric_asked = flags.metric_for_best_model
+        given = flag_overrides(argv, None)  # also refuses abbreviations
     model_args, data_args, simcse_args, training_args = parsed
     take_launcher_settings(training_args)
     problems = []
@@ -266,6 +266,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         except DataError as e:
             problems.append(f"{key}: {e}")
     problems += trainer_setting_problems(training_args, data_args)
+    problems += script_flag_problems(given, training_args, data_args)
+    metric_asked = given.get("metric_for_best_model")
     if isinstance(metric_asked, str) and metric_asked.removeprefix("eval_") == "loss":
         # Trainer's own default where load_best_model_at_end has no metric, replaced below by cosine_spearman.
         problems.append("metric_for_best_model: loss, on the dev set, is the mean squared error between the cosine and "
@@ -355,20 +357,44 @@ def _accepts(annotation, value) -> bool:
     return True
 
 
-def flag_overrides(flags: list[str], path: str) -> dict:
-    """Command-line flags given after a JSON args file -> {key: value} of the keys they set, typed as
-    `HfArgumentParser` types flags (`--bf16 false`, `--test_data a=x.tsv b=y.tsv`); unknown flags are an error."""
+def flag_overrides(flags: list[str], path: str | None) -> dict:
+    """Command-line flags given after the JSON args file `path` (or alone: `path` None) -> {key: value} of the keys they
+    set, typed as `HfArgumentParser` types flags (`--bf16 false`, `--test_data a=x.tsv b=y.tsv`); unknown flags are an
+    error."""
     # allow_abbrev off: `--learning` must not pass for `--learning_rate`; exit_on_error off: a bad value raises, named below
     parser = HfArgumentParser(ALL_ARGUMENTS, allow_abbrev=False, exit_on_error=False)
     for action in parser._actions:
         action.default = argparse.SUPPRESS  # the namespace then holds only the keys the flags set
+    where = f"{path}: " if path else ""
     try:
         given, unknown = parser.parse_known_args(flags)
     except argparse.ArgumentError as e:
-        raise SystemExit(f"error: {path}: {e}") from None
+        raise SystemExit(f"error: {where}{e}") from None
     if unknown:
-        raise SystemExit(f"error: {path}: unknown command-line argument(s) after it: {' '.join(unknown)}")
+        raise SystemExit(f"error: {where}unknown command-line argument(s){' after it' if path else ''} (a flag is the "
+                         f"whole key): {' '.join(unknown)}")
     return vars(given)
+
+
+def script_flag_problems(given: dict, training_args: TrainingArguments, data_args: DataArguments) -> list[str]:
+    """`do_train`, `do_eval` and `do_predict`, the flags `TrainingArguments` keeps for scripts, where `given` (the keys
+    the JSON file or the flags set) sets them against what this job does: it always trains, scores the dev set when
+    `eval_strategy` says and every `test_data` set at the end. They are accepted where they agree (as the original SimCSE
+    scripts pass them) and refused where they do not, rather than ignored."""
+    problems = []
+    if given.get("do_train") is False:
+        problems.append("do_train false: run_simcse.py always trains (leave the key out); to score an encoder as it is: "
+                        "python sts_evaluation.py MODEL")
+    scores_dev = training_args.eval_strategy != "no"
+    if "do_eval" in given and given["do_eval"] != scores_dev:
+        problems.append(f"do_eval {str(given['do_eval']).lower()}, yet eval_strategy is "
+                        f"{training_args.eval_strategy.value!r}: the dev set is scored during training where eval_strategy "
+                        "is steps or epoch (with dev_data), and not where it is \"no\"; leave do_eval out")
+    if "do_predict" in given and given["do_predict"] != bool(data_args.test_data):
+        problems.append(f"do_predict {str(given['do_predict']).lower()}, yet test_data is "
+                        f"{'set' if data_args.test_data else 'empty'}: every test_data set is scored at the end, and "
+                        "only those; leave do_predict out")
+    return problems
 
 
 def trainer_setting_problems(training_args: TrainingArguments, data_args: DataArguments) -> list[str]:

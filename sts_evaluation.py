@@ -228,6 +228,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         parser.error(f"--output {args.output}: its folder does not exist")
     if args.output and os.path.isdir(args.output):
         parser.error(f"--output {args.output} is a folder; name the JSON file to write, e.g. {args.output}/sts_results.json")
+    from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE  # here: hub.model_dir imports this module
+
+    if args.output and os.path.abspath(args.output) == os.path.abspath(os.path.join(args.model, RESULTS_FILE)):
+        run_length = (_model_json(args.model, RUN_ARGS_FILE) or {}).get("max_seq_length")
+        if args.remove_characters or (run_length is not None and args.max_length not in (None, run_length)):
+            # The card shows that file's numbers beside the run's settings, as the standard protocol's.
+            parser.error(f"--output {args.output}: the model card is rendered from that file, as scores of the sentences "
+                         f"as they are, at the run's max_seq_length; write scores of --remove-characters or another "
+                         "--max-length to another file")
 
     try:
         check_model_source(args.model)

@@ -374,10 +374,23 @@ def test_resume_from_checkpoint_true_in_the_json_means_the_last_checkpoint(value
     ([], "usage: run_simcse.py CONFIG.json"),  # it was "set exactly one of model_name_or_path ..."
     (["configs/smoke.yaml"], "configs/smoke.yaml: the arguments file is a .json"),  # these two were tracebacks
     (["--model_type", "bert", "--foo", "1"], "error: Some specified arguments are not used .*--foo"),
+    (["--model_type", "bert", "--learning_r", "1e-3"], r"argument\(s\) \(a flag is the whole key\): --learning_r 1e-3"),
 ])
 def test_a_command_line_without_a_json_file_is_explained(argv, message):
     with pytest.raises(SystemExit, match=message):
         run_arguments.parse_arguments(argv)
+
+
+def test_script_flags_that_agree_with_the_job_are_accepted_and_those_that_do_not_are_named(tmp_path):
+    """do_train/do_eval/do_predict true, as the original SimCSE scripts pass them, describe what the smoke job does."""
+    config = smoke_config(tmp_path, do_train=True, do_eval=True, do_predict=True)
+    assert run_arguments.parse_arguments([config])[3].do_train
+    with pytest.raises(SystemExit, match="do_predict false, yet test_data is set"):
+        run_arguments.parse_arguments([config, "--do_predict", "false"])
+    flags = ["--model_type", "bert", "--train_tokenizer_vocab_size", "100", "--train_data", "x.tsv",
+             "--output_dir", str(tmp_path / "o")]
+    with pytest.raises(SystemExit, match="do_train false: run_simcse.py always trains"):
+        run_arguments.parse_arguments([*flags, "--do_train", "false"])
 
 
 def test_a_json_file_with_a_byte_order_mark_is_read(tmp_path):
@@ -444,8 +457,8 @@ def test_the_launchers_compilation_is_the_runs_record(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--learning", "1e-3"], "unknown command-line argument.s. after it: --learning 1e-3"),  # no abbreviations
-    (["--pooler", "cls"], "unknown command-line argument.s. after it: --pooler cls"),
+    (["--learning", "1e-3"], "unknown command-line argument.s. after it .a flag is the whole key.: --learning 1e-3"),  # no abbreviations
+    (["--pooler", "cls"], "unknown command-line argument.s. after it .a flag is the whole key.: --pooler cls"),
     (["--learning_rate", "fast"], "argument --learning_rate/--learning-rate: invalid float value: 'fast'"),
     (["--use_cpu", "maybe"], "argument --use_cpu/--use-cpu: Truthy value expected: got maybe"),
 ])
@@ -560,6 +573,10 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"bf16_full_eval": True}, "bf16_full_eval and fp16_full_eval: Trainer would cast the model to half precision"),
     # Replaced by cosine_spearman without a word (as it must be where it is Trainer's default).
     ({"metric_for_best_model": "eval_loss"}, "metric_for_best_model: loss, on the dev set, is the mean squared error"),
+    # TrainingArguments keeps these for scripts; ignored, "do_train": false trained all the same.
+    ({"do_train": False}, "do_train false: run_simcse.py always trains"),
+    ({"do_eval": False}, "do_eval false, yet eval_strategy is 'steps'"),
+    ({"do_predict": True, "test_data": []}, "do_predict true, yet test_data is empty"),
 ])
 def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     config = smoke_config(tmp_path, **changes)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from conftest import SAMPLE, cli, folder_files
+from conftest import ROOT, SAMPLE, cli, folder_files
 from data_loading import column_values, load_sts, tokenize_rows
 from modeling_simcse import SimCSEModel, pair_similarities
 from sts_evaluation import METRIC_NAMES, format_table, main, sts_correlations, tokenize_sts
@@ -123,10 +123,15 @@ def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_pa
     assert kept["avg"] != pytest.approx(clean["avg"], abs=1e-3)
 
 
-@pytest.mark.parametrize("argv, message", [  # {encoder}: a saved encoder; {empty}: an empty folder
+@pytest.mark.parametrize("argv, message", [  # {encoder}: a saved encoder; {empty}: an empty folder; {reference}: a run
     (["/no/such/encoder"], "/no/such/encoder: no such folder, and not a Hub model id"),
     (["{encoder}", "--output", "/no/such/folder/results.json"], "--output /no/such/folder/results.json: its folder does not"),
     (["{encoder}", "--output", "{empty}"], "--output {empty} is a folder; name the JSON file to write"),
+    # These scores in the export's own results file became its card's, as the standard protocol's.
+    (["{encoder}", "--remove-characters", ",", "--output", "{encoder}/sts_results.json"],
+     "--output {encoder}/sts_results.json: the model card is rendered from that file"),
+    (["{reference}", "--max-length", "128", "--output", "{reference}/sts_results.json"],  # max_seq_length 64
+     "--output {reference}/sts_results.json: the model card is rendered from that file"),
     (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "65"], "--max-length 65 is longer than the 64 positions of the bert encoder"),
     (["{encoder}", "--set", "s=/no/such/sts.tsv"], "/no/such/sts.tsv: file not found"),
     (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--set", "s=other.tsv"], "two sets named 's'"),
@@ -141,7 +146,8 @@ def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_pa
       "{run}/checkpoint-10")),
 ])
 def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, capsys, tmp_path):
-    names = {"encoder": encoder_dir, "empty": str(tmp_path / "empty"), "run": str(tmp_path / "run")}
+    names = {"encoder": encoder_dir, "empty": str(tmp_path / "empty"), "run": str(tmp_path / "run"),
+             "reference": f"{ROOT}/reference_run"}
     (tmp_path / "empty").mkdir()
     for step in (10, 9):  # named in the order of their steps, not of their names
         (tmp_path / "run" / f"checkpoint-{step}").mkdir(parents=True)
