@@ -69,8 +69,11 @@ class Source:
 
     @classmethod
     def parse(cls, spec: str) -> "Source":
-        if re.match(r"https?://", spec) or os.path.splitext(spec)[1].lower() in FILE_FORMATS or os.path.exists(spec):
+        if re.match(r"https?://", spec):
             return cls(spec, path=spec)
+        local = os.path.expanduser(spec)  # "~/data/x.tsv" in a JSON file reaches no shell to expand it
+        if os.path.splitext(local)[1].lower() in FILE_FORMATS or os.path.exists(local):
+            return cls(spec, path=local)
         repo, *rest = spec.split(":")
         if repo.count("/") > 1 or len(rest) > 2 or not repo:
             raise DataError(f"{spec!r} is neither a file (.tsv/.csv/.json/.jsonl/.parquet/.txt), a URL, nor a Hub "

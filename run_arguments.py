@@ -208,6 +208,11 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             raise SystemExit(f"error: {e}") from None
         given = flag_overrides(argv, None)  # also refuses abbreviations
     model_args, data_args, simcse_args, training_args = parsed
+    # As TrainingArguments does for output_dir (data sources: data_loading.Source): no shell expands a JSON value's "~".
+    for args, key in ((model_args, "model_name_or_path"), (model_args, "tokenizer_name"), (model_args, "cache_dir"),
+                      (training_args, "resume_from_checkpoint")):
+        if isinstance(value := getattr(args, key), str) and value.startswith("~"):
+            setattr(args, key, os.path.expanduser(value))
     take_launcher_settings(training_args)
     problems = []
     if bool(model_args.model_name_or_path) == bool(model_args.model_type):
@@ -255,7 +260,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         parse_named_sets(data_args.test_data)
     except DataError as e:
         problems.append(f"test_data: {e}")
-    if data_args.dev_data and not os.path.exists(data_args.dev_data):
+    if data_args.dev_data and not os.path.exists(os.path.expanduser(data_args.dev_data)):
         with contextlib.suppress(DataError):  # a source named as a test set is ('name=source'; a URL's '?a=b' is not)
             problems.append(f"dev_data: {data_args.dev_data!r} is one source, without a name (test_data's sets have "
                             f"names): dev_data: {parse_named(data_args.dev_data)[1]!r}?")

@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import unicodedata
 
 import datasets
@@ -51,6 +52,14 @@ def test_source_parsing():
     # An STS set from the Hub names its split: 'klue/klue:sts' would have scored KLUE-STS train (checked before loading).
     with pytest.raises(DataError, match="klue/klue:sts: name the split of a Hub STS set"):
         load_sts("klue/klue:sts")
+
+
+def test_a_home_relative_path_is_read_from_home(tmp_path, monkeypatch):
+    """A JSON file's "~/..." reaches no shell: it was 'file not found' though the file was there."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copy(f"{SAMPLE}/sts.tsv", tmp_path / "sts.tsv")
+    assert len(load_sts("~/sts.tsv")) == len(load_sts(f"{SAMPLE}/sts.tsv"))
+    assert Source.parse("~/sts.tsv").row(0) == "~/sts.tsv, line 2"  # named as the user wrote it
 
 
 def test_tsv_quoting_is_off(tmp_path):

@@ -20,6 +20,7 @@ import run_arguments
 import run_simcse
 import sts_evaluation
 from conftest import ROOT, SAMPLE, sample_sentences
+from data_loading import load_source
 from hub.card import render_card
 from modeling_simcse import SimCSEConfig, SimCSEModel
 from scratch_tokenizer import train_wordpiece
@@ -391,6 +392,20 @@ def test_script_flags_that_agree_with_the_job_are_accepted_and_those_that_do_not
              "--output_dir", str(tmp_path / "o")]
     with pytest.raises(SystemExit, match="do_train false: run_simcse.py always trains"):
         run_arguments.parse_arguments([*flags, "--do_train", "false"])
+
+
+def test_home_relative_paths_in_the_json_are_read_from_home(encoder_dir, tmp_path, monkeypatch):
+    """No shell expands a JSON value's "~": the encoder was 'no such folder, and not a Hub model id'."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    os.symlink(encoder_dir, tmp_path / "encoder")
+    shutil.copy(f"{SAMPLE}/nli.tsv", tmp_path / "nli.tsv")
+    changes = dict(model_type=None, config_overrides=None, train_tokenizer_vocab_size=None, model_name_or_path="~/encoder",
+                   tokenizer_name="~/encoder", resume_from_checkpoint="~/out/checkpoint-3")
+    parsed = run_arguments.parse_arguments([smoke_config(tmp_path, **changes), "--train_data", "~/nli.tsv"])
+    model_args, data_args, _, training_args = parsed
+    assert model_args.model_name_or_path == model_args.tokenizer_name == str(tmp_path / "encoder")
+    assert training_args.resume_from_checkpoint == str(tmp_path / "out" / "checkpoint-3")
+    assert load_source(data_args.train_data[0])[0].num_rows == load_source(f"{SAMPLE}/nli.tsv")[0].num_rows
 
 
 def test_a_json_file_with_a_byte_order_mark_is_read(tmp_path):
