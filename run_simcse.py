@@ -583,6 +583,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         environment = describe_environment(training_args, len(train_rows))
         with open(os.path.join(out, "environment.json"), "w") as f:
             json.dump({**environment, **clock.record(train_result.metrics["train_runtime"]),
+                       # Known only here: a folder now may be none where the card is rendered (the card's base_model).
+                       "hub_base_model": base if (base := model_args.model_name_or_path) and not os.path.isdir(base)
+                       else None,
                        "training_batches": "packed" if packed else "padded",
                        "cuda_graphs": simcse_args.cuda_graphs,
                        "tokenization_processes": train_workers or 1,

@@ -13,7 +13,9 @@ import re
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from data_loading import DataError, Source
 from hub.model_dir import RUN_ARGS_FILE, ModelDirError, check_export, load_results, read_json
 from sts_evaluation import METRIC_NAMES, SIMILARITIES
 
@@ -39,7 +41,10 @@ PUBLISHED = {
     },
 }
 SET_TITLES = {"korsts-test": "KorSTS test", "klue-sts-dev": "KLUE-STS dev", "korsts-dev": "KorSTS dev"}
-DATASET_IDS = {"korsts": "korsts", "klue-sts": "klue/klue"}  # model-index dataset types
+# model-index datasets: set name's prefix -> (type, config). KLUE-STS is the Hub's klue/klue, config sts, whose dev set
+# is split "validation"; KorSTS has no Hub copy that is its files (kakaobrain/kor_nlu's sts drops rows of train and dev).
+DATASETS = {"korsts": ("korsts", None), "klue-sts": ("klue/klue", "sts")}
+HUB_SPLITS = {"klue/klue": {"dev": "validation"}}
 COLUMN_TITLES = ["AVG"] + [f"{s.capitalize()} {c}" for s in SIMILARITIES for c in ("Pearson", "Spearman")]
 
 USAGE = {  # indented into the card's `with torch.no_grad():` block
@@ -86,18 +91,51 @@ def eval_results(results: dict[str, dict[str, float]], model_name: str) -> list[
     """The model-index entries: every metric of every set."""
     out = []
     for name, metrics in results.items():
-        dataset = DATASET_IDS.get(name.rsplit("-", 1)[0], name)
+        dataset, config = DATASETS.get(name.rsplit("-", 1)[0], (name, None))
         split = name.rsplit("-", 1)[-1] if name.rsplit("-", 1)[-1] in ("train", "dev", "test", "validation") else None
+        split = HUB_SPLITS.get(dataset, {}).get(split, split)
         for metric in METRIC_NAMES:
             sim, _, corr = metric.partition("_")
             out.append(EvalResult(
                 task_type="semantic-similarity", task_name="Semantic Similarity", dataset_type=dataset,
-                dataset_name=SET_TITLES.get(name, name), dataset_split=split,
+                dataset_name=SET_TITLES.get(name, name), dataset_config=config, dataset_split=split,
                 metric_type="avg_8" if metric == "avg" else f"{corr}_{sim}",
                 metric_name="AVG of 8 correlations" if metric == "avg" else f"{corr.capitalize()} ({sim})",
                 metric_value=round(metrics[metric], 2),
             ))
     return out
+
+
+def _is_repo_id(name: str) -> bool:
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def hub_datasets(train_data: list[str]) -> list[str]:
+    """The Hub dataset ids among the training sources, read by their form (a card may be rendered on another machine
+    than the run's): the Hub refuses a card whose `datasets` lists a path."""
+    ids = set()
+    for spec in train_data:
+        try:
+            repo = Source.parse(spec).repo
+        except DataError:  # no file, URL or Hub id: a path of another machine
+            continue
+        if repo and _is_repo_id(repo):
+            ids.add(repo)
+    return sorted(ids)
+
+
+def base_model_id(args: dict, environment: dict) -> str | None:
+    """The Hub id of the encoder the run started from, None for a local folder or a model made from a config: as the
+    run recorded it (`hub_base_model` in environment.json), else (earlier runs) a `model_name_or_path` that is a repo id
+    and no folder here."""
+    if "hub_base_model" in environment:
+        return environment["hub_base_model"]
+    name = args.get("model_name_or_path")
+    return name if name and not os.path.isdir(name) and _is_repo_id(name) else None
 
 
 def plot_dev_scores(model_dir: str, state: dict, metric: str) -> str | None:
@@ -299,9 +337,8 @@ def render_card(
     model_name = repo_id.split("/")[-1]
     metric = dev_metric(args)
 
-    train_data = args.get("train_data", [])
-    datasets = sorted({d.split(":")[0] for d in train_data if "/" in d and not os.path.exists(d) and "://" not in d})
-    datasets += [d for d in ("klue/klue",) if any(n.startswith("klue") for n in results)]
+    datasets = hub_datasets(args.get("train_data", []))
+    datasets += [d for d in ("klue/klue",) if any(n.startswith("klue") for n in results) and d not in datasets]
     card_data = ModelCardData(
         language="ko",
         license=license,
@@ -309,8 +346,7 @@ def render_card(
         pipeline_tag="sentence-similarity",
         tags=["sentence-transformers", "transformers", "feature-extraction", "sentence-similarity", "simcse", "korean"],
         datasets=datasets or None,
-        base_model=args.get("model_name_or_path") if args.get("model_name_or_path") and not os.path.isdir(
-            args.get("model_name_or_path", "")) else None,
+        base_model=base_model_id(args, environment),
         model_name=model_name,
         eval_results=eval_results(results, model_name),
     )

@@ -136,6 +136,29 @@ def test_card_says_when_the_dev_set_never_chose_or_the_untrained_encoder_scored_
     assert rows["model selection"] == "best cosine_spearman on `dev.tsv`, every 50 steps (1 evaluation)"
 
 
+def test_card_metadata_names_only_hub_ids_wherever_it_is_rendered(model_dir, tmp_path):
+    """A card rendered away from the run's machine listed its training files' paths as Hub datasets (the Hub refuses
+    such a card at push: "datasets[0] ... is not valid"); base_model is what the run found, recorded in
+    environment.json; KLUE-STS dev is klue/klue's config sts, split validation, in the model-index."""
+    copy = shutil.copytree(model_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
+    args = json.loads((copy / "run_args.json").read_text())
+    train_data = ["/gpu-box/data/snli.ko.tsv", "data/multinli.ko.tsv", "~/xnli.jsonl", "https://x.org/a/b.tsv",
+                  "kakaobrain/kor_nli:multi_nli:train", "kakaobrain/kor_nli:snli:train", "/gpu-box/data/folder"]
+    (copy / "run_args.json").write_text(json.dumps({**args, "train_data": train_data,
+                                                    "model_name_or_path": "/gpu-box/models/klue-bert"}))
+    results = json.loads((copy / "sts_results.json").read_text())
+    (copy / "sts_results.json").write_text(json.dumps({"klue-sts-dev": next(iter(results.values()))}))
+    environment = json.loads((copy / "environment.json").read_text())
+    (copy / "environment.json").write_text(json.dumps({k: v for k, v in environment.items() if k != "hub_base_model"}))
+    data = render_card(str(copy)).data  # as a run from before the record: the path is no repo id
+    assert data.datasets == ["kakaobrain/kor_nli", "klue/klue"] and data.base_model is None
+    index = {(r.dataset_type, r.dataset_config, r.dataset_split) for r in data.eval_results}
+    assert index == {("klue/klue", "sts", "validation")}
+    for recorded in ("klue/bert-base", None):  # the run's record wins over what the name looks like here
+        (copy / "environment.json").write_text(json.dumps({**environment, "hub_base_model": recorded}))
+        assert render_card(str(copy)).data.base_model == recorded
+
+
 def test_a_metric_named_with_its_eval_prefix_is_plotted(model_dir, tmp_path):
     """Trainer takes metric_for_best_model with or without "eval_"; the card plotted nothing for "eval_cosine_spearman"."""
     copy = shutil.copytree(model_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*", "dev_scores.png"))
