@@ -32,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
 
 import yaml
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 
 @dataclass
@@ -80,14 +81,20 @@ HUB_LICENSES = (
 
 
 def metadata_problem(card: str) -> str | None:
-    """What the Hub's validation of a model card's YAML metadata would refuse (here: the licence), in its words (the
-    client adds "Invalid metadata in README.md." before them)."""
+    """What the Hub's validation of a model card's YAML metadata would refuse (here: the licence, and a dataset that is
+    no repo id), in its words (the client adds "Invalid metadata in README.md." before them)."""
     if not card.startswith("---"):
         return None
     metadata = yaml.safe_load(card.split("---", 2)[1]) or {}
     licenses = metadata.get("license")
     if any(lic not in HUB_LICENSES for lic in (licenses if isinstance(licenses, list) else [licenses]) if lic is not None):
         return f'"license" must be one of [{", ".join(HUB_LICENSES)}, array]'
+    for i, dataset in enumerate(metadata.get("datasets") or []):  # as the Hub refused a path (autotrain-advanced #648)
+        try:
+            validate_repo_id(dataset)
+        except HFValidationError:
+            return (f'"datasets[{i}]" with value "{dataset}" is not valid. If possible, use a dataset id from '
+                    "https://hf.co/datasets.")
     return None
 
 

@@ -459,6 +459,18 @@ def test_a_card_the_hub_refuses_fails_the_push_before_the_upload_and_leaves_no_r
     assert "license: gpl-2.0" in hub.repos["alice/lic"].branches["main"]["README.md"].decode()
 
 
+def test_a_run_trained_on_another_machines_files_pushes(model_dir, hub, tmp_path):
+    """Trained on a GPU machine, pushed from another: the card listed the training file's path under `datasets`, which
+    the Hub refuses ("is not valid", as the stand-in does)."""
+    copy = shutil.copytree(model_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
+    args = json.loads((copy / "run_args.json").read_text())
+    (copy / "run_args.json").write_text(json.dumps({**args, "train_data": ["/gpu-box/data/kornli/snli.ko.tsv"]}))
+    assert cli(["-m", "hub", "card", str(copy)], hub, tmp_home=tmp_path).returncode == 0
+    proc = cli(["-m", "hub", "push", str(copy), "--repo-id", "alice/moved"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "/gpu-box" not in hub.repos["alice/moved"].branches["main"]["README.md"].decode().split("---")[1]
+
+
 def test_dry_run_sends_nothing(model_dir, hub, tmp_path):
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/x", "--dry-run"], hub, tmp_home=tmp_path)
     assert proc.returncode == 0, proc.stderr
