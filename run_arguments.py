@@ -418,6 +418,9 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
     if training_args.n_gpu > 1:  # Trainer would fall back to nn.DataParallel, which splits the in-batch negatives
         problems.append(f"{training_args.n_gpu} GPUs are visible to one process; launch one process per GPU with "
                         "`accelerate launch --num_processes N run_simcse.py CONFIG`, or pick one GPU with CUDA_VISIBLE_DEVICES")
+    if training_args.hub_strategy in ("checkpoint", "all_checkpoints"):  # Trainer's own pushes are off (run_simcse)
+        problems.append(f"hub_strategy {training_args.hub_strategy.value}: checkpoints never go to the Hub (they hold "
+                        "optimizer states and training_args.bin); push_to_hub uploads the exported model once, at the end")
     if training_args.world_size > 1 and not training_args.accelerator_config.even_batches:
         # Processes then get batches of different sizes or counts: the last step's gathers do not line up.
         problems.append("accelerator_config.even_batches: false leaves processes with batches of different sizes, "
