@@ -384,17 +384,18 @@ def flag_overrides(flags: list[str], path: str | None) -> dict:
 def script_flag_problems(given: dict, training_args: TrainingArguments, data_args: DataArguments) -> list[str]:
     """`do_train`, `do_eval` and `do_predict`, the flags `TrainingArguments` keeps for scripts, where `given` (the keys
     the JSON file or the flags set) sets them against what this job does: it always trains, scores the dev set when
-    `eval_strategy` says and every `test_data` set at the end. They are accepted where they agree (as the original SimCSE
-    scripts pass them) and refused where they do not, rather than ignored."""
+    `eval_strategy` says and every `test_data` set at the end. They are accepted where they agree (as the original
+    SimCSE scripts pass them) and refused where they do not, rather than ignored."""
     problems = []
     if given.get("do_train") is False:
-        problems.append("do_train false: run_simcse.py always trains (leave the key out); to score an encoder as it is: "
-                        "python sts_evaluation.py MODEL")
+        problems.append("do_train false: run_simcse.py always trains (leave the key out); to score an encoder as it "
+                        "is: python sts_evaluation.py MODEL")
     scores_dev = training_args.eval_strategy != "no"
     if "do_eval" in given and given["do_eval"] != scores_dev:
         problems.append(f"do_eval {str(given['do_eval']).lower()}, yet eval_strategy is "
-                        f"{training_args.eval_strategy.value!r}: the dev set is scored during training where eval_strategy "
-                        "is steps or epoch (with dev_data), and not where it is \"no\"; leave do_eval out")
+                        f"{training_args.eval_strategy.value!r}: the dev set is scored during training where "
+                        "eval_strategy is steps or epoch (with dev_data), and not where it is \"no\"; leave do_eval "
+                        "out")
     if "do_predict" in given and given["do_predict"] != bool(data_args.test_data):
         problems.append(f"do_predict {str(given['do_predict']).lower()}, yet test_data is "
                         f"{'set' if data_args.test_data else 'empty'}: every test_data set is scored at the end, and "
@@ -419,8 +420,9 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
         problems.append(f"{training_args.n_gpu} GPUs are visible to one process; launch one process per GPU with "
                         "`accelerate launch --num_processes N run_simcse.py CONFIG`, or pick one GPU with CUDA_VISIBLE_DEVICES")
     if training_args.hub_strategy in ("checkpoint", "all_checkpoints"):  # Trainer's own pushes are off (run_simcse)
-        problems.append(f"hub_strategy {training_args.hub_strategy.value}: checkpoints never go to the Hub (they hold "
-                        "optimizer states and training_args.bin); push_to_hub uploads the exported model once, at the end")
+        problems.append(f"hub_strategy {training_args.hub_strategy.value}: checkpoints never go to the Hub (they "
+                        "hold optimizer states and training_args.bin); push_to_hub uploads the exported model once, at "
+                        "the end")
     if training_args.world_size > 1 and not training_args.accelerator_config.even_batches:
         # Processes then get batches of different sizes or counts: the last step's gathers do not line up.
         problems.append("accelerator_config.even_batches: false leaves processes with batches of different sizes, "

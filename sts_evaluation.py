@@ -203,6 +203,22 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def run_results_problem(model: str, output: str | None, removed: str, max_length: int | None) -> str | None:
+    """Why scores may not be written to `output`, where it is the `sts_results.json` of the run folder `model`: the card
+    shows that file's numbers beside the run's settings, as the standard protocol's (sentences as they are, the run's
+    max_seq_length). None where they may."""
+    from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE  # here: hub.model_dir imports this module
+
+    if not output or os.path.abspath(output) != os.path.abspath(os.path.join(model, RESULTS_FILE)):
+        return None
+    run_length = (_model_json(model, RUN_ARGS_FILE) or {}).get("max_seq_length")
+    if removed or (run_length is not None and max_length not in (None, run_length)):
+        return (f"--output {output}: the model card is rendered from that file, as scores of the sentences as they are, "
+                "at the run's max_seq_length; write scores of --remove-characters or another --max-length to another "
+                "file")
+    return None
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description="Evaluate a sentence encoder on STS sets (8 correlations and AVG, x100).")
     parser.add_argument("model", help="an exported model folder, a training checkpoint folder, or a Hub model id")
@@ -228,15 +244,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         parser.error(f"--output {args.output}: its folder does not exist")
     if args.output and os.path.isdir(args.output):
         parser.error(f"--output {args.output} is a folder; name the JSON file to write, e.g. {args.output}/sts_results.json")
-    from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE  # here: hub.model_dir imports this module
-
-    if args.output and os.path.abspath(args.output) == os.path.abspath(os.path.join(args.model, RESULTS_FILE)):
-        run_length = (_model_json(args.model, RUN_ARGS_FILE) or {}).get("max_seq_length")
-        if args.remove_characters or (run_length is not None and args.max_length not in (None, run_length)):
-            # The card shows that file's numbers beside the run's settings, as the standard protocol's.
-            parser.error(f"--output {args.output}: the model card is rendered from that file, as scores of the sentences "
-                         f"as they are, at the run's max_seq_length; write scores of --remove-characters or another "
-                         "--max-length to another file")
+    if (problem := run_results_problem(args.model, args.output, args.remove_characters, args.max_length)) is not None:
+        parser.error(problem)
 
     try:
         check_model_source(args.model)

@@ -41,8 +41,9 @@ PUBLISHED = {
     },
 }
 SET_TITLES = {"korsts-test": "KorSTS test", "klue-sts-dev": "KLUE-STS dev", "korsts-dev": "KorSTS dev"}
-# model-index datasets: set name's prefix -> (type, config). KLUE-STS is the Hub's klue/klue, config sts, whose dev set
-# is split "validation"; KorSTS has no Hub copy that is its files (kakaobrain/kor_nlu's sts drops rows of train and dev).
+# model-index datasets: set name's prefix -> (type, config). KLUE-STS is the Hub's klue/klue, config sts, whose dev
+# set is split "validation"; KorSTS has no Hub copy that is its files (kakaobrain/kor_nlu's sts drops rows of train
+# and dev).
 DATASETS = {"korsts": ("korsts", None), "klue-sts": ("klue/klue", "sts")}
 HUB_SPLITS = {"klue/klue": {"dev": "validation"}}
 COLUMN_TITLES = ["AVG"] + [f"{s.capitalize()} {c}" for s in SIMILARITIES for c in ("Pearson", "Spearman")]

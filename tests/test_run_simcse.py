@@ -399,8 +399,9 @@ def test_home_relative_paths_in_the_json_are_read_from_home(encoder_dir, tmp_pat
     monkeypatch.setenv("HOME", str(tmp_path))
     os.symlink(encoder_dir, tmp_path / "encoder")
     shutil.copy(f"{SAMPLE}/nli.tsv", tmp_path / "nli.tsv")
-    changes = dict(model_type=None, config_overrides=None, train_tokenizer_vocab_size=None, model_name_or_path="~/encoder",
-                   tokenizer_name="~/encoder", resume_from_checkpoint="~/out/checkpoint-3")
+    changes = dict(model_type=None, config_overrides=None, train_tokenizer_vocab_size=None,
+                   model_name_or_path="~/encoder", tokenizer_name="~/encoder",
+                   resume_from_checkpoint="~/out/checkpoint-3")
     parsed = run_arguments.parse_arguments([smoke_config(tmp_path, **changes), "--train_data", "~/nli.tsv"])
     model_args, data_args, _, training_args = parsed
     assert model_args.model_name_or_path == model_args.tokenizer_name == str(tmp_path / "encoder")
@@ -472,7 +473,8 @@ def test_the_launchers_compilation_is_the_runs_record(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--learning", "1e-3"], "unknown command-line argument.s. after it .a flag is the whole key.: --learning 1e-3"),  # no abbreviations
+    # No abbreviations.
+    (["--learning", "1e-3"], "unknown command-line argument.s. after it .a flag is the whole key.: --learning 1e-3"),
     (["--pooler", "cls"], "unknown command-line argument.s. after it .a flag is the whole key.: --pooler cls"),
     (["--learning_rate", "fast"], "argument --learning_rate/--learning-rate: invalid float value: 'fast'"),
     (["--use_cpu", "maybe"], "argument --use_cpu/--use-cpu: Truthy value expected: got maybe"),
