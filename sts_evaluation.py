@@ -252,7 +252,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         specs = parse_named_sets(args.sets) if args.sets else DEFAULT_SETS
         loaded = {name: remove_characters(load_sts(spec), args.remove_characters) for name, spec in specs.items()}
     except DataError as e:
-        raise SystemExit(f"error: {e}") from None
+        hint = ""
+        if not args.sets and str(e).startswith(tuple(DEFAULT_SETS.values())):  # offline, say
+            hint = ("; or score local copies of the default sets: --set korsts-test=PATH/sts-test.tsv --set "
+                    "klue-sts-dev=PATH/klue-sts-v1.1_dev.json")
+        raise SystemExit(f"error: {e}{hint}") from None
     try:
         form = saved_form(args.model)  # what run_simcse.py wrote (an export or a checkpoint) carries its own settings
     except OSError as e:  # not on the Hub, or no network

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
+import sts_evaluation
 from conftest import ROOT, SAMPLE, cli, folder_files
 from data_loading import column_values, load_sts, tokenize_rows
 from modeling_simcse import SimCSEModel, pair_similarities
@@ -155,6 +156,16 @@ def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, 
         main([a.format(**names) for a in argv])
     message = message.format(**names)
     assert message in str(stop.value) + capsys.readouterr().err  # argparse prints its own errors
+
+
+def test_default_sets_out_of_reach_are_named_with_the_way_to_score_local_copies(encoder_dir, monkeypatch):
+    """Offline, the default sets (KorSTS from GitHub, KLUE-STS from the Hub) do not load: say how to name local files."""
+    monkeypatch.setattr(sts_evaluation, "DEFAULT_SETS", {"korsts-test": "/offline/sts-test.tsv", "klue-sts-dev": "k/k:s:v"})
+    with pytest.raises(SystemExit, match=r"^error: /offline/sts-test.tsv: file not found; or score local copies of the "
+                                         r"default sets: --set korsts-test=PATH/sts-test.tsv --set klue-sts-dev="):
+        main([encoder_dir])
+    with pytest.raises(SystemExit, match=r"^error: /offline/sts-test.tsv: file not found$"):
+        main([encoder_dir, "--set", "s=/offline/sts-test.tsv"])
 
 
 def test_a_tokenizer_without_a_padding_token_is_named_before_scoring(encoder_dir, tmp_path):
