@@ -112,6 +112,8 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
             elif not os.path.isfile(path):
                 where = "" if os.path.isabs(path) else f" in {os.getcwd()} (a relative path is read from the folder the " \
                                                        "command runs in)"
+                if re.search(r"[*?[]", path):  # a JSON value reaches no shell to expand it
+                    where += "; a pattern is not expanded: list the files, each a source of its own"
                 raise DataError(f"{source.spec}: file not found{where}")
             if builder == "csv":
                 try:

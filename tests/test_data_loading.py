@@ -130,6 +130,8 @@ def test_missing_and_malformed_files(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=f"^sample_data/nli.tsv: file not found in {re.escape(os.getcwd())} \\(a relative "
                                         "path is read"):
         load_sts("sample_data/nli.tsv")
+    with pytest.raises(DataError, match="file not found in .*; a pattern is not expanded: list the files"):
+        load_sts("sample_data/*.tsv")
     path = write(tmp_path, "m.tsv", "sentence1\tsentence2\tscore\nA\tB\t1.0\tEXTRA\tMORE\n")
     with pytest.raises(DataError, match="m.tsv, line 2: 5 fields, the header has 3"):
         load_sts(path)
