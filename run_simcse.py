@@ -36,8 +36,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from data_collator import SimCSECollator
 from data_loading import (DataError, column_values, load_nli_triplets, load_sentence_columns, load_sts,
-                          parse_named_sets, refuses_model_code, rows_digest, tokenize_rows)
-from hub.card import contrastive_batch, dev_metric, render_card
+                          parse_named_sets, refuses_model_code, rows_digest, shared_pairs, tokenize_rows)
+from hub.card import contrastive_batch, dev_metric, not_held_out, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, push
 from modeling_simcse import (
@@ -471,6 +471,12 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                     "train_rows": len(train_set), "train_rows_sha256": rows_digest(train_set)}
     logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set), ", ".join(train_set.column_names),
                 len(dev_set) if dev_set else 0, {k: len(v) for k, v in test_sets.items()})
+    # [shared, total] per test set, for the card: scores of pairs that chose the checkpoint are not held out.
+    pairs_in_dev = {name: [shared_pairs(dev_set, ds), len(ds)] for name, ds in test_sets.items()} if dev_set else {}
+    for name, (shared, total) in pairs_in_dev.items():
+        if training_args.load_best_model_at_end and not_held_out(shared, total):
+            logger.warning("test set %s: %d of its %d pairs are in dev_data (%s), which chooses the checkpoint, so its "
+                           "scores are not held out (the card says so)", name, shared, total, data_args.dev_data)
     # Refused now, before the model loads; another run's checkpoints go only once nothing else can stop this one.
     overwriting = check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
     set_seed(training_args.seed)
@@ -586,6 +592,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                        # Known only here: a folder now may be none where the card is rendered (the card's base_model).
                        "hub_base_model": base if (base := model_args.model_name_or_path) and not os.path.isdir(base)
                        else None,
+                       "test_pairs_in_dev": pairs_in_dev,
                        "training_batches": "packed" if packed else "padded",
                        "cuda_graphs": simcse_args.cuda_graphs,
                        "tokenization_processes": train_workers or 1,

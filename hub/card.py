@@ -107,6 +107,22 @@ def eval_results(results: dict[str, dict[str, float]], model_name: str) -> list[
     return out
 
 
+def not_held_out(shared: int, total: int) -> bool:
+    """Whether a test set with `shared` of its `total` pairs in the dev set is that set rather than a held-out one
+    (KorSTS-test shares a handful of pairs with KorSTS-dev, as STS-B's splits do)."""
+    return shared > 0 and 2 * shared >= total
+
+
+def held_out_note(name: str, args: dict, environment: dict) -> str:
+    """The card's word under a test set's table where its pairs are mostly those of the dev set that chose the
+    checkpoint; "" where they are not, or where no checkpoint was chosen (the final model exported)."""
+    shared, total = environment.get("test_pairs_in_dev", {}).get(name, (0, 0))
+    if not (args.get("load_best_model_at_end") and not_held_out(shared, total)):
+        return ""
+    return (f"Not held out: {shared:,} of these {total:,} pairs are in the dev set (`{args.get('dev_data')}`) that chose "
+            "the checkpoint, and scores on the set a checkpoint was chosen on are biased upwards.")
+
+
 def _is_repo_id(name: str) -> bool:
     try:
         validate_repo_id(name)
@@ -368,8 +384,8 @@ def render_card(
         embedding_description=EMBEDDING_TEXT[embedding],
         usage_embedding=USAGE[embedding],
         max_seq_length=args.get("max_seq_length", 64),
-        tables=[{"title": SET_TITLES.get(name, name), "markdown": results_table(name, metrics, model_name, compare_published)}
-                for name, metrics in results.items()],
+        tables=[{"title": SET_TITLES.get(name, name), "markdown": results_table(name, metrics, model_name, compare_published),
+                 "note": held_out_note(name, args, environment)} for name, metrics in results.items()],
         comparison_note=("Rows marked *published* are the figures of the SimCSE-KO model card (klue/bert-base or "
                          "klue/roberta-base, trained on KorNLI), copied for comparison and not measured by this run; "
                          "– marks a figure that card does not give.") if compared else "",

@@ -11,7 +11,8 @@ import datasets
 import pytest
 
 from conftest import SAMPLE, SHARED_DATA
-from data_loading import DataError, Source, _check_text_file, load_nli_triplets, load_sentence_columns, load_sts, parse_named, rows_digest
+from data_loading import (DataError, Source, _check_text_file, load_nli_triplets, load_sentence_columns, load_sts,
+                          parse_named, rows_digest, shared_pairs)
 
 
 def write(tmp_path, name, text):
@@ -260,6 +261,17 @@ def test_shared_xnli_triplets(caplog):
     with caplog.at_level(logging.INFO, logger="data_loading"):
         assert len(load_nli_triplets(files)) == 2500
     assert "7500 NLI pairs -> 2500 triplets" in caplog.text  # 2,490 + 5,010 rows under the header lines
+
+
+def test_shared_pairs_counts_a_test_sets_pairs_in_the_dev_set_in_either_order():
+    dev = datasets.Dataset.from_dict({"sentence1": ["가", "나", "다"], "sentence2": ["A", "B", "C"], "score": [1.0, 2.0, 3.0]})
+    test = datasets.Dataset.from_dict({"sentence1": ["가", "B", "다", "라"], "sentence2": ["A", "나", "X", "D"],
+                                       "score": [1.0, 2.0, 3.0, 4.0]})
+    assert shared_pairs(dev, test) == 2 and shared_pairs(dev, dev) == 3
+    korsts_dev, korsts_test = load_sts(f"{SHARED_DATA}/korsts/sts-dev.tsv"), load_sts(f"{SHARED_DATA}/korsts/sts-test.tsv")
+    in_dev = {frozenset(p) for p in zip(korsts_dev["sentence1"], korsts_dev["sentence2"])}
+    test_pairs = [frozenset(p) for p in zip(korsts_test["sentence1"], korsts_test["sentence2"])]
+    assert shared_pairs(korsts_dev, korsts_test) == sum(p in in_dev for p in test_pairs) == 8  # 4 in each order
 
 
 def test_klue_json_and_csv_agree():

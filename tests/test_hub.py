@@ -159,6 +159,23 @@ def test_card_metadata_names_only_hub_ids_wherever_it_is_rendered(model_dir, tmp
         assert render_card(str(copy)).data.base_model == recorded
 
 
+@pytest.mark.parametrize("shared, noted", [([519, 519], True), ([8, 1379], False), ([7, 12], True)])
+def test_card_says_when_a_test_set_is_mostly_the_dev_set(model_dir, tmp_path, shared, noted):
+    """KorSTS-test shares 8 of its 1,379 pairs with KorSTS-dev (held out); a set that is the dev set is not."""
+    copy = shutil.copytree(model_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
+    environment = json.loads((copy / "environment.json").read_text())
+    names = list(json.loads((copy / "sts_results.json").read_text()))
+    pairs = {names[0]: shared, names[1]: [0, 24]}
+    (copy / "environment.json").write_text(json.dumps({**environment, "test_pairs_in_dev": pairs}))
+    text = render_card(str(copy)).text
+    note = f"Not held out: {shared[0]:,} of these {shared[1]:,} pairs are in the dev set"
+    assert (note in text) == noted and text.count("Not held out") == noted
+    assert not noted or text.index(note) < text.index(f"### {names[1]}")  # under its own table
+    args = json.loads((copy / "run_args.json").read_text())
+    (copy / "run_args.json").write_text(json.dumps({**args, "load_best_model_at_end": False}))
+    assert "Not held out" not in render_card(str(copy)).text  # the final model: no set chose it
+
+
 def test_a_metric_named_with_its_eval_prefix_is_plotted(model_dir, tmp_path):
     """Trainer takes metric_for_best_model with or without "eval_"; the card plotted nothing for "eval_cosine_spearman"."""
     copy = shutil.copytree(model_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*", "dev_scores.png"))

@@ -72,6 +72,16 @@ def test_smoke_results_schema(smoke_run):
     assert not (out / ".export-in-progress").exists()
 
 
+def test_a_test_set_that_is_the_dev_set_is_said_to_be_no_held_out_set(smoke_run):
+    """The smoke job selects on the sample it reports: the run warns, and the card says so under each table."""
+    out, proc = smoke_run
+    with open(out / "environment.json") as f:
+        assert json.load(f)["test_pairs_in_dev"] == {"sample-sts": [24, 24], "sample-sts-again": [24, 24]}
+    assert "test set sample-sts: 24 of its 24 pairs are in dev_data" in proc.stderr
+    card = (out / "README.md").read_text()
+    assert card.count("Not held out: 24 of these 24 pairs are in the dev set (`") == 2
+
+
 def test_smoke_export_loads_and_reproduces_scores(smoke_run, tmp_path):
     out, _ = smoke_run
     plain, info = AutoModel.from_pretrained(str(out), output_loading_info=True)
