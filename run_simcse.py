@@ -454,6 +454,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     model_args, data_args, simcse_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    # One process tells the run; the others what log_level_replica lets through (as Trainer has it: default warning).
+    if not training_args.should_log or training_args.log_level != "passive":
+        logging.getLogger().setLevel(training_args.get_process_log_level())
     timer = PhaseTimer()
 
     # Every input is read and validated before anything is written or trained.
