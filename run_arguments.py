@@ -223,6 +223,11 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         problems.append("a model made from a config needs tokenizer_name or train_tokenizer_vocab_size")
     if not data_args.train_data:
         problems.append("train_data is empty")
+    named = [os.path.realpath(os.path.expanduser(spec)) if os.path.exists(os.path.expanduser(spec)) else spec
+             for spec in data_args.train_data]  # one file under two paths is one source
+    if twice := [spec for i, spec in enumerate(data_args.train_data) if named[i] in named[:i]]:
+        problems.append(f"train_data names {', '.join(map(repr, twice))} twice: each of its rows would be trained on "
+                        "twice an epoch (and be a negative of its own copy where both share a batch)")
     if training_args.num_train_epochs == 0 and training_args.max_steps <= 0:
         problems.append("num_train_epochs 0 (and no max_steps) trains nothing, yet the card would call the export "
                         "fine-tuned; to score an encoder as it is: python sts_evaluation.py MODEL")

@@ -602,6 +602,8 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"metric_for_best_model": "eval_loss"}, "metric_for_best_model: loss, on the dev set, is the mean squared error"),
     # TrainingArguments keeps these for scripts; ignored, "do_train": false trained all the same.
     ({"hub_strategy": "all_checkpoints"}, "hub_strategy all_checkpoints: checkpoints never go to the Hub"),
+    ({"train_data": [f"{SAMPLE}/nli.tsv", f"{SAMPLE}/../sample_data/nli.tsv"]},
+     "train_data names '.*/sample_data/../sample_data/nli.tsv' twice: each of its rows would be trained on twice"),
     ({"do_train": False}, "do_train false: run_simcse.py always trains"),
     ({"do_eval": False}, "do_eval false, yet eval_strategy is 'steps'"),
     ({"do_predict": True, "test_data": []}, "do_predict true, yet test_data is empty"),
