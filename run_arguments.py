@@ -247,6 +247,11 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
                         "set per_device_train_batch_size to 2 or more")
     if simcse_args.dropout is not None and not 0.0 <= simcse_args.dropout < 1.0:
         problems.append(f"dropout must be in [0, 1), got {simcse_args.dropout}")
+    overridden = {item.split("=")[0].strip() for item in (model_args.config_overrides or "").split(",")}
+    if simcse_args.dropout is not None and (both := sorted(overridden & {"hidden_dropout_prob",
+                                                                          "attention_probs_dropout_prob"})):
+        # config_overrides is applied last: the card's dropout row would name the value the run did not train with.
+        problems.append(f"dropout and config_overrides both set {', '.join(both)}: set it in one of them")
     if simcse_args.hard_negative_weight and data_args.train_format not in ("nli", "triplet"):
         problems.append(f"hard_negative_weight weighs hard negatives, which a {data_args.train_format} training set has "
                         "not (only nli and triplet have them); leave it 0")

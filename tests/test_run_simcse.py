@@ -604,6 +604,9 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"hub_strategy": "all_checkpoints"}, "hub_strategy all_checkpoints: checkpoints never go to the Hub"),
     ({"train_data": [f"{SAMPLE}/nli.tsv", f"{SAMPLE}/../sample_data/nli.tsv"]},
      "train_data names '.*/sample_data/../sample_data/nli.tsv' twice: each of its rows would be trained on twice"),
+    ({"dropout": 0.1, "config_overrides": "hidden_size=64,num_hidden_layers=2,num_attention_heads=2,"
+      "intermediate_size=128,max_position_embeddings=128,hidden_dropout_prob=0.2"},
+     "dropout and config_overrides both set hidden_dropout_prob: set it in one of them"),
     ({"do_train": False}, "do_train false: run_simcse.py always trains"),
     ({"do_eval": False}, "do_eval false, yet eval_strategy is 'steps'"),
     ({"do_predict": True, "test_data": []}, "do_predict true, yet test_data is empty"),
