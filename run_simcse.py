@@ -338,8 +338,8 @@ def compile_for_training(model: SimCSEModel, simcse_args: SimCSEArguments) -> No
 def describe_environment(training_args: TrainingArguments, train_rows: int) -> dict:
     """Hardware, usable CPUs, process count, library versions and date of the run (for the model card)."""
     usable, cores = usable_cpu_count(), os.cpu_count()  # a quota or an affinity may leave the run fewer
-    if torch.cuda.is_available():
-        hardware = f"{training_args.world_size} x {torch.cuda.get_device_name(0)}"
+    if training_args.device.type == "cuda":  # not a visible GPU: `use_cpu` trains on the CPU beside one
+        hardware = f"{training_args.world_size} x {torch.cuda.get_device_name(training_args.device)}"
     else:
         hardware = f"CPU ({platform.processor() or platform.machine()}, " + (
             f"{cores} cores)" if usable == cores else f"{usable} of the machine's {cores} cores)")

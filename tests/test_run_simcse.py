@@ -717,12 +717,15 @@ def test_large_training_sets_are_tokenized_by_one_process_a_usable_cpu(monkeypat
     monkeypatch.setattr(context, "_cpu_count_cgroup", lambda machine: machine)
     monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "5")  # joblib's own cap
     assert run_simcse.tokenization_processes(large, None) == 5
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU row, on a GPU machine too
-    cpu = run_simcse.describe_environment(types.SimpleNamespace(world_size=1), 1)["hardware"]
+    # The CPU row where the run trained on the CPU, on a GPU machine too ("use_cpu": true; it said "1 x H100").
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    on_cpu, on_gpu = (types.SimpleNamespace(world_size=1, device=torch.device(kind)) for kind in ("cpu", "cuda"))
+    cpu = run_simcse.describe_environment(on_cpu, 1)["hardware"]
     assert cpu.startswith("CPU (") and cpu.endswith(", 5 of the machine's 64 cores)")
+    assert run_simcse.describe_environment(on_gpu, 1)["hardware"] == "1 x NVIDIA H100 80GB HBM3"
     monkeypatch.delenv("LOKY_MAX_CPU_COUNT")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
-    assert run_simcse.describe_environment(types.SimpleNamespace(world_size=1), 1)["hardware"].endswith(", 64 cores)")
+    assert run_simcse.describe_environment(on_cpu, 1)["hardware"].endswith(", 64 cores)")
 
 
 @pytest.mark.parametrize("bad, message", [
