@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--card-as-is uploads README.md as it is; --license and --comparison are for a rendered card")
         # The pushed card names the repo in its usage snippet; the folder's own README.md is left as it is.
         card_text = None if args.card_as_is else card_for_push(args.model_dir, args.repo_id, args.license,
-                                                                args.comparison)
+                                                                args.comparison, args.revision)
         result = push(args.model_dir, args.repo_id, args.private, args.revision, args.dry_run, card=card_text)
         if args.dry_run:
             print("files to upload:\n  " + "\n  ".join(result))

@@ -332,10 +332,12 @@ def render_card(
     license: str = DEFAULT_LICENSE,
     compare_published: bool = True,
     write: bool = True,
+    revision: str | None = None,
 ) -> ModelCard:
     """Render `<model_dir>/README.md` and its figure; returns the card.
 
     repo_id: the Hub id used in the usage snippet (default: the folder name).
+    revision: the branch the usage snippet loads (a push to a branch; None: the default branch).
     compare_published: add the published SimCSE-KO figures as labelled comparison rows.
     write: save README.md and dev_scores.png into the folder (False: only return the card, e.g. for a dry run).
     """
@@ -376,6 +378,7 @@ def render_card(
         template_path=TEMPLATE,
         model_name=model_name,
         repo_id=repo_id,
+        revision_arg=f', revision="{revision}"' if revision else "",
         base_description=base,
         supervised=supervised,
         objective=("in-batch negatives plus one hard negative per sentence, temperature "
@@ -421,9 +424,10 @@ def card_choices(model_dir: str, license: str | None = None, compare_published: 
     return license or saved_license or DEFAULT_LICENSE, compare
 
 
-def card_for_push(model_dir: str, repo_id: str, license: str | None = None, compare_published: bool | None = None) -> str:
-    """The card a push uploads: rendered again for `repo_id` (its usage snippet names the repo), with the folder card's
-    licence and comparison rows unless told otherwise.
+def card_for_push(model_dir: str, repo_id: str, license: str | None = None, compare_published: bool | None = None,
+                  revision: str | None = None) -> str:
+    """The card a push uploads: rendered again for `repo_id` and the branch `revision` (its usage snippet loads them),
+    with the folder card's licence and comparison rows unless told otherwise.
 
     Raises ModelDirError where the folder's card is not one `render_card` makes of the run's files (edited by hand, the
     files changed since it was rendered, or another version of the renderer): the push would have replaced it without a
@@ -440,4 +444,5 @@ def card_for_push(model_dir: str, repo_id: str, license: str | None = None, comp
                 f"since it was rendered, or an earlier version of this project rendered it), and a push uploads the "
                 f"rendered card: push it as it is with --card-as-is, "
                 f"or render it again with `python -m hub card {model_dir}`")
-    return str(render_card(model_dir, repo_id, *card_choices(model_dir, license, compare_published), write=False))
+    return str(render_card(model_dir, repo_id, *card_choices(model_dir, license, compare_published), write=False,
+                           revision=revision))

@@ -566,10 +566,19 @@ def test_a_push_interrupted_during_the_upload_leaves_no_repo(model_dir, hub, tmp
 
 
 def test_push_to_a_branch(model_dir, hub, tmp_path):
+    """The card on the branch loads the branch: its snippets loaded the default branch, which holds no model."""
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/b", "--revision", "v1"], hub, tmp_home=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     repo = hub.repos["alice/b"]
     assert repo.branches["main"] == {} and set(repo.branches["v1"]) == EXPECTED_FILES
+    card = repo.branches["v1"]["README.md"].decode()
+    assert card.count('from_pretrained("alice/b", revision="v1")') == 2
+    assert 'SentenceTransformer("alice/b", revision="v1")' in card
+    assert 'revision=' not in open(os.path.join(model_dir, "README.md")).read()  # the folder's card is left alone
+    load = ("from sentence_transformers import SentenceTransformer\n"
+            "print(SentenceTransformer('alice/b', revision='v1', device='cpu').encode(['남자가 걷는다.']).shape)\n")
+    proc = cli(["-c", load], hub, tmp_home=tmp_path / "h2")
+    assert proc.returncode == 0 and "(1, " in proc.stdout, proc.stderr[-3000:]
 
 
 def test_training_with_push_checks_the_token_first(hub, tmp_path):
@@ -602,5 +611,6 @@ def test_training_push_takes_the_hub_settings_of_the_json(hub, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     repo = hub.repos["alice/from-json"]
     assert repo.private and [c["branch"] for c in repo.commits] == ["v1"] and set(repo.branches["v1"]) == EXPECTED_FILES
+    assert 'AutoModel.from_pretrained("alice/from-json", revision="v1")' in repo.branches["v1"]["README.md"].decode()
     written = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
     assert written == [] and TOKEN not in proc.stdout + proc.stderr
