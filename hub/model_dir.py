@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import os
@@ -66,13 +67,23 @@ def check_export(model_dir: str) -> None:
         raise ModelDirError(f"{model_dir}/config.json: no 'simcse' block (not exported by run_simcse.py)")
 
 
+def is_published(path: str) -> bool:
+    """Whether a '/'-separated path, relative to an export folder or a repo, is of a kind a push uploads: it matches
+    one of `PUBLISHED_PATTERNS` name by name, as glob matches them (no hidden names)."""
+    names = path.split("/")
+    return not any(name.startswith(".") for name in names) and any(
+        len(parts := pattern.split("/")) == len(names) and all(map(fnmatch.fnmatchcase, names, parts))
+        for pattern in PUBLISHED_PATTERNS)
+
+
 def published_files(model_dir: str) -> list[str]:
     """Relative paths (sorted, '/'-separated) of the files a push uploads."""
-    found = set()
-    for pattern in PUBLISHED_PATTERNS:
-        for path in glob.glob(os.path.join(model_dir, pattern)):
-            if os.path.isfile(path):
-                found.add(os.path.relpath(path, model_dir).replace(os.sep, "/"))
+    found = []
+    for root, _, names in os.walk(model_dir):
+        for name in names:
+            path = os.path.relpath(os.path.join(root, name), model_dir).replace(os.sep, "/")
+            if is_published(path):
+                found.append(path)
     return sorted(found)
 
 

@@ -1,7 +1,8 @@
 """Publish an exported model folder to the Hugging Face Hub in one commit.
 
 The token comes from the usual places (`HF_TOKEN`, `hf auth login`) through `huggingface_hub`; it is never printed
-or written. Only `model_dir.published_files` are sent (never checkpoints, optimizer states or training_args.bin).
+or written. Only `model_dir.published_files` are sent (never checkpoints, optimizer states or training_args.bin), and
+the repo's files of those kinds that the export has not (an earlier export's) are deleted in the same commit.
 The commit is atomic on the Hub, so a failed push leaves the repo as it was (a repo this push created is deleted
 again); transient HTTP errors are retried.
 """
@@ -13,10 +14,10 @@ import os
 import re
 import time
 
-from huggingface_hub import CommitOperationAdd, HfApi, get_token
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
-from hub.model_dir import check_export, load_results, published_files
+from hub.model_dir import check_export, is_published, load_results, published_files
 
 try:  # the HTTP client under huggingface_hub: httpx2 from 2.0, httpx before
     from httpx2 import TransportError
@@ -153,6 +154,10 @@ def push(
         _retry(lambda: api.create_repo(repo_id, private=private or None, exist_ok=True), "creating the repo")
         if revision:
             _retry(lambda: api.create_branch(repo_id, branch=revision, exist_ok=True), "creating the branch")
+        # An earlier export's files that this one has not (a 2_Dense/ of another pooler, another tokenizer's
+        # vocabulary) go in the same commit: adding files alone left them beside the new model. Others stay.
+        stale = [f for f in _retry(lambda: api.list_repo_files(repo_id, revision=revision), "listing the repo")
+                 if is_published(f) and f not in files]
 
         def content(name: str):
             return card.encode() if name == "README.md" and card is not None else os.path.join(model_dir, name)
@@ -160,7 +165,8 @@ def push(
         def commit():  # fresh operations on every try: an operation object cannot be committed twice
             return api.create_commit(
                 repo_id,
-                operations=[CommitOperationAdd(path_in_repo=f, path_or_fileobj=content(f)) for f in files],
+                operations=[CommitOperationAdd(path_in_repo=f, path_or_fileobj=content(f)) for f in files]
+                + [CommitOperationDelete(path_in_repo=f) for f in stale],
                 commit_message=commit_message or f"Upload SimCSE model ({len(files)} files)",
                 revision=revision,
             )

@@ -2,7 +2,8 @@
 HTTP through `HF_ENDPOINT=http://127.0.0.1:<port>`. It keeps what it receives in memory.
 
 It serves what a push and a download use: whoami, repo creation and deletion, branches, preupload, YAML validation (of
-the licence, on its own route and on commit, as the Hub refuses one it does not know), commits (NDJSON), model info,
+the licence and the datasets, on its own route and on commit, as the Hub refuses what it does not know), commits
+(NDJSON: files added and deleted), model info,
 tree listing and file resolution; and, for `datasets.load_dataset`, dataset repos (seeded with `add_repo`): info, tree,
 paths-info and file resolution. As on the Hub, binary files (weights, images) are large files: preupload says "lfs", the
 client uploads them through the git-LFS batch API (basic transfer: a PUT, then a verify) and the commit names them by
@@ -368,7 +369,7 @@ class HubStandIn:
                         if hub.fail_next_commits > 0:
                             hub.fail_next_commits -= 1
                             return self._error(503, "ServiceUnavailable", "try again")
-                        header, added = {}, {}
+                        header, added, deleted = {}, {}, []
                         for line in body.decode().splitlines():
                             item = json.loads(line)
                             if item["key"] == "header":
@@ -381,15 +382,22 @@ class HubStandIn:
                                     return self._error(422, "BadRequest",
                                                        f"LFS object of {item['value']['path']} not uploaded")
                                 added[item["value"]["path"]] = content
+                            elif item["key"] == "deletedFile":
+                                if item["value"]["path"] not in repo.branches[branch]:
+                                    return self._error(404, "EntryNotFound", f"{item['value']['path']} not found")
+                                deleted.append(item["value"]["path"])
                             else:
                                 return self._error(400, "BadRequest", f"unsupported commit item {item['key']}")
                         problem = metadata_problem(added.get("README.md", b"").decode())
                         if problem:
                             return self._error(400, "BadRequest", f"Invalid metadata in README.md. {problem}")
                         repo.branches[branch].update(added)
+                        for path in deleted:
+                            del repo.branches[branch][path]
                         oid = hashlib.sha1(f"{repo_id}{len(repo.commits)}{sorted(added)}".encode()).hexdigest()
                         repo.commits.append({"branch": branch, "message": header.get("summary"), "files": sorted(added),
-                                             "oid": oid, "snapshot": dict(repo.branches[branch])})
+                                             "deleted": sorted(deleted), "oid": oid,
+                                             "snapshot": dict(repo.branches[branch])})
                     return self._send(200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid,
                                             "pullRequestUrl": None})
                 return self._error(404, "NotFound", f"no route {path}")

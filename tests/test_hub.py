@@ -565,6 +565,26 @@ def test_a_push_interrupted_during_the_upload_leaves_no_repo(model_dir, hub, tmp
     assert "alice/int" not in hub.repos and not any("/commit/" in r for r in hub.requests)
 
 
+def test_a_push_over_an_earlier_export_leaves_none_of_its_files(model_dir, hub, tmp_path):
+    """A second push, of a model without the first one's 2_Dense/ and tokenizer vocabulary: a commit that only added
+    files left them in the repo beside the new model. Files of other kinds (the owner's) stay."""
+    first = shutil.copytree(model_dir, tmp_path / "first", ignore=shutil.ignore_patterns("checkpoint-*"))
+    (first / "merges.txt").write_text("#version: 0.2\n")  # another tokenizer's file
+    (first / "notes.md").write_text("not of an export")  # never pushed: not a published kind
+    assert cli(["-m", "hub", "push", str(first), "--repo-id", "alice/again"], hub, tmp_home=tmp_path).returncode == 0
+    hub.repos["alice/again"].branches["main"]["onnx/model.onnx"] = b"the owner's"  # uploaded by other means
+    second = shutil.copytree(model_dir, tmp_path / "second", ignore=shutil.ignore_patterns("checkpoint-*", "2_Dense"))
+    modules = json.loads((second / "modules.json").read_text())
+    (second / "modules.json").write_text(json.dumps([m for m in modules if "Dense" not in m["type"]]))
+    proc = cli(["-m", "hub", "push", str(second), "--repo-id", "alice/again", "--card-as-is"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    repo = hub.repos["alice/again"]
+    assert len(repo.commits) == 2 and repo.commits[1]["deleted"] == ["2_Dense/config.json", "2_Dense/model.safetensors",
+                                                                     "merges.txt"]
+    assert set(repo.branches["main"]) == EXPECTED_FILES - {"2_Dense/config.json", "2_Dense/model.safetensors"} | {
+        "onnx/model.onnx"}
+
+
 def test_push_to_a_branch(model_dir, hub, tmp_path):
     """The card on the branch loads the branch: its snippets loaded the default branch, which holds no model."""
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/b", "--revision", "v1"], hub, tmp_home=tmp_path)
