@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         result = push(args.model_dir, args.repo_id, args.private, args.revision, args.dry_run, card=card_text)
         if args.dry_run:
             print("files to upload:\n  " + "\n  ".join(result))
+            print("(and, in the same commit, the repo's files of these kinds that this export has not are deleted)")
             if card_text is None:
                 with open(os.path.join(args.model_dir, CARD_FILE), encoding="utf-8") as f:
                     card_text = f.read()

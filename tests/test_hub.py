@@ -491,7 +491,7 @@ def test_a_run_trained_on_another_machines_files_pushes(model_dir, hub, tmp_path
 def test_dry_run_sends_nothing(model_dir, hub, tmp_path):
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/x", "--dry-run"], hub, tmp_home=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    listed = proc.stdout.split("files to upload:\n")[1].split("\n\n")[0].split()
+    listed = proc.stdout.split("files to upload:\n")[1].split("\n(and, in the same commit")[0].split()
     assert set(listed) == EXPECTED_FILES
     assert "model-index:" in proc.stdout and 'AutoModel.from_pretrained("alice/x")' in proc.stdout
     assert hub.requests == []
