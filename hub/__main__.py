@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 
-from hub.card import CARD_FILE, DEFAULT_LICENSE, card_choices, card_for_push, render_card
+from hub.card import CARD_FILE, DEFAULT_LICENSE, card_choices, card_for_push, folder_card_is_rendered, render_card
 from hub.model_dir import ModelDirError
 from hub.push import PushError, check_repo_id, push
+
+CARD_BACKUP = "README.md.bak"  # never published (model_dir.PUBLISHED_PATTERNS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "card":
             if args.repo_id:  # named in the card's title and usage snippet
                 check_repo_id(args.repo_id)
+            if not folder_card_is_rendered(args.model_dir, args.repo_id):  # edited by hand, say: not lost
+                shutil.copyfile(os.path.join(args.model_dir, CARD_FILE), os.path.join(args.model_dir, CARD_BACKUP))
+                print(f"kept the earlier {CARD_FILE}, which is not what the run's files render (edited by hand, or "
+                      f"rendered by an earlier version), as {args.model_dir}/{CARD_BACKUP}")
             render_card(args.model_dir, args.repo_id, *card_choices(args.model_dir, args.license, args.comparison))
             print(f"wrote {args.model_dir}/README.md")
             return 0

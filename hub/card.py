@@ -424,6 +424,20 @@ def card_choices(model_dir: str, license: str | None = None, compare_published: 
     return license or saved_license or DEFAULT_LICENSE, compare
 
 
+def folder_card_is_rendered(model_dir: str, repo_id: str | None = None) -> bool:
+    """Whether the folder's README.md is a card `render_card` makes of the run's files now, for the model id its usage
+    snippet names (the folder's name, the run's hub_model_id, `hub card --repo-id`'s or `repo_id`), with its own
+    licence and comparison rows; True where the folder has no card."""
+    path = os.path.join(model_dir, CARD_FILE)
+    if not os.path.isfile(path):
+        return True
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    names = {None, repo_id, *re.findall(r'from_pretrained\("([^"]+)"', text)}
+    own = card_choices(model_dir)
+    return any(str(render_card(model_dir, name, *own, write=False)) == text for name in names)
+
+
 def card_for_push(model_dir: str, repo_id: str, license: str | None = None, compare_published: bool | None = None,
                   revision: str | None = None) -> str:
     """The card a push uploads: rendered again for `repo_id` and the branch `revision` (its usage snippet loads them),
@@ -432,17 +446,11 @@ def card_for_push(model_dir: str, repo_id: str, license: str | None = None, comp
     Raises ModelDirError where the folder's card is not one `render_card` makes of the run's files (edited by hand, the
     files changed since it was rendered, or another version of the renderer): the push would have replaced it without a
     word."""
-    if os.path.isfile(os.path.join(model_dir, CARD_FILE)):
-        with open(os.path.join(model_dir, CARD_FILE), encoding="utf-8") as f:
-            text = f.read()
-        # The model id its usage snippet loads: the folder's name, the run's hub_model_id, or `hub card --repo-id`'s.
-        names = {None, repo_id, *re.findall(r'from_pretrained\("([^"]+)"', text)}
-        own = card_choices(model_dir)  # the folder card's licence and comparison rows
-        if not any(str(render_card(model_dir, name, *own, write=False)) == text for name in names):
-            raise ModelDirError(
-                f"{model_dir}/{CARD_FILE} is not the card the run's files render (edited by hand, the files changed "
-                f"since it was rendered, or an earlier version of this project rendered it), and a push uploads the "
-                f"rendered card: push it as it is with --card-as-is, "
-                f"or render it again with `python -m hub card {model_dir}`")
+    if not folder_card_is_rendered(model_dir, repo_id):
+        raise ModelDirError(
+            f"{model_dir}/{CARD_FILE} is not the card the run's files render (edited by hand, the files changed "
+            f"since it was rendered, or an earlier version of this project rendered it), and a push uploads the "
+            f"rendered card: push it as it is with --card-as-is, "
+            f"or render it again with `python -m hub card {model_dir}`")
     return str(render_card(model_dir, repo_id, *card_choices(model_dir, license, compare_published), write=False,
                            revision=revision))

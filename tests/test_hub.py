@@ -299,8 +299,13 @@ def test_a_card_edited_by_hand_is_not_replaced_without_a_word(model_dir, hub, tm
             f.write(text)
         code, printed = run_hub("push", copy, "--repo-id", "alice/m", "--dry-run")
         assert code == 1 and "README.md is not the card the run's files render (edited by hand" in printed, printed
+    # Rendering it again keeps the earlier card: it was "# My model" alone, edited by hand, and went without a word.
+    code, printed = run_hub("card", copy)
+    assert code == 0 and "kept the earlier README.md, which is not what the run's files render" in printed
+    assert open(os.path.join(copy, "README.md.bak")).read() == "# My model\n"
+    assert "README.md.bak" not in published_files(copy)
+    assert "kept the earlier" not in run_hub("card", copy)[1]  # a card as rendered goes without a copy
     # Results changed since the card was rendered (a re-evaluation): the card would not say what the folder holds.
-    assert run_hub("card", copy)[0] == 0
     results = json.load(open(os.path.join(copy, "sts_results.json")))
     results["sample-sts"]["avg"] += 1.0
     json.dump(results, open(os.path.join(copy, "sts_results.json"), "w"))
