@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                 check_repo_id(args.repo_id)
             if not folder_card_is_rendered(args.model_dir, args.repo_id):  # edited by hand, say: not lost
                 shutil.copyfile(os.path.join(args.model_dir, CARD_FILE), os.path.join(args.model_dir, CARD_BACKUP))
-                print(f"kept the earlier {CARD_FILE}, which is not what the run's files render (edited by hand, or "
-                      f"rendered by an earlier version), as {args.model_dir}/{CARD_BACKUP}")
+                print(f"kept the earlier {CARD_FILE}, which is not what the run's files render (edited by hand, "
+                      f"rendered before they changed, or by an earlier version), as {args.model_dir}/{CARD_BACKUP}")
             render_card(args.model_dir, args.repo_id, *card_choices(args.model_dir, args.license, args.comparison))
             print(f"wrote {args.model_dir}/README.md")
             return 0
