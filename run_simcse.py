@@ -37,7 +37,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from data_collator import SimCSECollator
 from data_loading import (DataError, column_values, load_nli_triplets, load_sentence_columns, load_sts,
                           parse_named_sets, refuses_model_code, rows_digest, shared_pairs, tokenize_rows)
-from hub.card import card_for_push, contrastive_batch, dev_metric, not_held_out, render_card
+from hub.card import contrastive_batch, dev_metric, not_held_out, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, push
 from modeling_simcse import (
@@ -607,7 +607,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                 try:
                     url = push(out, hub_model_id, private=bool(training_args.hub_private_repo),
                                revision=training_args.hub_revision, api=HfApi(token=hub_token),
-                               card=card_for_push(out, hub_model_id, revision=training_args.hub_revision))
+                               # The folder's card, naming the branch where the push goes to one.
+                               card=str(render_card(out, repo_id=hub_model_id, write=False,
+                                                    revision=training_args.hub_revision)))
                 except PushError as e:
                     options = (" --private" if training_args.hub_private_repo else "") + (
                         f" --revision {training_args.hub_revision}" if training_args.hub_revision else "")

@@ -92,8 +92,9 @@ def eval_results(results: dict[str, dict[str, float]], model_name: str) -> list[
     """The model-index entries: every metric of every set."""
     out = []
     for name, metrics in results.items():
-        dataset, config = DATASETS.get(name.rsplit("-", 1)[0], (name, None))
-        split = name.rsplit("-", 1)[-1] if name.rsplit("-", 1)[-1] in ("train", "dev", "test", "validation") else None
+        prefix, _, suffix = name.rpartition("-")
+        dataset, config = DATASETS.get(prefix, (name, None))
+        split = suffix if suffix in ("train", "dev", "test", "validation") else None
         split = HUB_SPLITS.get(dataset, {}).get(split, split)
         for metric in METRIC_NAMES:
             sim, _, corr = metric.partition("_")
