@@ -34,6 +34,7 @@ import argparse
 import functools
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -53,7 +54,15 @@ from data_loading import column_values, token_ids
 # Both trainers get the same TrainingArguments on a GPU (so the ratio is about the training code, not the settings).
 CUDA_TRAINING = {"bf16": True, "optim": "adamw_torch_fused", "dataloader_num_workers": 4,
                  "accelerator_config": {"non_blocking": True}}
-PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "A10": 125.0}
+# Dense bf16 tensor peaks (NVIDIA's data sheets), matched on whole words of torch.cuda.get_device_name, the more
+# specific names first: "NVIDIA H100 PCIe" and "NVIDIA H100 NVL" are slower parts than "NVIDIA H100 80GB HBM3" (SXM).
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.5, "H100 NVL": 835.5, "H200 NVL": 835.5, "H100": 989.4, "H200": 989.4,
+                    "A100": 312.0, "L40S": 362.1, "A10": 125.0}
+
+
+def bf16_peak_tflops(device_name: str) -> float | None:
+    """The dense bf16 peak of a CUDA device from its name, or None for a device not in PEAK_BF16_TFLOPS."""
+    return next((peak for name, peak in PEAK_BF16_TFLOPS.items() if re.search(rf"\b{name}\b", device_name)), None)
 
 
 class StepTimer(TrainerCallback):
@@ -233,7 +242,7 @@ def main() -> None:
     peak = None
     if args.device == "cuda":
         name = torch.cuda.get_device_name(0)
-        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+        peak = bf16_peak_tflops(name)
         device_name = name
     else:
         device_name = f"CPU, {os.cpu_count()} cores"

@@ -8,6 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from bench import quality
+from bench.throughput import bf16_peak_tflops
 from conftest import ROOT, SAMPLE
 from modeling_simcse import SimCSEModel
 from sts_evaluation import main as evaluate_command
@@ -76,3 +77,14 @@ def test_tokenization_script_times_each_setting_in_its_own_process():
         seconds, cpu, busy = float(seconds), float(cpu), float(busy)
         assert cpu > 0 and (cpu - 0.005) / (seconds + 0.005) - 0.05 <= busy <= (cpu + 0.005) / (seconds - 0.005) + 0.05
     assert lines[-1].startswith("fastest: 2 process(es)") and lines[-1].endswith("default (1, unset): not timed")
+
+
+def test_the_bf16_peak_is_the_device_s_own_part():
+    """A PCIe or NVL Hopper is credited with its own (lower) peak, not the SXM part's; an unknown device has none."""
+    assert bf16_peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
+    assert bf16_peak_tflops("NVIDIA H200") == 989.4
+    assert bf16_peak_tflops("NVIDIA H100 PCIe") == 756.5
+    assert bf16_peak_tflops("NVIDIA H200 NVL") == 835.5
+    assert bf16_peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert bf16_peak_tflops("NVIDIA A10") == 125.0
+    assert bf16_peak_tflops("NVIDIA A10G") is None
