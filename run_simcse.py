@@ -75,7 +75,11 @@ RESUMABLE_KEYS = {
     "per_device_eval_batch_size", "eval_accumulation_steps", "logging_steps", "logging_strategy", "logging_first_step",
     "report_to", "run_name", "disable_tqdm", "log_level", "log_level_replica", "save_total_limit",
     "push_to_hub", "hub_token", "hub_model_id", "hub_private_repo", "hub_revision", "hub_strategy", "hub_always_push",
+    "cache_dir",
 }
+# Data sources are one run's by their rows, not their paths: the same rows read from elsewhere (the run resumed on
+# another machine, its data under another mount) resume it. Each source key with the key of its rows' SHA-256.
+SOURCE_DIGESTS = {"train_data": "train_rows_sha256", "dev_data": "dev_rows_sha256", "test_data": "test_rows_sha256"}
 
 
 def resolve_resume(output_dir: str, resume: str | None) -> str | None:
@@ -116,6 +120,18 @@ def warn_of_checkpoints_left(output_dir: str) -> None:
                    "(or add --resume_from_checkpoint last)", output_dir, step, end, os.path.basename(last), step)
 
 
+def changed_arguments(saved: dict, run_args: dict) -> list[str]:
+    """The keys of a run_args.json record in which this launch's `run_args` make another run than the `saved` one:
+    any but RESUMABLE_KEYS, and a data source's paths only where its rows' digest changed too (or was not recorded)."""
+    changed = {k for k in set(saved) | set(run_args) if k not in RESUMABLE_KEYS and saved.get(k) != run_args.get(k)}
+    for source, digest in SOURCE_DIGESTS.items():
+        if digest not in saved:  # a record of an earlier version: the paths decide
+            changed.discard(digest)
+        elif digest not in changed:
+            changed.discard(source)
+    return sorted(changed)
+
+
 def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> bool:
     """Refuse an output folder that holds anything but this same run, unless overwrite; returns whether the folder's
     checkpoints are another run's, for `remove_checkpoints` to delete once nothing else can stop the run."""
@@ -129,7 +145,7 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> bool:
     if os.path.isfile(saved_path):
         with open(saved_path) as f:
             saved = json.load(f)
-        changed = sorted(k for k in set(saved) | set(run_args) if k not in RESUMABLE_KEYS and saved.get(k) != run_args.get(k))
+        changed = changed_arguments(saved, run_args)
         if not changed:
             return False
         problem = f"holds a different run ({RUN_ARGS_FILE} differs in: {', '.join(changed[:8])})"
@@ -139,6 +155,8 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> bool:
         if "train_rows_sha256" in changed and "train_rows_sha256" in saved:
             problem += (f"; it trained on other rows than train_data {', '.join(run_args.get('train_data'))} holds now "
                         f"({saved.get('train_rows')} rows then, {run_args.get('train_rows')} now)")
+        if {"dev_rows_sha256", "test_rows_sha256"} & set(changed):
+            problem += "; dev_data or test_data hold other rows than the run's"
     else:
         problem = f"is not empty and holds no {RUN_ARGS_FILE}"
     if not overwrite:
@@ -469,9 +487,12 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                          for name, spec in parse_named_sets(data_args.test_data).items()}
         except DataError as e:
             raise SystemExit(f"error: {e}") from None
-        # The rows themselves, not only where they came from: a file edited in place makes another run.
+        # The rows themselves, not only where they came from: a file edited in place makes another run, the same
+        # file under another path does not (changed_arguments).
         run_args = {**run_arguments_dict(model_args, data_args, simcse_args, training_args),
-                    "train_rows": len(train_set), "train_rows_sha256": rows_digest(train_set)}
+                    "train_rows": len(train_set), "train_rows_sha256": rows_digest(train_set),
+                    "dev_rows_sha256": rows_digest(dev_set) if dev_set else None,
+                    "test_rows_sha256": {name: rows_digest(ds) for name, ds in test_sets.items()}}
     logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set), ", ".join(train_set.column_names),
                 len(dev_set) if dev_set else 0, {k: len(v) for k, v in test_sets.items()})
     # [shared, total] per test set, for the card: scores of pairs that chose the checkpoint are not held out.

@@ -100,27 +100,53 @@ def test_resume_from_a_weights_only_checkpoint_is_refused(tmp_path):
             run_simcse.main([resumed])
 
 
-def test_resume_after_the_training_file_changed_in_place_is_refused(tmp_path):
-    """The same arguments over a training file edited since the checkpoint make another run: resuming would mix
-    two datasets' batches, so it is refused before anything is touched; the unchanged file resumes."""
-    train = tmp_path / "nli.tsv"
-    shutil.copy(os.path.join(SAMPLE, "nli.tsv"), train)
-    config = smoke_config(tmp_path, train_data=[str(train)], save_total_limit=None, overwrite_output_dir=False)
+def test_resume_is_decided_by_the_data_rows_not_their_paths(tmp_path):
+    """A training file edited since the checkpoint makes another run: resuming would mix two datasets' batches, so it
+    is refused before anything is touched, as is a dev set of other rows. The same rows under other paths (the run
+    resumed on another machine, its data under another mount) resume it."""
+    here, there = tmp_path / "here", tmp_path / "there"
+    for folder in (here, there):
+        folder.mkdir()
+        for name in ("nli.tsv", "sts.tsv"):
+            shutil.copy(os.path.join(SAMPLE, name), folder / name)
+
+    def config(data, **changes):
+        return smoke_config(tmp_path, train_data=[str(data / "nli.tsv")], dev_data=str(data / "sts.tsv"),
+                            test_data=[f"sample-sts={data / 'sts.tsv'}"], save_total_limit=None,
+                            overwrite_output_dir=False, **changes)
+
     with pytest.raises(KeyboardInterrupt):
-        run_simcse.main([config], callbacks=[KillAfterSaving(6)])
-    resumed = smoke_config(tmp_path, train_data=[str(train)], save_total_limit=None, overwrite_output_dir=False,
-                           resume_from_checkpoint="last")
+        run_simcse.main([config(here)], callbacks=[KillAfterSaving(6)])
+    saved = sorted(os.listdir(tmp_path / "out"))
+    assert saved == ["checkpoint-3", "checkpoint-6", "run_args.json"]
+
+    train = here / "nli.tsv"
     original = train.read_text(encoding="utf-8")
     rows = len(load_nli_triplets([str(train)]))
     train.write_text(original.replace("밖에서 공을", "운동장에서 공을", 1), encoding="utf-8")  # one hypothesis, as many rows
     with pytest.raises(SystemExit, match=rf"differs in: train_rows_sha256\); it trained on other rows than train_data "
                                          rf"{re.escape(str(train))} holds now \({rows} rows then, {rows} now\)"):
-        run_simcse.main([resumed])
-    assert sorted(os.listdir(tmp_path / "out")) == ["checkpoint-3", "checkpoint-6", "run_args.json"]
+        run_simcse.main([config(here, resume_from_checkpoint="last")])
+    assert sorted(os.listdir(tmp_path / "out")) == saved
 
-    train.write_text(original, encoding="utf-8")
-    run_simcse.main([resumed])
+    dev = there / "sts.tsv"
+    scored = dev.read_text(encoding="utf-8")
+    lines = scored.splitlines(keepends=True)
+    fields = lines[1].split("\t")
+    fields[-3] = "0.5" if fields[-3] != "0.5" else "1.5"  # one gold score (the columns: ..., score, sentence1, sentence2)
+    dev.write_text("".join([lines[0], "\t".join(fields), *lines[2:]]), encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"differs in: dev_data, dev_rows_sha256, test_data, test_rows_sha256\); "
+                                         r"dev_data or test_data hold other rows than the run's"):
+        run_simcse.main([config(there, resume_from_checkpoint="last")])
+    assert sorted(os.listdir(tmp_path / "out")) == saved
+
+    dev.write_text(scored, encoding="utf-8")
+    run_simcse.main([config(there, resume_from_checkpoint="last")])
     assert (tmp_path / "out" / "sts_results.json").exists()
+    with open(tmp_path / "out" / "environment.json") as f:
+        assert json.load(f)["resumed_at_step"] == 6
+    with open(tmp_path / "out" / "run_args.json") as f:
+        assert json.load(f)["train_data"] == [str(there / "nli.tsv")]
 
 
 class PoisonWeightsAt(TrainerCallback):
