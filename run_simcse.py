@@ -264,6 +264,25 @@ def apply_config_changes(config: transformers.PreTrainedConfig, model_args: Mode
     return config
 
 
+def load_tokenizer(model_args: ModelArguments, train_set, max_seq_length: int):
+    """The encoder's tokenizer (or `tokenizer_name`), or a WordPiece one trained on the training sentences
+    (`train_tokenizer_vocab_size`), whose `model_max_length` is set to max_seq_length: it is saved with every
+    checkpoint and the export, and sts_evaluation.py cuts sentences there by default."""
+    if model_args.train_tokenizer_vocab_size:
+        texts = [s for c in train_set.column_names for s in column_values(train_set, c)]
+        tokenizer = train_wordpiece(texts, model_args.train_tokenizer_vocab_size)
+        if len(tokenizer) > model_args.train_tokenizer_vocab_size:  # every character seen gets a piece
+            logger.warning("train_tokenizer_vocab_size %d is below the training sentences' %d characters (each a "
+                           "piece, bare and as a continuation, beside %d special tokens): the vocabulary has %d",
+                           model_args.train_tokenizer_vocab_size, (len(tokenizer) - len(SPECIAL_TOKENS)) // 2,
+                           len(SPECIAL_TOKENS), len(tokenizer))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
+                                                  cache_dir=model_args.cache_dir, trust_remote_code=False)
+    tokenizer.model_max_length = max_seq_length
+    return tokenizer
+
+
 def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokenizer, device_type: str) -> SimCSEModel:
     """A pretrained or config-made encoder wrapped in a fresh `SimCSEModel`.
 
@@ -396,6 +415,21 @@ def export(model: SimCSEModel, tokenizer, output_dir: str, max_seq_length: int) 
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def push_export(output_dir: str, repo_id: str, training_args: TrainingArguments, token: str | None) -> None:
+    """Push the exported run in `output_dir` to `repo_id` as the training JSON's hub_private_repo and hub_revision ask,
+    with its card naming the branch where the push goes to one. A failed push ends the run with an error that names
+    the `python -m hub push` command that retries it."""
+    private, revision = bool(training_args.hub_private_repo), training_args.hub_revision
+    try:
+        url = push(output_dir, repo_id, private=private, revision=revision, api=HfApi(token=token),
+                   card=str(render_card(output_dir, repo_id=repo_id, write=False, revision=revision)))
+    except PushError as e:
+        options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
+        raise SystemExit(f"error: {e}. The model is exported in {output_dir}; push it again with "
+                         f"`python -m hub push {output_dir} --repo-id {repo_id}{options}`") from None
+    print(f"pushed to {repo_id}: {url}")
+
+
 class PhaseTimer:
     """Wall-clock seconds per phase of the run: `with timer("train"): ...`; `timer.seconds` is the record."""
 
@@ -506,19 +540,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     set_seed(training_args.seed)
 
     with timer("load_model"), model_loading_errors(model_args):
-        if model_args.train_tokenizer_vocab_size:
-            texts = [s for c in train_set.column_names for s in column_values(train_set, c)]
-            tokenizer = train_wordpiece(texts, model_args.train_tokenizer_vocab_size)
-            if len(tokenizer) > model_args.train_tokenizer_vocab_size:  # every character seen gets a piece
-                logger.warning("train_tokenizer_vocab_size %d is below the training sentences' %d characters (each a "
-                               "piece, bare and as a continuation, beside %d special tokens): the vocabulary has %d",
-                               model_args.train_tokenizer_vocab_size, (len(tokenizer) - len(SPECIAL_TOKENS)) // 2,
-                               len(SPECIAL_TOKENS), len(tokenizer))
-        else:
-            tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
-                                                      cache_dir=cache_dir, trust_remote_code=False)
-        # Saved with every checkpoint and the export: the length sts_evaluation.py cuts sentences at by default.
-        tokenizer.model_max_length = data_args.max_seq_length
+        tokenizer = load_tokenizer(model_args, train_set, data_args.max_seq_length)
         model = build_model(model_args, simcse_args, tokenizer, training_args.device.type)
     if simcse_args.pack_sequences and not model.supports_packing:
         raise SystemExit(
@@ -625,18 +647,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             print(format_table(results))
             render_card(out, repo_id=hub_model_id)
             if hub_model_id and push_requested:
-                try:
-                    url = push(out, hub_model_id, private=bool(training_args.hub_private_repo),
-                               revision=training_args.hub_revision, api=HfApi(token=hub_token),
-                               # The folder's card, naming the branch where the push goes to one.
-                               card=str(render_card(out, repo_id=hub_model_id, write=False,
-                                                    revision=training_args.hub_revision)))
-                except PushError as e:
-                    options = (" --private" if training_args.hub_private_repo else "") + (
-                        f" --revision {training_args.hub_revision}" if training_args.hub_revision else "")
-                    raise SystemExit(f"error: {e}. The model is exported in {out}; push it again with "
-                                     f"`python -m hub push {out} --repo-id {hub_model_id}{options}`") from None
-                print(f"pushed to {hub_model_id}: {url}")
+                push_export(out, hub_model_id, training_args, hub_token)
         else:
             logger.warning("no test_data: no %s and no model card. Score the export with `python sts_evaluation.py %s "
                            "--output %s`, then render the card with `python -m hub card %s`",
