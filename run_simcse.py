@@ -372,17 +372,20 @@ def compile_for_training(model: SimCSEModel, simcse_args: SimCSEArguments) -> No
                 compiled, ", as CUDA graphs (\"cuda_graphs\": false turns them off)" if simcse_args.cuda_graphs else "")
 
 
+def describe_hardware(training_args: TrainingArguments) -> str:
+    """What the run trains on, for the model card: '8 x NVIDIA H100 80GB HBM3' or 'CPU (x86_64, 2 cores)'."""
+    if training_args.device.type == "cuda":  # not a visible GPU: `use_cpu` trains on the CPU beside one
+        return f"{training_args.world_size} x {torch.cuda.get_device_name(training_args.device)}"
+    usable, cores = usable_cpu_count(), os.cpu_count()  # a quota or an affinity may leave the run fewer
+    return f"CPU ({platform.processor() or platform.machine()}, " + (
+        f"{cores} cores)" if usable == cores else f"{usable} of the machine's {cores} cores)")
+
+
 def describe_environment(training_args: TrainingArguments, train_rows: int) -> dict:
     """Hardware, usable CPUs, process count, library versions and date of the run (for the model card)."""
-    usable, cores = usable_cpu_count(), os.cpu_count()  # a quota or an affinity may leave the run fewer
-    if training_args.device.type == "cuda":  # not a visible GPU: `use_cpu` trains on the CPU beside one
-        hardware = f"{training_args.world_size} x {torch.cuda.get_device_name(training_args.device)}"
-    else:
-        hardware = f"CPU ({platform.processor() or platform.machine()}, " + (
-            f"{cores} cores)" if usable == cores else f"{usable} of the machine's {cores} cores)")
     return {
-        "hardware": hardware,
-        "usable_cpus": usable,
+        "hardware": describe_hardware(training_args),
+        "usable_cpus": usable_cpu_count(),
         "processes": training_args.world_size,
         "train_rows": train_rows,
         "date": datetime.date.today().isoformat(),
@@ -462,22 +465,27 @@ class CheckpointSaveTimer(TrainerCallback):
 
 
 class TrainingClock(TrainerCallback):
-    """Training wall time over every session of a run. Trainer's `train_runtime` counts only its own session, so a
-    resumed run's card gave the time since the resumption as the training time. Each checkpoint records the seconds
-    trained up to it (`CLOCK_FILE`), and a run resumed from it starts from there.
+    """Training wall time and hardware over every session of a run. Trainer's `train_runtime` counts only its own
+    session, so a resumed run's card gave the time since the resumption as the training time (and the last machine's
+    hardware as the run's). Each checkpoint records the seconds trained up to it and the sessions that trained them
+    (`CLOCK_FILE`), and a run resumed from it starts from there.
 
-    resumed_from: the checkpoint the run resumes from, or None. `seconds_before` is None where that checkpoint has no
-    record (written before this existed); `resumed_at_step` is its step.
+    resumed_from: the checkpoint the run resumes from, or None; hardware: this session's (describe_hardware).
+    `seconds_before` is None where that checkpoint has no record (written before this existed); `resumed_at_step` is
+    its step; `sessions`: [{"from_step", "hardware"}], the earlier sessions as recorded, then this one.
     """
 
-    def __init__(self, resumed_from: str | None):
-        self.seconds_before, self.resumed_at_step = (None if resumed_from else 0.0), None
+    def __init__(self, resumed_from: str | None, hardware: str):
+        self.seconds_before, self.resumed_at_step, earlier = (None if resumed_from else 0.0), None, []
         if resumed_from:
             with open(os.path.join(resumed_from, TRAINER_STATE_NAME)) as f:
                 self.resumed_at_step = json.load(f)["global_step"]
             with contextlib.suppress(OSError, ValueError, KeyError):
                 with open(os.path.join(resumed_from, CLOCK_FILE)) as f:
-                    self.seconds_before = float(json.load(f)["seconds"])
+                    record = json.load(f)
+                self.seconds_before = float(record["seconds"])
+                earlier = list(record["sessions"])
+        self.sessions = [*earlier, {"from_step": self.resumed_at_step or 0, "hardware": hardware}]
         self._start = time.perf_counter()
 
     def on_train_begin(self, *args, **kwargs):
@@ -488,14 +496,15 @@ class TrainingClock(TrainerCallback):
         if args.should_save and self.seconds_before is not None and os.path.isdir(checkpoint):
             path = os.path.join(checkpoint, CLOCK_FILE)
             with open(path + ".tmp", "w") as f:  # then renamed: a kill leaves the record whole or absent
-                json.dump({"seconds": round(self.seconds_before + time.perf_counter() - self._start, 3)}, f)
+                json.dump({"seconds": round(self.seconds_before + time.perf_counter() - self._start, 3),
+                           "sessions": self.sessions}, f)
             os.replace(path + ".tmp", path)
 
     def record(self, session_seconds: float) -> dict:
-        """-> the run's training seconds over all its sessions (None when unknown) and where it resumed, for
-        environment.json; `session_seconds` is this session's `train_runtime`."""
+        """-> the run's training seconds over all its sessions (None when unknown), where it resumed and the sessions'
+        hardware, for environment.json; `session_seconds` is this session's `train_runtime`."""
         total = None if self.seconds_before is None else round(self.seconds_before + session_seconds, 3)
-        return {"training_seconds": total, "resumed_at_step": self.resumed_at_step}
+        return {"training_seconds": total, "resumed_at_step": self.resumed_at_step, "sessions": self.sessions}
 
 
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[str, dict[str, float]]:
@@ -595,7 +604,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         data_collator=SimCSECollator(tokenizer.pad_token_id, max_len, pack_width=max_len if packed else None,
                                      **(CUDA_GRAPH_SHAPES if simcse_args.cuda_graphs else {})),
         compute_metrics=compute_metrics,
-        callbacks=[NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(), clock := TrainingClock(resume),
+        callbacks=[NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(), clock := TrainingClock(resume, describe_hardware(training_args)),
                    *(callbacks or [])],
     )
     os.makedirs(training_args.output_dir, exist_ok=True)

@@ -217,6 +217,22 @@ def training_time(environment: dict, train: dict) -> str:
     return seconds(train["train_runtime"])
 
 
+def hardware(environment: dict) -> str:
+    """environment.json -> the card's hardware: the run's, or, where a resumed run changed machines, each machine
+    with the step it took over from (run_simcse.TrainingClock's `sessions`)."""
+    sessions = environment.get("sessions") or []
+    machines = []  # consecutive sessions on one machine are one entry
+    for session in sessions:
+        if not machines or machines[-1]["hardware"] != session["hardware"]:
+            machines.append(session)
+    if not machines or (len(machines) == 1 and machines[0]["from_step"] == 0):
+        return environment.get("hardware", "unknown")
+    parts = [f"{m['hardware']} from step {m['from_step']}" for m in machines]
+    if machines[0]["from_step"]:  # resumed from a checkpoint written before sessions were recorded
+        parts.insert(0, f"up to step {machines[0]['from_step']}: not recorded")
+    return "; ".join(parts)
+
+
 def model_selection(args: dict, state: dict) -> str:
     """The card's model-selection row from run_args.json and trainer_state.json: the dev metric and how often the dev
     set was scored, or "final model" (also where the run ended before its first dev evaluation)."""
@@ -319,7 +335,7 @@ def training_settings(
         ("precision", precision),
         ("seed", f"{args.get('seed')}" + (f" (data order: data_seed {args['data_seed']})"
                                           if args.get("data_seed") not in (None, args.get("seed")) else "")),
-        ("hardware", environment.get("hardware", "unknown")),
+        ("hardware", hardware(environment)),
         ("training time", training_time(environment, train)),
         ("date", environment.get("date", "unknown")),
         ("software", ", ".join(f"{k} {v}" for k, v in environment.get("versions", {}).items())),

@@ -22,7 +22,7 @@ import run_simcse
 from conftest import ROOT, TOKEN, cli, standin_env
 from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
-from hub.card import render_card, training_settings, training_time
+from hub.card import hardware, render_card, training_settings, training_time
 from hub.model_dir import PUBLISHED_PATTERNS, ModelDirError, published_files
 from hub.push import PushError, check_repo_id, push
 from modeling_simcse import SimCSEModel
@@ -197,6 +197,23 @@ def test_a_metric_named_with_its_eval_prefix_is_plotted(model_dir, tmp_path):
 ])
 def test_card_training_time_covers_every_session_or_says_it_does_not(environment, train, said):
     assert training_time(environment, train) == said
+
+
+A100, H100 = "1 x NVIDIA A100-SXM4-80GB", "1 x NVIDIA H100 80GB HBM3"
+
+
+@pytest.mark.parametrize("environment, said", [
+    ({"hardware": H100}, H100),  # a run from before the sessions' record
+    ({"hardware": H100, "sessions": [{"from_step": 0, "hardware": H100}]}, H100),
+    ({"hardware": H100, "sessions": [{"from_step": 0, "hardware": H100}, {"from_step": 600, "hardware": H100}]}, H100),
+    ({"hardware": H100, "sessions": [{"from_step": 0, "hardware": A100}, {"from_step": 300, "hardware": A100},
+                                     {"from_step": 600, "hardware": H100}]}, f"{A100} from step 0; {H100} from step 600"),
+    ({"hardware": H100, "sessions": [{"from_step": 600, "hardware": H100}]},
+     f"up to step 600: not recorded; {H100} from step 600"),
+    ({}, "unknown"),
+])
+def test_card_hardware_names_each_machine_of_a_run_resumed_on_another(environment, said):
+    assert hardware(environment) == said
 
 
 def test_card_settings_name_the_config_changes_of_a_pretrained_encoder(model_dir, tmp_path):
