@@ -330,7 +330,9 @@ def training_settings(
         ("dropout", dropout),
         ("temperature", args.get("temperature")),
         ("pooler", f"`{args.get('pooler_type')}`" + (" (MLP in training only)" if args.get("mlp_only_train") else "")),
-        ("hard negative weight", args.get("hard_negative_weight")),
+        # Pair and text rows have no hard negatives to weigh.
+        ("hard negative weight", args.get("hard_negative_weight") if args.get("train_format") in ("nli", "triplet")
+         else None),
         ("model selection", model_selection(args, state)),
         ("precision", precision),
         ("seed", f"{args.get('seed')}" + (f" (data order: data_seed {args['data_seed']})"

@@ -98,6 +98,10 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
     rows = dict(training_settings({**args, "optim": "sgd", "optim_args": "momentum=0.9", "adam_beta2": 0.98,
                                    "weight_decay": 0.0, "max_grad_norm": 0.0}, {}, {}, {}, {}))
     assert rows["optimizer"] == "sgd (weight decay 0.0, momentum 0.9, no gradient clipping)"
+    for train_format, weight in (("nli", "0.0"), ("triplet", "1.5"), ("pair", None), ("text", None)):  # none to weigh
+        rows = dict(training_settings({**args, "train_format": train_format,
+                                       "hard_negative_weight": float(weight or 0)}, {}, {}, {}, {}))
+        assert rows.get("hard negative weight") == weight
 
 
 @pytest.mark.parametrize("args, state, said", [
