@@ -105,6 +105,26 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
     return found
 
 
+def check_same_resumption(resume: str | None) -> None:
+    """Refuse a launch of several processes that found different checkpoints to resume from (None: none): they would
+    train from different steps. So it goes on machines with their own disks where only the first one's holds the
+    checkpoints (`save_on_each_node` off)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    step = 0
+    if resume:
+        with open(os.path.join(resume, TRAINER_STATE_NAME)) as f:
+            step = json.load(f)["global_step"]
+    steps = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(steps, step)
+    if len(set(steps)) > 1:
+        raise SystemExit(f"error: resume_from_checkpoint: the processes found different checkpoints to resume from "
+                         f"(the step of each process, 0 for none: {', '.join(map(str, steps))}), as where the checkpoints "
+                         f"are on one machine's disk only; they would train from different steps. Put output_dir on "
+                         f"storage every machine sees, or copy the checkpoint to the same path on every machine (and "
+                         f"train with \"save_on_each_node\": true where each machine has only its own disk)")
+
+
 def warn_of_checkpoints_left(output_dir: str) -> None:
     """Log a warning when a launch that does not resume finds complete checkpoints of its own run (check_output_dir
     refused any other run's): it trains from step 0 and replaces them, where a user re-launching a stopped job likely
@@ -567,6 +587,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         if overwriting and training_args.should_save:
             remove_checkpoints(training_args.output_dir)
         resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint)
+    check_same_resumption(resume)
     packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences
     logger.info("training batches: %s", "packed (no padding)" if packed else "padded")
     if launched_alone(training_args.world_size):

@@ -3,6 +3,7 @@ split one; a launch that asked for several processes and got one says so."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -104,6 +105,22 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
     assert old and proc.returncode == 0, proc.stderr[-3000:]
     with open(tmp_path / "p2" / "out" / "run_args.json") as f:
         assert json.load(f)["learning_rate"] == 1e-3
+    # Resumed where the second process sees none of the checkpoints (machines with their own disks): it would train
+    # from step 0 while the first goes on from its checkpoint; refused in both, before anything is written.
+    (tmp_path / "node2").mkdir()
+    per_process = [smoke_config(tmp_path / folder, per_device_train_batch_size=4, dropout=0.0, max_train_samples=16,
+                                per_device_eval_batch_size=5, learning_rate=1e-3, resume_from_checkpoint="last",
+                                overwrite_output_dir=False) for folder in ("p2", "node2")]
+    wrapper = tmp_path / "config_by_rank.py"  # process k runs run_simcse.py on per_process[k]
+    wrapper.write_text("import os, runpy, sys\nsys.argv = ['run_simcse.py', sys.argv[1 + int(os.environ['RANK'])]]\n"
+                       f"runpy.run_path({os.path.join(ROOT, 'run_simcse.py')!r}, run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(wrapper), *per_process], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(LOCAL_ENV, PYTHONPATH=ROOT))
+    assert proc.returncode != 0
+    assert re.search(r"processes found different checkpoints to resume from \(the step of each process, 0 for none: "
+                     r"[1-9]\d*, 0\)", proc.stderr), proc.stderr[-3000:]
+    assert not (tmp_path / "node2" / "out").exists()
     assert len(logs[1]) == 3, logs
     assert logs[2] == pytest.approx(logs[1], abs=1e-4), logs
     for name, metrics in scores[1].items():  # x100; the unnormalised dot products move most with float rounding
