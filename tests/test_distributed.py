@@ -10,8 +10,11 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, free_port
+from conftest import ROOT, SAMPLE, free_port
 from distributed_worker import build
+
+with open(os.path.join(SAMPLE, "nli.tsv"), encoding="utf-8") as f:
+    SAMPLE_NLI = f.read()
 
 # Processes talk over loopback only, one thread each (2 cores).
 LOCAL_ENV = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1")
@@ -105,26 +108,53 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
     assert old and proc.returncode == 0, proc.stderr[-3000:]
     with open(tmp_path / "p2" / "out" / "run_args.json") as f:
         assert json.load(f)["learning_rate"] == 1e-3
-    # Resumed where the second process sees none of the checkpoints (machines with their own disks): it would train
-    # from step 0 while the first goes on from its checkpoint; refused in both, before anything is written.
-    (tmp_path / "node2").mkdir()
-    per_process = [smoke_config(tmp_path / folder, per_device_train_batch_size=4, dropout=0.0, max_train_samples=16,
-                                per_device_eval_batch_size=5, learning_rate=1e-3, resume_from_checkpoint="last",
-                                overwrite_output_dir=False) for folder in ("p2", "node2")]
-    wrapper = tmp_path / "config_by_rank.py"  # process k runs run_simcse.py on per_process[k]
-    wrapper.write_text("import os, runpy, sys\nsys.argv = ['run_simcse.py', sys.argv[1 + int(os.environ['RANK'])]]\n"
-                       f"runpy.run_path({os.path.join(ROOT, 'run_simcse.py')!r}, run_name='__main__')\n")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(wrapper), *per_process], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=dict(LOCAL_ENV, PYTHONPATH=ROOT))
-    assert proc.returncode != 0
-    assert re.search(r"processes found different checkpoints to resume from \(the step of each process, 0 for none: "
-                     r"[1-9]\d*, 0\)", proc.stderr), proc.stderr[-3000:]
-    assert not (tmp_path / "node2" / "out").exists()
     assert len(logs[1]) == 3, logs
     assert logs[2] == pytest.approx(logs[1], abs=1e-4), logs
     for name, metrics in scores[1].items():  # x100; the unnormalised dot products move most with float rounding
         assert scores[2][name] == pytest.approx(metrics, abs=0.1), (name, scores)
+
+
+def launch_per_process(tmp_path, configs: list[str]) -> subprocess.CompletedProcess:
+    """run_simcse.py in len(configs) processes (torchrun, gloo), process k on configs[k]: as machines that each read
+    their own files."""
+    wrapper = tmp_path / "config_by_rank.py"
+    wrapper.write_text("import os, runpy, sys\nsys.argv = ['run_simcse.py', sys.argv[1 + int(os.environ['RANK'])]]\n"
+                       f"runpy.run_path({os.path.join(ROOT, 'run_simcse.py')!r}, run_name='__main__')\n")
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           f"--nproc_per_node={len(configs)}", str(wrapper), *configs], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=dict(LOCAL_ENV, PYTHONPATH=ROOT))
+
+
+def test_processes_that_would_not_train_one_run_are_refused(tmp_path):
+    """Machines with their own disks: a resumption where only the first process sees the checkpoints (the other would
+    train from step 0: it hung), and a run whose second process reads another copy of the training file (mixed data),
+    are refused in every process before anything is written."""
+    from test_run_simcse import smoke_config
+
+    settings = {"per_device_train_batch_size": 4, "max_train_samples": 16, "num_train_epochs": 1}
+    (tmp_path / "node1").mkdir()
+    proc = launch_run_simcse(smoke_config(tmp_path / "node1", **settings), 2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    (tmp_path / "node2").mkdir()
+    proc = launch_per_process(tmp_path, [
+        smoke_config(tmp_path / node, **settings, resume_from_checkpoint="last", overwrite_output_dir=False)
+        for node in ("node1", "node2")])
+    assert proc.returncode != 0
+    assert re.search(r"processes found different checkpoints to resume from \(the step of each process, 0 for none: "
+                     r"[1-9]\d*, 0\)", proc.stderr), proc.stderr[-3000:]
+    assert not (tmp_path / "node2" / "out").exists()
+
+    configs = []
+    for k, text in enumerate((SAMPLE_NLI, SAMPLE_NLI.replace("밖에서 공을", "운동장에서 공을", 1))):  # one hypothesis
+        (tmp_path / f"copy{k}").mkdir()
+        (tmp_path / f"copy{k}" / "nli.tsv").write_text(text, encoding="utf-8")
+        configs.append(smoke_config(tmp_path / f"copy{k}", **settings, output_dir=str(tmp_path / "mixed"),
+                                    train_data=[str(tmp_path / f"copy{k}" / "nli.tsv")]))
+    proc = launch_per_process(tmp_path, configs)
+    assert proc.returncode != 0
+    assert "the processes read other rows (train_rows_sha256 differ between them)" in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "mixed").exists()
 
 
 def test_uneven_batches_across_processes_are_refused_before_training(tmp_path):
