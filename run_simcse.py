@@ -116,11 +116,10 @@ def check_processes_agree(run_args: dict, resume: str | None) -> None:
     if resume:
         with open(os.path.join(resume, TRAINER_STATE_NAME)) as f:
             step = json.load(f)["global_step"]
-    mine = {**{key: run_args[key] for key in SOURCE_DIGESTS.values()}, "step": step}
     everyone = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(everyone, mine)
-    problems = []
-    if differ := [key for key in SOURCE_DIGESTS.values() if any(other[key] != mine[key] for other in everyone)]:
+    torch.distributed.all_gather_object(everyone, {**{key: run_args[key] for key in SOURCE_DIGESTS.values()}, "step": step})
+    problems = []  # the same in every process: each judges the gathered records alone
+    if differ := [key for key in SOURCE_DIGESTS.values() if any(other[key] != everyone[0][key] for other in everyone)]:
         problems.append(f"the processes read other rows ({', '.join(differ)} differ between them), as where each "
                         f"machine reads its own copy of the data files and the copies differ: make them the same")
     if len({other["step"] for other in everyone}) > 1:
