@@ -656,6 +656,10 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
 
+    # The test scores are the export's as users load it, in fp32: mixed precision leaves its autocast on the model's
+    # forward, under which a bf16 smoke run on a CPU scored AVG 35.32 and its export 40.79 (the dev scores that chose
+    # the checkpoint stay in the training's precision).
+    trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     with timer("final_evaluation"):
         results = evaluate_sets(trainer, test_rows)
     if trainer.is_world_process_zero():

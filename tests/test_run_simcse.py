@@ -294,6 +294,16 @@ def test_max_seq_length_must_fit_the_position_embeddings(tmp_path, model_type, l
     assert rescored == pytest.approx(written, abs=1e-4)
 
 
+def test_a_mixed_precision_run_scores_its_export_in_fp32(tmp_path):
+    """bf16 (here on a CPU, as accelerate allows) trains under autocast; the final scores, the card's, are those of the
+    exported fp32 weights that users load (under the training's autocast they differed by 5 points of AVG here)."""
+    written = run_simcse.main([smoke_config(tmp_path, bf16=True)])["sample-sts"]
+    with open(tmp_path / "out" / "trainer_state.json") as f:
+        assert any("eval_cosine_spearman" in e for e in json.load(f)["log_history"])  # dev scores in bf16, as before
+    rescored = sts_evaluation.main([str(tmp_path / "out"), "--set", f"sample-sts={SAMPLE}/sts.tsv"])["sample-sts"]
+    assert rescored == pytest.approx(written, abs=1e-4)
+
+
 def test_an_encoder_without_a_pooler_cannot_keep_the_mlp_at_test_time(tmp_path):
     """ELECTRA has no dense+tanh pooler to fold the MLP into: it was a ValueError at export, after all the training."""
     shape = "hidden_size=32,embedding_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64"
