@@ -681,6 +681,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                        else None,
                        "test_pairs_in_dev": pairs_in_dev,
                        "training_batches": "packed" if packed else "padded",
+                       "test_scores_precision": "fp32",  # whatever the training's (the autocast taken off above)
                        "cuda_graphs": simcse_args.cuda_graphs,
                        "tokenization_processes": train_workers or 1,
                        "phase_seconds": timer.seconds}, f, indent=2)

@@ -310,6 +310,9 @@ def training_settings(
     else:
         base = f"`{args.get('model_type')} made from a config ({overrides})`"
     precision = "bf16" if args.get("bf16") else "fp16" if args.get("fp16") else "fp32"
+    if precision != "fp32":  # the dev scores are in it; the test scores are the fp32 export's where the run says so
+        precision += (" (training and dev scores; test scores in fp32, as the export loads)"
+                      if environment.get("test_scores_precision") == "fp32" else " (training and every score)")
     rows = [
         ("base model", base),
         ("training data", ", ".join(f"`{d}`" for d in args.get("train_data", [])) + f" ({args.get('train_format')})"),

@@ -98,6 +98,11 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
     rows = dict(training_settings({**args, "optim": "sgd", "optim_args": "momentum=0.9", "adam_beta2": 0.98,
                                    "weight_decay": 0.0, "max_grad_norm": 0.0}, {}, {}, {}, {}))
     assert rows["optimizer"] == "sgd (weight decay 0.0, momentum 0.9, no gradient clipping)"
+    # A run before the test scores were the fp32 export's scored every set under its autocast.
+    for bf16, environment, said in ((False, {}, "fp32"), (True, {}, "bf16 (training and every score)"),
+                                    (True, {"test_scores_precision": "fp32"},
+                                     "bf16 (training and dev scores; test scores in fp32, as the export loads)")):
+        assert dict(training_settings({**args, "bf16": bf16}, environment, {}, {}, {}))["precision"] == said
     for train_format, weight in (("nli", "0.0"), ("triplet", "1.5"), ("pair", None), ("text", None)):  # none to weigh
         rows = dict(training_settings({**args, "train_format": train_format,
                                        "hard_negative_weight": float(weight or 0)}, {}, {}, {}, {}))

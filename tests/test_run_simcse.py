@@ -302,6 +302,8 @@ def test_a_mixed_precision_run_scores_its_export_in_fp32(tmp_path):
         assert any("eval_cosine_spearman" in e for e in json.load(f)["log_history"])  # dev scores in bf16, as before
     rescored = sts_evaluation.main([str(tmp_path / "out"), "--set", f"sample-sts={SAMPLE}/sts.tsv"])["sample-sts"]
     assert rescored == pytest.approx(written, abs=1e-4)
+    said = "| precision | bf16 (training and dev scores; test scores in fp32, as the export loads) |"
+    assert said in (tmp_path / "out" / "README.md").read_text()
 
 
 def test_an_encoder_without_a_pooler_cannot_keep_the_mlp_at_test_time(tmp_path):
