@@ -105,31 +105,38 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
     return found
 
 
-def check_processes_agree(run_args: dict, resume: str | None) -> None:
-    """Refuse a launch of several processes that would not train one run: processes that read other rows (machines
-    with their own copies of the data files, not the same) or found different checkpoints to resume from (None: none;
-    machines with their own disks where only the first one's holds the checkpoints). Either trained silently on mixed
-    data or hung."""
+def gathered(value) -> list:
+    """Every process's `value`, in rank order ([value] in a single process)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return
+        return [value]
+    values = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(values, value)
+    return values
+
+
+def check_same_data(run_args: dict) -> None:
+    """Refuse a launch of several processes that read other rows (machines with their own copies of the data files,
+    not the same): they would train on mixed data, or, with other row counts, hang."""
+    everyone = gathered({key: run_args[key] for key in SOURCE_DIGESTS.values()})
+    if differ := [key for key in SOURCE_DIGESTS.values() if any(other[key] != everyone[0][key] for other in everyone)]:
+        raise SystemExit(f"error: the processes read other rows ({', '.join(differ)} differ between them), as where "
+                         f"each machine reads its own copy of the data files and the copies differ: make them the same")
+
+
+def check_same_resumption(resume: str | None) -> None:
+    """Refuse a launch of several processes that found different checkpoints to resume from (None: none; machines with
+    their own disks where only the first one's holds the checkpoints): they would train from different steps (a
+    2-process run hung)."""
     step = 0
     if resume:
         with open(os.path.join(resume, TRAINER_STATE_NAME)) as f:
             step = json.load(f)["global_step"]
-    everyone = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(everyone, {**{key: run_args[key] for key in SOURCE_DIGESTS.values()}, "step": step})
-    problems = []  # the same in every process: each judges the gathered records alone
-    if differ := [key for key in SOURCE_DIGESTS.values() if any(other[key] != everyone[0][key] for other in everyone)]:
-        problems.append(f"the processes read other rows ({', '.join(differ)} differ between them), as where each "
-                        f"machine reads its own copy of the data files and the copies differ: make them the same")
-    if len({other["step"] for other in everyone}) > 1:
-        problems.append(f"resume_from_checkpoint: the processes found different checkpoints to resume from (the step of "
-                        f"each process, 0 for none: {', '.join(str(other['step']) for other in everyone)}), as where "
-                        f"the checkpoints are on one machine's disk only; they would train from different steps. Put "
-                        f"output_dir on storage every machine sees, or copy the checkpoint to the same path on every "
-                        f"machine (and train with \"save_on_each_node\": true where each machine has only its own disk)")
-    if problems:
-        raise SystemExit("error: " + "; ".join(problems))
+    if len(set(steps := gathered(step))) > 1:
+        raise SystemExit(f"error: resume_from_checkpoint: the processes found different checkpoints to resume from (the "
+                         f"step of each process, 0 for none: {', '.join(map(str, steps))}), as where the checkpoints "
+                         f"are on one machine's disk only; they would train from different steps. Put output_dir on "
+                         f"storage every machine sees, or copy the checkpoint to the same path on every machine (and "
+                         f"train with \"save_on_each_node\": true where each machine has only its own disk)")
 
 
 def warn_of_checkpoints_left(output_dir: str) -> None:
@@ -573,6 +580,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                            "scores are not held out (the card says so)", name, shared, total, data_args.dev_data)
     # Refused now, before the model loads; another run's checkpoints go only once nothing else can stop this one.
     overwriting = check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
+    check_same_data(run_args)
     set_seed(training_args.seed)
 
     with timer("load_model"), model_loading_errors(model_args):
@@ -594,7 +602,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         if overwriting and training_args.should_save:
             remove_checkpoints(training_args.output_dir)
         resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint)
-    check_processes_agree(run_args, resume)
+    check_same_resumption(resume)
     packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences
     logger.info("training batches: %s", "packed (no padding)" if packed else "padded")
     if launched_alone(training_args.world_size):

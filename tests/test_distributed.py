@@ -128,7 +128,7 @@ def launch_per_process(tmp_path, configs: list[str]) -> subprocess.CompletedProc
 def test_processes_that_would_not_train_one_run_are_refused(tmp_path):
     """Machines with their own disks: a resumption where only the first process sees the checkpoints (the other would
     train from step 0: it hung), and a run whose second process reads another copy of the training file (mixed data),
-    are refused in every process before anything is written."""
+    are refused in every process before anything is written or deleted."""
     from test_run_simcse import smoke_config
 
     settings = {"per_device_train_batch_size": 4, "max_train_samples": 16, "num_train_epochs": 1}
@@ -146,15 +146,20 @@ def test_processes_that_would_not_train_one_run_are_refused(tmp_path):
     assert not (tmp_path / "node2" / "out").exists()
 
     configs = []
-    for k, text in enumerate((SAMPLE_NLI, SAMPLE_NLI.replace("밖에서 공을", "운동장에서 공을", 1))):  # one hypothesis
+    # Each copy with one hypothesis edited, another in each: rows of another run than the first's, and not the same.
+    for k, text in enumerate((SAMPLE_NLI.replace("밖에서 공을", "운동장에서 공을", 1),
+                              SAMPLE_NLI.replace("밖에서 공을", "마당에서 공을", 1))):
         (tmp_path / f"copy{k}").mkdir()
         (tmp_path / f"copy{k}" / "nli.tsv").write_text(text, encoding="utf-8")
-        configs.append(smoke_config(tmp_path / f"copy{k}", **settings, output_dir=str(tmp_path / "mixed"),
+        # Over the first run's folder, which overwrite_output_dir lets another run replace, once nothing stops it.
+        configs.append(smoke_config(tmp_path / f"copy{k}", **settings, output_dir=str(tmp_path / "node1" / "out"),
                                     train_data=[str(tmp_path / f"copy{k}" / "nli.tsv")]))
+    before = sorted(os.listdir(tmp_path / "node1" / "out"))
     proc = launch_per_process(tmp_path, configs)
     assert proc.returncode != 0
     assert "the processes read other rows (train_rows_sha256 differ between them)" in proc.stderr, proc.stderr[-3000:]
-    assert not (tmp_path / "mixed").exists()
+    assert any(name.startswith("checkpoint-") for name in before)
+    assert sorted(os.listdir(tmp_path / "node1" / "out")) == before
 
 
 def test_uneven_batches_across_processes_are_refused_before_training(tmp_path):
