@@ -123,15 +123,17 @@ def check_same_data(run_args: dict) -> None:
                          f"each machine reads its own copy of the data files and the copies differ: make them the same")
 
 
+def checkpoint_step(checkpoint: str) -> int:
+    """The training step a complete checkpoint was written at (its trainer_state.json's global_step)."""
+    with open(os.path.join(checkpoint, TRAINER_STATE_NAME)) as f:
+        return json.load(f)["global_step"]
+
+
 def check_same_resumption(resume: str | None) -> None:
     """Refuse a launch of several processes that found different checkpoints to resume from (None: none; machines with
     their own disks where only the first one's holds the checkpoints): they would train from different steps (a
     2-process run hung)."""
-    step = 0
-    if resume:
-        with open(os.path.join(resume, TRAINER_STATE_NAME)) as f:
-            step = json.load(f)["global_step"]
-    if len(set(steps := gathered(step))) > 1:
+    if len(set(steps := gathered(checkpoint_step(resume) if resume else 0))) > 1:
         raise SystemExit(f"error: resume_from_checkpoint: the processes found different checkpoints to resume from (the "
                          f"step of each process, 0 for none: {', '.join(map(str, steps))}), as where the checkpoints "
                          f"are on one machine's disk only; they would train from different steps. Put output_dir on "
@@ -512,8 +514,7 @@ class TrainingClock(TrainerCallback):
     def __init__(self, resumed_from: str | None, hardware: str):
         self.seconds_before, self.resumed_at_step, earlier = (None if resumed_from else 0.0), None, []
         if resumed_from:
-            with open(os.path.join(resumed_from, TRAINER_STATE_NAME)) as f:
-                self.resumed_at_step = json.load(f)["global_step"]
+            self.resumed_at_step = checkpoint_step(resumed_from)
             with contextlib.suppress(OSError, ValueError, KeyError):
                 with open(os.path.join(resumed_from, CLOCK_FILE)) as f:
                     record = json.load(f)
