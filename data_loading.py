@@ -369,6 +369,15 @@ def shared_pairs(reference: Dataset, sts: Dataset) -> int:
     return sum(pair in seen for pair in zip(column_values(sts, "sentence1"), column_values(sts, "sentence2")))
 
 
+def is_repo_id(name: str) -> bool:
+    """Whether `name` has the form of a Hub repo id (`name` or `owner/name`)."""
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
 def check_model_source(name: str, needs: str = "config.json") -> None:
     """A model folder or Hub model id; raises `DataError` for a name that is neither an existing folder nor shaped
     like a Hub id (`transformers` would report a mistyped path as a malformed repo id), and for a folder without
@@ -381,10 +390,8 @@ def check_model_source(name: str, needs: str = "config.json") -> None:
                     f"{found[-1]}") if found else ""
             raise DataError(f"{name}: no {needs} in this folder{hint}")
         return
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        raise DataError(f"{name}: no such folder, and not a Hub model id (name or owner/name)") from None
+    if not is_repo_id(name):
+        raise DataError(f"{name}: no such folder, and not a Hub model id (name or owner/name)")
 
 
 def refuses_model_code(error: Exception) -> bool:

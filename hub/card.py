@@ -13,9 +13,8 @@ import re
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from data_loading import DataError, Source
+from data_loading import DataError, Source, is_repo_id
 from hub.model_dir import RUN_ARGS_FILE, ModelDirError, check_export, load_results, read_json
 from sts_evaluation import METRIC_NAMES, SIMILARITIES
 
@@ -124,14 +123,6 @@ def held_out_note(name: str, args: dict, environment: dict) -> str:
             "the checkpoint, and scores on the set a checkpoint was chosen on are biased upwards.")
 
 
-def _is_repo_id(name: str) -> bool:
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
-
-
 def hub_datasets(train_data: list[str]) -> list[str]:
     """The Hub dataset ids among the training sources, read by their form (a card may be rendered on another machine
     than the run's): the Hub refuses a card whose `datasets` lists a path."""
@@ -141,7 +132,7 @@ def hub_datasets(train_data: list[str]) -> list[str]:
             repo = Source.parse(spec).repo
         except DataError:  # no file, URL or Hub id: a path of another machine
             continue
-        if repo and _is_repo_id(repo):
+        if repo and is_repo_id(repo):
             ids.add(repo)
     return sorted(ids)
 
@@ -153,7 +144,7 @@ def base_model_id(args: dict, environment: dict) -> str | None:
     if "hub_base_model" in environment:
         return environment["hub_base_model"]
     name = args.get("model_name_or_path")
-    return name if name and not os.path.isdir(name) and _is_repo_id(name) else None
+    return name if name and not os.path.isdir(name) and is_repo_id(name) else None
 
 
 def plot_dev_scores(model_dir: str, state: dict, metric: str) -> str | None:
