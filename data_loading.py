@@ -36,7 +36,8 @@ FILE_FORMATS = {".tsv": "csv", ".csv": "csv", ".json": "json", ".jsonl": "json",
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "0": 0, "1": 1, "2": 2}
 NO_GOLD_LABEL = (-1, "-1", "-")  # SNLI's marker for pairs without annotator consensus: skipped
 # Column names tried in order when a config does not name them.
-NLI_COLUMNS = {"premise": ("premise", "sentence1"), "hypothesis": ("hypothesis", "sentence2"), "label": ("label", "gold_label")}
+NLI_COLUMNS = {"premise": ("premise", "sentence1"), "hypothesis": ("hypothesis", "sentence2"),
+               "label": ("label", "gold_label")}
 STS_COLUMNS = {
     "sentence1": ("sentence1",),
     "sentence2": ("sentence2",),
@@ -48,9 +49,11 @@ TEXT_COLUMNS = ("text", "sentence", "sentence1")
 logger = logging.getLogger(__name__)
 # Conjoining Hangul jamo: Korean in decomposed form (NFD, as macOS writes file names), not the compatibility jamo of
 # ordinary text (ㅋㅋ). BERT's WordPiece with do_lower_case false has no Unicode normalizer: it made [UNK] of every
-# decomposed word of '한 남자가 음식을 먹는다.' and the right pieces of the composed sentence (tests/test_data_loading.py).
+# decomposed word of '한 남자가 음식을 먹는다.' and the right pieces of the composed sentence
+# (tests/test_data_loading.py).
 DECOMPOSED_HANGUL = re.compile("[\u1100-\u11ff]")
-TO_NFC = """python -c "import sys, unicodedata; sys.stdout.write(unicodedata.normalize('NFC', sys.stdin.read()))" < IN > OUT"""
+TO_NFC = ("""python -c "import sys, unicodedata; sys.stdout.write(unicodedata.normalize('NFC', sys.stdin.read()))" """
+          "< IN > OUT")
 
 
 class DataError(ValueError):
@@ -105,13 +108,15 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
                 raise DataError(f"{source.spec}: a folder; name its files, each a source of its own (train_data and "
                                 "test_data take a list)")
             if builder is None:
-                raise DataError(f"{source.spec}: unknown file type {source.extension!r}; use one of {sorted(FILE_FORMATS)}")
+                raise DataError(f"{source.spec}: unknown file type {source.extension!r}; use one of "
+                                f"{sorted(FILE_FORMATS)}")
             path = source.path
             if re.match(r"https?://", path):
-                path = datasets.DownloadManager(download_config=datasets.DownloadConfig(cache_dir=cache_dir)).download(path)
+                download_config = datasets.DownloadConfig(cache_dir=cache_dir)
+                path = datasets.DownloadManager(download_config=download_config).download(path)
             elif not os.path.isfile(path):
-                where = "" if os.path.isabs(path) else f" in {os.getcwd()} (a relative path is read from the folder the " \
-                                                       "command runs in)"
+                where = "" if os.path.isabs(path) else (f" in {os.getcwd()} (a relative path is read from the folder "
+                                                        "the command runs in)")
                 if re.search(r"[*?[]", path):  # a JSON value reaches no shell to expand it
                     where += "; a pattern is not expanded: list the files, each a source of its own"
                 raise DataError(f"{source.spec}: file not found{where}")
@@ -167,7 +172,8 @@ def _check_text_file(path: str, source: Source, chunk_bytes: int = 1 << 24) -> N
                                 f"Korean in: `iconv -f cp949 -t utf-8 {name} > NEW_FILE` converts it")
                     except UnicodeDecodeError:
                         hint = "; save it as UTF-8"
-                raise DataError(f"{source.spec}, line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}){hint}") from None
+                raise DataError(f"{source.spec}, line {line}: not UTF-8 text "
+                                f"(byte 0x{data[e.start]:02x}){hint}") from None
             line += chunk.count(b"\n")
     try:
         decoder.decode(b"", final=True)
@@ -218,10 +224,11 @@ def _read_delimited(path: str, source: Source) -> Dataset:
             if not row:
                 continue
             if len(row) != len(header):
-                raise DataError(f"{source.spec}, line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
-            for column, value in zip(columns, row):
+                raise DataError(f"{source.spec}, line {reader.line_num}: {len(row)} fields, the header has "
+                                f"{len(header)}")
+            for column, value in zip(columns, row, strict=True):
                 column.append(value)
-    return Dataset.from_dict(dict(zip(header, columns)))
+    return Dataset.from_dict(dict(zip(header, columns, strict=True)))
 
 
 def column_values(ds: Dataset, name: str) -> list:
@@ -261,9 +268,9 @@ def _sentences(values: list, source: Source, column: str) -> list[str]:
     if DECOMPOSED_HANGUL.search("\n".join(values)):
         rows = [i for i, v in enumerate(values) if DECOMPOSED_HANGUL.search(v)]
         logger.warning("%s: %d of %d sentences in column %r (the first: %s) hold Hangul in decomposed form (NFD: 한 as "
-                       "ᄒ+ᅡ+ᆫ); a tokenizer without a Unicode normalizer (BERT's WordPiece with do_lower_case false) reads "
-                       "them as unknown tokens. Compose them (NFC): %s", source.spec, len(rows), len(values), column,
-                       source.row(rows[0]).removeprefix(f"{source.spec}, "), TO_NFC)
+                       "ᄒ+ᅡ+ᆫ); a tokenizer without a Unicode normalizer (BERT's WordPiece with do_lower_case false) "
+                       "reads them as unknown tokens. Compose them (NFC): %s", source.spec, len(rows), len(values),
+                       column, source.row(rows[0]).removeprefix(f"{source.spec}, "), TO_NFC)
     return values
 
 
@@ -291,12 +298,13 @@ def load_nli_triplets(
         feature = ds.features.get(names["label"])
         if isinstance(feature, datasets.ClassLabel):  # its integers stand for its own names, in its own order
             labels = [feature.names[v] if isinstance(v, int) and 0 <= v < feature.num_classes else v for v in labels]
-        for i, (premise, hypothesis, raw) in enumerate(zip(premises, hypotheses, labels)):
+        for i, (premise, hypothesis, raw) in enumerate(zip(premises, hypotheses, labels, strict=True)):
             if raw in NO_GOLD_LABEL:
                 continue
             label = NLI_LABELS.get(raw.strip().lower()) if isinstance(raw, str) else raw
             if label not in (0, 1, 2) or isinstance(label, bool):
-                raise DataError(f"{source.row(i)}: unknown NLI label {raw!r} (expected entailment/neutral/contradiction or 0/1/2)")
+                raise DataError(f"{source.row(i)}: unknown NLI label {raw!r} (expected "
+                                "entailment/neutral/contradiction or 0/1/2)")
             if strip_quotes:
                 premise, hypothesis = premise.replace('"', ""), hypothesis.replace('"', "")
             groups.setdefault(premise, {})[label] = hypothesis
@@ -306,14 +314,15 @@ def load_nli_triplets(
         raise DataError(f"{', '.join(specs)}: no premise has both an entailment and a contradiction")
     logger.info("%d NLI pairs -> %d triplets (premise, entailment, contradiction; premises without both left out)",
                 read, len(triplets))
-    sent0, sent1, hard_neg = zip(*triplets)
+    sent0, sent1, hard_neg = zip(*triplets, strict=True)
     return Dataset.from_dict({"sent0": list(sent0), "sent1": list(sent1), "hard_neg": list(hard_neg)})
 
 
 def load_sentence_columns(
     specs: list[str], columns: list[str], cache_dir: str | None = None
 ) -> Dataset:
-    """Sources with 1 (unsupervised text), 2 (pairs) or 3 (triplets) sentence columns -> Dataset(sent0[, sent1[, hard_neg]]).
+    """Sources with 1 (unsupervised text), 2 (pairs) or 3 (triplets) sentence columns
+    -> Dataset(sent0[, sent1[, hard_neg]]).
 
     columns: the sentence column names in the sources, in that order; for one column, `text`/`sentence` are also tried.
     """
@@ -322,7 +331,7 @@ def load_sentence_columns(
     for spec in specs:
         ds, source = load_source(spec, cache_dir)
         data = {}
-        for target, name in zip(targets, columns):
+        for target, name in zip(targets, columns, strict=True):
             candidates = (name,) + (TEXT_COLUMNS if len(columns) == 1 else ())
             found = _column(ds, source, f"sentence ({name})", tuple(dict.fromkeys(candidates)),
                             hint=f"; sentence_columns names a source's {len(columns)} sentence column(s), in order")
@@ -365,8 +374,9 @@ def shared_pairs(reference: Dataset, sts: Dataset) -> int:
     """How many sentence pairs of the STS set `sts` (in either order) are pairs of `reference` too: a test set's
     overlap with the dev set that chose the checkpoint (KorSTS-test shares 8 of its 1,379 pairs with KorSTS-dev)."""
     first, second = column_values(reference, "sentence1"), column_values(reference, "sentence2")
-    seen = set(zip(first, second)) | set(zip(second, first))
-    return sum(pair in seen for pair in zip(column_values(sts, "sentence1"), column_values(sts, "sentence2")))
+    seen = set(zip(first, second, strict=True)) | set(zip(second, first, strict=True))
+    pairs = zip(column_values(sts, "sentence1"), column_values(sts, "sentence2"), strict=True)
+    return sum(pair in seen for pair in pairs)
 
 
 def is_repo_id(name: str) -> bool:
@@ -426,9 +436,9 @@ def check_tokenizer(tokenizer, max_length: int, name: str = "max_length") -> Non
     it), or sentences cut to `max_length` tokens (named `name`) would keep no token of their own once its special
     tokens ([CLS] and [SEP] for BERT) are in, so that every sentence would get the same embedding."""
     if tokenizer.pad_token_id is None:
-        raise ValueError(f"the tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path or 'trained here'}) has no "
-                         "padding token, which batches of sentences of different lengths need; use the encoder's own "
-                         "tokenizer")
+        raise ValueError(f"the tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path or 'trained here'}) has "
+                         "no padding token, which batches of sentences of different lengths need; use the encoder's "
+                         "own tokenizer")
     specials = tokenizer.num_special_tokens_to_add(pair=False)
     if max_length <= specials:
         raise ValueError(f"{name} {max_length} leaves no room for a sentence: the tokenizer adds {specials} special "
@@ -469,7 +479,7 @@ def tokenize_rows(
 
     def encode(batch):
         encoded = [token_ids(tokenizer, batch[c], max_length) for c in text_columns]
-        out = {"input_ids": [list(row) for row in zip(*encoded)]}
+        out = {"input_ids": [list(row) for row in zip(*encoded, strict=True)]}
         if label_column:
             out["labels"] = batch[label_column]
         if length_column:

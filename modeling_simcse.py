@@ -212,8 +212,9 @@ def pair_similarities(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def pooler_dense(encoder: nn.Module) -> nn.Linear | None:
     """The Linear of the encoder's dense + tanh pooler, whose `pooler_output` is tanh(Linear(CLS state)): `pooler.dense`
-    in the BERT family (BERT, RoBERTa, XLM-R, MPNet ...), the pooler itself beside a Tanh in ALBERT (`pooler_activation`)
-    and BigBird (`activation`); None for an encoder without one (ELECTRA, DeBERTa, DistilBERT ...)."""
+    in the BERT family (BERT, RoBERTa, XLM-R, MPNet ...), the pooler itself beside a Tanh in ALBERT
+    (`pooler_activation`) and BigBird (`activation`); None for an encoder without one (ELECTRA, DeBERTa,
+    DistilBERT ...)."""
     pooler = getattr(encoder, "pooler", None)
     if isinstance(getattr(pooler, "dense", None), nn.Linear):
         return pooler.dense
@@ -406,7 +407,8 @@ class SimCSEModel(PreTrainedModel):
         if pieces > 1:
             tokens = torch.cat([
                 checkpoint(self._packed_token_states, ids, pos, sid, use_reentrant=False)
-                for ids, pos, sid in zip(*(t.tensor_split(pieces) for t in (input_ids, position_ids, sentence_ids)))
+                for ids, pos, sid in zip(*(t.tensor_split(pieces) for t in (input_ids, position_ids, sentence_ids)),
+                                         strict=True)
             ])
         else:
             tokens = self._packed_token_states(input_ids, position_ids, sentence_ids)
@@ -539,7 +541,8 @@ class SimCSEModel(PreTrainedModel):
         if sentence_starts is not None:
             return self._packed_forward(input_ids, position_ids, sentence_ids, sentence_starts)
         if input_ids.dim() != 3:
-            raise ValueError(f"input_ids must be (batch, sentences per row, length), got shape {tuple(input_ids.shape)}")
+            raise ValueError("input_ids must be (batch, sentences per row, length), got shape "
+                             f"{tuple(input_ids.shape)}")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         batch, n, length = input_ids.shape
@@ -606,7 +609,8 @@ class SimCSEModel(PreTrainedModel):
                 continue
             rows, width = order[piece], widths[int(piece[0])]
             ids, mask = input_ids[rows, :width], attention_mask[rows, :width]
-            outputs.append(checkpoint(self.embed, ids, mask, use_reentrant=False) if use_checkpoint else self.embed(ids, mask))
+            outputs.append(checkpoint(self.embed, ids, mask, use_reentrant=False) if use_checkpoint
+                           else self.embed(ids, mask))
         embeddings = torch.cat(outputs)
         return embeddings.new_empty(embeddings.shape).index_copy(0, order, embeddings)
 
@@ -679,7 +683,7 @@ def _write_sentence_transformers_files(out_dir: str, encoder: PreTrainedModel, e
     # SentenceTransformer.save rewrites config.json from its own copy of the encoder config: keep ours.
     encoder.config.save_pretrained(out_dir)
     entries = _read_json(os.path.join(out_dir, "modules.json"))
-    for entry, module in zip(entries, modules):
+    for entry, module in zip(entries, modules, strict=True):
         name = type(module).__name__
         entry["type"] = f"sentence_transformers.models.{name}"
         if name in legacy_configs:

@@ -75,7 +75,8 @@ class ModelArguments:
 class DataArguments:
     train_data: list[str] = field(
         default_factory=list,
-        metadata={"help": "Training sources (files, URLs or Hub datasets 'owner/name[:config][:split]'), concatenated."},
+        metadata={"help": "Training sources (files, URLs or Hub datasets 'owner/name[:config][:split]'), "
+                          "concatenated."},
     )
     train_format: str = field(
         default="nli",
@@ -88,18 +89,21 @@ class DataArguments:
         default=False, metadata={"help": "Remove every '\"' from NLI sentences (as the published SimCSE-KO code did)."}
     )
     deduplicate_text: bool = field(
-        default=True, metadata={"help": "text format: drop repeated sentences (a repeat in a batch is a false negative)."}
+        default=True,
+        metadata={"help": "text format: drop repeated sentences (a repeat in a batch is a false negative)."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
-    dev_data: str | None = field(default=None, metadata={"help": "STS source scored during training (model selection)."})
+    dev_data: str | None = field(
+        default=None, metadata={"help": "STS source scored during training (model selection)."}
+    )
     test_data: list[str] = field(
         default_factory=list, metadata={"help": "Final STS sets as 'name=source', e.g. 'korsts-test=sts-test.tsv'."}
     )
     max_seq_length: int = field(default=64, metadata={"help": "Sentences are truncated to this many tokens."})
     preprocessing_num_workers: int | None = field(
         default=None,
-        metadata={"help": "Processes for tokenization. Default: one, or up to 8 (one a CPU the process may run on) from "
-                          f"{TOKENIZE_IN_PARALLEL_FROM:,} training rows."},
+        metadata={"help": "Processes for tokenization. Default: one, or up to 8 (one a CPU the process may run on) "
+                          f"from {TOKENIZE_IN_PARALLEL_FROM:,} training rows."},
     )
 
 
@@ -165,8 +169,9 @@ SIMCSE_CONFIG_KEYS = ("pooler_type", "temperature", "hard_negative_weight", "mlp
 TRAINING_VALUE_RANGES = {
     "per_device_train_batch_size": (1, None, "rows a step"), "per_device_eval_batch_size": (1, None, "pairs a batch"),
     "gradient_accumulation_steps": (1, None, "batches a step"), "learning_rate": (0, None, "the step size"),
-    "weight_decay": (0, None, "AdamW's decay"), "adam_beta1": (0, 1, "a decay rate"), "adam_beta2": (0, 1, "a decay rate"),
-    "adam_epsilon": (0, None, "AdamW's epsilon"), "num_train_epochs": (0, None, "epochs"),
+    "weight_decay": (0, None, "AdamW's decay"), "adam_beta1": (0, 1, "a decay rate"),
+    "adam_beta2": (0, 1, "a decay rate"), "adam_epsilon": (0, None, "AdamW's epsilon"),
+    "num_train_epochs": (0, None, "epochs"),
     "dataloader_num_workers": (0, None, "worker processes"), "logging_steps": (0, None, "steps"),
     "eval_steps": (0, None, "steps"), "save_steps": (0, None, "steps"), "seed": (0, 2**32, "a random seed"),
     "data_seed": (0, 2**32, "a random seed"),
@@ -253,8 +258,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         # config_overrides is applied last: the card's dropout row would name the value the run did not train with.
         problems.append(f"dropout and config_overrides both set {', '.join(both)}: set it in one of them")
     if simcse_args.hard_negative_weight and data_args.train_format not in ("nli", "triplet"):
-        problems.append(f"hard_negative_weight weighs hard negatives, which a {data_args.train_format} training set has "
-                        "not (only nli and triplet have them); leave it 0")
+        problems.append(f"hard_negative_weight weighs hard negatives, which a {data_args.train_format} training set "
+                        "has not (only nli and triplet have them); leave it 0")
     if simcse_args.mlp_only_train and simcse_args.pooler_type != "cls":
         problems.append(f"mlp_only_train is for pooler_type cls (the pooler with the MLP); {simcse_args.pooler_type} "
                         "has no MLP, so leave it false")
@@ -376,7 +381,8 @@ def flag_overrides(flags: list[str], path: str | None) -> dict:
     """Command-line flags given after the JSON args file `path` (or alone: `path` None) -> {key: value} of the keys they
     set, typed as `HfArgumentParser` types flags (`--bf16 false`, `--test_data a=x.tsv b=y.tsv`); unknown flags are an
     error."""
-    # allow_abbrev off: `--learning` must not pass for `--learning_rate`; exit_on_error off: a bad value raises, named below
+    # allow_abbrev off: `--learning` must not pass for `--learning_rate`; exit_on_error off: a bad value raises, named
+    # below.
     parser = HfArgumentParser(ALL_ARGUMENTS, allow_abbrev=False, exit_on_error=False)
     for action in parser._actions:
         action.default = argparse.SUPPRESS  # the namespace then holds only the keys the flags set
@@ -428,7 +434,8 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
                         "run_args.json and the card said fp16; leave fp16 out on a CPU (bf16 works there)")
     if training_args.n_gpu > 1:  # Trainer would fall back to nn.DataParallel, which splits the in-batch negatives
         problems.append(f"{training_args.n_gpu} GPUs are visible to one process; launch one process per GPU with "
-                        "`accelerate launch --num_processes N run_simcse.py CONFIG`, or pick one GPU with CUDA_VISIBLE_DEVICES")
+                        "`accelerate launch --num_processes N run_simcse.py CONFIG`, or pick one GPU with "
+                        "CUDA_VISIBLE_DEVICES")
     if training_args.hub_strategy in ("checkpoint", "all_checkpoints"):  # Trainer's own pushes are off (run_simcse)
         problems.append(f"hub_strategy {training_args.hub_strategy.value}: checkpoints never go to the Hub (they "
                         "hold optimizer states and training_args.bin); push_to_hub uploads the exported model once, at "
@@ -446,13 +453,13 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
                         "negatives every sentence is contrasted with, while run_args.json and the card give the batch "
                         "asked for; set the batch, and embedding_chunk_size to fit a large one in memory")
     if training_args.dataloader_drop_last and (data_args.dev_data or data_args.test_data):
-        problems.append("dataloader_drop_last: Trainer drops the last partial batch of every evaluation too, so the STS "
-                        "scores would leave pairs out; set it to false")
+        problems.append("dataloader_drop_last: Trainer drops the last partial batch of every evaluation too, so the "
+                        "STS scores would leave pairs out; set it to false")
     if training_args.prediction_loss_only:
         problems.append("prediction_loss_only: true keeps the STS scores from the metrics; set it to false")
     if training_args.bf16_full_eval or training_args.fp16_full_eval:
-        problems.append("bf16_full_eval and fp16_full_eval: Trainer would cast the model to half precision in place for "
-                        "the final evaluation, so the export would be written in it and the test sets scored at "
+        problems.append("bf16_full_eval and fp16_full_eval: Trainer would cast the model to half precision in place "
+                        "for the final evaluation, so the export would be written in it and the test sets scored at "
                         "another precision than the dev set during training; leave both false (bf16: true evaluates "
                         "under bf16 autocast)")
     if training_args.neftune_noise_alpha:
@@ -460,8 +467,8 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
                         "instruction-tuned; SimCSE's noise is dropout, and the card would not say the embeddings were "
                         "perturbed; leave it unset")
     if training_args.use_liger_kernel:
-        problems.append("use_liger_kernel: Liger's kernels replace layers of decoder models (Llama, Qwen, ...), none of "
-                        "the encoders this job trains, which would run unchanged; leave it false")
+        problems.append("use_liger_kernel: Liger's kernels replace layers of decoder models (Llama, Qwen, ...), none "
+                        "of the encoders this job trains, which would run unchanged; leave it false")
     if training_args.label_smoothing_factor or training_args.label_names not in (None, ["labels"]):
         problems.append("label_smoothing_factor and label_names are for classifiers: the loss is contrastive and the "
                         "STS gold scores are the `labels`; leave both unset")
@@ -502,15 +509,15 @@ def sharding_problem(fsdp: bool, deepspeed: bool, env: typing.Mapping[str, str] 
     launcher (an accelerate config's distributed type, ACCELERATE_USE_FSDP / ACCELERATE_USE_DEEPSPEED, in `env`,
     default the process's); None if neither is."""
     env = launcher_environment(env)
-    sharding = [name for name, asked in (("FSDP", fsdp or env.get("ACCELERATE_USE_FSDP", "").lower() == "true"),
-                                         ("DeepSpeed", deepspeed or env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"))
-                if asked]
+    asked_for = {"FSDP": fsdp or env.get("ACCELERATE_USE_FSDP", "").lower() == "true",
+                 "DeepSpeed": deepspeed or env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"}
+    sharding = [name for name, asked in asked_for.items() if asked]
     if not sharding:
         return None
     return (f"{' and '.join(sharding)} (asked for by the arguments or by the accelerate config): this job trains with "
-            "DDP only; its export and its gathered negatives are not written for, nor tested with, a model or optimizer "
-            "state spread over the processes. A SimCSE encoder and its optimizer state fit on each GPU: launch with DDP "
-            "(configs/accelerate/*.yaml, or `accelerate launch --multi_gpu --num_processes N`)")
+            "DDP only; its export and its gathered negatives are not written for, nor tested with, a model or "
+            "optimizer state spread over the processes. A SimCSE encoder and its optimizer state fit on each GPU: "
+            "launch with DDP (configs/accelerate/*.yaml, or `accelerate launch --multi_gpu --num_processes N`)")
 
 
 def launcher_environment(env: typing.Mapping[str, str] | None) -> typing.Mapping[str, str]:

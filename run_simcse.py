@@ -64,7 +64,8 @@ logger = logging.getLogger(__name__)
 
 # Length-sorted pieces per step on CPU: measured in bench/RESULTS.md (no launch overhead, padding dominates).
 CPU_LENGTH_BUCKETS = 8
-CLOCK_FILE = "training_seconds.json"  # in each checkpoint: training seconds up to it, over every session (TrainingClock)
+# In each checkpoint: the training seconds up to it, over every session (TrainingClock).
+CLOCK_FILE = "training_seconds.json"
 # Batches of few shapes for cuda_graphs (why and how many: modeling_simcse.CUDA_GRAPH_ROWS).
 CUDA_GRAPH_SHAPES = {"pack_rows_multiple_of": CUDA_GRAPH_ROWS, "pad_to_multiple_of": CUDA_GRAPH_LENGTHS}
 # Arguments that may change between a run and its resumption (or differ between its processes) without making it a
@@ -92,16 +93,19 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
         remove_incomplete_checkpoints(output_dir)
         found = last_complete_checkpoint(output_dir)
         if found is None:
-            logger.warning("resume_from_checkpoint=%s: no checkpoint in %s; starting from the beginning", resume, output_dir)
+            logger.warning("resume_from_checkpoint=%s: no checkpoint in %s; starting from the beginning", resume,
+                           output_dir)
             return None
     elif is_complete(resume):
         found = resume
     else:
-        raise SystemExit(f"error: resume_from_checkpoint {resume} is not a complete checkpoint (no readable trainer_state.json)")
+        raise SystemExit(f"error: resume_from_checkpoint {resume} is not a complete checkpoint (no readable "
+                         "trainer_state.json)")
     if not holds_training_state(found):
-        raise SystemExit(f"error: resume_from_checkpoint: {found} holds the weights only (written with save_only_model: "
-                         "no optimizer, learning-rate schedule or random state), so the run cannot go on as it was; "
-                         "start afresh (overwrite_output_dir), and leave save_only_model off for a run you may resume")
+        raise SystemExit(f"error: resume_from_checkpoint: {found} holds the weights only (written with "
+                         "save_only_model: no optimizer, learning-rate schedule or random state), so the run cannot go "
+                         "on as it was; start afresh (overwrite_output_dir), and leave save_only_model off for a run "
+                         "you may resume")
     return found
 
 
@@ -134,11 +138,11 @@ def check_same_resumption(resume: str | None) -> None:
     their own disks where only the first one's holds the checkpoints): they would train from different steps (a
     2-process run hung)."""
     if len(set(steps := gathered(checkpoint_step(resume) if resume else 0))) > 1:
-        raise SystemExit(f"error: resume_from_checkpoint: the processes found different checkpoints to resume from (the "
+        raise SystemExit("error: resume_from_checkpoint: the processes found different checkpoints to resume from (the "
                          f"step of each process, 0 for none: {', '.join(map(str, steps))}), as where the checkpoints "
-                         f"are on one machine's disk only; they would train from different steps. Put output_dir on "
-                         f"storage every machine sees, or copy the checkpoint to the same path on every machine (and "
-                         f"train with \"save_on_each_node\": true where each machine has only its own disk)")
+                         "are on one machine's disk only; they would train from different steps. Put output_dir on "
+                         "storage every machine sees, or copy the checkpoint to the same path on every machine (and "
+                         "train with \"save_on_each_node\": true where each machine has only its own disk)")
 
 
 def warn_of_checkpoints_left(output_dir: str) -> None:
@@ -151,9 +155,9 @@ def warn_of_checkpoints_left(output_dir: str) -> None:
     with open(os.path.join(last, TRAINER_STATE_NAME)) as f:
         state = json.load(f)
     step, end = state.get("global_step"), state.get("max_steps")
-    logger.warning("output_dir %s holds checkpoints of this run up to step %s of %s (%s); this launch trains again from "
-                   "step 0 and replaces them. To continue from step %s instead, set \"resume_from_checkpoint\": true "
-                   "(or add --resume_from_checkpoint last)", output_dir, step, end, os.path.basename(last), step)
+    logger.warning("output_dir %s holds checkpoints of this run up to step %s of %s (%s); this launch trains again "
+                   "from step 0 and replaces them. To continue from step %s instead, set \"resume_from_checkpoint\": "
+                   "true (or add --resume_from_checkpoint last)", output_dir, step, end, os.path.basename(last), step)
 
 
 def changed_arguments(saved: dict, run_args: dict) -> list[str]:
@@ -175,7 +179,8 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> bool:
     if not names:
         return False
     if names == [RUN_ARGS_FILE]:  # a run that stopped before its first checkpoint (out of GPU memory)
-        logger.info("output_dir %s holds only the %s of a run that saved nothing; starting afresh", output_dir, RUN_ARGS_FILE)
+        logger.info("output_dir %s holds only the %s of a run that saved nothing; starting afresh", output_dir,
+                    RUN_ARGS_FILE)
         return False
     saved_path = os.path.join(output_dir, RUN_ARGS_FILE)
     if os.path.isfile(saved_path):
@@ -213,16 +218,17 @@ def load_training_set(data_args: DataArguments, cache_dir: str | None):
     if data_args.train_format == "nli":
         ds = load_nli_triplets(data_args.train_data, data_args.nli_strip_quotes, cache_dir=cache_dir)
     else:
-        columns = data_args.sentence_columns or TRAIN_FORMATS[data_args.train_format]
-        if data_args.train_format != "text" and len(columns) != len(TRAIN_FORMATS[data_args.train_format]):
-            raise DataError(f"sentence_columns: {data_args.train_format} needs {len(TRAIN_FORMATS[data_args.train_format])} columns")
+        defaults = TRAIN_FORMATS[data_args.train_format]
+        columns = data_args.sentence_columns or defaults
+        if data_args.train_format != "text" and len(columns) != len(defaults):
+            raise DataError(f"sentence_columns: {data_args.train_format} needs {len(defaults)} columns")
         ds = load_sentence_columns(data_args.train_data, columns, cache_dir=cache_dir)
         if data_args.train_format == "text" and data_args.deduplicate_text:
             rows = len(ds)
             ds = ds.from_dict({"sent0": list(dict.fromkeys(column_values(ds, "sent0")))})
             if len(ds) < rows:
-                logger.info("deduplicate_text: %d of %d training sentences were repeats and are left out", rows - len(ds),
-                            rows)
+                logger.info("deduplicate_text: %d of %d training sentences were repeats and are left out",
+                            rows - len(ds), rows)
     if data_args.max_train_samples is not None:
         ds = ds.select(range(min(data_args.max_train_samples, len(ds))))
     return ds
@@ -273,8 +279,8 @@ def model_loading_errors(model_args: ModelArguments):
                          "like)") from None
 
 
-def apply_config_changes(config: transformers.PreTrainedConfig, model_args: ModelArguments, simcse_args: SimCSEArguments,
-                         made: dict | None) -> transformers.PreTrainedConfig:
+def apply_config_changes(config: transformers.PreTrainedConfig, model_args: ModelArguments,
+                         simcse_args: SimCSEArguments, made: dict | None) -> transformers.PreTrainedConfig:
     """The encoder's config with the `dropout` argument and `config_overrides` applied, checked as transformers checks
     it only when it saves it (at the export, after training). made: the arguments a config made from `model_type` was
     made with (None for a pretrained one); such a config is made again with the changes, so that what derives from
@@ -292,7 +298,8 @@ def apply_config_changes(config: transformers.PreTrainedConfig, model_args: Mode
             config.update_from_string(model_args.config_overrides)  # typed as the config's own values
             changed += [item.split("=")[0] for item in model_args.config_overrides.split(",")]
         if made is not None and changed:
-            config = AutoConfig.for_model(config.model_type, **{**made, **{key: getattr(config, key) for key in changed}})
+            kept = {key: getattr(config, key) for key in changed}
+            config = AutoConfig.for_model(config.model_type, **{**made, **kept})
         if changed and hasattr(config, "validate"):
             config.validate()
     except (ValueError, TypeError, StrictDataclassError) as e:
@@ -571,8 +578,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                     "train_rows": len(train_set), "train_rows_sha256": rows_digest(train_set),
                     "dev_rows_sha256": rows_digest(dev_set) if dev_set else None,
                     "test_rows_sha256": {name: rows_digest(ds) for name, ds in test_sets.items()}}
-    logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set), ", ".join(train_set.column_names),
-                len(dev_set) if dev_set else 0, {k: len(v) for k, v in test_sets.items()})
+    logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set),
+                ", ".join(train_set.column_names), len(dev_set) if dev_set else 0,
+                {k: len(v) for k, v in test_sets.items()})
     # [shared, total] per test set, for the card: scores of pairs that chose the checkpoint are not held out.
     pairs_in_dev = {name: [shared_pairs(dev_set, ds), len(ds)] for name, ds in test_sets.items()} if dev_set else {}
     for name, (shared, total) in pairs_in_dev.items():
@@ -625,7 +633,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         train_rows = tokenize_rows(train_set, tokenizer, train_set.column_names, max_len, num_proc=train_workers,
                                    length_column=lengths)
         dev_rows = tokenize_sts(dev_set, tokenizer, max_len, workers, "dev", lengths) if dev_set else None
-        test_rows = {name: tokenize_sts(ds, tokenizer, max_len, workers, name, lengths) for name, ds in test_sets.items()}
+        test_rows = {name: tokenize_sts(ds, tokenizer, max_len, workers, name, lengths)
+                     for name, ds in test_sets.items()}
 
     # The push is ours, at the end and of the export only: Trainer's own would upload every checkpoint.
     push_requested, hub_model_id = training_args.push_to_hub, training_args.hub_model_id
@@ -641,11 +650,12 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         data_collator=SimCSECollator(tokenizer.pad_token_id, max_len, pack_width=max_len if packed else None,
                                      **(CUDA_GRAPH_SHAPES if simcse_args.cuda_graphs else {})),
         compute_metrics=compute_metrics,
-        callbacks=[NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(), clock := TrainingClock(resume, describe_hardware(training_args)),
-                   *(callbacks or [])],
+        callbacks=[NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(),
+                   clock := TrainingClock(resume, describe_hardware(training_args)), *(callbacks or [])],
     )
     os.makedirs(training_args.output_dir, exist_ok=True)
-    if training_args.should_save:  # after Trainer checked its arguments: a run that cannot start leaves no run_args.json
+    # After Trainer checked its arguments: a run that cannot start leaves no run_args.json.
+    if training_args.should_save:
         with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w") as f:
             json.dump(run_args, f, indent=2, ensure_ascii=False)
     with timer("train"):
@@ -655,8 +665,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             raise SystemExit(f"error: {e}") from None
     dev_key = f"eval_{dev_metric(run_args)}"
     if training_args.load_best_model_at_end and not any(dev_key in e for e in trainer.state.log_history):
-        logger.warning("the dev set was never scored in the run's %d steps (eval_strategy %s, eval_steps %s, eval_delay "
-                       "%s): the final model is the one exported and evaluated", trainer.state.global_step,
+        logger.warning("the dev set was never scored in the run's %d steps (eval_strategy %s, eval_steps %s, "
+                       "eval_delay %s): the final model is the one exported and evaluated", trainer.state.global_step,
                        training_args.eval_strategy.value, training_args.eval_steps, training_args.eval_delay)
     timer.seconds["dev_evaluations_within_train"] = round(
         sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history), 3)
@@ -675,10 +685,11 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         out = training_args.output_dir
         with timer("export"):
             export(trainer.model, tokenizer, out, max_len)
-            if undefined := undefined_metrics(results):  # no NaN in results, card or model index: the Hub and the hub command refuse them
-                raise SystemExit(f"error: the final model's similarities are not finite or all the same, so these scores "
-                                 f"are undefined ({undefined}): its embeddings have diverged or collapsed. It is exported "
-                                 f"in {out} to look into, without sts_results.json, card or push")
+            # No NaN in the results, card or model index: the Hub and the hub command refuse them.
+            if undefined := undefined_metrics(results):
+                raise SystemExit(f"error: the final model's similarities are not finite or all the same, so these "
+                                 f"scores are undefined ({undefined}): its embeddings have diverged or collapsed. It "
+                                 f"is exported in {out} to look into, without sts_results.json, card or push")
             if results:
                 with open(os.path.join(out, RESULTS_FILE), "w") as f:
                     json.dump(results, f, indent=2)

@@ -213,14 +213,15 @@ def run_results_problem(model: str, output: str | None, removed: str, max_length
         return None
     run_length = (_model_json(model, RUN_ARGS_FILE) or {}).get("max_seq_length")
     if removed or (run_length is not None and max_length not in (None, run_length)):
-        return (f"--output {output}: the model card is rendered from that file, as scores of the sentences as they are, "
-                "at the run's max_seq_length; write scores of --remove-characters or another --max-length to another "
-                "file")
+        return (f"--output {output}: the model card is rendered from that file, as scores of the sentences as they "
+                "are, at the run's max_seq_length; write scores of --remove-characters or another --max-length to "
+                "another file")
     return None
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
-    parser = argparse.ArgumentParser(description="Evaluate a sentence encoder on STS sets (8 correlations and AVG, x100).")
+    parser = argparse.ArgumentParser(description="Evaluate a sentence encoder on STS sets (8 correlations and AVG, "
+                                                 "x100).")
     parser.add_argument("model", help="an exported model folder, a training checkpoint folder, or a Hub model id")
     parser.add_argument("--set", action="append", dest="sets", metavar="NAME=SOURCE",
                         help=f"an STS set (file, URL or Hub dataset); repeatable. Default: {DEFAULT_SETS}")
@@ -243,7 +244,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         parser.error(f"--output {args.output}: its folder does not exist")
     if args.output and os.path.isdir(args.output):
-        parser.error(f"--output {args.output} is a folder; name the JSON file to write, e.g. {args.output}/sts_results.json")
+        parser.error(f"--output {args.output} is a folder; name the JSON file to write, e.g. "
+                     f"{args.output}/sts_results.json")
     if (problem := run_results_problem(args.model, args.output, args.remove_characters, args.max_length)) is not None:
         parser.error(problem)
 

@@ -56,14 +56,14 @@ def sampled_triplets(count: int) -> Dataset:
     sentences = all_sentences()
     rng = random.Random(0)
     rows = [(sentences[i % len(sentences)], rng.choice(sentences), rng.choice(sentences)) for i in range(count)]
-    return Dataset.from_dict(dict(zip(("sent0", "sent1", "hard_neg"), map(list, zip(*rows)))))
+    return Dataset.from_dict(dict(zip(("sent0", "sent1", "hard_neg"), map(list, zip(*rows, strict=True)), strict=True)))
 
 
 def write_tsv(path: str, rows: Dataset) -> None:
     """rows -> a TSV with a header, as the product reads it (quoting off; tabs inside a sentence become spaces)."""
     with open(path, "w", encoding="utf-8") as f:
         f.write("\t".join(rows.column_names) + "\n")
-        for row in zip(*(column_values(rows, c) for c in rows.column_names)):
+        for row in zip(*(column_values(rows, c) for c in rows.column_names), strict=True):
             f.write("\t".join(s.replace("\t", " ") for s in row) + "\n")
 
 
@@ -81,14 +81,15 @@ def sentence_transformer_cls(encoder: str, device: str, **transformer_kwargs):
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
     transformer = Transformer(encoder, max_seq_length=64, **transformer_kwargs)
-    return SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")], device=device)
+    pooling = Pooling(transformer.get_embedding_dimension(), "cls")
+    return SentenceTransformer(modules=[transformer, pooling], device=device)
 
 
 def sentence_transformers_trainer(encoder: str, device: str, callbacks=None, rows: Dataset | None = None,
                                   **training_args):
-    """The peer's training on `rows` (sent0, sent1, hard_neg; default the XNLI-ko triplets): `SentenceTransformerTrainer`
-    + MultipleNegativesRankingLoss(scale 20) with `training_args` (SentenceTransformerTrainingArguments)
-    -> (model, trainer)."""
+    """The peer's training on `rows` (sent0, sent1, hard_neg; default the XNLI-ko triplets):
+    `SentenceTransformerTrainer` + MultipleNegativesRankingLoss(scale 20) with `training_args`
+    (SentenceTransformerTrainingArguments) -> (model, trainer)."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 

@@ -88,7 +88,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--evaluations", type=int, default=10)
     parser.add_argument("--save-only-model", action="store_true",
-                        help="checkpoints without optimizer/scheduler state (faster saves; a resume restarts the optimizer)")
+                        help="checkpoints without optimizer/scheduler state (faster saves; a resume restarts the "
+                             "optimizer)")
     parser.add_argument("--compile-layers", action="store_true", help="the compile_layers opt-in")
     parser.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction,
                         help="cuda_graphs on or off (default: unset, the product's default: on with CUDA)")
@@ -109,7 +110,8 @@ def main() -> None:
         config = {
             "model_name_or_path": encoder, "train_data": [data], "train_format": "triplet",
             "dev_data": f"{DATA}/korsts/sts-dev.tsv",
-            "test_data": [f"korsts-test={DATA}/korsts/sts-test.tsv", f"klue-sts-dev={DATA}/klue-sts/klue-sts-v1.1_dev.json"],
+            "test_data": [f"korsts-test={DATA}/korsts/sts-test.tsv",
+                          f"klue-sts-dev={DATA}/klue-sts/klue-sts-v1.1_dev.json"],
             "max_seq_length": 64, "pooler_type": "cls_before_pooler", "output_dir": os.path.join(work, "out"),
             "num_train_epochs": 1, "per_device_train_batch_size": args.batch, "per_device_eval_batch_size": 512,
             "learning_rate": 5e-5, "eval_strategy": "steps", "eval_steps": every, "save_strategy": "steps",
@@ -134,8 +136,9 @@ def main() -> None:
     phases = {"make triplets file (not part of a real run)": round(made, 3),
               **{tokenize if phase == "tokenize" else phase: s for phase, s in environment["phase_seconds"].items()}}
     print(f"\n{args.triplets:,} triplets, batch {args.batch}, {steps} steps, {args.evaluations} dev evaluations, "
-          f"{'model-only' if args.save_only_model else 'full'} checkpoints, shape {args.shape}, {environment['hardware']}, "
-          f"{environment['training_batches']} batches{', compile_layers' if args.compile_layers else ''}"
+          f"{'model-only' if args.save_only_model else 'full'} checkpoints, shape {args.shape}, "
+          f"{environment['hardware']}, {environment['training_batches']} batches"
+          f"{', compile_layers' if args.compile_layers else ''}"
           f"{', cuda_graphs' if environment['cuda_graphs'] else ''}; "
           f"{run_simcse.usable_cpu_count()} of {os.cpu_count()} CPUs usable by this process")
     print("| phase | seconds |\n|---|---|")

@@ -74,7 +74,7 @@ def training(args, tok) -> None:
         shaped = device_batches(SimCSECollator(tok.pad_token_id, 64, pack_width=64, **CUDA_GRAPH_SHAPES)) \
             if variant == "cuda_graphs" else batches
 
-        def step(batch):
+        def step(batch, forward=forward, model=model, optimizer=optimizer):  # bound to this variant's
             with torch.autocast(args.device, torch.bfloat16, enabled=cuda):
                 loss = forward(**batch).loss
             loss.backward()

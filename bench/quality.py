@@ -1,10 +1,10 @@
 """Quality check on a real encoder: SimCSE (this project) vs sentence-transformers, same data and settings.
 
-Encoder: multilingual-e5-small pruned to the shared Korean data, built by ../shared/tools/make_e5_small_ko.py
-(the script builds it into --encoder if it is missing). Training data: the 2,500 XNLI-ko dev+test triplets
-(premise / entailment / contradiction). Settings for both systems: CLS pooling without MLP, in-batch negatives plus
-hard negatives at temperature 0.05 (= MultipleNegativesRankingLoss scale 20), batch 64, lr 5e-5 linear decay, no warm-up,
-3 epochs, max length 64, seeds --seeds (default 42), final model (no dev-set selection). Every model is scored by the same code
+Encoder: multilingual-e5-small pruned to the shared Korean data, built by ../shared/tools/make_e5_small_ko.py (the
+script builds it into --encoder if it is missing). Training data: the 2,500 XNLI-ko dev+test triplets (premise /
+entailment / contradiction). Settings for both systems: CLS pooling without MLP, in-batch negatives plus hard negatives
+at temperature 0.05 (= MultipleNegativesRankingLoss scale 20), batch 64, lr 5e-5 linear decay, no warm-up, 3 epochs, max
+length 64, seeds --seeds (default 42), final model (no dev-set selection). Every model is scored by the same code
 (`sts_evaluation`) on KorSTS-test and KLUE-STS dev.
 
     python bench/quality.py [--encoder models/e5-small-ko] [--epochs 3] [--seeds 42 43 44]   # from the repo root
@@ -47,8 +47,8 @@ def ensure_encoder(path: str) -> str:
 
 
 def evaluate(model_dir: str) -> dict:
-    """A model folder -> its `sts_results` on SETS. An export of run_simcse.py is scored with the embedding it
-    documents (its own pooler); any other encoder (the untrained one, sentence-transformers' output) by its CLS state."""
+    """A model folder -> its `sts_results` on SETS. An export of run_simcse.py is scored with the embedding it documents
+    (its own pooler); any other encoder (the untrained one, sentence-transformers' output) by its CLS state."""
     args = [model_dir, "--max-length", "64"]
     if saved_form(model_dir) is None:
         args += ["--pooler", "cls_before_pooler"]
@@ -124,12 +124,13 @@ COLUMNS = [("korsts-test", "avg"), ("korsts-test", "cosine_spearman"), ("klue-st
 
 
 def quality_table(runs: dict[str, dict[int | None, dict]]) -> str:
-    """{system: {seed: sts results}} -> Markdown: one row per run, the mean over seeds per system, and the
-    difference of this project's and sentence-transformers' means with its standard error (Welch), given 2+ seeds each."""
+    """{system: {seed: sts results}} -> Markdown: one row per run, the mean over seeds per system, and the difference of
+    this project's and sentence-transformers' means with its standard error (Welch), given 2+ seeds each."""
     def cells(values: list[float]) -> str:
         return " | ".join(f"{v:.2f}" for v in values)
 
-    lines = ["| system | seed | KorSTS-test AVG | KorSTS-test cos Spearman | KLUE-STS dev AVG | KLUE-STS dev cos Spearman |",
+    lines = ["| system | seed | KorSTS-test AVG | KorSTS-test cos Spearman | KLUE-STS dev AVG "
+             "| KLUE-STS dev cos Spearman |",
              "|---|---|---|---|---|---|"]
     for name, by_seed in runs.items():
         for seed, result in by_seed.items():

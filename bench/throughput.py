@@ -3,8 +3,8 @@
     python bench/throughput.py --shape small --device cpu          # 2-core CPU, a few minutes
     python bench/throughput.py --shape bert-base --device cuda     # one GPU
 
-Systems, each in its own process (so peak memory is its own), all on the same randomly initialised BERT encoder of
-the chosen shape (`bench.common.SHAPES`) and the same tokenizer. Training data: `bench.common.sampled_triplets`, triplets
+Systems, each in its own process (so peak memory is its own), all on the same randomly initialised BERT encoder of the
+chosen shape (`bench.common.SHAPES`) and the same tokenizer. Training data: `bench.common.sampled_triplets`, triplets
 made from the sentences of ../shared/data, as many as the warm-up and timed steps take, so the timed steps are all in
 one epoch (the steady state of a real run, with no epoch restarts of the data loader in the timing):
   * train, this project: `run_simcse.main` (the real Trainer path) on a config built here, with its defaults (on CUDA
@@ -91,7 +91,8 @@ def train_ours(encoder: str, work: str, device: str, batch: int, warmup: int, st
     data = os.path.join(work, "triplets.tsv")
     write_tsv(data, sampled_triplets(rows))
     config = {
-        "model_name_or_path": encoder, "train_data": [data], "train_format": "triplet", "pooler_type": "cls_before_pooler",
+        "model_name_or_path": encoder, "train_data": [data], "train_format": "triplet",
+        "pooler_type": "cls_before_pooler",
         "max_seq_length": 64, "output_dir": os.path.join(work, "ours"), "overwrite_output_dir": True,
         "per_device_train_batch_size": batch, "learning_rate": 5e-5, "max_steps": warmup + steps,
         "eval_strategy": "no", "save_strategy": "no", "logging_steps": 10_000, "report_to": "none", "seed": 42,
@@ -112,7 +113,8 @@ def train_sentence_transformers(encoder: str, work: str, device: str, batch: int
     _, trainer = sentence_transformers_trainer(
         encoder, device, callbacks=[timer], rows=sampled_triplets(rows),
         output_dir=os.path.join(work, "st"), per_device_train_batch_size=batch, learning_rate=5e-5,
-        max_steps=warmup + steps, save_strategy="no", logging_steps=10_000, report_to="none", seed=42, disable_tqdm=True,
+        max_steps=warmup + steps, save_strategy="no", logging_steps=10_000, report_to="none", seed=42,
+        disable_tqdm=True,
         **(CUDA_TRAINING if device == "cuda" else {"use_cpu": True}),
     )
     trainer.train()
@@ -235,7 +237,8 @@ def main() -> None:
             print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
 
     rows = sampled_triplets(train_rows)
-    triplet_lengths = [len(x) for col in ("sent0", "sent1", "hard_neg") for x in token_ids(tok, column_values(rows, col), 64)]
+    triplet_lengths = [len(x) for col in ("sent0", "sent1", "hard_neg")
+                       for x in token_ids(tok, column_values(rows, col), 64)]
     tokens_per_triplet = sum(triplet_lengths) / len(rows)
     sentence_lengths = [len(x) for x in token_ids(tok, all_sentences(), 64)]
     tokens_per_sentence = sum(sentence_lengths) / len(sentence_lengths)
@@ -249,14 +252,16 @@ def main() -> None:
 
     print(f"\nshape {args.shape} ({SHAPES[args.shape]}), device {device_name}, training batch {batch} triplets, "
           f"encode batch {args.encode_batch}, max length 64, {'bf16' if args.device == 'cuda' else 'fp32'}")
-    print("| system | items/s | real tokens/s | TFLOP/s (real tokens) | share of bf16 peak | peak MiB | vs sentence-transformers |")
+    print("| system | items/s | real tokens/s | TFLOP/s (real tokens) | share of bf16 peak | peak MiB "
+          "| vs sentence-transformers |")
     print("|---|---|---|---|---|---|---|")
     ratio = {}
     for name, r in results.items():
         training = name.startswith("train")
         rate = r["items"] / r["seconds"]
         tokens = rate * (tokens_per_triplet if training else tokens_per_sentence)
-        tflops = tokens * flops_per_token(args.shape, triplet_lengths if training else sentence_lengths, training) / 1e12
+        lengths = triplet_lengths if training else sentence_lengths
+        tflops = tokens * flops_per_token(args.shape, lengths, training) / 1e12
         peer = results[name.split(":")[0] + ": sentence-transformers"]
         ratio[name] = rate / (peer["items"] / peer["seconds"])
         share = f"{100 * tflops / peak:.1f}%" if peak else "n/a"

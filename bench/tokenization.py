@@ -52,7 +52,8 @@ def time_one(tokenizer_dir: str, triplets: int, processes: int) -> tuple[float, 
 
 def cpu_seconds() -> float:
     """User + system CPU seconds of this process and its children that have ended so far."""
-    return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+    usages = map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return sum(u.ru_utime + u.ru_stime for u in usages)
 
 
 def main() -> None:

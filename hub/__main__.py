@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--revision", help="branch to commit to (created if needed)")
     up.add_argument("--dry-run", action="store_true", help="print the files and the card; send nothing")
     up.add_argument("--card-as-is", action="store_true",
-                    help="upload MODEL_DIR/README.md as it is (a card edited by hand), not the card rendered for the repo")
+                    help="upload MODEL_DIR/README.md as it is (a card edited by hand), not the card rendered for the "
+                         "repo")
     for command in (card, up):
         command.add_argument("--license", help=f"a licence identifier the Hub knows (default: the folder card's, else "
                                                f"{DEFAULT_LICENSE}, the training and evaluation data's licence)")

@@ -119,8 +119,8 @@ def held_out_note(name: str, args: dict, environment: dict) -> str:
     shared, total = environment.get("test_pairs_in_dev", {}).get(name, (0, 0))
     if not (args.get("load_best_model_at_end") and not_held_out(shared, total)):
         return ""
-    return (f"Not held out: {shared:,} of these {total:,} pairs are in the dev set (`{args.get('dev_data')}`) that chose "
-            "the checkpoint, and scores on the set a checkpoint was chosen on are biased upwards.")
+    return (f"Not held out: {shared:,} of these {total:,} pairs are in the dev set (`{args.get('dev_data')}`) that "
+            "chose the checkpoint, and scores on the set a checkpoint was chosen on are biased upwards.")
 
 
 def hub_datasets(train_data: list[str]) -> list[str]:
@@ -158,7 +158,7 @@ def plot_dev_scores(model_dir: str, state: dict, metric: str) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps, scores = zip(*points)
+    steps, scores = zip(*points, strict=True)
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=120)
     ax.plot(steps, scores, marker="o", markersize=3)
     best_step = state.get("best_global_step")
@@ -200,7 +200,8 @@ def training_time(environment: dict, train: dict) -> str:
 
     resumed = environment.get("resumed_at_step")
     if environment.get("training_seconds") is not None:
-        return seconds(environment["training_seconds"]) + (f" (resumed at step {resumed}; all sessions)" if resumed else "")
+        sessions = f" (resumed at step {resumed}; all sessions)" if resumed else ""
+        return seconds(environment["training_seconds"]) + sessions
     if "train_runtime" not in train:
         return "unknown"
     if resumed:
@@ -279,7 +280,8 @@ def optimizer(args: dict) -> str:
             if "adam" in args["optim"] and args.get(key, default) != default}
     parts = [f"weight decay {args.get('weight_decay')}", settings_in_words(adam),
              settings_in_words(args.get("optim_args")),
-             f"gradient norm clipped at {args['max_grad_norm']}" if args.get("max_grad_norm") else "no gradient clipping"]
+             f"gradient norm clipped at {args['max_grad_norm']}" if args.get("max_grad_norm")
+             else "no gradient clipping"]
     return f"{args['optim']} ({', '.join(part for part in parts if part)})"
 
 
@@ -400,7 +402,8 @@ def render_card(
         embedding_description=EMBEDDING_TEXT[embedding],
         usage_embedding=USAGE[embedding],
         max_seq_length=args.get("max_seq_length", 64),
-        tables=[{"title": SET_TITLES.get(name, name), "markdown": results_table(name, metrics, model_name, compare_published),
+        tables=[{"title": SET_TITLES.get(name, name),
+                 "markdown": results_table(name, metrics, model_name, compare_published),
                  "note": held_out_note(name, args, environment)} for name, metrics in results.items()],
         comparison_note=("Rows marked *published* are the figures of the SimCSE-KO model card (klue/bert-base or "
                          "klue/roberta-base, trained on KorNLI), copied for comparison and not measured by this run; "

@@ -16,7 +16,8 @@ RUN_ARGS_FILE = "run_args.json"
 PUBLISHED_PATTERNS = (
     "config.json", "*.safetensors", "model.safetensors.index.json",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
-    "sentencepiece.bpe.model", "spiece.model", "spm.model", "added_tokens.json",  # the encoders' tokenizers' vocabularies
+    # the encoders' tokenizers' vocabularies
+    "sentencepiece.bpe.model", "spiece.model", "spm.model", "added_tokens.json",
     "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "[0-9]_*/*",
     "README.md", "dev_scores.png", RESULTS_FILE,
 )
@@ -30,7 +31,8 @@ def load_results(model_dir: str) -> dict[str, dict[str, float]]:
     """Read and check `sts_results.json`: {set name: {metric: number} for every metric in `METRIC_NAMES`}."""
     path = os.path.join(model_dir, RESULTS_FILE)
     if not os.path.isfile(path):
-        raise ModelDirError(f"{model_dir}: no {RESULTS_FILE} (train with run_simcse.py, or evaluate with sts_evaluation.py --output)")
+        raise ModelDirError(f"{model_dir}: no {RESULTS_FILE} (train with run_simcse.py, or evaluate with "
+                            "sts_evaluation.py --output)")
     try:
         with open(path) as f:
             results = json.load(f)

@@ -21,8 +21,9 @@ from modeling_simcse import SimCSEModel
 
 SENTENCES = [
     "아이들이 공원에서 축구를 하고 있다.", "한 남자가 부엌에서 요리를 하고 있다.", "여자가 기타를 치며 노래를 부른다.",
-    "비가 많이 와서 경기가 취소되었다.", "학생들이 도서관에서 시험 공부를 하고 있다.", "개 한 마리가 해변을 따라 뛰어가고 있다.",
-    "기차가 예정보다 삼십 분 늦게 도착했다.", "두 사람이 카페에서 커피를 마시며 이야기한다.", "의사가 환자의 상태를 살펴보고 있다.",
+    "비가 많이 와서 경기가 취소되었다.", "학생들이 도서관에서 시험 공부를 하고 있다.",
+    "개 한 마리가 해변을 따라 뛰어가고 있다.", "기차가 예정보다 삼십 분 늦게 도착했다.",
+    "두 사람이 카페에서 커피를 마시며 이야기한다.", "의사가 환자의 상태를 살펴보고 있다.",
     "농부가 밭에서 배추를 수확하고 있다.", "아기가 엄마 품에서 울고 있다.", "요리사가 칼로 양파를 썰고 있다.",
 ]
 
@@ -46,7 +47,8 @@ def main() -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     model, ids, mask = build(encoder_dir, mode, gather)
     share = len(ids) // world
-    loss = model(input_ids=ids[rank * share:(rank + 1) * share], attention_mask=mask[rank * share:(rank + 1) * share]).loss
+    mine = slice(rank * share, (rank + 1) * share)
+    loss = model(input_ids=ids[mine], attention_mask=mask[mine]).loss
     loss.backward()
     mean_loss = loss.detach().clone()
     dist.all_reduce(mean_loss)

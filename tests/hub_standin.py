@@ -71,14 +71,14 @@ def stored_as_lfs(path: str, head: bytes, size: int) -> bool:
 # The licences the Hub's metadata validation accepts (its message, quoted in huggingface/huggingface_hub#4218, 2026-05).
 HUB_LICENSES = (
     "apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m "
-    "afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5 "
-    "cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0 "
-    "cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0 cdla-permissive-1.0 "
-    "cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 "
-    "lgpl lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl "
-    "openmdw-1.0 openrail++ osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license "
-    "fair-noncommercial-research-license llama2 llama3 llama3.1 llama3.2 llama3.3 llama4 grok2-community gemma unknown "
-    "other").split()
+    "afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 "
+    "cc-by-2.5 cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0 "
+    "cc-by-nc-nd-3.0 cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0 "
+    "cdla-permissive-1.0 cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl "
+    "gpl gpl-2.0 gpl-3.0 lgpl lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c ms-pl apple-ascl apple-amlr "
+    "mpl-2.0 odc-by odbl openmdw-1.0 openrail++ osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr "
+    "deepfloyd-if-license fair-noncommercial-research-license llama2 llama3 llama3.1 llama3.2 llama3.3 llama4 "
+    "grok2-community gemma unknown other").split()
 
 
 def metadata_problem(card: str) -> str | None:
@@ -88,7 +88,8 @@ def metadata_problem(card: str) -> str | None:
         return None
     metadata = yaml.safe_load(card.split("---", 2)[1]) or {}
     licenses = metadata.get("license")
-    if any(lic not in HUB_LICENSES for lic in (licenses if isinstance(licenses, list) else [licenses]) if lic is not None):
+    licenses = licenses if isinstance(licenses, list) else [licenses]
+    if any(lic not in HUB_LICENSES for lic in licenses if lic is not None):
         return f'"license" must be one of [{", ".join(HUB_LICENSES)}, array]'
     for i, dataset in enumerate(metadata.get("datasets") or []):  # as the Hub refused a path (autotrain-advanced #648)
         try:
@@ -110,9 +111,11 @@ def tree_entries(files: dict[str, bytes], folder: str, recursive: bool) -> list[
         segments = path[len(base):].split("/")
         for depth in range(1, len(segments) if recursive else min(2, len(segments))):
             directory = base + "/".join(segments[:depth])
-            entries[directory] = {"type": "directory", "path": directory, "oid": hashlib.sha1(directory.encode()).hexdigest()}
+            entries[directory] = {"type": "directory", "path": directory,
+                                  "oid": hashlib.sha1(directory.encode()).hexdigest()}
         if recursive or len(segments) == 1:
-            entries[path] = {"type": "file", "path": path, "size": len(content), "oid": hashlib.sha1(content).hexdigest()}
+            entries[path] = {"type": "file", "path": path, "size": len(content),
+                             "oid": hashlib.sha1(content).hexdigest()}
             if stored_as_lfs(path, content, len(content)):
                 entries[path]["lfs"] = {"oid": hashlib.sha256(content).hexdigest(), "size": len(content),
                                         "pointerSize": 134}
@@ -334,7 +337,8 @@ class HubStandIn:
                         if repo_id in hub.repos:
                             return self._send(409, {"error": "You already created this model repo",
                                                     "url": f"{hub.url}/{repo_id}"})
-                        hub.repos[repo_id] = Repo(private=req.get("visibility") == "private" or bool(req.get("private")))
+                        private = req.get("visibility") == "private" or bool(req.get("private"))
+                        hub.repos[repo_id] = Repo(private=private)
                     return self._send(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
                 parts = path.strip("/").split("/")
                 if parts[:2] != ["api", "models"] or len(parts) < 6:

@@ -39,7 +39,8 @@ def run_script(*argv: str) -> list[str]:
 
 
 def test_throughput_script_times_both_trainers_and_ends_with_the_ratio():
-    """bench/throughput.py, the script a GPU reviewer runs with --shape bert-base --device cuda, in its smallest form."""
+    """bench/throughput.py, the script a GPU reviewer runs with --shape bert-base --device cuda, in its smallest
+    form."""
     lines = run_script("bench/throughput.py", "--shape", "small", "--device", "cpu", "--batch", "8", "--warmup", "1",
                        "--steps", "1", "--train-only")
     rows = [line for line in lines if line.startswith("| train:")]

@@ -25,8 +25,8 @@ def test_rows_digest_follows_the_rows_not_the_dataset_object():
     rows = {"sent0": ["가 나", "다"], "sent1": ["라", "마 바"]}
     digest = rows_digest(datasets.Dataset.from_dict(rows))
     assert digest == rows_digest(datasets.Dataset.from_dict({k: list(v) for k, v in rows.items()}))
-    assert digest == rows_digest(datasets.Dataset.from_dict({"sent0": ["x", *rows["sent0"]], "sent1": ["y", *rows["sent1"]]})
-                                 .select([1, 2]))
+    longer = datasets.Dataset.from_dict({"sent0": ["x", *rows["sent0"]], "sent1": ["y", *rows["sent1"]]})
+    assert digest == rows_digest(longer.select([1, 2]))
     others = [{"sent0": ["가 나", "다"], "sent1": ["라", "마  바"]},  # one character
               {"sent0": ["다", "가 나"], "sent1": ["마 바", "라"]},  # the order of the rows
               {"sent0": ["가", " 나다"], "sent1": rows["sent1"]},  # where one value ends and the next begins
@@ -35,7 +35,8 @@ def test_rows_digest_follows_the_rows_not_the_dataset_object():
 
 
 def test_source_parsing():
-    assert Source.parse("kakaobrain/kor_nli:multi_nli:train") == Source("kakaobrain/kor_nli:multi_nli:train", repo="kakaobrain/kor_nli", config="multi_nli", split="train")
+    assert Source.parse("kakaobrain/kor_nli:multi_nli:train") == Source(
+        "kakaobrain/kor_nli:multi_nli:train", repo="kakaobrain/kor_nli", config="multi_nli", split="train")
     assert Source.parse("klue/klue:sts:validation").split == "validation"
     assert Source.parse("some/dataset").config is None
     url = "https://example.org/KorSTS/sts-test.tsv"
@@ -50,7 +51,8 @@ def test_source_parsing():
     for name in ("a|b", " lead", "trail ", "-x"):  # a '|' would split a row of the card's tables
         with pytest.raises(DataError, match="a set name is letters, digits"):
             parse_named(f"{name}=sts.tsv")
-    # An STS set from the Hub names its split: 'klue/klue:sts' would have scored KLUE-STS train (checked before loading).
+    # An STS set from the Hub names its split: 'klue/klue:sts' would have scored KLUE-STS train (checked before
+    # loading).
     with pytest.raises(DataError, match="klue/klue:sts: name the split of a Hub STS set"):
         load_sts("klue/klue:sts")
 
@@ -64,7 +66,8 @@ def test_a_home_relative_path_is_read_from_home(tmp_path, monkeypatch):
 
 
 def test_tsv_quoting_is_off(tmp_path):
-    path = write(tmp_path, "q.tsv", 'sentence1\tsentence2\tscore\n"그는 말했다\t그가 말했다\t4.0\n둘째 문장\t"셋째\t1.0\n')
+    path = write(tmp_path, "q.tsv",
+                 'sentence1\tsentence2\tscore\n"그는 말했다\t그가 말했다\t4.0\n둘째 문장\t"셋째\t1.0\n')
     ds = load_sts(path)
     assert len(ds) == 2 and ds["sentence1"][0] == '"그는 말했다' and ds["score"] == [4.0, 1.0]
 
@@ -127,9 +130,10 @@ def test_sts_score_errors(tmp_path, rows, message):
 def test_missing_and_malformed_files(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="nope.tsv: file not found$"):
         load_sts(str(tmp_path / "nope.tsv"))
-    monkeypatch.chdir(tmp_path)  # a config's relative paths are read from where the command runs, not the config's folder
-    with pytest.raises(DataError, match=f"^sample_data/nli.tsv: file not found in {re.escape(os.getcwd())} \\(a relative "
-                                        "path is read"):
+    # A config's relative paths are read from where the command runs, not the config's folder.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=f"^sample_data/nli.tsv: file not found in {re.escape(os.getcwd())} \\(a "
+                                        "relative path is read"):
         load_sts("sample_data/nli.tsv")
     with pytest.raises(DataError, match="file not found in .*; a pattern is not expanded: list the files"):
         load_sts("sample_data/*.tsv")
@@ -138,7 +142,8 @@ def test_missing_and_malformed_files(tmp_path, monkeypatch):
         load_sts(path)
     with pytest.raises(DataError, match="unknown file type|neither"):
         load_sts(write(tmp_path, "x.xml", "<a/>"))
-    with pytest.raises(DataError, match=f"{re.escape(str(tmp_path))}: a folder; name its files"):  # was "unknown file type ''"
+    # It was "unknown file type ''".
+    with pytest.raises(DataError, match=f"{re.escape(str(tmp_path))}: a folder; name its files"):
         load_sts(str(tmp_path))
 
 
@@ -156,8 +161,8 @@ def test_text_lines_and_empty_line(tmp_path):
 
 def test_missing_sentence_columns_name_what_was_found_and_the_setting(tmp_path):
     path = write(tmp_path, "pairs.tsv", "문장1\t문장2\n첫 문장\t둘째 문장\n")
-    with pytest.raises(DataError, match=r"pairs.tsv: no sentence \(sent0\) column \(looked for sent0; found 문장1, 문장2\); "
-                                        r"sentence_columns names a source's 2 sentence column\(s\), in order"):
+    with pytest.raises(DataError, match=r"pairs.tsv: no sentence \(sent0\) column \(looked for sent0; found 문장1, "
+                                        r"문장2\); sentence_columns names a source's 2 sentence column\(s\), in order"):
         load_sentence_columns([path], ["sent0", "sent1"])
     assert list(load_sentence_columns([path], ["문장1", "문장2"])["sent1"]) == ["둘째 문장"]
 
@@ -172,7 +177,8 @@ def test_files_not_in_utf8_name_the_line_and_the_encoding(tmp_path):
                        r"\('한 남자가 0번 먹는다.\\t.*`iconv -f cp949 -t utf-8 \S+cp949.tsv > NEW_FILE`"):
         load_sts(str(whole))
     jsonl = tmp_path / "cp949.jsonl"
-    jsonl.write_bytes(json.dumps({"sentence1": "가", "sentence2": "나", "score": 1}, ensure_ascii=False).encode("cp949"))
+    row = json.dumps({"sentence1": "가", "sentence2": "나", "score": 1}, ensure_ascii=False)
+    jsonl.write_bytes(row.encode("cp949"))
     with pytest.raises(DataError, match="cp949.jsonl, line 1: not UTF-8 text .* CP949"):
         load_sts(str(jsonl))
     # One line in another encoding, found wherever the file's chunks are cut.
@@ -196,12 +202,14 @@ def test_decomposed_hangul_is_warned_of(tmp_path, caplog):
     it, so a run would train on [UNK]s without a word."""
     from transformers import BertTokenizerFast
 
-    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "한", "남자", "##가", "."]))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "한", "남자", "##가", "."]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab))
     wordpiece = BertTokenizerFast(str(tmp_path / "vocab.txt"), do_lower_case=False)
     composed, decomposed = "한 남자가.", unicodedata.normalize("NFD", "한 남자가.")
     assert wordpiece.tokenize(composed) == ["한", "남자", "##가", "."]
     assert wordpiece.tokenize(decomposed) == ["[UNK]", "[UNK]", "."]
-    path = write(tmp_path, "s.tsv", f"sentence1\tsentence2\tscore\n{composed}\tㅋㅋ 웃기다\t1\n{decomposed}\t{decomposed}\t2\n")
+    path = write(tmp_path, "s.tsv",
+                 f"sentence1\tsentence2\tscore\n{composed}\tㅋㅋ 웃기다\t1\n{decomposed}\t{decomposed}\t2\n")
     with caplog.at_level("WARNING", logger="data_loading"):
         ds = load_sts(path)
     assert ds["sentence1"][1] == decomposed  # warned of, not changed
@@ -219,7 +227,8 @@ def test_decomposed_hangul_is_warned_of(tmp_path, caplog):
      "a.jsonl, line 2, column 30: not JSON (Expecting ',' delimiter)"),
     ("b.jsonl", '{"sentence1": "가", "sentence2": "나", "score": 1}\n\n["다", "라", 2]\n',
      "b.jsonl, line 3: a JSON object ({...}) a line is expected, found [\"다\", \"라\", 2]"),
-    ("c.json", '[{"sentence1": "가", "sentence2": "나", "score": 1},\n {"sentence1": "다", "sentence2": "라", "score": 2},]',
+    ("c.json",
+     '[{"sentence1": "가", "sentence2": "나", "score": 1},\n {"sentence1": "다", "sentence2": "라", "score": 2},]',
      "c.json, line 2, column 51: not JSON (Expecting value)"),
     ("d.json", '[{"sentence1": "가", "sentence2": "나", "score": 1}, ["다", "라", 2]]',
      "d.json, row 1: a JSON object ({...}) is expected"),
@@ -237,14 +246,18 @@ def test_malformed_json_names_the_line(tmp_path, name, text, message):
 
 def test_json_lines_in_a_json_file_and_byte_order_marks(tmp_path):
     rows = [{"sentence1": "가", "sentence2": "나", "score": 1.0}, {"sentence1": "다", "sentence2": "라", "score": 2.5}]
-    for name, text in [("list.json", json.dumps(rows)), ("lines.json", "\n".join(map(json.dumps, rows))),
-                       ("bom.json", "\ufeff" + json.dumps(rows)), ("bom.jsonl", "\ufeff" + "\n".join(map(json.dumps, rows)))]:
-        assert load_sts(write(tmp_path, name, text))[:] == {"sentence1": ["가", "다"], "sentence2": ["나", "라"], "score": [1.0, 2.5]}
+    whole, lines = json.dumps(rows), "\n".join(map(json.dumps, rows))
+    for name, text in [("list.json", whole), ("lines.json", lines), ("bom.json", "\ufeff" + whole),
+                       ("bom.jsonl", "\ufeff" + lines)]:
+        assert load_sts(write(tmp_path, name, text))[:] == {"sentence1": ["가", "다"], "sentence2": ["나", "라"],
+                                                            "score": [1.0, 2.5]}
 
 
 def test_klue_json_nested_labels(tmp_path):
-    rows = [{"guid": "g0", "sentence1": "가", "sentence2": "나", "labels": {"label": 3.7, "real-label": 3.714, "binary-label": 1}},
-            {"guid": "g1", "sentence1": "다", "sentence2": "라", "labels": {"label": 0.3, "real-label": 0.286, "binary-label": 0}}]
+    rows = [{"guid": "g0", "sentence1": "가", "sentence2": "나",
+             "labels": {"label": 3.7, "real-label": 3.714, "binary-label": 1}},
+            {"guid": "g1", "sentence1": "다", "sentence2": "라",
+             "labels": {"label": 0.3, "real-label": 0.286, "binary-label": 0}}]
     ds = load_sts(write(tmp_path, "klue.json", json.dumps(rows, ensure_ascii=False)))
     assert ds["score"] == [3.714, 0.286]
 
@@ -264,13 +277,15 @@ def test_shared_xnli_triplets(caplog):
 
 
 def test_shared_pairs_counts_a_test_sets_pairs_in_the_dev_set_in_either_order():
-    dev = datasets.Dataset.from_dict({"sentence1": ["가", "나", "다"], "sentence2": ["A", "B", "C"], "score": [1.0, 2.0, 3.0]})
+    dev = datasets.Dataset.from_dict({"sentence1": ["가", "나", "다"], "sentence2": ["A", "B", "C"],
+                                      "score": [1.0, 2.0, 3.0]})
     test = datasets.Dataset.from_dict({"sentence1": ["가", "B", "다", "라"], "sentence2": ["A", "나", "X", "D"],
                                        "score": [1.0, 2.0, 3.0, 4.0]})
     assert shared_pairs(dev, test) == 2 and shared_pairs(dev, dev) == 3
-    korsts_dev, korsts_test = load_sts(f"{SHARED_DATA}/korsts/sts-dev.tsv"), load_sts(f"{SHARED_DATA}/korsts/sts-test.tsv")
-    in_dev = {frozenset(p) for p in zip(korsts_dev["sentence1"], korsts_dev["sentence2"])}
-    test_pairs = [frozenset(p) for p in zip(korsts_test["sentence1"], korsts_test["sentence2"])]
+    korsts_dev = load_sts(f"{SHARED_DATA}/korsts/sts-dev.tsv")
+    korsts_test = load_sts(f"{SHARED_DATA}/korsts/sts-test.tsv")
+    in_dev = {frozenset(p) for p in zip(korsts_dev["sentence1"], korsts_dev["sentence2"], strict=True)}
+    test_pairs = [frozenset(p) for p in zip(korsts_test["sentence1"], korsts_test["sentence2"], strict=True)]
     assert shared_pairs(korsts_dev, korsts_test) == sum(p in in_dev for p in test_pairs) == 8  # 4 in each order
 
 

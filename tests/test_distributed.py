@@ -37,7 +37,8 @@ def single_process(encoder_dir, mode, parts=1):
     share = len(ids) // parts
     losses = []
     for k in range(parts):
-        loss = model(input_ids=ids[k * share:(k + 1) * share], attention_mask=mask[k * share:(k + 1) * share]).loss / parts
+        part = slice(k * share, (k + 1) * share)
+        loss = model(input_ids=ids[part], attention_mask=mask[part]).loss / parts
         loss.backward()
         losses.append(loss.item())
     return sum(losses), {k: p.grad for k, p in model.named_parameters() if p.grad is not None}

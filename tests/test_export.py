@@ -44,8 +44,8 @@ def assert_older_sentence_transformers_layout(out: str, embedding: str, max_seq_
     assert read("sentence_bert_config.json") == {"max_seq_length": max_seq_length, "do_lower_case": False}
     pooling = read(next(m["path"] for m in modules if m["type"].endswith(".Pooling")) + "/config.json")
     cls = embedding in ("cls", "pooler_output")
-    assert (pooling["word_embedding_dimension"], pooling["pooling_mode_cls_token"], pooling["pooling_mode_mean_tokens"]) \
-        == (32, cls, not cls)
+    assert (pooling["word_embedding_dimension"], pooling["pooling_mode_cls_token"],
+            pooling["pooling_mode_mean_tokens"]) == (32, cls, not cls)
     assert not any(v for k, v in pooling.items() if k.startswith("pooling_mode_") and k not in (
         "pooling_mode_cls_token", "pooling_mode_mean_tokens"))
 
@@ -69,7 +69,8 @@ def assert_round_trip(model: SimCSEModel, tokenizer, out: str, embedding: str) -
         batch2 = reloaded_tok(SENTENCES, padding=True, return_tensors="pt")
         assert torch.equal(batch2["input_ids"], batch["input_ids"])
         outputs = plain.eval()(**batch2, output_hidden_states=True)
-        torch.testing.assert_close(recipe(outputs, batch2["attention_mask"], embedding), evaluated, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(recipe(outputs, batch2["attention_mask"], embedding), evaluated, atol=1e-5,
+                                   rtol=1e-5)
 
         st = SentenceTransformer(out, device="cpu")
         torch.testing.assert_close(st.encode(SENTENCES, convert_to_tensor=True), evaluated, atol=1e-5, rtol=1e-5)
@@ -132,12 +133,13 @@ def test_mlp_is_folded_not_the_pretrained_pooler(encoder_dir, tokenizer, tmp_pat
 
 
 def test_encoder_without_pooler_cannot_keep_mlp(tokenizer, tmp_path):
-    encoder = ElectraModel(ElectraConfig(vocab_size=len(tokenizer), embedding_size=16, hidden_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, intermediate_size=32))
+    encoder = ElectraModel(ElectraConfig(vocab_size=len(tokenizer), embedding_size=16, hidden_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
     model = SimCSEModel.from_encoder(encoder, pooler_type="cls")
     with pytest.raises(ValueError, match="no dense\\+tanh pooler"):
         model.export_encoder(str(tmp_path / "x"), tokenizer)
-    SimCSEModel.from_encoder(encoder, pooler_type="cls", mlp_only_train=True).export_encoder(str(tmp_path / "y"), tokenizer)
+    mlp_only_train = SimCSEModel.from_encoder(encoder, pooler_type="cls", mlp_only_train=True)
+    mlp_only_train.export_encoder(str(tmp_path / "y"), tokenizer)
 
 
 def test_encode_matches_sentence_transformers_in_input_order(encoder_dir, tokenizer, tmp_path):
@@ -148,7 +150,7 @@ def test_encode_matches_sentence_transformers_in_input_order(encoder_dir, tokeni
     embed, shapes = model.embed, {}
     for batch_size, fill in ((2, False), (1, True), (256, False)):
         batches = shapes[batch_size] = []
-        model.embed = lambda ids, mask: batches.append(tuple(ids.shape)) or embed(ids, mask)
+        model.embed = lambda ids, mask, batches=batches: batches.append(tuple(ids.shape)) or embed(ids, mask)
         ours = model.encode(sentences, tokenizer, batch_size=batch_size, max_length=32, fill_batches=fill)
         assert ours.shape == (len(sentences), 32)
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)

@@ -25,14 +25,16 @@ def test_length_buckets_same_loss_and_gradients(encoder_dir, tokenizer, pooler):
     results = []
     for buckets in (1, 4):
         torch.manual_seed(0)  # the same initial MLP for both
-        model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, hard_negative_weight=0.2, length_buckets=buckets)
+        model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, hard_negative_weight=0.2,
+                                         length_buckets=buckets)
         without_dropout(model.train())
         results.append(loss_and_grads(model, ids, mask))
     assert_same(results[0], results[1])
 
 
 def short_run(folder, **changes):
-    """The smoke config without dropout, with `changes`, run in `folder` -> (its output folder, its sample-sts scores)."""
+    """The smoke config without dropout, with `changes`, run in `folder`
+    -> (its output folder, its sample-sts scores)."""
     folder.mkdir()
     run_simcse.main([smoke_config(folder, dropout=0.0, **changes)])
     with open(folder / "out" / "sts_results.json") as f:

@@ -9,7 +9,8 @@ from test_loss import ROWS, _ids
 
 
 def loss_and_grads(model, ids, mask=None, seed=5):
-    """Loss and parameter gradients of one forward + backward; `ids` is input_ids (with `mask`) or a whole batch dict."""
+    """Loss and parameter gradients of one forward + backward; `ids` is input_ids (with `mask`) or a whole batch
+    dict."""
     batch = ids if isinstance(ids, dict) else {"input_ids": ids, "attention_mask": mask}
     model.zero_grad()
     torch.manual_seed(seed)
@@ -28,7 +29,8 @@ def assert_same(a, b):
 @pytest.mark.parametrize("chunk", [1, 2, 4])
 def test_recomputed_chunks_replay_dropout(encoder_dir, tokenizer, chunk, monkeypatch):
     """Dropout on: recomputation in backward must reuse the forward's random state, or the gradients would differ."""
-    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", hard_negative_weight=0.3, embedding_chunk_size=chunk)
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", hard_negative_weight=0.3,
+                                     embedding_chunk_size=chunk)
     model.train()
     ids, mask = _ids(tokenizer, ROWS)
     cached = loss_and_grads(model, ids, mask)

@@ -90,7 +90,8 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
                                    "adam_epsilon": 1e-6, "max_grad_norm": 1.0,
                                    "train_sampling_strategy": "group_by_length"}, {}, {}, {}, {}))
     assert rows["learning rate"] == "5e-05 (cosine_with_min_lr min_lr_rate 0.1, warm-up 0)"
-    assert rows["optimizer"] == "adamw_torch (weight decay 0.0, beta2 0.98, epsilon 1e-06, gradient norm clipped at 1.0)"
+    assert rows["optimizer"] == ("adamw_torch (weight decay 0.0, beta2 0.98, epsilon 1e-06, gradient norm clipped at "
+                                 "1.0)")
     assert rows["contrastive batch"] == "32 rows, grouped by length"
     assert dict(training_settings({**args, "seed": 42, "data_seed": 7}, {}, {}, {}, {}))["seed"] == \
         "42 (data order: data_seed 7)"
@@ -119,7 +120,8 @@ def test_card_says_how_often_the_dev_set_was_scored(args, state, said):
     and eval_strategy epoch leaves eval_steps unused."""
     args = {**args, "load_best_model_at_end": True, "metric_for_best_model": "cosine_spearman", "dev_data": "dev.tsv",
             "per_device_train_batch_size": 8}
-    assert dict(training_settings(args, {}, {}, state, {}))["model selection"] == f"best cosine_spearman on `dev.tsv`, {said}"
+    assert dict(training_settings(args, {}, {}, state, {}))["model selection"] == \
+        f"best cosine_spearman on `dev.tsv`, {said}"
     assert dict(training_settings({**args, "load_best_model_at_end": False}, {}, {}, state, {}))["model selection"] == \
         "final model"
 
@@ -186,7 +188,8 @@ def test_card_says_when_a_test_set_is_mostly_the_dev_set(model_dir, tmp_path, sh
 
 
 def test_a_metric_named_with_its_eval_prefix_is_plotted(model_dir, tmp_path):
-    """Trainer takes metric_for_best_model with or without "eval_"; the card plotted nothing for "eval_cosine_spearman"."""
+    """Trainer takes metric_for_best_model with or without "eval_"; the card plotted nothing for
+    "eval_cosine_spearman"."""
     copy = shutil.copytree(model_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*", "dev_scores.png"))
     with open(copy / "run_args.json") as f:
         args = json.load(f)
@@ -199,7 +202,8 @@ def test_a_metric_named_with_its_eval_prefix_is_plotted(model_dir, tmp_path):
 @pytest.mark.parametrize("environment, train, said", [
     ({}, {"train_runtime": 184.2}, "184 s"),  # a run from before the record: Trainer's runtime
     ({"training_seconds": 4831.0, "resumed_at_step": None}, {"train_runtime": 4831.0}, "4,831 s"),
-    ({"training_seconds": 7.25, "resumed_at_step": 600}, {"train_runtime": 3.0}, "7.2 s (resumed at step 600; all sessions)"),
+    ({"training_seconds": 7.25, "resumed_at_step": 600}, {"train_runtime": 3.0},
+     "7.2 s (resumed at step 600; all sessions)"),
     ({"training_seconds": None, "resumed_at_step": 600}, {"train_runtime": 3000.0},
      "3,000 s from the resumption at step 600 (before it: not recorded)"),
     ({}, {}, "unknown"),
@@ -216,7 +220,8 @@ A100, H100 = "1 x NVIDIA A100-SXM4-80GB", "1 x NVIDIA H100 80GB HBM3"
     ({"hardware": H100, "sessions": [{"from_step": 0, "hardware": H100}]}, H100),
     ({"hardware": H100, "sessions": [{"from_step": 0, "hardware": H100}, {"from_step": 600, "hardware": H100}]}, H100),
     ({"hardware": H100, "sessions": [{"from_step": 0, "hardware": A100}, {"from_step": 300, "hardware": A100},
-                                     {"from_step": 600, "hardware": H100}]}, f"{A100} from step 0; {H100} from step 600"),
+                                     {"from_step": 600, "hardware": H100}]},
+     f"{A100} from step 0; {H100} from step 600"),
     ({"hardware": H100, "sessions": [{"from_step": 600, "hardware": H100}]},
      f"up to step 600: not recorded; {H100} from step 600"),
     ({}, "unknown"),
@@ -295,9 +300,11 @@ def test_the_card_licence_and_comparison_stick_until_changed(model_dir, tmp_path
     assert run_hub("card", copy, "--license", "mit", "--no-comparison")[0] == 0
     for argv in (["card", copy], ["push", copy, "--repo-id", "alice/m", "--dry-run"]):
         code, printed = run_hub(*argv)
-        text = printed.split("files to upload:")[1] if argv[0] == "push" else open(os.path.join(copy, "README.md")).read()
+        pushed = argv[0] == "push"
+        text = printed.split("files to upload:")[1] if pushed else open(os.path.join(copy, "README.md")).read()
         assert code == 0 and "license: mit" in text and "published, not re-measured" not in text, printed[-2000:]
-    code, printed = run_hub("push", copy, "--repo-id", "alice/m", "--dry-run", "--license", "apache-2.0", "--comparison")
+    code, printed = run_hub("push", copy, "--repo-id", "alice/m", "--dry-run", "--license", "apache-2.0",
+                            "--comparison")
     assert code == 0 and "license: apache-2.0" in printed and "published, not re-measured" in printed
     assert "license: mit" in open(os.path.join(copy, "README.md")).read()  # a push leaves the folder's card alone
     assert run_hub("card", copy, "--comparison")[0] == 0
@@ -397,7 +404,8 @@ def test_bad_folders_send_nothing(model_dir, tmp_path, hub):
 
 
 def test_push_one_private_commit_then_load_back(model_dir, hub, tmp_path):
-    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/ko-simcse", "--private"], hub, tmp_home=tmp_path / "h1")
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/ko-simcse", "--private"], hub,
+               tmp_home=tmp_path / "h1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     repo = hub.repos["alice/ko-simcse"]
     assert repo.private
@@ -438,7 +446,8 @@ def test_push_one_private_commit_then_load_back(model_dir, hub, tmp_path):
 
 
 def test_refused_and_missing_token_are_clear(model_dir, hub, tmp_path):
-    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/x"], hub, token="hf_notAValidToken1234", tmp_home=tmp_path)
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/x"], hub, token="hf_notAValidToken1234",
+               tmp_home=tmp_path)
     assert proc.returncode == 1 and "refused the token (HTTP 401)" in proc.stderr
     assert "hf_notAValidToken1234" not in proc.stdout + proc.stderr
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/x"], hub, token=None, tmp_home=tmp_path)
@@ -499,10 +508,12 @@ def test_a_card_the_hub_refuses_fails_the_push_before_the_upload_and_leaves_no_r
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/lic", "--license", "gpl-2.0-or-later"], hub,
                tmp_home=tmp_path)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    said = 'push to alice/lic failed: ValueError: Invalid metadata in README.md. - "license" must be one of [apache-2.0,'
+    said = ('push to alice/lic failed: ValueError: Invalid metadata in README.md. - "license" must be one of '
+            '[apache-2.0,')
     assert said in proc.stderr, proc.stderr[-2000:]
     assert "POST /api/validate-yaml" in hub.requests and hub.repos == {} and hub.lfs_objects == {}
-    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/lic", "--license", "gpl-2.0"], hub, tmp_home=tmp_path)
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/lic", "--license", "gpl-2.0"], hub,
+               tmp_home=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "license: gpl-2.0" in hub.repos["alice/lic"].branches["main"]["README.md"].decode()
 
@@ -549,7 +560,8 @@ def test_network_failures_are_clear_and_leave_no_empty_repo(model_dir, hub, tmp_
     were raw httpx tracebacks), and the repo a failed first push created is deleted again."""
     monkeypatch.setattr("hub.push.time.sleep", lambda seconds: None)
     closed = HfApi(endpoint="http://127.0.0.1:9", token=TOKEN)
-    with pytest.raises(PushError, match="could not reach the Hugging Face Hub at http://127.0.0.1:9 to check the token"):
+    with pytest.raises(PushError,
+                       match="could not reach the Hugging Face Hub at http://127.0.0.1:9 to check the token"):
         push(model_dir, "alice/x", api=closed)
     hub.drop_commits = True
     with pytest.raises(PushError, match="push to alice/dropped failed"):
@@ -592,7 +604,8 @@ def test_a_push_interrupted_during_the_upload_leaves_no_repo(model_dir, hub, tmp
     time.sleep(0.5)
     hub.lfs_gate.set()  # the uploads in flight end (the client waits for its upload threads)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "KeyboardInterrupt" in stderr, (proc.returncode, stdout, stderr[-3000:], hub.requests)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in stderr, (proc.returncode, stdout, stderr[-3000:],
+                                                                    hub.requests)
     assert "alice/int" not in hub.repos and not any("/commit/" in r for r in hub.requests)
 
 

@@ -10,7 +10,8 @@ from modeling_simcse import SimCSEModel, contrastive_loss
 
 
 def infonce_by_hand(z1, z2, z3, temperature, weight):
-    """Mean over i of -log(exp(s_ii) / (sum_j exp(s_ij) + sum_j exp(h_ij))), s/h cosine / temperature (+weight on h_ii)."""
+    """Mean over i of -log(exp(s_ii) / (sum_j exp(s_ij) + sum_j exp(h_ij))), s/h cosine / temperature (+weight on
+    h_ii)."""
     def cos(a, b):
         a, b = a.detach(), b.detach()
         return float(a @ b) / (float(a.norm()) * float(b.norm()))
@@ -24,7 +25,8 @@ def infonce_by_hand(z1, z2, z3, temperature, weight):
     return total / len(z1)
 
 
-@pytest.mark.parametrize("with_hard, weight, temperature", [(False, 0.0, 0.05), (True, 0.0, 0.05), (True, 1.5, 0.1), (True, -2.0, 1.0)])
+@pytest.mark.parametrize("with_hard, weight, temperature",
+                         [(False, 0.0, 0.05), (True, 0.0, 0.05), (True, 1.5, 0.1), (True, -2.0, 1.0)])
 def test_contrastive_loss_matches_definition(with_hard, weight, temperature):
     g = torch.Generator().manual_seed(3)
     z1, z2, z3 = (torch.randn(6, 8, generator=g, dtype=torch.float64) for _ in range(3))

@@ -76,7 +76,8 @@ def test_packed_equals_padded(encoder_dir, tokenizer, pooler, sentences):
     results = []
     for width in (None, WIDTH):
         torch.manual_seed(0)  # the same initial MLP for both
-        model = without_dropout(SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, hard_negative_weight=0.4).train())
+        model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, hard_negative_weight=0.4)
+        without_dropout(model.train())
         results.append(loss_and_grads(model, SimCSECollator(tokenizer.pad_token_id, pack_width=width)(rows)))
     assert_same(results[0], results[1])
 

@@ -127,7 +127,8 @@ def test_resume_is_decided_by_the_data_rows_not_their_paths(tmp_path):
     train = here / "nli.tsv"
     original = train.read_text(encoding="utf-8")
     rows = len(load_nli_triplets([str(train)]))
-    train.write_text(original.replace("밖에서 공을", "운동장에서 공을", 1), encoding="utf-8")  # one hypothesis, as many rows
+    # One hypothesis changed, as many rows.
+    train.write_text(original.replace("밖에서 공을", "운동장에서 공을", 1), encoding="utf-8")
     with pytest.raises(SystemExit, match=rf"differs in: train_rows_sha256\); it trained on other rows than train_data "
                                          rf"{re.escape(str(train))} holds now \({rows} rows then, {rows} now\)"):
         run_simcse.main([config(here, resume_from_checkpoint="last")])
@@ -137,7 +138,8 @@ def test_resume_is_decided_by_the_data_rows_not_their_paths(tmp_path):
     scored = dev.read_text(encoding="utf-8")
     lines = scored.splitlines(keepends=True)
     fields = lines[1].split("\t")
-    fields[-3] = "0.5" if fields[-3] != "0.5" else "1.5"  # one gold score (the columns: ..., score, sentence1, sentence2)
+    # One gold score (the columns: ..., score, sentence1, sentence2).
+    fields[-3] = "0.5" if fields[-3] != "0.5" else "1.5"
     dev.write_text("".join([lines[0], "\t".join(fields), *lines[2:]]), encoding="utf-8")
     with pytest.raises(SystemExit, match=r"differs in: dev_data, dev_rows_sha256, test_data, test_rows_sha256\); "
                                          r"dev_data or test_data hold other rows than the run's"):
@@ -174,13 +176,16 @@ class PoisonWeightsAt(TrainerCallback):
 
 
 def test_nan_guard_stops_before_saving_a_bad_checkpoint(encoder_dir, tokenizer, tmp_path):
-    rows = tokenize_rows(load_nli_triplets([os.path.join(SAMPLE, "nli.tsv")]), tokenizer, ["sent0", "sent1", "hard_neg"], 32)
+    triplets = load_nli_triplets([os.path.join(SAMPLE, "nli.tsv")])
+    rows = tokenize_rows(triplets, tokenizer, ["sent0", "sent1", "hard_neg"], 32)
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=10, save_steps=2,
                              logging_steps=5, logging_nan_inf_filter=False, use_cpu=True, report_to="none",
                              remove_unused_columns=False, disable_tqdm=True)
     trainer = Trainer(model=SimCSEModel.from_encoder(encoder_dir), args=args, train_dataset=rows,
-                      data_collator=SimCSECollator(tokenizer.pad_token_id), callbacks=[NonFiniteLossGuard(), PoisonWeightsAt(3)])
-    with pytest.raises(TrainingDiverged, match=r"loss is nan at step 4; training stopped. The last good checkpoint is .*checkpoint-2"):
+                      data_collator=SimCSECollator(tokenizer.pad_token_id),
+                      callbacks=[NonFiniteLossGuard(), PoisonWeightsAt(3)])
+    with pytest.raises(TrainingDiverged,
+                       match=r"loss is nan at step 4; training stopped. The last good checkpoint is .*checkpoint-2"):
         trainer.train()
     assert is_complete(str(tmp_path / "checkpoint-2")) and not (tmp_path / "checkpoint-4").exists()
     weights = load_file(str(tmp_path / "checkpoint-2" / "model.safetensors"))

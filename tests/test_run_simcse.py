@@ -48,7 +48,8 @@ def smoke_run(tmp_path_factory):
     """configs/smoke.json run in a fresh process, as a user would (output_dir moved to a temporary folder)."""
     tmp_path = tmp_path_factory.mktemp("smoke")
     config = smoke_config(tmp_path)
-    proc = subprocess.run([sys.executable, "run_simcse.py", config], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "run_simcse.py", config], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp_path / "out", proc
 
@@ -90,8 +91,8 @@ def test_smoke_export_loads_and_reproduces_scores(smoke_run, tmp_path):
     batch = tokenizer(["남자가 피아노를 연주한다.", "강아지가 잔디밭에서 뛰어논다."], padding=True, return_tensors="pt")
     with torch.no_grad():
         pooled = plain.eval()(**batch).pooler_output  # the smoke config's `cls` pooler folds the MLP here
-    st = SentenceTransformer(str(out), device="cpu").encode(["남자가 피아노를 연주한다.", "강아지가 잔디밭에서 뛰어논다."],
-                                                           convert_to_tensor=True)
+    st = SentenceTransformer(str(out), device="cpu").encode(
+        ["남자가 피아노를 연주한다.", "강아지가 잔디밭에서 뛰어논다."], convert_to_tensor=True)
     torch.testing.assert_close(st, pooled, atol=1e-5, rtol=1e-5)
     # The command-line evaluation of the exported folder gives the numbers the run wrote.
     results = sts_evaluation.main([str(out), "--set", f"sample-sts={SAMPLE}/sts.tsv", "--max-length", "32",
@@ -108,7 +109,8 @@ def test_a_training_checkpoint_evaluates_to_its_logged_dev_scores(smoke_run):
     out, _ = smoke_run
     [checkpoint] = [name for name in os.listdir(out) if name.startswith("checkpoint-")]
     with open(out / "trainer_state.json") as f:
-        logged = next(e for e in json.load(f)["log_history"] if e["step"] == int(checkpoint.split("-")[1]) and "eval_avg" in e)
+        step = int(checkpoint.split("-")[1])
+        logged = next(e for e in json.load(f)["log_history"] if e["step"] == step and "eval_avg" in e)
     assert AutoTokenizer.from_pretrained(str(out / checkpoint)).model_max_length == 32  # the default --max-length
     results = sts_evaluation.main([str(out / checkpoint), "--set", f"dev={SAMPLE}/sts.tsv"])
     assert results["dev"] == pytest.approx({m: logged[f"eval_{m}"] for m in METRICS}, abs=1e-4)
@@ -171,16 +173,19 @@ def dropout_rates(model) -> set[float]:
 
 def test_dropout_and_config_overrides_reach_a_pretrained_encoder(encoder_dir, tokenizer, tmp_path):
     build = run_simcse.build_model
-    model = build(run_arguments.ModelArguments(model_name_or_path=encoder_dir), run_arguments.SimCSEArguments(dropout=0.3),
-                  tokenizer, "cpu")
+    model = build(run_arguments.ModelArguments(model_name_or_path=encoder_dir),
+                  run_arguments.SimCSEArguments(dropout=0.3), tokenizer, "cpu")
     assert dropout_rates(model) == {0.3}
     # DistilBERT names its dropout otherwise: `dropout` cannot set it (it was a TypeError from the model's __init__),
     # config_overrides can.
     distil = str(tmp_path / "distil")
-    DistilBertModel(DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=1, n_heads=2, hidden_dim=64)).save_pretrained(distil)
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=1, n_heads=2, hidden_dim=64)
+    DistilBertModel(config).save_pretrained(distil)
     with pytest.raises(SystemExit, match="dropout: a distilbert config has no hidden_dropout_prob"):
-        build(run_arguments.ModelArguments(model_name_or_path=distil), run_arguments.SimCSEArguments(dropout=0.3), tokenizer, "cpu")
-    model = build(run_arguments.ModelArguments(model_name_or_path=distil, config_overrides="dropout=0.25,attention_dropout=0.25"),
+        build(run_arguments.ModelArguments(model_name_or_path=distil), run_arguments.SimCSEArguments(dropout=0.3),
+              tokenizer, "cpu")
+    overrides = "dropout=0.25,attention_dropout=0.25"
+    model = build(run_arguments.ModelArguments(model_name_or_path=distil, config_overrides=overrides),
                   run_arguments.SimCSEArguments(), tokenizer, "cpu")
     assert dropout_rates(model) == {0.25}
     with pytest.raises(SystemExit, match="config_overrides: .*hidden_dropout"):
@@ -189,22 +194,23 @@ def test_dropout_and_config_overrides_reach_a_pretrained_encoder(encoder_dir, to
 
 
 def test_config_overrides_are_checked_when_the_model_is_built(encoder_dir, tokenizer):
-    """A config made from a model type is made again with the overrides, so settings derived from them follow (ModernBERT's
-    layer_types, one a layer: its export failed after training); overrides the encoder cannot be built with, or its
-    weights loaded with, stop the run before training (they were tracebacks)."""
+    """A config made from a model type is made again with the overrides, so settings derived from them follow
+    (ModernBERT's layer_types, one a layer: its export failed after training); overrides the encoder cannot be built
+    with, or its weights loaded with, stop the run before training (they were tracebacks)."""
     build, simcse = run_simcse.build_model, run_arguments.SimCSEArguments(pooler_type="avg")
     small = "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,max_position_embeddings=64"
-    model = build(run_arguments.ModelArguments(model_type="modernbert", config_overrides=small), simcse, tokenizer, "cpu")
+    model = build(run_arguments.ModelArguments(model_type="modernbert", config_overrides=small), simcse, tokenizer,
+                  "cpu")
     assert len(model.encoder.config.layer_types) == model.encoder.config.num_hidden_layers == 2
     assert model.encoder.config.vocab_size == len(tokenizer)
     with pytest.raises(SystemExit, match="config_overrides: the encoder cannot be built with 'hidden_size=33,"
-                                         "num_attention_heads=2': The hidden size .33. is not a multiple of the number of "
-                                         "attention heads"):
+                                         "num_attention_heads=2': The hidden size .33. is not a multiple of the number "
+                                         "of attention heads"):
         build(run_arguments.ModelArguments(model_type="bert", config_overrides="hidden_size=33,num_attention_heads=2"),
               simcse, tokenizer, "cpu")
     with pytest.raises(SystemExit, match="config_overrides: the encoder cannot be built with 'intermediate_size=100'"):
-        build(run_arguments.ModelArguments(model_name_or_path=encoder_dir, config_overrides="intermediate_size=100"), simcse,
-              tokenizer, "cpu")
+        build(run_arguments.ModelArguments(model_name_or_path=encoder_dir, config_overrides="intermediate_size=100"),
+              simcse, tokenizer, "cpu")
 
 
 def test_fine_tuning_a_sentence_transformers_model_on_another_pooling_is_warned_of(encoder_dir, tokenizer, tmp_path,
@@ -257,15 +263,17 @@ def test_another_models_tokenizer_is_named_before_anything_is_written(encoder_di
     train_wordpiece(sample_sentences() * 2, vocab_size=600).save_pretrained(bigger)
     config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None, config_overrides=None,
                           model_name_or_path=encoder_dir, tokenizer_name=bigger)
-    with pytest.raises(SystemExit, match="the tokenizer has [0-9,]+ tokens and the bert encoder embeds [0-9,]+: it is not "
-                                         "this encoder's tokenizer"):
+    with pytest.raises(SystemExit, match="the tokenizer has [0-9,]+ tokens and the bert encoder embeds [0-9,]+: it is "
+                                         "not this encoder's tokenizer"):
         run_simcse.main([config])
     assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_encoder_folder_is_named_before_anything_runs(tmp_path):
-    config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None, model_name_or_path="/no/such/encoder")
-    with pytest.raises(SystemExit, match="model_name_or_path: /no/such/encoder: no such folder, and not a Hub model id"):
+    config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None,
+                          model_name_or_path="/no/such/encoder")
+    with pytest.raises(SystemExit,
+                       match="model_name_or_path: /no/such/encoder: no such folder, and not a Hub model id"):
         run_simcse.main([config])
     # A folder that holds no model (it was the tokenizer's traceback) or no tokenizer.
     (tmp_path / "empty").mkdir()
@@ -282,7 +290,8 @@ def test_max_seq_length_must_fit_the_position_embeddings(tmp_path, model_type, l
     """It was an index error at the first sentence longer than the positions (on a GPU, a device-side assert)."""
     shape = "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64,max_position_embeddings=10"
     with pytest.raises(SystemExit, match=f"max_seq_length {limit + 1} is longer than the {limit} positions"):
-        run_simcse.main([smoke_config(tmp_path, model_type=model_type, config_overrides=shape, max_seq_length=limit + 1)])
+        run_simcse.main([smoke_config(tmp_path, model_type=model_type, config_overrides=shape,
+                                      max_seq_length=limit + 1)])
     assert not (tmp_path / "out").exists()
     # At the limit, the sample's longer sentences (up to 14 tokens) are cut to it, and the job runs through.
     config = smoke_config(tmp_path, model_type=model_type, config_overrides=shape, max_seq_length=limit,
@@ -309,14 +318,16 @@ def test_a_mixed_precision_run_scores_its_export_in_fp32(tmp_path):
 def test_an_encoder_without_a_pooler_cannot_keep_the_mlp_at_test_time(tmp_path):
     """ELECTRA has no dense+tanh pooler to fold the MLP into: it was a ValueError at export, after all the training."""
     shape = "hidden_size=32,embedding_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64"
-    with pytest.raises(SystemExit, match=r"pooler_type 'cls': ElectraModel has no dense\+tanh pooler .* mlp_only_train"):
+    with pytest.raises(SystemExit,
+                       match=r"pooler_type 'cls': ElectraModel has no dense\+tanh pooler .* mlp_only_train"):
         run_simcse.main([smoke_config(tmp_path, model_type="electra", config_overrides=shape)])
     assert not (tmp_path / "out").exists()
     # With the MLP in training only, the exported ELECTRA gives the evaluated scores.
     config = smoke_config(tmp_path, model_type="electra", config_overrides=shape, mlp_only_train=True,
                           num_train_epochs=1, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
     written = run_simcse.main([config])["sample-sts"]
-    evaluated = sts_evaluation.main([str(tmp_path / "out"), "--set", f"sample-sts={SAMPLE}/sts.tsv", "--max-length", "32"])
+    evaluated = sts_evaluation.main([str(tmp_path / "out"), "--set", f"sample-sts={SAMPLE}/sts.tsv", "--max-length",
+                                     "32"])
     assert evaluated["sample-sts"] == pytest.approx(written, abs=1e-4)
 
 
@@ -325,12 +336,13 @@ def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path, c
     run_simcse.main([config])
     assert "holds checkpoints" not in caplog.text
     run_simcse.main([config])  # the same run again: fine, and it says how to continue the run instead
-    assert (f"output_dir {tmp_path / 'out'} holds checkpoints of this run up to step 3 of 3 (checkpoint-3); this launch "
-            "trains again from step 0 and replaces them. To continue from step 3 instead, set \"resume_from_checkpoint\""
+    assert (f"output_dir {tmp_path / 'out'} holds checkpoints of this run up to step 3 of 3 (checkpoint-3); this "
+            "launch trains again from step 0 and replaces them. To continue from step 3 instead, set "
+            "\"resume_from_checkpoint\""
             in caplog.text)
     # As is the same run with settings that leave the weights alone (e.g. to resume with a smaller evaluation batch).
-    run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1, per_device_eval_batch_size=4,
-                                  logging_steps=1, save_total_limit=2)])
+    run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1,
+                                  per_device_eval_batch_size=4, logging_steps=1, save_total_limit=2)])
     other = smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1, learning_rate=1e-3)
     with pytest.raises(SystemExit, match="holds a different run .*learning_rate"):
         run_simcse.main([other])
@@ -377,7 +389,8 @@ def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
     # HfArgumentParser passes JSON values through: "false" turned bf16 on, "5e-5" failed inside the optimizer.
     ({"use_cpu": "false"}, 'use_cpu: expected bool, got "false"'),
     ({"learning_rate": "5e-5"}, 'learning_rate: expected float, got "5e-5"'),
-    ({"max_seq_length": 32.0, "temperature": "0.05"}, 'max_seq_length: expected int, got 32.0; temperature: expected float'),
+    ({"max_seq_length": 32.0, "temperature": "0.05"},
+     'max_seq_length: expected int, got 32.0; temperature: expected float'),
     ({"sentence_columns": ["sent0", 1]}, r"sentence_columns: expected list\[str\] \| None, got \[\"sent0\", 1\]"),
 ])
 def test_json_values_of_the_wrong_type_are_named(tmp_path, changes, message):
@@ -390,7 +403,8 @@ def test_json_values_of_the_wrong_type_are_named(tmp_path, changes, message):
 @pytest.mark.parametrize("value, resume", [(True, "last"), (False, None), ("last", "last")])
 def test_resume_from_checkpoint_true_in_the_json_means_the_last_checkpoint(value, resume):
     """As Trainer.train takes it; `true` was refused as "expected str | None"."""
-    assert run_arguments.check_json_values({"resume_from_checkpoint": value}, "c.json") == {"resume_from_checkpoint": resume}
+    checked = run_arguments.check_json_values({"resume_from_checkpoint": value}, "c.json")
+    assert checked == {"resume_from_checkpoint": resume}
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -461,8 +475,9 @@ def test_flags_after_the_json_override_its_keys(tmp_path):
 
 
 def test_the_launchers_precision_is_the_runs_record(tmp_path, monkeypatch, caplog):
-    """`accelerate launch --mixed_precision bf16` (or an `accelerate config` file's precision) made Trainer train in bf16
-    while run_args.json and the card said fp32 (and the cuda_graphs default, which fp16 rules out, did not see fp16)."""
+    """`accelerate launch --mixed_precision bf16` (or an `accelerate config` file's precision) made Trainer train in
+    bf16 while run_args.json and the card said fp32 (and the cuda_graphs default, which fp16 rules out, did not see
+    fp16)."""
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     *_, training_args = run_arguments.parse_arguments([smoke_config(tmp_path)])
     assert training_args.bf16 and training_args.mixed_precision == "bf16" and not training_args.fp16
@@ -541,7 +556,8 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     assert (data_args.train_data, data_args.test_data) == ([f"{SAMPLE}/nli.tsv"], [f"s={SAMPLE}/sts.tsv"])
     assert data_args.sentence_columns == ["sentence1"]
     # test_data as a JSON object of name: source, as one may well write it.
-    path.write_text(json.dumps({**json.loads(path.read_text()), "test_data": {"s": f"{SAMPLE}/sts.tsv", "t": "u/v:w:x"}}))
+    as_object = {"s": f"{SAMPLE}/sts.tsv", "t": "u/v:w:x"}
+    path.write_text(json.dumps({**json.loads(path.read_text()), "test_data": as_object}))
     assert run_arguments.parse_arguments([str(path)])[1].test_data == [f"s={SAMPLE}/sts.tsv", "t=u/v:w:x"]
     path.write_text("[1, 2]")
     with pytest.raises(SystemExit, match="config.json: expected a JSON object of arguments"):
@@ -549,7 +565,8 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"compile_layers": True, "torch_compile": True}, r"compile_layers \(or cuda_graphs\) and torch_compile both compile"),
+    ({"compile_layers": True, "torch_compile": True},
+     r"compile_layers \(or cuda_graphs\) and torch_compile both compile"),
     # Trainer would drop the last partial batch of the evaluations too: scores over part of each STS set.
     ({"dataloader_drop_last": True}, "dataloader_drop_last: Trainer drops the last partial batch of every evaluation"),
     # Halving the batch on running out of GPU memory halves the negatives too, unknown to the card.
@@ -566,7 +583,8 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     # It exported the encoder untouched under a card that calls it fine-tuned.
     ({"num_train_epochs": 0}, r"num_train_epochs 0 \(and no max_steps\) trains nothing"),
     # The worst checkpoint would have been kept and exported.
-    ({"greater_is_better": False}, "greater_is_better: false would keep the checkpoint with the lowest cosine_spearman"),
+    ({"greater_is_better": False},
+     "greater_is_better: false would keep the checkpoint with the lowest cosine_spearman"),
     # The later set replaced the earlier without a word.
     ({"test_data": [f"a={SAMPLE}/sts.tsv", f"a={SAMPLE}/other.tsv"]},
      f"test_data: two sets named 'a' \\({SAMPLE}/sts.tsv and {SAMPLE}/other.tsv\\); give each its own name"),
@@ -741,7 +759,8 @@ def test_large_training_sets_are_tokenized_by_one_process_a_usable_cpu(monkeypat
 
 
 @pytest.mark.parametrize("bad, message", [
-    ("sentence1\tsentence2\tgold_label\n전제\t가설\tentailment\n전제\t가설2\tunsure\n", "bad.tsv, line 3: unknown NLI label"),
+    ("sentence1\tsentence2\tgold_label\n전제\t가설\tentailment\n전제\t가설2\tunsure\n",
+     "bad.tsv, line 3: unknown NLI label"),
     ("sentence1\tsentence2\n전제\t가설\n", "bad.tsv: no label column"),
 ])
 def test_bad_training_data_stops_before_anything_is_written(tmp_path, bad, message):
@@ -753,7 +772,8 @@ def test_bad_training_data_stops_before_anything_is_written(tmp_path, bad, messa
 
 
 def pretrained(model: str) -> dict:
-    """smoke_config changes that train `model` (a pretrained encoder folder) instead of an encoder made from a config."""
+    """smoke_config changes that train `model` (a pretrained encoder folder) instead of an encoder made from a
+    config."""
     return dict(model_type=None, config_overrides=None, train_tokenizer_vocab_size=None, model_name_or_path=model)
 
 

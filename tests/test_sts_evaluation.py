@@ -107,7 +107,8 @@ def test_command_scores_a_model_like_a_direct_computation(encoder_dir):
 
 
 def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_path):
-    """--remove-characters: commas and quotes added to the sample's sentences, then removed, give the sample's scores."""
+    """--remove-characters: commas and quotes added to the sample's sentences, then removed, give the sample's
+    scores."""
     lines = open(f"{SAMPLE}/sts.tsv", encoding="utf-8").read().splitlines()
     noisy = [lines[0]]
     for i, line in enumerate(lines[1:]):
@@ -126,20 +127,23 @@ def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_pa
 
 @pytest.mark.parametrize("argv, message", [  # {encoder}: a saved encoder; {empty}: an empty folder; {reference}: a run
     (["/no/such/encoder"], "/no/such/encoder: no such folder, and not a Hub model id"),
-    (["{encoder}", "--output", "/no/such/folder/results.json"], "--output /no/such/folder/results.json: its folder does not"),
+    (["{encoder}", "--output", "/no/such/folder/results.json"],
+     "--output /no/such/folder/results.json: its folder does not"),
     (["{encoder}", "--output", "{empty}"], "--output {empty} is a folder; name the JSON file to write"),
     # These scores in the export's own results file became its card's, as the standard protocol's.
     (["{encoder}", "--remove-characters", ",", "--output", "{encoder}/sts_results.json"],
      "--output {encoder}/sts_results.json: the model card is rendered from that file"),
     (["{reference}", "--max-length", "128", "--output", "{reference}/sts_results.json"],  # max_seq_length 64
      "--output {reference}/sts_results.json: the model card is rendered from that file"),
-    (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "65"], "--max-length 65 is longer than the 64 positions of the bert encoder"),
+    (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "65"],
+     "--max-length 65 is longer than the 64 positions of the bert encoder"),
     (["{encoder}", "--set", "s=/no/such/sts.tsv"], "/no/such/sts.tsv: file not found"),
     (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--set", "s=other.tsv"], "two sets named 's'"),
     # 0 scored untruncated sentences without a word; negative numbers were tracebacks.
     (["{encoder}", "--max-length", "0"], "argument --max-length: expected a whole number of at least 1, got '0'"),
     (["{encoder}", "--batch-size", "-1"], "argument --batch-size: expected a whole number of at least 1, got '-1'"),
-    (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "2"], "--max-length 2 leaves no room for a sentence"),
+    (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "2"],
+     "--max-length 2 leaves no room for a sentence"),
     (["{empty}", "--set", f"s={SAMPLE}/sts.tsv"], "{empty}: no config.json in this folder"),
     # A run's folder before its export holds only checkpoints.
     (["{run}", "--set", f"s={SAMPLE}/sts.tsv"],
@@ -159,8 +163,10 @@ def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, 
 
 
 def test_default_sets_out_of_reach_are_named_with_the_way_to_score_local_copies(encoder_dir, monkeypatch):
-    """Offline, the default sets (KorSTS from GitHub, KLUE-STS from the Hub) do not load: say how to name local files."""
-    monkeypatch.setattr(sts_evaluation, "DEFAULT_SETS", {"korsts-test": "/offline/sts-test.tsv", "klue-sts-dev": "k/k:s:v"})
+    """Offline, the default sets (KorSTS from GitHub, KLUE-STS from the Hub) do not load: say how to name local
+    files."""
+    monkeypatch.setattr(sts_evaluation, "DEFAULT_SETS",
+                        {"korsts-test": "/offline/sts-test.tsv", "klue-sts-dev": "k/k:s:v"})
     with pytest.raises(SystemExit, match=r"^error: /offline/sts-test.tsv: file not found; or score local copies of the "
                                          r"default sets: --set korsts-test=PATH/sts-test.tsv --set klue-sts-dev="):
         main([encoder_dir])
@@ -195,7 +201,8 @@ def test_sentence_transformers_model_is_scored_with_its_own_pipeline(encoder_dir
     the Normalize module's unit vectors, on which dot product is the cosine and Euclidean distance ranks as it does."""
     sample = ["--set", f"s={SAMPLE}/sts.tsv", "--batch-size", "4"]
     got = main([sentence_transformer_dir] + sample)["s"]
-    pipeline = "scored through its sentence-transformers pipeline (Transformer -> Pooling -> Normalize, max_seq_length 64)"
+    pipeline = ("scored through its sentence-transformers pipeline (Transformer -> Pooling -> Normalize, "
+                "max_seq_length 64)")
     assert pipeline in capsys.readouterr().out
     mean_pooled = main([encoder_dir, "--pooler", "avg"] + sample)["s"]
     for metric in ("cosine_pearson", "cosine_spearman"):
