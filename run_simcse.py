@@ -118,6 +118,28 @@ def gathered(value) -> list:
     return values
 
 
+@contextlib.contextmanager
+def stopping_together():
+    """Start-up work that every process does (on several machines, each with its own files): where it fails in one
+    process, every process stops, the others with that process's message, rather than waiting for it at the next
+    collective operation (on two gloo processes, a 'Connection closed by peer' traceback; under NCCL, a wait for its
+    timeout). The block must hold no collective operation that a failure would leave some processes out of."""
+    failure = caught = None
+    try:
+        yield
+    except SystemExit as e:  # a message, or argparse's status 2 after its own message
+        failure = e.code.removeprefix("error: ") if isinstance(e.code, str) else f"exit status {e.code}"
+        caught = e
+    except Exception as e:
+        failure, caught = f"{type(e).__name__}: {e}", e
+    failures = gathered(failure)
+    if caught is not None:
+        raise caught
+    if stopped := [(rank, text) for rank, text in enumerate(failures) if text is not None]:
+        rank, text = stopped[0]
+        raise SystemExit(f"error: process {rank} of {len(failures)} stopped at start-up, so this one stops too: {text}")
+
+
 def check_same_data(run_args: dict) -> None:
     """Refuse a launch of several processes that read other rows (machines with their own copies of the data files,
     not the same): they would train on mixed data, or, with other row counts, hang."""
@@ -377,6 +399,21 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
     return model
 
 
+def check_trainable(model: SimCSEModel, tokenizer, simcse_args: SimCSEArguments, max_seq_length: int) -> None:
+    """Stop (SystemExit) before training on what the built model cannot do: packing asked of an encoder without it, an
+    export that cannot give the trained embedding, a max_seq_length or tokenizer that does not fit the encoder."""
+    if simcse_args.pack_sequences and not model.supports_packing:
+        raise SystemExit(
+            f"error: pack_sequences: not available for a {model.config.encoder.model_type} encoder with "
+            f"{model.encoder.config._attn_implementation!r} attention (supported: {', '.join(PACKABLE_MODEL_TYPES)} "
+            f"with {' or '.join(PACKABLE_ATTENTION)}); set it to false")
+    try:
+        model.check_exportable()
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    check_inputs(model, tokenizer, max_seq_length, "max_seq_length")
+
+
 def cuda_graphs_by_default(training_args: TrainingArguments, simcse_args: SimCSEArguments, packed: bool) -> bool:
     """What an unset `cuda_graphs` means: on where it was measured to pay and tested to give the eager loss and
     gradients (an H100, bench/RESULTS.md): training in one process on a CUDA device with Triton, packed batches,
@@ -556,15 +593,17 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     """
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
-    model_args, data_args, simcse_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    with stopping_together():  # its checks include the machine's own: the encoder folder, output_dir, the Hub token
+        model_args, data_args, simcse_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     # One process tells the run; the others what log_level_replica lets through (as Trainer has it: default warning).
     if not training_args.should_log or training_args.log_level != "passive":
         logging.getLogger().setLevel(training_args.get_process_log_level())
     timer = PhaseTimer()
 
-    # Every input is read and validated before anything is written or trained.
+    # Every input is read and validated before anything is written or trained. A stage that may fail in one process
+    # only (a file or folder missing on its machine) ends with the processes agreeing to go on (stopping_together).
     cache_dir = model_args.cache_dir
-    with timer("load_data"):
+    with stopping_together(), timer("load_data"):
         try:
             train_set = load_training_set(data_args, cache_dir)
             dev_set = load_sts(data_args.dev_data, cache_dir=cache_dir) if data_args.dev_data else None
@@ -578,6 +617,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                     "train_rows": len(train_set), "train_rows_sha256": rows_digest(train_set),
                     "dev_rows_sha256": rows_digest(dev_set) if dev_set else None,
                     "test_rows_sha256": {name: rows_digest(ds) for name, ds in test_sets.items()}}
+        # Refused now, before the model loads; another run's checkpoints go only once nothing else can stop this one.
+        overwriting = check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
+    check_same_data(run_args)
     logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set),
                 ", ".join(train_set.column_names), len(dev_set) if dev_set else 0,
                 {k: len(v) for k, v in test_sets.items()})
@@ -587,27 +629,18 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         if training_args.load_best_model_at_end and not_held_out(shared, total):
             logger.warning("test set %s: %d of its %d pairs are in dev_data (%s), which chooses the checkpoint, so its "
                            "scores are not held out (the card says so)", name, shared, total, data_args.dev_data)
-    # Refused now, before the model loads; another run's checkpoints go only once nothing else can stop this one.
-    overwriting = check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
-    check_same_data(run_args)
     set_seed(training_args.seed)
 
-    with timer("load_model"), model_loading_errors(model_args):
-        tokenizer = load_tokenizer(model_args, train_set, data_args.max_seq_length)
-        model = build_model(model_args, simcse_args, tokenizer, training_args.device.type)
-    if simcse_args.pack_sequences and not model.supports_packing:
-        raise SystemExit(
-            f"error: pack_sequences: not available for a {model.config.encoder.model_type} encoder with "
-            f"{model.encoder.config._attn_implementation!r} attention (supported: {', '.join(PACKABLE_MODEL_TYPES)} "
-            f"with {' or '.join(PACKABLE_ATTENTION)}); set it to false")
-    try:
-        model.check_exportable()
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
-    check_inputs(model, tokenizer, data_args.max_seq_length, "max_seq_length")
+    with stopping_together():
+        with timer("load_model"), model_loading_errors(model_args):
+            tokenizer = load_tokenizer(model_args, train_set, data_args.max_seq_length)
+            model = build_model(model_args, simcse_args, tokenizer, training_args.device.type)
+        check_trainable(model, tokenizer, simcse_args, data_args.max_seq_length)
     # One process deletes what is to go (old or half-written checkpoints) before the others look: two deleting one
     # folder at once fail on files already gone. Per node where each node saves to its own disk (save_on_each_node).
-    with training_args.main_process_first(local=training_args.save_on_each_node, desc="output folder check"):
+    # (Apart from the stage above: main_process_first's barrier is a collective operation.)
+    with stopping_together(), training_args.main_process_first(local=training_args.save_on_each_node,
+                                                                 desc="output folder check"):
         if overwriting and training_args.should_save:
             remove_checkpoints(training_args.output_dir)
         resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint)
