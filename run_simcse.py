@@ -461,6 +461,11 @@ def describe_hardware(training_args: TrainingArguments) -> str:
         f"{cores} cores)" if usable == cores else f"{usable} of the machine's {cores} cores)")
 
 
+def library_versions() -> dict[str, str]:
+    """The versions of the libraries that train (for the model card)."""
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
 def describe_environment(training_args: TrainingArguments, train_rows: int) -> dict:
     """Hardware, usable CPUs, process count, library versions and date of the run (for the model card)."""
     return {
@@ -469,7 +474,7 @@ def describe_environment(training_args: TrainingArguments, train_rows: int) -> d
         "processes": training_args.world_size,
         "train_rows": train_rows,
         "date": datetime.date.today().isoformat(),
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "versions": library_versions(),
     }
 
 
@@ -550,12 +555,13 @@ class TrainingClock(TrainerCallback):
     hardware as the run's). Each checkpoint records the seconds trained up to it and the sessions that trained them
     (`CLOCK_FILE`), and a run resumed from it starts from there.
 
-    resumed_from: the checkpoint the run resumes from, or None; hardware: this session's (describe_hardware).
-    `seconds_before` is None where that checkpoint has no record (written before this existed); `resumed_at_step` is
-    its step; `sessions`: [{"from_step", "hardware"}], the earlier sessions as recorded, then this one.
+    resumed_from: the checkpoint the run resumes from, or None; hardware and versions: this session's
+    (describe_hardware, library_versions). `seconds_before` is None where that checkpoint has no record (written before
+    this existed); `resumed_at_step` is its step; `sessions`: [{"from_step", "hardware", "versions"}], the earlier
+    sessions as recorded, then this one.
     """
 
-    def __init__(self, resumed_from: str | None, hardware: str):
+    def __init__(self, resumed_from: str | None, hardware: str, versions: dict[str, str]):
         self.seconds_before, self.resumed_at_step, earlier = (None if resumed_from else 0.0), None, []
         if resumed_from:
             self.resumed_at_step = checkpoint_step(resumed_from)
@@ -564,7 +570,7 @@ class TrainingClock(TrainerCallback):
                     record = json.load(f)
                 self.seconds_before = float(record["seconds"])
                 earlier = list(record["sessions"])
-        self.sessions = [*earlier, {"from_step": self.resumed_at_step or 0, "hardware": hardware}]
+        self.sessions = [*earlier, {"from_step": self.resumed_at_step or 0, "hardware": hardware, "versions": versions}]
         self._start = time.perf_counter()
 
     def on_train_begin(self, *args, **kwargs):
@@ -581,7 +587,7 @@ class TrainingClock(TrainerCallback):
 
     def record(self, session_seconds: float) -> dict:
         """-> the run's training seconds over all its sessions (None when unknown), where it resumed and the sessions'
-        hardware, for environment.json; `session_seconds` is this session's `train_runtime`."""
+        hardware and library versions, for environment.json; `session_seconds` is this session's `train_runtime`."""
         total = None if self.seconds_before is None else round(self.seconds_before + session_seconds, 3)
         return {"training_seconds": total, "resumed_at_step": self.resumed_at_step, "sessions": self.sessions}
 
@@ -684,7 +690,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                                      **(CUDA_GRAPH_SHAPES if simcse_args.cuda_graphs else {})),
         compute_metrics=compute_metrics,
         callbacks=[NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(),
-                   clock := TrainingClock(resume, describe_hardware(training_args)), *(callbacks or [])],
+                   clock := TrainingClock(resume, describe_hardware(training_args), library_versions()),
+                   *(callbacks or [])],
     )
     os.makedirs(training_args.output_dir, exist_ok=True)
     # After Trainer checked its arguments: a run that cannot start leaves no run_args.json.

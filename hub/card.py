@@ -209,20 +209,35 @@ def training_time(environment: dict, train: dict) -> str:
     return seconds(train["train_runtime"])
 
 
-def hardware(environment: dict) -> str:
-    """environment.json -> the card's hardware: the run's, or, where a resumed run changed machines, each machine
-    with the step it took over from (run_simcse.TrainingClock's `sessions`)."""
-    sessions = environment.get("sessions") or []
-    machines = []  # consecutive sessions on one machine are one entry
-    for session in sessions:
-        if not machines or machines[-1]["hardware"] != session["hardware"]:
-            machines.append(session)
-    if not machines or (len(machines) == 1 and machines[0]["from_step"] == 0):
-        return environment.get("hardware", "unknown")
-    parts = [f"{m['hardware']} from step {m['from_step']}" for m in machines]
-    if machines[0]["from_step"]:  # resumed from a checkpoint written before sessions were recorded
-        parts.insert(0, f"up to step {machines[0]['from_step']}: not recorded")
+def by_session(environment: dict, key: str, text=str) -> str:
+    """environment.json -> `text` of the run's `key` ("hardware", "versions"), or, where a resumed run's sessions
+    differ in it (another machine, other libraries), each with the step it took over from (run_simcse.TrainingClock's
+    `sessions`); "not recorded" for steps trained before the sessions, or before that key, were recorded."""
+    spans = []  # consecutive sessions alike in `key` are one span
+    for session in environment.get("sessions") or []:
+        if not spans or spans[-1].get(key) != session.get(key):
+            spans.append(session)
+    if all(span.get(key) is None for span in spans) or (len(spans) == 1 and spans[0]["from_step"] == 0):
+        return text(environment[key]) if key in environment else "unknown"
+    parts = [f"{text(span[key])} from step {span['from_step']}" if span.get(key) is not None
+             else f"from step {span['from_step']}: not recorded" for span in spans]
+    if spans[0]["from_step"]:  # resumed from a checkpoint written before sessions were recorded
+        parts.insert(0, f"up to step {spans[0]['from_step']}: not recorded")
     return "; ".join(parts)
+
+
+def hardware(environment: dict) -> str:
+    """environment.json -> the card's hardware: '1 x NVIDIA H100 80GB HBM3', or each machine of a run resumed on
+    another with the step it took over from."""
+    return by_session(environment, "hardware")
+
+
+def software(environment: dict) -> str:
+    """environment.json -> the card's software: 'torch 2.13.0, transformers 5.24.0', or, where a resumed run's
+    sessions ran other versions, each with the step it took over from; '' for a run that recorded none."""
+    if "versions" not in environment:
+        return ""
+    return by_session(environment, "versions", lambda versions: ", ".join(f"{k} {v}" for k, v in versions.items()))
 
 
 def model_selection(args: dict, state: dict) -> str:
@@ -336,7 +351,7 @@ def training_settings(
         ("hardware", hardware(environment)),
         ("training time", training_time(environment, train)),
         ("date", environment.get("date", "unknown")),
-        ("software", ", ".join(f"{k} {v}" for k, v in environment.get("versions", {}).items())),
+        ("software", software(environment)),
     ]
     return [(k, str(v)) for k, v in rows if v not in (None, "")]
 

@@ -22,7 +22,7 @@ import run_simcse
 from conftest import ROOT, TOKEN, cli, standin_env
 from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
-from hub.card import hardware, render_card, training_settings, training_time
+from hub.card import hardware, render_card, software, training_settings, training_time
 from hub.model_dir import PUBLISHED_PATTERNS, ModelDirError, published_files
 from hub.push import PushError, check_repo_id, push
 from modeling_simcse import SimCSEModel
@@ -228,6 +228,30 @@ A100, H100 = "1 x NVIDIA A100-SXM4-80GB", "1 x NVIDIA H100 80GB HBM3"
 ])
 def test_card_hardware_names_each_machine_of_a_run_resumed_on_another(environment, said):
     assert hardware(environment) == said
+
+
+OLD, NEW = {"torch": "2.11.0+cu130", "transformers": "5.24.0"}, {"torch": "2.13.0", "transformers": "5.24.0"}
+
+
+@pytest.mark.parametrize("environment, said", [
+    ({}, ""),  # no row
+    ({"versions": NEW}, "torch 2.13.0, transformers 5.24.0"),
+    # Sessions recorded before their versions were: the last session's, as before.
+    ({"versions": NEW, "sessions": [{"from_step": 0, "hardware": H100}, {"from_step": 600, "hardware": H100}]},
+     "torch 2.13.0, transformers 5.24.0"),
+    ({"versions": NEW, "sessions": [{"from_step": 0, "hardware": A100, "versions": NEW},
+                                    {"from_step": 600, "hardware": H100, "versions": NEW}]},
+     "torch 2.13.0, transformers 5.24.0"),
+    ({"versions": NEW, "sessions": [{"from_step": 0, "hardware": H100, "versions": OLD},
+                                    {"from_step": 600, "hardware": H100, "versions": NEW}]},
+     "torch 2.11.0+cu130, transformers 5.24.0 from step 0; torch 2.13.0, transformers 5.24.0 from step 600"),
+    ({"versions": NEW, "sessions": [{"from_step": 0, "hardware": H100},
+                                    {"from_step": 600, "hardware": H100, "versions": NEW}]},
+     "from step 0: not recorded; torch 2.13.0, transformers 5.24.0 from step 600"),
+])
+def test_card_software_names_the_versions_of_each_session_of_a_resumed_run(environment, said):
+    """A run resumed under other library versions gave the last session's as the run's."""
+    assert software(environment) == said
 
 
 def test_card_settings_name_the_config_changes_of_a_pretrained_encoder(model_dir, tmp_path):

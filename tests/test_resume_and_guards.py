@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -66,10 +67,12 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     with open(out / "environment.json") as f:
         uninterrupted = json.load(f)
     assert uninterrupted["resumed_at_step"] is None and uninterrupted["training_seconds"] > 0
-    # Both sessions on this machine: the card names it once.
-    assert environment["sessions"] == [{"from_step": 0, "hardware": environment["hardware"]},
-                                       {"from_step": 6, "hardware": environment["hardware"]}]
-    assert f"| hardware | {environment['hardware']} |" in (killed / "out" / "README.md").read_text()
+    # Both sessions on this machine, with these libraries: the card names each once.
+    same = {"hardware": environment["hardware"], "versions": environment["versions"]}
+    assert environment["sessions"] == [{"from_step": 0, **same}, {"from_step": 6, **same}]
+    card = (killed / "out" / "README.md").read_text()
+    assert f"| hardware | {environment['hardware']} |" in card
+    assert f"| software | torch {torch.__version__}, transformers {transformers.__version__} |" in card
 
 
 def test_resume_from_an_incomplete_checkpoint_is_refused(tmp_path):
@@ -147,18 +150,23 @@ def test_resume_is_decided_by_the_data_rows_not_their_paths(tmp_path):
     assert sorted(os.listdir(tmp_path / "out")) == saved
 
     dev.write_text(scored, encoding="utf-8")
-    # The first session as if on a GPU machine: the card names both machines, each with the step it took over from.
+    # The first session as if on a GPU machine with another torch: the card names both machines and both versions,
+    # each with the step it took over from.
     clock = tmp_path / "out" / "checkpoint-6" / run_simcse.CLOCK_FILE
     record = json.loads(clock.read_text())
     assert [session["from_step"] for session in record["sessions"]] == [0]
-    clock.write_text(json.dumps({**record, "sessions": [{"from_step": 0, "hardware": "1 x NVIDIA H100 80GB HBM3"}]}))
+    clock.write_text(json.dumps({**record, "sessions": [{
+        "from_step": 0, "hardware": "1 x NVIDIA H100 80GB HBM3",
+        "versions": {"torch": "2.11.0+cu130", "transformers": transformers.__version__}}]}))
     run_simcse.main([config(there, resume_from_checkpoint="last")])
     assert (tmp_path / "out" / "sts_results.json").exists()
     with open(tmp_path / "out" / "environment.json") as f:
         environment = json.load(f)
     assert environment["resumed_at_step"] == 6
-    assert (f"| hardware | 1 x NVIDIA H100 80GB HBM3 from step 0; {environment['hardware']} from step 6 |"
-            in (tmp_path / "out" / "README.md").read_text())
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert f"| hardware | 1 x NVIDIA H100 80GB HBM3 from step 0; {environment['hardware']} from step 6 |" in card
+    assert (f"| software | torch 2.11.0+cu130, transformers {transformers.__version__} from step 0; torch "
+            f"{torch.__version__}, transformers {transformers.__version__} from step 6 |") in card
     with open(tmp_path / "out" / "run_args.json") as f:
         assert json.load(f)["train_data"] == [str(there / "nli.tsv")]
 
