@@ -27,6 +27,7 @@ import time
 import joblib
 import torch
 import transformers
+from accelerate import PartialState
 from huggingface_hub import HfApi
 from huggingface_hub.errors import StrictDataclassError
 from torch import nn
@@ -118,6 +119,20 @@ def gathered(value) -> list:
     return values
 
 
+def join_the_other_processes(timeout: datetime.timedelta = datetime.timedelta(minutes=5)) -> None:
+    """Join the process group of a launch of several processes (WORLD_SIZE) where this process has not: its arguments
+    failed before TrainingArguments, which joins it, were made (the JSON file missing or another on this machine), and
+    the other processes wait for it there for `ddp_timeout` (30 minutes by default). Joins as TrainingArguments does by
+    default (accelerate's choice of backend); gives up after `timeout`."""
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2 or not torch.distributed.is_available() or \
+            torch.distributed.is_initialized():
+        return
+    try:
+        PartialState(timeout=timeout)
+    except Exception as e:  # the failure itself is what this process reports
+        logger.warning("could not join the other processes to tell them why this one stops (%s)", e)
+
+
 @contextlib.contextmanager
 def stopping_together():
     """Start-up work that every process does (on several machines, each with its own files): where it fails in one
@@ -132,9 +147,12 @@ def stopping_together():
         caught = e
     except Exception as e:
         failure, caught = f"{type(e).__name__}: {e}", e
-    failures = gathered(failure)
     if caught is not None:
+        join_the_other_processes()
+        with contextlib.suppress(Exception):  # telling the others is best effort; this process's failure stands
+            gathered(failure)
         raise caught
+    failures = gathered(failure)
     if stopped := [(rank, text) for rank, text in enumerate(failures) if text is not None]:
         rank, text = stopped[0]
         raise SystemExit(f"error: process {rank} of {len(failures)} stopped at start-up, so this one stops too: {text}")

@@ -164,18 +164,21 @@ def test_processes_that_would_not_train_one_run_are_refused(tmp_path):
     assert sorted(os.listdir(tmp_path / "node1" / "out")) == before
 
 
-@pytest.mark.parametrize("missing", ["training file", "encoder folder", "encoder weights"])
+@pytest.mark.parametrize("missing", ["arguments file", "training file", "encoder folder", "encoder weights"])
 def test_a_start_up_error_of_one_process_stops_every_process_with_its_message(tmp_path, encoder_dir, missing):
-    """Machines with their own files, the second without the training file, the encoder folder or the encoder's
-    weights (found by the argument checks, the data loading and the model loading, each a stage of its own): the first
-    process waited for it at the next collective operation and stopped with gloo's 'Connection closed by peer'
-    traceback (under NCCL it would wait for the collective's timeout). Now every process names the one that stopped,
-    and why."""
+    """Machines with their own files, the second without the JSON arguments file, the training file, the encoder
+    folder or the encoder's weights (found by the argument checks, the data loading and the model loading, each a
+    stage of its own): the first process waited for it at the next collective operation and stopped with gloo's
+    'Connection closed by peer' traceback (under NCCL it would wait for the collective's timeout); without the
+    arguments file, which stops the second before it joins the process group, the first waited there (30 minutes).
+    Now every process names the one that stopped, and why."""
     from test_run_simcse import pretrained, smoke_config
 
     no_weights = tmp_path / "no-weights"
     shutil.copytree(encoder_dir, no_weights, ignore=shutil.ignore_patterns("*.safetensors"))
+    no_file = str(tmp_path / "machine1" / "klue-bert-sup.json")
     changes, said = {
+        "arguments file": ({}, f"{no_file}: file not found"),
         "training file": ({"train_data": ["/no/such/nli.tsv"]}, "/no/such/nli.tsv: file not found"),
         "encoder folder": (pretrained("/no/such/encoder"), "model_name_or_path: /no/such/encoder: no such folder"),
         "encoder weights": (pretrained(str(no_weights)), f"{no_weights}: "),
@@ -183,8 +186,9 @@ def test_a_start_up_error_of_one_process_stops_every_process_with_its_message(tm
     settings = {"per_device_train_batch_size": 4, "max_train_samples": 16, "num_train_epochs": 1}
     for k in range(2):
         (tmp_path / f"machine{k}").mkdir()
+    second = smoke_config(tmp_path / "machine1", **settings, **changes)
     proc = launch_per_process(tmp_path, [smoke_config(tmp_path / "machine0", **settings, **pretrained(encoder_dir)),
-                                         smoke_config(tmp_path / "machine1", **settings, **changes)])
+                                         no_file if missing == "arguments file" else second])
     assert proc.returncode != 0
     assert f"error: process 1 of 2 stopped at start-up, so this one stops too: {said}" in proc.stderr, \
         proc.stderr[-3000:]
