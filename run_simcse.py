@@ -27,12 +27,10 @@ import time
 import joblib
 import torch
 import transformers
-from accelerate import PartialState
 from huggingface_hub import HfApi
 from huggingface_hub.errors import StrictDataclassError
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from data_collator import SimCSECollator
@@ -45,6 +43,8 @@ from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, SimCSEConfig,
     SimCSEModel, pooler_dense, saved_form,
 )
+from output_folder import check_output_dir, checkpoint_step, remove_checkpoints, resolve_resume
+from process_agreement import check_same_data, check_same_resumption, stopping_together
 from run_arguments import (
     SIMCSE_CONFIG_KEYS, TOKENIZE_IN_PARALLEL_FROM, TRAIN_FORMATS, DataArguments, ModelArguments, SimCSEArguments,
     cuda_graphs_conflicts, launched_alone, parse_arguments, run_arguments_dict,
@@ -52,14 +52,7 @@ from run_arguments import (
 from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_pooling,
                             tokenize_sts, undefined_metrics)
-from training_guards import (
-    NonFiniteLossGuard,
-    TrainingDiverged,
-    holds_training_state,
-    is_complete,
-    last_complete_checkpoint,
-    remove_incomplete_checkpoints,
-)
+from training_guards import NonFiniteLossGuard, TrainingDiverged
 
 logger = logging.getLogger(__name__)
 
@@ -69,188 +62,6 @@ CPU_LENGTH_BUCKETS = 8
 CLOCK_FILE = "training_seconds.json"
 # Batches of few shapes for cuda_graphs (why and how many: modeling_simcse.CUDA_GRAPH_ROWS).
 CUDA_GRAPH_SHAPES = {"pack_rows_multiple_of": CUDA_GRAPH_ROWS, "pad_to_multiple_of": CUDA_GRAPH_LENGTHS}
-# Arguments that may change between a run and its resumption (or differ between its processes) without making it a
-# different run: none of them changes the trained weights (e.g. a smaller evaluation batch after running out of memory).
-RESUMABLE_KEYS = {
-    "resume_from_checkpoint", "overwrite_output_dir", "logging_dir", "local_rank", "preprocessing_num_workers",
-    "dataloader_num_workers", "dataloader_pin_memory", "dataloader_prefetch_factor", "dataloader_persistent_workers",
-    "per_device_eval_batch_size", "eval_accumulation_steps", "logging_steps", "logging_strategy", "logging_first_step",
-    "report_to", "run_name", "disable_tqdm", "log_level", "log_level_replica", "save_total_limit",
-    "push_to_hub", "hub_token", "hub_model_id", "hub_private_repo", "hub_revision", "hub_strategy", "hub_always_push",
-    "cache_dir",
-}
-# Data sources are one run's by their rows, not their paths: the same rows read from elsewhere (the run resumed on
-# another machine, its data under another mount) resume it. Each source key with the key of its rows' SHA-256.
-SOURCE_DIGESTS = {"train_data": "train_rows_sha256", "dev_data": "dev_rows_sha256", "test_data": "test_rows_sha256"}
-
-
-def resolve_resume(output_dir: str, resume: str | None) -> str | None:
-    """'last' (or 'latest'/'true'): the newest complete checkpoint, after deleting half-written ones (None: start
-    afresh); a path must be a complete checkpoint. Either must hold its training state (not `save_only_model`)."""
-    if not resume:
-        warn_of_checkpoints_left(output_dir)
-        return None
-    if resume.lower() in ("last", "latest", "true"):
-        remove_incomplete_checkpoints(output_dir)
-        found = last_complete_checkpoint(output_dir)
-        if found is None:
-            logger.warning("resume_from_checkpoint=%s: no checkpoint in %s; starting from the beginning", resume,
-                           output_dir)
-            return None
-    elif is_complete(resume):
-        found = resume
-    else:
-        raise SystemExit(f"error: resume_from_checkpoint {resume} is not a complete checkpoint (no readable "
-                         "trainer_state.json)")
-    if not holds_training_state(found):
-        raise SystemExit(f"error: resume_from_checkpoint: {found} holds the weights only (written with "
-                         "save_only_model: no optimizer, learning-rate schedule or random state), so the run cannot go "
-                         "on as it was; start afresh (overwrite_output_dir), and leave save_only_model off for a run "
-                         "you may resume")
-    return found
-
-
-def gathered(value) -> list:
-    """Every process's `value`, in rank order ([value] in a single process)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return [value]
-    values = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(values, value)
-    return values
-
-
-def join_the_other_processes(timeout: datetime.timedelta = datetime.timedelta(minutes=5)) -> None:
-    """Join the process group of a launch of several processes (WORLD_SIZE) where this process has not: its arguments
-    failed before TrainingArguments, which joins it, were made (the JSON file missing or another on this machine), and
-    the other processes wait for it there for `ddp_timeout` (30 minutes by default). Joins as TrainingArguments does by
-    default (accelerate's choice of backend); gives up after `timeout`."""
-    if int(os.environ.get("WORLD_SIZE", "1")) < 2 or not torch.distributed.is_available() or \
-            torch.distributed.is_initialized():
-        return
-    try:
-        PartialState(timeout=timeout)
-    except Exception as e:  # the failure itself is what this process reports
-        logger.warning("could not join the other processes to tell them why this one stops (%s)", e)
-
-
-@contextlib.contextmanager
-def stopping_together():
-    """Start-up work that every process does (on several machines, each with its own files): where it fails in one
-    process, every process stops, the others with that process's message, rather than waiting for it at the next
-    collective operation (on two gloo processes, a 'Connection closed by peer' traceback; under NCCL, a wait for its
-    timeout). The block must hold no collective operation that a failure would leave some processes out of."""
-    failure = caught = None
-    try:
-        yield
-    except SystemExit as e:  # a message, or argparse's status 2 after its own message
-        failure = e.code.removeprefix("error: ") if isinstance(e.code, str) else f"exit status {e.code}"
-        caught = e
-    except Exception as e:
-        failure, caught = f"{type(e).__name__}: {e}", e
-    if caught is not None:
-        join_the_other_processes()
-        with contextlib.suppress(Exception):  # telling the others is best effort; this process's failure stands
-            gathered(failure)
-        raise caught
-    failures = gathered(failure)
-    if stopped := [(rank, text) for rank, text in enumerate(failures) if text is not None]:
-        rank, text = stopped[0]
-        raise SystemExit(f"error: process {rank} of {len(failures)} stopped at start-up, so this one stops too: {text}")
-
-
-def check_same_data(run_args: dict) -> None:
-    """Refuse a launch of several processes that read other rows (machines with their own copies of the data files,
-    not the same): they would train on mixed data, or, with other row counts, hang."""
-    everyone = gathered({key: run_args[key] for key in SOURCE_DIGESTS.values()})
-    if differ := [key for key in SOURCE_DIGESTS.values() if any(other[key] != everyone[0][key] for other in everyone)]:
-        raise SystemExit(f"error: the processes read other rows ({', '.join(differ)} differ between them), as where "
-                         f"each machine reads its own copy of the data files and the copies differ: make them the same")
-
-
-def checkpoint_step(checkpoint: str) -> int:
-    """The training step a complete checkpoint was written at (its trainer_state.json's global_step)."""
-    with open(os.path.join(checkpoint, TRAINER_STATE_NAME)) as f:
-        return json.load(f)["global_step"]
-
-
-def check_same_resumption(resume: str | None) -> None:
-    """Refuse a launch of several processes that found different checkpoints to resume from (None: none; machines with
-    their own disks where only the first one's holds the checkpoints): they would train from different steps (a
-    2-process run hung)."""
-    if len(set(steps := gathered(checkpoint_step(resume) if resume else 0))) > 1:
-        raise SystemExit("error: resume_from_checkpoint: the processes found different checkpoints to resume from (the "
-                         f"step of each process, 0 for none: {', '.join(map(str, steps))}), as where the checkpoints "
-                         "are on one machine's disk only; they would train from different steps. Put output_dir on "
-                         "storage every machine sees, or copy the checkpoint to the same path on every machine (and "
-                         "train with \"save_on_each_node\": true where each machine has only its own disk)")
-
-
-def warn_of_checkpoints_left(output_dir: str) -> None:
-    """Log a warning when a launch that does not resume finds complete checkpoints of its own run (check_output_dir
-    refused any other run's): it trains from step 0 and replaces them, where a user re-launching a stopped job likely
-    meant to continue it."""
-    last = last_complete_checkpoint(output_dir)
-    if last is None:
-        return
-    with open(os.path.join(last, TRAINER_STATE_NAME)) as f:
-        state = json.load(f)
-    step, end = state.get("global_step"), state.get("max_steps")
-    logger.warning("output_dir %s holds checkpoints of this run up to step %s of %s (%s); this launch trains again "
-                   "from step 0 and replaces them. To continue from step %s instead, set \"resume_from_checkpoint\": "
-                   "true (or add --resume_from_checkpoint last)", output_dir, step, end, os.path.basename(last), step)
-
-
-def changed_arguments(saved: dict, run_args: dict) -> list[str]:
-    """The keys of a run_args.json record in which this launch's `run_args` make another run than the `saved` one:
-    any but RESUMABLE_KEYS, and a data source's paths only where its rows' digest changed too (or was not recorded)."""
-    changed = {k for k in set(saved) | set(run_args) if k not in RESUMABLE_KEYS and saved.get(k) != run_args.get(k)}
-    for source, digest in SOURCE_DIGESTS.items():
-        if digest not in saved:  # a record of an earlier version: the paths decide
-            changed.discard(digest)
-        elif digest not in changed:
-            changed.discard(source)
-    return sorted(changed)
-
-
-def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> bool:
-    """Refuse an output folder that holds anything but this same run, unless overwrite; returns whether the folder's
-    checkpoints are another run's, for `remove_checkpoints` to delete once nothing else can stop the run."""
-    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
-    if not names:
-        return False
-    if names == [RUN_ARGS_FILE]:  # a run that stopped before its first checkpoint (out of GPU memory)
-        logger.info("output_dir %s holds only the %s of a run that saved nothing; starting afresh", output_dir,
-                    RUN_ARGS_FILE)
-        return False
-    saved_path = os.path.join(output_dir, RUN_ARGS_FILE)
-    if os.path.isfile(saved_path):
-        with open(saved_path) as f:
-            saved = json.load(f)
-        changed = changed_arguments(saved, run_args)
-        if not changed:
-            return False
-        problem = f"holds a different run ({RUN_ARGS_FILE} differs in: {', '.join(changed[:8])})"
-        if "world_size" in changed and "world_size" in saved:
-            problem += (f"; it ran in {saved.get('world_size')} process(es) and this launch has "
-                        f"{run_args.get('world_size')}: resume it with as many")
-        if "train_rows_sha256" in changed and "train_rows_sha256" in saved:
-            problem += (f"; it trained on other rows than train_data {', '.join(run_args.get('train_data'))} holds now "
-                        f"({saved.get('train_rows')} rows then, {run_args.get('train_rows')} now)")
-        if {"dev_rows_sha256", "test_rows_sha256"} & set(changed):
-            problem += "; dev_data or test_data hold other rows than the run's"
-    else:
-        problem = f"is not empty and holds no {RUN_ARGS_FILE}"
-    if not overwrite:
-        raise SystemExit(f"error: output_dir {output_dir} {problem}; choose another folder or set overwrite_output_dir")
-    logger.warning("output_dir %s %s; overwriting it", output_dir, problem)
-    return True
-
-
-def remove_checkpoints(output_dir: str) -> None:
-    """Delete the checkpoint-* folders of `output_dir`."""
-    for name in os.listdir(output_dir):
-        if name.startswith("checkpoint-"):
-            shutil.rmtree(os.path.join(output_dir, name))
 
 
 def load_training_set(data_args: DataArguments, cache_dir: str | None):

@@ -1,0 +1,141 @@
+"""The output folder of a training run: which run it holds, and what a launch resumes from it.
+
+`run_args.json` (written by `run_simcse.py` once its inputs are checked) marks a folder as one run's: its arguments and
+the SHA-256 of its training, dev and test rows. A launch into a folder that holds another run is refused (or, with
+`overwrite_output_dir`, replaces its checkpoints); a launch of the same run may resume from its last complete
+checkpoint (`training_guards`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+
+from transformers.trainer import TRAINER_STATE_NAME
+
+from hub.model_dir import RUN_ARGS_FILE
+from training_guards import holds_training_state, is_complete, last_complete_checkpoint, remove_incomplete_checkpoints
+
+logger = logging.getLogger(__name__)
+
+# Arguments that may change between a run and its resumption (or differ between its processes) without making it a
+# different run: none of them changes the trained weights (e.g. a smaller evaluation batch after running out of memory).
+RESUMABLE_KEYS = {
+    "resume_from_checkpoint", "overwrite_output_dir", "logging_dir", "local_rank", "preprocessing_num_workers",
+    "dataloader_num_workers", "dataloader_pin_memory", "dataloader_prefetch_factor", "dataloader_persistent_workers",
+    "per_device_eval_batch_size", "eval_accumulation_steps", "logging_steps", "logging_strategy", "logging_first_step",
+    "report_to", "run_name", "disable_tqdm", "log_level", "log_level_replica", "save_total_limit",
+    "push_to_hub", "hub_token", "hub_model_id", "hub_private_repo", "hub_revision", "hub_strategy", "hub_always_push",
+    "cache_dir",
+}
+
+# Data sources are one run's by their rows, not their paths: the same rows read from elsewhere (the run resumed on
+# another machine, its data under another mount) resume it. Each source key with the key of its rows' SHA-256.
+SOURCE_DIGESTS = {"train_data": "train_rows_sha256", "dev_data": "dev_rows_sha256", "test_data": "test_rows_sha256"}
+
+
+def changed_arguments(saved: dict, run_args: dict) -> list[str]:
+    """The keys of a run_args.json record in which this launch's `run_args` make another run than the `saved` one:
+    any but RESUMABLE_KEYS, and a data source's paths only where its rows' digest changed too (or was not recorded)."""
+    changed = {k for k in set(saved) | set(run_args) if k not in RESUMABLE_KEYS and saved.get(k) != run_args.get(k)}
+    for source, digest in SOURCE_DIGESTS.items():
+        if digest not in saved:  # a record of an earlier version: the paths decide
+            changed.discard(digest)
+        elif digest not in changed:
+            changed.discard(source)
+    return sorted(changed)
+
+
+
+def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> bool:
+    """Refuse an output folder that holds anything but this same run, unless overwrite; returns whether the folder's
+    checkpoints are another run's, for `remove_checkpoints` to delete once nothing else can stop the run."""
+    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
+    if not names:
+        return False
+    if names == [RUN_ARGS_FILE]:  # a run that stopped before its first checkpoint (out of GPU memory)
+        logger.info("output_dir %s holds only the %s of a run that saved nothing; starting afresh", output_dir,
+                    RUN_ARGS_FILE)
+        return False
+    saved_path = os.path.join(output_dir, RUN_ARGS_FILE)
+    if os.path.isfile(saved_path):
+        with open(saved_path) as f:
+            saved = json.load(f)
+        changed = changed_arguments(saved, run_args)
+        if not changed:
+            return False
+        problem = f"holds a different run ({RUN_ARGS_FILE} differs in: {', '.join(changed[:8])})"
+        if "world_size" in changed and "world_size" in saved:
+            problem += (f"; it ran in {saved.get('world_size')} process(es) and this launch has "
+                        f"{run_args.get('world_size')}: resume it with as many")
+        if "train_rows_sha256" in changed and "train_rows_sha256" in saved:
+            problem += (f"; it trained on other rows than train_data {', '.join(run_args.get('train_data'))} holds now "
+                        f"({saved.get('train_rows')} rows then, {run_args.get('train_rows')} now)")
+        if {"dev_rows_sha256", "test_rows_sha256"} & set(changed):
+            problem += "; dev_data or test_data hold other rows than the run's"
+    else:
+        problem = f"is not empty and holds no {RUN_ARGS_FILE}"
+    if not overwrite:
+        raise SystemExit(f"error: output_dir {output_dir} {problem}; choose another folder or set overwrite_output_dir")
+    logger.warning("output_dir %s %s; overwriting it", output_dir, problem)
+    return True
+
+
+
+def remove_checkpoints(output_dir: str) -> None:
+    """Delete the checkpoint-* folders of `output_dir`."""
+    for name in os.listdir(output_dir):
+        if name.startswith("checkpoint-"):
+            shutil.rmtree(os.path.join(output_dir, name))
+
+
+
+def resolve_resume(output_dir: str, resume: str | None) -> str | None:
+    """'last' (or 'latest'/'true'): the newest complete checkpoint, after deleting half-written ones (None: start
+    afresh); a path must be a complete checkpoint. Either must hold its training state (not `save_only_model`)."""
+    if not resume:
+        warn_of_checkpoints_left(output_dir)
+        return None
+    if resume.lower() in ("last", "latest", "true"):
+        remove_incomplete_checkpoints(output_dir)
+        found = last_complete_checkpoint(output_dir)
+        if found is None:
+            logger.warning("resume_from_checkpoint=%s: no checkpoint in %s; starting from the beginning", resume,
+                           output_dir)
+            return None
+    elif is_complete(resume):
+        found = resume
+    else:
+        raise SystemExit(f"error: resume_from_checkpoint {resume} is not a complete checkpoint (no readable "
+                         "trainer_state.json)")
+    if not holds_training_state(found):
+        raise SystemExit(f"error: resume_from_checkpoint: {found} holds the weights only (written with "
+                         "save_only_model: no optimizer, learning-rate schedule or random state), so the run cannot go "
+                         "on as it was; start afresh (overwrite_output_dir), and leave save_only_model off for a run "
+                         "you may resume")
+    return found
+
+
+
+def warn_of_checkpoints_left(output_dir: str) -> None:
+    """Log a warning when a launch that does not resume finds complete checkpoints of its own run (check_output_dir
+    refused any other run's): it trains from step 0 and replaces them, where a user re-launching a stopped job likely
+    meant to continue it."""
+    last = last_complete_checkpoint(output_dir)
+    if last is None:
+        return
+    with open(os.path.join(last, TRAINER_STATE_NAME)) as f:
+        state = json.load(f)
+    step, end = state.get("global_step"), state.get("max_steps")
+    logger.warning("output_dir %s holds checkpoints of this run up to step %s of %s (%s); this launch trains again "
+                   "from step 0 and replaces them. To continue from step %s instead, set \"resume_from_checkpoint\": "
+                   "true (or add --resume_from_checkpoint last)", output_dir, step, end, os.path.basename(last), step)
+
+
+
+def checkpoint_step(checkpoint: str) -> int:
+    """The training step a complete checkpoint was written at (its trainer_state.json's global_step)."""
+    with open(os.path.join(checkpoint, TRAINER_STATE_NAME)) as f:
+        return json.load(f)["global_step"]

@@ -1,0 +1,93 @@
+"""Start-up agreement between the processes of one launch (several GPUs, several machines with their own files).
+
+Each process reads and checks its own inputs; these helpers make the processes stop together, each with the reason,
+where one of them fails or where they would not train one run, instead of waiting for each other at the next
+collective operation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+
+import torch
+from accelerate import PartialState
+
+from output_folder import SOURCE_DIGESTS, checkpoint_step
+
+logger = logging.getLogger(__name__)
+
+
+def gathered(value) -> list:
+    """Every process's `value`, in rank order ([value] in a single process)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [value]
+    values = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(values, value)
+    return values
+
+
+
+def join_the_other_processes(timeout: datetime.timedelta = datetime.timedelta(minutes=5)) -> None:
+    """Join the process group of a launch of several processes (WORLD_SIZE) where this process has not: its arguments
+    failed before TrainingArguments, which joins it, were made (the JSON file missing or another on this machine), and
+    the other processes wait for it there for `ddp_timeout` (30 minutes by default). Joins as TrainingArguments does by
+    default (accelerate's choice of backend); gives up after `timeout`."""
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2 or not torch.distributed.is_available() or \
+            torch.distributed.is_initialized():
+        return
+    try:
+        PartialState(timeout=timeout)
+    except Exception as e:  # the failure itself is what this process reports
+        logger.warning("could not join the other processes to tell them why this one stops (%s)", e)
+
+
+
+@contextlib.contextmanager
+def stopping_together():
+    """Start-up work that every process does (on several machines, each with its own files): where it fails in one
+    process, every process stops, the others with that process's message, rather than waiting for it at the next
+    collective operation (on two gloo processes, a 'Connection closed by peer' traceback; under NCCL, a wait for its
+    timeout). The block must hold no collective operation that a failure would leave some processes out of."""
+    failure = caught = None
+    try:
+        yield
+    except SystemExit as e:  # a message, or argparse's status 2 after its own message
+        failure = e.code.removeprefix("error: ") if isinstance(e.code, str) else f"exit status {e.code}"
+        caught = e
+    except Exception as e:
+        failure, caught = f"{type(e).__name__}: {e}", e
+    if caught is not None:
+        join_the_other_processes()
+        with contextlib.suppress(Exception):  # telling the others is best effort; this process's failure stands
+            gathered(failure)
+        raise caught
+    failures = gathered(failure)
+    if stopped := [(rank, text) for rank, text in enumerate(failures) if text is not None]:
+        rank, text = stopped[0]
+        raise SystemExit(f"error: process {rank} of {len(failures)} stopped at start-up, so this one stops too: {text}")
+
+
+
+def check_same_data(run_args: dict) -> None:
+    """Refuse a launch of several processes that read other rows (machines with their own copies of the data files,
+    not the same): they would train on mixed data, or, with other row counts, hang."""
+    everyone = gathered({key: run_args[key] for key in SOURCE_DIGESTS.values()})
+    if differ := [key for key in SOURCE_DIGESTS.values() if any(other[key] != everyone[0][key] for other in everyone)]:
+        raise SystemExit(f"error: the processes read other rows ({', '.join(differ)} differ between them), as where "
+                         f"each machine reads its own copy of the data files and the copies differ: make them the same")
+
+
+
+def check_same_resumption(resume: str | None) -> None:
+    """Refuse a launch of several processes that found different checkpoints to resume from (None: none; machines with
+    their own disks where only the first one's holds the checkpoints): they would train from different steps (a
+    2-process run hung)."""
+    if len(set(steps := gathered(checkpoint_step(resume) if resume else 0))) > 1:
+        raise SystemExit("error: resume_from_checkpoint: the processes found different checkpoints to resume from (the "
+                         f"step of each process, 0 for none: {', '.join(map(str, steps))}), as where the checkpoints "
+                         "are on one machine's disk only; they would train from different steps. Put output_dir on "
+                         "storage every machine sees, or copy the checkpoint to the same path on every machine (and "
+                         "train with \"save_on_each_node\": true where each machine has only its own disk)")
