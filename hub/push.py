@@ -124,6 +124,17 @@ def _retry(call, what: str):
             time.sleep(wait)
 
 
+def _create_branch(api: HfApi, repo_id: str, branch: str) -> bool:
+    """Create `branch` of `repo_id` from its default branch; returns False where the branch exists already."""
+    try:
+        api.create_branch(repo_id, branch=branch)
+    except HfHubHTTPError as e:
+        if e.response is not None and e.response.status_code == 409:  # Conflict: the branch exists
+            return False
+        raise
+    return True
+
+
 def push(
     model_dir: str,
     repo_id: str,
@@ -150,10 +161,11 @@ def push(
         return files
     api = api or HfApi()
     existed = check_push_access(repo_id, private, api)
+    new_branch = False
     try:
         _retry(lambda: api.create_repo(repo_id, private=private or None, exist_ok=True), "creating the repo")
         if revision:
-            _retry(lambda: api.create_branch(repo_id, branch=revision, exist_ok=True), "creating the branch")
+            new_branch = _retry(lambda: _create_branch(api, repo_id, revision), "creating the branch")
         # An earlier export's files that this one has not (a 2_Dense/ of another pooler, another tokenizer's
         # vocabulary) go in the same commit: adding files alone left them beside the new model. Others stay.
         stale = [f for f in _retry(lambda: api.list_repo_files(repo_id, revision=revision), "listing the repo")
@@ -175,11 +187,17 @@ def push(
     # Any failure, not only HTTP and network ones: the large files' upload raises its own errors (a refusal from the
     # LFS batch API is a ValueError, Xet's come from its Rust client), and Ctrl-C may come at any point.
     except BaseException as e:
-        if not existed:  # leave the Hub as it was: no empty repo behind a failed first push
+        # Leave the Hub as it was: no empty repo behind a failed first push, no branch behind a failed push to it.
+        if not existed:
             try:
                 api.delete_repo(repo_id, missing_ok=True)
             except Exception:  # noqa: BLE001 - the push's own error is the one to report
                 logger.warning("could not remove the empty repo %s after the failed push", repo_id)
+        elif new_branch:
+            try:
+                api.delete_branch(repo_id, branch=revision)
+            except Exception:  # noqa: BLE001 - as above
+                logger.warning("could not remove the branch %s of %s after the failed push", revision, repo_id)
         if not isinstance(e, Exception):
             raise
         raise PushError(f"push to {repo_id} failed: {_describe(e)}") from None

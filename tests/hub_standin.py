@@ -1,15 +1,15 @@
 """A small local stand-in for the Hugging Face Hub, for tests: the real `huggingface_hub` client talks to it over
 HTTP through `HF_ENDPOINT=http://127.0.0.1:<port>`. It keeps what it receives in memory.
 
-It serves what a push and a download use: whoami, repo creation and deletion, branches, preupload, YAML validation (of
-the licence and the datasets, on its own route and on commit, as the Hub refuses what it does not know), commits
-(NDJSON: files added and deleted), model info,
-tree listing and file resolution; and, for `datasets.load_dataset`, dataset repos (seeded with `add_repo`): info, tree,
-paths-info and file resolution. As on the Hub, binary files (weights, images) are large files: preupload says "lfs", the
-client uploads them through the git-LFS batch API (basic transfer: a PUT, then a verify) and the commit names them by
-SHA-256; text files travel inside the commit ("regular"). The stand-in has no Xet storage, which huggingface_hub uses
-for large files whenever `hf_xet` is installed: clients of the stand-in run with `HF_HUB_DISABLE_XET=1` and take the LFS
-protocol, as they do without `hf_xet`.
+It serves what a push and a download use: whoami, repo creation and deletion, branch creation and deletion, preupload,
+YAML validation (of the licence and the datasets, on its own route and on commit, as the Hub refuses what it does not
+know), commits (NDJSON: files added and deleted), model info, tree listing and file resolution; and, for
+`datasets.load_dataset`, dataset repos (seeded with `add_repo`): info, tree, paths-info and file resolution. As on the
+Hub, binary files (weights, images) are large files: preupload says "lfs", the client uploads them through the git-LFS
+batch API (basic transfer: a PUT, then a verify) and the commit names them by SHA-256; text files travel inside the
+commit ("regular"). The stand-in has no Xet storage, which huggingface_hub uses for large files whenever `hf_xet` is
+installed: clients of the stand-in run with `HF_HUB_DISABLE_XET=1` and take the LFS protocol, as they do without
+`hf_xet`.
 
 Tokens are checked against `tokens` ({token: user}); `orgs` ({user: [organization]}) widens where a user may read and
 write; `read_only_tokens` may read but not write (a 403, as the Hub answers a read token); `fine_grained_tokens`
@@ -229,10 +229,24 @@ class HubStandIn:
                 hub.requests.append(f"DELETE {path}")
                 body = self._body()
                 user = self._user()
-                if path != "/api/repos/delete":
+                parts = path.strip("/").split("/")
+                is_branch = parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "branch"
+                if path != "/api/repos/delete" and not is_branch:
                     return self._error(404, "NotFound", f"no route {path}")
                 if user is None:
                     return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
+                if is_branch:
+                    repo_id, branch = "/".join(parts[2:4]), "/".join(parts[5:])
+                    if (repo := self._repo(repo_id)) is None:
+                        return None
+                    if not self._may_write(repo_id):
+                        return self._error(403, "Forbidden", "You don't have write access to this repo")
+                    if branch == "main":
+                        return self._error(403, "Forbidden", "The default branch cannot be deleted")
+                    with hub._lock:
+                        if repo.branches.pop(branch, None) is None:
+                            return self._error(404, "RevisionNotFound", f"Invalid rev id: {branch}")
+                    return self._send(200, {})
                 req = json.loads(body)
                 repo_id = f"{req.get('organization') or user}/{req['name']}"
                 if not self._may_write(repo_id):

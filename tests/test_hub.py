@@ -653,6 +653,20 @@ def test_a_push_over_an_earlier_export_leaves_none_of_its_files(model_dir, hub, 
         "onnx/model.onnx"}
 
 
+def test_a_failed_push_to_a_new_branch_leaves_no_branch_behind(model_dir, hub, tmp_path):
+    """--revision of a branch the repo has not: the push creates it from the default branch, then commits. A failed
+    commit left the new branch behind in the existing repo; it is deleted again, and a branch that was there stays."""
+    hub.add_repo("alice/br", {"README.md": b"the owner's card"})
+    hub.reject_commits = True
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/br", "--revision", "v2"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 1 and "push to alice/br failed" in proc.stderr, proc.stderr[-2000:]
+    repo = hub.repos["alice/br"]
+    assert set(repo.branches) == {"main"} and repo.branches["main"] == {"README.md": b"the owner's card"}
+    repo.branches["v3"] = {"config.json": b"{}"}
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/br", "--revision", "v3"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 1 and repo.branches["v3"] == {"config.json": b"{}"}
+
+
 def test_push_to_a_branch(model_dir, hub, tmp_path):
     """The card on the branch loads the branch: its snippets loaded the default branch, which holds no model."""
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/b", "--revision", "v1"], hub, tmp_home=tmp_path)
