@@ -33,8 +33,9 @@ def gathered(value) -> list:
 def join_the_other_processes(timeout: datetime.timedelta = datetime.timedelta(minutes=5)) -> None:
     """Join the process group of a launch of several processes (WORLD_SIZE) where this process has not: its arguments
     failed before TrainingArguments, which joins it, were made (the JSON file missing or another on this machine), and
-    the other processes wait for it there for `ddp_timeout` (30 minutes by default). Joins as TrainingArguments does by
-    default (accelerate's choice of backend); gives up after `timeout`."""
+    the other processes wait for it there, with no end in sight (two launchers on a CPU: still waiting after 200 s,
+    their `ddp_timeout` 20 s). Joins as TrainingArguments does by default (accelerate's choice of backend); gives up
+    after `timeout`."""
     if int(os.environ.get("WORLD_SIZE", "1")) < 2 or not torch.distributed.is_available() or \
             torch.distributed.is_initialized():
         return

@@ -170,8 +170,8 @@ def test_a_start_up_error_of_one_process_stops_every_process_with_its_message(tm
     folder or the encoder's weights (found by the argument checks, the data loading and the model loading, each a
     stage of its own): the first process waited for it at the next collective operation and stopped with gloo's
     'Connection closed by peer' traceback (under NCCL it would wait for the collective's timeout); without the
-    arguments file, which stops the second before it joins the process group, the first waited there (30 minutes).
-    Now every process names the one that stopped, and why."""
+    arguments file, which stops the second before it joins the process group, the first waited there (two launchers:
+    still waiting after 200 s). Now every process names the one that stopped, and why."""
     from test_run_simcse import pretrained, smoke_config
 
     no_weights = tmp_path / "no-weights"
