@@ -27,7 +27,7 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, get_sched
 from transformers.integrations import get_reporting_integration_callbacks
 
 from data_loading import DataError, check_model_source, parse_named, parse_named_sets
-from hub.push import PushError, check_push_access, check_repo_id
+from hub.push import PushError, check_push_access, check_repo_id, check_revision
 from modeling_simcse import (
     CUDA_GRAPH_LENGTHS,
     CUDA_GRAPH_ROWS,
@@ -307,6 +307,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             if not training_args.hub_model_id:
                 raise PushError("push_to_hub needs hub_model_id (<owner>/<name>)")
             check_repo_id(training_args.hub_model_id)
+            check_revision(training_args.hub_revision)
             # Now, not after hours of training: every refusal of check_push_access (token, owner, visibility).
             check_push_access(training_args.hub_model_id, bool(training_args.hub_private_repo),
                               HfApi(token=training_args.hub_token))

@@ -27,6 +27,10 @@ except ImportError:  # pragma: no cover
 logger = logging.getLogger(__name__)
 NETWORK_ERRORS = (TransportError, ConnectionError, TimeoutError)  # no HTTP answer: unreachable, dropped, timed out
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+# What `git check-ref-format --branch` refuses in a branch name (the Hub's branches are git's): a leading "-", a part
+# that starts with "." or ends with ".lock", "..", "//", "@{", a leading or trailing "/", a trailing ".", spaces,
+# control characters and any of ~^:?*[\.
+NOT_A_BRANCH = re.compile(r"^[-/.]|/\.|\.lock(/|$)|\.\.|//|@\{|[/.]$|[\x00-\x20\x7f~^:?*\[\\]")
 RETRIES = 4
 
 
@@ -37,6 +41,14 @@ class PushError(RuntimeError):
 def check_repo_id(repo_id: str) -> None:
     if not REPO_ID.match(repo_id or "") or ".." in repo_id or repo_id.endswith((".git", "-", ".")):
         raise PushError(f"repo id {repo_id!r} is not of the form <owner>/<name>")
+
+
+def check_revision(revision: str | None) -> None:
+    """Raise PushError for a branch name git (and so the Hub) would refuse; None is the default branch."""
+    if revision is not None and (NOT_A_BRANCH.search(revision) or revision in ("", "@")):
+        raise PushError(f"revision {revision!r} is not a branch name git accepts (no spaces, no ~^:?*[\\, no '..', "
+                        "'//' or '@{', no part that starts with '.' or ends with '.lock', no leading '-' or '/', no "
+                        "trailing '/' or '.')")
 
 
 def check_push_access(repo_id: str, private: bool = False, api: HfApi | None = None) -> bool:
@@ -152,6 +164,7 @@ def push(
     changes the folder.
     """
     check_repo_id(repo_id)
+    check_revision(revision)
     check_export(model_dir)
     load_results(model_dir)
     if card is None and not os.path.isfile(os.path.join(model_dir, "README.md")):

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
 from hub.card import hardware, render_card, software, training_settings, training_time
 from hub.model_dir import PUBLISHED_PATTERNS, ModelDirError, published_files
-from hub.push import PushError, check_repo_id, push
+from hub.push import PushError, check_repo_id, check_revision, push
 from modeling_simcse import SimCSEModel
 from test_run_simcse import smoke_config
 
@@ -651,6 +652,22 @@ def test_a_push_over_an_earlier_export_leaves_none_of_its_files(model_dir, hub, 
                                                                      "merges.txt"]
     assert set(repo.branches["main"]) == EXPECTED_FILES - {"2_Dense/config.json", "2_Dense/model.safetensors"} | {
         "onnx/model.onnx"}
+
+
+def test_a_branch_name_git_refuses_stops_the_push_before_anything_is_sent(model_dir, hub, tmp_path):
+    """The Hub's branches are git's: a name `git check-ref-format --branch` refuses failed at the Hub, for a push at the
+    end of training after all of it."""
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    for name in ("lr 3e-5", "a..b", "exp/", "-x", "v1.lock", "@", "v1~2", "a:b", ".hidden"):
+        with pytest.raises(PushError, match=f"revision {re.escape(repr(name))} is not a branch name git accepts"):
+            push(model_dir, "alice/rev", revision=name, api=api)
+    assert hub.requests == []
+    config = smoke_config(tmp_path, push_to_hub=True, hub_model_id="alice/from-training", hub_revision="lr 3e-5")
+    proc = cli(["run_simcse.py", config], hub, tmp_home=tmp_path)
+    assert proc.returncode != 0 and "revision 'lr 3e-5' is not a branch name git accepts" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    for name in ("exp/lr-3e-5", "v1.0", "실험", "a@b"):
+        check_revision(name)
 
 
 def test_a_failed_push_to_a_new_branch_leaves_no_branch_behind(model_dir, hub, tmp_path):
