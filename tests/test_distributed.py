@@ -186,9 +186,9 @@ def test_a_start_up_error_of_one_process_stops_every_process_with_its_message(tm
     settings = {"per_device_train_batch_size": 4, "max_train_samples": 16, "num_train_epochs": 1}
     for k in range(2):
         (tmp_path / f"machine{k}").mkdir()
-    second = smoke_config(tmp_path / "machine1", **settings, **changes)
+    second = no_file if missing == "arguments file" else smoke_config(tmp_path / "machine1", **settings, **changes)
     proc = launch_per_process(tmp_path, [smoke_config(tmp_path / "machine0", **settings, **pretrained(encoder_dir)),
-                                         no_file if missing == "arguments file" else second])
+                                         second])
     assert proc.returncode != 0
     assert f"error: process 1 of 2 stopped at start-up, so this one stops too: {said}" in proc.stderr, \
         proc.stderr[-3000:]
