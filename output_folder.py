@@ -48,7 +48,6 @@ def changed_arguments(saved: dict, run_args: dict) -> list[str]:
     return sorted(changed)
 
 
-
 def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> bool:
     """Refuse an output folder that holds anything but this same run, unless overwrite; returns whether the folder's
     checkpoints are another run's, for `remove_checkpoints` to delete once nothing else can stop the run."""
@@ -83,13 +82,11 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> bool:
     return True
 
 
-
 def remove_checkpoints(output_dir: str) -> None:
     """Delete the checkpoint-* folders of `output_dir`."""
     for name in os.listdir(output_dir):
         if name.startswith("checkpoint-"):
             shutil.rmtree(os.path.join(output_dir, name))
-
 
 
 def resolve_resume(output_dir: str, resume: str | None) -> str | None:
@@ -118,7 +115,6 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
     return found
 
 
-
 def warn_of_checkpoints_left(output_dir: str) -> None:
     """Log a warning when a launch that does not resume finds complete checkpoints of its own run (check_output_dir
     refused any other run's): it trains from step 0 and replaces them, where a user re-launching a stopped job likely
@@ -132,7 +128,6 @@ def warn_of_checkpoints_left(output_dir: str) -> None:
     logger.warning("output_dir %s holds checkpoints of this run up to step %s of %s (%s); this launch trains again "
                    "from step 0 and replaces them. To continue from step %s instead, set \"resume_from_checkpoint\": "
                    "true (or add --resume_from_checkpoint last)", output_dir, step, end, os.path.basename(last), step)
-
 
 
 def checkpoint_step(checkpoint: str) -> int:

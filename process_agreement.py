@@ -29,7 +29,6 @@ def gathered(value) -> list:
     return values
 
 
-
 def join_the_other_processes(timeout: datetime.timedelta = datetime.timedelta(minutes=5)) -> None:
     """Join the process group of a launch of several processes (WORLD_SIZE) where this process has not: its arguments
     failed before TrainingArguments, which joins it, were made (the JSON file missing or another on this machine), and
@@ -43,7 +42,6 @@ def join_the_other_processes(timeout: datetime.timedelta = datetime.timedelta(mi
         PartialState(timeout=timeout)
     except Exception as e:  # the failure itself is what this process reports
         logger.warning("could not join the other processes to tell them why this one stops (%s)", e)
-
 
 
 @contextlib.contextmanager
@@ -71,7 +69,6 @@ def stopping_together():
         raise SystemExit(f"error: process {rank} of {len(failures)} stopped at start-up, so this one stops too: {text}")
 
 
-
 def check_same_data(run_args: dict) -> None:
     """Refuse a launch of several processes that read other rows (machines with their own copies of the data files,
     not the same): they would train on mixed data, or, with other row counts, hang."""
@@ -79,7 +76,6 @@ def check_same_data(run_args: dict) -> None:
     if differ := [key for key in SOURCE_DIGESTS.values() if any(other[key] != everyone[0][key] for other in everyone)]:
         raise SystemExit(f"error: the processes read other rows ({', '.join(differ)} differ between them), as where "
                          f"each machine reads its own copy of the data files and the copies differ: make them the same")
-
 
 
 def check_same_resumption(resume: str | None) -> None:
