@@ -34,7 +34,8 @@ def join_the_other_processes(timeout: datetime.timedelta = datetime.timedelta(mi
     failed before TrainingArguments, which joins it, were made (the JSON file missing or another on this machine), and
     the other processes wait for it there, with no end in sight (two launchers on a CPU: still waiting after 200 s,
     their `ddp_timeout` 20 s). Joins as TrainingArguments does by default (accelerate's choice of backend); gives up
-    after `timeout`."""
+    after `timeout`. Where TrainingArguments tried to join and failed, nothing is tried again: accelerate's
+    `PartialState` counts as made once it has begun."""
     if int(os.environ.get("WORLD_SIZE", "1")) < 2 or not torch.distributed.is_available() or \
             torch.distributed.is_initialized():
         return
