@@ -2,7 +2,7 @@
 
 Each process reads and checks its own inputs; these helpers make the processes stop together, each with the reason,
 where one of them fails or where they would not train one run, instead of waiting for each other at the next
-collective operation.
+collective operation (or training apart).
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import os
 import torch
 from accelerate import PartialState
 
-from output_folder import SOURCE_DIGESTS, checkpoint_step
+from output_folder import SOURCE_DIGESTS, changed_arguments, checkpoint_step
 
 logger = logging.getLogger(__name__)
+# Arguments that name each machine's own folders, which may lie under other paths on other machines (the encoder's
+# files are not compared; the data's rows are, through their digests).
+PER_MACHINE_PATHS = {"output_dir", "model_name_or_path", "tokenizer_name"}
 
 
 def gathered(value) -> list:
@@ -70,13 +73,22 @@ def stopping_together():
         raise SystemExit(f"error: process {rank} of {len(failures)} stopped at start-up, so this one stops too: {text}")
 
 
-def check_same_data(run_args: dict) -> None:
-    """Refuse a launch of several processes that read other rows (machines with their own copies of the data files,
-    not the same): they would train on mixed data, or, with other row counts, hang."""
-    everyone = gathered({key: run_args[key] for key in SOURCE_DIGESTS.values()})
-    if differ := [key for key in SOURCE_DIGESTS.values() if any(other[key] != everyone[0][key] for other in everyone)]:
-        raise SystemExit(f"error: the processes read other rows ({', '.join(differ)} differ between them), as where "
+def check_same_run(run_args: dict) -> None:
+    """Refuse a launch of several processes that would not train one run (machines each with its own copy of the data
+    files or of the config, the copies not the same): other rows train on mixed data, or, with other row counts, hang;
+    other arguments drift the replicas apart without a word (a learning rate) or hang (a batch size, a step count).
+    Processes agree as a run and its resumption must (`output_folder.changed_arguments`: data by its rows' digests),
+    but for the paths of each machine's own folders (PER_MACHINE_PATHS)."""
+    everyone = gathered(run_args)
+    differ = sorted({key for other in everyone[1:] for key in changed_arguments(everyone[0], other)}
+                    - PER_MACHINE_PATHS)
+    if digests := [key for key in differ if key in SOURCE_DIGESTS.values()]:
+        raise SystemExit(f"error: the processes read other rows ({', '.join(digests)} differ between them), as where "
                          f"each machine reads its own copy of the data files and the copies differ: make them the same")
+    if differ:
+        raise SystemExit(f"error: the processes were given other arguments ({', '.join(differ[:8])} "
+                         f"{'differs' if len(differ) == 1 else 'differ'} between them), as where each machine reads "
+                         "its own copy of the config and the copies differ: make them the same")
 
 
 def check_same_resumption(resume: str | None) -> None:

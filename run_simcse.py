@@ -44,7 +44,7 @@ from modeling_simcse import (
     SimCSEModel, pooler_dense, saved_form,
 )
 from output_folder import check_output_dir, checkpoint_step, remove_checkpoints, resolve_resume
-from process_agreement import check_same_data, check_same_resumption, stopping_together
+from process_agreement import check_same_resumption, check_same_run, stopping_together
 from run_arguments import (
     SIMCSE_CONFIG_KEYS, TOKENIZE_IN_PARALLEL_FROM, TRAIN_FORMATS, DataArguments, ModelArguments, SimCSEArguments,
     cuda_graphs_conflicts, launched_alone, parse_arguments, run_arguments_dict,
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                     "test_rows_sha256": {name: rows_digest(ds) for name, ds in test_sets.items()}}
         # Refused now, before the model loads; another run's checkpoints go only once nothing else can stop this one.
         overwriting = check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
-    check_same_data(run_args)
+    check_same_run(run_args)
     logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set),
                 ", ".join(train_set.column_names), len(dev_set) if dev_set else 0,
                 {k: len(v) for k, v in test_sets.items()})

@@ -129,8 +129,9 @@ def launch_per_process(tmp_path, configs: list[str]) -> subprocess.CompletedProc
 
 def test_processes_that_would_not_train_one_run_are_refused(tmp_path):
     """Machines with their own disks: a resumption where only the first process sees the checkpoints (the other would
-    train from step 0: it hung), and a run whose second process reads another copy of the training file (mixed data),
-    are refused in every process before anything is written or deleted."""
+    train from step 0: it hung), a run whose second process reads another copy of the training file (mixed data), and
+    one whose processes read other copies of the config, are refused in every process before anything is written or
+    deleted."""
     from test_run_simcse import smoke_config
 
     settings = {"per_device_train_batch_size": 4, "max_train_samples": 16, "num_train_epochs": 1}
@@ -162,6 +163,18 @@ def test_processes_that_would_not_train_one_run_are_refused(tmp_path):
     assert "the processes read other rows (train_rows_sha256 differ between them)" in proc.stderr, proc.stderr[-3000:]
     assert any(name.startswith("checkpoint-") for name in before)
     assert sorted(os.listdir(tmp_path / "node1" / "out")) == before
+
+    # Each machine's own copy of the config, the copies not the same: the replicas trained at other learning rates,
+    # and drifted apart without a word. Each its own output folder, as machines with their own disks may have.
+    configs = []
+    for k, rate in enumerate((5e-4, 3e-4)):
+        (tmp_path / f"lr{k}").mkdir()
+        configs.append(smoke_config(tmp_path / f"lr{k}", **settings, learning_rate=rate))
+    proc = launch_per_process(tmp_path, configs)
+    assert proc.returncode != 0
+    assert "the processes were given other arguments (learning_rate differs between them)" in proc.stderr, \
+        proc.stderr[-3000:]
+    assert not any((tmp_path / f"lr{k}" / "out").exists() for k in range(2))
 
 
 @pytest.mark.parametrize("missing", ["arguments file", "training file", "encoder folder", "encoder weights"])
