@@ -76,9 +76,9 @@ def stopping_together():
 def check_same_run(run_args: dict) -> None:
     """Refuse a launch of several processes that would not train one run (machines each with its own copy of the data
     files or of the config, the copies not the same): other rows train on mixed data, or, with other row counts, hang;
-    other arguments drift the replicas apart without a word (a learning rate) or hang (a batch size, a step count).
-    Processes agree as a run and its resumption must (`output_folder.changed_arguments`: data by its rows' digests),
-    but for the paths of each machine's own folders (PER_MACHINE_PATHS)."""
+    other arguments train the replicas apart (two learning rates did, to the end, without a word). Processes agree as a
+    run and its resumption must (`output_folder.changed_arguments`: data by its rows' digests), but for the paths of
+    each machine's own folders (PER_MACHINE_PATHS)."""
     everyone = gathered(run_args)
     differ = sorted({key for other in everyone[1:] for key in changed_arguments(everyone[0], other)}
                     - PER_MACHINE_PATHS)
