@@ -663,9 +663,9 @@ def test_a_branch_name_git_refuses_stops_the_push_before_anything_is_sent(model_
             push(model_dir, "alice/rev", revision=name, api=api)
     assert hub.requests == []
     config = smoke_config(tmp_path, push_to_hub=True, hub_model_id="alice/from-training", hub_revision="lr 3e-5")
-    proc = cli(["run_simcse.py", config], hub, tmp_home=tmp_path)
-    assert proc.returncode != 0 and "revision 'lr 3e-5' is not a branch name git accepts" in proc.stderr
-    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit, match="revision 'lr 3e-5' is not a branch name git accepts"):
+        run_simcse.main([config])
+    assert not (tmp_path / "out").exists() and hub.requests == []
     for name in ("exp/lr-3e-5", "v1.0", "실험", "a@b"):
         check_revision(name)
 
