@@ -1,13 +1,8 @@
 """Load, validate and tokenize SimCSE training data and STS evaluation sets.
 
-A *source* is one of
-  * a local file or an http(s) URL, read by its extension: `.tsv` (tab-separated, header, quoting off: KorSTS and
-    KorNLI contain unbalanced `"`), `.csv` (RFC 4180), `.json` (a list of objects) / `.jsonl`, `.parquet`, `.txt`
-    (one sentence a line, column `text`);
-  * a Hugging Face Hub dataset `owner/name[:config][:split]` (split defaults to `train`), e.g.
-    `kakaobrain/kor_nli:multi_nli:train` or `klue/klue:sts:validation`.
-Nested columns are flattened (`labels.real-label`). Every problem is raised as `DataError` naming the source and the
-row (a 1-based line for text files, counting the header), before any training starts.
+A source is a local file, an http(s) URL or a Hub dataset id (`data_sources.Source`). Nested columns are flattened
+(`labels.real-label`). Every problem is raised as `DataError` naming the source and the row (a 1-based line for text
+files, counting the header), before any training starts.
 """
 
 from __future__ import annotations
@@ -23,16 +18,14 @@ import re
 import shlex
 import shutil
 import tempfile
-from dataclasses import dataclass
 
 import datasets
 from datasets import Dataset
-from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import TokenizersBackend
 
+from data_sources import FILE_FORMATS, DataError, Source, is_repo_id
 from training_guards import checkpoints
 
-FILE_FORMATS = {".tsv": "csv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "0": 0, "1": 1, "2": 2}
 NO_GOLD_LABEL = (-1, "-1", "-")  # SNLI's marker for pairs without annotator consensus: skipped
 # Column names tried in order when a config does not name them.
@@ -54,46 +47,6 @@ logger = logging.getLogger(__name__)
 DECOMPOSED_HANGUL = re.compile("[\u1100-\u11ff]")
 TO_NFC = ("""python -c "import sys, unicodedata; sys.stdout.write(unicodedata.normalize('NFC', sys.stdin.read()))" """
           "< IN > OUT")
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the source and the row."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """A parsed source string; `row(i)` names data row i (0-based) the way a user finds it in the file."""
-
-    spec: str
-    path: str | None = None  # local path or URL
-    repo: str | None = None  # Hub dataset id
-    config: str | None = None
-    split: str = "train"
-
-    @classmethod
-    def parse(cls, spec: str) -> "Source":
-        if re.match(r"https?://", spec):
-            return cls(spec, path=spec)
-        local = os.path.expanduser(spec)  # "~/data/x.tsv" in a JSON file reaches no shell to expand it
-        if os.path.splitext(local)[1].lower() in FILE_FORMATS or os.path.exists(local):
-            return cls(spec, path=local)
-        repo, *rest = spec.split(":")
-        if repo.count("/") > 1 or len(rest) > 2 or not repo:
-            raise DataError(f"{spec!r} is neither a file (.tsv/.csv/.json/.jsonl/.parquet/.txt), a URL, nor a Hub "
-                            "dataset 'owner/name[:config][:split]'")
-        config = rest[0] if rest and rest[0] else None
-        return cls(spec, repo=repo, config=config, split=rest[1] if len(rest) == 2 else "train")
-
-    @property
-    def extension(self) -> str:
-        return os.path.splitext(self.path.split("?")[0])[1].lower() if self.path else ""
-
-    def row(self, i: int) -> str:
-        if self.extension in (".tsv", ".csv"):
-            return f"{self.spec}, line {i + 2}"
-        if self.extension in (".jsonl", ".txt"):
-            return f"{self.spec}, line {i + 1}"
-        return f"{self.spec}, row {i}"
 
 
 def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Source]:
@@ -377,15 +330,6 @@ def shared_pairs(reference: Dataset, sts: Dataset) -> int:
     seen = set(zip(first, second, strict=True)) | set(zip(second, first, strict=True))
     pairs = zip(column_values(sts, "sentence1"), column_values(sts, "sentence2"), strict=True)
     return sum(pair in seen for pair in pairs)
-
-
-def is_repo_id(name: str) -> bool:
-    """Whether `name` has the form of a Hub repo id (`name` or `owner/name`)."""
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
 
 
 def check_model_source(name: str, needs: str = "config.json") -> None:

@@ -32,6 +32,8 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
+from hub.model_dir import config_form
+
 POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
 # Encoders whose position embeddings and attention masks `embed_packed` drives correctly (checked in the tests), and
 # the attention implementations that take its block-diagonal mask.
@@ -126,10 +128,7 @@ AutoConfig.register(SimCSEConfig.model_type, SimCSEConfig, exist_ok=True)
 def saved_form(path: str, **load_kwargs) -> str | None:
     """What a model folder or Hub id holds: "checkpoint" (a `SimCSEModel` saved in training), "export" (an encoder
     written by `SimCSEModel.export_encoder`, with its `simcse` block) or None (any other encoder). Reads its config."""
-    config, _ = PreTrainedConfig.get_config_dict(path, **load_kwargs)
-    if config.get("model_type") == SimCSEConfig.model_type:
-        return "checkpoint"
-    return "export" if "simcse" in config else None
+    return config_form(PreTrainedConfig.get_config_dict(path, **load_kwargs)[0])
 
 
 class GatherWithGradient(torch.autograd.Function):

@@ -27,6 +27,7 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, get_sched
 from transformers.integrations import get_reporting_integration_callbacks
 
 from data_loading import DataError, check_model_source, parse_named, parse_named_sets
+from hub.model_dir import METRIC_NAMES
 from hub.push import PushError, check_push_access, check_repo_id, check_revision
 from modeling_simcse import (
     CUDA_GRAPH_LENGTHS,
@@ -36,7 +37,6 @@ from modeling_simcse import (
     POOLER_TYPES,
     SimCSEConfig,
 )
-from sts_evaluation import METRIC_NAMES
 
 logger = logging.getLogger(__name__)
 

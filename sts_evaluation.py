@@ -28,10 +28,9 @@ from transformers.utils import cached_file
 from data_collator import SimCSECollator
 from data_loading import (DataError, check_model_source, check_tokenizer, column_values, load_sts,
                           parse_named_sets, refuses_model_code, tokenize_rows)
+from hub.model_dir import METRIC_NAMES, RESULTS_FILE, RUN_ARGS_FILE, SIMILARITIES
 from modeling_simcse import POOLER_TYPES, SimCSEModel, pair_similarities, saved_form
 
-SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")  # column order of SimCSEOutput.scores
-METRIC_NAMES = ("avg",) + tuple(f"{s}_{c}" for s in SIMILARITIES for c in ("pearson", "spearman"))
 KORSTS_URL = "https://raw.githubusercontent.com/kakaobrain/KorNLUDatasets/master/KorSTS/sts-{}.tsv"
 DEFAULT_SETS = {"korsts-test": KORSTS_URL.format("test"), "klue-sts-dev": "klue/klue:sts:validation"}
 
@@ -207,7 +206,6 @@ def run_results_problem(model: str, output: str | None, removed: str, max_length
     """Why scores may not be written to `output`, where it is the `sts_results.json` of the run folder `model`: the card
     shows that file's numbers beside the run's settings, as the standard protocol's (sentences as they are, the run's
     max_seq_length). None where they may."""
-    from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE  # here: hub.model_dir imports this module
 
     if not output or os.path.abspath(output) != os.path.abspath(os.path.join(model, RESULTS_FILE)):
         return None

@@ -14,9 +14,9 @@ import re
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from data_loading import DataError, Source, is_repo_id
-from hub.model_dir import RUN_ARGS_FILE, ModelDirError, check_export, load_results, read_json
-from sts_evaluation import METRIC_NAMES, SIMILARITIES
+from data_sources import DataError, Source, is_repo_id
+from hub.model_dir import (METRIC_NAMES, RUN_ARGS_FILE, SIMILARITIES, ModelDirError, check_export, load_results,
+                           read_json)
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
 PLOT_FILE = "dev_scores.png"

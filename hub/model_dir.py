@@ -1,4 +1,8 @@
-"""What an exported model folder must hold, and which of its files are published."""
+"""What an exported model folder must hold (the marks of its config.json, the metrics of its sts_results.json), and
+which of its files are published.
+
+The training job and the evaluation take these names from here. It imports neither torch nor `transformers`, so
+`python -m hub` starts in a second."""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ import glob
 import json
 import os
 
-from modeling_simcse import saved_form
-from sts_evaluation import METRIC_NAMES
-
 RESULTS_FILE = "sts_results.json"
+# The metrics, x100, of each eval set in it: the similarities, in the column order of SimCSEOutput.scores
+# (modeling_simcse), each with its Pearson and Spearman correlation to the gold scores, and their average.
+SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")
+METRIC_NAMES = ("avg",) + tuple(f"{s}_{c}" for s in SIMILARITIES for c in ("pearson", "spearman"))
 RUN_ARGS_FILE = "run_args.json"
 # Everything a Hub repo gets from an export; checkpoints, optimizer states and training_args.bin never match.
 PUBLISHED_PATTERNS = (
@@ -61,12 +66,25 @@ def check_export(model_dir: str) -> None:
         raise ModelDirError(f"{model_dir}: no config.json (not an exported model)")
     if not glob.glob(os.path.join(model_dir, "*.safetensors")):
         raise ModelDirError(f"{model_dir}: no *.safetensors weights")
-    form = saved_form(model_dir)
+    try:
+        config = read_json(model_dir, "config.json")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelDirError(f"{model_dir}/config.json: not valid JSON ({e})") from None
+    form = config_form(config) if isinstance(config, dict) else None
     if form == "checkpoint":
         raise ModelDirError(f"{model_dir} is a training checkpoint, not an export: publish the run's output folder, "
                             "which holds the export of the checkpoint it kept")
     if form is None:
         raise ModelDirError(f"{model_dir}/config.json: no 'simcse' block (not exported by run_simcse.py)")
+
+
+def config_form(config: dict) -> str | None:
+    """What a saved model's config.json says it is: "checkpoint" (a `SimCSEModel` saved in training, of model type
+    `SimCSEConfig.model_type`), "export" (an encoder written by `SimCSEModel.export_encoder`, with its `simcse` block)
+    or None (any other model)."""
+    if config.get("model_type") == "simcse":
+        return "checkpoint"
+    return "export" if "simcse" in config else None
 
 
 def is_published(path: str) -> bool:

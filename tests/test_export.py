@@ -9,8 +9,8 @@ from sentence_transformers import SentenceTransformer
 from transformers import AlbertConfig, AutoModel, AutoTokenizer, BigBirdConfig, ElectraConfig, ElectraModel
 
 from hub.card import render_card
+from hub.model_dir import METRIC_NAMES
 from modeling_simcse import EMBEDDING_RECIPES, SimCSEModel
-from sts_evaluation import METRIC_NAMES
 
 SENTENCES = ["아이들이 공원에서 축구를 하고 있다.", "남자가 피아노를 연주한다.", "눈이 내려서 온 세상이 하얗게 변했다."]
 

@@ -8,8 +8,7 @@ from huggingface_hub import ModelCard
 
 from conftest import ROOT
 from hub.card import training_settings
-from hub.model_dir import load_results
-from sts_evaluation import METRIC_NAMES
+from hub.model_dir import METRIC_NAMES, load_results
 
 RUN = os.path.join(ROOT, "reference_run")
 

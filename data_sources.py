@@ -1,0 +1,70 @@
+"""What a data source string names, and the error every data problem raises.
+
+A *source* is one of
+  * a local file or an http(s) URL, read by its extension: `.tsv` (tab-separated, header, quoting off: KorSTS and
+    KorNLI contain unbalanced `"`), `.csv` (RFC 4180), `.json` (a list of objects) / `.jsonl`, `.parquet`, `.txt`
+    (one sentence a line, column `text`);
+  * a Hugging Face Hub dataset `owner/name[:config][:split]` (split defaults to `train`), e.g.
+    `kakaobrain/kor_nli:multi_nli:train` or `klue/klue:sts:validation`.
+Reading one is `data_loading`'s; this module imports neither `datasets` nor torch, so `hub/` (which names a run's Hub
+datasets on its card) starts in a second.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+FILE_FORMATS = {".tsv": "csv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the source and the row."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A parsed source string; `row(i)` names data row i (0-based) the way a user finds it in the file."""
+
+    spec: str
+    path: str | None = None  # local path or URL
+    repo: str | None = None  # Hub dataset id
+    config: str | None = None
+    split: str = "train"
+
+    @classmethod
+    def parse(cls, spec: str) -> "Source":
+        if re.match(r"https?://", spec):
+            return cls(spec, path=spec)
+        local = os.path.expanduser(spec)  # "~/data/x.tsv" in a JSON file reaches no shell to expand it
+        if os.path.splitext(local)[1].lower() in FILE_FORMATS or os.path.exists(local):
+            return cls(spec, path=local)
+        repo, *rest = spec.split(":")
+        if repo.count("/") > 1 or len(rest) > 2 or not repo:
+            raise DataError(f"{spec!r} is neither a file (.tsv/.csv/.json/.jsonl/.parquet/.txt), a URL, nor a Hub "
+                            "dataset 'owner/name[:config][:split]'")
+        config = rest[0] if rest and rest[0] else None
+        return cls(spec, repo=repo, config=config, split=rest[1] if len(rest) == 2 else "train")
+
+    @property
+    def extension(self) -> str:
+        return os.path.splitext(self.path.split("?")[0])[1].lower() if self.path else ""
+
+    def row(self, i: int) -> str:
+        if self.extension in (".tsv", ".csv"):
+            return f"{self.spec}, line {i + 2}"
+        if self.extension in (".jsonl", ".txt"):
+            return f"{self.spec}, line {i + 1}"
+        return f"{self.spec}, row {i}"
+
+
+def is_repo_id(name: str) -> bool:
+    """Whether `name` has the form of a Hub repo id (`name` or `owner/name`)."""
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
