@@ -1,13 +1,14 @@
 """A small local stand-in for the Hugging Face Hub, for tests: the real `huggingface_hub` client talks to it over
 HTTP through `HF_ENDPOINT=http://127.0.0.1:<port>`. It keeps what it receives in memory.
 
-It serves what a push and a download use: whoami, repo creation and deletion, branch creation and deletion, preupload,
-YAML validation (of the licence and the datasets, on its own route and on commit, as the Hub refuses what it does not
-know), commits (NDJSON: files added and deleted), model info, tree listing and file resolution; and, for
-`datasets.load_dataset`, dataset repos (seeded with `add_repo`): info, tree, paths-info and file resolution. As on the
-Hub, binary files (weights, images) are large files: preupload says "lfs", the client uploads them through the git-LFS
-batch API (basic transfer: a PUT, then a verify) and the commit names them by SHA-256; text files travel inside the
-commit ("regular"). The stand-in has no Xet storage, which huggingface_hub uses for large files whenever `hf_xet` is
+It serves what a push and a download use: whoami, repo creation and deletion, branch creation and deletion, preupload
+(with the id of each file the branch holds, so the client leaves unchanged files out of a commit, and makes no commit
+when nothing changed), YAML validation (of the licence and the datasets, on its own route and on commit, as the Hub
+refuses what it does not know), commits (NDJSON: files added and deleted), model info, tree listing and file resolution;
+and, for `datasets.load_dataset`, dataset repos (seeded with `add_repo`): info, tree, paths-info and file resolution. As
+on the Hub, binary files (weights, images) are large files: preupload says "lfs", the client uploads them through the
+git-LFS batch API (basic transfer: a PUT, then a verify) and the commit names them by SHA-256; text files travel inside
+the commit ("regular"). The stand-in has no Xet storage, which huggingface_hub uses for large files whenever `hf_xet` is
 installed: clients of the stand-in run with `HF_HUB_DISABLE_XET=1` and take the LFS protocol, as they do without
 `hf_xet`.
 
@@ -66,6 +67,14 @@ def stored_as_lfs(path: str, head: bytes, size: int) -> bool:
     except UnicodeDecodeError:
         binary = True
     return path.endswith(LFS_SUFFIXES) or binary or size > 10 * 2**20
+
+
+def file_oid(content: bytes, upload_mode: str) -> str:
+    """The id preupload gives a file the branch holds, which the client compares with its own file's to leave an
+    unchanged file out of the commit: the SHA-256 of a large file's content, the git blob SHA-1 of a regular file."""
+    if upload_mode == "lfs":
+        return hashlib.sha256(content).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
 # The licences the Hub's metadata validation accepts (its message, quoted in huggingface/huggingface_hub#4218, 2026-05).
@@ -375,8 +384,10 @@ class HubStandIn:
                     files = json.loads(body)["files"]
                     modes = {f["path"]: "lfs" if stored_as_lfs(f["path"], base64.b64decode(f.get("sample", "")),
                                                                 f.get("size", 0)) else "regular" for f in files}
-                    return self._send(200, {"files": [{"path": p, "uploadMode": m, "shouldIgnore": False}
-                                                      for p, m in modes.items()]})
+                    held = repo.branches[branch]
+                    return self._send(200, {"files": [
+                        {"path": p, "uploadMode": m, "shouldIgnore": False,
+                         **({"oid": file_oid(held[p], m)} if p in held else {})} for p, m in modes.items()]})
                 if action == "commit":
                     if hub.drop_commits:
                         self.close_connection = True

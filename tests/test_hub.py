@@ -536,8 +536,22 @@ def test_private_is_refused_for_an_existing_public_repo(model_dir, hub):
     assert len(hub.repos["alice/pub"].commits) == 1
     assert not any(r.startswith(("POST", "PUT")) for r in hub.requests[sent:])
     push(model_dir, "alice/priv", private=True, api=api)
-    push(model_dir, "alice/priv", private=True, api=api)  # an existing private repo takes the push
+    card = open(os.path.join(model_dir, "README.md"), encoding="utf-8").read() + "\nEdited.\n"
+    push(model_dir, "alice/priv", private=True, api=api, card=card)  # an existing private repo takes the push
     assert hub.repos["alice/priv"].private and len(hub.repos["alice/priv"].commits) == 2
+
+
+def test_pushing_an_unchanged_export_again_makes_no_commit(model_dir, hub, caplog):
+    """As on the Hub, the client leaves the files the branch already holds out of a commit, and makes none when every
+    file is unchanged; the push then answers with the branch's last commit. With one file changed, only it is sent."""
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    first = push(model_dir, "alice/again", api=api)
+    assert push(model_dir, "alice/again", api=api) == first
+    assert len(hub.repos["alice/again"].commits) == 1
+    assert "No files have been modified since last commit" in caplog.text
+    card = open(os.path.join(model_dir, "README.md"), encoding="utf-8").read() + "\nEdited.\n"
+    push(model_dir, "alice/again", api=api, card=card)
+    assert [c["files"] for c in hub.repos["alice/again"].commits][1:] == [["README.md"]]
 
 
 def test_a_card_the_hub_refuses_fails_the_push_before_the_upload_and_leaves_no_repo(model_dir, hub, tmp_path):
@@ -584,9 +598,10 @@ def test_transient_errors_are_retried_and_a_failed_push_changes_nothing(model_di
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(hub.repos["alice/r"].commits) == 1 and "retrying" in proc.stderr
     before = dict(hub.repos["alice/r"].branches["main"])
-    hub.reject_commits = True
-    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/r"], hub, tmp_home=tmp_path)
-    assert proc.returncode == 1 and "push to alice/r failed" in proc.stderr
+    hub.reject_commits = True  # another licence: a changed card, so there is a commit to refuse
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/r", "--license", "apache-2.0"], hub,
+               tmp_home=tmp_path)
+    assert proc.returncode == 1 and "push to alice/r failed" in proc.stderr, proc.stderr[-2000:]
     assert hub.repos["alice/r"].branches["main"] == before and len(hub.repos["alice/r"].commits) == 1
     # A failed first push leaves no empty repo behind.
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/new"], hub, tmp_home=tmp_path)
