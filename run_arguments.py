@@ -213,7 +213,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
             raise SystemExit(f"error: {e}") from None
         given = flag_overrides(argv, None)  # also refuses abbreviations
     model_args, data_args, simcse_args, training_args = parsed
-    # As TrainingArguments does for output_dir (data sources: data_loading.Source): no shell expands a JSON value's "~".
+    # As TrainingArguments does for output_dir (data sources: data_sources.Source): no shell expands a JSON value's "~".
     for args, key in ((model_args, "model_name_or_path"), (model_args, "tokenizer_name"), (model_args, "cache_dir"),
                       (training_args, "resume_from_checkpoint")):
         if isinstance(value := getattr(args, key), str) and value.startswith("~"):
