@@ -42,12 +42,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "card":
             if args.repo_id:  # named in the card's title and usage snippet
                 check_repo_id(args.repo_id)
+            card_path, backup = (os.path.join(args.model_dir, name) for name in (CARD_FILE, CARD_BACKUP))
             if not folder_card_is_rendered(args.model_dir, args.repo_id):  # edited by hand, say: not lost
-                shutil.copyfile(os.path.join(args.model_dir, CARD_FILE), os.path.join(args.model_dir, CARD_BACKUP))
+                shutil.copyfile(card_path, backup)
                 print(f"kept the earlier {CARD_FILE}, which is not what the run's files render (edited by hand, "
-                      f"rendered before they changed, or by an earlier version), as {args.model_dir}/{CARD_BACKUP}")
+                      f"rendered before they changed, or by an earlier version), as {backup}")
             render_card(args.model_dir, args.repo_id, *card_choices(args.model_dir, args.license, args.comparison))
-            print(f"wrote {args.model_dir}/README.md")
+            print(f"wrote {card_path}")
             return 0
         if args.card_as_is and (args.license or args.comparison is not None):
             parser.error("--card-as-is uploads README.md as it is; --license and --comparison are for a rendered card")

@@ -358,8 +358,9 @@ def test_a_card_edited_by_hand_is_not_replaced_without_a_word(model_dir, hub, tm
         code, printed = run_hub("push", copy, "--repo-id", "alice/m", "--dry-run")
         assert code == 1 and "README.md is not the card the run's files render (edited by hand" in printed, printed
     # Rendering it again keeps the earlier card: it was "# My model" alone, edited by hand, and went without a word.
-    code, printed = run_hub("card", copy)
+    code, printed = run_hub("card", copy + os.sep)  # as a shell completes a folder's name
     assert code == 0 and "kept the earlier README.md, which is not what the run's files render" in printed
+    assert f"as {os.path.join(copy, 'README.md.bak')}\nwrote {os.path.join(copy, 'README.md')}\n" in printed, printed
     assert open(os.path.join(copy, "README.md.bak")).read() == "# My model\n"
     assert "README.md.bak" not in published_files(copy)
     assert "kept the earlier" not in run_hub("card", copy)[1]  # a card as rendered goes without a copy
