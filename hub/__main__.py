@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                              help="the published SimCSE-KO figures as labelled rows (default: as in the folder's card, "
                                   "else on)")
     args = parser.parse_args(argv)
+    args.model_dir = os.path.normpath(args.model_dir)  # "out/", as a shell completes it, is named "out" in messages
 
     try:
         if args.command == "card":
