@@ -15,7 +15,7 @@ import re
 import time
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from hub.model_dir import check_export, is_published, load_results, published_files
 
@@ -81,6 +81,10 @@ def check_push_access(repo_id: str, private: bool = False, api: HfApi | None = N
                             f"visibility: make it private on the Hub first, or push without --private "
                             f"(hub_private_repo)")
         return exists
+    except OfflineModeIsEnabled:
+        raise PushError("HF_HUB_OFFLINE is set, so huggingface_hub sends nothing to the Hub: unset it to push (a run "
+                        "that trains offline: leave push_to_hub out and push its export with `python -m hub push` "
+                        "later)") from None
     except NETWORK_ERRORS as e:
         raise PushError(f"could not reach the Hugging Face Hub at {api.endpoint} to check the token and the repo "
                         f"({_describe(e)}); check the network (or HF_ENDPOINT)") from None
@@ -121,7 +125,8 @@ def _transient(error: Exception) -> bool:
     if isinstance(error, HfHubHTTPError):
         status = error.response.status_code if error.response is not None else None
         return status is None or status == 429 or status >= 500
-    return isinstance(error, NETWORK_ERRORS)
+    # HF_HUB_OFFLINE's refusal is a ConnectionError that no retry gets past.
+    return isinstance(error, NETWORK_ERRORS) and not isinstance(error, OfflineModeIsEnabled)
 
 
 def _retry(call, what: str):

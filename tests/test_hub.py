@@ -699,6 +699,21 @@ def test_a_branch_name_git_refuses_stops_the_push_before_anything_is_sent(model_
         check_revision(name)
 
 
+def test_offline_mode_stops_the_push_at_once_and_says_so(model_dir, hub, tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE=1 (the README's advice for running offline) makes huggingface_hub refuse every request with a
+    ConnectionError: the push retried it for 7 s, then told the user to check the network."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("hub.push.time.sleep", lambda seconds: pytest.fail("an offline refusal was retried"))
+    said = "HF_HUB_OFFLINE is set, so huggingface_hub sends nothing to the Hub: unset it to push"
+    with pytest.raises(PushError, match=said):
+        push(model_dir, "alice/off", api=HfApi(endpoint=hub.url, token=TOKEN))
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    config = smoke_config(tmp_path, push_to_hub=True, hub_model_id="alice/from-training")
+    with pytest.raises(SystemExit, match=said):
+        run_simcse.main([config])
+    assert not (tmp_path / "out").exists() and hub.requests == []
+
+
 def test_a_failed_push_to_a_new_branch_leaves_no_branch_behind(model_dir, hub, tmp_path):
     """--revision of a branch the repo has not: the push creates it from the default branch, then commits. A failed
     commit left the new branch behind in the existing repo; it is deleted again, and a branch that was there stays."""
