@@ -21,6 +21,8 @@ DATA = os.environ.get("BENCH_DATA") or os.path.join(os.path.dirname(ROOT), "shar
 XNLI = [os.path.join(DATA, "kornli", f) for f in ("xnli.dev.ko.tsv", "xnli.test.ko.tsv")]
 
 SHAPES = {  # BERT encoders made from a config (random weights: speed does not depend on them)
+    # A check of a script itself (the tests' runs): seconds, and timings that stand for nothing.
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
     "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
 }
