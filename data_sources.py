@@ -37,6 +37,7 @@ class Source:
 
     @classmethod
     def parse(cls, spec: str) -> "Source":
+        """A source string (see the module docstring) -> Source; DataError for one that names none of them."""
         if re.match(r"https?://", spec):
             return cls(spec, path=spec)
         local = os.path.expanduser(spec)  # "~/data/x.tsv" in a JSON file reaches no shell to expand it
