@@ -32,7 +32,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
-from hub.model_dir import config_form
+from hub.model_dir import CHECKPOINT_MODEL_TYPE, config_form
 
 POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
 # Encoders whose position embeddings and attention masks `embed_packed` drives correctly (checked in the tests), and
@@ -79,7 +79,7 @@ class SimCSEConfig(PreTrainedConfig):
         padded to its own longest (packed batches, see `embed_packed`, have no padding to remove).
     """
 
-    model_type = "simcse"
+    model_type = CHECKPOINT_MODEL_TYPE  # "simcse"; hub/ tells a checkpoint by it without importing this module
     sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
 
     encoder: PreTrainedConfig | dict | None = None

@@ -17,6 +17,7 @@ RESULTS_FILE = "sts_results.json"
 SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")
 METRIC_NAMES = ("avg",) + tuple(f"{s}_{c}" for s in SIMILARITIES for c in ("pearson", "spearman"))
 RUN_ARGS_FILE = "run_args.json"
+CHECKPOINT_MODEL_TYPE = "simcse"  # SimCSEConfig.model_type: what a training checkpoint's config.json says
 # Everything a Hub repo gets from an export; checkpoints, optimizer states and training_args.bin never match.
 PUBLISHED_PATTERNS = (
     "config.json", "*.safetensors", "model.safetensors.index.json",
@@ -80,9 +81,9 @@ def check_export(model_dir: str) -> None:
 
 def config_form(config: dict) -> str | None:
     """What a saved model's config.json says it is: "checkpoint" (a `SimCSEModel` saved in training, of model type
-    `SimCSEConfig.model_type`), "export" (an encoder written by `SimCSEModel.export_encoder`, with its `simcse` block)
+    `CHECKPOINT_MODEL_TYPE`), "export" (an encoder written by `SimCSEModel.export_encoder`, with its `simcse` block)
     or None (any other model)."""
-    if config.get("model_type") == "simcse":
+    if config.get("model_type") == CHECKPOINT_MODEL_TYPE:
         return "checkpoint"
     return "export" if "simcse" in config else None
 
