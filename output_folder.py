@@ -122,12 +122,32 @@ def warn_of_checkpoints_left(output_dir: str) -> None:
     last = last_complete_checkpoint(output_dir)
     if last is None:
         return
+    if finished := finished_state(output_dir, last):
+        logger.warning("output_dir %s holds this run, trained to its end (step %s); this launch trains it again from "
+                       "step 0 and replaces its checkpoints, export and results (`python sts_evaluation.py %s` scores "
+                       "the export without training)", output_dir, finished["global_step"], output_dir)
+        return
     with open(os.path.join(last, TRAINER_STATE_NAME)) as f:
         state = json.load(f)
     step, end = state.get("global_step"), state.get("max_steps")
     logger.warning("output_dir %s holds checkpoints of this run up to step %s of %s (%s); this launch trains again "
                    "from step 0 and replaces them. To continue from step %s instead, set \"resume_from_checkpoint\": "
                    "true (or add --resume_from_checkpoint last)", output_dir, step, end, os.path.basename(last), step)
+
+
+def finished_state(output_dir: str, last_checkpoint: str) -> dict | None:
+    """The trainer_state.json that `run_simcse.py` writes into `output_dir` once training has ended, where it shows
+    every step trained and was written after the folder's last complete checkpoint (not left by a launch before the
+    one that saved that checkpoint); else None."""
+    path = os.path.join(output_dir, TRAINER_STATE_NAME)
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        written_after = os.path.getmtime(path) >= os.path.getmtime(os.path.join(last_checkpoint, TRAINER_STATE_NAME))
+    except (OSError, ValueError):
+        return None
+    ended = isinstance(state, dict) and state.get("max_steps") and state.get("global_step") == state["max_steps"]
+    return state if ended and written_after else None
 
 
 def checkpoint_step(checkpoint: str) -> int:

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import types
 
 import pytest
@@ -16,6 +17,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling, Transfor
 from transformers import AutoModel, AutoTokenizer, DistilBertConfig, DistilBertModel, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+import output_folder
 import run_arguments
 import run_simcse
 import sts_evaluation
@@ -335,10 +337,19 @@ def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path, c
     config = smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1)
     run_simcse.main([config])
     assert "holds checkpoints" not in caplog.text
-    run_simcse.main([config])  # the same run again: fine, and it says how to continue the run instead
-    assert (f"output_dir {tmp_path / 'out'} holds checkpoints of this run up to step 3 of 3 (checkpoint-3); this "
-            "launch trains again from step 0 and replaces them. To continue from step 3 instead, set "
-            "\"resume_from_checkpoint\""
+    run_simcse.main([config])  # the same run again: fine, and it says that the run had ended
+    out = tmp_path / "out"
+    assert (f"output_dir {out} holds this run, trained to its end (step 3); this launch trains it again from step 0 "
+            f"and replaces its checkpoints, export and results (`python sts_evaluation.py {out}` scores" in caplog.text)
+    assert "To continue from step" not in caplog.text
+    # A launch stopped after its checkpoint, before the end (its checkpoint newer than the state the earlier launch
+    # left at the end): the launch after it is told how to continue instead.
+    os.utime(out / "checkpoint-3" / "trainer_state.json", (time.time() + 60, time.time() + 60))
+    caplog.clear()
+    assert not output_folder.finished_state(str(out), str(out / "checkpoint-3"))
+    output_folder.warn_of_checkpoints_left(str(out))
+    assert (f"output_dir {out} holds checkpoints of this run up to step 3 of 3 (checkpoint-3); this launch trains "
+            "again from step 0 and replaces them. To continue from step 3 instead, set \"resume_from_checkpoint\""
             in caplog.text)
     # As is the same run with settings that leave the weights alone (e.g. to resume with a smaller evaluation batch).
     run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1,
