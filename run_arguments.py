@@ -180,7 +180,38 @@ TRAINING_VALUE_RANGES = {
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, SimCSEArguments, TrainingArguments]:
     """One JSON file (unknown keys are an error), optionally followed by flags that override its keys, or flags
-    alone -> the four argument dataclasses, checked."""
+    alone -> the four argument dataclasses, checked: every problem found is in one SystemExit."""
+    (model_args, data_args, simcse_args, training_args), given = read_arguments(argv)
+    # As TrainingArguments does for output_dir (data sources: data_sources.Source): no shell expands a JSON value's "~".
+    for args, key in ((model_args, "model_name_or_path"), (model_args, "tokenizer_name"), (model_args, "cache_dir"),
+                      (training_args, "resume_from_checkpoint")):
+        if isinstance(value := getattr(args, key), str) and value.startswith("~"):
+            setattr(args, key, os.path.expanduser(value))
+    take_launcher_settings(training_args)
+    problems = (job_problems(model_args, data_args, simcse_args, training_args)
+                + trainer_setting_problems(training_args, data_args)
+                + script_flag_problems(given, training_args, data_args))
+    metric_asked = given.get("metric_for_best_model")
+    if isinstance(metric_asked, str) and metric_asked.removeprefix("eval_") == "loss":
+        # Trainer's own default where load_best_model_at_end has no metric, replaced below by cosine_spearman.
+        problems.append("metric_for_best_model: loss, on the dev set, is the mean squared error between the cosine and "
+                        "the gold score / 5, which SimCSE neither optimises nor scales its cosines to; pick one of "
+                        f"{', '.join(METRIC_NAMES)} (x100, higher is better; default cosine_spearman)")
+    if (problem := output_dir_problem(training_args.output_dir)) is not None:
+        problems.append(problem)
+    problems += hub_problems(training_args, data_args)
+    if problems:
+        raise SystemExit("error: " + "; ".join(problems))
+    if training_args.metric_for_best_model in (None, "loss") and data_args.dev_data:
+        training_args.metric_for_best_model, training_args.greater_is_better = "cosine_spearman", True
+    training_args.remove_unused_columns = False  # the collator reads the tokenized columns itself
+    training_args.logging_nan_inf_filter = False  # NonFiniteLossGuard must see a NaN loss
+    return model_args, data_args, simcse_args, training_args
+
+
+def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
+    """argv (a JSON file and flags, or flags alone) -> the four argument dataclasses as HfArgumentParser makes them,
+    and the keys given (the file's, with the flags' overrides); SystemExit on an unreadable file or an unknown key."""
     parser = HfArgumentParser(ALL_ARGUMENTS)
     if argv and argv[0].lower().endswith(".json"):
         if not os.path.isfile(argv[0]):
@@ -212,13 +243,12 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         except ValueError as e:  # unknown flags
             raise SystemExit(f"error: {e}") from None
         given = flag_overrides(argv, None)  # also refuses abbreviations
-    model_args, data_args, simcse_args, training_args = parsed
-    # As TrainingArguments does for output_dir (data sources: data_sources.Source): no shell expands a JSON value's "~".
-    for args, key in ((model_args, "model_name_or_path"), (model_args, "tokenizer_name"), (model_args, "cache_dir"),
-                      (training_args, "resume_from_checkpoint")):
-        if isinstance(value := getattr(args, key), str) and value.startswith("~"):
-            setattr(args, key, os.path.expanduser(value))
-    take_launcher_settings(training_args)
+    return parsed, given
+
+
+def job_problems(model_args: ModelArguments, data_args: DataArguments, simcse_args: SimCSEArguments,
+                 training_args: TrainingArguments) -> list[str]:
+    """What in the model, data and SimCSE settings (and their fit with the training's) would stop or void the job."""
     problems = []
     if bool(model_args.model_name_or_path) == bool(model_args.model_type):
         problems.append("set exactly one of model_name_or_path (pretrained) and model_type (from a config)")
@@ -285,16 +315,13 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
                 check_model_source(getattr(model_args, key), needs)
         except DataError as e:
             problems.append(f"{key}: {e}")
-    problems += trainer_setting_problems(training_args, data_args)
-    problems += script_flag_problems(given, training_args, data_args)
-    metric_asked = given.get("metric_for_best_model")
-    if isinstance(metric_asked, str) and metric_asked.removeprefix("eval_") == "loss":
-        # Trainer's own default where load_best_model_at_end has no metric, replaced below by cosine_spearman.
-        problems.append("metric_for_best_model: loss, on the dev set, is the mean squared error between the cosine and "
-                        "the gold score / 5, which SimCSE neither optimises nor scales its cosines to; pick one of "
-                        f"{', '.join(METRIC_NAMES)} (x100, higher is better; default cosine_spearman)")
-    if (problem := output_dir_problem(training_args.output_dir)) is not None:
-        problems.append(problem)
+    return problems
+
+
+def hub_problems(training_args: TrainingArguments, data_args: DataArguments) -> list[str]:
+    """What would stop the push at the end (or the card naming its repo): asked of the Hub now, not after the
+    training."""
+    problems = []
     if training_args.hub_model_id and not training_args.push_to_hub:  # named in the model card's usage snippet
         try:
             check_repo_id(training_args.hub_model_id)
@@ -313,13 +340,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
                               HfApi(token=training_args.hub_token))
         except PushError as e:
             problems.append(str(e))
-    if problems:
-        raise SystemExit("error: " + "; ".join(problems))
-    if training_args.metric_for_best_model in (None, "loss") and data_args.dev_data:
-        training_args.metric_for_best_model, training_args.greater_is_better = "cosine_spearman", True
-    training_args.remove_unused_columns = False  # the collator reads the tokenized columns itself
-    training_args.logging_nan_inf_filter = False  # NonFiniteLossGuard must see a NaN loss
-    return model_args, data_args, simcse_args, training_args
+    return problems
 
 
 def check_json_values(config: dict, path: str) -> dict:
