@@ -16,7 +16,8 @@ import shutil
 from transformers.trainer import TRAINER_STATE_NAME
 
 from hub.model_dir import RUN_ARGS_FILE
-from training_guards import holds_training_state, is_complete, last_complete_checkpoint, remove_incomplete_checkpoints
+from training_guards import (holds_training_state, is_complete, last_complete_checkpoint, remove_incomplete_checkpoints,
+                             trainer_state)
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +128,7 @@ def warn_of_checkpoints_left(output_dir: str) -> None:
                        "step 0 and replaces its checkpoints, export and results (`python sts_evaluation.py %s` scores "
                        "the export without training)", output_dir, finished["global_step"], output_dir)
         return
-    with open(os.path.join(last, TRAINER_STATE_NAME)) as f:
-        state = json.load(f)
+    state = trainer_state(last)
     step, end = state.get("global_step"), state.get("max_steps")
     logger.warning("output_dir %s holds checkpoints of this run up to step %s of %s (%s); this launch trains again "
                    "from step 0 and replaces them. To continue from step %s instead, set \"resume_from_checkpoint\": "
@@ -139,11 +139,10 @@ def finished_state(output_dir: str, last_checkpoint: str) -> dict | None:
     """The trainer_state.json that `run_simcse.py` writes into `output_dir` once training has ended, where it shows
     every step trained and was written after the folder's last complete checkpoint (not left by a launch before the
     one that saved that checkpoint); else None."""
-    path = os.path.join(output_dir, TRAINER_STATE_NAME)
     try:
-        with open(path) as f:
-            state = json.load(f)
-        written_after = os.path.getmtime(path) >= os.path.getmtime(os.path.join(last_checkpoint, TRAINER_STATE_NAME))
+        state = trainer_state(output_dir)
+        written_after = (os.path.getmtime(os.path.join(output_dir, TRAINER_STATE_NAME))
+                         >= os.path.getmtime(os.path.join(last_checkpoint, TRAINER_STATE_NAME)))
     except (OSError, ValueError):
         return None
     ended = isinstance(state, dict) and state.get("max_steps") and state.get("global_step") == state["max_steps"]
@@ -152,5 +151,4 @@ def finished_state(output_dir: str, last_checkpoint: str) -> dict | None:
 
 def checkpoint_step(checkpoint: str) -> int:
     """The training step a complete checkpoint was written at (its trainer_state.json's global_step)."""
-    with open(os.path.join(checkpoint, TRAINER_STATE_NAME)) as f:
-        return json.load(f)["global_step"]
+    return trainer_state(checkpoint)["global_step"]

@@ -14,6 +14,7 @@ import re
 import shutil
 
 from transformers import TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME
 
 logger = logging.getLogger(__name__)
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -23,10 +24,16 @@ class TrainingDiverged(RuntimeError):
     """The loss or gradient norm became NaN/inf; the message names the step and the last good checkpoint."""
 
 
+def trainer_state(folder: str) -> dict:
+    """The `trainer_state.json` of a checkpoint (or of a run's output folder, written at the end), parsed; OSError or
+    ValueError where it is missing or unreadable."""
+    with open(os.path.join(folder, TRAINER_STATE_NAME)) as f:
+        return json.load(f)
+
+
 def is_complete(checkpoint_dir: str) -> bool:
     try:
-        with open(os.path.join(checkpoint_dir, "trainer_state.json")) as f:
-            json.load(f)
+        trainer_state(checkpoint_dir)
         return True
     except (OSError, ValueError):
         return False
