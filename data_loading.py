@@ -37,6 +37,8 @@ STS_COLUMNS = {
     "score": ("score", "labels.real-label", "real-label", "label", "similarity_score"),
 }
 TEXT_COLUMNS = ("text", "sentence", "sentence1")
+# Shares of a sample's tokens that the tokenizer makes its unknown token above which a run warns, and stops.
+UNKNOWN_TOKENS_WARNING, UNKNOWN_TOKENS_ERROR = 0.05, 0.5
 
 
 logger = logging.getLogger(__name__)
@@ -375,18 +377,47 @@ def parse_named_sets(specs: list[str]) -> dict[str, str]:
     return named
 
 
-def check_tokenizer(tokenizer, max_length: int, name: str = "max_length") -> None:
+def check_tokenizer(tokenizer, max_length: int | None, name: str = "max_length") -> None:
     """Raise ValueError where the tokenizer cannot make the batches: it has no padding token (the collator pads with
-    it), or sentences cut to `max_length` tokens (named `name`) would keep no token of their own once its special
-    tokens ([CLS] and [SEP] for BERT) are in, so that every sentence would get the same embedding."""
+    it), or sentences cut to `max_length` tokens (named `name`; None: not checked) would keep no token of their own
+    once its special tokens ([CLS] and [SEP] for BERT) are in, so that every sentence would get the same embedding."""
     if tokenizer.pad_token_id is None:
         raise ValueError(f"the tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path or 'trained here'}) has "
                          "no padding token, which batches of sentences of different lengths need; use the encoder's "
                          "own tokenizer")
     specials = tokenizer.num_special_tokens_to_add(pair=False)
-    if max_length <= specials:
+    if max_length is not None and max_length <= specials:
         raise ValueError(f"{name} {max_length} leaves no room for a sentence: the tokenizer adds {specials} special "
                          f"token(s) to each; set it to more than {specials} (the published settings use 64)")
+
+
+def sample_sentences(ds: Dataset, columns: list[str], rows: int = 500) -> list[str]:
+    """The sentences of the first `rows` rows in `columns`: what a check of the tokenizer reads."""
+    head = ds.select(range(min(rows, len(ds))))
+    return [s for c in columns for s in column_values(head, c)]
+
+
+def check_known_tokens(tokenizer, sentences: list[str], what: str) -> None:
+    """Raise ValueError where `tokenizer` makes half or more of the tokens of `sentences` (those of `what`) its unknown
+    token, so that most sentences would look alike to the encoder; warn from UNKNOWN_TOKENS_WARNING. transformers
+    builds a tokenizer with special tokens only, and no word of its own, for a model folder without tokenizer files."""
+    if tokenizer.unk_token_id is None or not sentences:  # byte-level BPE has no unknown token
+        return
+    ids = [i for row in tokenizer(sentences, add_special_tokens=False)["input_ids"] for i in row]
+    share = ids.count(tokenizer.unk_token_id) / len(ids) if ids else 0.0
+    if share < UNKNOWN_TOKENS_WARNING:
+        return
+    found = (f"the tokenizer of {tokenizer.name_or_path or 'this run'} ({type(tokenizer).__name__}) makes "
+             f"{share:.0%} of the tokens of {what} {tokenizer.unk_token}")
+    if len(tokenizer) <= len(tokenizer.all_special_ids):
+        raise ValueError(f"{found}: it has no vocabulary beyond its {len(tokenizer)} special tokens, which is what "
+                         "transformers loads from a folder without tokenizer files (tokenizer.json, vocab.txt, ...); "
+                         "copy the encoder's tokenizer files into the folder")
+    if share >= UNKNOWN_TOKENS_ERROR:
+        raise ValueError(f"{found}: it was not made for these sentences (a tokenizer of another language, or text in "
+                         "a form it does not read, such as decomposed Hangul); use an encoder whose tokenizer covers "
+                         "them")
+    logger.warning("%s: sentences that differ only in those words look alike to the encoder", found)
 
 
 def token_ids(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:

@@ -27,6 +27,7 @@ import time
 import joblib
 import torch
 import transformers
+from datasets import Dataset
 from huggingface_hub import HfApi
 from huggingface_hub.errors import StrictDataclassError
 from torch import nn
@@ -35,7 +36,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from data_collator import SimCSECollator
 from data_loading import (DataError, column_values, load_nli_triplets, load_sentence_columns, load_sts,
-                          parse_named_sets, refuses_model_code, rows_digest, shared_pairs, tokenize_rows)
+                          parse_named_sets, refuses_model_code, rows_digest, sample_sentences, shared_pairs,
+                          tokenize_rows)
 from hub.card import contrastive_batch, dev_metric, not_held_out, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, push
@@ -228,9 +230,11 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
     return model
 
 
-def check_trainable(model: SimCSEModel, tokenizer, simcse_args: SimCSEArguments, max_seq_length: int) -> None:
+def check_trainable(model: SimCSEModel, tokenizer, simcse_args: SimCSEArguments, max_seq_length: int,
+                    train_set: Dataset) -> None:
     """Stop (SystemExit) before training on what the built model cannot do: packing asked of an encoder without it, an
-    export that cannot give the trained embedding, a max_seq_length or tokenizer that does not fit the encoder."""
+    export that cannot give the trained embedding, a max_seq_length or tokenizer that does not fit the encoder or
+    the training sentences."""
     if simcse_args.pack_sequences and not model.supports_packing:
         raise SystemExit(
             f"error: pack_sequences: not available for a {model.config.encoder.model_type} encoder with "
@@ -240,7 +244,8 @@ def check_trainable(model: SimCSEModel, tokenizer, simcse_args: SimCSEArguments,
         model.check_exportable()
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    check_inputs(model, tokenizer, max_seq_length, "max_seq_length")
+    check_inputs(model, tokenizer, max_seq_length, sample_sentences(train_set, train_set.column_names),
+                 "the training sentences", "max_seq_length")
 
 
 def cuda_graphs_by_default(training_args: TrainingArguments, simcse_args: SimCSEArguments, packed: bool) -> bool:
@@ -470,7 +475,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         with timer("load_model"), model_loading_errors(model_args):
             tokenizer = load_tokenizer(model_args, train_set, data_args.max_seq_length)
             model = build_model(model_args, simcse_args, tokenizer, training_args.device.type)
-        check_trainable(model, tokenizer, simcse_args, data_args.max_seq_length)
+        check_trainable(model, tokenizer, simcse_args, data_args.max_seq_length, train_set)
     # One process deletes what is to go (old or half-written checkpoints) before the others look: two deleting one
     # folder at once fail on files already gone. Per node where each node saves to its own disk (save_on_each_node).
     # (Apart from the stage above: main_process_first's barrier is a collective operation.)

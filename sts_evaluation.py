@@ -26,8 +26,8 @@ from transformers import AutoTokenizer, EvalPrediction, Trainer, TrainingArgumen
 from transformers.utils import cached_file
 
 from data_collator import SimCSECollator
-from data_loading import (DataError, check_model_source, check_tokenizer, column_values, load_sts,
-                          parse_named_sets, refuses_model_code, tokenize_rows)
+from data_loading import (DataError, check_known_tokens, check_model_source, check_tokenizer, column_values,
+                          load_sts, parse_named_sets, refuses_model_code, sample_sentences, tokenize_rows)
 from hub.model_dir import METRIC_NAMES, RESULTS_FILE, RUN_ARGS_FILE, SIMILARITIES
 from modeling_simcse import POOLER_TYPES, SimCSEModel, pair_similarities, saved_form
 
@@ -88,15 +88,24 @@ def evaluate_sets(trainer: Trainer, sets: dict) -> dict[str, dict[str, float]]:
     return results
 
 
-def check_inputs(model: SimCSEModel, tokenizer, max_length: int, name: str = "--max-length") -> None:
-    """SystemExit naming what the encoder and its tokenizer cannot take (training and scoring): sentences of
-    `max_length` tokens (the setting named `name`), this tokenizer's ids, or batches this tokenizer cannot pad."""
+def check_inputs(model: SimCSEModel, tokenizer, max_length: int | None, sentences: list[str], what: str,
+                 name: str = "--max-length") -> None:
+    """SystemExit naming what the encoder and its tokenizer cannot take (training and scoring): `sentences` (a sample
+    of `what`) most of whose tokens the tokenizer does not know, sentences of `max_length` tokens (the setting named
+    `name`; None: not checked), this tokenizer's ids, or batches this tokenizer cannot pad."""
     try:
-        model.check_max_length(max_length, name)
+        check_known_tokens(tokenizer, sentences, what)
+        if max_length is not None:
+            model.check_max_length(max_length, name)
         model.check_vocabulary(tokenizer)
         check_tokenizer(tokenizer, max_length, name)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
+
+
+def sts_sentences(sets: dict[str, Dataset]) -> list[str]:
+    """A sample of the sentences of STS sets, for `check_inputs`."""
+    return [s for ds in sets.values() for s in sample_sentences(ds, ["sentence1", "sentence2"])]
 
 
 def simcse_scores(model: str, form: str | None, pooler: str | None, sets: dict[str, Dataset], max_length: int | None,
@@ -110,7 +119,7 @@ def simcse_scores(model: str, form: str | None, pooler: str | None, sets: dict[s
     tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
     if max_length is None:  # the tokenizer of a folder run_simcse.py wrote carries the run's max_seq_length
         max_length = tokenizer.model_max_length if form else 64
-    check_inputs(encoder, tokenizer, max_length)
+    check_inputs(encoder, tokenizer, max_length, sts_sentences(sets), "the STS sentences")
     tokenized = {name: tokenize_sts(ds, tokenizer, max_length, name=name) for name, ds in sets.items()}
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
@@ -164,10 +173,10 @@ def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_lengt
     from sentence_transformers import SentenceTransformer
 
     encoder = SentenceTransformer(model, trust_remote_code=trust_remote_code)
+    if getattr(encoder[0], "auto_model", None) is not None:  # a transformers encoder (not static embeddings)
+        check_inputs(SimCSEModel.from_encoder(encoder[0].auto_model, pooler_type="cls_before_pooler"),
+                     encoder.tokenizer, max_length, sts_sentences(sets), "the STS sentences")
     if max_length is not None:
-        if getattr(encoder[0], "auto_model", None) is not None:
-            check_inputs(SimCSEModel.from_encoder(encoder[0].auto_model, pooler_type="cls_before_pooler"),
-                         encoder.tokenizer, max_length)
         encoder.max_seq_length = max_length
     print(f"{model}: scored through its sentence-transformers pipeline "
           f"({' -> '.join(type(module).__name__ for module in encoder)}, max_seq_length {encoder.max_seq_length})")

@@ -60,7 +60,7 @@ def load_results(model_dir: str) -> dict[str, dict[str, float]]:
 
 
 def check_export(model_dir: str) -> None:
-    """An exported encoder: config.json with its `simcse` block and safetensors weights."""
+    """An exported encoder: config.json with its `simcse` block, safetensors weights and its tokenizer."""
     if not os.path.isdir(model_dir):
         raise ModelDirError(f"{model_dir}: no such folder")
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
@@ -77,6 +77,9 @@ def check_export(model_dir: str) -> None:
                             "which holds the export of the checkpoint it kept")
     if form is None:
         raise ModelDirError(f"{model_dir}/config.json: no 'simcse' block (not exported by run_simcse.py)")
+    if not os.path.isfile(os.path.join(model_dir, "tokenizer_config.json")):
+        # transformers would load the repo with a tokenizer of special tokens only: every sentence [CLS] [UNK]... [SEP].
+        raise ModelDirError(f"{model_dir}: no tokenizer_config.json (the export's tokenizer files)")
 
 
 def config_form(config: dict) -> str | None:

@@ -11,8 +11,8 @@ import datasets
 import pytest
 
 from conftest import SAMPLE, SHARED_DATA
-from data_loading import (DataError, Source, _check_text_file, load_nli_triplets, load_sentence_columns, load_sts,
-                          parse_named, rows_digest, shared_pairs)
+from data_loading import (DataError, Source, _check_text_file, check_known_tokens, load_nli_triplets,
+                          load_sentence_columns, load_sts, parse_named, rows_digest, shared_pairs)
 
 
 def write(tmp_path, name, text):
@@ -220,6 +220,32 @@ def test_decomposed_hangul_is_warned_of(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="data_loading"):
         load_sts(write(tmp_path, "nfc.tsv", f"sentence1\tsentence2\tscore\n{composed}\tㅋㅋ 웃기다\t1\n가\t나\t2\n"))
     assert caplog.records == []  # composed Hangul and compatibility jamo (ㅋㅋ) are ordinary text
+
+
+def test_a_tokenizer_that_knows_too_few_of_the_sentences_tokens_is_named(tmp_path, caplog):
+    """transformers loads a folder without tokenizer files as a tokenizer of special tokens only, which made every
+    sentence [CLS] [UNK]... [SEP] and trained without a word; a tokenizer of another script does nearly that."""
+    from transformers import BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    (tmp_path / "vocab.txt").write_text("\n".join(specials + ["한", "남자", "##가", "."]))
+    wordpiece = BertTokenizerFast(str(tmp_path / "vocab.txt"), do_lower_case=False, name_or_path="enc")
+    with caplog.at_level("WARNING", logger="data_loading"):
+        check_known_tokens(wordpiece, ["한 남자가.", "한 남자가."], "the training sentences")
+        assert caplog.records == []
+        # [UNK] for 밥을 and 먹는다: 2 of the 10 tokens, special tokens not counted.
+        check_known_tokens(wordpiece, ["한 남자가.", "한 남자가 밥을 먹는다."], "the training sentences")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the tokenizer of enc ({type(wordpiece).__name__}) makes 20% of the tokens of the training sentences [UNK]: "
+        "sentences that differ only in those words look alike to the encoder"]
+    with pytest.raises(ValueError, match=r"makes 67% of the tokens of the STS sentences \[UNK\]: it was not made for "
+                                         r"these sentences \(a tokenizer of another language"):
+        check_known_tokens(wordpiece, ["밥을 먹는다."], "the STS sentences")
+    (tmp_path / "vocab.txt").write_text("\n".join(specials))
+    empty = BertTokenizerFast(str(tmp_path / "vocab.txt"), name_or_path="enc")
+    with pytest.raises(ValueError, match=r"makes 100% of .*: it has no vocabulary beyond its 5 special tokens, which "
+                                         r"is what transformers loads from a folder without tokenizer files"):
+        check_known_tokens(empty, ["한 남자가."], "the training sentences")
 
 
 @pytest.mark.parametrize("name, text, message", [

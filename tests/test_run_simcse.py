@@ -271,6 +271,21 @@ def test_another_models_tokenizer_is_named_before_anything_is_written(encoder_di
     assert not (tmp_path / "out").exists()
 
 
+def test_an_encoder_folder_without_tokenizer_files_is_named_before_anything_is_written(encoder_dir, tmp_path):
+    """transformers loads it as a tokenizer of special tokens only: the run trained on [CLS] [UNK]... [SEP] to the end,
+    and scored about 0 without a word."""
+    (tmp_path / "encoder").mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(os.path.join(encoder_dir, name), tmp_path / "encoder")
+    config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None, config_overrides=None,
+                          model_name_or_path=str(tmp_path / "encoder"))
+    with pytest.raises(SystemExit, match=r"the tokenizer of .*encoder \(BertTokenizer\) makes 100% of the tokens of "
+                                         r"the training sentences \[UNK\]: it has no vocabulary beyond its 5 special "
+                                         r"tokens, which is what transformers loads from a folder without tokenizer"):
+        run_simcse.main([config])
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_missing_encoder_folder_is_named_before_anything_runs(tmp_path):
     config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None,
                           model_name_or_path="/no/such/encoder")

@@ -184,6 +184,16 @@ def test_a_tokenizer_without_a_padding_token_is_named_before_scoring(encoder_dir
         main([str(tmp_path / "encoder"), "--set", f"s={SAMPLE}/sts.tsv"])
 
 
+def test_a_model_without_tokenizer_files_is_named_before_scoring(encoder_dir, sentence_transformer_dir, tmp_path):
+    """transformers (and sentence-transformers through it) loads such a folder with a tokenizer of special tokens only:
+    every sentence was scored as [CLS] [UNK]... [SEP], without a word."""
+    for name, model in (("encoder", encoder_dir), ("sentence-transformer", sentence_transformer_dir)):
+        shutil.copytree(model, tmp_path / name, ignore=shutil.ignore_patterns("tokenizer*", "vocab.txt"))
+        with pytest.raises(SystemExit, match=r"makes 100% of the tokens of the STS sentences \[UNK\]: it has no "
+                                             r"vocabulary beyond its 5 special tokens"):
+            main([str(tmp_path / name), "--set", f"s={SAMPLE}/sts.tsv"])
+
+
 @pytest.fixture(scope="module")
 def sentence_transformer_dir(encoder_dir, tmp_path_factory):
     """The tiny encoder as a sentence-transformers model: mean pooling, then unit length (as e5 models ship)."""
