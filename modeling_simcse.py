@@ -209,6 +209,27 @@ def pair_similarities(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     )
 
 
+class EncoderWeightsMissing(ValueError):
+    """A checkpoint that holds too few of its encoder's weights to start from (see `load_encoder`)."""
+
+
+def load_encoder(source: str, **load_kwargs) -> PreTrainedModel:
+    """`AutoModel.from_pretrained(source, **load_kwargs)`; raises EncoderWeightsMissing where most of the encoder's
+    parameters are not in the checkpoint (another architecture's weights under this config): transformers initialises
+    them at random beside a load report, and a run went on to train, or score, a random encoder. A few new ones, such
+    as the pooler an MLM checkpoint lacks, are normal."""
+    encoder, info = AutoModel.from_pretrained(source, output_loading_info=True, **load_kwargs)
+    parameters = dict(encoder.named_parameters())
+    total = sum(p.numel() for p in parameters.values())
+    missing = sum(parameters[name].numel() for name in info["missing_keys"] if name in parameters)
+    if missing > total / 2:
+        raise EncoderWeightsMissing(
+            f"{source}: {missing / total:.0%} of the weights of its {encoder.config.model_type} encoder are not in its "
+            f"checkpoint (transformers' load report lists them as MISSING), so they would start from random values; "
+            "name a checkpoint of this architecture")
+    return encoder
+
+
 def pooler_dense(encoder: nn.Module) -> nn.Linear | None:
     """The Linear of the encoder's dense + tanh pooler, whose `pooler_output` is tanh(Linear(CLS state)): `pooler.dense`
     in the BERT family (BERT, RoBERTa, XLM-R, MPNet ...), the pooler itself beside a Tanh in ALBERT
@@ -254,7 +275,7 @@ class SimCSEModel(PreTrainedModel):
     def from_encoder(cls, encoder: str | PreTrainedModel, **simcse_kwargs) -> "SimCSEModel":
         """Wrap a pretrained encoder (a model id / folder, or a loaded model) with fresh SimCSE settings."""
         if isinstance(encoder, str):
-            encoder = AutoModel.from_pretrained(encoder)
+            encoder = load_encoder(encoder)
         attention = encoder.config._attn_implementation
         config = SimCSEConfig(encoder=encoder.config, **simcse_kwargs)
         model = cls(config, encoder=encoder)
@@ -273,7 +294,7 @@ class SimCSEModel(PreTrainedModel):
         form = saved_form(path, **load_kwargs)
         if form == "checkpoint":
             return cls.from_pretrained(path, **load_kwargs).eval()
-        encoder = AutoModel.from_pretrained(path, **load_kwargs)
+        encoder = load_encoder(path, **load_kwargs)
         if form == "export":
             saved = encoder.config.simcse
             model = cls.from_encoder(encoder, **{k: saved[k] for k in ("pooler_type", "mlp_only_train")})

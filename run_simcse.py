@@ -42,8 +42,8 @@ from hub.card import contrastive_batch, dev_metric, not_held_out, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, push
 from modeling_simcse import (
-    CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, SimCSEConfig,
-    SimCSEModel, pooler_dense, saved_form,
+    CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES,
+    EncoderWeightsMissing, SimCSEConfig, SimCSEModel, load_encoder, pooler_dense, saved_form,
 )
 from output_folder import check_output_dir, checkpoint_step, remove_checkpoints, resolve_resume
 from process_agreement import check_same_resumption, check_same_run, stopping_together
@@ -205,13 +205,17 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
             trained = SimCSEModel.from_pretrained(source, config=saved, cache_dir=cache_dir)
             encoder, trained_mlp, saved_embedding = trained.encoder, trained.mlp, saved.exported_embedding
         elif source:
-            encoder = AutoModel.from_pretrained(source, config=config, cache_dir=cache_dir)
+            encoder = load_encoder(source, config=config, cache_dir=cache_dir)
             if form == "export":
                 saved_embedding = config.simcse["embedding"]
                 if saved_embedding == "pooler_output":  # the MLP, folded into the encoder's pooler at the export
                     trained_mlp = nn.Sequential(pooler_dense(encoder), nn.Tanh())
         else:
             encoder = AutoModel.from_config(config)
+    except EncoderWeightsMissing as e:
+        overrides = model_args.config_overrides  # more layers than the checkpoint holds, say
+        raise SystemExit(f"error: model_name_or_path: {e}" + (
+            f", or config_overrides {overrides!r} asks for more than it holds" if overrides else "")) from None
     except (ValueError, RuntimeError) as e:  # shapes the overrides break (hidden_size and the heads, the weights)
         if not model_args.config_overrides or refuses_model_code(e):
             raise

@@ -29,7 +29,7 @@ from data_collator import SimCSECollator
 from data_loading import (DataError, check_known_tokens, check_model_source, check_tokenizer, column_values,
                           load_sts, parse_named_sets, refuses_model_code, sample_sentences, tokenize_rows)
 from hub.model_dir import METRIC_NAMES, RESULTS_FILE, RUN_ARGS_FILE, SIMILARITIES
-from modeling_simcse import POOLER_TYPES, SimCSEModel, pair_similarities, saved_form
+from modeling_simcse import POOLER_TYPES, EncoderWeightsMissing, SimCSEModel, pair_similarities, saved_form
 
 KORSTS_URL = "https://raw.githubusercontent.com/kakaobrain/KorNLUDatasets/master/KorSTS/sts-{}.tsv"
 DEFAULT_SETS = {"korsts-test": KORSTS_URL.format("test"), "klue-sts-dev": "klue/klue:sts:validation"}
@@ -279,6 +279,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         else:
             results = simcse_scores(args.model, form, args.pooler, loaded, args.max_length, args.batch_size,
                                     args.trust_remote_code)
+    except EncoderWeightsMissing as e:
+        raise SystemExit(f"error: {e}") from None
     except ValueError as e:
         if not refuses_model_code(e) or args.trust_remote_code:
             raise

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertModel
+from transformers import AutoTokenizer, BertConfig, BertModel, RobertaConfig, RobertaForMaskedLM
 
 from hub_standin import HubStandIn
 from scratch_tokenizer import train_wordpiece
@@ -57,6 +57,19 @@ def encoder_dir(tmp_path_factory, tokenizer):
                         intermediate_size=64, max_position_embeddings=64, initializer_range=0.2)
     path = str(tmp_path_factory.mktemp("encoder"))
     BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def foreign_weights_dir(tmp_path_factory, tokenizer):
+    """A RoBERTa MLM checkpoint saved under a BERT config, with the sample tokenizer: transformers loads it as a BERT
+    whose every weight it initialises at random (another architecture's names)."""
+    shape = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64, max_position_embeddings=66)
+    path = str(tmp_path_factory.mktemp("foreign-weights"))
+    RobertaForMaskedLM(RobertaConfig(**shape)).save_pretrained(path)
+    BertConfig(**shape).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 

@@ -6,11 +6,12 @@ import json
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from transformers import AlbertConfig, AutoModel, AutoTokenizer, BigBirdConfig, ElectraConfig, ElectraModel
+from transformers import (AlbertConfig, AutoModel, AutoTokenizer, BigBirdConfig, ElectraConfig, ElectraModel,
+                          RobertaConfig, RobertaForMaskedLM)
 
 from hub.card import render_card
 from hub.model_dir import METRIC_NAMES
-from modeling_simcse import EMBEDDING_RECIPES, SimCSEModel
+from modeling_simcse import EMBEDDING_RECIPES, EncoderWeightsMissing, SimCSEModel, load_encoder
 
 SENTENCES = ["아이들이 공원에서 축구를 하고 있다.", "남자가 피아노를 연주한다.", "눈이 내려서 온 세상이 하얗게 변했다."]
 
@@ -130,6 +131,19 @@ def test_mlp_is_folded_not_the_pretrained_pooler(encoder_dir, tokenizer, tmp_pat
     plain = AutoModel.from_pretrained(str(tmp_path))
     torch.testing.assert_close(plain.pooler.dense.weight, model.mlp[0].weight)
     assert not torch.allclose(model.encoder.pooler.dense.weight, model.mlp[0].weight)  # training model untouched
+
+
+def test_a_checkpoint_without_most_of_its_encoders_weights_is_refused(foreign_weights_dir, tokenizer, tmp_path):
+    """Another architecture's weights under this config were initialised at random with a load report, and a run went
+    on to train (or score) a random encoder. The pooler that an MLM checkpoint lacks is new as transformers has it."""
+    with pytest.raises(EncoderWeightsMissing, match=r"foreign-weights\w*: 100% of the weights of its bert encoder are "
+                                                    r"not in its checkpoint \(transformers' load report lists them"):
+        SimCSEModel.from_exported(foreign_weights_dir)
+    mlm = RobertaForMaskedLM(RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                           num_attention_heads=2, intermediate_size=64))
+    mlm.save_pretrained(tmp_path / "mlm")
+    encoder = load_encoder(str(tmp_path / "mlm"))
+    torch.testing.assert_close(encoder.embeddings.word_embeddings.weight, mlm.roberta.embeddings.word_embeddings.weight)
 
 
 def test_encoder_without_pooler_cannot_keep_mlp(tokenizer, tmp_path):

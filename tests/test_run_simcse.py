@@ -286,6 +286,17 @@ def test_an_encoder_folder_without_tokenizer_files_is_named_before_anything_is_w
     assert not (tmp_path / "out").exists()
 
 
+def test_an_encoder_folder_of_another_architectures_weights_is_named_before_anything_is_written(foreign_weights_dir,
+                                                                                                  tmp_path):
+    config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None, config_overrides=None,
+                          model_name_or_path=foreign_weights_dir)
+    with pytest.raises(SystemExit, match=r"^error: model_name_or_path: .*foreign-weights\w*: 100% of the weights of "
+                                         r"its bert encoder are not in its checkpoint .* start from random values; "
+                                         r"name a checkpoint of this architecture$"):
+        run_simcse.main([config])
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_missing_encoder_folder_is_named_before_anything_runs(tmp_path):
     config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None,
                           model_name_or_path="/no/such/encoder")

@@ -194,6 +194,12 @@ def test_a_model_without_tokenizer_files_is_named_before_scoring(encoder_dir, se
             main([str(tmp_path / name), "--set", f"s={SAMPLE}/sts.tsv"])
 
 
+def test_a_model_of_another_architectures_weights_is_named_before_scoring(foreign_weights_dir):
+    with pytest.raises(SystemExit, match=r"^error: .*foreign-weights\w*: 100% of the weights of its bert encoder are "
+                                         r"not in its checkpoint"):
+        main([foreign_weights_dir, "--set", f"s={SAMPLE}/sts.tsv"])
+
+
 @pytest.fixture(scope="module")
 def sentence_transformer_dir(encoder_dir, tmp_path_factory):
     """The tiny encoder as a sentence-transformers model: mean pooling, then unit length (as e5 models ship)."""
