@@ -248,8 +248,8 @@ def check_trainable(model: SimCSEModel, tokenizer, simcse_args: SimCSEArguments,
         model.check_exportable()
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    check_inputs(model, tokenizer, max_seq_length, sample_sentences(train_set, train_set.column_names),
-                 "the training sentences", "max_seq_length")
+    check_inputs(model, tokenizer, max_seq_length,
+                 {"the training sentences": sample_sentences(train_set, train_set.column_names)}, "max_seq_length")
 
 
 def cuda_graphs_by_default(training_args: TrainingArguments, simcse_args: SimCSEArguments, packed: bool) -> bool:

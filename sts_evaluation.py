@@ -88,13 +88,14 @@ def evaluate_sets(trainer: Trainer, sets: dict) -> dict[str, dict[str, float]]:
     return results
 
 
-def check_inputs(model: SimCSEModel, tokenizer, max_length: int | None, sentences: list[str], what: str,
+def check_inputs(model: SimCSEModel, tokenizer, max_length: int | None, samples: dict[str, list[str]],
                  name: str = "--max-length") -> None:
-    """SystemExit naming what the encoder and its tokenizer cannot take (training and scoring): `sentences` (a sample
-    of `what`) most of whose tokens the tokenizer does not know, sentences of `max_length` tokens (the setting named
-    `name`; None: not checked), this tokenizer's ids, or batches this tokenizer cannot pad."""
+    """SystemExit naming what the encoder and its tokenizer cannot take (training and scoring): sentences most of whose
+    tokens the tokenizer does not know (`samples`: what they are -> a sample of them), sentences of `max_length`
+    tokens (the setting named `name`; None: not checked), this tokenizer's ids, or batches this tokenizer cannot pad."""
     try:
-        check_known_tokens(tokenizer, sentences, what)
+        for what, sentences in samples.items():
+            check_known_tokens(tokenizer, sentences, what)
         if max_length is not None:
             model.check_max_length(max_length, name)
         model.check_vocabulary(tokenizer)
@@ -103,9 +104,9 @@ def check_inputs(model: SimCSEModel, tokenizer, max_length: int | None, sentence
         raise SystemExit(f"error: {e}") from None
 
 
-def sts_sentences(sets: dict[str, Dataset]) -> list[str]:
-    """A sample of the sentences of STS sets, for `check_inputs`."""
-    return [s for ds in sets.values() for s in sample_sentences(ds, ["sentence1", "sentence2"])]
+def sts_samples(sets: dict[str, Dataset]) -> dict[str, list[str]]:
+    """{set name: Dataset(sentence1, sentence2, score)} -> the `samples` of `check_inputs`."""
+    return {f"the sentences of {name}": sample_sentences(ds, ["sentence1", "sentence2"]) for name, ds in sets.items()}
 
 
 def simcse_scores(model: str, form: str | None, pooler: str | None, sets: dict[str, Dataset], max_length: int | None,
@@ -119,7 +120,7 @@ def simcse_scores(model: str, form: str | None, pooler: str | None, sets: dict[s
     tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
     if max_length is None:  # the tokenizer of a folder run_simcse.py wrote carries the run's max_seq_length
         max_length = tokenizer.model_max_length if form else 64
-    check_inputs(encoder, tokenizer, max_length, sts_sentences(sets), "the STS sentences")
+    check_inputs(encoder, tokenizer, max_length, sts_samples(sets))
     tokenized = {name: tokenize_sts(ds, tokenizer, max_length, name=name) for name, ds in sets.items()}
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
@@ -175,7 +176,7 @@ def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_lengt
     encoder = SentenceTransformer(model, trust_remote_code=trust_remote_code)
     if getattr(encoder[0], "auto_model", None) is not None:  # a transformers encoder (not static embeddings)
         check_inputs(SimCSEModel.from_encoder(encoder[0].auto_model, pooler_type="cls_before_pooler"),
-                     encoder.tokenizer, max_length, sts_sentences(sets), "the STS sentences")
+                     encoder.tokenizer, max_length, sts_samples(sets))
     if max_length is not None:
         encoder.max_seq_length = max_length
     print(f"{model}: scored through its sentence-transformers pipeline "
