@@ -414,9 +414,10 @@ def check_known_tokens(tokenizer, sentences: list[str], what: str) -> None:
                          "transformers loads from a folder without tokenizer files (tokenizer.json, vocab.txt, ...); "
                          "copy the encoder's tokenizer files into the folder")
     if share >= UNKNOWN_TOKENS_ERROR:
-        raise ValueError(f"{found}: it was not made for these sentences (a tokenizer of another language, or text in "
-                         "a form it does not read, such as decomposed Hangul); use an encoder whose tokenizer covers "
-                         "them")
+        raise ValueError(f"{found}: it was not made for these sentences (a tokenizer of another language; or one "
+                         "that lowercases, as BERT's does with do_lower_case, which takes Hangul apart into jamo its "
+                         "vocabulary may not have; or sentences in decomposed form); use an encoder whose tokenizer "
+                         "covers them")
     logger.warning("%s: sentences that differ only in those words look alike to the encoder", found)
 
 

@@ -241,6 +241,11 @@ def test_a_tokenizer_that_knows_too_few_of_the_sentences_tokens_is_named(tmp_pat
     with pytest.raises(ValueError, match=r"makes 67% of the tokens of the STS sentences \[UNK\]: it was not made for "
                                          r"these sentences \(a tokenizer of another language"):
         check_known_tokens(wordpiece, ["밥을 먹는다."], "the STS sentences")
+    # Lowercasing (do_lower_case, BERT's default) decomposes Hangul (NFD): a Korean vocabulary loaded without
+    # do_lower_case false makes [UNK]s of composed text too.
+    lowercasing = BertTokenizerFast(str(tmp_path / "vocab.txt"), do_lower_case=True, name_or_path="enc")
+    with pytest.raises(ValueError, match=r"makes 67% .*: it was not made for these sentences .* one that lowercases"):
+        check_known_tokens(lowercasing, ["한 남자가."], "the training sentences")
     (tmp_path / "vocab.txt").write_text("\n".join(specials))
     empty = BertTokenizerFast(str(tmp_path / "vocab.txt"), name_or_path="enc")
     with pytest.raises(ValueError, match=r"makes 100% of .*: it has no vocabulary beyond its 5 special tokens, which "
