@@ -19,11 +19,12 @@ METRIC_NAMES = ("avg",) + tuple(f"{s}_{c}" for s in SIMILARITIES for c in ("pear
 RUN_ARGS_FILE = "run_args.json"
 CHECKPOINT_MODEL_TYPE = "simcse"  # SimCSEConfig.model_type: what a training checkpoint's config.json says
 # Everything a Hub repo gets from an export; checkpoints, optimizer states and training_args.bin never match.
+# A tokenizer's vocabulary: one of these is among an export's tokenizer files (tokenizer.json for a fast tokenizer).
+TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model",
+                          "spm.model")
 PUBLISHED_PATTERNS = (
     "config.json", "*.safetensors", "model.safetensors.index.json",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
-    # the encoders' tokenizers' vocabularies
-    "sentencepiece.bpe.model", "spiece.model", "spm.model", "added_tokens.json",
+    *TOKENIZER_VOCABULARIES, "tokenizer_config.json", "special_tokens_map.json", "merges.txt", "added_tokens.json",
     "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "[0-9]_*/*",
     "README.md", "dev_scores.png", RESULTS_FILE,
 )
@@ -77,9 +78,11 @@ def check_export(model_dir: str) -> None:
                             "which holds the export of the checkpoint it kept")
     if form is None:
         raise ModelDirError(f"{model_dir}/config.json: no 'simcse' block (not exported by run_simcse.py)")
+    # Without them transformers would load the repo with a tokenizer of special tokens only: [CLS] [UNK]... [SEP].
     if not os.path.isfile(os.path.join(model_dir, "tokenizer_config.json")):
-        # transformers would load the repo with a tokenizer of special tokens only: every sentence [CLS] [UNK]... [SEP].
         raise ModelDirError(f"{model_dir}: no tokenizer_config.json (the export's tokenizer files)")
+    if not any(os.path.isfile(os.path.join(model_dir, name)) for name in TOKENIZER_VOCABULARIES):
+        raise ModelDirError(f"{model_dir}: no tokenizer vocabulary (one of {', '.join(TOKENIZER_VOCABULARIES)})")
 
 
 def config_form(config: dict) -> str | None:

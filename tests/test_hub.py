@@ -427,6 +427,9 @@ def test_bad_folders_send_nothing(model_dir, tmp_path, hub):
     os.remove(os.path.join(copy, "run_args.json"))  # as in a model downloaded from the Hub: it was a TypeError
     with pytest.raises(ModelDirError, match="no run_args.json; the card's settings come from the run's own files"):
         render_card(copy, "alice/x", write=False)  # what `python -m hub push` does first
+    os.remove(os.path.join(copy, "tokenizer.json"))
+    with pytest.raises(ModelDirError, match="no tokenizer vocabulary \\(one of tokenizer.json, vocab.txt, "):
+        push(copy, "alice/x")
     os.remove(os.path.join(copy, "tokenizer_config.json"))
     with pytest.raises(ModelDirError, match="no tokenizer_config.json \\(the export's tokenizer files\\)"):
         push(copy, "alice/x")
