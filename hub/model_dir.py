@@ -18,10 +18,10 @@ SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")
 METRIC_NAMES = ("avg",) + tuple(f"{s}_{c}" for s in SIMILARITIES for c in ("pearson", "spearman"))
 RUN_ARGS_FILE = "run_args.json"
 CHECKPOINT_MODEL_TYPE = "simcse"  # SimCSEConfig.model_type: what a training checkpoint's config.json says
-# Everything a Hub repo gets from an export; checkpoints, optimizer states and training_args.bin never match.
 # A tokenizer's vocabulary: one of these is among an export's tokenizer files (tokenizer.json for a fast tokenizer).
 TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model",
                           "spm.model")
+# Everything a Hub repo gets from an export; checkpoints, optimizer states and training_args.bin never match.
 PUBLISHED_PATTERNS = (
     "config.json", "*.safetensors", "model.safetensors.index.json",
     *TOKENIZER_VOCABULARIES, "tokenizer_config.json", "special_tokens_map.json", "merges.txt", "added_tokens.json",
