@@ -195,6 +195,27 @@ def test_dropout_and_config_overrides_reach_a_pretrained_encoder(encoder_dir, to
               run_arguments.SimCSEArguments(), tokenizer, "cpu")
 
 
+def test_an_encoder_saved_in_half_precision_trains_with_fp32_weights(encoder_dir, tokenizer, tmp_path):
+    """transformers 5 loads a checkpoint in the dtype it was saved in: an encoder saved in bf16 trained with bf16
+    weights, whose AdamW updates mostly rounded away, and was exported in bf16 under a card that said fp32. A
+    checkpoint saved in bf16, and the evaluation's loading of either, are in fp32 too."""
+    bf16 = str(tmp_path / "bf16")
+    AutoModel.from_pretrained(encoder_dir, dtype=torch.bfloat16).save_pretrained(bf16)
+    tokenizer.save_pretrained(bf16)
+    assert AutoModel.from_pretrained(bf16).dtype == torch.bfloat16  # transformers' own default
+    simcse = run_arguments.SimCSEArguments(pooler_type="cls")
+    model = run_simcse.build_model(run_arguments.ModelArguments(model_name_or_path=bf16), simcse, tokenizer, "cpu")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    checkpoint = str(tmp_path / "checkpoint")
+    model.to(torch.bfloat16).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    model = run_simcse.build_model(run_arguments.ModelArguments(model_name_or_path=checkpoint), simcse, tokenizer,
+                                   "cpu")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    for source in (bf16, checkpoint):
+        assert {p.dtype for p in SimCSEModel.from_exported(source).parameters()} == {torch.float32}
+
+
 def test_config_overrides_are_checked_when_the_model_is_built(encoder_dir, tokenizer):
     """A config made from a model type is made again with the overrides, so settings derived from them follow
     (ModernBERT's layer_types, one a layer: its export failed after training); overrides the encoder cannot be built

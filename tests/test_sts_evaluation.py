@@ -7,7 +7,9 @@ import warnings
 
 import numpy as np
 import pytest
-from transformers import AutoTokenizer
+import torch
+from sentence_transformers import SentenceTransformer
+from transformers import AutoModel, AutoTokenizer
 
 import sts_evaluation
 from conftest import ROOT, SAMPLE, cli, folder_files
@@ -231,6 +233,24 @@ def test_sentence_transformers_model_is_scored_with_its_own_pipeline(encoder_dir
     cls_pooled = main([sentence_transformer_dir, "--pooler", "cls_before_pooler"] + sample)["s"]  # --pooler overrides
     assert cls_pooled == pytest.approx(main([encoder_dir, "--pooler", "cls_before_pooler"] + sample)["s"], abs=1e-6)
     assert cls_pooled["cosine_spearman"] != pytest.approx(got["cosine_spearman"], abs=1e-1)
+
+
+def test_a_model_saved_in_half_precision_is_scored_in_fp32(encoder_dir, sentence_transformer_dir, tmp_path):
+    """transformers 5 and sentence-transformers load a model in the dtype it was saved in: one saved in bf16 was scored
+    in bf16, not in the fp32 of a run's own scores. Both pipelines now score it as its weights upcast to fp32."""
+    sample = ["--set", f"s={SAMPLE}/sts.tsv", "--batch-size", "4"]
+    for model, loaded, options in ((encoder_dir, AutoModel.from_pretrained, ["--pooler", "avg"]),
+                                   (sentence_transformer_dir, SentenceTransformer, [])):
+        bf16, upcast = str(tmp_path / "bf16"), str(tmp_path / "upcast")
+        for path, dtype in ((bf16, torch.bfloat16), (upcast, torch.float32)):
+            shutil.rmtree(path, ignore_errors=True)
+            shutil.copytree(model, path)
+            if model == encoder_dir:
+                AutoModel.from_pretrained(model, dtype=torch.bfloat16).to(dtype).save_pretrained(path)
+            else:
+                SentenceTransformer(model).to(torch.bfloat16).to(dtype).save(path)
+        assert next(loaded(bf16).parameters()).dtype == torch.bfloat16  # the libraries' own default
+        assert main([bf16] + options + sample)["s"] == pytest.approx(main([upcast] + options + sample)["s"], abs=1e-9)
 
 
 def test_sentence_transformers_model_max_length_is_checked(sentence_transformer_dir):
