@@ -10,9 +10,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from datasets import ClassLabel, Dataset, Features, Value
 from huggingface_hub import ModelCard
-from transformers import BertConfig, BertModel, HfArgumentParser, RobertaConfig, RobertaModel
+from transformers import (AutoTokenizer, BertConfig, BertModel, HfArgumentParser, RobertaConfig,
+                          RobertaForMaskedLM)
 
 import run_arguments
 from conftest import ROOT, SAMPLE, cli, folder_files, free_port
@@ -99,19 +101,34 @@ def _sample_rows(name: str) -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
+def save_as_a_2021_upload(model, tokenizer, folder) -> None:
+    """Save `model` (an MLM head and all) and `tokenizer` as models were uploaded before safetensors and
+    tokenizer.json: config.json, pytorch_model.bin, vocab.txt, and a tokenizer_config.json that names BertTokenizer
+    (klue/roberta-base's card: AutoTokenizer loads a BertTokenizer for it, not RoBERTa's)."""
+    folder.mkdir(parents=True)
+    model.config.save_pretrained(folder)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    vocabulary = tokenizer.get_vocab()
+    (folder / "vocab.txt").write_text("\n".join(sorted(vocabulary, key=vocabulary.get)) + "\n", encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"do_lower_case": False, "model_max_length": 512, "tokenizer_class": "BertTokenizer"}))
+
+
 def seed_published_sources(hub, tokenizer, tmp_path) -> None:
-    """Put on the stand-in Hub what the published configs name, in the layout the real repos have: klue/bert-base
-    and klue/roberta-base (tiny, random), kakaobrain/kor_nli (parquet per config; its multi_nli and snli train splits
-    both hold the shipped NLI sample, labels as ClassLabel integers) and klue/klue (sts validation: the shipped STS
-    sample with KLUE's nested `labels`, where `label` is rounded and `real-label` the score)."""
+    """Put on the stand-in Hub what the published configs name: klue/bert-base and klue/roberta-base (tiny, random;
+    the one as transformers 5 saves it, the other as a 2021 upload), and, in the layout the real repos have,
+    kakaobrain/kor_nli (parquet per config; its multi_nli and snli train splits both hold the shipped NLI sample,
+    labels as ClassLabel integers) and klue/klue (sts validation: the shipped STS sample with KLUE's nested
+    `labels`, where `label` is rounded and `real-label` the score)."""
     shape = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                  intermediate_size=64, max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id)
-    for repo_id, model in (("klue/bert-base", BertModel(BertConfig(**shape))),
-                           ("klue/roberta-base", RobertaModel(RobertaConfig(**shape)))):
-        folder = tmp_path / repo_id
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        hub.add_repo(repo_id, folder_files(folder))
+    bert = tmp_path / "klue/bert-base"
+    BertModel(BertConfig(**shape)).save_pretrained(bert)
+    tokenizer.save_pretrained(bert)
+    hub.add_repo("klue/bert-base", folder_files(bert))
+    roberta = tmp_path / "klue/roberta-base"
+    save_as_a_2021_upload(RobertaForMaskedLM(RobertaConfig(**shape)), tokenizer, roberta)
+    hub.add_repo("klue/roberta-base", folder_files(roberta))
 
     names = ["entailment", "neutral", "contradiction"]
     nli = _sample_rows("nli.tsv")
@@ -172,6 +189,8 @@ def test_published_config_runs_on_its_hub_sources(name, hub, tokenizer, tmp_path
     assert train_rows == expected
     card = ModelCard.load(tmp_path / "out" / "README.md").data
     assert card.base_model == config["model_name_or_path"] and card.datasets == ["kakaobrain/kor_nli", "klue/klue"]
+    if "roberta" in name:  # its BertTokenizer, built from vocab.txt (save_as_a_2021_upload), is the export's
+        assert type(AutoTokenizer.from_pretrained(str(tmp_path / "out"))).__name__ == "BertTokenizer"
     # The evaluation command takes Hub ids too: the base encoder, scored on the Hub's KLUE-STS dev.
     output = tmp_path / "base.json"
     proc = cli(["sts_evaluation.py", config["model_name_or_path"], "--set", "klue-sts-dev=klue/klue:sts:validation",
