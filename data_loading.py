@@ -334,17 +334,18 @@ def shared_pairs(reference: Dataset, sts: Dataset) -> int:
     return sum(pair in seen for pair in pairs)
 
 
-def check_model_source(name: str, needs: str = "config.json") -> None:
+def check_model_source(name: str, needs: str | tuple[str, ...] = "config.json") -> None:
     """A model folder or Hub model id; raises `DataError` for a name that is neither an existing folder nor shaped
     like a Hub id (`transformers` would report a mistyped path as a malformed repo id), and for a folder without
-    the file `needs` (`tokenizer_config.json` for a tokenizer)."""
+    the file `needs`, or any of them (`tokenizer_config.json` for a tokenizer)."""
     if os.path.isdir(name):
-        if not os.path.isfile(os.path.join(name, needs)):
+        needs = (needs,) if isinstance(needs, str) else needs
+        if not any(os.path.isfile(os.path.join(name, file)) for file in needs):
             # A run's output folder before its export (stopped, or still training) holds only checkpoints.
             found = checkpoints(name)
             hint = (f"; it holds training checkpoints ({', '.join(map(os.path.basename, found))}): name one, as "
                     f"{found[-1]}") if found else ""
-            raise DataError(f"{name}: no {needs} in this folder{hint}")
+            raise DataError(f"{name}: no {' or '.join(needs)} in this folder{hint}")
         return
     if not is_repo_id(name):
         raise DataError(f"{name}: no such folder, and not a Hub model id (name or owner/name)")

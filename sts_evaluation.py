@@ -134,10 +134,16 @@ def simcse_scores(model: str, form: str | None, pooler: str | None, sets: dict[s
         return evaluate_sets(trainer, tokenized)
 
 
+def _model_file(model: str, name: str, **load_kwargs) -> str | None:
+    """The local path of the file `name` of a model folder or Hub id; None where it has none (or the Hub is out of
+    reach)."""
+    return cached_file(model, name, _raise_exceptions_for_missing_entries=False,
+                       _raise_exceptions_for_connection_errors=False, **load_kwargs)
+
+
 def _model_json(model: str, name: str, **load_kwargs):
     """The JSON file `name` of a model folder or Hub id, parsed; None where it has none (or the Hub is out of reach)."""
-    path = cached_file(model, name, _raise_exceptions_for_missing_entries=False,
-                       _raise_exceptions_for_connection_errors=False, **load_kwargs)
+    path = _model_file(model, name, **load_kwargs)
     if path is None:
         return None
     with open(path, encoding="utf-8") as f:
@@ -174,9 +180,13 @@ def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_lengt
     from sentence_transformers import SentenceTransformer
 
     encoder = SentenceTransformer(model, trust_remote_code=trust_remote_code, model_kwargs={"dtype": LOAD_DTYPE})
-    if getattr(encoder[0], "auto_model", None) is not None:  # a transformers encoder (not static embeddings)
-        check_inputs(SimCSEModel.from_encoder(encoder[0].auto_model, pooler_type="cls_before_pooler"),
-                     encoder.tokenizer, max_length, sts_samples(sets))
+    transformer = getattr(encoder[0], "auto_model", None)  # None for static embeddings
+    if transformer is not None:
+        check_inputs(SimCSEModel.from_encoder(transformer, pooler_type="cls_before_pooler"), encoder.tokenizer,
+                     max_length, sts_samples(sets))
+    elif max_length is not None:
+        raise SystemExit(f"error: --max-length: {model} embeds each token on its own ({type(encoder[0]).__name__}), "
+                         "with no length to cut sentences to; leave --max-length out")
     if max_length is not None:
         encoder.max_seq_length = max_length
     print(f"{model}: scored through its sentence-transformers pipeline "
@@ -257,7 +267,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         parser.error(problem)
 
     try:
-        check_model_source(args.model)
+        check_model_source(args.model, ("config.json", "modules.json"))
         specs = parse_named_sets(args.sets) if args.sets else DEFAULT_SETS
         loaded = {name: remove_characters(load_sts(spec), args.remove_characters) for name, spec in specs.items()}
     except DataError as e:
@@ -266,8 +276,14 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             hint = ("; or score local copies of the default sets: --set korsts-test=PATH/sts-test.tsv --set "
                     "klue-sts-dev=PATH/klue-sts-v1.1_dev.json")
         raise SystemExit(f"error: {e}{hint}") from None
+    # A sentence-transformers model without a transformers encoder (static embeddings) has no config.json.
+    encoderless = _model_file(args.model, "config.json") is None and has_sentence_transformers_pipeline(args.model)
+    if encoderless and args.pooler:
+        raise SystemExit(f"error: --pooler: {args.model} has no transformers encoder to pool (no config.json: static "
+                         "embeddings, say); it is scored through its sentence-transformers pipeline, without --pooler")
     try:
-        form = saved_form(args.model)  # what run_simcse.py wrote (an export or a checkpoint) carries its own settings
+        # What run_simcse.py wrote (an export or a checkpoint) carries its own settings.
+        form = None if encoderless else saved_form(args.model)
     except OSError as e:  # not on the Hub, or no network
         raise SystemExit(f"error: {args.model}: {e}") from None
     if form and args.pooler:

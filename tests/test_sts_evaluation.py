@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, StaticEmbedding, Transformer
 from transformers import AutoModel, AutoTokenizer
 
 import sts_evaluation
@@ -146,11 +147,11 @@ def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_pa
     (["{encoder}", "--batch-size", "-1"], "argument --batch-size: expected a whole number of at least 1, got '-1'"),
     (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "2"],
      "--max-length 2 leaves no room for a sentence"),
-    (["{empty}", "--set", f"s={SAMPLE}/sts.tsv"], "{empty}: no config.json in this folder"),
+    (["{empty}", "--set", f"s={SAMPLE}/sts.tsv"], "{empty}: no config.json or modules.json in this folder"),
     # A run's folder before its export holds only checkpoints.
     (["{run}", "--set", f"s={SAMPLE}/sts.tsv"],
-     ("{run}: no config.json in this folder; it holds training checkpoints (checkpoint-9, checkpoint-10): name one, as "
-      "{run}/checkpoint-10")),
+     ("{run}: no config.json or modules.json in this folder; it holds training checkpoints (checkpoint-9, "
+      "checkpoint-10): name one, as {run}/checkpoint-10")),
 ])
 def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, capsys, tmp_path):
     names = {"encoder": encoder_dir, "empty": str(tmp_path / "empty"), "run": str(tmp_path / "run"),
@@ -205,9 +206,6 @@ def test_a_model_of_another_architectures_weights_is_named_before_scoring(foreig
 @pytest.fixture(scope="module")
 def sentence_transformer_dir(encoder_dir, tmp_path_factory):
     """The tiny encoder as a sentence-transformers model: mean pooling, then unit length (as e5 models ship)."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-
     modules = [Transformer(encoder_dir, max_seq_length=64), Pooling(32, pooling_mode="mean"), Normalize()]
     path = str(tmp_path_factory.mktemp("sentence-transformer"))
     SentenceTransformer(modules=modules, device="cpu").save(path)
@@ -270,6 +268,31 @@ def test_sentence_transformers_model_from_the_hub(sentence_transformer_dir, hub,
     assert got == pytest.approx(main([sentence_transformer_dir] + sample)["s"], abs=1e-6)
 
 
+def test_a_static_embedding_model_is_scored_through_its_pipeline(tokenizer, hub, tmp_path):
+    """A sentence-transformers model without a transformers encoder (StaticEmbedding: modules.json, no config.json)
+    was refused as a folder without config.json, and from the Hub with a traceback. It is scored by its own `encode`,
+    as a folder and as a Hub id; --pooler and --max-length, which it has nothing for, are named."""
+    torch.manual_seed(0)
+    path = tmp_path / "static"
+    SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_dim=16)]).save(str(path))
+    assert not (path / "config.json").exists()
+    sample = ["--set", f"s={SAMPLE}/sts.tsv"]
+    got = main([str(path)] + sample)["s"]
+    sts, model = load_sts(f"{SAMPLE}/sts.tsv"), SentenceTransformer(str(path))
+    a, b = (model.encode(column_values(sts, c), convert_to_tensor=True) for c in ("sentence1", "sentence2"))
+    want = sts_correlations(pair_similarities(a, b).numpy(), np.array(column_values(sts, "score")))
+    assert got == pytest.approx(want, abs=1e-6)
+    for option, message in ((["--pooler", "avg"], "--pooler: .*static has no transformers encoder to pool"),
+                            (["--max-length", "32"], r"--max-length: .*static embeds each token on its own \(Static")):
+        with pytest.raises(SystemExit, match=message):
+            main([str(path)] + sample + option)
+    hub.add_repo("someone/static-korean", folder_files(path))
+    run = cli(["sts_evaluation.py", "someone/static-korean", *sample, "--output", str(tmp_path / "hub.json")], hub,
+              tmp_path / "home", token=None)
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "hub.json").read_text())["s"] == pytest.approx(got, abs=1e-6)
+
+
 def test_the_pooling_of_a_sentence_transformers_model_is_read_in_either_layout(encoder_dir, sentence_transformer_dir,
                                                                                  tokenizer, tmp_path):
     from sts_evaluation import sentence_transformers_pooling
@@ -285,8 +308,6 @@ def test_a_model_with_its_own_code_is_scored_only_with_trust_remote_code(encoder
                                                                           tmp_path):
     """A model that ships its own code: an error that names the flag without it, no prompt; with --trust-remote-code,
     the scores of the same weights in the built-in class, directly and as a sentence-transformers pipeline."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
     sample = ["--set", f"s={SAMPLE}/sts.tsv", "--batch-size", "4"]
     trusted = {"trust_remote_code": True}
