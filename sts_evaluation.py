@@ -276,14 +276,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             hint = ("; or score local copies of the default sets: --set korsts-test=PATH/sts-test.tsv --set "
                     "klue-sts-dev=PATH/klue-sts-v1.1_dev.json")
         raise SystemExit(f"error: {e}{hint}") from None
-    # A sentence-transformers model without a transformers encoder (static embeddings) has no config.json.
-    encoderless = _model_file(args.model, "config.json") is None and has_sentence_transformers_pipeline(args.model)
-    if encoderless and args.pooler:
-        raise SystemExit(f"error: --pooler: {args.model} has no transformers encoder to pool (no config.json: static "
-                         "embeddings, say); it is scored through its sentence-transformers pipeline, without --pooler")
+    # A sentence-transformers model without config.json at its root: static embeddings, or an encoder in a module
+    # folder (0_Transformer/, as early sentence-transformers releases saved it).
+    pipeline_only = _model_file(args.model, "config.json") is None and has_sentence_transformers_pipeline(args.model)
+    if pipeline_only and args.pooler:
+        raise SystemExit(f"error: --pooler: {args.model} has no config.json at its root, so no encoder there to pool "
+                         "(static embeddings, or an encoder in a module folder such as 0_Transformer/); it is scored "
+                         "through its sentence-transformers pipeline, without --pooler")
     try:
         # What run_simcse.py wrote (an export or a checkpoint) carries its own settings.
-        form = None if encoderless else saved_form(args.model)
+        form = None if pipeline_only else saved_form(args.model)
     except OSError as e:  # not on the Hub, or no network
         raise SystemExit(f"error: {args.model}: {e}") from None
     if form and args.pooler:

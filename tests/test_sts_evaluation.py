@@ -1,6 +1,7 @@
 """The 8 STS correlations against hand-computed cases, and the evaluation command against a direct computation."""
 
 import json
+import os
 import pathlib
 import shutil
 import warnings
@@ -282,7 +283,7 @@ def test_a_static_embedding_model_is_scored_through_its_pipeline(tokenizer, hub,
     a, b = (model.encode(column_values(sts, c), convert_to_tensor=True) for c in ("sentence1", "sentence2"))
     want = sts_correlations(pair_similarities(a, b).numpy(), np.array(column_values(sts, "score")))
     assert got == pytest.approx(want, abs=1e-6)
-    for option, message in ((["--pooler", "avg"], "--pooler: .*static has no transformers encoder to pool"),
+    for option, message in ((["--pooler", "avg"], "--pooler: .*static has no config.json at its root, so no encoder"),
                             (["--max-length", "32"], r"--max-length: .*static embeds each token on its own \(Static")):
         with pytest.raises(SystemExit, match=message):
             main([str(path)] + sample + option)
@@ -291,6 +292,26 @@ def test_a_static_embedding_model_is_scored_through_its_pipeline(tokenizer, hub,
               tmp_path / "home", token=None)
     assert run.returncode == 0, run.stderr
     assert json.loads((tmp_path / "hub.json").read_text())["s"] == pytest.approx(got, abs=1e-6)
+
+
+def test_a_sentence_transformers_model_with_its_encoder_in_a_module_folder_is_scored(sentence_transformer_dir,
+                                                                                      tmp_path):
+    """Early sentence-transformers releases saved the encoder in a module folder (0_Transformer/), with no config.json
+    at the root: refused as a folder without config.json, it is scored as the same model in today's layout."""
+    path = tmp_path / "old-layout"
+    shutil.copytree(sentence_transformer_dir, path)
+    (path / "0_Transformer").mkdir()
+    with open(path / "modules.json") as f:
+        modules = json.load(f)
+    assert modules[0]["path"] == ""
+    for name in os.listdir(path):
+        if (path / name).is_file() and name not in ("modules.json", "config_sentence_transformers.json", "README.md"):
+            shutil.move(path / name, path / "0_Transformer" / name)
+    modules[0]["path"] = "0_Transformer"
+    (path / "modules.json").write_text(json.dumps(modules))
+    assert not (path / "config.json").exists()
+    sample = ["--set", f"s={SAMPLE}/sts.tsv", "--batch-size", "4"]
+    assert main([str(path)] + sample)["s"] == pytest.approx(main([sentence_transformer_dir] + sample)["s"], abs=1e-6)
 
 
 def test_the_pooling_of_a_sentence_transformers_model_is_read_in_either_layout(encoder_dir, sentence_transformer_dir,
