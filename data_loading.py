@@ -404,7 +404,10 @@ def check_known_tokens(tokenizer, sentences: list[str], what: str) -> None:
     builds a tokenizer with special tokens only, and no word of its own, for a model folder without tokenizer files."""
     if tokenizer.unk_token_id is None or not sentences:  # byte-level BPE has no unknown token
         return
-    ids = [i for row in tokenizer(sentences, add_special_tokens=False)["input_ids"] for i in row]
+    # Whole sentences, not cut to model_max_length (the run's max_seq_length): verbose=False spares the run
+    # transformers' warning that sentences longer than it "will result in indexing errors", which the training's
+    # truncation prevents.
+    ids = [i for row in tokenizer(sentences, add_special_tokens=False, verbose=False)["input_ids"] for i in row]
     share = ids.count(tokenizer.unk_token_id) / len(ids) if ids else 0.0
     if share < UNKNOWN_TOKENS_WARNING:
         return

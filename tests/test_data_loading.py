@@ -253,6 +253,25 @@ def test_a_tokenizer_that_knows_too_few_of_the_sentences_tokens_is_named(tmp_pat
         check_known_tokens(empty, ["한 남자가."], "the training sentences")
 
 
+def test_counting_unknown_tokens_does_not_warn_of_sentences_longer_than_max_length(tmp_path, caplog, monkeypatch):
+    """The count tokenizes whole sentences: transformers warned that those longer than `model_max_length` (a run's
+    max_seq_length) "will result in indexing errors", on every run whose first rows held one, though training cuts
+    them to it."""
+    from transformers import BertTokenizerFast
+
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "한", "남자", "##가", "."]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocabulary))
+    wordpiece = BertTokenizerFast(str(tmp_path / "vocab.txt"), do_lower_case=False, model_max_length=4)
+    monkeypatch.setattr(logging.getLogger("transformers"), "propagate", True)  # to caplog
+    long = ["한 남자가. 한 남자가. 한 남자가."]
+    with caplog.at_level("WARNING"):
+        check_known_tokens(wordpiece, long, "the training sentences")
+    assert caplog.records == []
+    with caplog.at_level("WARNING"):
+        wordpiece(long)  # the warning spared, as transformers gives it
+    assert "Token indices sequence length is longer than the specified maximum sequence length" in caplog.text
+
+
 @pytest.mark.parametrize("name, text, message", [
     ("a.jsonl", '{"sentence1": "가", "sentence2": "나", "score": 1}\n{"sentence1": "다", "score": 2\n',
      "a.jsonl, line 2, column 30: not JSON (Expecting ',' delimiter)"),
