@@ -13,8 +13,7 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Value
 from huggingface_hub import ModelCard
-from transformers import (AutoTokenizer, BertConfig, BertModel, HfArgumentParser, RobertaConfig,
-                          RobertaForMaskedLM)
+from transformers import AutoTokenizer, BertConfig, BertModel, HfArgumentParser, RobertaConfig, RobertaForMaskedLM
 
 import run_arguments
 from conftest import ROOT, SAMPLE, cli, folder_files, free_port
