@@ -52,8 +52,8 @@ from run_arguments import (
     cuda_graphs_conflicts, launched_alone, parse_arguments, run_arguments_dict,
 )
 from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
-from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_pooling,
-                            tokenize_sts, undefined_metrics)
+from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
+                            sentence_transformers_pooling, tokenize_sts, undefined_metrics)
 from training_guards import NonFiniteLossGuard, TrainingDiverged
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,8 @@ def warn_of_another_embedding(model: str, saved_embedding: str | None, new: SimC
     """Log a warning when the run starts from a model whose embedding is another than the one it trains: an export or a
     checkpoint of an earlier run (`saved_embedding`, a key of EMBEDDING_RECIPES, else None) evaluated with another
     pooler, or a sentence-transformers model that pools otherwise than `new.pooler_type` (fine-tuning a mean-pooled
-    model on its CLS state starts from a vector it was never trained to give)."""
+    model on its CLS state starts from a vector it was never trained to give) or whose embedding goes on through Dense
+    layers (LaBSE's, say), which the run leaves out."""
     if saved_embedding is not None:
         if saved_embedding != new.exported_embedding:
             logger.warning("%s was evaluated with the embedding %s (%s); this run trains and exports %s (pooler_type %r"
@@ -111,6 +112,10 @@ def warn_of_another_embedding(model: str, saved_embedding: str | None, new: SimC
             "no pooler_type trains that embedding"
         logger.warning("%s is a sentence-transformers model whose embedding is %s pooling; this run trains and exports "
                        "pooler_type %r instead (%s)", model, pooling, new.pooler_type, advice)
+    if dense := [m["path"] for m in sentence_transformers_modules(model, "Dense", cache_dir=cache_dir)]:
+        logger.warning("%s is a sentence-transformers model whose embedding goes on through Dense layers after its "
+                       "pooling (%s), which this run neither trains nor exports: it trains the encoder with "
+                       "pooler_type %r, starting from the vector before them", model, ", ".join(dense), new.pooler_type)
 
 
 @contextlib.contextmanager

@@ -155,12 +155,18 @@ def has_sentence_transformers_pipeline(model: str) -> bool:
     return _model_json(model, "modules.json") is not None
 
 
+def sentence_transformers_modules(model: str, kind: str, **load_kwargs) -> list[dict]:
+    """The entries of a sentence-transformers model's `modules.json` (folder or Hub id) whose class is `kind`
+    ("Pooling", "Dense" ...), in pipeline order; [] without one."""
+    modules = _model_json(model, "modules.json", **load_kwargs) or []
+    return [m for m in modules if m.get("type", "").rsplit(".", 1)[-1] == kind]
+
+
 def sentence_transformers_pooling(model: str, **load_kwargs) -> str | None:
     """The pooling of a sentence-transformers model folder or Hub id: 'cls', 'mean', 'max' ... ('+'-joined if
     several), read from its Pooling module's config in either layout (sentence-transformers 6's `pooling_mode`, or
     the `pooling_mode_*` flags of releases 2-5, which this project's exports use); None without a Pooling module."""
-    modules = _model_json(model, "modules.json", **load_kwargs) or []
-    pooling = next((m for m in modules if m.get("type", "").endswith(".Pooling")), None)
+    pooling = next(iter(sentence_transformers_modules(model, "Pooling", **load_kwargs)), None)
     config = _model_json(model, f"{pooling['path']}/config.json", **load_kwargs) if pooling else None
     if not config:
         return None

@@ -13,7 +13,7 @@ import types
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
 from transformers import AutoModel, AutoTokenizer, DistilBertConfig, DistilBertModel, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
@@ -248,6 +248,15 @@ def test_fine_tuning_a_sentence_transformers_model_on_another_pooling_is_warned_
     caplog.clear()
     run_simcse.warn_of_another_embedding(encoder_dir, None, SimCSEConfig(pooler_type="cls"))  # no sentence-transformers
     assert not caplog.text
+    # CLS pooling, then a Dense layer (as LaBSE's pipeline has): the pooling fits, the Dense is left out.
+    labse_like = str(tmp_path / "dense")
+    SentenceTransformer(modules=[Transformer(encoder_dir), Pooling(32, pooling_mode="cls"),
+                                 Dense(32, 32, activation_function=torch.nn.Tanh())]).save(labse_like)
+    run_simcse.warn_of_another_embedding(labse_like, None, SimCSEConfig(pooler_type="cls"))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{labse_like} is a sentence-transformers model whose embedding goes on through Dense layers after its pooling "
+        "(2_Dense), which this run neither trains nor exports: it trains the encoder with pooler_type 'cls', starting "
+        "from the vector before them"]
 
 
 def test_a_run_from_an_earlier_runs_export_or_checkpoint_starts_from_its_embedding(smoke_run, tmp_path, caplog):
