@@ -49,9 +49,24 @@ def changed_arguments(saved: dict, run_args: dict) -> list[str]:
     return sorted(changed)
 
 
-def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> bool:
+# resume_from_checkpoint values that mean the output folder's newest complete checkpoint.
+RESUME_LAST = ("last", "latest", "true")
+
+
+def resumes_in(output_dir: str, resume: str | None) -> bool:
+    """Whether resume_from_checkpoint names a checkpoint of `output_dir` (its newest, or one by its path)."""
+    if not resume:
+        return False
+    if resume.lower() in RESUME_LAST:
+        return True
+    return os.path.dirname(os.path.abspath(resume.rstrip("/\\"))) == os.path.abspath(output_dir)
+
+
+def check_output_dir(output_dir: str, run_args: dict, overwrite: bool, resume: str | None = None) -> bool:
     """Refuse an output folder that holds anything but this same run, unless overwrite; returns whether the folder's
-    checkpoints are another run's, for `remove_checkpoints` to delete once nothing else can stop the run."""
+    checkpoints are another run's, for `remove_checkpoints` to delete once nothing else can stop the run. A launch that
+    resumes from the folder's checkpoints (`resume`) is refused where they are another run's: a resumption keeps the
+    run's arguments (all but RESUMABLE_KEYS), and overwrite_output_dir would delete the checkpoint it names."""
     names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
     if not names:
         return False
@@ -77,9 +92,20 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool) -> bool:
             problem += "; dev_data or test_data hold other rows than the run's"
     else:
         problem = f"is not empty and holds no {RUN_ARGS_FILE}"
+    if resumes_in(output_dir, resume) and not overwrite and os.path.isfile(saved_path):
+        raise SystemExit(f"error: output_dir {output_dir} {problem}, so resume_from_checkpoint={resume} cannot "
+                         "continue that run: a resumption keeps its arguments, but for those that leave the weights "
+                         "alone (evaluation batch, logging, data loading, save_total_limit, Hub settings). Launch it "
+                         f"with the arguments of its {RUN_ARGS_FILE}, or start this run in another folder")
+    if resumes_in(output_dir, resume) and resume.lower() not in RESUME_LAST:
+        raise SystemExit(f"error: resume_from_checkpoint {resume} is a checkpoint of the run output_dir {output_dir} "
+                         f"holds, which overwrite_output_dir would delete: the folder {problem}. Leave "
+                         "resume_from_checkpoint out to start afresh, or resume with the run's arguments")
     if not overwrite:
         raise SystemExit(f"error: output_dir {output_dir} {problem}; choose another folder or set overwrite_output_dir")
-    logger.warning("output_dir %s %s; overwriting it", output_dir, problem)
+    logger.warning("output_dir %s %s; overwriting it%s", output_dir, problem,
+                   f", and training from step 0 (resume_from_checkpoint={resume} resumes only the same run)"
+                   if resumes_in(output_dir, resume) else "")
     return True
 
 
@@ -96,7 +122,7 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
     if not resume:
         warn_of_checkpoints_left(output_dir)
         return None
-    if resume.lower() in ("last", "latest", "true"):
+    if resume.lower() in RESUME_LAST:
         remove_incomplete_checkpoints(output_dir)
         found = last_complete_checkpoint(output_dir)
         if found is None:

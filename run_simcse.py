@@ -45,7 +45,7 @@ from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES,
     LOAD_DTYPE, EncoderWeightsMissing, SimCSEConfig, SimCSEModel, load_encoder, pooler_dense, saved_form,
 )
-from output_folder import check_output_dir, checkpoint_step, remove_checkpoints, resolve_resume
+from output_folder import check_output_dir, checkpoint_step, remove_checkpoints, resolve_resume, resumes_in
 from process_agreement import check_same_resumption, check_same_run, stopping_together
 from run_arguments import (
     SIMCSE_CONFIG_KEYS, TOKENIZE_IN_PARALLEL_FROM, TRAIN_FORMATS, DataArguments, ModelArguments, SimCSEArguments,
@@ -467,7 +467,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                     "dev_rows_sha256": rows_digest(dev_set) if dev_set else None,
                     "test_rows_sha256": {name: rows_digest(ds) for name, ds in test_sets.items()}}
         # Refused now, before the model loads; another run's checkpoints go only once nothing else can stop this one.
-        overwriting = check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir)
+        overwriting = check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir,
+                                       training_args.resume_from_checkpoint)
     check_same_run(run_args)
     logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set),
                 ", ".join(train_set.column_names), len(dev_set) if dev_set else 0,
@@ -492,7 +493,10 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                                                                  desc="output folder check"):
         if overwriting and training_args.should_save:
             remove_checkpoints(training_args.output_dir)
-        resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint)
+        # Overwriting another run: nothing of it to resume ("last"; a path into the folder was refused above).
+        resume = training_args.resume_from_checkpoint
+        resume = resolve_resume(training_args.output_dir,
+                                None if overwriting and resumes_in(training_args.output_dir, resume) else resume)
     check_same_resumption(resume)
     packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences
     logger.info("training batches: %s", "packed (no padding)" if packed else "padded")

@@ -415,6 +415,34 @@ def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path, c
         run_simcse.main([other])
 
 
+def test_resuming_another_run_is_refused_and_its_checkpoint_kept(tmp_path, caplog):
+    """A launch that resumes a folder's run with other arguments (more epochs, to train longer) was told to set
+    overwrite_output_dir, which then deleted the checkpoints it asked for: 'last' trained from step 0 saying the folder
+    had no checkpoint, a named one stopped the run calling itself incomplete."""
+    run_simcse.main([smoke_config(tmp_path, num_train_epochs=1, save_total_limit=None)])
+    out, longer = tmp_path / "out", {"num_train_epochs": 2, "save_total_limit": None}
+    with pytest.raises(SystemExit, match=r"holds a different run \(run_args.json differs in: num_train_epochs\), so "
+                                         r"resume_from_checkpoint=last cannot continue that run: .* run_args.json"):
+        run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=False, resume_from_checkpoint="last", **longer)])
+    named = str(out / "checkpoint-3")
+    with pytest.raises(SystemExit, match=f"resume_from_checkpoint {named} is a checkpoint of the run output_dir {out} "
+                                         "holds, which overwrite_output_dir would delete"):
+        run_simcse.main([smoke_config(tmp_path, resume_from_checkpoint=named, **longer)])
+    assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["max_steps"] == 3
+    # Overwriting with "last" (a launcher that always resumes where it can) replaces the run, and says so.
+    caplog.clear()
+    run_simcse.main([smoke_config(tmp_path, resume_from_checkpoint="last", **longer)])
+    assert ("overwriting it, and training from step 0 (resume_from_checkpoint=last resumes only the same run)"
+            in caplog.text) and "no checkpoint in" not in caplog.text
+    assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["max_steps"] == 6
+    # A checkpoint of another folder still resumes over a run that overwriting replaces.
+    other = tmp_path / "other"
+    other.mkdir()
+    run_simcse.main([smoke_config(other, num_train_epochs=1, save_total_limit=None)])
+    run_simcse.main([smoke_config(other, resume_from_checkpoint=named, **longer)])
+    assert sorted(p.name for p in (other / "out").glob("checkpoint-*")) == ["checkpoint-6"]
+
+
 def test_overwriting_deletes_the_old_checkpoints_only_once_the_run_can_start(tmp_path):
     """overwrite_output_dir deleted another run's checkpoints before the model loaded; a setting the model refuses
     (or an encoder that cannot be reached) then stopped the run with those checkpoints gone."""
