@@ -92,12 +92,13 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool, resume: s
             problem += "; dev_data or test_data hold other rows than the run's"
     else:
         problem = f"is not empty and holds no {RUN_ARGS_FILE}"
-    if resumes_in(output_dir, resume) and not overwrite and os.path.isfile(saved_path):
+    resuming_here = resumes_in(output_dir, resume)
+    if resuming_here and not overwrite and os.path.isfile(saved_path):
         raise SystemExit(f"error: output_dir {output_dir} {problem}, so resume_from_checkpoint={resume} cannot "
                          "continue that run: a resumption keeps its arguments, but for those that leave the weights "
                          "alone (evaluation batch, logging, data loading, save_total_limit, Hub settings). Launch it "
                          f"with the arguments of its {RUN_ARGS_FILE}, or start this run in another folder")
-    if resumes_in(output_dir, resume) and resume.lower() not in RESUME_LAST:
+    if resuming_here and resume.lower() not in RESUME_LAST:
         raise SystemExit(f"error: resume_from_checkpoint {resume} is a checkpoint of the run output_dir {output_dir} "
                          f"holds, which overwrite_output_dir would delete: the folder {problem}. Leave "
                          "resume_from_checkpoint out to start afresh, or resume with the run's arguments")
@@ -105,7 +106,7 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool, resume: s
         raise SystemExit(f"error: output_dir {output_dir} {problem}; choose another folder or set overwrite_output_dir")
     logger.warning("output_dir %s %s; overwriting it%s", output_dir, problem,
                    f", and training from step 0 (resume_from_checkpoint={resume} resumes only the same run)"
-                   if resumes_in(output_dir, resume) else "")
+                   if resuming_here else "")
     return True
 
 
