@@ -214,6 +214,11 @@ def pair_similarities(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # (79% of e5-small-ko's weights unchanged after 3 steps at lr 5e-5, against 15.5%, embedding rows of unused tokens, in
 # fp32), under a card that says fp32. Mixed precision is the `bf16` / `fp16` arguments' work, on fp32 weights.
 LOAD_DTYPE = torch.float32
+# transformers 5.25 loads every model with `use_kernels` on (5.24 and before: off): with `kernels` installed, its
+# dependency, layers such as GELU take code fetched from the Hub for the device the model is on, chosen again at each
+# train()/eval() switch, so on a GPU the dev evaluations would run other code than training, and the compiled layers'
+# code would change under them. Models here run the code transformers ships.
+LOAD_KWARGS = {"dtype": LOAD_DTYPE, "use_kernels": False}
 
 
 class EncoderWeightsMissing(ValueError):
@@ -221,12 +226,11 @@ class EncoderWeightsMissing(ValueError):
 
 
 def load_encoder(source: str, **load_kwargs) -> PreTrainedModel:
-    """`AutoModel.from_pretrained(source, **load_kwargs)`, in `LOAD_DTYPE` unless load_kwargs name a `dtype`; raises
+    """`AutoModel.from_pretrained(source, **load_kwargs)`, with `LOAD_KWARGS` where load_kwargs do not name them; raises
     EncoderWeightsMissing where most of the encoder's parameters are not in the checkpoint (another architecture's
     weights under this config): transformers initialises them at random beside a load report, and a run went on to
     train, or score, a random encoder. A few new ones, such as the pooler an MLM checkpoint lacks, are normal."""
-    load_kwargs.setdefault("dtype", LOAD_DTYPE)
-    encoder, info = AutoModel.from_pretrained(source, output_loading_info=True, **load_kwargs)
+    encoder, info = AutoModel.from_pretrained(source, output_loading_info=True, **{**LOAD_KWARGS, **load_kwargs})
     parameters = dict(encoder.named_parameters())
     total = sum(p.numel() for p in parameters.values())
     missing = sum(parameters[name].numel() for name in info["missing_keys"] if name in parameters)
@@ -280,6 +284,12 @@ class SimCSEModel(PreTrainedModel):
             module.bias.data.zero_()
 
     @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> "SimCSEModel":
+        """A saved SimCSEModel (a training checkpoint), through `PreTrainedModel.from_pretrained` with `LOAD_KWARGS`
+        where kwargs do not name them."""
+        return super().from_pretrained(*args, **{**LOAD_KWARGS, **kwargs})
+
+    @classmethod
     def from_encoder(cls, encoder: str | PreTrainedModel, **simcse_kwargs) -> "SimCSEModel":
         """Wrap a pretrained encoder (a model id / folder, or a loaded model) with fresh SimCSE settings."""
         if isinstance(encoder, str):
@@ -301,7 +311,7 @@ class SimCSEModel(PreTrainedModel):
         """
         form = saved_form(path, **load_kwargs)
         if form == "checkpoint":
-            return cls.from_pretrained(path, **{"dtype": LOAD_DTYPE, **load_kwargs}).eval()
+            return cls.from_pretrained(path, **load_kwargs).eval()
         encoder = load_encoder(path, **load_kwargs)
         if form == "export":
             saved = encoder.config.simcse

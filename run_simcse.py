@@ -43,7 +43,7 @@ from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, push
 from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES,
-    LOAD_DTYPE, EncoderWeightsMissing, SimCSEConfig, SimCSEModel, load_encoder, pooler_dense, saved_form,
+    EncoderWeightsMissing, SimCSEConfig, SimCSEModel, load_encoder, pooler_dense, saved_form,
 )
 from output_folder import check_output_dir, checkpoint_step, remove_checkpoints, resolve_resume, resumes_in
 from process_agreement import check_same_resumption, check_same_run, stopping_together
@@ -207,7 +207,7 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
     try:
         if form == "checkpoint":
             saved.encoder = config
-            trained = SimCSEModel.from_pretrained(source, config=saved, cache_dir=cache_dir, dtype=LOAD_DTYPE)
+            trained = SimCSEModel.from_pretrained(source, config=saved, cache_dir=cache_dir)
             encoder, trained_mlp, saved_embedding = trained.encoder, trained.mlp, saved.exported_embedding
         elif source:
             encoder = load_encoder(source, config=config, cache_dir=cache_dir)

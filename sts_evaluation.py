@@ -29,7 +29,7 @@ from data_collator import SimCSECollator
 from data_loading import (DataError, check_known_tokens, check_model_source, check_tokenizer, column_values,
                           load_sts, parse_named_sets, refuses_model_code, sample_sentences, tokenize_rows)
 from hub.model_dir import METRIC_NAMES, RESULTS_FILE, RUN_ARGS_FILE, SIMILARITIES
-from modeling_simcse import LOAD_DTYPE, POOLER_TYPES, EncoderWeightsMissing, SimCSEModel, pair_similarities, saved_form
+from modeling_simcse import LOAD_KWARGS, POOLER_TYPES, EncoderWeightsMissing, SimCSEModel, pair_similarities, saved_form
 
 KORSTS_URL = "https://raw.githubusercontent.com/kakaobrain/KorNLUDatasets/master/KorSTS/sts-{}.tsv"
 DEFAULT_SETS = {"korsts-test": KORSTS_URL.format("test"), "klue-sts-dev": "klue/klue:sts:validation"}
@@ -185,7 +185,7 @@ def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_lengt
     trust_remote_code: run the model's own code (custom modules, or an encoder its config's `auto_map` names)."""
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformer(model, trust_remote_code=trust_remote_code, model_kwargs={"dtype": LOAD_DTYPE})
+    encoder = SentenceTransformer(model, trust_remote_code=trust_remote_code, model_kwargs=dict(LOAD_KWARGS))
     transformer = getattr(encoder[0], "auto_model", None)  # None for static embeddings
     if transformer is not None:
         check_inputs(SimCSEModel.from_encoder(transformer, pooler_type="cls_before_pooler"), encoder.tokenizer,

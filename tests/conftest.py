@@ -62,6 +62,18 @@ def encoder_dir(tmp_path_factory, tokenizer):
 
 
 @pytest.fixture(scope="session")
+def sentence_transformer_dir(encoder_dir, tmp_path_factory):
+    """The tiny encoder as a sentence-transformers model: mean pooling, then unit length (as e5 models ship)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    modules = [Transformer(encoder_dir, max_seq_length=64), Pooling(32, pooling_mode="mean"), Normalize()]
+    path = str(tmp_path_factory.mktemp("sentence-transformer"))
+    SentenceTransformer(modules=modules, device="cpu").save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def foreign_weights_dir(tmp_path_factory, tokenizer):
     """A RoBERTa MLM checkpoint saved under a BERT config, with the sample tokenizer: transformers loads it as a BERT
     whose every weight it initialises at random (another architecture's names)."""

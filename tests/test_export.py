@@ -5,10 +5,17 @@ import json
 
 import pytest
 import torch
+import transformers
+from packaging.version import Version
 from sentence_transformers import SentenceTransformer
 from transformers import (AlbertConfig, AutoModel, AutoTokenizer, BigBirdConfig, ElectraConfig, ElectraModel,
                           RobertaConfig, RobertaForMaskedLM)
 
+from transformers.utils import is_kernels_available
+
+import run_arguments
+import run_simcse
+import sts_evaluation
 from hub.card import render_card
 from hub.model_dir import METRIC_NAMES
 from modeling_simcse import EMBEDDING_RECIPES, EncoderWeightsMissing, SimCSEModel, load_encoder
@@ -144,6 +151,35 @@ def test_a_checkpoint_without_most_of_its_encoders_weights_is_refused(foreign_we
     mlm.save_pretrained(tmp_path / "mlm")
     encoder = load_encoder(str(tmp_path / "mlm"))
     torch.testing.assert_close(encoder.embeddings.word_embeddings.weight, mlm.roberta.embeddings.word_embeddings.weight)
+
+
+def test_models_are_loaded_without_hub_kernels(encoder_dir, sentence_transformer_dir, tokenizer, tmp_path,
+                                               monkeypatch):
+    """transformers 5.25 loads every model with `use_kernels` on: with `kernels` installed, layers' code is chosen
+    again at each train()/eval() switch for the device the model is then on (on a GPU, a GELU fetched from the Hub for
+    the dev evaluations, not for training). Every encoder and checkpoint this project loads, for training or scoring,
+    runs transformers' own code."""
+    def kernelized(model: torch.nn.Module) -> bool:
+        return any(getattr(module, "use_kernels", False) for module in model.modules())
+
+    if is_kernels_available() and Version(transformers.__version__) >= Version("5.25"):
+        assert kernelized(AutoModel.from_pretrained(encoder_dir))  # the library's default, which this test guards
+    checkpoint, export = str(tmp_path / "checkpoint"), str(tmp_path / "export")
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls")
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    model.export_encoder(export, tokenizer)
+    loaded = [load_encoder(encoder_dir), model, SimCSEModel.from_pretrained(checkpoint)]
+    loaded += [SimCSEModel.from_exported(path) for path in (encoder_dir, checkpoint, export)]
+    loaded += [run_simcse.build_model(run_arguments.ModelArguments(model_name_or_path=path),
+                                      run_arguments.SimCSEArguments(pooler_type="cls"), tokenizer, "cpu")
+               for path in (encoder_dir, checkpoint, export)]
+    scored = []
+    monkeypatch.setattr(sts_evaluation, "check_inputs", lambda model, *args: scored.append(model))
+    sts_evaluation.sentence_transformers_scores(sentence_transformer_dir, {}, None, 4)
+    for model in loaded + scored:
+        model.train().eval()
+        assert not kernelized(model)
 
 
 def test_encoder_without_pooler_cannot_keep_mlp(tokenizer, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, StaticEmbedding, Transformer
+from sentence_transformers.sentence_transformer.modules import Pooling, StaticEmbedding, Transformer
 from transformers import AutoModel, AutoTokenizer
 
 import sts_evaluation
@@ -202,15 +202,6 @@ def test_a_model_of_another_architectures_weights_is_named_before_scoring(foreig
     with pytest.raises(SystemExit, match=r"^error: .*foreign-weights\w*: 100% of the weights of its bert encoder are "
                                          r"not in its checkpoint"):
         main([foreign_weights_dir, "--set", f"s={SAMPLE}/sts.tsv"])
-
-
-@pytest.fixture(scope="module")
-def sentence_transformer_dir(encoder_dir, tmp_path_factory):
-    """The tiny encoder as a sentence-transformers model: mean pooling, then unit length (as e5 models ship)."""
-    modules = [Transformer(encoder_dir, max_seq_length=64), Pooling(32, pooling_mode="mean"), Normalize()]
-    path = str(tmp_path_factory.mktemp("sentence-transformer"))
-    SentenceTransformer(modules=modules, device="cpu").save(path)
-    return path
 
 
 def test_sentence_transformers_model_is_scored_with_its_own_pipeline(encoder_dir, sentence_transformer_dir, capsys):
