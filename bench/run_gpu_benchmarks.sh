@@ -16,6 +16,9 @@
 # Each stage's output goes to OUTPUT_DIR/<stage>.txt as it runs; a failing stage is reported and the others still run.
 # Data: ../shared/data beside the checkout, or the folder BENCH_DATA names.
 set -u
+# Everything here is local. Offline, a Hub request (transformers 5.25 may fetch Hub kernels for the peer's model on a
+# GPU; this project's models are loaded without them) fails at once instead of waiting on an unreachable network.
+export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 out="${1:-bench/gpu-results-$(date +%Y-%m-%d)}"
 shift $(( $# > 0 ? 1 : 0 ))
 stages=("$@")
