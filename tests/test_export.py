@@ -10,7 +10,6 @@ from packaging.version import Version
 from sentence_transformers import SentenceTransformer
 from transformers import (AlbertConfig, AutoModel, AutoTokenizer, BigBirdConfig, ElectraConfig, ElectraModel,
                           RobertaConfig, RobertaForMaskedLM)
-
 from transformers.utils import is_kernels_available
 
 import run_arguments
@@ -177,9 +176,8 @@ def test_models_are_loaded_without_hub_kernels(encoder_dir, sentence_transformer
     scored = []
     monkeypatch.setattr(sts_evaluation, "check_inputs", lambda model, *args: scored.append(model))
     sts_evaluation.sentence_transformers_scores(sentence_transformer_dir, {}, None, 4)
-    for model in loaded + scored:
-        model.train().eval()
-        assert not kernelized(model)
+    for each in loaded + scored:
+        assert not kernelized(each.train().eval())
 
 
 def test_encoder_without_pooler_cannot_keep_mlp(tokenizer, tmp_path):
