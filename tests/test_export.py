@@ -176,6 +176,7 @@ def test_models_are_loaded_without_hub_kernels(encoder_dir, sentence_transformer
     scored = []
     monkeypatch.setattr(sts_evaluation, "check_inputs", lambda model, *args: scored.append(model))
     sts_evaluation.sentence_transformers_scores(sentence_transformer_dir, {}, None, 4)
+    assert len(scored) == 1
     for each in loaded + scored:
         assert not kernelized(each.train().eval())
 
