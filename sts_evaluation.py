@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         raise SystemExit(f"error: {e}{hint}") from None
     # A sentence-transformers model without config.json at its root: static embeddings, or an encoder in a module
     # folder (0_Transformer/, as early sentence-transformers releases saved it).
-    pipeline_only = _model_file(args.model, "config.json") is None and has_sentence_transformers_pipeline(args.model)
+    pipeline = has_sentence_transformers_pipeline(args.model)
+    pipeline_only = pipeline and _model_file(args.model, "config.json") is None
     if pipeline_only and args.pooler:
         raise SystemExit(f"error: --pooler: {args.model} has no config.json at its root, so no encoder there to pool "
                          "(static embeddings, or an encoder in a module folder such as 0_Transformer/); it is scored "
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         raise SystemExit(f"error: --pooler: {args.model} was written by run_simcse.py and is scored with its own "
                          "pooler (the evaluated embedding); leave --pooler out")
     try:
-        if not form and not args.pooler and has_sentence_transformers_pipeline(args.model):
+        if not form and not args.pooler and pipeline:
             results = sentence_transformers_scores(args.model, loaded, args.max_length, args.batch_size,
                                                    args.trust_remote_code)
         else:
