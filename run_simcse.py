@@ -40,7 +40,7 @@ from data_loading import (DataError, column_values, load_nli_triplets, load_sent
                           tokenize_rows)
 from hub.card import contrastive_batch, dev_metric, not_held_out, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
-from hub.push import PushError, push
+from hub.push import PushError, describe_push, push
 from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES,
     EncoderWeightsMissing, SimCSEConfig, SimCSEModel, load_encoder, pooler_dense, saved_form,
@@ -352,13 +352,13 @@ def push_export(output_dir: str, repo_id: str, training_args: TrainingArguments,
     the `python -m hub push` command that retries it."""
     private, revision = bool(training_args.hub_private_repo), training_args.hub_revision
     try:
-        url = push(output_dir, repo_id, private=private, revision=revision, api=HfApi(token=token),
-                   card=str(render_card(output_dir, repo_id=repo_id, write=False, revision=revision)))
+        pushed = push(output_dir, repo_id, private=private, revision=revision, api=HfApi(token=token),
+                      card=str(render_card(output_dir, repo_id=repo_id, write=False, revision=revision)))
     except PushError as e:
         options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
         raise SystemExit(f"error: {e}. The model is exported in {output_dir}; push it again with "
                          f"`python -m hub push {output_dir} --repo-id {repo_id}{options}`") from None
-    print(f"pushed to {repo_id}: {url}")
+    print(describe_push(output_dir, repo_id, revision, pushed))
 
 
 class PhaseTimer:

@@ -9,7 +9,7 @@ import sys
 
 from hub.card import CARD_FILE, DEFAULT_LICENSE, card_choices, card_for_push, folder_card_is_rendered, render_card
 from hub.model_dir import ModelDirError
-from hub.push import PushError, check_repo_id, push
+from hub.push import PushError, check_repo_id, describe_push, push
 
 CARD_BACKUP = "README.md.bak"  # never published (model_dir.PUBLISHED_PATTERNS)
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                     card_text = f.read()
             print("\n" + card_text)
         else:
-            print(f"pushed {args.model_dir} to {args.repo_id}: {result}")
+            print(describe_push(args.model_dir, args.repo_id, args.revision, result))
         return 0
     except (ModelDirError, PushError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import time
+from typing import NamedTuple
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
@@ -36,6 +37,14 @@ RETRIES = 4
 
 class PushError(RuntimeError):
     """A push that cannot go ahead or failed; the message says why (never the token)."""
+
+
+class Pushed(NamedTuple):
+    """Where a push went: the URL of the branch's commit that holds the export, and whether the push made it (False
+    where the branch held every file already: huggingface_hub then leaves the commit out)."""
+
+    commit_url: str
+    new_commit: bool
 
 
 def check_repo_id(repo_id: str) -> None:
@@ -161,8 +170,8 @@ def push(
     commit_message: str | None = None,
     card: str | None = None,
     api: HfApi | None = None,
-) -> str | list[str]:
-    """Upload the export in `model_dir` to `repo_id` in one commit; returns the commit URL (the file list if dry_run).
+) -> Pushed | list[str]:
+    """Upload the export in `model_dir` to `repo_id` in one commit; returns where it went (the file list if dry_run).
 
     card: the model card to upload as README.md (default: the folder's README.md). Creates the repo (exist_ok) and,
     with `revision`, the branch. Checks the folder, its results and the repo id before sending anything; never
@@ -188,6 +197,7 @@ def push(
         # vocabulary) go in the same commit: adding files alone left them beside the new model. Others stay.
         stale = [f for f in _retry(lambda: api.list_repo_files(repo_id, revision=revision), "listing the repo")
                  if is_published(f) and f not in files]
+        head = _retry(lambda: api.repo_info(repo_id, revision=revision).sha, "reading the branch's last commit")
 
         def content(name: str):
             return card.encode() if name == "README.md" and card is not None else os.path.join(model_dir, name)
@@ -219,4 +229,12 @@ def push(
         if not isinstance(e, Exception):
             raise
         raise PushError(f"push to {repo_id} failed: {_describe(e)}") from None
-    return info.commit_url
+    return Pushed(info.commit_url, info.oid != head)
+
+
+def describe_push(model_dir: str, repo_id: str, revision: str | None, pushed: Pushed) -> str:
+    """The line a push prints: what it sent where, or that the branch held the export already."""
+    where = repo_id + (f" (branch {revision})" if revision else "")
+    if pushed.new_commit:
+        return f"pushed {model_dir} to {where}: {pushed.commit_url}"
+    return f"nothing to push: {where} holds {model_dir}'s files already, as of {pushed.commit_url}"

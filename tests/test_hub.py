@@ -25,7 +25,7 @@ from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
 from hub.card import hardware, render_card, software, training_settings, training_time
 from hub.model_dir import PUBLISHED_PATTERNS, ModelDirError, published_files
-from hub.push import PushError, check_repo_id, check_revision, push
+from hub.push import PushError, check_repo_id, check_revision, describe_push, push
 from modeling_simcse import SimCSEModel
 from test_run_simcse import smoke_config
 
@@ -553,11 +553,18 @@ def test_pushing_an_unchanged_export_again_makes_no_commit(model_dir, hub, caplo
     file is unchanged; the push then answers with the branch's last commit. With one file changed, only it is sent."""
     api = HfApi(endpoint=hub.url, token=TOKEN)
     first = push(model_dir, "alice/again", api=api)
-    assert push(model_dir, "alice/again", api=api) == first
+    assert first.new_commit and first.commit_url.endswith(hub.repos["alice/again"].sha("main"))
+    again = push(model_dir, "alice/again", api=api)
+    assert again == (first.commit_url, False)
     assert len(hub.repos["alice/again"].commits) == 1
     assert "No files have been modified since last commit" in caplog.text
+    said = describe_push(model_dir, "alice/again", None, again)
+    assert said == f"nothing to push: alice/again holds {model_dir}'s files already, as of {first.commit_url}"
     card = open(os.path.join(model_dir, "README.md"), encoding="utf-8").read() + "\nEdited.\n"
-    push(model_dir, "alice/again", api=api, card=card)
+    edited = push(model_dir, "alice/again", api=api, card=card)
+    assert edited.new_commit and edited.commit_url != first.commit_url
+    assert describe_push(model_dir, "alice/again", "dev", edited) == (
+        f"pushed {model_dir} to alice/again (branch dev): {edited.commit_url}")
     assert [c["files"] for c in hub.repos["alice/again"].commits][1:] == [["README.md"]]
 
 
@@ -586,6 +593,8 @@ def test_a_run_trained_on_another_machines_files_pushes(model_dir, hub, tmp_path
     assert cli(["-m", "hub", "card", str(copy)], hub, tmp_home=tmp_path).returncode == 0
     proc = cli(["-m", "hub", "push", str(copy), "--repo-id", "alice/moved"], hub, tmp_home=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"pushed {copy} to alice/moved: {hub.url}/alice/moved/commit/{hub.repos['alice/moved'].sha('main')}" in (
+        proc.stdout)
     assert "/gpu-box" not in hub.repos["alice/moved"].branches["main"]["README.md"].decode().split("---")[1]
 
 
@@ -740,6 +749,7 @@ def test_push_to_a_branch(model_dir, hub, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     repo = hub.repos["alice/b"]
     assert repo.branches["main"] == {} and set(repo.branches["v1"]) == EXPECTED_FILES
+    assert f"pushed {model_dir} to alice/b (branch v1): {hub.url}/alice/b/commit/{repo.sha('v1')}" in proc.stdout
     card = repo.branches["v1"]["README.md"].decode()
     assert card.count('from_pretrained("alice/b", revision="v1")') == 2
     assert 'SentenceTransformer("alice/b", revision="v1")' in card
@@ -781,5 +791,6 @@ def test_training_push_takes_the_hub_settings_of_the_json(hub, tmp_path):
     repo = hub.repos["alice/from-json"]
     assert repo.private and [c["branch"] for c in repo.commits] == ["v1"] and set(repo.branches["v1"]) == EXPECTED_FILES
     assert 'AutoModel.from_pretrained("alice/from-json", revision="v1")' in repo.branches["v1"]["README.md"].decode()
+    assert f"to alice/from-json (branch v1): {hub.url}/alice/from-json/commit/{repo.sha('v1')}" in proc.stdout
     written = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
     assert written == [] and TOKEN not in proc.stdout + proc.stderr
