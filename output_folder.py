@@ -140,7 +140,26 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
                          "save_only_model: no optimizer, learning-rate schedule or random state), so the run cannot go "
                          "on as it was; start afresh (overwrite_output_dir), and leave save_only_model off for a run "
                          "you may resume")
+    tell_resumption(output_dir, found)
     return found
+
+
+def tell_resumption(output_dir: str, checkpoint: str) -> None:
+    """Log the step a launch resumes from. Where the folder's run had trained to its end, warn that the launch trains
+    again from that step (save_total_limit may have kept only the best checkpoint, an earlier one) or, from the last
+    step, trains no step, and evaluates and exports again either way."""
+    state = trainer_state(checkpoint)
+    step = state.get("global_step")
+    last = last_complete_checkpoint(output_dir)
+    finished = finished_state(output_dir, last) if last else None
+    if not finished:
+        logger.info("resuming from %s (step %s of %s)", checkpoint, step, state.get("max_steps"))
+        return
+    end = finished["global_step"]
+    trains = "trains no step" if step >= end else f"trains steps {step + 1}-{end} again"
+    logger.warning("output_dir %s holds this run, trained to its end (step %s); resuming from %s (step %s), this "
+                   "launch %s, then evaluates and exports the run again (`python sts_evaluation.py %s` scores the "
+                   "export without training)", output_dir, end, checkpoint, step, trains, output_dir)
 
 
 def warn_of_checkpoints_left(output_dir: str) -> None:

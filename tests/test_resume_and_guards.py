@@ -1,6 +1,7 @@
 """Kill-and-resume gives the uninterrupted result; a NaN loss stops the run and keeps the last good checkpoint."""
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ from test_run_simcse import smoke_config
 from training_guards import NonFiniteLossGuard, TrainingDiverged, is_complete, last_complete_checkpoint
 
 
-def test_kill_and_resume_equals_uninterrupted(tmp_path):
+def test_kill_and_resume_equals_uninterrupted(tmp_path, caplog):
     whole = tmp_path / "whole"
     whole.mkdir()
     config = smoke_config(whole, save_total_limit=None)
@@ -44,7 +45,10 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
             os.remove(killed / "out" / "checkpoint-9" / name)
     assert last_complete_checkpoint(str(killed / "out")).endswith("checkpoint-6")
 
+    caplog.set_level(logging.INFO, logger="output_folder")
     resumed = run_simcse.main([smoke_config(killed, save_total_limit=None, resume_from_checkpoint="last")])
+    assert f"resuming from {killed / 'out' / 'checkpoint-6'} (step 6 of 12)" in caplog.text
+    assert "trained to its end" not in caplog.text
     assert is_complete(str(killed / "out" / "checkpoint-9"))  # the half-written one was replaced by a real one
     for name in results:
         assert resumed[name] == pytest.approx(results[name], abs=1e-6)

@@ -75,6 +75,20 @@ def test_smoke_results_schema(smoke_run):
     assert not (out / ".export-in-progress").exists()
 
 
+def test_resuming_a_finished_run_says_what_it_trains_again(smoke_run, caplog):
+    """Once training has ended, save_total_limit 1 keeps the best checkpoint only: a launch that resumes the finished
+    run trains the steps after it again, which it did without a word."""
+    out, _ = smoke_run
+    with open(out / "trainer_state.json") as f:
+        state = json.load(f)
+    best, end = state["best_model_checkpoint"], state["global_step"]
+    step = int(best.rsplit("-", 1)[1])
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == [os.path.basename(best)] and step < end
+    assert output_folder.resolve_resume(str(out), "last") == best
+    assert (f"output_dir {out} holds this run, trained to its end (step {end}); resuming from {best} (step {step}), "
+            f"this launch trains steps {step + 1}-{end} again, then evaluates and exports the run again" in caplog.text)
+
+
 def test_a_test_set_that_is_the_dev_set_is_said_to_be_no_held_out_set(smoke_run):
     """The smoke job selects on the sample it reports: the run warns, and the card says so under each table."""
     out, proc = smoke_run
@@ -398,6 +412,10 @@ def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path, c
     assert (f"output_dir {out} holds this run, trained to its end (step 3); this launch trains it again from step 0 "
             f"and replaces its checkpoints, export and results (`python sts_evaluation.py {out}` scores" in caplog.text)
     assert "To continue from step" not in caplog.text
+    caplog.clear()  # resumed instead, from its last step: nothing to train
+    assert output_folder.resolve_resume(str(out), "last") == str(out / "checkpoint-3")
+    assert (f"output_dir {out} holds this run, trained to its end (step 3); resuming from {out / 'checkpoint-3'} (step "
+            "3), this launch trains no step, then evaluates and exports the run again" in caplog.text)
     # A launch stopped after its checkpoint, before the end (its checkpoint newer than the state the earlier launch
     # left at the end): the launch after it is told how to continue instead.
     os.utime(out / "checkpoint-3" / "trainer_state.json", (time.time() + 60, time.time() + 60))
