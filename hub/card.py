@@ -16,7 +16,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from data_sources import DataError, Source, is_repo_id
 from hub.model_dir import (METRIC_NAMES, RUN_ARGS_FILE, SIMILARITIES, ModelDirError, check_export, load_results,
-                           read_json)
+                           read_json, weight_names)
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
 PLOT_FILE = "dev_scores.png"
@@ -179,6 +179,20 @@ def _plot(model_dir: str, state: dict, metric: str, write: bool) -> str | None:
     if write:
         return plot_dev_scores(model_dir, state, metric)
     return PLOT_FILE if os.path.isfile(os.path.join(model_dir, PLOT_FILE)) else None
+
+
+def sentence_transformers_needed(model_dir: str, embedding: str) -> str:
+    """The sentence-transformers releases that load the export and give its embedding, in words (bench/RESULTS.md).
+
+    Releases before 4.1 hand the layer-weighting module of `avg_first_last` / `avg_top2` the hidden states only
+    where the encoder also returns a `pooler_output`: without a pooler (ELECTRA, DeBERTa, DistilBERT) they fail
+    with KeyError 'all_layer_embeddings'.
+    """
+    if embedding in ("avg_first_last", "avg_top2") and not any(
+            "pooler" in name.split(".") for name in weight_names(model_dir)):
+        return ("sentence-transformers 4.1 or newer (earlier releases give its layer-weighting module no hidden states "
+                "from an encoder without a pooler, such as this one)")
+    return "sentence-transformers 3.4 or newer"
 
 
 def contrastive_batch(per_device: int, processes: int, gather_negatives: bool) -> str:
@@ -416,6 +430,7 @@ def render_card(
                    f"in-batch negatives, temperature {args.get('temperature')}"),
         embedding_description=EMBEDDING_TEXT[embedding],
         usage_embedding=USAGE[embedding],
+        sentence_transformers_needed=sentence_transformers_needed(model_dir, embedding),
         max_seq_length=args.get("max_seq_length", 64),
         tables=[{"title": SET_TITLES.get(name, name),
                  "markdown": results_table(name, metrics, model_name, compare_published),

@@ -114,6 +114,17 @@ def published_files(model_dir: str) -> list[str]:
     return sorted(found)
 
 
+def weight_names(model_dir: str) -> list[str]:
+    """The tensor names in the folder's safetensors weights, read from the files' headers (no tensor is loaded)."""
+    from safetensors import safe_open
+
+    names = []
+    for path in sorted(glob.glob(os.path.join(model_dir, "*.safetensors"))):
+        with safe_open(path, "numpy") as f:
+            names += f.keys()
+    return names
+
+
 def read_json(model_dir: str, name: str, default=None):
     """A JSON file of the folder, or `default` when it is absent."""
     path = os.path.join(model_dir, name)

@@ -17,6 +17,7 @@ import time
 import pytest
 import transformers
 from huggingface_hub import HfApi, ModelCard
+from transformers import BertConfig, BertModel, ElectraConfig, ElectraModel
 
 import run_arguments
 import run_simcse
@@ -272,6 +273,26 @@ def test_card_settings_name_the_config_changes_of_a_pretrained_encoder(model_dir
     text = render_card(copy).text
     assert "| base model | `some/distilbert` with config changes `dropout=0.25` |" in text
     assert "| dropout | 0.25 |" in text
+
+
+@pytest.mark.parametrize("encoder_class, config_class, pooler_type, needed", [
+    (ElectraModel, ElectraConfig, "avg_first_last", "4.1"),
+    (ElectraModel, ElectraConfig, "avg_top2", "4.1"),
+    (ElectraModel, ElectraConfig, "avg", "3.4"),
+    (BertModel, BertConfig, "avg_first_last", "3.4"),
+])
+def test_card_names_the_sentence_transformers_releases_that_load_the_export(model_dir, tokenizer, tmp_path,
+                                                                           encoder_class, config_class, pooler_type,
+                                                                           needed):
+    """Before 4.1, sentence-transformers' layer weighting failed on an encoder without a pooler (ELECTRA: KeyError
+    'all_layer_embeddings' under 3.4.1 and 4.0.0-4.0.2; bench/RESULTS.md): the card names the releases that work."""
+    copy = str(tmp_path / "out")
+    shutil.copytree(model_dir, copy)
+    encoder = encoder_class(config_class(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, intermediate_size=32))
+    SimCSEModel.from_encoder(encoder, pooler_type=pooler_type).export_encoder(copy, tokenizer)
+    text = render_card(copy).text
+    assert f"The files load with transformers 4.57 or newer and sentence-transformers {needed} or newer" in text
 
 
 def test_card_regeneration_is_stable_and_cli(model_dir, tmp_path):
