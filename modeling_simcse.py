@@ -688,7 +688,8 @@ def _write_sentence_transformers_files(out_dir: str, encoder: PreTrainedModel, e
     `pooling_mode_*` flags and the length from sentence_bert_config.json). The files are rewritten in the layout of
     sentence-transformers 2 to 5, which 6 loads too: releases 3.4 to 6.2 gave the evaluated embedding
     (bench/RESULTS.md), but for the layer weighting of an encoder without a pooler, which needs 4.1 (the card says
-    so: hub.card.sentence_transformers_needed). The weights stay as 6 saved them (safetensors, the same keys in every release).
+    so: hub.card.sentence_transformers_needed). The weights stay as 6 saved them (safetensors, the same keys in every
+    release).
     """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer, WeightedLayerPooling

@@ -68,6 +68,7 @@ def check_export(model_dir: str) -> None:
         raise ModelDirError(f"{model_dir}: no config.json (not an exported model)")
     if not glob.glob(os.path.join(model_dir, "*.safetensors")):
         raise ModelDirError(f"{model_dir}: no *.safetensors weights")
+    weight_names(model_dir)  # their headers parse: a copy cut short is refused before anything is sent
     try:
         config = read_json(model_dir, "config.json")
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -116,12 +117,15 @@ def published_files(model_dir: str) -> list[str]:
 
 def weight_names(model_dir: str) -> list[str]:
     """The tensor names in the folder's safetensors weights, read from the files' headers (no tensor is loaded)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     names = []
     for path in sorted(glob.glob(os.path.join(model_dir, "*.safetensors"))):
-        with safe_open(path, "numpy") as f:
-            names += f.keys()
+        try:
+            with safe_open(path, "numpy") as f:
+                names += f.keys()
+        except SafetensorError as e:
+            raise ModelDirError(f"{path}: not readable safetensors weights ({e})") from None
     return names
 
 
