@@ -454,12 +454,18 @@ def test_bad_folders_send_nothing(model_dir, tmp_path, hub):
     os.remove(os.path.join(copy, "tokenizer_config.json"))
     with pytest.raises(ModelDirError, match="no tokenizer_config.json \\(the export's tokenizer files\\)"):
         push(copy, "alice/x")
-    with open(os.path.join(copy, "model.safetensors"), "r+b") as f:
-        f.truncate(5)  # cut short inside its header
-    with pytest.raises(ModelDirError, match="model.safetensors: not readable safetensors weights"):
-        push(copy, "alice/x")
     os.remove(os.path.join(copy, "model.safetensors"))
     with pytest.raises(ModelDirError, match="no \\*.safetensors"):
+        push(copy, "alice/x")
+    assert hub.requests == []
+
+
+def test_weights_cut_short_are_refused_before_anything_is_sent(model_dir, tmp_path, hub):
+    copy = str(tmp_path / "m")
+    shutil.copytree(model_dir, copy)
+    with open(os.path.join(copy, "model.safetensors"), "r+b") as f:
+        f.truncate(5)  # inside its header, as a copy that ran out of disk
+    with pytest.raises(ModelDirError, match="m/model.safetensors: not readable safetensors weights"):
         push(copy, "alice/x")
     assert hub.requests == []
 
