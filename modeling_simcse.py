@@ -32,7 +32,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
-from hub.model_dir import CHECKPOINT_MODEL_TYPE, config_form
+from hub.model_dir import CHECKPOINT_MODEL_TYPE, LAYER_POOLERS, config_form
 
 POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
 # Encoders whose position embeddings and attention masks `embed_packed` drives correctly (checked in the tests), and
@@ -492,7 +492,7 @@ class SimCSEModel(PreTrainedModel):
     def _token_states(self, **encoder_inputs) -> torch.Tensor:
         """(rows, width, hidden) token states the pooler reads: the last layer, or the mean of two layers."""
         pooler = self.config.pooler_type
-        needs_layers = pooler in ("avg_first_last", "avg_top2")
+        needs_layers = pooler in LAYER_POOLERS
         # Compiled layers (compile_layers) serve training steps only; eval mode runs them eagerly.
         eager = self._layers_compiled and not self.training
         stance = torch.compiler.set_stance("force_eager") if eager else nullcontext()
@@ -672,7 +672,7 @@ class SimCSEModel(PreTrainedModel):
             "embedding": embedding,
             "recipe": EMBEDDING_RECIPES[embedding],
         }
-        if embedding in ("avg_first_last", "avg_top2"):
+        if embedding in LAYER_POOLERS:
             encoder.config.output_hidden_states = True  # sentence-transformers pools layers only when this is set
         encoder.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
@@ -703,7 +703,7 @@ def _write_sentence_transformers_files(out_dir: str, encoder: PreTrainedModel, e
             torch.tensor([1.0] + [0.0] * (layers - 2) + [1.0]))))
     elif embedding == "avg_top2":
         modules.append(WeightedLayerPooling(hidden, layers, layer_start=layers - 1))
-    if embedding in ("avg_first_last", "avg_top2"):
+    if embedding in LAYER_POOLERS:
         legacy_configs["WeightedLayerPooling"] = {"word_embedding_dimension": hidden, "num_hidden_layers": layers,
                                                   "layer_start": modules[-1].layer_start}
     cls = embedding in ("cls", "pooler_output")

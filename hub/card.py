@@ -15,8 +15,8 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from data_sources import DataError, Source, is_repo_id
-from hub.model_dir import (METRIC_NAMES, RUN_ARGS_FILE, SIMILARITIES, ModelDirError, check_export, load_results,
-                           read_json, weight_names)
+from hub.model_dir import (LAYER_POOLERS, METRIC_NAMES, RUN_ARGS_FILE, SIMILARITIES, ModelDirError, check_export,
+                           load_results, read_json, weight_names)
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
 PLOT_FILE = "dev_scores.png"
@@ -188,7 +188,7 @@ def sentence_transformers_needed(model_dir: str, embedding: str) -> str:
     where the encoder also returns a `pooler_output`: without a pooler (ELECTRA, DeBERTa, DistilBERT) they fail
     with KeyError 'all_layer_embeddings'.
     """
-    if embedding in ("avg_first_last", "avg_top2") and not any(
+    if embedding in LAYER_POOLERS and not any(
             "pooler" in name.split(".") for name in weight_names(model_dir)):
         return ("sentence-transformers 4.1 or newer (earlier releases give its layer-weighting module no hidden states "
                 "from an encoder without a pooler, such as this one)")

@@ -18,6 +18,7 @@ SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")
 METRIC_NAMES = ("avg",) + tuple(f"{s}_{c}" for s in SIMILARITIES for c in ("pearson", "spearman"))
 RUN_ARGS_FILE = "run_args.json"
 CHECKPOINT_MODEL_TYPE = "simcse"  # SimCSEConfig.model_type: what a training checkpoint's config.json says
+LAYER_POOLERS = ("avg_first_last", "avg_top2")  # poolers (and exported embeddings) that average two layers' states
 # A tokenizer's vocabulary: one of these is among an export's tokenizer files (tokenizer.json for a fast tokenizer).
 TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model",
                           "spm.model")
