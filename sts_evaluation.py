@@ -36,14 +36,21 @@ DEFAULT_SETS = {"korsts-test": KORSTS_URL.format("test"), "klue-sts-dev": "klue/
 
 
 def sts_correlations(similarities: np.ndarray, gold: np.ndarray) -> dict[str, float]:
-    """(n, 4) similarities in `SIMILARITIES` order and (n,) gold scores -> {metric: value x100} for `METRIC_NAMES`."""
+    """(n, 4) similarities in `SIMILARITIES` order and (n,) gold scores -> {metric: value x100} for `METRIC_NAMES`.
+
+    A similarity with a value that is not finite, or with one value for every pair, has no correlation: its two metrics
+    and the avg are NaN (`undefined_metrics` names them)."""
     similarities, gold = np.asarray(similarities, dtype=np.float64), np.asarray(gold, dtype=np.float64)
     if similarities.ndim != 2 or similarities.shape != (len(gold), len(SIMILARITIES)):
         raise ValueError(f"expected similarities of shape ({len(gold)}, {len(SIMILARITIES)}), got {similarities.shape}")
     out = {}
     for k, name in enumerate(SIMILARITIES):
-        out[f"{name}_pearson"] = 100.0 * float(stats.pearsonr(similarities[:, k], gold)[0])
-        out[f"{name}_spearman"] = 100.0 * float(stats.spearmanr(similarities[:, k], gold)[0])
+        column = similarities[:, k]
+        if not np.isfinite(column).all():  # no correlation: NaN, as newer scipy gives (1.13's pearsonr raises)
+            out[f"{name}_pearson"] = out[f"{name}_spearman"] = math.nan
+            continue
+        out[f"{name}_pearson"] = 100.0 * float(stats.pearsonr(column, gold)[0])
+        out[f"{name}_spearman"] = 100.0 * float(stats.spearmanr(column, gold)[0])
     return {"avg": float(np.mean(list(out.values()))), **out}
 
 

@@ -73,6 +73,24 @@ def test_ties_and_random_case_match_by_hand():
         assert got[f"{name}_spearman"] == pytest.approx(100 * want, abs=1e-9)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, "constant"])
+def test_a_similarity_that_is_not_finite_or_constant_has_no_correlation(bad):
+    """scipy 1.13, the lowest release the requirements allow, raised on non-finite values instead of returning NaN."""
+    rng = np.random.default_rng(1)
+    gold = rng.uniform(0, 5, size=12)
+    sims = rng.normal(size=(12, 4))
+    if bad == "constant":
+        sims[:, 1] = 0.5
+    else:
+        sims[3, 1] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns of constant input
+        got = sts_correlations(sims, gold)
+    assert np.isnan(got["euclidean_pearson"]) and np.isnan(got["euclidean_spearman"]) and np.isnan(got["avg"])
+    for k, name in [(0, "cosine"), (2, "manhattan"), (3, "dot")]:
+        assert got[f"{name}_pearson"] == pytest.approx(100 * pearson_by_hand(sims[:, k], gold))
+
+
 def test_anticorrelated_is_negative():
     gold = np.arange(10.0)
     sims = np.tile(-gold[:, None], (1, 4))
