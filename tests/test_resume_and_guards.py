@@ -205,8 +205,8 @@ def test_nan_guard_stops_before_saving_a_bad_checkpoint(encoder_dir, tokenizer, 
 
 
 def test_diverging_run_exits_with_a_clear_message(tmp_path):
-    # Diverges within steps; 1e38 did too, but torch 2.6's AdamW refuses a step size (lr over the bias correction)
-    # beyond float32's range.
+    # Diverges in a few steps. (1e38 did too under torch 2.8 and newer; torch 2.6's AdamW refused its step size, lr over
+    # the bias correction, as beyond float32's range.)
     config = smoke_config(tmp_path, learning_rate=1e30, max_grad_norm=0.0, save_total_limit=None)
     with pytest.raises(SystemExit, match="training stopped. The last good checkpoint is"):
         run_simcse.main([config])
