@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import json
 import logging
 import os
@@ -235,14 +236,14 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
     elif not argv[0].startswith("-"):
         raise SystemExit(f"error: {argv[0]}: the arguments file is a .json (one object of key: value)")
     else:
+        given = flag_overrides(argv, None)  # refuses unknown flags and abbreviations
         flags, _ = parser.parse_known_args(argv)  # the flags' values, before TrainingArguments are made (as above)
         if (problem := sharding_problem(bool(flags.fsdp), bool(flags.deepspeed))) is not None:
             raise SystemExit(f"error: {problem}")
         try:
             parsed = parser.parse_args_into_dataclasses(argv)
-        except ValueError as e:  # unknown flags
+        except ValueError as e:  # TrainingArguments refusing a combination
             raise SystemExit(f"error: {e}") from None
-        given = flag_overrides(argv, None)  # also refuses abbreviations
     return parsed, given
 
 
@@ -347,8 +348,8 @@ def check_json_values(config: dict, path: str) -> dict:
     """A JSON args dict -> the same, with a string given for a list-of-strings field (train_data, test_data,
     sentence_columns ...) made a one-item list, test_data given as {"name": "source"} made ["name=source"], and
     `"resume_from_checkpoint": true` read as "last"; raises SystemExit
-    naming the file and every key whose value has the wrong type (HfArgumentParser passes JSON values through
-    unchecked: "bf16": "false" would turn bf16 on)."""
+    naming the file, every unknown key (with the known one it most resembles) and every key whose value has the wrong
+    type (HfArgumentParser passes JSON values through unchecked: "bf16": "false" would turn bf16 on)."""
     hints = {}
     for dtype in ALL_ARGUMENTS:
         try:
@@ -358,8 +359,11 @@ def check_json_values(config: dict, path: str) -> dict:
         hints.update({f.name: types_of[f.name] for f in dataclasses.fields(dtype) if f.init})
     config, problems = dict(config), []
     for key, value in config.items():
+        if key not in argument_names():
+            problems.append(f"unknown key {key!r}{did_you_mean(key)}")
+            continue
         if key not in hints:
-            continue  # HfArgumentParser names unknown keys
+            continue
         if key == "resume_from_checkpoint" and isinstance(value, bool):  # as `Trainer.train` takes it
             config[key] = value = "last" if value else None
         if isinstance(value, str) and not _accepts(hints[key], value) and _accepts(hints[key], [value]):
@@ -372,6 +376,21 @@ def check_json_values(config: dict, path: str) -> dict:
     if problems:
         raise SystemExit(f"error: {path}: " + "; ".join(problems))
     return config
+
+
+def argument_names() -> set[str]:
+    """The keys an arguments file may hold: the init fields of the four argument dataclasses (as HfArgumentParser)."""
+    return {f.name for dtype in ALL_ARGUMENTS for f in dataclasses.fields(dtype) if f.init}
+
+
+def did_you_mean(key: str, prefix: str = "") -> str:
+    """An unknown argument name -> " (did you mean 'a' or 'b'?)" naming the closest known ones (those within a hair of
+    the closest), or "" if none is close; `prefix` ("--" for a flag) goes before each. Dashes count as underscores."""
+    key = key.lstrip("-").replace("-", "_")
+    ratios = {name: difflib.SequenceMatcher(None, key, name).ratio()
+              for name in difflib.get_close_matches(key, sorted(argument_names()), n=2)}
+    close = [f"'{prefix}{name}'" for name, ratio in ratios.items() if ratio >= max(ratios.values()) - 0.05]
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 def _accepts(annotation, value) -> bool:
@@ -414,8 +433,9 @@ def flag_overrides(flags: list[str], path: str | None) -> dict:
     except argparse.ArgumentError as e:
         raise SystemExit(f"error: {where}{e}") from None
     if unknown:
+        hints = "".join(did_you_mean(u, "--") for u in unknown if u.startswith("-"))
         raise SystemExit(f"error: {where}unknown command-line argument(s){' after it' if path else ''} (a flag is the "
-                         f"whole key): {' '.join(unknown)}")
+                         f"whole key): {' '.join(unknown)}{hints}")
     return vars(given)
 
 

@@ -491,9 +491,16 @@ def test_a_run_that_saved_nothing_does_not_hold_its_folder(tmp_path):
     assert json.loads((tmp_path / "out" / "run_args.json").read_text())["per_device_train_batch_size"] == 4
 
 
-def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path):
-    config = smoke_config(tmp_path, pooler="cls")
-    with pytest.raises(SystemExit, match="pooler"):
+@pytest.mark.parametrize("changes, message", [
+    ({"pooler": "cls"}, r"unknown key 'pooler' \(did you mean 'pooler_type'\?\)$"),
+    # Every problem at once; the two closest keys where they are about as close; no guess where none is close.
+    ({"per_device_batch_size": 8, "xyzzy": 1, "bf16": "no"},
+     r"unknown key 'per_device_batch_size' \(did you mean 'per_device_eval_batch_size' or "
+     r"'per_device_train_batch_size'\?\); unknown key 'xyzzy'; bf16: expected bool, got \"no\"$"),
+])
+def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path, changes, message):
+    config = smoke_config(tmp_path, **changes)
+    with pytest.raises(SystemExit, match=f"config.json: {message}"):
         run_simcse.main([config])
     assert not (tmp_path / "out").exists()
 
@@ -523,7 +530,9 @@ def test_resume_from_checkpoint_true_in_the_json_means_the_last_checkpoint(value
 @pytest.mark.parametrize("argv, message", [
     ([], "usage: run_simcse.py CONFIG.json"),  # it was "set exactly one of model_name_or_path ..."
     (["configs/smoke.yaml"], "configs/smoke.yaml: the arguments file is a .json"),  # these two were tracebacks
-    (["--model_type", "bert", "--foo", "1"], "error: Some specified arguments are not used .*--foo"),
+    (["--model_type", "bert", "--foo", "1"], r"error: unknown command-line argument\(s\) \(a flag is the whole key\): "
+                                             r"--foo 1$"),
+    (["--model_type", "bert", "--pooler", "avg"], r"--pooler avg \(did you mean '--pooler_type'\?\)"),
     (["--model_type", "bert", "--learning_r", "1e-3"], r"argument\(s\) \(a flag is the whole key\): --learning_r 1e-3"),
 ])
 def test_a_command_line_without_a_json_file_is_explained(argv, message):
@@ -624,8 +633,10 @@ def test_the_launchers_compilation_is_the_runs_record(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("flags, message", [
     # No abbreviations.
-    (["--learning", "1e-3"], "unknown command-line argument.s. after it .a flag is the whole key.: --learning 1e-3"),
-    (["--pooler", "cls"], "unknown command-line argument.s. after it .a flag is the whole key.: --pooler cls"),
+    (["--learning", "1e-3"], "unknown command-line argument.s. after it .a flag is the whole key.: --learning 1e-3 "
+                             ".did you mean '--learning_rate'.."),
+    (["--pooler", "cls"], "unknown command-line argument.s. after it .a flag is the whole key.: --pooler cls "
+                          ".did you mean '--pooler_type'.."),
     (["--learning_rate", "fast"], "argument --learning_rate/--learning-rate: invalid float value: 'fast'"),
     (["--use_cpu", "maybe"], "argument --use_cpu/--use-cpu: Truthy value expected: got maybe"),
 ])
