@@ -348,7 +348,7 @@ def check_json_values(config: dict, path: str) -> dict:
     """A JSON args dict -> the same, with a string given for a list-of-strings field (train_data, test_data,
     sentence_columns ...) made a one-item list, test_data given as {"name": "source"} made ["name=source"], and
     `"resume_from_checkpoint": true` read as "last"; raises SystemExit
-    naming the file, every unknown key (with the known one it most resembles) and every key whose value has the wrong
+    naming the file, every unknown key (with the known keys closest to it) and every key whose value has the wrong
     type (HfArgumentParser passes JSON values through unchecked: "bf16": "false" would turn bf16 on)."""
     hints = {}
     for dtype in ALL_ARGUMENTS:
@@ -357,12 +357,12 @@ def check_json_values(config: dict, path: str) -> dict:
         except (NameError, TypeError):  # a forward reference a later transformers may add: leave that class unchecked
             continue
         hints.update({f.name: types_of[f.name] for f in dataclasses.fields(dtype) if f.init})
-    config, problems = dict(config), []
+    config, problems, known = dict(config), [], argument_names()
     for key, value in config.items():
-        if key not in argument_names():
-            problems.append(f"unknown key {key!r}{did_you_mean(key)}")
+        if key not in known:
+            problems.append(f"unknown key {key!r}" + (f" ({hint})" if (hint := did_you_mean(key)) else ""))
             continue
-        if key not in hints:
+        if key not in hints:  # a class whose type hints could not be read (above)
             continue
         if key == "resume_from_checkpoint" and isinstance(value, bool):  # as `Trainer.train` takes it
             config[key] = value = "last" if value else None
@@ -384,13 +384,13 @@ def argument_names() -> set[str]:
 
 
 def did_you_mean(key: str, prefix: str = "") -> str:
-    """An unknown argument name -> " (did you mean 'a' or 'b'?)" naming the closest known ones (those within a hair of
-    the closest), or "" if none is close; `prefix` ("--" for a flag) goes before each. Dashes count as underscores."""
-    key = key.lstrip("-").replace("-", "_")
+    """An unknown argument name (a key, or a flag: `--a-b`, `--a_b=1`) -> "did you mean 'a' or 'b'?" naming the closest
+    known ones (those within a hair of the closest), or "" if none is close; `prefix` ("--") goes before each."""
+    key = key.split("=")[0].lstrip("-").replace("-", "_")
     ratios = {name: difflib.SequenceMatcher(None, key, name).ratio()
               for name in difflib.get_close_matches(key, sorted(argument_names()), n=2)}
     close = [f"'{prefix}{name}'" for name, ratio in ratios.items() if ratio >= max(ratios.values()) - 0.05]
-    return f" (did you mean {' or '.join(close)}?)" if close else ""
+    return f"did you mean {' or '.join(close)}?" if close else ""
 
 
 def _accepts(annotation, value) -> bool:
@@ -433,7 +433,8 @@ def flag_overrides(flags: list[str], path: str | None) -> dict:
     except argparse.ArgumentError as e:
         raise SystemExit(f"error: {where}{e}") from None
     if unknown:
-        hints = "".join(did_you_mean(u, "--") for u in unknown if u.startswith("-"))
+        hints = "".join(f" ({flag.split('=')[0]}: {hint})" for flag in unknown
+                        if flag.startswith("--") and (hint := did_you_mean(flag, "--")))
         raise SystemExit(f"error: {where}unknown command-line argument(s){' after it' if path else ''} (a flag is the "
                          f"whole key): {' '.join(unknown)}{hints}")
     return vars(given)

@@ -532,7 +532,7 @@ def test_resume_from_checkpoint_true_in_the_json_means_the_last_checkpoint(value
     (["configs/smoke.yaml"], "configs/smoke.yaml: the arguments file is a .json"),  # these two were tracebacks
     (["--model_type", "bert", "--foo", "1"], r"error: unknown command-line argument\(s\) \(a flag is the whole key\): "
                                              r"--foo 1$"),
-    (["--model_type", "bert", "--pooler", "avg"], r"--pooler avg \(did you mean '--pooler_type'\?\)"),
+    (["--model_type", "bert", "--pooler", "avg"], r"--pooler avg \(--pooler: did you mean '--pooler_type'\?\)$"),
     (["--model_type", "bert", "--learning_r", "1e-3"], r"argument\(s\) \(a flag is the whole key\): --learning_r 1e-3"),
 ])
 def test_a_command_line_without_a_json_file_is_explained(argv, message):
@@ -634,9 +634,11 @@ def test_the_launchers_compilation_is_the_runs_record(tmp_path, monkeypatch):
 @pytest.mark.parametrize("flags, message", [
     # No abbreviations.
     (["--learning", "1e-3"], "unknown command-line argument.s. after it .a flag is the whole key.: --learning 1e-3 "
-                             ".did you mean '--learning_rate'.."),
-    (["--pooler", "cls"], "unknown command-line argument.s. after it .a flag is the whole key.: --pooler cls "
-                          ".did you mean '--pooler_type'.."),
+                             ".--learning: did you mean '--learning_rate'..$"),
+    # Each unknown flag with the known ones closest to it.
+    (["--pooler=cls", "--xyzzy", "--temprature", "0.1"], "unknown command-line argument.s. after it .a flag is the "
+     "whole key.: --pooler=cls --xyzzy --temprature 0.1 .--pooler: did you mean '--pooler_type'.. .--temprature: did "
+     "you mean '--temperature'..$"),
     (["--learning_rate", "fast"], "argument --learning_rate/--learning-rate: invalid float value: 'fast'"),
     (["--use_cpu", "maybe"], "argument --use_cpu/--use-cpu: Truthy value expected: got maybe"),
 ])
