@@ -351,6 +351,15 @@ def check_model_source(name: str, needs: str | tuple[str, ...] = "config.json") 
         raise DataError(f"{name}: no such folder, and not a Hub model id (name or owner/name)")
 
 
+def model_load_error(names: list[str], error: Exception) -> str:
+    """The model (and tokenizer) names that would not load and transformers' error -> the message, which says which
+    names were read as Hub ids for want of a folder of that name here (a mistyped path reads as one)."""
+    absent = [n for n in names if not os.path.isdir(n)]
+    read_as = ("no such folder here, so read as a Hub id: " if absent == names
+               else f"{' / '.join(absent)}: no such folder here, so read as a Hub id: " if absent else "")
+    return f"{' / '.join(names)}: {read_as}{error}"
+
+
 def refuses_model_code(error: Exception) -> bool:
     """Whether `error` is transformers refusing to run the code a model or tokenizer ships (trust_remote_code unset
     or False), which the command lines turn into their own advice."""

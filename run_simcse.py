@@ -36,8 +36,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from data_collator import SimCSECollator
 from data_loading import (DataError, column_values, load_nli_triplets, load_sentence_columns, load_sts,
-                          parse_named_sets, refuses_model_code, rows_digest, sample_sentences, shared_pairs,
-                          tokenize_rows)
+                          model_load_error, parse_named_sets, refuses_model_code, rows_digest, sample_sentences,
+                          shared_pairs, tokenize_rows)
 from hub.card import contrastive_batch, dev_metric, not_held_out, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, describe_push, push
@@ -124,17 +124,17 @@ def model_loading_errors(model_args: ModelArguments):
     Hub, no network and not cached, no weights in the folder), and its refusal to run the code a model or tokenizer
     ships (loaded with trust_remote_code=False): the job trains built-in encoders, whose packing, export and card it
     knows."""
-    names = " / ".join(dict.fromkeys(n for n in (model_args.model_name_or_path, model_args.tokenizer_name) if n))
+    names = list(dict.fromkeys(n for n in (model_args.model_name_or_path, model_args.tokenizer_name) if n))
     try:
         yield
     except OSError as e:
-        raise SystemExit(f"error: {names}: {e}") from None
+        raise SystemExit(f"error: {model_load_error(names, e)}") from None
     except ValueError as e:
         if not refuses_model_code(e):
             raise
-        raise SystemExit(f"error: {names} ships its own model code (auto_map in its config), which this job does not "
-                         "run: it trains the encoders transformers has built in (BERT, RoBERTa, ELECTRA, XLM-R and the "
-                         "like)") from None
+        raise SystemExit(f"error: {' / '.join(names)} ships its own model code (auto_map in its config), which this "
+                         "job does not run: it trains the encoders transformers has built in (BERT, RoBERTa, ELECTRA, "
+                         "XLM-R and the like)") from None
 
 
 def apply_config_changes(config: transformers.PreTrainedConfig, model_args: ModelArguments,

@@ -27,7 +27,8 @@ from transformers.utils import cached_file
 
 from data_collator import SimCSECollator
 from data_loading import (DataError, check_known_tokens, check_model_source, check_tokenizer, column_values,
-                          load_sts, parse_named_sets, refuses_model_code, sample_sentences, tokenize_rows)
+                          load_sts, model_load_error, parse_named_sets, refuses_model_code, sample_sentences,
+                          tokenize_rows)
 from hub.model_dir import METRIC_NAMES, RESULTS_FILE, RUN_ARGS_FILE, SIMILARITIES
 from modeling_simcse import LOAD_KWARGS, POOLER_TYPES, EncoderWeightsMissing, SimCSEModel, pair_similarities, saved_form
 
@@ -301,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         # What run_simcse.py wrote (an export or a checkpoint) carries its own settings.
         form = None if pipeline_only else saved_form(args.model)
     except OSError as e:  # not on the Hub, or no network
-        raise SystemExit(f"error: {args.model}: {e}") from None
+        raise SystemExit(f"error: {model_load_error([args.model], e)}") from None
     if form and args.pooler:
         raise SystemExit(f"error: --pooler: {args.model} was written by run_simcse.py and is scored with its own "
                          "pooler (the evaluated embedding); leave --pooler out")

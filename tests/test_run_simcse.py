@@ -4,6 +4,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -910,6 +911,22 @@ def test_an_encoder_that_does_not_load_is_named_without_a_traceback(encoder_dir,
     shutil.copytree(encoder_dir, folder, ignore=shutil.ignore_patterns("*.safetensors"))
     with pytest.raises(SystemExit, match=f"error: {folder}: .*model.safetensors"):
         run_simcse.main([smoke_config(tmp_path, **pretrained(str(folder)))])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("model, tokenizer_name, message", [
+    ("mistyped/encoder", None, "mistyped/encoder: no such folder here, so read as a Hub id: "),
+    ("{encoder}", "mistyped/tokenizer", "{encoder} / mistyped/tokenizer: mistyped/tokenizer: no such folder here, so "
+                                        "read as a Hub id: "),
+])
+def test_a_mistyped_folder_is_said_to_be_read_as_a_hub_id(encoder_dir, tmp_path, monkeypatch, model, tokenizer_name,
+                                                          message):
+    """A relative path is shaped like a Hub id (owner/name); offline, transformers said only that it could not reach
+    the Hub."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # no retries against the real Hub
+    changes = {**pretrained(model.format(encoder=encoder_dir)), "tokenizer_name": tokenizer_name}
+    with pytest.raises(SystemExit, match=re.escape(f"error: {message.format(encoder=encoder_dir)}")):
+        run_simcse.main([smoke_config(tmp_path, **changes)])
     assert not (tmp_path / "out").exists()
 
 

@@ -147,6 +147,12 @@ def test_remove_characters_scores_the_sentences_without_them(encoder_dir, tmp_pa
     assert kept["avg"] != pytest.approx(clean["avg"], abs=1e-3)
 
 
+def test_a_mistyped_folder_is_said_to_be_read_as_a_hub_id(monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # no retries against the real Hub
+    with pytest.raises(SystemExit, match="error: mistyped/encoder: no such folder here, so read as a Hub id: "):
+        main(["mistyped/encoder", "--set", f"s={SAMPLE}/sts.tsv"])
+
+
 @pytest.mark.parametrize("argv, message", [  # {encoder}: a saved encoder; {empty}: an empty folder; {reference}: a run
     (["/no/such/encoder"], "/no/such/encoder: no such folder, and not a Hub model id"),
     (["{encoder}", "--output", "/no/such/folder/results.json"],
