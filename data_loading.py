@@ -355,9 +355,11 @@ def model_load_error(names: list[str], error: Exception) -> str:
     """The model (and tokenizer) names that would not load and transformers' error -> the message, which says which
     names were read as Hub ids for want of a folder of that name here (a mistyped path reads as one)."""
     absent = [n for n in names if not os.path.isdir(n)]
-    read_as = ("no such folder here, so read as a Hub id: " if absent == names
-               else f"{' / '.join(absent)}: no such folder here, so read as a Hub id: " if absent else "")
-    return f"{' / '.join(names)}: {read_as}{error}"
+    said = f"{' / '.join(names)}: "
+    if absent:
+        which = "" if absent == names else f"{' / '.join(absent)}: "  # a folder beside a mistyped tokenizer_name
+        said += f"{which}no such folder here, so read as a Hub id: "
+    return f"{said}{error}"
 
 
 def refuses_model_code(error: Exception) -> bool:
