@@ -97,6 +97,8 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
     except Exception as e:  # pyarrow/HTTP/Hub errors: say which source, and why (fsspec's message is the URL alone)
         reason = e.__cause__ if e.__cause__ and str(e) in source.spec else e
         raise DataError(f"{source.spec}: could not be read: {reason}") from e
+    if ds.num_rows == 0:  # a header line alone: nothing to train on or score (an empty sampler fails mid-start)
+        raise DataError(f"{source.spec}: no rows")
     return ds.flatten(), source
 
 
@@ -318,8 +320,6 @@ def load_sts(spec: str, cache_dir: str | None = None) -> Dataset:
         if not 0.0 <= score <= 5.0:
             raise DataError(f"{source.row(i)}: STS score {score} is outside 0-5")
         scores.append(score)
-    if not scores:
-        raise DataError(f"{spec}: no rows")
     if len(set(scores)) < 2:  # a correlation with constant gold scores is undefined (NaN)
         raise DataError(f"{spec}: every pair has the gold score {scores[0]}; correlations need scores that differ")
     return Dataset.from_dict({"sentence1": sentence1, "sentence2": sentence2, "score": scores})

@@ -294,6 +294,26 @@ def test_malformed_json_names_the_line(tmp_path, name, text, message):
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize("name, header, load", [
+    ("nli.tsv", "premise\thypothesis\tlabel\n", lambda path: load_nli_triplets([path])),
+    ("pairs.tsv", "sent0\tsent1\n", lambda path: load_sentence_columns([path], ["sent0", "sent1"])),
+    ("pairs.csv", "sent0,sent1\n", lambda path: load_sentence_columns([path], ["sent0", "sent1"])),
+    ("sts.tsv", "sentence1\tsentence2\tscore\n", load_sts),
+])
+def test_a_header_line_alone_is_no_rows(tmp_path, name, header, load):
+    """A pair file of a header alone reached training, which stopped in torch's sampler (num_samples=0)."""
+    with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / name))}: no rows$"):
+        load(write(tmp_path, name, header))
+
+
+def test_an_empty_source_is_named_among_several(tmp_path):
+    rows = write(tmp_path, "rows.tsv", "sent0\tsent1\n가\t나\n다\t라\n")
+    assert load_sentence_columns([rows], ["sent0", "sent1"]).num_rows == 2
+    empty = write(tmp_path, "empty.tsv", "sent0\tsent1\n")
+    with pytest.raises(DataError, match=f"^{re.escape(empty)}: no rows$"):
+        load_sentence_columns([rows, empty], ["sent0", "sent1"])
+
+
 def test_json_lines_in_a_json_file_and_byte_order_marks(tmp_path):
     rows = [{"sentence1": "가", "sentence2": "나", "score": 1.0}, {"sentence1": "다", "sentence2": "라", "score": 2.5}]
     whole, lines = json.dumps(rows), "\n".join(map(json.dumps, rows))

@@ -949,6 +949,14 @@ def test_a_built_in_encoder_is_trained_without_the_code_its_folder_ships(encoder
     assert set(results) == {"sample-sts", "sample-sts-again"}
 
 
+def test_a_training_file_without_rows_stops_before_anything_is_written(tmp_path):
+    """It reached Trainer, whose sampler stopped with num_samples=0, leaving run_args.json behind."""
+    (tmp_path / "pairs.tsv").write_text("sent0\tsent1\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=f"^error: {re.escape(str(tmp_path / 'pairs.tsv'))}: no rows$"):
+        run_simcse.main([smoke_config(tmp_path, train_data=[str(tmp_path / "pairs.tsv")], train_format="pair")])
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_sts_score_and_non_empty_folder(tmp_path):
     (tmp_path / "sts.tsv").write_text("sentence1\tsentence2\tscore\n가\t나\t7\n", encoding="utf-8")
     config = json.loads(open(smoke_config(tmp_path)).read())
