@@ -84,6 +84,10 @@ def load_training_set(data_args: DataArguments, cache_dir: str | None):
                             rows - len(ds), rows)
     if data_args.max_train_samples is not None:
         ds = ds.select(range(min(data_args.max_train_samples, len(ds))))
+    if data_args.train_format != "text" and (repeats := len(ds) - len(set(column_values(ds, "sent0")))):
+        logger.warning("%d of %d training rows have the first sentence (%s) of an earlier row: where two such rows "
+                       "share a batch, each takes the other's positive as a negative", repeats, len(ds),
+                       "the premise" if data_args.train_format == "nli" else "sent0")
     return ds
 
 

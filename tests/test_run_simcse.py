@@ -663,6 +663,22 @@ def test_repeated_unsupervised_sentences_are_left_out_and_counted(tmp_path, capl
     assert len(run_simcse.load_training_set(args, None)) == len(lines) + 5
 
 
+def test_repeated_first_sentences_of_pairs_and_triplets_are_counted(tmp_path, caplog):
+    """Kept (one anchor may have several positives), but said: such rows are false negatives of each other."""
+    (tmp_path / "pairs.tsv").write_text("sent0\tsent1\n가\t나\n다\t라\n가\t마\n가\t바\n", encoding="utf-8")
+    args = run_arguments.DataArguments(train_data=[str(tmp_path / "pairs.tsv")], train_format="pair")
+    with caplog.at_level(logging.INFO, logger="run_simcse"):
+        assert len(run_simcse.load_training_set(args, None)) == 4
+    assert "2 of 4 training rows have the first sentence (sent0) of an earlier row" in caplog.text
+    caplog.clear()
+    for train_format in ("nli", "text"):  # the shipped sample's premises are all different; text: deduplicate_text
+        args = run_arguments.DataArguments(train_data=[f"{SAMPLE}/nli.tsv"], train_format=train_format,
+                                           sentence_columns=["premise"])
+        with caplog.at_level(logging.INFO, logger="run_simcse"):
+            run_simcse.load_training_set(args, None)
+    assert "of an earlier row" not in caplog.text
+
+
 def test_a_dev_set_named_as_a_test_set_is_is_named_so(tmp_path):
     """'dev=sts-dev.tsv' read as a file of that name: "file not found". A URL with a query (?raw=true) is no name."""
     with pytest.raises(SystemExit, match=r"dev_data: 'dev=sample_data/sts.tsv' is one source, without a name "
