@@ -158,8 +158,8 @@ def tell_resumption(output_dir: str, checkpoint: str) -> None:
     end = finished["global_step"]
     trains = "trains no step" if step >= end else f"trains steps {step + 1}-{end} again"
     logger.warning("output_dir %s holds this run, trained to its end (step %s); resuming from %s (step %s), this "
-                   "launch %s, then evaluates and exports the run again (`python sts_evaluation.py %s` scores the "
-                   "export without training)", output_dir, end, checkpoint, step, trains, output_dir)
+                   "launch %s, then evaluates and exports the run again %s", output_dir, end, checkpoint, step, trains,
+                   export_hint(output_dir))
 
 
 def warn_of_checkpoints_left(output_dir: str) -> None:
@@ -171,14 +171,28 @@ def warn_of_checkpoints_left(output_dir: str) -> None:
         return
     if finished := finished_state(output_dir, last):
         logger.warning("output_dir %s holds this run, trained to its end (step %s); this launch trains it again from "
-                       "step 0 and replaces its checkpoints, export and results (`python sts_evaluation.py %s` scores "
-                       "the export without training)", output_dir, finished["global_step"], output_dir)
+                       "step 0 and replaces its checkpoints, export and results %s", output_dir,
+                       finished["global_step"], export_hint(output_dir))
         return
     state = trainer_state(last)
     step, end = state.get("global_step"), state.get("max_steps")
     logger.warning("output_dir %s holds checkpoints of this run up to step %s of %s (%s); this launch trains again "
                    "from step 0 and replaces them. To continue from step %s instead, set \"resume_from_checkpoint\": "
                    "true (or add --resume_from_checkpoint last)", output_dir, step, end, os.path.basename(last), step)
+
+
+def export_hint(output_dir: str) -> str:
+    """How to score a finished run's export without training: where its launch was stopped after training, before the
+    export was written (the final evaluation and the export come after trainer_state.json), say that instead."""
+    try:
+        exported = (os.path.getmtime(os.path.join(output_dir, "model.safetensors"))
+                    >= os.path.getmtime(os.path.join(output_dir, TRAINER_STATE_NAME))
+                    and os.path.isfile(os.path.join(output_dir, "config.json")))
+    except OSError:
+        exported = False
+    if exported:
+        return f"(`python sts_evaluation.py {output_dir}` scores the export without training)"
+    return "(its export is missing or older than its training: the launch that trained it stopped before exporting)"
 
 
 def finished_state(output_dir: str, last_checkpoint: str) -> dict | None:

@@ -90,6 +90,22 @@ def test_resuming_a_finished_run_says_what_it_trains_again(smoke_run, caplog):
             f"this launch trains steps {step + 1}-{end} again, then evaluates and exports the run again" in caplog.text)
 
 
+def test_a_finished_run_without_its_export_is_not_sent_to_sts_evaluation(smoke_run, tmp_path, caplog):
+    """A launch killed after training, during the final evaluation or the export: the hint to score the export
+    named a folder without one."""
+    out = tmp_path / "out"
+    shutil.copytree(smoke_run[0], out)  # the modification times with it: the export is newer than trainer_state.json
+    output_folder.warn_of_checkpoints_left(str(out))
+    assert f"(`python sts_evaluation.py {out}` scores the export without training)" in caplog.text
+    os.remove(out / "model.safetensors")
+    caplog.clear()
+    output_folder.warn_of_checkpoints_left(str(out))
+    output_folder.resolve_resume(str(out), "last")
+    assert caplog.text.count("(its export is missing or older than its training: the launch that trained it stopped "
+                             "before exporting)") == 2
+    assert "sts_evaluation" not in caplog.text
+
+
 def test_a_test_set_that_is_the_dev_set_is_said_to_be_no_held_out_set(smoke_run):
     """The smoke job selects on the sample it reports: the run warns, and the card says so under each table."""
     out, proc = smoke_run
