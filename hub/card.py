@@ -147,10 +147,15 @@ def base_model_id(args: dict, environment: dict) -> str | None:
     return name if name and not os.path.isdir(name) and is_repo_id(name) else None
 
 
+def dev_points(state: dict, metric: str) -> list[tuple[int, float]]:
+    """trainer_state.json's contents -> the (step, eval_<metric>) pairs of its dev evaluations."""
+    key = f"eval_{metric}"
+    return [(e["step"], e[key]) for e in state.get("log_history", []) if key in e]
+
+
 def plot_dev_scores(model_dir: str, state: dict, metric: str) -> str | None:
     """Plot eval_<metric> over steps from trainer_state.json into dev_scores.png; None when there is nothing to plot."""
-    key = f"eval_{metric}"
-    points = [(e["step"], e[key]) for e in state.get("log_history", []) if key in e]
+    points = dev_points(state, metric)
     if not points:
         return None
     import matplotlib
@@ -266,7 +271,7 @@ def model_selection(args: dict, state: dict) -> str:
         asked, steps = args.get("eval_steps"), state.get("eval_steps") or args.get("eval_steps")
         every = (f"every {steps:g} steps" + (f" ({asked:g} of the run)" if asked and asked < 1 else "")) if steps \
             else "at every evaluation"
-    scores = {e["step"]: e[f"eval_{metric}"] for e in state.get("log_history", []) if f"eval_{metric}" in e}
+    scores = dict(dev_points(state, metric))
     if "log_history" in state and not scores:
         delay = f", eval_delay {args['eval_delay']:g}" if args.get("eval_delay") else ""
         return (f"final model: the dev set was never scored (to be scored {every}{delay}; the run took "
@@ -491,12 +496,18 @@ def card_for_push(model_dir: str, repo_id: str, license: str | None = None, comp
 
     Raises ModelDirError where the folder's card is not one `render_card` makes of the run's files (edited by hand, the
     files changed since it was rendered, or another version of the renderer): the push would have replaced it without a
-    word."""
+    word; and where the dev-score plot the card shows is missing."""
     if not folder_card_is_rendered(model_dir, repo_id):
         raise ModelDirError(
             f"{model_dir}/{CARD_FILE} is not the card the run's files render (edited by hand, the files changed "
             f"since it was rendered, or an earlier version of this project rendered it), and a push uploads the "
             f"rendered card: push it as it is with --card-as-is, "
             f"or render it again with `python -m hub card {model_dir}`")
+    if not os.path.isfile(os.path.join(model_dir, PLOT_FILE)) and dev_points(
+            read_json(model_dir, "trainer_state.json", {}), dev_metric(read_json(model_dir, RUN_ARGS_FILE, {}))):
+        # A push writes nothing into the folder (a dry run neither), so it does not draw the figure itself.
+        raise ModelDirError(f"{model_dir} has no {PLOT_FILE}, the dev-score plot of its card (the run stopped before "
+                            f"rendering the card, or the file was deleted): render the card with `python -m hub card "
+                            f"{model_dir}`, then push")
     return str(render_card(model_dir, repo_id, *card_choices(model_dir, license, compare_published), write=False,
                            revision=revision))

@@ -393,6 +393,24 @@ def test_a_card_edited_by_hand_is_not_replaced_without_a_word(model_dir, hub, tm
     assert code == 1 and "the files changed since it was rendered" in printed
 
 
+def test_a_folder_without_its_dev_score_plot_is_not_pushed_without_it(model_dir, hub, tmp_path):
+    """A run stopped after its results, before its card (its other process killed, say): the push rendered a card
+    without the figure the run's trainer_state.json has the points of."""
+    copy = str(tmp_path / "m")
+    shutil.copytree(model_dir, copy)
+    for name in ("README.md", "dev_scores.png"):
+        os.remove(os.path.join(copy, name))
+    for argv in (["--dry-run"], []):
+        code, printed = run_hub("push", copy, "--repo-id", "alice/m", *argv)
+        assert code == 1 and (f"error: {copy} has no dev_scores.png, the dev-score plot of its card (the run stopped "
+                              f"before rendering the card, or the file was deleted): render the card with `python -m "
+                              f"hub card {copy}`, then push") in printed, printed
+    assert hub.requests == [] and not os.path.exists(os.path.join(copy, "dev_scores.png"))
+    assert run_hub("card", copy)[0] == 0
+    code, printed = run_hub("push", copy, "--repo-id", "alice/m", "--dry-run")
+    assert code == 0 and "  dev_scores.png\n" in printed and "](dev_scores.png)" in printed
+
+
 def test_published_files_leave_out_training_state(model_dir):
     files = set(published_files(model_dir))
     assert files == EXPECTED_FILES
