@@ -503,11 +503,12 @@ def card_for_push(model_dir: str, repo_id: str, license: str | None = None, comp
             f"since it was rendered, or an earlier version of this project rendered it), and a push uploads the "
             f"rendered card: push it as it is with --card-as-is, "
             f"or render it again with `python -m hub card {model_dir}`")
+    card = render_card(model_dir, repo_id, *card_choices(model_dir, license, compare_published), write=False,
+                       revision=revision)  # first: its checks of the export and the run's files
     if not os.path.isfile(os.path.join(model_dir, PLOT_FILE)) and dev_points(
-            read_json(model_dir, "trainer_state.json", {}), dev_metric(read_json(model_dir, RUN_ARGS_FILE, {}))):
+            read_json(model_dir, "trainer_state.json", {}), dev_metric(read_json(model_dir, RUN_ARGS_FILE))):
         # A push writes nothing into the folder (a dry run neither), so it does not draw the figure itself.
         raise ModelDirError(f"{model_dir} has no {PLOT_FILE}, the dev-score plot of its card (the run stopped before "
                             f"rendering the card, or the file was deleted): render the card with `python -m hub card "
                             f"{model_dir}`, then push")
-    return str(render_card(model_dir, repo_id, *card_choices(model_dir, license, compare_published), write=False,
-                           revision=revision))
+    return str(card)
