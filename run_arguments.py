@@ -219,7 +219,7 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
             raise SystemExit(f"error: {argv[0]}: file not found")
         try:
             with open(argv[0], encoding="utf-8-sig") as f:  # a byte-order mark, as Windows Notepad may save
-                config = json.load(f)
+                config = json.load(f, object_pairs_hook=_object_without_repeated_keys)
             if not isinstance(config, dict):
                 raise ValueError("expected a JSON object of arguments, {\"key\": value, ...}")
             config = {**check_json_values(config, argv[0]), **flag_overrides(argv[1:], argv[0])}
@@ -245,6 +245,16 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
         except ValueError as e:  # TrainingArguments refusing a combination
             raise SystemExit(f"error: {e}") from None
     return parsed, given
+
+
+def _object_without_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object's (key, value) pairs -> a dict; ValueError where a key repeats (json would keep its last value
+    without a word: a key added at the end of a config while it is set above)."""
+    keys = [key for key, _ in pairs]
+    if repeated := sorted({key for key in keys if keys.count(key) > 1}):
+        raise ValueError(", ".join(f"key {key!r} given {keys.count(key)} times" for key in repeated)
+                         + ": keep one (a JSON object keeps the last without a word)")
+    return dict(pairs)
 
 
 def job_problems(model_args: ModelArguments, data_args: DataArguments, simcse_args: SimCSEArguments,

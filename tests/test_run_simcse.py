@@ -522,6 +522,17 @@ def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path, changes, messa
     assert not (tmp_path / "out").exists()
 
 
+def test_a_key_given_twice_in_the_json_file_is_named(tmp_path):
+    """json keeps a repeated key's last value: a learning rate added at the end of a config while one is set above."""
+    text = open(smoke_config(tmp_path)).read().rstrip()
+    assert text.endswith("}") and '"learning_rate"' in text and '"seed"' in text
+    (tmp_path / "twice.json").write_text(text[:-1] + ', "learning_rate": 1e-3, "seed": 1, "seed": 2}')
+    with pytest.raises(SystemExit, match=r"twice\.json: key 'learning_rate' given 2 times, key 'seed' given 3 times: "
+                                         r"keep one \(a JSON object keeps the last without a word\)$"):
+        run_simcse.main([str(tmp_path / "twice.json")])
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("changes, message", [
     # HfArgumentParser passes JSON values through: "false" turned bf16 on, "5e-5" failed inside the optimizer.
     ({"use_cpu": "false"}, 'use_cpu: expected bool, got "false"'),
