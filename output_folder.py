@@ -15,7 +15,7 @@ import shutil
 
 from transformers.trainer import TRAINER_STATE_NAME
 
-from hub.model_dir import RUN_ARGS_FILE
+from hub.model_dir import RUN_ARGS_FILE, ModelDirError, check_export
 from training_guards import (holds_training_state, is_complete, last_complete_checkpoint, remove_incomplete_checkpoints,
                              trainer_state)
 
@@ -185,10 +185,10 @@ def export_hint(output_dir: str) -> str:
     """How to score a finished run's export without training: where its launch was stopped after training, before the
     export was written (the final evaluation and the export come after trainer_state.json), say that instead."""
     try:
-        exported = (os.path.getmtime(os.path.join(output_dir, "model.safetensors"))
-                    >= os.path.getmtime(os.path.join(output_dir, TRAINER_STATE_NAME))
-                    and os.path.isfile(os.path.join(output_dir, "config.json")))
-    except OSError:
+        check_export(output_dir)  # what `hub` publishes: config.json, safetensors weights (sharded too), tokenizer
+        exported = (os.path.getmtime(os.path.join(output_dir, "config.json"))
+                    >= os.path.getmtime(os.path.join(output_dir, TRAINER_STATE_NAME)))
+    except (ModelDirError, OSError):
         exported = False
     if exported:
         return f"(`python sts_evaluation.py {output_dir}` scores the export without training)"

@@ -10,6 +10,7 @@ that would split the contrastive batch, break the STS scoring or the export, or 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import difflib
@@ -250,9 +251,9 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
 def _object_without_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
     """A JSON object's (key, value) pairs -> a dict; ValueError where a key repeats (json would keep its last value
     without a word: a key added at the end of a config while it is set above)."""
-    keys = [key for key, _ in pairs]
-    if repeated := sorted({key for key in keys if keys.count(key) > 1}):
-        raise ValueError(", ".join(f"key {key!r} given {keys.count(key)} times" for key in repeated)
+    counts = collections.Counter(key for key, _ in pairs)
+    if repeated := sorted(key for key, count in counts.items() if count > 1):
+        raise ValueError(", ".join(f"key {key!r} given {counts[key]} times" for key in repeated)
                          + ": keep one (a JSON object keeps the last without a word)")
     return dict(pairs)
 
