@@ -439,13 +439,24 @@ class TrainingClock(TrainerCallback):
         return {"training_seconds": total, "resumed_at_step": self.resumed_at_step, "sessions": self.sessions}
 
 
+def configure_logging() -> None:
+    """Log records as "time LEVEL logger: message" on stderr, each once: datasets and huggingface_hub print through a
+    handler of their own and pass their records on to the root logger's as well (a Hub retry, an offline run's cached
+    dataset were said twice), so their own handlers go; transformers keeps its own, which passes nothing on."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    for library in ("datasets", "huggingface_hub"):
+        library_logger = logging.getLogger(library)
+        for handler in [h for h in library_logger.handlers if type(h) is logging.StreamHandler]:
+            library_logger.removeHandler(handler)
+    transformers.utils.logging.set_verbosity_warning()
+
+
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[str, dict[str, float]]:
     """Run the job described by argv (a JSON file or flags); returns the final STS results.
 
     callbacks: extra `TrainerCallback`s (benchmarks use this to time steps).
     """
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
+    configure_logging()
     with stopping_together():  # its checks include the machine's own: the encoder folder, output_dir, the Hub token
         model_args, data_args, simcse_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     # One process tells the run; the others what log_level_replica lets through (as Trainer has it: default warning).

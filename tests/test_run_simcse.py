@@ -182,6 +182,21 @@ def test_a_run_without_test_sets_exports_and_says_how_to_make_the_card(tmp_path,
     assert f"| {results['sample-sts']['avg']:.2f} |" in (out / "README.md").read_text()
 
 
+def test_the_libraries_warnings_are_logged_once_each():
+    """datasets and huggingface_hub print through a handler of their own and pass their records on to the root
+    logger too: each Hub retry of a run that could not reach the Hub was said twice, once without the time."""
+    said = {"huggingface_hub.utils._http": "Retrying in 1s [Retry 1/5].",
+            "datasets.load": "Using the latest cached version of the dataset",
+            "run_simcse": "the job's own"}
+    code = "\n".join(["import logging, run_simcse", "run_simcse.configure_logging()"]
+                      + [f"logging.getLogger({name!r}).warning({message!r})" for name, message in said.items()])
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if any(message in line for message in said.values())]
+    assert [re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", "", line) for line in lines] == [
+        f"WARNING {name}: {message}" for name, message in said.items()]
+
+
 def test_length_grouping_groups_training_rows_by_their_tokens(tmp_path):
     """train_sampling_strategy group_by_length: Trainer's sampler gets each row's token count (all its sentences), not
     the length of the row's `input_ids`, which is its sentence count (3 for every triplet: nothing was grouped)."""
