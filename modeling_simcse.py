@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -677,6 +678,7 @@ class SimCSEModel(PreTrainedModel):
         encoder.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
         _write_sentence_transformers_files(out_dir, encoder, embedding, max_seq_length)
+        _give_the_weights_the_folders_mode(out_dir)
 
 
 def _write_sentence_transformers_files(out_dir: str, encoder: PreTrainedModel, embedding: str, max_seq_length) -> None:
@@ -735,6 +737,16 @@ def _write_sentence_transformers_files(out_dir: str, encoder: PreTrainedModel, e
     st_config["similarity_fn_name"] = "cosine"
     _write_json(os.path.join(out_dir, "config_sentence_transformers.json"), st_config)
     _name_tokenizer_class_for_transformers_4(out_dir)
+
+
+def _give_the_weights_the_folders_mode(out_dir: str) -> None:
+    """Give each *.safetensors file under `out_dir` the mode of its config.json, as the umask made it. safetensors 0.8
+    writes its files readable by their owner alone (0600 whatever the umask: a temporary file renamed into place,
+    safetensors issue #782), so another user, a container's, could read every file of the export but its weights."""
+    for root, _, names in os.walk(out_dir):
+        for name in names:
+            if name.endswith(".safetensors"):
+                shutil.copymode(os.path.join(out_dir, "config.json"), os.path.join(root, name))
 
 
 def _read_json(path: str):

@@ -2,6 +2,8 @@
 with no new weights."""
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -137,6 +139,22 @@ def test_mlp_is_folded_not_the_pretrained_pooler(encoder_dir, tokenizer, tmp_pat
     plain = AutoModel.from_pretrained(str(tmp_path))
     torch.testing.assert_close(plain.pooler.dense.weight, model.mlp[0].weight)
     assert not torch.allclose(model.encoder.pooler.dense.weight, model.mlp[0].weight)  # training model untouched
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o007])
+def test_the_weights_are_as_readable_as_the_exports_other_files(encoder_dir, tokenizer, tmp_path, umask):
+    """safetensors 0.8 writes its files 0600 whatever the umask: an export whose other files its group or anyone
+    could read kept its weights, the MLP's in 2_Dense/ too, to their owner (another user could not load them)."""
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls").eval()
+    earlier = os.umask(umask)
+    try:
+        model.export_encoder(str(tmp_path / "export"), tokenizer)
+    finally:
+        os.umask(earlier)
+    modes = {p.relative_to(tmp_path / "export").as_posix(): stat.S_IMODE(p.stat().st_mode)
+             for p in (tmp_path / "export").rglob("*") if p.is_file()}
+    assert {"model.safetensors", "2_Dense/model.safetensors", "config.json", "modules.json"} <= set(modes)
+    assert set(modes.values()) == {0o666 & ~umask}
 
 
 def test_a_checkpoint_without_most_of_its_encoders_weights_is_refused(foreign_weights_dir, tokenizer, tmp_path):
