@@ -181,6 +181,17 @@ def warn_of_checkpoints_left(output_dir: str) -> None:
                    "true (or add --resume_from_checkpoint last)", output_dir, step, end, os.path.basename(last), step)
 
 
+def interruption_note(output_dir: str, step: int, max_steps: int) -> str:
+    """What a launch stopped by hand (Ctrl-C) while training says: the step it reached, and the checkpoint a resumed
+    launch continues from, or that none was saved yet (a checkpoint cut short is not one: resuming removes it)."""
+    last = last_complete_checkpoint(output_dir)
+    if last is None:
+        return f"stopped at step {step} of {max_steps}, before any checkpoint was saved: a new launch starts at step 0"
+    return (f"stopped at step {step} of {max_steps}; {output_dir} holds {os.path.basename(last)} (step "
+            f"{checkpoint_step(last)}): add --resume_from_checkpoint last (or set \"resume_from_checkpoint\": true) to "
+            "continue from it")
+
+
 def export_hint(output_dir: str) -> str:
     """How to score a finished run's export without training: where its launch was stopped after training, before the
     export was written (the final evaluation and the export come after trainer_state.json), say that instead."""

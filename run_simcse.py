@@ -45,7 +45,8 @@ from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES,
     EncoderWeightsMissing, SimCSEConfig, SimCSEModel, load_encoder, pooler_dense, saved_form,
 )
-from output_folder import check_output_dir, checkpoint_step, remove_checkpoints, resolve_resume, resumes_in
+from output_folder import (check_output_dir, checkpoint_step, interruption_note, remove_checkpoints, resolve_resume,
+                           resumes_in)
 from process_agreement import check_same_resumption, check_same_run, stopping_together
 from run_arguments import (
     SIMCSE_CONFIG_KEYS, TOKENIZE_IN_PARALLEL_FROM, TRAIN_FORMATS, DataArguments, ModelArguments, SimCSEArguments,
@@ -565,6 +566,12 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             train_result = trainer.train(resume_from_checkpoint=resume)
         except TrainingDiverged as e:
             raise SystemExit(f"error: {e}") from None
+        except KeyboardInterrupt:  # Ctrl-C: where the run stands and how to go on, not a traceback from within a step
+            if trainer.is_world_process_zero():
+                state = trainer.state
+                print("\n" + interruption_note(training_args.output_dir, state.global_step, state.max_steps),
+                      file=sys.stderr)
+            raise SystemExit(130) from None  # a shell's code for a command stopped by Ctrl-C
     dev_key = f"eval_{dev_metric(run_args)}"
     if training_args.load_best_model_at_end and not any(dev_key in e for e in trainer.state.log_history):
         logger.warning("the dev set was never scored in the run's %d steps (eval_strategy %s, eval_steps %s, "

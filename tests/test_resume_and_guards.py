@@ -5,6 +5,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 
 import pytest
 import torch
@@ -100,7 +101,7 @@ def test_resume_from_a_weights_only_checkpoint_is_refused(tmp_path):
     """save_only_model checkpoints hold no optimizer, schedule or random state: resuming from one would silently
     restart them (Trainer does), so it is refused, whether named or found as the last one."""
     config = smoke_config(tmp_path, save_only_model=True, save_total_limit=None, overwrite_output_dir=False)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit):
         run_simcse.main([config], callbacks=[KillAfterSaving(6)])
     checkpoint = tmp_path / "out" / "checkpoint-6"
     assert is_complete(str(checkpoint)) and not (checkpoint / "optimizer.pt").exists()
@@ -109,6 +110,36 @@ def test_resume_from_a_weights_only_checkpoint_is_refused(tmp_path):
                                resume_from_checkpoint=resume)
         with pytest.raises(SystemExit, match=f"error: resume_from_checkpoint: {checkpoint} holds the weights only"):
             run_simcse.main([resumed])
+
+
+class CtrlCAt(TrainerCallback):
+    """Test helper: send this process the signal Ctrl-C sends, at the end of a given step (before its checkpoint)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("step, said", [(2, "before any checkpoint was saved: a new launch starts at step 0"),
+                                        (7, "holds checkpoint-6 (step 6): add --resume_from_checkpoint last")])
+def test_ctrl_c_while_training_says_where_the_run_stands(tmp_path, capsys, step, said):
+    """Ctrl-C ended a run with a traceback from within a training step, which said neither what was kept nor how to
+    go on."""
+    # As in a terminal: a process started in the background by a non-interactive shell (`pytest ... &`) ignores SIGINT.
+    earlier = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            run_simcse.main([smoke_config(tmp_path, save_total_limit=None)], callbacks=[CtrlCAt(step)])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C ended the run with a traceback")
+    finally:
+        signal.signal(signal.SIGINT, earlier)
+    assert stopped.value.code == 130  # what a shell gives a command stopped by Ctrl-C
+    said_before = capsys.readouterr().err
+    assert f"\nstopped at step {step} of 12" in said_before and said in said_before
 
 
 def test_resume_is_decided_by_the_data_rows_not_their_paths(tmp_path):
@@ -126,7 +157,7 @@ def test_resume_is_decided_by_the_data_rows_not_their_paths(tmp_path):
                             test_data=[f"sample-sts={data / 'sts.tsv'}"], save_total_limit=None,
                             overwrite_output_dir=False, **changes)
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit):
         run_simcse.main([config(here)], callbacks=[KillAfterSaving(6)])
     saved = sorted(os.listdir(tmp_path / "out"))
     assert saved == ["checkpoint-3", "checkpoint-6", "run_args.json"]
