@@ -356,13 +356,17 @@ def push_export(output_dir: str, repo_id: str, training_args: TrainingArguments,
     with its card naming the branch where the push goes to one. A failed push ends the run with an error that names
     the `python -m hub push` command that retries it."""
     private, revision = bool(training_args.hub_private_repo), training_args.hub_revision
+    options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
+    again = f"`python -m hub push {output_dir} --repo-id {repo_id}{options}`"
     try:
         pushed = push(output_dir, repo_id, private=private, revision=revision, api=HfApi(token=token),
                       card=str(render_card(output_dir, repo_id=repo_id, write=False, revision=revision)))
     except PushError as e:
-        options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
-        raise SystemExit(f"error: {e}. The model is exported in {output_dir}; push it again with "
-                         f"`python -m hub push {output_dir} --repo-id {repo_id}{options}`") from None
+        raise SystemExit(f"error: {e}. The model is exported in {output_dir}; push it again with {again}") from None
+    except KeyboardInterrupt:  # push() has left the Hub as it was
+        print(f"\nstopped: nothing was pushed to {repo_id}. The model is exported in {output_dir}; push it with "
+              f"{again}", file=sys.stderr)
+        raise SystemExit(130) from None
     print(describe_push(output_dir, repo_id, revision, pushed))
 
 

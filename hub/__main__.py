@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelDirError, PushError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # push() has left the Hub as it was: no commit, no repo or branch of its making
+        print("\nstopped" + (f": nothing was pushed to {args.repo_id}" if args.command == "push" else ""),
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import pytest
 import transformers
@@ -722,9 +723,29 @@ def test_a_push_interrupted_during_the_upload_leaves_no_repo(model_dir, hub, tmp
     time.sleep(0.5)
     hub.lfs_gate.set()  # the uploads in flight end (the client waits for its upload threads)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "KeyboardInterrupt" in stderr, (proc.returncode, stdout, stderr[-3000:],
-                                                                    hub.requests)
+    assert proc.returncode == 130 and stderr.endswith("\nstopped: nothing was pushed to alice/int\n"), (
+        proc.returncode, stdout, stderr[-3000:], hub.requests)
+    assert "Traceback" not in stderr
     assert "alice/int" not in hub.repos and not any("/commit/" in r for r in hub.requests)
+
+
+def test_ctrl_c_in_the_push_at_the_end_of_training_says_how_to_push(model_dir, hub, monkeypatch, capsys):
+    """The push that ends a training run, stopped by Ctrl-C (push() leaves the Hub as it was: the test above): a
+    traceback said neither that the model is exported nor how to push it."""
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("run_simcse.push", stopped)
+    settings = types.SimpleNamespace(hub_private_repo=True, hub_revision="v1")
+    try:
+        with pytest.raises(SystemExit) as stopped_run:
+            run_simcse.push_export(model_dir, "alice/int", settings, TOKEN)
+    except KeyboardInterrupt:  # uncaught, it would end the whole test session
+        pytest.fail("Ctrl-C ended the push with a traceback")
+    assert stopped_run.value.code == 130
+    assert capsys.readouterr().err == (f"\nstopped: nothing was pushed to alice/int. The model is exported in "
+                                       f"{model_dir}; push it with `python -m hub push {model_dir} --repo-id alice/int "
+                                       "--private --revision v1`\n")
 
 
 def test_a_push_over_an_earlier_export_leaves_none_of_its_files(model_dir, hub, tmp_path):
