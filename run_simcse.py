@@ -55,7 +55,7 @@ from run_arguments import (
 from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
                             sentence_transformers_pooling, tokenize_sts, undefined_metrics)
-from training_guards import NonFiniteLossGuard, TrainingDiverged
+from training_guards import CtrlC, NonFiniteLossGuard, TrainingDiverged
 
 logger = logging.getLogger(__name__)
 
@@ -565,12 +565,14 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     if training_args.should_save:
         with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w") as f:
             json.dump(run_args, f, indent=2, ensure_ascii=False)
-    with timer("train"):
+    with timer("train"), CtrlC() as ctrl_c:
         try:
             train_result = trainer.train(resume_from_checkpoint=resume)
         except TrainingDiverged as e:
             raise SystemExit(f"error: {e}") from None
-        except KeyboardInterrupt:  # Ctrl-C: where the run stands and how to go on, not a traceback from within a step
+        except (KeyboardInterrupt, RuntimeError) as e:  # Ctrl-C: where the run stands and how to go on, no traceback
+            if not (isinstance(e, KeyboardInterrupt) or ctrl_c.pressed):
+                raise
             if trainer.is_world_process_zero():
                 state = trainer.state
                 print("\n" + interruption_note(training_args.output_dir, state.global_step, state.max_steps),

@@ -1,4 +1,4 @@
-"""Safety around long runs: resume only from complete checkpoints, and stop on a non-finite loss.
+"""Safety around long runs: resume only from complete checkpoints, stop on a non-finite loss, tell Ctrl-C apart.
 
 A Trainer checkpoint is complete once its `trainer_state.json` exists and parses: Trainer writes it after the
 weights, optimizer, scheduler and RNG states. A run killed while saving leaves a checkpoint without it.
@@ -12,6 +12,8 @@ import math
 import os
 import re
 import shutil
+import signal
+import threading
 
 from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
@@ -65,6 +67,32 @@ def remove_incomplete_checkpoints(output_dir: str) -> list[str]:
         logger.warning("removing incomplete checkpoint %s (the run was stopped while saving it)", path)
         shutil.rmtree(path)
     return removed
+
+
+class CtrlC:
+    """`with CtrlC() as ctrl_c:` notes in `ctrl_c.pressed` whether SIGINT (Ctrl-C) came within, and raises
+    KeyboardInterrupt as Python's own handler does. A terminal signals every process of the job, DataLoader workers
+    too: one stopped while it started ends training with torch's "DataLoader worker ... exited unexpectedly" (a
+    RuntimeError) in place of KeyboardInterrupt, which `pressed` tells apart from a worker that crashed. SIGINT that
+    is not Python's default (ignored, or the caller's own handler), or off the main thread, is left alone."""
+
+    def __init__(self):
+        self.pressed = False
+        self._earlier = None
+
+    def __enter__(self) -> CtrlC:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._earlier = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self, signum, frame):
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc_info) -> None:
+        if self._earlier is not None:
+            signal.signal(signal.SIGINT, self._earlier)
 
 
 class NonFiniteLossGuard(TrainerCallback):

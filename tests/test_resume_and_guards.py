@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import time
 
 import pytest
 import torch
@@ -113,26 +114,40 @@ def test_resume_from_a_weights_only_checkpoint_is_refused(tmp_path):
 
 
 class CtrlCAt(TrainerCallback):
-    """Test helper: send this process the signal Ctrl-C sends, at the end of a given step (before its checkpoint)."""
+    """Test helper: send this process the signal Ctrl-C sends at the end of a given step (before its checkpoint); with
+    `then`, raise that in place of the KeyboardInterrupt, as torch does where the signal stopped a DataLoader worker
+    while it started."""
 
-    def __init__(self, step):
-        self.step = step
+    def __init__(self, step, then: Exception | None = None):
+        self.step, self.then = step, then
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(10)  # the handler raises before this ends
+            except KeyboardInterrupt:
+                if self.then is None:
+                    raise
+                raise self.then from None
 
 
-@pytest.mark.parametrize("step, said", [(2, "before any checkpoint was saved: a new launch starts at step 0"),
-                                        (7, "holds checkpoint-6 (step 6): add --resume_from_checkpoint last")])
-def test_ctrl_c_while_training_says_where_the_run_stands(tmp_path, capsys, step, said):
+WORKER_GONE = "DataLoader worker (pid(s) 4242) exited unexpectedly"
+
+
+@pytest.mark.parametrize("step, then, said", [
+    (2, None, "before any checkpoint was saved: a new launch starts at step 0"),
+    (7, None, "holds checkpoint-6 (step 6): add --resume_from_checkpoint last"),
+    (7, RuntimeError(WORKER_GONE), "holds checkpoint-6 (step 6): add --resume_from_checkpoint last"),
+])
+def test_ctrl_c_while_training_says_where_the_run_stands(tmp_path, capsys, step, then, said):
     """Ctrl-C ended a run with a traceback from within a training step, which said neither what was kept nor how to
-    go on."""
+    go on; or, where the signal had stopped a DataLoader worker too, with torch's error that the worker had gone."""
     # As in a terminal: a process started in the background by a non-interactive shell (`pytest ... &`) ignores SIGINT.
     earlier = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(SystemExit) as stopped:
-            run_simcse.main([smoke_config(tmp_path, save_total_limit=None)], callbacks=[CtrlCAt(step)])
+            run_simcse.main([smoke_config(tmp_path, save_total_limit=None)], callbacks=[CtrlCAt(step, then)])
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C ended the run with a traceback")
     finally:
@@ -140,6 +155,18 @@ def test_ctrl_c_while_training_says_where_the_run_stands(tmp_path, capsys, step,
     assert stopped.value.code == 130  # what a shell gives a command stopped by Ctrl-C
     said_before = capsys.readouterr().err
     assert f"\nstopped at step {step} of 12" in said_before and said in said_before
+    assert signal.getsignal(signal.SIGINT) is earlier
+
+
+class WorkerGoneAt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 2:
+            raise RuntimeError(WORKER_GONE)
+
+
+def test_a_worker_that_crashed_without_ctrl_c_is_reported_as_it_is(tmp_path):
+    with pytest.raises(RuntimeError, match=re.escape(WORKER_GONE)):
+        run_simcse.main([smoke_config(tmp_path)], callbacks=[WorkerGoneAt()])
 
 
 def test_resume_is_decided_by_the_data_rows_not_their_paths(tmp_path):
