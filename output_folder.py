@@ -13,6 +13,11 @@ import logging
 import os
 import shutil
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks of this kind
+    fcntl = None
+
 from transformers.trainer import TRAINER_STATE_NAME
 
 from hub.model_dir import RUN_ARGS_FILE, ModelDirError, check_export
@@ -60,6 +65,39 @@ def resumes_in(output_dir: str, resume: str | None) -> bool:
     if resume.lower() in RESUME_LAST:
         return True
     return os.path.dirname(os.path.abspath(resume.rstrip("/\\"))) == os.path.abspath(output_dir)
+
+
+# The output folders this process holds the lock of: real path -> the folder's open descriptor.
+_HELD: dict[str, int] = {}
+
+
+def hold_output_dir(output_dir: str) -> None:
+    """Lock `output_dir` until `release_output_dirs` or this process's end, killed or not (flock on the folder itself:
+    nothing is written into it); SystemExit where another launch holds it. Two launches into one folder deleted each
+    other's checkpoints and both failed. A folder not made yet is left for a call once it is; where the file system
+    cannot lock a folder (NFS may not), the launch goes on unguarded."""
+    path = os.path.realpath(output_dir)
+    if fcntl is None or path in _HELD or not os.path.isdir(path):
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SystemExit(f"error: output_dir {output_dir} is in use: another launch into it is still running (it holds "
+                         "the folder's lock). Let it end or stop it, or choose another folder") from None
+    except OSError as e:
+        os.close(fd)
+        logger.info("output_dir %s cannot be locked here (%s): a second launch into it would not be refused",
+                    output_dir, e)
+        return
+    _HELD[path] = fd
+
+
+def release_output_dirs() -> None:
+    """Release the locks `hold_output_dir` took."""
+    while _HELD:
+        os.close(_HELD.popitem()[1])
 
 
 def check_output_dir(output_dir: str, run_args: dict, overwrite: bool, resume: str | None = None) -> bool:

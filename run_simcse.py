@@ -45,8 +45,8 @@ from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES,
     EncoderWeightsMissing, SimCSEConfig, SimCSEModel, load_encoder, pooler_dense, saved_form,
 )
-from output_folder import (check_output_dir, checkpoint_step, interruption_note, remove_checkpoints, resolve_resume,
-                           resumes_in)
+from output_folder import (check_output_dir, checkpoint_step, hold_output_dir, interruption_note, release_output_dirs,
+                           remove_checkpoints, resolve_resume, resumes_in)
 from process_agreement import check_same_resumption, check_same_run, stopping_together
 from run_arguments import (
     SIMCSE_CONFIG_KEYS, TOKENIZE_IN_PARALLEL_FROM, TRAIN_FORMATS, DataArguments, ModelArguments, SimCSEArguments,
@@ -461,6 +461,14 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
 
     callbacks: extra `TrainerCallback`s (benchmarks use this to time steps).
     """
+    try:
+        return run_job(argv, callbacks)
+    finally:
+        release_output_dirs()  # for a caller that launches into the folder again, in this process or another
+
+
+def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[str, float]]:
+    """`main`, but for the release of the output folder's lock."""
     configure_logging()
     with stopping_together():  # its checks include the machine's own: the encoder folder, output_dir, the Hub token
         model_args, data_args, simcse_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
@@ -487,6 +495,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
                     "dev_rows_sha256": rows_digest(dev_set) if dev_set else None,
                     "test_rows_sha256": {name: rows_digest(ds) for name, ds in test_sets.items()}}
         # Refused now, before the model loads; another run's checkpoints go only once nothing else can stop this one.
+        if training_args.should_save:
+            hold_output_dir(training_args.output_dir)  # before anything in it is read, or deleted
         overwriting = check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir,
                                        training_args.resume_from_checkpoint)
     check_same_run(run_args)
@@ -563,6 +573,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     os.makedirs(training_args.output_dir, exist_ok=True)
     # After Trainer checked its arguments: a run that cannot start leaves no run_args.json.
     if training_args.should_save:
+        hold_output_dir(training_args.output_dir)  # a folder made just now: two launches may have started together
         with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w") as f:
             json.dump(run_args, f, indent=2, ensure_ascii=False)
     with timer("train"), CtrlC() as ctrl_c:

@@ -1,5 +1,6 @@
 """The training job as a user runs it: smoke config end to end, unsupervised text, and bad input."""
 
+import fcntl
 import importlib
 import json
 import logging
@@ -195,6 +196,32 @@ def test_the_libraries_warnings_are_logged_once_each():
     lines = [line for line in proc.stderr.splitlines() if any(message in line for message in said.values())]
     assert [re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", "", line) for line in lines] == [
         f"WARNING {name}: {message}" for name, message in said.items()]
+
+
+def test_a_launch_into_a_folder_another_launch_is_using_is_refused(tmp_path):
+    """Two launches into one folder (the first still running) deleted each other's checkpoints, and both failed
+    (FileNotFoundError). The other launch here: a process holding the folder's lock, as a running launch does."""
+    out = tmp_path / "out"
+    out.mkdir()
+    hold = ("import fcntl, os, sys; fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX); "
+            "print('held', flush=True); input()")
+    other = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert other.stdout.readline() == "held\n"
+        with pytest.raises(SystemExit, match=f"^error: output_dir {re.escape(str(out))} is in use: another launch into "
+                                             "it is still running"):
+            run_simcse.main([smoke_config(tmp_path, max_steps=2)])
+        assert os.listdir(out) == []
+    finally:
+        other.communicate("\n", timeout=60)
+    run_simcse.main([smoke_config(tmp_path, max_steps=2)])
+    # Released at the end of the launch: another open description of the folder locks it.
+    descriptor = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(descriptor)
 
 
 def test_length_grouping_groups_training_rows_by_their_tokens(tmp_path):
