@@ -572,10 +572,11 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
     )
     os.makedirs(training_args.output_dir, exist_ok=True)
     # After Trainer checked its arguments: a run that cannot start leaves no run_args.json.
-    if training_args.should_save:
-        hold_output_dir(training_args.output_dir)  # a folder made just now: two launches may have started together
-        with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w") as f:
-            json.dump(run_args, f, indent=2, ensure_ascii=False)
+    with stopping_together():
+        if training_args.should_save:
+            hold_output_dir(training_args.output_dir)  # a folder made just now: two launches may have started together
+            with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w") as f:
+                json.dump(run_args, f, indent=2, ensure_ascii=False)
     with timer("train"), CtrlC() as ctrl_c:
         try:
             train_result = trainer.train(resume_from_checkpoint=resume)
