@@ -582,6 +582,16 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
             train_result = trainer.train(resume_from_checkpoint=resume)
         except TrainingDiverged as e:
             raise SystemExit(f"error: {e}") from None
+        except torch.OutOfMemoryError as e:  # before RuntimeError, which it is
+            chunk = simcse_args.embedding_chunk_size
+            raise SystemExit(
+                f"error: out of memory at step {trainer.state.global_step + 1} of {trainer.state.max_steps} "
+                f"({training_args.per_device_train_batch_size} training rows a step on each device): set "
+                + (f"a smaller embedding_chunk_size than {chunk}" if chunk else "embedding_chunk_size, e.g. 128,")
+                + " to encode a step's sentences in chunks, with the same loss and gradients in a fraction of the "
+                "memory (README: Big batches in fixed memory); a smaller per_device_train_batch_size fits too, with "
+                "fewer negatives for each sentence; where a dev evaluation ran out, a smaller "
+                f"per_device_eval_batch_size. torch: {e}") from None
         except (KeyboardInterrupt, RuntimeError) as e:  # Ctrl-C: where the run stands and how to go on, no traceback
             if not (isinstance(e, KeyboardInterrupt) or ctrl_c.pressed):
                 raise

@@ -550,6 +550,31 @@ def test_a_run_that_saved_nothing_does_not_hold_its_folder(tmp_path):
     assert json.loads((tmp_path / "out" / "run_args.json").read_text())["per_device_train_batch_size"] == 4
 
 
+class OutOfMemoryAt(TrainerCallback):
+    """Test helper: torch's error for a GPU out of memory, at the start of a given step."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step + 1 == self.step:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity "
+                                         "of 7.63 GiB of which 1.06 GiB is free.")
+
+
+@pytest.mark.parametrize("chunk, advice", [(None, "set embedding_chunk_size, e.g. 128,"),
+                                           (8, "set a smaller embedding_chunk_size than 8")])
+def test_out_of_gpu_memory_says_what_fits_a_large_batch(tmp_path, chunk, advice):
+    """A traceback from within the forward pass named neither the option that fits a large contrastive batch in
+    memory, with the same negatives, nor the batch."""
+    config = smoke_config(tmp_path, embedding_chunk_size=chunk)
+    with pytest.raises(SystemExit, match=r"^error: out of memory at step 2 of 12 \(8 training rows a step on each "
+                                         rf"device\): {advice} to encode a step's sentences in chunks, with the "
+                                         r"same loss and gradients .* "
+                                         r"torch: CUDA out of memory. Tried to allocate 2.00 GiB"):
+        run_simcse.main([config], callbacks=[OutOfMemoryAt(2)])
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"pooler": "cls"}, r"unknown key 'pooler' \(did you mean 'pooler_type'\?\)$"),
     # Every problem at once; the two closest keys where they are about as close; no guess where none is close.
