@@ -8,6 +8,7 @@ checkpoint (`training_guards`).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -220,14 +221,31 @@ def warn_of_checkpoints_left(output_dir: str) -> None:
 
 
 def interruption_note(output_dir: str, step: int, max_steps: int) -> str:
-    """What a launch stopped by hand (Ctrl-C) while training says: the step it reached, and the checkpoint a resumed
-    launch continues from, or that none was saved yet (a checkpoint cut short is not one: resuming removes it)."""
+    """What a launch stopped while training (Ctrl-C, a full disk) says: the step it reached, and the checkpoint a
+    resumed launch continues from, or that none was saved yet (a checkpoint cut short is not one: resuming removes
+    it)."""
     last = last_complete_checkpoint(output_dir)
     if last is None:
         return f"stopped at step {step} of {max_steps}, before any checkpoint was saved: a new launch starts at step 0"
     return (f"stopped at step {step} of {max_steps}; {output_dir} holds {os.path.basename(last)} (step "
             f"{checkpoint_step(last)}): add --resume_from_checkpoint last (or set \"resume_from_checkpoint\": true) to "
             "continue from it")
+
+
+def full_disk(output_dir: str, error: BaseException, checkpoint_bytes: int) -> str | None:
+    """Where `error` came from a full disk, what to say of it; else None. A full disk is an OSError ENOSPC, or any error
+    with less room left on the disk of `output_dir` than a checkpoint takes (`checkpoint_bytes`): torch's writer of
+    optimizer.pt reports it as a RuntimeError ("unexpected pos ...", after "basic_ios::clear: iostream error")."""
+    try:
+        free = shutil.disk_usage(output_dir).free
+    except OSError:
+        free = None
+    if not (isinstance(error, OSError) and error.errno == errno.ENOSPC) and (free is None or free >= checkpoint_bytes):
+        return None
+    room = f"{free / 2**20:.1f} MiB free" if free is not None else "its room unknown"
+    said = (str(error).splitlines() or [""])[0]
+    return (f"the disk of {output_dir} is full ({room}, and a checkpoint takes about {checkpoint_bytes / 2**20:.1f} "
+            f"MiB: the weights and the optimizer's state; {type(error).__name__}: {said})")
 
 
 def export_hint(output_dir: str) -> str:

@@ -45,8 +45,8 @@ from modeling_simcse import (
     CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES,
     EncoderWeightsMissing, SimCSEConfig, SimCSEModel, load_encoder, pooler_dense, saved_form,
 )
-from output_folder import (check_output_dir, checkpoint_step, hold_output_dir, interruption_note, release_output_dirs,
-                           remove_checkpoints, resolve_resume, resumes_in)
+from output_folder import (check_output_dir, checkpoint_step, full_disk, hold_output_dir, interruption_note,
+                           release_output_dirs, remove_checkpoints, resolve_resume, resumes_in)
 from process_agreement import check_same_resumption, check_same_run, stopping_together
 from run_arguments import (
     SIMCSE_CONFIG_KEYS, TOKENIZE_IN_PARALLEL_FROM, TRAIN_FORMATS, DataArguments, ModelArguments, SimCSEArguments,
@@ -444,6 +444,42 @@ class TrainingClock(TrainerCallback):
         return {"training_seconds": total, "resumed_at_step": self.resumed_at_step, "sessions": self.sessions}
 
 
+def train_or_stop(trainer: Trainer, resume: str | None, embedding_chunk_size: int | None):
+    """`trainer.train(resume_from_checkpoint=resume)`'s result. A run that cannot go on (a loss that is not finite, a
+    GPU out of memory, a full disk, Ctrl-C) ends with SystemExit and a message that says what was kept and what to do,
+    in place of a traceback from within a step; other errors are raised as they are."""
+    args = trainer.args
+
+    def where() -> str:  # trainer.state read now: train() makes a new one
+        return interruption_note(args.output_dir, trainer.state.global_step, trainer.state.max_steps)
+
+    with CtrlC() as ctrl_c:
+        try:
+            return trainer.train(resume_from_checkpoint=resume)
+        except TrainingDiverged as e:
+            raise SystemExit(f"error: {e}") from None
+        except torch.OutOfMemoryError as e:  # before RuntimeError, which it is
+            raise SystemExit(
+                f"error: out of memory at step {trainer.state.global_step + 1} of {trainer.state.max_steps} "
+                f"({args.per_device_train_batch_size} training rows a step on each device): set "
+                + (f"a smaller embedding_chunk_size than {embedding_chunk_size}" if embedding_chunk_size
+                   else "embedding_chunk_size, e.g. 128,")
+                + " to encode a step's sentences in chunks, with the same loss and gradients in a fraction of the "
+                "memory (README: Big batches in fixed memory); a smaller per_device_train_batch_size fits too, with "
+                "fewer negatives for each sentence; where a dev evaluation ran out, a smaller "
+                f"per_device_eval_batch_size. torch: {e}") from None
+        except (KeyboardInterrupt, OSError, RuntimeError) as e:
+            if isinstance(e, KeyboardInterrupt) or ctrl_c.pressed:  # Ctrl-C may stop a DataLoader worker too (CtrlC)
+                if trainer.is_world_process_zero():
+                    print(f"\n{where()}", file=sys.stderr)
+                raise SystemExit(130) from None  # a shell's code for a command stopped by Ctrl-C
+            # A checkpoint holds the weights and AdamW's two moments of each parameter.
+            checkpoint_bytes = 3 * sum(p.numel() * p.element_size() for p in trainer.model.parameters())
+            if (full := full_disk(args.output_dir, e, checkpoint_bytes)) is None:
+                raise
+            raise SystemExit(f"error: {full}; free some, then resume: {where()}") from None
+
+
 def configure_logging() -> None:
     """Log records as "time LEVEL logger: message" on stderr, each once: datasets and huggingface_hub print through a
     handler of their own and pass their records on to the root logger's as well (a Hub retry, an offline run's cached
@@ -577,29 +613,8 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
             hold_output_dir(training_args.output_dir)  # a folder made just now: two launches may have started together
             with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w") as f:
                 json.dump(run_args, f, indent=2, ensure_ascii=False)
-    with timer("train"), CtrlC() as ctrl_c:
-        try:
-            train_result = trainer.train(resume_from_checkpoint=resume)
-        except TrainingDiverged as e:
-            raise SystemExit(f"error: {e}") from None
-        except torch.OutOfMemoryError as e:  # before RuntimeError, which it is
-            chunk = simcse_args.embedding_chunk_size
-            raise SystemExit(
-                f"error: out of memory at step {trainer.state.global_step + 1} of {trainer.state.max_steps} "
-                f"({training_args.per_device_train_batch_size} training rows a step on each device): set "
-                + (f"a smaller embedding_chunk_size than {chunk}" if chunk else "embedding_chunk_size, e.g. 128,")
-                + " to encode a step's sentences in chunks, with the same loss and gradients in a fraction of the "
-                "memory (README: Big batches in fixed memory); a smaller per_device_train_batch_size fits too, with "
-                "fewer negatives for each sentence; where a dev evaluation ran out, a smaller "
-                f"per_device_eval_batch_size. torch: {e}") from None
-        except (KeyboardInterrupt, RuntimeError) as e:  # Ctrl-C: where the run stands and how to go on, no traceback
-            if not (isinstance(e, KeyboardInterrupt) or ctrl_c.pressed):
-                raise
-            if trainer.is_world_process_zero():
-                state = trainer.state
-                print("\n" + interruption_note(training_args.output_dir, state.global_step, state.max_steps),
-                      file=sys.stderr)
-            raise SystemExit(130) from None  # a shell's code for a command stopped by Ctrl-C
+    with timer("train"):
+        train_result = train_or_stop(trainer, resume, simcse_args.embedding_chunk_size)
     dev_key = f"eval_{dev_metric(run_args)}"
     if training_args.load_best_model_at_end and not any(dev_key in e for e in trainer.state.log_history):
         logger.warning("the dev set was never scored in the run's %d steps (eval_strategy %s, eval_steps %s, "

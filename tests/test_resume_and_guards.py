@@ -1,5 +1,6 @@
 """Kill-and-resume gives the uninterrupted result; a NaN loss stops the run and keeps the last good checkpoint."""
 
+import errno
 import json
 import logging
 import os
@@ -167,6 +168,42 @@ class WorkerGoneAt(TrainerCallback):
 def test_a_worker_that_crashed_without_ctrl_c_is_reported_as_it_is(tmp_path):
     with pytest.raises(RuntimeError, match=re.escape(WORKER_GONE)):
         run_simcse.main([smoke_config(tmp_path)], callbacks=[WorkerGoneAt()])
+
+
+class DiskFullAt(TrainerCallback):
+    """Test helper: a full disk while a given step's checkpoint is saved (`error`, as it reaches Trainer), which leaves
+    the checkpoint without the trainer_state.json Trainer writes last."""
+
+    def __init__(self, step, error):
+        self.step, self.error = step, error
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            os.remove(os.path.join(args.output_dir, f"checkpoint-{self.step}", "trainer_state.json"))
+            raise self.error
+
+
+# torch's writer of optimizer.pt on a full disk (a 4 MiB tmpfs, 2026-12-04).
+TORCH_FULL_DISK = "[enforce fail at inline_container.cc:672] . unexpected pos 582656 vs 582548"
+
+
+@pytest.mark.parametrize("error, free, said", [
+    (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "optimizer.pt"), 2**30,
+     "MiB: the weights and the optimizer's state; OSError: [Errno 28] No space left on device: 'optimizer.pt')"),
+    (RuntimeError(TORCH_FULL_DISK), 2**19, f"RuntimeError: {TORCH_FULL_DISK})"),
+])
+def test_a_full_disk_while_training_says_what_was_kept_and_how_to_resume(tmp_path, monkeypatch, error, free, said):
+    """A traceback from within Trainer's checkpoint save named neither the checkpoint to resume from nor how; torch's
+    own error for a full disk does not say that the disk is full."""
+    monkeypatch.setattr("output_folder.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(2**40, 0, free))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stopped:
+        run_simcse.main([smoke_config(tmp_path, save_total_limit=None)], callbacks=[DiskFullAt(6, error)])
+    message = str(stopped.value.code)
+    assert message.startswith(f"error: the disk of {out} is full ({free / 2**20:.1f} MiB free, and a checkpoint takes ")
+    assert message.endswith(f"{said}; free some, then resume: stopped at step 6 of 12; {out} holds checkpoint-3 (step "
+                            "3): add --resume_from_checkpoint last (or set \"resume_from_checkpoint\": true) to "
+                            "continue from it")
 
 
 def test_resume_is_decided_by_the_data_rows_not_their_paths(tmp_path):
