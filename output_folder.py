@@ -240,12 +240,16 @@ def full_disk(output_dir: str, error: BaseException, checkpoint_bytes: int) -> s
         free = shutil.disk_usage(output_dir).free
     except OSError:
         free = None
-    if not (isinstance(error, OSError) and error.errno == errno.ENOSPC) and (free is None or free >= checkpoint_bytes):
+    no_space = isinstance(error, OSError) and error.errno == errno.ENOSPC
+    room_left = free is not None and free >= checkpoint_bytes
+    if not no_space and (free is None or room_left):
         return None
+    said = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+    if room_left:  # another disk filled: the cache's, a temporary folder's (the error names the file)
+        return f"a disk is full ({said})"
     room = f"{free / 2**20:.1f} MiB free" if free is not None else "its room unknown"
-    said = (str(error).splitlines() or [""])[0]
     return (f"the disk of {output_dir} is full ({room}, and a checkpoint takes about {checkpoint_bytes / 2**20:.1f} "
-            f"MiB: the weights and the optimizer's state; {type(error).__name__}: {said})")
+            f"MiB: the weights and the optimizer's state; {said})")
 
 
 def export_hint(output_dir: str) -> str:
