@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import time
+import types
 
 import pytest
 import torch
@@ -160,6 +161,8 @@ def test_ctrl_c_while_training_says_where_the_run_stands(tmp_path, capsys, step,
 
 
 class WorkerGoneAt(TrainerCallback):
+    """Test helper: torch's error for a DataLoader worker that died, at step 2, with no Ctrl-C."""
+
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == 2:
             raise RuntimeError(WORKER_GONE)
@@ -189,25 +192,27 @@ TORCH_FULL_DISK = "[enforce fail at inline_container.cc:672] . unexpected pos 58
 
 @pytest.mark.parametrize("error, free, said", [
     (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "optimizer.pt"), 2**19,
-     "MiB: the weights and the optimizer's state; OSError: [Errno 28] No space left on device: 'optimizer.pt')"),
-    (RuntimeError(TORCH_FULL_DISK), 2**19, f"RuntimeError: {TORCH_FULL_DISK})"),
-    (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/tmp/x"), 2**30,  # another disk
-     "error: a disk is full (OSError: [Errno 28] No space left on device: '/tmp/x')"),
+     "the disk of {out} is full (0.5 MiB free, and a checkpoint takes about {mib} MiB: the weights and the optimizer's "
+     "state; OSError: [Errno 28] No space left on device: 'optimizer.pt')"),
+    (RuntimeError(TORCH_FULL_DISK), 2**19,
+     "the disk of {out} is full (0.5 MiB free, and a checkpoint takes about {mib} MiB: the weights and the optimizer's "
+     f"state; RuntimeError: {TORCH_FULL_DISK})"),
+    (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/tmp/x"), 2**30,  # another disk: its file is named
+     "a disk is full (OSError: [Errno 28] No space left on device: '/tmp/x')"),
 ])
 def test_a_full_disk_while_training_says_what_was_kept_and_how_to_resume(tmp_path, monkeypatch, error, free, said):
     """A traceback from within Trainer's checkpoint save named neither the checkpoint to resume from nor how; torch's
     own error for a full disk does not say that the disk is full."""
-    monkeypatch.setattr("output_folder.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(2**40, 0, free))
+    monkeypatch.setattr("output_folder.shutil.disk_usage", lambda path: types.SimpleNamespace(free=free))
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as stopped:
         run_simcse.main([smoke_config(tmp_path, save_total_limit=None)], callbacks=[DiskFullAt(6, error)])
-    message = str(stopped.value.code)
-    if free < 2**20:
-        assert message.startswith(f"error: the disk of {out} is full ({free / 2**20:.1f} MiB free, and a checkpoint "
-                                  "takes ")
-    assert message.endswith(f"{said}; free some, then resume: stopped at step 6 of 12; {out} holds checkpoint-3 (step "
-                            "3): add --resume_from_checkpoint last (or set \"resume_from_checkpoint\": true) to "
-                            "continue from it")
+    weights = load_file(str(out / "checkpoint-3" / "model.safetensors"))  # a checkpoint: 3x the weights, in fp32
+    mib = 3 * sum(t.numel() * t.element_size() for t in weights.values()) / 2**20
+    said = said.format(out=out, mib=f"{mib:.1f}")
+    assert stopped.value.code == (f"error: {said}; free some, then resume: stopped at step 6 of 12; {out} holds "
+                                  "checkpoint-3 (step 3): add --resume_from_checkpoint last (or set "
+                                  "\"resume_from_checkpoint\": true) to continue from it")
 
 
 def test_resume_is_decided_by_the_data_rows_not_their_paths(tmp_path):
