@@ -220,36 +220,46 @@ def warn_of_checkpoints_left(output_dir: str) -> None:
                    "true (or add --resume_from_checkpoint last)", output_dir, step, end, os.path.basename(last), step)
 
 
-def interruption_note(output_dir: str, step: int, max_steps: int) -> str:
-    """What a launch stopped while training (Ctrl-C, a full disk) says: the step it reached, and the checkpoint a
-    resumed launch continues from, or that none was saved yet (a checkpoint cut short is not one: resuming removes
-    it)."""
+def interruption_note(output_dir: str, step: int, max_steps: int, trained: bool = False) -> str:
+    """What a launch stopped (Ctrl-C, a full disk) while training, or after it (`trained`: in the final evaluation,
+    export or card) says: the step it reached, and what a resumed launch does from the folder's last complete
+    checkpoint, or that none was kept (a checkpoint cut short is not one: resuming removes it)."""
     last = last_complete_checkpoint(output_dir)
+    resume = "add --resume_from_checkpoint last (or set \"resume_from_checkpoint\": true) to"
+    if not trained:
+        if last is None:
+            return (f"stopped at step {step} of {max_steps}, before any checkpoint was saved: a new launch starts at "
+                    "step 0")
+        return (f"stopped at step {step} of {max_steps}; {output_dir} holds {os.path.basename(last)} (step "
+                f"{checkpoint_step(last)}): {resume} continue from it")
+    stopped = f"stopped after training to its end (step {step}), before the final evaluation and export were complete"
     if last is None:
-        return f"stopped at step {step} of {max_steps}, before any checkpoint was saved: a new launch starts at step 0"
-    return (f"stopped at step {step} of {max_steps}; {output_dir} holds {os.path.basename(last)} (step "
-            f"{checkpoint_step(last)}): add --resume_from_checkpoint last (or set \"resume_from_checkpoint\": true) to "
-            "continue from it")
+        return f"{stopped}; no checkpoint is kept: a new launch trains it again from step 0"
+    at = checkpoint_step(last)
+    then = ("evaluate and export it without training again" if at >= step
+            else f"train steps {at + 1}-{step} again from it, then evaluate and export")
+    return f"{stopped}; {output_dir} holds {os.path.basename(last)} (step {at}): {resume} {then}"
 
 
-def full_disk(output_dir: str, error: BaseException, checkpoint_bytes: int) -> str | None:
+def full_disk(output_dir: str, error: BaseException, needed_bytes: int, needed_for: str) -> str | None:
     """Where `error` came from a full disk, what to say of it; else None. A full disk is an OSError ENOSPC, or any error
-    with less room left on the disk of `output_dir` than a checkpoint takes (`checkpoint_bytes`): torch's writer of
-    optimizer.pt reports it as a RuntimeError ("unexpected pos ...", after "basic_ios::clear: iostream error")."""
+    with less room left on the disk of `output_dir` than what was being written takes (`needed_bytes`, for
+    `needed_for`, e.g. "a checkpoint"): torch's writer of optimizer.pt reports it as a RuntimeError ("unexpected pos
+    ...", after "basic_ios::clear: iostream error")."""
     try:
         free = shutil.disk_usage(output_dir).free
     except OSError:
         free = None
     no_space = isinstance(error, OSError) and error.errno == errno.ENOSPC
-    room_left = free is not None and free >= checkpoint_bytes
+    room_left = free is not None and free >= needed_bytes
     if not no_space and (free is None or room_left):
         return None
     said = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
     if room_left:  # another disk filled: the cache's, a temporary folder's (the error names the file)
         return f"a disk is full ({said})"
     room = f"{free / 2**20:.1f} MiB free" if free is not None else "its room unknown"
-    return (f"the disk of {output_dir} is full ({room}, and a checkpoint takes about {checkpoint_bytes / 2**20:.1f} "
-            f"MiB: the weights and the optimizer's state; {said})")
+    return (f"the disk of {output_dir} is full ({room}, and {needed_for} takes about {needed_bytes / 2**20:.1f} MiB; "
+            f"{said})")
 
 
 def export_hint(output_dir: str) -> str:

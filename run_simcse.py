@@ -23,6 +23,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 
 import joblib
 import torch
@@ -330,19 +331,20 @@ def export(model: SimCSEModel, tokenizer, output_dir: str, max_seq_length: int) 
     """Export into a scratch folder first, then move the files in, so a failed export leaves nothing half-written.
 
     The files a previous export left in the folder (an overwritten run's) go first: a push would publish any of them
-    (a `2_Dense/` this model has not, that run's results and card) beside these weights.
+    (a `2_Dense/` this model has not, that run's results and card) beside these weights. config.json goes first and
+    comes last: a folder whose files a Ctrl-C stopped in between has none, so no client loads it and `hub` refuses it.
     """
     scratch = os.path.join(output_dir, ".export-in-progress")
     shutil.rmtree(scratch, ignore_errors=True)
     try:
         model.export_encoder(scratch, tokenizer, max_seq_length)
-        for name in {path.split("/")[0] for path in published_files(output_dir)}:
+        for name in sorted({path.split("/")[0] for path in published_files(output_dir)}, key="config.json".__ne__):
             target = os.path.join(output_dir, name)
             if os.path.isdir(target):
                 shutil.rmtree(target)
             else:
                 os.remove(target)
-        for name in os.listdir(scratch):
+        for name in sorted(os.listdir(scratch), key="config.json".__eq__):
             target = os.path.join(output_dir, name)
             if os.path.isdir(target):
                 shutil.rmtree(target)
@@ -444,40 +446,57 @@ class TrainingClock(TrainerCallback):
         return {"training_seconds": total, "resumed_at_step": self.resumed_at_step, "sessions": self.sessions}
 
 
-def train_or_stop(trainer: Trainer, resume: str | None, embedding_chunk_size: int | None):
-    """`trainer.train(resume_from_checkpoint=resume)`'s result. A run that cannot go on (a loss that is not finite, a
-    GPU out of memory, a full disk, Ctrl-C) ends with SystemExit and a message that says what was kept and what to do,
-    in place of a traceback from within a step; other errors are raised as they are."""
+@contextlib.contextmanager
+def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int | None = None):
+    """`with stopping_cleanly(trainer, trained):` around training (`trained` False) or what follows it (`trained`: the
+    final evaluation, export, results and card). A run that cannot go on (a loss that is not finite, a GPU out of
+    memory, a full disk, Ctrl-C) ends with SystemExit and a message that says what was kept and what to do, in place
+    of a traceback from within a step or the evaluation; other errors are raised as they are."""
     args = trainer.args
 
-    def where() -> str:  # trainer.state read now: train() makes a new one
-        return interruption_note(args.output_dir, trainer.state.global_step, trainer.state.max_steps)
+    def where() -> str:  # trainer.state read then: train() makes a new one
+        return interruption_note(args.output_dir, trainer.state.global_step, trainer.state.max_steps, trained)
 
+    # A checkpoint holds the weights and AdamW's two moments of each parameter; the export, the weights.
+    weight_bytes = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
+    needed = ((weight_bytes, "the export (its weights)") if trained
+              else (3 * weight_bytes, "a checkpoint (the weights and the optimizer's state)"))
     with CtrlC() as ctrl_c:
         try:
-            return trainer.train(resume_from_checkpoint=resume)
+            yield
         except TrainingDiverged as e:
             raise SystemExit(f"error: {e}") from None
         except torch.OutOfMemoryError as e:  # before RuntimeError, which it is
-            raise SystemExit(
-                f"error: out of memory at step {trainer.state.global_step + 1} of {trainer.state.max_steps} "
-                f"({args.per_device_train_batch_size} training rows a step on each device): set "
-                + (f"a smaller embedding_chunk_size than {embedding_chunk_size}" if embedding_chunk_size
-                   else "embedding_chunk_size, e.g. 128,")
-                + " to encode a step's sentences in chunks, with the same loss and gradients in a fraction of the "
-                "memory (README: Big batches in fixed memory); a smaller per_device_train_batch_size fits too, with "
-                "fewer negatives for each sentence; where a dev evaluation ran out, a smaller "
-                f"per_device_eval_batch_size. torch: {e}") from None
+            raise SystemExit(f"error: {out_of_memory_advice(trainer, trained, embedding_chunk_size, where)} "
+                             f"torch: {e}") from None
         except (KeyboardInterrupt, OSError, RuntimeError) as e:
             if isinstance(e, KeyboardInterrupt) or ctrl_c.pressed:  # Ctrl-C may stop a DataLoader worker too (CtrlC)
                 if trainer.is_world_process_zero():
                     print(f"\n{where()}", file=sys.stderr)
                 raise SystemExit(130) from None  # a shell's code for a command stopped by Ctrl-C
-            # A checkpoint holds the weights and AdamW's two moments of each parameter.
-            checkpoint_bytes = 3 * sum(p.numel() * p.element_size() for p in trainer.model.parameters())
-            if (full := full_disk(args.output_dir, e, checkpoint_bytes)) is None:
+            if (full := full_disk(args.output_dir, e, *needed)) is None:
                 raise
             raise SystemExit(f"error: {full}; free some, then resume: {where()}") from None
+
+
+def out_of_memory_advice(trainer: Trainer, trained: bool, embedding_chunk_size: int | None,
+                         where: Callable[[], str]) -> str:
+    """What `stopping_cleanly` says of a GPU out of memory: in training, the step and the settings that fit a large
+    batch; after it (the final evaluation, in fp32 whatever the training's precision), how to evaluate and export the
+    trained run with a smaller evaluation batch (`where`: the interruption note)."""
+    args, state = trainer.args, trainer.state
+    if trained:
+        batch = args.per_device_eval_batch_size
+        return (f"out of memory after training, in the final evaluation ({batch} pairs a batch on each device): "
+                f"{where()}, with a smaller per_device_eval_batch_size (add --per_device_eval_batch_size "
+                f"{max(1, batch // 2)}).")
+    return (f"out of memory at step {state.global_step + 1} of {state.max_steps} ({args.per_device_train_batch_size} "
+            "training rows a step on each device): set "
+            + (f"a smaller embedding_chunk_size than {embedding_chunk_size}" if embedding_chunk_size
+               else "embedding_chunk_size, e.g. 128,")
+            + " to encode a step's sentences in chunks, with the same loss and gradients in a fraction of the memory "
+            "(README: Big batches in fixed memory); a smaller per_device_train_batch_size fits too, with fewer "
+            "negatives for each sentence; where a dev evaluation ran out, a smaller per_device_eval_batch_size.")
 
 
 def configure_logging() -> None:
@@ -613,59 +632,63 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
             hold_output_dir(training_args.output_dir)  # a folder made just now: two launches may have started together
             with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w") as f:
                 json.dump(run_args, f, indent=2, ensure_ascii=False)
-    with timer("train"):
-        train_result = train_or_stop(trainer, resume, simcse_args.embedding_chunk_size)
-    dev_key = f"eval_{dev_metric(run_args)}"
-    if training_args.load_best_model_at_end and not any(dev_key in e for e in trainer.state.log_history):
-        logger.warning("the dev set was never scored in the run's %d steps (eval_strategy %s, eval_steps %s, "
-                       "eval_delay %s): the final model is the one exported and evaluated", trainer.state.global_step,
-                       training_args.eval_strategy.value, training_args.eval_steps, training_args.eval_delay)
-    timer.seconds["dev_evaluations_within_train"] = round(
-        sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history), 3)
-    timer.seconds["checkpoint_saves_within_train"] = round(save_timer.seconds, 3)
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
-    trainer.save_state()
+    with timer("train"), stopping_cleanly(trainer, False, simcse_args.embedding_chunk_size):
+        train_result = trainer.train(resume_from_checkpoint=resume)
+    # Stopped from here on (Ctrl-C, a full disk), the run is resumed from its last checkpoint without training again.
+    with stopping_cleanly(trainer, trained=True):
+        dev_key = f"eval_{dev_metric(run_args)}"
+        if training_args.load_best_model_at_end and not any(dev_key in e for e in trainer.state.log_history):
+            logger.warning("the dev set was never scored in the run's %d steps (eval_strategy %s, eval_steps %s, "
+                           "eval_delay %s): the final model is the one exported and evaluated",
+                           trainer.state.global_step, training_args.eval_strategy.value, training_args.eval_steps,
+                           training_args.eval_delay)
+        timer.seconds["dev_evaluations_within_train"] = round(
+            sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history), 3)
+        timer.seconds["checkpoint_saves_within_train"] = round(save_timer.seconds, 3)
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
 
-    # The test scores are the export's as users load it, in fp32: mixed precision leaves its autocast on the model's
-    # forward, under which a bf16 smoke run on a CPU scored AVG 35.32 and its export 40.79 (the dev scores that chose
-    # the checkpoint stay in the training's precision).
-    trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-    with timer("final_evaluation"):
-        results = evaluate_sets(trainer, test_rows)
-    if trainer.is_world_process_zero():
-        out = training_args.output_dir
-        with timer("export"):
-            export(trainer.model, tokenizer, out, max_len)
-            # No NaN in the results, card or model index: the Hub and the hub command refuse them.
-            if undefined := undefined_metrics(results):
-                raise SystemExit(f"error: the final model's similarities are not finite or all the same, so these "
-                                 f"scores are undefined ({undefined}): its embeddings have diverged or collapsed. It "
-                                 f"is exported in {out} to look into, without sts_results.json, card or push")
+        # The test scores are the export's as users load it, in fp32: mixed precision leaves its autocast on the
+        # model's forward, under which a bf16 smoke run on a CPU scored AVG 35.32 and its export 40.79 (the dev scores
+        # that chose the checkpoint stay in the training's precision).
+        trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+        with timer("final_evaluation"):
+            results = evaluate_sets(trainer, test_rows)
+        if trainer.is_world_process_zero():
+            out = training_args.output_dir
+            with timer("export"):
+                export(trainer.model, tokenizer, out, max_len)
+                # No NaN in the results, card or model index: the Hub and the hub command refuse them.
+                if undefined := undefined_metrics(results):
+                    raise SystemExit(f"error: the final model's similarities are not finite or all the same, so "
+                                     f"these scores are undefined ({undefined}): its embeddings have diverged or "
+                                     f"collapsed. It is exported in {out} to look into, without sts_results.json, card "
+                                     "or push")
+                if results:
+                    with open(os.path.join(out, RESULTS_FILE), "w") as f:
+                        json.dump(results, f, indent=2)
+            environment = describe_environment(training_args, len(train_rows))
+            with open(os.path.join(out, "environment.json"), "w") as f:
+                json.dump({**environment, **clock.record(train_result.metrics["train_runtime"]),
+                           # Known only here: a folder now may be none where the card is rendered (its base_model).
+                           "hub_base_model": base
+                           if (base := model_args.model_name_or_path) and not os.path.isdir(base) else None,
+                           "test_pairs_in_dev": pairs_in_dev,
+                           "training_batches": "packed" if packed else "padded",
+                           "test_scores_precision": "fp32",  # whatever the training's (the autocast taken off above)
+                           "cuda_graphs": simcse_args.cuda_graphs,
+                           "tokenization_processes": train_workers or 1,
+                           "phase_seconds": timer.seconds}, f, indent=2)
             if results:
-                with open(os.path.join(out, RESULTS_FILE), "w") as f:
-                    json.dump(results, f, indent=2)
-        environment = describe_environment(training_args, len(train_rows))
-        with open(os.path.join(out, "environment.json"), "w") as f:
-            json.dump({**environment, **clock.record(train_result.metrics["train_runtime"]),
-                       # Known only here: a folder now may be none where the card is rendered (the card's base_model).
-                       "hub_base_model": base if (base := model_args.model_name_or_path) and not os.path.isdir(base)
-                       else None,
-                       "test_pairs_in_dev": pairs_in_dev,
-                       "training_batches": "packed" if packed else "padded",
-                       "test_scores_precision": "fp32",  # whatever the training's (the autocast taken off above)
-                       "cuda_graphs": simcse_args.cuda_graphs,
-                       "tokenization_processes": train_workers or 1,
-                       "phase_seconds": timer.seconds}, f, indent=2)
-        if results:
-            print(format_table(results))
-            render_card(out, repo_id=hub_model_id)
-            if hub_model_id and push_requested:
-                push_export(out, hub_model_id, training_args, hub_token)
-        else:
-            logger.warning("no test_data: no %s and no model card. Score the export with `python sts_evaluation.py %s "
-                           "--output %s`, then render the card with `python -m hub card %s`",
-                           RESULTS_FILE, out, os.path.join(out, RESULTS_FILE), out)
+                print(format_table(results))
+                render_card(out, repo_id=hub_model_id)
+            else:
+                logger.warning("no test_data: no %s and no model card. Score the export with `python "
+                               "sts_evaluation.py %s --output %s`, then render the card with `python -m hub card %s`",
+                               RESULTS_FILE, out, os.path.join(out, RESULTS_FILE), out)
+    if results and hub_model_id and push_requested and trainer.is_world_process_zero():
+        push_export(training_args.output_dir, hub_model_id, training_args, hub_token)  # says itself how to retry
     return results
 
 

@@ -16,11 +16,13 @@ import transformers
 from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+import output_folder
 import run_simcse
 import sts_evaluation
 from conftest import SAMPLE
 from data_collator import SimCSECollator
 from data_loading import load_nli_triplets, tokenize_rows
+from hub.model_dir import ModelDirError, check_export
 from modeling_simcse import SimCSEModel
 from test_run_simcse import smoke_config
 from training_guards import NonFiniteLossGuard, TrainingDiverged, is_complete, last_complete_checkpoint
@@ -192,11 +194,11 @@ TORCH_FULL_DISK = "[enforce fail at inline_container.cc:672] . unexpected pos 58
 
 @pytest.mark.parametrize("error, free, said", [
     (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "optimizer.pt"), 2**19,
-     "the disk of {out} is full (0.5 MiB free, and a checkpoint takes about {mib} MiB: the weights and the optimizer's "
-     "state; OSError: [Errno 28] No space left on device: 'optimizer.pt')"),
+     "the disk of {out} is full (0.5 MiB free, and a checkpoint (the weights and the optimizer's state) takes about "
+     "{mib} MiB; OSError: [Errno 28] No space left on device: 'optimizer.pt')"),
     (RuntimeError(TORCH_FULL_DISK), 2**19,
-     "the disk of {out} is full (0.5 MiB free, and a checkpoint takes about {mib} MiB: the weights and the optimizer's "
-     f"state; RuntimeError: {TORCH_FULL_DISK})"),
+     "the disk of {out} is full (0.5 MiB free, and a checkpoint (the weights and the optimizer's state) takes about "
+     f"{{mib}} MiB; RuntimeError: {TORCH_FULL_DISK})"),
     (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/tmp/x"), 2**30,  # another disk: its file is named
      "a disk is full (OSError: [Errno 28] No space left on device: '/tmp/x')"),
 ])
@@ -213,6 +215,137 @@ def test_a_full_disk_while_training_says_what_was_kept_and_how_to_resume(tmp_pat
     assert stopped.value.code == (f"error: {said}; free some, then resume: stopped at step 6 of 12; {out} holds "
                                   "checkpoint-3 (step 3): add --resume_from_checkpoint last (or set "
                                   "\"resume_from_checkpoint\": true) to continue from it")
+
+
+class StopsTheFinalEvaluation(TrainerCallback):
+    """Test helper: `error` as the final evaluation scores its first test set (the dev set's scores, "eval_*", come in
+    training); KeyboardInterrupt through a real SIGINT."""
+
+    def __init__(self, error: BaseException | type[BaseException]):
+        self.error = error
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not any(key.startswith("eval_") for key in metrics):
+            if self.error is KeyboardInterrupt:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(10)  # the handler raises before this ends
+            raise self.error
+
+
+AFTER_TRAINING = ("stopped after training to its end (step 3), before the final evaluation and export were complete; "
+                  "{out} holds checkpoint-3 (step 3): add --resume_from_checkpoint last (or set "
+                  "\"resume_from_checkpoint\": true) to evaluate and export it without training again")
+
+
+def test_ctrl_c_after_training_says_how_to_evaluate_and_export_without_training(tmp_path, capsys, caplog):
+    """Ctrl-C in the final evaluation or export, after all the training, ended the run with a traceback that did not
+    say that the trained run was kept, nor how to finish it without training it again."""
+    config = smoke_config(tmp_path, num_train_epochs=1, overwrite_output_dir=False)
+    out = tmp_path / "out"
+    earlier = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see the test above)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            run_simcse.main([config], callbacks=[StopsTheFinalEvaluation(KeyboardInterrupt)])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C ended the run with a traceback")
+    finally:
+        signal.signal(signal.SIGINT, earlier)
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.endswith(f"\n{AFTER_TRAINING.format(out=out)}\n")
+    assert not {"config.json", "model.safetensors", "sts_results.json", "README.md"} & set(os.listdir(out))
+    # Resumed as it says: no step trained again, and the scores of the run as if it had not been stopped.
+    resumed = run_simcse.main([config, "--resume_from_checkpoint", "last"])
+    assert "this launch trains no step, then evaluates and exports the run again" in caplog.text
+    (tmp_path / "whole").mkdir()
+    whole = run_simcse.main([smoke_config(tmp_path / "whole", num_train_epochs=1)])
+    assert resumed == whole
+    assert json.loads((out / "sts_results.json").read_text()) == whole
+
+
+OUT_OF_MEMORY = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 6.00 GiB.")
+
+
+def full_disk_in_the_export(monkeypatch):
+    """The export's weights cut short by a full disk, with 64 KiB left on the disk."""
+    monkeypatch.setattr("output_folder.shutil.disk_usage", lambda path: types.SimpleNamespace(free=2**16))
+
+    def export_encoder(self, folder, *args, **kwargs):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "model.safetensors"), "wb") as f:
+            f.write(b"\0" * 1024)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("modeling_simcse.SimCSEModel.export_encoder", export_encoder)
+
+
+@pytest.mark.parametrize("stop, said", [
+    (OUT_OF_MEMORY, "error: out of memory after training, in the final evaluation (4 pairs a batch on each device): "
+                    f"{AFTER_TRAINING}, with a smaller per_device_eval_batch_size (add --per_device_eval_batch_size "
+                    f"2). torch: {OUT_OF_MEMORY}"),
+    (full_disk_in_the_export, "error: the disk of {out} is full (0.1 MiB free, and the export (its weights) takes "
+                              "about {mib} MiB; OSError: [Errno 28] No space left on device); free some, then resume: "
+                              f"{AFTER_TRAINING}"),
+])
+def test_a_run_stopped_after_training_says_how_to_finish_it(tmp_path, monkeypatch, stop, said):
+    """A GPU out of memory in the final evaluation (in fp32, where the dev scores were in the training's precision),
+    or a full disk in the export, ended the run with a traceback that did not say that the trained run was kept."""
+    callbacks = []
+    if isinstance(stop, BaseException):
+        callbacks.append(StopsTheFinalEvaluation(stop))
+    else:
+        stop(monkeypatch)
+    config = smoke_config(tmp_path, num_train_epochs=1, per_device_eval_batch_size=4)
+    with pytest.raises(SystemExit) as stopped:
+        run_simcse.main([config], callbacks=callbacks)
+    out = tmp_path / "out"
+    weights = load_file(str(out / "checkpoint-3" / "model.safetensors"))
+    mib = sum(t.numel() * t.element_size() for t in weights.values()) / 2**20
+    assert stopped.value.code == said.format(out=out, mib=f"{mib:.1f}")
+    assert not {".export-in-progress", "config.json", "model.safetensors", "sts_results.json"} & set(os.listdir(out))
+
+
+def test_an_export_cut_short_has_no_config_so_nothing_loads_it(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the export's files were moved in from the folder they were written to left a folder of some of
+    them: with its config.json, a client would load weights and tokenizer of two different exports."""
+    config = smoke_config(tmp_path, num_train_epochs=1)
+    run_simcse.main([config])  # an export there already, of this same run
+    out, replace, moved = tmp_path / "out", os.replace, []
+
+    def stopped_before_the_last_file(source, target):
+        if ".export-in-progress" in str(source):
+            if len(os.listdir(os.path.dirname(source))) == 1:
+                raise KeyboardInterrupt
+            moved.append(os.path.basename(source))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", stopped_before_the_last_file)
+    with pytest.raises(SystemExit) as stopped:
+        run_simcse.main([config])
+    assert stopped.value.code == 130
+    assert "before the final evaluation and export were complete" in capsys.readouterr().err
+    names = set(os.listdir(out))
+    assert set(moved) <= names and "config.json" not in names and ".export-in-progress" not in names
+    with pytest.raises(ValueError, match="Unrecognized model"):
+        transformers.AutoModel.from_pretrained(out)
+    with pytest.raises(ModelDirError, match="no config.json"):
+        check_export(str(out))  # `hub push` refuses it
+
+
+@pytest.mark.parametrize("kept, said", [
+    # save_total_limit 1 with load_best_model_at_end: Trainer deletes all but the best checkpoint once training ends.
+    ([4], "{out} holds checkpoint-4 (step 4): add --resume_from_checkpoint last (or set \"resume_from_checkpoint\": "
+          "true) to train steps 5-8 again from it, then evaluate and export"),
+    ([4, 8], "{out} holds checkpoint-8 (step 8): add --resume_from_checkpoint last (or set \"resume_from_checkpoint\": "
+             "true) to evaluate and export it without training again"),
+    ([], "no checkpoint is kept: a new launch trains it again from step 0"),  # save_strategy "no"
+])
+def test_a_run_stopped_after_training_is_told_what_resuming_it_does(tmp_path, kept, said):
+    for step in kept:
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    assert output_folder.interruption_note(str(tmp_path), 8, 8, trained=True) == (
+        "stopped after training to its end (step 8), before the final evaluation and export were complete; "
+        + said.format(out=tmp_path))
 
 
 def test_resume_is_decided_by_the_data_rows_not_their_paths(tmp_path):
