@@ -72,9 +72,10 @@ def resumes_in(output_dir: str, resume: str | None) -> bool:
 _HELD: dict[str, int] = {}
 
 
-def hold_output_dir(output_dir: str) -> None:
+def hold_output_dir(output_dir: str, each_node: bool = False) -> None:
     """Lock `output_dir` until `release_output_dirs` or this process's end, killed or not (flock on the folder itself:
-    nothing is written into it); SystemExit where another launch holds it. Two launches into one folder deleted each
+    nothing is written into it); SystemExit where another launch holds it, or, with save_on_each_node (`each_node`),
+    another node of this one, where the nodes share the folder's disk. Two launches into one folder deleted each
     other's checkpoints and both failed. A folder not made yet is left for a call once it is; where the file system
     cannot lock a folder (NFS may not), the launch goes on unguarded."""
     path = os.path.realpath(output_dir)
@@ -85,8 +86,11 @@ def hold_output_dir(output_dir: str) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
+        node = (" Or it is another node of this launch: with save_on_each_node, the first process of each node saves "
+                "into output_dir, which must then be on a disk of each node's own; on a disk the nodes share, leave "
+                "save_on_each_node off" if each_node else "")
         raise SystemExit(f"error: output_dir {output_dir} is in use: another launch into it is still running (it holds "
-                         "the folder's lock). Let it end or stop it, or choose another folder") from None
+                         f"the folder's lock). Let it end or stop it, or choose another folder.{node}") from None
     except OSError as e:
         os.close(fd)
         logger.info("output_dir %s cannot be locked here (%s): a second launch into it would not be refused",

@@ -551,7 +551,8 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
                     "test_rows_sha256": {name: rows_digest(ds) for name, ds in test_sets.items()}}
         # Refused now, before the model loads; another run's checkpoints go only once nothing else can stop this one.
         if training_args.should_save:
-            hold_output_dir(training_args.output_dir)  # before anything in it is read, or deleted
+            # Before anything in it is read, or deleted.
+            hold_output_dir(training_args.output_dir, training_args.save_on_each_node)
         overwriting = check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir,
                                        training_args.resume_from_checkpoint)
     check_same_run(run_args)
@@ -629,7 +630,8 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
     # After Trainer checked its arguments: a run that cannot start leaves no run_args.json.
     with stopping_together():
         if training_args.should_save:
-            hold_output_dir(training_args.output_dir)  # a folder made just now: two launches may have started together
+            # A folder made just now: two launches may have started together.
+            hold_output_dir(training_args.output_dir, training_args.save_on_each_node)
             with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w") as f:
                 json.dump(run_args, f, indent=2, ensure_ascii=False)
     with timer("train"), stopping_cleanly(trainer, False, simcse_args.embedding_chunk_size):

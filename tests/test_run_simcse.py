@@ -212,6 +212,11 @@ def test_a_launch_into_a_folder_another_launch_is_using_is_refused(tmp_path):
         with pytest.raises(SystemExit, match=f"^error: output_dir {re.escape(str(out))} is in use: another launch into "
                                              "it is still running"):
             run_simcse.main([smoke_config(tmp_path, max_steps=2)])
+        # With save_on_each_node, the first process of each node saves: on a disk the nodes share, they lock each other.
+        with pytest.raises(SystemExit, match=r"still running .* choose another folder\. Or it is another node of this "
+                                             r"launch: with save_on_each_node, .* on a disk the nodes share, leave "
+                                             r"save_on_each_node off$"):
+            run_simcse.main([smoke_config(tmp_path, max_steps=2, save_on_each_node=True)])
         assert os.listdir(out) == []
     finally:
         other.communicate("\n", timeout=60)
