@@ -66,7 +66,12 @@ def check_export(model_dir: str) -> None:
     if not os.path.isdir(model_dir):
         raise ModelDirError(f"{model_dir}: no such folder")
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
-        raise ModelDirError(f"{model_dir}: no config.json (not an exported model)")
+        run = ""
+        if os.path.isfile(os.path.join(model_dir, RUN_ARGS_FILE)):  # a run's output folder, its export not written
+            run = ("; it is the output folder of a run that was not exported: its launch stopped before the export was "
+                   "complete. Launch the run again with --resume_from_checkpoint last, which evaluates and exports it "
+                   "(and says what it trains again first, if anything)")
+        raise ModelDirError(f"{model_dir}: no config.json (not an exported model){run}")
     if not glob.glob(os.path.join(model_dir, "*.safetensors")):
         raise ModelDirError(f"{model_dir}: no *.safetensors weights")
     weight_names(model_dir)  # their headers parse: a copy cut short is refused before anything is sent

@@ -318,6 +318,22 @@ def run_hub(*argv) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+def test_a_run_stopped_before_its_export_is_told_how_to_export_it(model_dir, tmp_path):
+    """`hub card` or `hub push` in the output folder of a launch stopped after training (Ctrl-C in the final evaluation)
+    said only "not an exported model"."""
+    copy = str(tmp_path / "out")
+    shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("config.json"))
+    for command in (["card", copy], ["push", copy, "--repo-id", "alice/m", "--dry-run"]):
+        code, printed = run_hub(*command)
+        assert code == 1 and printed == (
+            f"error: {copy}: no config.json (not an exported model); it is the output folder of a run that was not "
+            "exported: its launch stopped before the export was complete. Launch the run again with "
+            "--resume_from_checkpoint last, which evaluates and exports it (and says what it trains again first, if "
+            "anything)\n")
+    os.remove(os.path.join(copy, "run_args.json"))  # any other folder
+    assert run_hub("card", copy) == (1, f"error: {copy}: no config.json (not an exported model)\n")
+
+
 def test_published_comparison_rows_are_labelled(model_dir, tmp_path):
     copy = str(tmp_path / "m")
     shutil.copytree(model_dir, copy)
