@@ -56,7 +56,7 @@ from run_arguments import (
 from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
                             sentence_transformers_pooling, tokenize_sts, undefined_metrics)
-from training_guards import CtrlC, NonFiniteLossGuard, TrainingDiverged
+from training_guards import CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, TrainingDiverged
 
 logger = logging.getLogger(__name__)
 
@@ -622,7 +622,7 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
         data_collator=SimCSECollator(tokenizer.pad_token_id, max_len, pack_width=max_len if packed else None,
                                      **(CUDA_GRAPH_SHAPES if simcse_args.cuda_graphs else {})),
         compute_metrics=compute_metrics,
-        callbacks=[NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(),
+        callbacks=[NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(), keeper := LastCheckpointKeeper(),
                    clock := TrainingClock(resume, describe_hardware(training_args), library_versions()),
                    *(callbacks or [])],
     )
@@ -689,6 +689,7 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
                 logger.warning("no test_data: no %s and no model card. Score the export with `python "
                                "sts_evaluation.py %s --output %s`, then render the card with `python -m hub card %s`",
                                RESULTS_FILE, out, os.path.join(out, RESULTS_FILE), out)
+    keeper.release(training_args, trainer.state.best_model_checkpoint)  # exported: the last checkpoint may go
     if results and hub_model_id and push_requested and trainer.is_world_process_zero():
         push_export(training_args.output_dir, hub_model_id, training_args, hub_token)  # says itself how to retry
     return results

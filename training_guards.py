@@ -119,3 +119,40 @@ class NonFiniteLossGuard(TrainerCallback):
                     "resume from it with resume_from_checkpoint"
                 )
         return control
+
+
+class LastCheckpointKeeper(TrainerCallback):
+    """Keep the last step's checkpoint until the run is exported, where Trainer would delete it as training ends.
+
+    With `save_total_limit` 1 and `load_best_model_at_end` (the published configs), Trainer deletes every checkpoint
+    but the best once training ends, before the final evaluation and export: a run stopped there (Ctrl-C, a full disk,
+    a GPU out of memory, a kill) could only be resumed from the best checkpoint, and trained the steps after it again.
+    From the last step's save (or a launch resumed at the last step) to `release`, Trainer is given no limit, so it
+    deletes nothing; `release`, once the export is written, deletes what Trainer would have. Disk: the last checkpoint
+    stays beside the best one through the final evaluation and export, as the newest did between saves in training.
+    """
+
+    def __init__(self):
+        self.kept = False
+
+    def _keep(self, args, state) -> None:
+        if state.global_step >= state.max_steps and args.save_total_limit == 1 and args.load_best_model_at_end:
+            args.save_total_limit, self.kept = None, True
+
+    def on_train_begin(self, args, state, control, **kwargs):  # a launch resumed at the last step saves nothing
+        self._keep(args, state)
+
+    def on_save(self, args, state, control, **kwargs):  # after Trainer's rotation of this save
+        self._keep(args, state)
+
+    def release(self, args, best_checkpoint: str | None) -> None:
+        """Give Trainer's limit back and delete every checkpoint but `best_checkpoint`, as Trainer does at the end of
+        training with `save_total_limit` 1 (nothing where no best checkpoint was chosen)."""
+        if not self.kept:
+            return
+        args.save_total_limit, self.kept = 1, False
+        if not args.should_save or best_checkpoint is None or not os.path.isdir(best_checkpoint):
+            return
+        for checkpoint in checkpoints(args.output_dir):
+            if not os.path.samefile(checkpoint, best_checkpoint):
+                shutil.rmtree(checkpoint, ignore_errors=True)

@@ -232,15 +232,17 @@ class StopsTheFinalEvaluation(TrainerCallback):
             raise self.error
 
 
-AFTER_TRAINING = ("stopped after training to its end (step 3), before the final evaluation and export were complete; "
-                  "{out} holds checkpoint-3 (step 3): add --resume_from_checkpoint last (or set "
+AFTER_TRAINING = ("stopped after training to its end (step {step}), before the final evaluation and export were "
+                  "complete; {out} holds checkpoint-{step} (step {step}): add --resume_from_checkpoint last (or set "
                   "\"resume_from_checkpoint\": true) to evaluate and export it without training again")
 
 
 def test_ctrl_c_after_training_says_how_to_evaluate_and_export_without_training(tmp_path, capsys, caplog):
     """Ctrl-C in the final evaluation or export, after all the training, ended the run with a traceback that did not
-    say that the trained run was kept, nor how to finish it without training it again."""
-    config = smoke_config(tmp_path, num_train_epochs=1, overwrite_output_dir=False)
+    say that the trained run was kept, nor how to finish it without training it again; and with save_total_limit 1
+    (the smoke and published configs) Trainer had deleted the last checkpoint, so the resumption trained the steps
+    after the best one (step 6 of 12 here) again."""
+    config = smoke_config(tmp_path, overwrite_output_dir=False)
     out = tmp_path / "out"
     earlier = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see the test above)
     try:
@@ -251,15 +253,20 @@ def test_ctrl_c_after_training_says_how_to_evaluate_and_export_without_training(
     finally:
         signal.signal(signal.SIGINT, earlier)
     assert stopped.value.code == 130
-    assert capsys.readouterr().err.endswith(f"\n{AFTER_TRAINING.format(out=out)}\n")
+    assert capsys.readouterr().err.endswith(f"\n{AFTER_TRAINING.format(step=12, out=out)}\n")
     assert not {"config.json", "model.safetensors", "sts_results.json", "README.md"} & set(os.listdir(out))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-6"]  # last and best
     # Resumed as it says: no step trained again, and the scores of the run as if it had not been stopped.
     resumed = run_simcse.main([config, "--resume_from_checkpoint", "last"])
     assert "this launch trains no step, then evaluates and exports the run again" in caplog.text
     (tmp_path / "whole").mkdir()
-    whole = run_simcse.main([smoke_config(tmp_path / "whole", num_train_epochs=1)])
+    whole = run_simcse.main([smoke_config(tmp_path / "whole")])
     assert resumed == whole
     assert json.loads((out / "sts_results.json").read_text()) == whole
+    # Exported, each run keeps the best checkpoint only, as Trainer leaves a finished run with save_total_limit 1.
+    for folder in (out, tmp_path / "whole" / "out"):
+        assert [p.name for p in folder.glob("checkpoint-*")] == ["checkpoint-6"]
+        assert json.loads((folder / "trainer_state.json").read_text())["best_model_checkpoint"].endswith("checkpoint-6")
 
 
 OUT_OF_MEMORY = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 6.00 GiB.")
@@ -280,11 +287,11 @@ def full_disk_in_the_export(monkeypatch):
 
 @pytest.mark.parametrize("stop, said", [
     (OUT_OF_MEMORY, "error: out of memory after training, in the final evaluation (4 pairs a batch on each device): "
-                    f"{AFTER_TRAINING}, with a smaller per_device_eval_batch_size (add --per_device_eval_batch_size "
-                    f"2). torch: {OUT_OF_MEMORY}"),
+                    + AFTER_TRAINING.format(step=3, out="{out}") + ", with a smaller per_device_eval_batch_size (add "
+                    f"--per_device_eval_batch_size 2). torch: {OUT_OF_MEMORY}"),
     (full_disk_in_the_export, "error: the disk of {out} is full (0.1 MiB free, and the export (its weights) takes "
                               "about {mib} MiB; OSError: [Errno 28] No space left on device); free some, then resume: "
-                              f"{AFTER_TRAINING}"),
+                              + AFTER_TRAINING.format(step=3, out="{out}")),
 ])
 def test_a_run_stopped_after_training_says_how_to_finish_it(tmp_path, monkeypatch, stop, said):
     """A GPU out of memory in the final evaluation (in fp32, where the dev scores were in the training's precision),
