@@ -11,6 +11,7 @@ import atexit
 import codecs
 import csv
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import datasets
 from datasets import Dataset
 from transformers import TokenizersBackend
 
-from data_sources import FILE_FORMATS, DataError, Source, is_repo_id
+from data_sources import COMPRESSIONS, FILE_FORMATS, DataError, Source, is_repo_id
 from training_guards import checkpoints
 
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "0": 0, "1": 1, "2": 2}
@@ -63,8 +64,11 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
                 raise DataError(f"{source.spec}: a folder; name its files, each a source of its own (train_data and "
                                 "test_data take a list)")
             if builder is None:
-                raise DataError(f"{source.spec}: unknown file type {source.extension!r}; use one of "
-                                f"{sorted(FILE_FORMATS)}")
+                raise DataError(f"{source.spec}: unknown file type {source.extension or source.compression!r}; use one "
+                                f"of {sorted(FILE_FORMATS)} (the text formats compressed too: "
+                                f"{', '.join(COMPRESSIONS)})")
+            if builder == "parquet" and source.compression:
+                raise DataError(f"{source.spec}: a Parquet file compresses its columns itself; name it uncompressed")
             path = source.path
             if re.match(r"https?://", path):
                 download_config = datasets.DownloadConfig(cache_dir=cache_dir)
@@ -102,12 +106,21 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
     return ds.flatten(), source
 
 
+def open_file(path: str, source: Source, mode: str, **options):
+    """`open(path, mode, **options)` for the local file (or download) of `source`, decompressed where the source's name
+    ends in a compression suffix (`x.tsv.gz`; a download's cached name may have none)."""
+    if source.compression is None:
+        return open(path, mode, **options)
+    module = importlib.import_module(COMPRESSIONS[source.compression])
+    return module.open(path, mode if "b" in mode else mode + "t", **options)
+
+
 def _check_text_file(path: str, source: Source, chunk_bytes: int = 1 << 24) -> None:
     """Raise `DataError` for a text file that is not UTF-8 (naming the line, and CP949 where the line reads as it: the
     encoding Windows tools save Korean in) or that holds nothing but whitespace. Reads `chunk_bytes` at a time."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     line, first, at_start = 1, b"", True  # first: the file's first byte that is not whitespace
-    with open(path, "rb") as f:
+    with open_file(path, source, "rb") as f:
         while chunk := f.read(chunk_bytes):
             if not first:
                 first = (chunk.removeprefix(codecs.BOM_UTF8) if at_start else chunk).lstrip()[:1]
@@ -143,7 +156,7 @@ def _check_text_file(path: str, source: Source, chunk_bytes: int = 1 << 24) -> N
 def _raise_json_problem(path: str, source: Source) -> None:
     """Find, with Python's `json`, what made a .json/.jsonl file unreadable, and raise it as `DataError` naming the line
     (returns when it finds nothing, for the caller to raise the original error)."""
-    with open(path, encoding="utf-8-sig") as f:
+    with open_file(path, source, "r", encoding="utf-8-sig") as f:
         if source.extension == ".jsonl":
             for number, text in enumerate(f, 1):
                 if not text.strip():
@@ -171,7 +184,7 @@ def _read_delimited(path: str, source: Source) -> Dataset:
     """A TSV (quoting off) or CSV (RFC 4180) file with a header -> Dataset of strings; every row must have the
     header's number of fields (pandas would silently turn extra fields into an index)."""
     tsv = source.extension == ".tsv"
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with open_file(path, source, "r", encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         header = next(reader, None)
         if not header or not any(field.strip() for field in header):

@@ -3,7 +3,7 @@
 A *source* is one of
   * a local file or an http(s) URL, read by its extension: `.tsv` (tab-separated, header, quoting off: KorSTS and
     KorNLI contain unbalanced `"`), `.csv` (RFC 4180), `.json` (a list of objects) / `.jsonl`, `.parquet`, `.txt`
-    (one sentence a line, column `text`);
+    (one sentence a line, column `text`); the text formats compressed too (`corpus.txt.gz`, `.bz2`, `.xz`);
   * a Hugging Face Hub dataset `owner/name[:config][:split]` (split defaults to `train`), e.g.
     `kakaobrain/kor_nli:multi_nli:train` or `klue/klue:sts:validation`.
 Reading one is `data_loading`'s; this module imports neither `datasets` nor torch, so `hub/` (which names a run's Hub
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 FILE_FORMATS = {".tsv": "csv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+# A text format's file compressed: its compression suffix -> the module that reads it (`gzip.open` and alike).
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
 
 
 class DataError(ValueError):
@@ -41,18 +43,24 @@ class Source:
         if re.match(r"https?://", spec):
             return cls(spec, path=spec)
         local = os.path.expanduser(spec)  # "~/data/x.tsv" in a JSON file reaches no shell to expand it
-        if os.path.splitext(local)[1].lower() in FILE_FORMATS or os.path.exists(local):
+        if file_suffixes(local)[0] in FILE_FORMATS or os.path.exists(local):
             return cls(spec, path=local)
         repo, *rest = spec.split(":")
         if repo.count("/") > 1 or len(rest) > 2 or not repo:
-            raise DataError(f"{spec!r} is neither a file (.tsv/.csv/.json/.jsonl/.parquet/.txt), a URL, nor a Hub "
-                            "dataset 'owner/name[:config][:split]'")
+            raise DataError(f"{spec!r} is neither a file (.tsv/.csv/.json/.jsonl/.parquet/.txt, the text ones "
+                            "compressed too: .gz/.bz2/.xz), a URL, nor a Hub dataset 'owner/name[:config][:split]'")
         config = rest[0] if rest and rest[0] else None
         return cls(spec, repo=repo, config=config, split=rest[1] if len(rest) == 2 else "train")
 
     @property
     def extension(self) -> str:
-        return os.path.splitext(self.path.split("?")[0])[1].lower() if self.path else ""
+        """The file's format suffix (`.tsv` of `x.tsv` and of `x.tsv.gz`); "" for a Hub dataset."""
+        return file_suffixes(self.path)[0] if self.path else ""
+
+    @property
+    def compression(self) -> str | None:
+        """The file's compression suffix (`.gz` of `x.tsv.gz`), or None."""
+        return file_suffixes(self.path)[1] if self.path else None
 
     def row(self, i: int) -> str:
         if self.extension in (".tsv", ".csv"):
@@ -60,6 +68,16 @@ class Source:
         if self.extension in (".jsonl", ".txt"):
             return f"{self.spec}, line {i + 1}"
         return f"{self.spec}, row {i}"
+
+
+def file_suffixes(path: str) -> tuple[str, str | None]:
+    """A file path or URL -> (its format suffix, its compression suffix or None), lower case: `x.TSV.gz` ->
+    (".tsv", ".gz"), `x.tsv` -> (".tsv", None); a URL's query is not part of them."""
+    stem, suffix = os.path.splitext(path.split("?")[0])
+    suffix = suffix.lower()
+    if suffix in COMPRESSIONS:
+        return os.path.splitext(stem)[1].lower(), suffix
+    return suffix, None
 
 
 def is_repo_id(name: str) -> bool:

@@ -1,5 +1,7 @@
 """Sources, the published triplet construction, validation errors and the shared benchmark files."""
 
+import gzip
+import importlib
 import json
 import logging
 import os
@@ -11,6 +13,7 @@ import datasets
 import pytest
 
 from conftest import SAMPLE, SHARED_DATA
+from data_sources import COMPRESSIONS
 from data_loading import (DataError, Source, _check_text_file, check_known_tokens, load_nli_triplets,
                           load_sentence_columns, load_sts, parse_named, rows_digest, shared_pairs)
 
@@ -145,6 +148,44 @@ def test_missing_and_malformed_files(tmp_path, monkeypatch):
     # It was "unknown file type ''".
     with pytest.raises(DataError, match=f"{re.escape(str(tmp_path))}: a folder; name its files"):
         load_sts(str(tmp_path))
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])
+def test_compressed_files_read_as_their_text(tmp_path, suffix):
+    """A compressed TSV, JSON Lines or text file was "unknown file type '.gz'": a sentence corpus or KorNLI is often
+    kept compressed. Each reads as its text does, and a problem in it names the line as in the text."""
+    compress = importlib.import_module(COMPRESSIONS[suffix]).compress
+    for name in ("nli.tsv", "sts.tsv", "sentences.txt"):
+        raw = open(os.path.join(SAMPLE, name), "rb").read()
+        (tmp_path / f"{name}{suffix}").write_bytes(compress(raw))
+    packed = str(tmp_path / f"nli.tsv{suffix}")
+    assert load_nli_triplets([packed])[:] == load_nli_triplets([os.path.join(SAMPLE, "nli.tsv")])[:]
+    assert load_sts(str(tmp_path / f"sts.tsv{suffix}"))[:] == load_sts(os.path.join(SAMPLE, "sts.tsv"))[:]
+    sentences = load_sentence_columns([str(tmp_path / f"sentences.txt{suffix}")], ["text"])
+    assert sentences[:] == load_sentence_columns([os.path.join(SAMPLE, "sentences.txt")], ["text"])[:]
+    rows = [{"sentence1": "가", "sentence2": "나", "score": 1.0}, {"sentence1": "다", "sentence2": "라", "score": 4.0}]
+    jsonl = tmp_path / f"sts.jsonl{suffix}"
+    jsonl.write_bytes(compress("\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode()))
+    assert load_sts(str(jsonl))["score"] == [1.0, 4.0]
+    # Problems inside name the line of the text, as an uncompressed file's do.
+    bad = tmp_path / f"bad.tsv{suffix}"
+    bad.write_bytes(compress("sentence1\tsentence2\tscore\nA\tB\t1.0\nC\tD\t5.5\n".encode()))
+    with pytest.raises(DataError, match=f"bad.tsv{re.escape(suffix)}, line 3: STS score 5.5 is outside 0-5"):
+        load_sts(str(bad))
+    cp949 = tmp_path / f"cp949.tsv{suffix}"
+    cp949.write_bytes(compress("sentence1\tsentence2\tscore\n한 남자가\t남자가\t1\n".encode("cp949")))
+    with pytest.raises(DataError, match=f"cp949.tsv{re.escape(suffix)}, line 2: not UTF-8 text .* CP949"):
+        load_sts(str(cp949))
+    # A file whose name says compressed but is not, and the compressed forms that are no text format.
+    plain = tmp_path / f"plain.tsv{suffix}"
+    plain.write_text("sentence1\tsentence2\tscore\nA\tB\t1.0\n")
+    with pytest.raises(DataError, match=f"plain.tsv{re.escape(suffix)}: could not be read: "):
+        load_sts(str(plain))
+    with pytest.raises(DataError, match=f"data{re.escape(suffix)}: unknown file type '{re.escape(suffix)}'; use one "
+                                        r"of \[.*\] \(the text formats compressed too: .gz, .bz2, .xz\)"):
+        load_sts(write(tmp_path, f"data{suffix}", "x"))
+    with pytest.raises(DataError, match="a Parquet file compresses its columns itself; name it uncompressed"):
+        load_sts(write(tmp_path, f"x.parquet{suffix}", "x"))
 
 
 def test_text_lines_and_empty_line(tmp_path):
@@ -378,6 +419,9 @@ def test_url_source_over_http(tmp_path):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/sts-test.tsv"
         ds = load_sts(url, cache_dir=str(tmp_path / "cache"))
+        # Compressed, read from the download (whose cached name has no suffix) by the URL's.
+        (tmp_path / "sts-test.tsv.gz").write_bytes(gzip.compress((tmp_path / "sts-test.tsv").read_bytes()))
+        assert load_sts(f"{url}.gz", cache_dir=str(tmp_path / "cache"))[:] == ds[:]
         # A URL that is not there, or a host that does not answer, is named with the reason.
         missing = url.replace("sts-test", "sts-missing")
         with pytest.raises(DataError, match=f"{missing}: could not be read: .*404"):
