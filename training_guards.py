@@ -1,4 +1,5 @@
-"""Safety around long runs: resume only from complete checkpoints, stop on a non-finite loss, tell Ctrl-C apart.
+"""Safety around long runs: resume only from complete checkpoints, keep the last one until the export, stop on a
+non-finite loss, tell Ctrl-C apart.
 
 A Trainer checkpoint is complete once its `trainer_state.json` exists and parses: Trainer writes it after the
 weights, optimizer, scheduler and RNG states. A run killed while saving leaves a checkpoint without it.
