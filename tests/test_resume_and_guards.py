@@ -339,7 +339,7 @@ def test_an_export_cut_short_has_no_config_so_nothing_loads_it(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("kept, said", [
-    # save_total_limit 1 with load_best_model_at_end: Trainer deletes all but the best checkpoint once training ends.
+    # save_strategy "best": no checkpoint of the last step where it was not the best.
     ([4], "{out} holds checkpoint-4 (step 4): add --resume_from_checkpoint last (or set \"resume_from_checkpoint\": "
           "true) to train steps 5-8 again from it, then evaluate and export"),
     ([4, 8], "{out} holds checkpoint-8 (step 8): add --resume_from_checkpoint last (or set \"resume_from_checkpoint\": "
