@@ -25,7 +25,7 @@ from datasets import Dataset
 from transformers import TokenizersBackend
 
 from data_sources import COMPRESSIONS, FILE_FORMATS, DataError, Source, is_repo_id
-from training_guards import checkpoints
+from training_guards import best_checkpoint, checkpoints
 
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "0": 0, "1": 1, "2": 2}
 NO_GOLD_LABEL = (-1, "-1", "-")  # SNLI's marker for pairs without annotator consensus: skipped
@@ -356,8 +356,11 @@ def check_model_source(name: str, needs: str | tuple[str, ...] = "config.json") 
         if not any(os.path.isfile(os.path.join(name, file)) for file in needs):
             # A run's output folder before its export (stopped, or still training) holds only checkpoints.
             found = checkpoints(name)
-            hint = (f"; it holds training checkpoints ({', '.join(map(os.path.basename, found))}): name one, as "
-                    f"{found[-1]}") if found else ""
+            hint = ""
+            if found:
+                best = best_checkpoint(name)
+                hint = (f"; it holds training checkpoints ({', '.join(map(os.path.basename, found))}): name one, as "
+                        + (f"{best} (the best on the dev set so far)" if best else found[-1]))
             raise DataError(f"{name}: no {' or '.join(needs)} in this folder{hint}")
         return
     if not is_repo_id(name):

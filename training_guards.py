@@ -61,6 +61,20 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
     return next((c for c in reversed(checkpoints(output_dir)) if is_complete(c)), None)
 
 
+def best_checkpoint(output_dir: str) -> str | None:
+    """The checkpoint of `output_dir` that its newest complete checkpoint records as the best on the dev set so far,
+    where it is still there; else None (no dev scores, or a run that keeps no best)."""
+    last = last_complete_checkpoint(output_dir)
+    try:
+        state = trainer_state(last) if last else None
+    except (OSError, ValueError):
+        return None
+    recorded = state.get("best_model_checkpoint") if isinstance(state, dict) else None
+    # Recorded as the path the run was given: the folder may have moved since.
+    path = os.path.join(output_dir, os.path.basename(recorded.rstrip("/\\"))) if isinstance(recorded, str) else None
+    return path if path and os.path.isdir(path) else None
+
+
 def remove_incomplete_checkpoints(output_dir: str) -> list[str]:
     """Delete checkpoint folders a kill left half-written; returns their paths."""
     removed = [c for c in checkpoints(output_dir) if not is_complete(c)]

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import shutil
 import warnings
 
@@ -188,6 +189,21 @@ def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, 
         main([a.format(**names) for a in argv])
     message = message.format(**names)
     assert message in str(stop.value) + capsys.readouterr().err  # argparse prints its own errors
+
+
+def test_a_run_folder_without_its_export_names_its_best_checkpoint(tmp_path):
+    """The hint named the newest checkpoint, where a run stopped after training now keeps its last one beside the best
+    (the one it exports): the checkpoint to score is the best, which the newest checkpoint's state records, under the
+    path the run was given (the folder moved since, here)."""
+    run = tmp_path / "run"
+    for step in (3, 6, 12):
+        (run / f"checkpoint-{step}").mkdir(parents=True)
+        state = {"global_step": step, "best_model_checkpoint": f"/elsewhere/out/checkpoint-{min(step, 6)}"}
+        (run / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))
+    with pytest.raises(SystemExit, match=re.escape(
+            f"{run}: no config.json or modules.json in this folder; it holds training checkpoints (checkpoint-3, "
+            f"checkpoint-6, checkpoint-12): name one, as {run}/checkpoint-6 (the best on the dev set so far)")):
+        main([str(run), "--set", f"s={SAMPLE}/sts.tsv"])
 
 
 def test_default_sets_out_of_reach_are_named_with_the_way_to_score_local_copies(encoder_dir, monkeypatch):
