@@ -160,14 +160,14 @@ class LastCheckpointKeeper(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):  # after Trainer's rotation of this save
         self._keep(args, state)
 
-    def release(self, args, best_checkpoint: str | None) -> None:
-        """Give Trainer's limit back and delete every checkpoint but `best_checkpoint`, as Trainer does at the end of
-        training with `save_total_limit` 1 (nothing where no best checkpoint was chosen)."""
+    def release(self, args, best: str | None) -> None:
+        """Give Trainer's limit back and delete every checkpoint but `best` (the run's best checkpoint), as Trainer does
+        at the end of training with `save_total_limit` 1 (nothing where no best checkpoint was chosen)."""
         if not self.kept:
             return
         args.save_total_limit, self.kept = 1, False
-        if not args.should_save or best_checkpoint is None or not os.path.isdir(best_checkpoint):
+        if not args.should_save or best is None or not os.path.isdir(best):
             return
         for checkpoint in checkpoints(args.output_dir):
-            if not os.path.samefile(checkpoint, best_checkpoint):
+            if not os.path.samefile(checkpoint, best):
                 shutil.rmtree(checkpoint, ignore_errors=True)
