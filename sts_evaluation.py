@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -272,6 +273,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                         help="run the Python code a model ships to build itself (its config's auto_map, or custom "
                              "sentence-transformers modules); read that code first")
     args = parser.parse_args(argv)
+    try:
+        return _evaluate(parser, args)
+    except KeyboardInterrupt:  # nothing is written before the scores are all there
+        print(f"\nstopped: {args.model} was not scored" + (f"; {args.output} not written" if args.output else ""),
+              file=sys.stderr)
+        raise SystemExit(130) from None  # a shell's code for a command stopped by Ctrl-C
+
+
+def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """The checks, the scoring and the printed table (and --output) of `main`'s parsed arguments."""
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         parser.error(f"--output {args.output}: its folder does not exist")
     if args.output and os.path.isdir(args.output):

@@ -154,6 +154,19 @@ def test_a_mistyped_folder_is_said_to_be_read_as_a_hub_id(monkeypatch):
         main(["mistyped/encoder", "--set", f"s={SAMPLE}/sts.tsv"])
 
 
+def test_ctrl_c_while_scoring_says_so_and_writes_nothing(encoder_dir, tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sts_evaluation, "simcse_scores", interrupted)
+    output = tmp_path / "results.json"
+    with pytest.raises(SystemExit) as stopped:
+        main([encoder_dir, "--set", f"s={SAMPLE}/sts.tsv", "--output", str(output)])
+    assert stopped.value.code == 130
+    assert f"stopped: {encoder_dir} was not scored; {output} not written" in capsys.readouterr().err
+    assert not output.exists()
+
+
 @pytest.mark.parametrize("argv, message", [  # {encoder}: a saved encoder; {empty}: an empty folder; {reference}: a run
     (["/no/such/encoder"], "/no/such/encoder: no such folder, and not a Hub model id"),
     (["{encoder}", "--output", "/no/such/folder/results.json"],
