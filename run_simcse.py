@@ -648,7 +648,7 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
             sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history), 3)
         timer.seconds["checkpoint_saves_within_train"] = round(save_timer.seconds, 3)
         trainer.log_metrics("train", train_result.metrics)
-        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics, combined=False)  # no all_results.json: the same again
         trainer.save_state()
 
         # The test scores are the export's as users load it, in fp32: mixed precision leaves its autocast on the

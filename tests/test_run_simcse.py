@@ -74,7 +74,12 @@ def test_smoke_results_schema(smoke_run):
         state = json.load(f)
     dev = [e["eval_cosine_spearman"] for e in state["log_history"] if "eval_cosine_spearman" in e]
     assert len(dev) == 4 and state["best_metric"] == pytest.approx(max(dev))
-    assert not (out / ".export-in-progress").exists()
+    # What the README's table of the output folder names, and nothing else.
+    assert {path.name for path in out.iterdir()} == {
+        "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "modules.json",
+        "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling", "2_Dense", "sts_results.json",
+        "trainer_state.json", "README.md", "dev_scores.png", "train_results.json", "environment.json", "run_args.json",
+        "checkpoint-6"}
 
 
 def test_resuming_a_finished_run_says_what_it_trains_again(smoke_run, caplog):
