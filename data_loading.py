@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import tempfile
 
 import datasets
@@ -484,7 +485,11 @@ def tokenize_rows(
     `train_sampling_strategy="group_by_length"` sorts by (without it, Trainer would take the row's sentence count).
     """
 
-    def encode(batch):
+    def encode(batch, rank: int | None):
+        if rank is not None and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            # A worker of datasets' process pool (num_proc 2 or more). Ctrl-C reaches every process of the terminal's
+            # job; the calling process answers it, where each worker printed a traceback of its own.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         encoded = [token_ids(tokenizer, batch[c], max_length) for c in text_columns]
         out = {"input_ids": [list(row) for row in zip(*encoded, strict=True)]}
         if label_column:
@@ -495,7 +500,7 @@ def tokenize_rows(
 
     if num_proc and num_proc > 1 and not ds.cache_files:
         ds = file_backed(ds)
-    return ds.map(encode, batched=True, num_proc=num_proc, remove_columns=ds.column_names, desc=desc)
+    return ds.map(encode, batched=True, with_rank=True, num_proc=num_proc, remove_columns=ds.column_names, desc=desc)
 
 
 def file_backed(ds: Dataset) -> Dataset:

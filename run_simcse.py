@@ -56,7 +56,8 @@ from run_arguments import (
 from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
                             sentence_transformers_pooling, tokenize_sts, undefined_metrics)
-from training_guards import CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, TrainingDiverged
+from training_guards import (CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, TrainingBegan, TrainingDiverged,
+                             stopped_by_ctrl_c)
 
 logger = logging.getLogger(__name__)
 
@@ -516,8 +517,15 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
 
     callbacks: extra `TrainerCallback`s (benchmarks use this to time steps).
     """
+    began = TrainingBegan()
     try:
-        return run_job(argv, callbacks)
+        return run_job(argv, [began, *(callbacks or [])])
+    except BaseException as e:  # Ctrl-C in training and after it is told by stopping_cleanly, in a push by push_export
+        if began.began or isinstance(e, SystemExit) or not stopped_by_ctrl_c(e):
+            raise
+        if int(os.environ.get("RANK", "0")) == 0:  # loading the data or the model, tokenizing: a launcher's rank
+            print("\nstopped before training began, so this launch trained nothing; launch it again", file=sys.stderr)
+        raise SystemExit(130) from None  # a shell's code for a command stopped by Ctrl-C
     finally:
         release_output_dirs()  # for a caller that launches into the folder again, in this process or another
 

@@ -110,6 +110,26 @@ class CtrlC:
             signal.signal(signal.SIGINT, self._earlier)
 
 
+def stopped_by_ctrl_c(error: BaseException | None) -> bool:
+    """Whether `error` is Ctrl-C's KeyboardInterrupt or was raised while one was being handled: datasets' process pool,
+    stopped in a multi-process `map`, answers it with a TimeoutError."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__context__
+    return False
+
+
+class TrainingBegan(TrainerCallback):
+    """`began`: whether Trainer has begun to train (its `on_train_begin`), to tell an interruption before it."""
+
+    def __init__(self):
+        self.began = False
+
+    def on_train_begin(self, *args, **kwargs):
+        self.began = True
+
+
 class NonFiniteLossGuard(TrainerCallback):
     """Stop training with `TrainingDiverged` when the logged loss or gradient norm is NaN/inf.
 

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import unicodedata
 
 import datasets
@@ -14,7 +15,7 @@ import pytest
 
 from conftest import SAMPLE, SHARED_DATA
 from data_sources import COMPRESSIONS
-from data_loading import (DataError, Source, _check_text_file, check_known_tokens, load_nli_triplets,
+from data_loading import (DataError, Source, _check_text_file, check_known_tokens, column_values, load_nli_triplets,
                           load_sentence_columns, load_sts, parse_named, rows_digest, shared_pairs)
 
 
@@ -486,3 +487,29 @@ def test_tokenizing_in_several_processes_gives_the_rows_of_one(tokenizer):
     one = tokenize_rows(ds, tokenizer, ["sent0", "sent1"], 16, label_column="score")
     two = tokenize_rows(ds, tokenizer, ["sent0", "sent1"], 16, label_column="score", num_proc=2)
     assert two.to_dict() == one.to_dict() and len(one) == len(texts)
+
+
+class SigintReporter:
+    """A stand-in tokenizer whose token ids say whether the process that tokenized ignores SIGINT (1) or not (0)."""
+
+    def __call__(self, texts, **kwargs):
+        ignored = int(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+        return {"input_ids": [[ignored] for _ in texts]}
+
+
+def test_ctrl_c_is_left_to_the_process_that_tokenizes_in_several():
+    """Ctrl-C reaches every process of a terminal's job: each worker of datasets' pool printed a traceback of its own
+    before the run's own word; they now leave it to the calling process, which keeps its handler."""
+    from data_loading import tokenize_rows
+
+    ds = datasets.Dataset.from_dict({"text": [f"문장 {i}" for i in range(8)]})
+    # As in a terminal: a process started in the background by a non-interactive shell ignores SIGINT from the start.
+    earlier = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        in_workers = tokenize_rows(ds, SigintReporter(), ["text"], 8, num_proc=2)
+        in_this_process = tokenize_rows(ds, SigintReporter(), ["text"], 8)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, earlier)
+    assert column_values(in_workers, "input_ids") == [[[1]]] * 8
+    assert column_values(in_this_process, "input_ids") == [[[0]]] * 8

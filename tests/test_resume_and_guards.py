@@ -217,6 +217,31 @@ def test_a_full_disk_while_training_says_what_was_kept_and_how_to_resume(tmp_pat
                                   "\"resume_from_checkpoint\": true) to continue from it")
 
 
+def interrupted_loading(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def interrupted_tokenization(*args, **kwargs):
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:  # as datasets' process pool answers Ctrl-C in a multi-process map
+        raise TimeoutError from None
+
+
+@pytest.mark.parametrize("stage, stop", [("load_training_set", interrupted_loading),
+                                         ("tokenize_rows", interrupted_tokenization)])
+def test_ctrl_c_before_training_says_nothing_was_trained(tmp_path, monkeypatch, capsys, stage, stop):
+    """Ctrl-C while the data loaded or was tokenized ended the run with a traceback (of datasets' process pool's
+    TimeoutError, exit status 1) that did not say what had happened."""
+    monkeypatch.setattr(run_simcse, stage, stop)
+    with pytest.raises(SystemExit) as stopped:
+        run_simcse.main([smoke_config(tmp_path)])
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.endswith("\nstopped before training began, so this launch trained nothing; "
+                                            "launch it again\n")
+    assert not (tmp_path / "out" / "run_args.json").exists()
+
+
 class StopsTheFinalEvaluation(TrainerCallback):
     """Test helper: `error` as the final evaluation scores its first test set (the dev set's scores, "eval_*", come in
     training); KeyboardInterrupt through a real SIGINT."""
