@@ -60,6 +60,8 @@ from training_guards import (CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, Tr
                              stopped_by_ctrl_c)
 
 logger = logging.getLogger(__name__)
+# This project's modules (not its .venv/, where one may be): where its own log records come from.
+PROJECT_FOLDERS = {(root := os.path.dirname(os.path.abspath(__file__))), os.path.join(root, "hub")}
 
 # Length-sorted pieces per step on CPU: measured in bench/RESULTS.md (no launch overhead, padding dominates).
 CPU_LENGTH_BUCKETS = 8
@@ -512,6 +514,13 @@ def configure_logging() -> None:
     transformers.utils.logging.set_verbosity_warning()
 
 
+def project_errors_only(record: logging.LogRecord) -> bool:
+    """A handler's filter for the processes that do not log the run: this project's warnings are of the run as a whole,
+    the same in every process (its data and arguments are, `check_same_run`), so the first process gives them; its
+    errors, and the libraries' records, pass."""
+    return record.levelno >= logging.ERROR or os.path.dirname(os.path.abspath(record.pathname)) not in PROJECT_FOLDERS
+
+
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[str, dict[str, float]]:
     """Run the job described by argv (a JSON file or flags); returns the final STS results.
 
@@ -538,6 +547,9 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
     # One process tells the run; the others what log_level_replica lets through (as Trainer has it: default warning).
     if not training_args.should_log or training_args.log_level != "passive":
         logging.getLogger().setLevel(training_args.get_process_log_level())
+    if not training_args.should_log and training_args.get_process_log_level() >= logging.WARNING:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(project_errors_only)
     timer = PhaseTimer()
 
     # Every input is read and validated before anything is written or trained. A stage that may fail in one process
