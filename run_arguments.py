@@ -229,8 +229,8 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
                 raise SystemExit(f"error: {argv[0]}: {problem}")
             parsed = parser.parse_dict(config)
             given = config
-        except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON
-            raise SystemExit(f"error: {argv[0]}: {e}") from None
+        except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON, a combination Trainer refuses
+            raise SystemExit(f"error: {argv[0]}{' with the flags after it' if argv[1:] else ''}: {e}") from None
     elif not argv:
         raise SystemExit("usage: run_simcse.py CONFIG.json [--key value ...] (or the --key value flags alone); "
                          "--help lists the keys")
