@@ -160,8 +160,11 @@ def test_ctrl_c_while_scoring_says_so_and_writes_nothing(encoder_dir, tmp_path, 
 
     monkeypatch.setattr(sts_evaluation, "simcse_scores", interrupted)
     output = tmp_path / "results.json"
-    with pytest.raises(SystemExit) as stopped:
-        main([encoder_dir, "--set", f"s={SAMPLE}/sts.tsv", "--output", str(output)])
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main([encoder_dir, "--set", f"s={SAMPLE}/sts.tsv", "--output", str(output)])
+    except KeyboardInterrupt:  # uncaught, it would end the whole test session
+        pytest.fail("Ctrl-C ended the scoring with a traceback")
     assert stopped.value.code == 130
     assert f"stopped: {encoder_dir} was not scored; {output} not written" in capsys.readouterr().err
     assert not output.exists()
