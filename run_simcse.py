@@ -667,7 +667,9 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
         timer.seconds["dev_evaluations_within_train"] = round(
             sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history), 3)
         timer.seconds["checkpoint_saves_within_train"] = round(save_timer.seconds, 3)
-        trainer.log_metrics("train", train_result.metrics)
+        if trainer.state.global_step == clock.resumed_at_step:  # resumed at its end: Trainer's 0.0 is no loss
+            train_result.metrics["train_loss"] = None
+        trainer.log_metrics("train", {k: v for k, v in train_result.metrics.items() if v is not None})
         trainer.save_metrics("train", train_result.metrics, combined=False)  # no all_results.json: the same again
         trainer.save_state()
 

@@ -287,6 +287,9 @@ def test_ctrl_c_after_training_says_how_to_evaluate_and_export_without_training(
     # Resumed as it says: no step trained again, and the scores of the run as if it had not been stopped.
     resumed = run_simcse.main([config, "--resume_from_checkpoint", "last"])
     assert "this launch trains no step, then evaluates and exports the run again" in caplog.text
+    # This session's training metrics: no step, so no training loss (Trainer's 0.0 would read as one).
+    session = json.loads((out / "train_results.json").read_text())
+    assert session["train_loss"] is None and session["train_runtime"] < 5
     (tmp_path / "whole").mkdir()
     whole = run_simcse.main([smoke_config(tmp_path / "whole")])
     assert resumed == whole
