@@ -45,7 +45,8 @@ def join_the_other_processes(timeout: datetime.timedelta = datetime.timedelta(mi
     try:
         PartialState(timeout=timeout)
     except Exception as e:  # the failure itself is what this process reports
-        logger.warning("could not join the other processes to tell them why this one stops (%s)", e)
+        # An error, not a warning: this process's own, which the other processes' logs keep (project_errors_only).
+        logger.error("could not join the other processes to tell them why this one stops (%s)", e)
 
 
 @contextlib.contextmanager
