@@ -521,6 +521,13 @@ def project_errors_only(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.ERROR or os.path.dirname(os.path.abspath(record.pathname)) not in PROJECT_FOLDERS
 
 
+def leave_warnings_to_the_logging_process(replica: bool) -> None:
+    """On a process that does not log the run (`replica`), filter this project's warnings out of the root logger's
+    handlers (`project_errors_only`); elsewhere, let them through."""
+    for handler in logging.getLogger().handlers:
+        (handler.addFilter if replica else handler.removeFilter)(project_errors_only)
+
+
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[str, dict[str, float]]:
     """Run the job described by argv (a JSON file or flags); returns the final STS results.
 
@@ -542,14 +549,15 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
 def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[str, float]]:
     """`main`, but for the release of the output folder's lock."""
     configure_logging()
+    # Until the arguments say which process logs the run: Trainer's default, the first process of each machine.
+    leave_warnings_to_the_logging_process(int(os.environ.get("LOCAL_RANK", "0")) > 0)
     with stopping_together():  # its checks include the machine's own: the encoder folder, output_dir, the Hub token
         model_args, data_args, simcse_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     # One process tells the run; the others what log_level_replica lets through (as Trainer has it: default warning).
     if not training_args.should_log or training_args.log_level != "passive":
         logging.getLogger().setLevel(training_args.get_process_log_level())
-    if not training_args.should_log and training_args.get_process_log_level() >= logging.WARNING:
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(project_errors_only)
+    leave_warnings_to_the_logging_process(not training_args.should_log
+                                          and training_args.get_process_log_level() >= logging.WARNING)
     timer = PhaseTimer()
 
     # Every input is read and validated before anything is written or trained. A stage that may fail in one process

@@ -117,15 +117,15 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
         assert scores[2][name] == pytest.approx(metrics, abs=0.1), (name, scores)
 
 
-def launch_per_process(tmp_path, configs: list[str]) -> subprocess.CompletedProcess:
+def launch_per_process(tmp_path, configs: list[str], **env: str) -> subprocess.CompletedProcess:
     """run_simcse.py in len(configs) processes (torchrun, gloo), process k on configs[k]: as machines that each read
-    their own files."""
+    their own files. env: more environment variables."""
     wrapper = tmp_path / "config_by_rank.py"
     wrapper.write_text("import os, runpy, sys\nsys.argv = ['run_simcse.py', sys.argv[1 + int(os.environ['RANK'])]]\n"
                        f"runpy.run_path({os.path.join(ROOT, 'run_simcse.py')!r}, run_name='__main__')\n")
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            f"--nproc_per_node={len(configs)}", str(wrapper), *configs], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env=dict(LOCAL_ENV, PYTHONPATH=ROOT))
+                          text=True, timeout=300, env=dict(LOCAL_ENV, PYTHONPATH=ROOT, **env))
 
 
 def test_processes_that_would_not_train_one_run_are_refused(tmp_path):
@@ -197,15 +197,17 @@ def test_a_start_up_error_of_one_process_stops_every_process_with_its_message(tm
         "encoder folder": (pretrained("/no/such/encoder"), "model_name_or_path: /no/such/encoder: no such folder"),
         "encoder weights": (pretrained(str(no_weights)), f"{no_weights}: "),
     }[missing]
-    settings = {"per_device_train_batch_size": 4, "max_train_samples": 16, "num_train_epochs": 1}
+    # bf16 against the launcher's fp16: a warning as the arguments are read, of the run as a whole.
+    settings = {"per_device_train_batch_size": 4, "max_train_samples": 16, "num_train_epochs": 1, "bf16": True}
     for k in range(2):
         (tmp_path / f"machine{k}").mkdir()
     second = no_file if missing == "arguments file" else smoke_config(tmp_path / "machine1", **settings, **changes)
     proc = launch_per_process(tmp_path, [smoke_config(tmp_path / "machine0", **settings, **pretrained(encoder_dir)),
-                                         second])
+                                         second], ACCELERATE_MIXED_PRECISION="fp16")
     assert proc.returncode != 0
     assert f"error: process 1 of 2 stopped at start-up, so this one stops too: {said}" in proc.stderr, \
         proc.stderr[-3000:]
+    assert proc.stderr.count("the launcher asks for mixed_precision fp16 and the arguments for bf16") == 1
     assert "Connection closed by peer" not in proc.stderr
     assert not any((tmp_path / f"machine{k}" / "out").exists() for k in range(2))
 
