@@ -19,6 +19,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import tempfile
 
 import datasets
@@ -39,6 +40,8 @@ STS_COLUMNS = {
     "score": ("score", "labels.real-label", "real-label", "label", "similarity_score"),
 }
 TEXT_COLUMNS = ("text", "sentence", "sentence1")
+# What a source that could not be reached over the network is told (`unreachable`).
+NO_NETWORK = "; without a network, name a local copy (README: Sources)"
 # Shares of a sample's tokens that the tokenizer makes its unknown token above which a run warns, and stops.
 UNKNOWN_TOKENS_WARNING, UNKNOWN_TOKENS_ERROR = 0.05, 0.5
 
@@ -101,10 +104,24 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
         raise
     except Exception as e:  # pyarrow/HTTP/Hub errors: say which source, and why (fsspec's message is the URL alone)
         reason = e.__cause__ if e.__cause__ and str(e) in source.spec else e
-        raise DataError(f"{source.spec}: could not be read: {reason}") from e
+        hint = ""
+        if unreachable(e):
+            hint = NO_NETWORK + (", or load the Hub dataset once online: with HF_HUB_OFFLINE=1 it is then read from "
+                                 "the cache" if source.repo else "")
+        raise DataError(f"{source.spec}: could not be read: {reason}{hint}") from e
     if ds.num_rows == 0:  # a header line alone: nothing to train on or score (an empty sampler fails mid-start)
         raise DataError(f"{source.spec}: no rows")
     return ds.flatten(), source
+
+
+def unreachable(error: BaseException | None) -> bool:
+    """Whether `error` comes of a host that could not be reached (no network, a name that does not resolve, a refused
+    connection; or the Hub with HF_HUB_OFFLINE set): a `ConnectionError` or `socket.gaierror` in its chain of causes."""
+    while error is not None:
+        if isinstance(error, (ConnectionError, socket.gaierror)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def open_file(path: str, source: Source, mode: str, **options):

@@ -15,8 +15,8 @@ import pytest
 
 from conftest import SAMPLE, SHARED_DATA
 from data_sources import COMPRESSIONS
-from data_loading import (DataError, Source, _check_text_file, check_known_tokens, column_values, load_nli_triplets,
-                          load_sentence_columns, load_sts, parse_named, rows_digest, shared_pairs)
+from data_loading import (NO_NETWORK, DataError, Source, _check_text_file, check_known_tokens, column_values,
+                          load_nli_triplets, load_sentence_columns, load_sts, parse_named, rows_digest, shared_pairs)
 
 
 def write(tmp_path, name, text):
@@ -425,13 +425,15 @@ def test_url_source_over_http(tmp_path):
         assert load_sts(f"{url}.gz", cache_dir=str(tmp_path / "cache"))[:] == ds[:]
         # A URL that is not there, or a host that does not answer, is named with the reason.
         missing = url.replace("sts-test", "sts-missing")
-        with pytest.raises(DataError, match=f"{missing}: could not be read: .*404"):
+        with pytest.raises(DataError, match=f"{missing}: could not be read: .*404") as not_there:
             load_sts(missing, cache_dir=str(tmp_path / "cache"))
+        assert NO_NETWORK not in str(not_there.value)
     finally:
         server.shutdown()
         server.server_close()
-    with pytest.raises(DataError, match=f"{url}: could not be read: .*Cannot connect to host"):
+    with pytest.raises(DataError, match=f"{url}: could not be read: .*Cannot connect to host") as no_answer:
         load_sts(url, cache_dir=str(tmp_path / "cache2"))
+    assert str(no_answer.value).endswith(NO_NETWORK)
     assert len(ds) == 1500
     assert ds["sentence1"] == load_sts(os.path.join(SHARED_DATA, "korsts", "sts-dev.tsv"))["sentence1"]
 
@@ -513,3 +515,15 @@ def test_ctrl_c_is_left_to_the_process_that_tokenizes_in_several():
         signal.signal(signal.SIGINT, earlier)
     assert column_values(in_workers, "input_ids") == [[[1]]] * 8
     assert column_values(in_this_process, "input_ids") == [[[0]]] * 8
+
+
+def test_a_hub_dataset_out_of_reach_is_told_how_to_do_without_the_network(tmp_path, monkeypatch):
+    """Offline (HF_HUB_OFFLINE here; no network reads the same, after huggingface_hub's retries), a Hub source that is
+    not in the cache said only that the Hub could not be reached."""
+    monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(DataError) as offline:
+        load_sts("nobody/sts:sts:validation", cache_dir=str(tmp_path))
+    assert str(offline.value).startswith("nobody/sts:sts:validation: could not be read: Couldn't reach 'nobody/sts'")
+    assert str(offline.value).endswith(f"{NO_NETWORK}, or load the Hub dataset once online: with HF_HUB_OFFLINE=1 it "
+                                       "is then read from the cache")

@@ -15,7 +15,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling, StaticEm
 from transformers import AutoModel, AutoTokenizer
 
 import sts_evaluation
-from conftest import ROOT, SAMPLE, cli, folder_files
+from conftest import ROOT, SAMPLE, cli, folder_files, free_port
 from data_loading import column_values, load_sts, tokenize_rows
 from modeling_simcse import SimCSEModel, pair_similarities
 from sts_evaluation import METRIC_NAMES, format_table, main, sts_correlations, tokenize_sts
@@ -232,6 +232,12 @@ def test_default_sets_out_of_reach_are_named_with_the_way_to_score_local_copies(
         main([encoder_dir])
     with pytest.raises(SystemExit, match=r"^error: /offline/sts-test.tsv: file not found$"):
         main([encoder_dir, "--set", "s=/offline/sts-test.tsv"])
+    # A host that does not answer: that way to local files, in place of the general one.
+    unreachable = f"http://127.0.0.1:{free_port()}/sts-test.tsv"
+    monkeypatch.setattr(sts_evaluation, "DEFAULT_SETS", {"korsts-test": unreachable})
+    with pytest.raises(SystemExit, match=rf"^error: {unreachable}: could not be read: Cannot connect to host [^;]*; or "
+                                         "score local copies of the default sets: --set korsts-test="):
+        main([encoder_dir])
 
 
 def test_a_tokenizer_without_a_padding_token_is_named_before_scoring(encoder_dir, tmp_path):
