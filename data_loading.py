@@ -117,9 +117,11 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
 def unreachable(error: BaseException | None) -> bool:
     """Whether `error` comes of a host that could not be reached (no network, a name that does not resolve, a refused
     connection; or the Hub with HF_HUB_OFFLINE set): a `ConnectionError` or `socket.gaierror` in its chain of causes."""
-    while error is not None:
+    seen = set()
+    while error is not None and id(error) not in seen:  # a chain may loop (`raise e from e`)
         if isinstance(error, (ConnectionError, socket.gaierror)):
             return True
+        seen.add(id(error))
         error = error.__cause__ or error.__context__
     return False
 

@@ -113,9 +113,11 @@ class CtrlC:
 def stopped_by_ctrl_c(error: BaseException | None) -> bool:
     """Whether `error` is Ctrl-C's KeyboardInterrupt or was raised while one was being handled: datasets' process pool,
     stopped in a multi-process `map`, answers it with a TimeoutError."""
-    while error is not None:
+    seen = set()
+    while error is not None and id(error) not in seen:
         if isinstance(error, KeyboardInterrupt):
             return True
+        seen.add(id(error))
         error = error.__context__
     return False
 

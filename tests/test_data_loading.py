@@ -527,3 +527,11 @@ def test_a_hub_dataset_out_of_reach_is_told_how_to_do_without_the_network(tmp_pa
     assert str(offline.value).startswith("nobody/sts:sts:validation: could not be read: Couldn't reach 'nobody/sts'")
     assert str(offline.value).endswith(f"{NO_NETWORK}, or load the Hub dataset once online: with HF_HUB_OFFLINE=1 it "
                                        "is then read from the cache")
+    # Read through a chain of causes, which may loop.
+    from data_loading import unreachable
+
+    looped = ValueError("x")
+    looped.__cause__ = looped
+    refused = RuntimeError("while reading")
+    refused.__context__ = ConnectionRefusedError()
+    assert not unreachable(looped) and unreachable(refused)
