@@ -27,7 +27,7 @@ from datasets import Dataset
 from transformers import TokenizersBackend
 
 from data_sources import COMPRESSIONS, FILE_FORMATS, DataError, Source, is_repo_id
-from training_guards import best_checkpoint, checkpoints
+from training_guards import best_checkpoint, checkpoints, raised_within
 
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "0": 0, "1": 1, "2": 2}
 NO_GOLD_LABEL = (-1, "-1", "-")  # SNLI's marker for pairs without annotator consensus: skipped
@@ -117,13 +117,7 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
 def unreachable(error: BaseException | None) -> bool:
     """Whether `error` comes of a host that could not be reached (no network, a name that does not resolve, a refused
     connection; or the Hub with HF_HUB_OFFLINE set): a `ConnectionError` or `socket.gaierror` in its chain of causes."""
-    seen = set()
-    while error is not None and id(error) not in seen:  # a chain may loop (`raise e from e`)
-        if isinstance(error, (ConnectionError, socket.gaierror)):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
+    return raised_within(error, (ConnectionError, socket.gaierror))
 
 
 def open_file(path: str, source: Source, mode: str, **options):

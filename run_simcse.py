@@ -57,7 +57,7 @@ from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
                             sentence_transformers_pooling, tokenize_sts, undefined_metrics)
 from training_guards import (CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, TrainingBegan, TrainingDiverged,
-                             stopped_by_ctrl_c)
+                             raised_within)
 
 logger = logging.getLogger(__name__)
 # This project's modules (not its .venv/, where one may be): where its own log records come from.
@@ -537,7 +537,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     try:
         return run_job(argv, [began, *(callbacks or [])])
     except BaseException as e:  # Ctrl-C in training and after it is told by stopping_cleanly, in a push by push_export
-        if began.began or isinstance(e, SystemExit) or not stopped_by_ctrl_c(e):
+        if began.began or isinstance(e, SystemExit) or not raised_within(e, KeyboardInterrupt):
             raise
         if int(os.environ.get("RANK", "0")) == 0:  # loading the data or the model, tokenizing: a launcher's rank
             print("\nstopped before training began, so this launch trained nothing; launch it again", file=sys.stderr)

@@ -110,15 +110,16 @@ class CtrlC:
             signal.signal(signal.SIGINT, self._earlier)
 
 
-def stopped_by_ctrl_c(error: BaseException | None) -> bool:
-    """Whether `error` is Ctrl-C's KeyboardInterrupt or was raised while one was being handled: datasets' process pool,
-    stopped in a multi-process `map`, answers it with a TimeoutError."""
+def raised_within(error: BaseException | None, kinds: type | tuple[type, ...]) -> bool:
+    """Whether `error`, or an error it was raised from or while handling, is one of `kinds`: Ctrl-C's KeyboardInterrupt
+    where datasets' process pool, stopped in a multi-process `map`, answers it with a TimeoutError; a refused connection
+    under a download's error."""
     seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt):
+    while error is not None and id(error) not in seen:  # a chain may loop (`raise e from e`)
+        if isinstance(error, kinds):
             return True
         seen.add(id(error))
-        error = error.__context__
+        error = error.__cause__ or error.__context__
     return False
 
 
