@@ -8,6 +8,7 @@ length 64, seeds --seeds (default 42), final model (no dev-set selection). Every
 (`sts_evaluation`) on KorSTS-test and KLUE-STS dev.
 
     python bench/quality.py [--encoder models/e5-small-ko] [--epochs 3] [--seeds 42 43 44]   # from the repo root
+    python bench/quality.py --systems ours --embedding-chunk-size 16 --output /tmp/chunked.md   # the gradient cache
 
 Prints one Markdown table: every run, the mean per system, and the difference of the means (also written to --output).
 """
@@ -57,13 +58,13 @@ def evaluate(model_dir: str) -> dict:
     return sts_evaluation.main(args)
 
 
-def train_simcse(encoder: str, out: str, epochs: float, seed: int) -> float:
+def train_simcse(encoder: str, out: str, epochs: float, seed: int, embedding_chunk_size: int | None = None) -> float:
     config = {
         "model_name_or_path": encoder, "train_data": XNLI, "train_format": "nli", "pooler_type": "cls_before_pooler",
         "temperature": 0.05, "max_seq_length": 64, "output_dir": out, "num_train_epochs": epochs,
         "per_device_train_batch_size": 64, "learning_rate": 5e-5, "lr_scheduler_type": "linear", "warmup_steps": 0,
         "eval_strategy": "no", "save_strategy": "no", "logging_steps": 10, "seed": seed, "use_cpu": True,
-        "report_to": "none", "test_data": [],
+        "report_to": "none", "test_data": [], "embedding_chunk_size": embedding_chunk_size,
     }
     path = os.path.join(os.path.dirname(out), "simcse.json")
     with open(path, "w") as f:
@@ -100,20 +101,26 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--systems", nargs="+", choices=["st", "ours"], default=["st", "ours"],
                         help="which trained systems to run (the untrained encoder is always scored)")
+    parser.add_argument("--embedding-chunk-size", type=int,
+                        help="this project's runs encode a step's sentences this many at a time (the gradient cache)")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "quality_table.md"))
     args = parser.parse_args()
     encoder = ensure_encoder(args.encoder)
 
     runs = {"untrained encoder (CLS)": {None: evaluate(encoder)}}  # system -> seed -> results
+    names = {key: name for key, (name, _) in SYSTEMS.items()}
+    if args.embedding_chunk_size:
+        names["ours"] += f", embedding_chunk_size {args.embedding_chunk_size}"
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             for key in args.systems:
-                name, train = SYSTEMS[key]
+                name, train = names[key], SYSTEMS[key][1]
                 out = os.path.join(tmp, f"{key}-{seed}")
-                seconds = train(encoder, out, args.epochs, seed)
+                chunks = {"embedding_chunk_size": args.embedding_chunk_size} if key == "ours" else {}
+                seconds = train(encoder, out, args.epochs, seed, **chunks)
                 print(f"{name}, seed {seed}: trained in {seconds:.0f} s (speed: see bench/throughput.py)")
                 runs.setdefault(name, {})[seed] = evaluate(out)
-    table = quality_table(runs)
+    table = quality_table(runs, names["ours"])
     print(table)
     with open(args.output, "w") as f:
         f.write(f"`python {' '.join(sys.argv)}` ({time.strftime('%Y-%m-%d')})\n\n{table}\n")
@@ -123,9 +130,10 @@ COLUMNS = [("korsts-test", "avg"), ("korsts-test", "cosine_spearman"), ("klue-st
            ("klue-sts-dev", "cosine_spearman")]
 
 
-def quality_table(runs: dict[str, dict[int | None, dict]]) -> str:
+def quality_table(runs: dict[str, dict[int | None, dict]], ours: str = SYSTEMS["ours"][0]) -> str:
     """{system: {seed: sts results}} -> Markdown: one row per run, the mean over seeds per system, and the difference of
-    this project's and sentence-transformers' means with its standard error (Welch), given 2+ seeds each."""
+    this project's (the system named `ours`) and sentence-transformers' means with its standard error (Welch), given 2+
+    seeds each."""
     def cells(values: list[float]) -> str:
         return " | ".join(f"{v:.2f}" for v in values)
 
@@ -140,7 +148,7 @@ def quality_table(runs: dict[str, dict[int | None, dict]]) -> str:
         if len(by_seed) > 1:
             means = [statistics.mean(r[s][m] for r in by_seed.values()) for s, m in COLUMNS]
             lines.append(f"| {name}: mean | {len(by_seed)} seeds | " + cells(means) + " |")
-    ours, st = runs.get(SYSTEMS["ours"][0], {}), runs.get(SYSTEMS["st"][0], {})
+    ours, st = runs.get(ours, {}), runs.get(SYSTEMS["st"][0], {})
     if len(ours) > 1 and len(st) > 1:  # a seed does not couple the two systems' randomness: compare the means
         row = []
         for s, m in COLUMNS:

@@ -31,6 +31,25 @@ def test_quality_scores_an_export_by_its_own_embedding_and_a_plain_encoder_by_it
     assert exported == pytest.approx(plain, abs=1e-3)  # the export of an untrained encoder: the same CLS vectors
 
 
+def test_quality_table_compares_the_means_of_this_project_s_runs_however_they_are_named():
+    """The difference row of bench/quality.py's table: the mean of this project's runs (named as --embedding-chunk-size
+    names them) minus sentence-transformers', with Welch's standard error, computed here directly."""
+    def results(korsts_avg: float) -> dict:
+        return {"korsts-test": {"avg": korsts_avg, "cosine_spearman": 70.0},
+                "klue-sts-dev": {"avg": 60.0, "cosine_spearman": 65.0}}
+
+    ours = "this project: run_simcse.py, embedding_chunk_size 16"
+    runs = {quality.SYSTEMS["st"][0]: {42: results(73.0), 43: results(74.0)},
+            ours: {42: results(75.0), 43: results(73.0)}}
+    table = quality.quality_table(runs, ours)
+    difference = table.splitlines()[-1].split(" | ")
+    assert difference[:2] == ["| this project − sentence-transformers (difference of means ± s.e.)", "2 vs 2 seeds"]
+    error = ((2.0 / 2) + (0.5 / 2)) ** 0.5  # sample variances 2.0 (75, 73) and 0.5 (73, 74), 2 runs each
+    assert difference[2] == f"+0.50 ± {error:.2f}"
+    assert f"| {ours}: mean | 2 seeds | 74.00 |" in table
+    assert "difference of means" not in quality.quality_table(runs)  # named otherwise, no runs of this project
+
+
 def run_script(*argv: str) -> list[str]:
     """Run a bench script as a user does, from the repository root -> its stdout lines (fails on a non-zero exit)."""
     proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=600)
