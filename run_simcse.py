@@ -390,6 +390,17 @@ class PhaseTimer:
             self.seconds[phase] = round(self.seconds.get(phase, 0.0) + time.perf_counter() - start, 3)
 
 
+class SimCSETrainer(Trainer):
+    """`Trainer` whose evaluations leave torch's CPU random state as they found it, so that how often the dev set is
+    scored (`eval_steps`, `eval_on_start`) does not change what is trained: every DataLoader iteration draws a seed
+    from that generator, so each evaluation moved every later dropout mask of a run on a CPU. CUDA's generator is left
+    alone: evaluation draws nothing from it (no dropout in eval mode)."""
+
+    def evaluate(self, *args, **kwargs) -> dict[str, float]:
+        with torch.random.fork_rng(devices=[]):
+            return super().evaluate(*args, **kwargs)
+
+
 class CheckpointSaveTimer(TrainerCallback):
     """Seconds Trainer spends writing checkpoints: from the step's last event before a save (step end, log or
     evaluation) to `on_save`."""
@@ -641,7 +652,7 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
     training_args.push_to_hub = False
     # Trainer pickles its arguments into every checkpoint (training_args.bin): keep the token out of them.
     hub_token, training_args.hub_token = training_args.hub_token, None
-    trainer = Trainer(
+    trainer = SimCSETrainer(
         model=model,
         args=training_args,
         train_dataset=train_rows,
