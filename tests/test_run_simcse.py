@@ -168,7 +168,7 @@ def test_unsupervised_text_run(tmp_path):
 def test_how_often_the_dev_set_is_scored_does_not_change_what_is_trained(tmp_path):
     """Evaluations leave the random state alone: scored every 3 steps, or at the start and every 6, the smoke run
     (dropout on) trains the same weights. Each evaluation's DataLoader drew a seed from torch's generator, which moved
-    every later dropout mask (largest weight difference 0.002)."""
+    every later dropout mask (largest weight difference 0.0055)."""
     weights = []
     for name, changes in {"every3": {}, "start-every6": {"eval_steps": 6, "eval_on_start": True}}.items():
         (tmp_path / name).mkdir()
