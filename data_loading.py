@@ -108,7 +108,7 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
         if unreachable(e):
             hint = NO_NETWORK + (", or load the Hub dataset once online: with HF_HUB_OFFLINE=1 it is then read from "
                                  "the cache" if source.repo else "")
-        raise DataError(f"{source.spec}: could not be read: {reason}{hint}") from e
+        raise DataError(f"{source.spec}: could not be read: {reason}", hint) from e
     if ds.num_rows == 0:  # a header line alone: nothing to train on or score (an empty sampler fails mid-start)
         raise DataError(f"{source.spec}: no rows")
     return ds.flatten(), source

@@ -24,7 +24,12 @@ COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
 
 
 class DataError(ValueError):
-    """Bad input data; the message names the source and the row."""
+    """Bad input data; the message names the source and the row. `hint`, where given, ends the message with what to
+    do about it (kept apart so that a caller with a better one can say that instead: `problem`)."""
+
+    def __init__(self, problem: str, hint: str = "") -> None:
+        super().__init__(problem + hint)
+        self.problem, self.hint = problem, hint
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from transformers import AutoTokenizer, EvalPrediction, Trainer, TrainingArgumen
 from transformers.utils import cached_file
 
 from data_collator import SimCSECollator
-from data_loading import (NO_NETWORK, DataError, check_known_tokens, check_model_source, check_tokenizer, column_values,
+from data_loading import (DataError, check_known_tokens, check_model_source, check_tokenizer, column_values,
                           load_sts, model_load_error, parse_named_sets, refuses_model_code, sample_sentences,
                           tokenize_rows)
 from hub.model_dir import METRIC_NAMES, RESULTS_FILE, RUN_ARGS_FILE, SIMILARITIES
@@ -296,9 +296,9 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict
         specs = parse_named_sets(args.sets) if args.sets else DEFAULT_SETS
         loaded = {name: remove_characters(load_sts(spec), args.remove_characters) for name, spec in specs.items()}
     except DataError as e:
-        message, hint = str(e), ""
+        message, hint = e.problem, e.hint
         if not args.sets and message.startswith(tuple(DEFAULT_SETS.values())):  # offline, say
-            message = message.split(NO_NETWORK)[0]  # in place of the general way to do without the network
+            # in place of the general way to do without the network (NO_NETWORK)
             hint = ("; or score local copies of the default sets: --set korsts-test=PATH/sts-test.tsv --set "
                     "klue-sts-dev=PATH/klue-sts-v1.1_dev.json")
         raise SystemExit(f"error: {message}{hint}") from None
