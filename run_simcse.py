@@ -56,8 +56,8 @@ from run_arguments import (
 from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
                             sentence_transformers_pooling, tokenize_sts, undefined_metrics)
-from training_guards import (CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, TrainingBegan, TrainingDiverged,
-                             raised_within)
+from training_guards import (CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, Termination, TrainingBegan,
+                             TrainingDiverged, raised_within)
 
 logger = logging.getLogger(__name__)
 # This project's modules (not its .venv/, where one may be): where its own log records come from.
@@ -67,6 +67,8 @@ PROJECT_FOLDERS = {(root := os.path.dirname(os.path.abspath(__file__))), os.path
 CPU_LENGTH_BUCKETS = 8
 # In each checkpoint: the training seconds up to it, over every session (TrainingClock).
 CLOCK_FILE = "training_seconds.json"
+# A shell's code for a command ended by SIGTERM (128 + 15), which a run stopped by it with a checkpoint exits with.
+SIGTERM_EXIT = 143
 # Batches of few shapes for cuda_graphs (why and how many: modeling_simcse.CUDA_GRAPH_ROWS).
 CUDA_GRAPH_SHAPES = {"pack_rows_multiple_of": CUDA_GRAPH_ROWS, "pad_to_multiple_of": CUDA_GRAPH_LENGTHS}
 
@@ -461,23 +463,33 @@ class TrainingClock(TrainerCallback):
 
 
 @contextlib.contextmanager
-def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int | None = None):
+def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int | None = None,
+                     termination: Termination | None = None):
     """`with stopping_cleanly(trainer, trained):` around training (`trained` False) or what follows it (`trained`: the
     final evaluation, export, results and card). A run that cannot go on (a loss that is not finite, a GPU out of
     memory, a full disk, Ctrl-C) ends with SystemExit and a message that says what was kept and what to do, in place
-    of a traceback from within a step or the evaluation; other errors are raised as they are."""
+    of a traceback from within a step or the evaluation; other errors are raised as they are. `termination` (one of
+    Trainer's callbacks, around training): a run that SIGTERM stopped with a checkpoint ends so too."""
     args = trainer.args
 
     def where() -> str:  # trainer.state read then: train() makes a new one
         return interruption_note(args.output_dir, trainer.state.global_step, trainer.state.max_steps, trained)
 
+    def stopped(code: int, cause: str = "") -> SystemExit:
+        """The exit of a run stopped by a signal, once the first process has said where it stands."""
+        if trainer.is_world_process_zero():
+            print(f"\n{cause}{where()}", file=sys.stderr)
+        return SystemExit(code)
+
     # A checkpoint holds the weights and AdamW's two moments of each parameter; the export, the weights.
     weight_bytes = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
     needed = ((weight_bytes, "the export (its weights)") if trained
               else (3 * weight_bytes, "a checkpoint (the weights and the optimizer's state)"))
-    with CtrlC() as ctrl_c:
+    with CtrlC() as ctrl_c, termination or contextlib.nullcontext():
         try:
             yield
+            if termination and termination.step is not None:
+                raise stopped(SIGTERM_EXIT, "SIGTERM: ")
         except TrainingDiverged as e:
             raise SystemExit(f"error: {e}") from None
         except torch.OutOfMemoryError as e:  # before RuntimeError, which it is
@@ -485,9 +497,9 @@ def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int 
                              f"torch: {e}") from None
         except (KeyboardInterrupt, OSError, RuntimeError) as e:
             if isinstance(e, KeyboardInterrupt) or ctrl_c.pressed:  # Ctrl-C may stop a DataLoader worker too (CtrlC)
-                if trainer.is_world_process_zero():
-                    print(f"\n{where()}", file=sys.stderr)
-                raise SystemExit(130) from None  # a shell's code for a command stopped by Ctrl-C
+                raise stopped(130) from None  # a shell's code for a command stopped by Ctrl-C
+            if termination and termination.requested:  # SIGTERM ended a DataLoader worker not forked from here
+                raise stopped(SIGTERM_EXIT, "SIGTERM: ") from None
             if (full := full_disk(args.output_dir, e, *needed)) is None:
                 raise
             raise SystemExit(f"error: {full}; free some, then resume: {where()}") from None
@@ -661,7 +673,9 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
         data_collator=SimCSECollator(tokenizer.pad_token_id, max_len, pack_width=max_len if packed else None,
                                      **(CUDA_GRAPH_SHAPES if simcse_args.cuda_graphs else {})),
         compute_metrics=compute_metrics,
-        callbacks=[NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(), keeper := LastCheckpointKeeper(),
+        # Termination first: the guard then logs (and checks) the loss of the step it saves.
+        callbacks=[termination := Termination(), NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(),
+                   keeper := LastCheckpointKeeper(),
                    clock := TrainingClock(resume, describe_hardware(training_args), library_versions()),
                    *(callbacks or [])],
     )
@@ -673,7 +687,7 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
             hold_output_dir(training_args.output_dir, training_args.save_on_each_node)
             with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w") as f:
                 json.dump(run_args, f, indent=2, ensure_ascii=False)
-    with timer("train"), stopping_cleanly(trainer, False, simcse_args.embedding_chunk_size):
+    with timer("train"), stopping_cleanly(trainer, False, simcse_args.embedding_chunk_size, termination):
         train_result = trainer.train(resume_from_checkpoint=resume)
     # Stopped from here on (Ctrl-C, a full disk), the run is resumed from its last checkpoint without training again.
     with stopping_cleanly(trainer, trained=True):

@@ -1,5 +1,5 @@
 """Safety around long runs: resume only from complete checkpoints, keep the last one until the export, stop on a
-non-finite loss, tell Ctrl-C apart.
+non-finite loss, tell Ctrl-C apart, save and stop on SIGTERM.
 
 A Trainer checkpoint is complete once its `trainer_state.json` exists and parses: Trainer writes it after the
 weights, optimizer, scheduler and RNG states. A run killed while saving leaves a checkpoint without it.
@@ -16,6 +16,7 @@ import shutil
 import signal
 import threading
 
+import torch
 from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 
@@ -110,6 +111,57 @@ class CtrlC:
             signal.signal(signal.SIGINT, self._earlier)
 
 
+class Termination(TrainerCallback):
+    """`with Termination() as termination:` around `Trainer.train`, with the object among Trainer's callbacks: SIGTERM
+    (a scheduler's time limit or preemption, `kill`) lets the step under way end, then Trainer saves a checkpoint and
+    stops training (`termination.step`: the step it stopped at), where Python's default ends the process at once and
+    loses the steps since the last save. A SIGTERM again changes nothing: a launcher passes on the scheduler's signal,
+    which the scheduler sends to every process as well (SIGKILL ends a run at once). Several processes decide together
+    (one collective, at each step Trainer logs, evaluates or saves and every `AGREE_EVERY` steps), so every process
+    stops after the same step whichever of them got the signal. DataLoader workers forked meanwhile inherit the
+    handler and leave the signal to their parent, which ends them. A SIGTERM that is not the default (ignored, or the
+    caller's own handler), or off the main thread, is left alone."""
+
+    AGREE_EVERY = 10
+
+    def __init__(self):
+        self.requested = False
+        self.step: int | None = None
+        self._earlier = self._pid = None
+
+    def __enter__(self) -> Termination:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+            self._pid = os.getpid()
+            self._earlier = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def _on_sigterm(self, signum, frame):
+        if os.getpid() != self._pid or self.requested:  # a DataLoader worker (its parent ends it), or said already
+            return
+        self.requested = True
+        logger.warning("SIGTERM: training stops after this step with a checkpoint to resume from")
+
+    def __exit__(self, *exc_info) -> None:
+        if self._earlier is not None:
+            signal.signal(signal.SIGTERM, self._earlier)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        stop = self.requested
+        if args.world_size > 1:
+            # Where Trainer syncs anyway (its logged loss, evaluation, save), and often enough for a grace period.
+            if not (control.should_log or control.should_evaluate or control.should_save
+                    or state.global_step % self.AGREE_EVERY == 0):
+                return control
+            flag = torch.tensor([int(stop)], device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if stop:
+            self.step = state.global_step
+            control.should_save = control.should_training_stop = True
+        return control
+
+
 def raised_within(error: BaseException | None, kinds: type | tuple[type, ...]) -> bool:
     """Whether `error`, or an error it was raised from or while handling, is one of `kinds`: Ctrl-C's KeyboardInterrupt
     where datasets' process pool, stopped in a multi-process `map`, answers it with a TimeoutError; a refused connection
@@ -165,23 +217,25 @@ class LastCheckpointKeeper(TrainerCallback):
     With `save_total_limit` 1 and `load_best_model_at_end` (the published configs), Trainer deletes every checkpoint
     but the best once training ends, before the final evaluation and export: a run stopped there (Ctrl-C, a full disk,
     a GPU out of memory, a kill) could only be resumed from the best checkpoint, and trained the steps after it again.
-    From the last step's save (or a launch resumed at the last step) to `release`, Trainer is given no limit, so it
-    deletes nothing; `release`, once the export is written, deletes what Trainer would have. Disk: the last checkpoint
-    stays beside the best one through the final evaluation and export, as the newest did between saves in training.
+    From the last step's save (or a launch resumed at the last step, or the save of a step where training was stopped:
+    `Termination`) to `release`, Trainer is given no limit, so it deletes nothing; `release`, once the export is
+    written, deletes what Trainer would have. Disk: the last checkpoint stays beside the best one through the final
+    evaluation and export, as the newest did between saves in training.
     """
 
     def __init__(self):
         self.kept = False
 
-    def _keep(self, args, state) -> None:
-        if state.global_step >= state.max_steps and args.save_total_limit == 1 and args.load_best_model_at_end:
+    def _keep(self, args, state, control) -> None:
+        last = state.global_step >= state.max_steps or control.should_training_stop  # or stopped there (SIGTERM)
+        if last and args.save_total_limit == 1 and args.load_best_model_at_end:
             args.save_total_limit, self.kept = None, True
 
     def on_train_begin(self, args, state, control, **kwargs):  # a launch resumed at the last step saves nothing
-        self._keep(args, state)
+        self._keep(args, state, control)
 
     def on_save(self, args, state, control, **kwargs):  # after Trainer's rotation of this save
-        self._keep(args, state)
+        self._keep(args, state, control)
 
     def release(self, args, best: str | None) -> None:
         """Give Trainer's limit back and delete every checkpoint but `best` (the run's best checkpoint), as Trainer does

@@ -117,6 +117,24 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
         assert scores[2][name] == pytest.approx(metrics, abs=0.1), (name, scores)
 
 
+def test_sigterm_to_one_process_stops_every_process_after_the_same_step_with_a_checkpoint(tmp_path):
+    """SIGTERM reaches one process of two (rank 1, as step 1 begins): the processes agree at the next step that Trainer
+    logs, evaluates or saves (step 3), save checkpoint-3 with the random states of both and stop; none hangs."""
+    from test_run_simcse import smoke_config
+
+    config = smoke_config(tmp_path, per_device_train_batch_size=4)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           os.path.join(ROOT, "tests", "sigterm_worker.py"), config], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=dict(LOCAL_ENV, PYTHONPATH=ROOT, KILL_AT="1", KILL_RANK="1"))
+    out = tmp_path / "out"
+    assert proc.returncode != 0 and "exitcode  : 143" in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.count(f"SIGTERM: stopped at step 3 of 12; {out} holds checkpoint-3 (step 3)") == 1, \
+        proc.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3"]
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(os.listdir(out / "checkpoint-3"))
+    assert not (out / "config.json").exists()
+
+
 def launch_per_process(tmp_path, configs: list[str], **env: str) -> subprocess.CompletedProcess:
     """run_simcse.py in len(configs) processes (torchrun, gloo), process k on configs[k]: as machines that each read
     their own files. env: more environment variables."""

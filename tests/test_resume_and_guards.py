@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import time
 import types
 
@@ -19,7 +21,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 import output_folder
 import run_simcse
 import sts_evaluation
-from conftest import SAMPLE
+from conftest import ROOT, SAMPLE
 from data_collator import SimCSECollator
 from data_loading import load_nli_triplets, tokenize_rows
 from hub.model_dir import ModelDirError, check_export
@@ -28,12 +30,23 @@ from test_run_simcse import smoke_config
 from training_guards import NonFiniteLossGuard, TrainingDiverged, is_complete, last_complete_checkpoint
 
 
-def test_kill_and_resume_equals_uninterrupted(tmp_path, caplog):
-    whole = tmp_path / "whole"
-    whole.mkdir()
-    config = smoke_config(whole, save_total_limit=None)
-    results = run_simcse.main([config])
-    out = whole / "out"
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The smoke run with every checkpoint kept, in this process: its results and output folder."""
+    whole = tmp_path_factory.mktemp("whole")
+    results = run_simcse.main([smoke_config(whole, save_total_limit=None)])
+    return results, whole / "out"
+
+
+def assert_same_export(a_dir, b_dir) -> None:
+    a, b = load_file(str(a_dir / "model.safetensors")), load_file(str(b_dir / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0, msg=key)
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path, caplog, uninterrupted):
+    results, out = uninterrupted
     assert sorted(os.listdir(out / "checkpoint-12")) and is_complete(str(out / "checkpoint-6"))
 
     # The same run in another folder, cut back to what a kill during the save of step 9 leaves: checkpoints 3 and 6,
@@ -58,10 +71,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, caplog):
     assert is_complete(str(killed / "out" / "checkpoint-9"))  # the half-written one was replaced by a real one
     for name in results:
         assert resumed[name] == pytest.approx(results[name], abs=1e-6)
-    a, b = load_file(str(out / "model.safetensors")), load_file(str(killed / "out" / "model.safetensors"))
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0, msg=key)
+    assert_same_export(out, killed / "out")
     # The card's training time covers both sessions: the seconds up to checkpoint-6 (recorded in it) and the resumed
     # session's train_runtime (which alone it used to give).
     with open(killed / "out" / "checkpoint-6" / run_simcse.CLOCK_FILE) as f:
@@ -83,6 +93,55 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, caplog):
     card = (killed / "out" / "README.md").read_text()
     assert f"| hardware | {environment['hardware']} |" in card
     assert f"| software | torch {torch.__version__}, transformers {transformers.__version__} |" in card
+
+
+def test_sigterm_while_training_saves_a_checkpoint_to_resume_from(tmp_path, uninterrupted):
+    """A scheduler's time limit or preemption (SIGTERM) at step 5: the step ends, checkpoint-5 is saved and kept beside
+    the best one (checkpoint-3; save_total_limit 1 and load_best_model_at_end, as the published configs, where
+    Trainer would delete it as training ends), the run says how to resume and exits with 143; resumed, it ends with the
+    uninterrupted run's weights."""
+    config = smoke_config(tmp_path)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "sigterm_worker.py"), config], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT, KILL_AT="5"))
+    out = tmp_path / "out"
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert "SIGTERM: training stops after this step with a checkpoint to resume from" in proc.stderr
+    assert proc.stderr.endswith(f"SIGTERM: stopped at step 5 of 12; {out} holds checkpoint-5 (step 5): add "
+                                "--resume_from_checkpoint last (or set \"resume_from_checkpoint\": true) to continue "
+                                "from it\n"), proc.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-5"]
+    assert is_complete(str(out / "checkpoint-5")) and not (out / "config.json").exists()
+
+    resumed = run_simcse.main([smoke_config(tmp_path, resume_from_checkpoint="last")])
+    results, whole = uninterrupted
+    for name in results:
+        assert resumed[name] == pytest.approx(results[name], abs=1e-6)
+    assert_same_export(whole, out)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-6"]  # the best one, as uninterrupted
+
+
+def test_sigterm_again_and_in_forked_workers_changes_nothing():
+    """A launcher passes the scheduler's SIGTERM on to a process that got it from the scheduler too: the second one
+    must not end it. A DataLoader worker forked within leaves the signal to its parent."""
+    code = ("import os, signal, time\n"
+            "from training_guards import Termination\n"
+            "with Termination() as termination:\n"
+            "    child = os.fork()\n"
+            "    if child == 0:  # a DataLoader worker\n"
+            "        time.sleep(0.5); os._exit(7)\n"
+            "    os.kill(child, signal.SIGTERM)\n"
+            "    assert os.waitpid(child, 0)[1] == 7 << 8  # it ran to its end\n"
+            "    for _ in range(2):\n"
+            "        os.kill(os.getpid(), signal.SIGTERM)\n"
+            "        time.sleep(0.1)\n"
+            "    assert termination.requested\n"
+            "assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL\n"
+            "print('went on')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 0 and proc.stdout == "went on\n", proc.stderr[-3000:]
+    assert proc.stderr.count("training stops after this step with a checkpoint to resume from") == 1
 
 
 def test_resume_from_an_incomplete_checkpoint_is_refused(tmp_path):
