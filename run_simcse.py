@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import json
 import logging
 import os
@@ -750,11 +751,25 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
     return results
 
 
-if __name__ == "__main__":
+def run_script(callbacks: list | None = None) -> None:
+    """`python run_simcse.py ...`: `main` on the command line, then the process group of a multi-process run
+    destroyed, once nothing of the run holds it.
+
+    A process group left to the interpreter's exit aborted a process of a 2-process CPU run (gloo) in about 1 run of
+    15, "terminate called without an active exception", which killed the other one during the export. And it must be
+    the last holder: a run stopped by SystemExit (SIGTERM, Ctrl-C, a full disk) keeps its frames, its DDP model among
+    them, in the exception's traceback, and the DDP model freed last at the exit destroyed the group with the
+    interpreter lock held, waiting for a gloo thread that waited for that lock (both processes hung, 1 in about 45)."""
     try:
-        main()
+        main(callbacks=callbacks)
+    except SystemExit as stop:
+        stop.__traceback__ = stop.__context__ = None  # the run's frames go: only the exit code is left to give
+        raise
     finally:
-        # A process group left to the interpreter's exit aborted a process of a 2-process CPU run (gloo) in about 1 run
-        # of 15, "terminate called without an active exception", which killed the other one during the export.
         if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gc.collect()  # the run's objects that hold each other
             torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    run_script()

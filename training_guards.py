@@ -137,10 +137,10 @@ class Termination(TrainerCallback):
         return self
 
     def _on_sigterm(self, signum, frame):
-        if os.getpid() != self._pid or self.requested:  # a DataLoader worker (its parent ends it), or said already
-            return
-        self.requested = True
-        logger.warning("SIGTERM: training stops after this step with a checkpoint to resume from")
+        # Nothing written here: the signal may come while the main thread writes to the same stream (a progress bar),
+        # where a write from the handler raises "reentrant call" within that write.
+        if os.getpid() == self._pid:  # not a DataLoader worker (its parent ends it)
+            self.requested = True
 
     def __exit__(self, *exc_info) -> None:
         if self._earlier is not None:
@@ -159,6 +159,7 @@ class Termination(TrainerCallback):
         if stop:
             self.step = state.global_step
             control.should_save = control.should_training_stop = True
+            logger.warning("SIGTERM: saving a checkpoint of step %d and stopping", state.global_step)
         return control
 
 

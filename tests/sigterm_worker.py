@@ -1,13 +1,14 @@
 """run_simcse.py's job, with SIGTERM sent to this process as step KILL_AT begins (in the process of rank KILL_RANK, 0 by
-default, KILL_TIMES times, 1 by default): what a scheduler's time limit or preemption does to a run.
+default): what a scheduler's time limit or preemption does to a run. Where the process group is destroyed, each process
+prints how many DDP models are still alive then (freed after it, one hung the process at exit: run_simcse.run_script).
 
     KILL_AT=5 python tests/sigterm_worker.py CONFIG [FLAGS]
     KILL_AT=1 KILL_RANK=1 torchrun --standalone --nproc_per_node 2 tests/sigterm_worker.py CONFIG [FLAGS]
 """
 
+import gc
 import os
 import signal
-import sys
 
 import torch
 from transformers import TrainerCallback
@@ -19,13 +20,15 @@ class SendSigterm(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step + 1 == int(os.environ["KILL_AT"]) and os.environ.get("RANK", "0") == os.environ.get(
                 "KILL_RANK", "0"):
-            for _ in range(int(os.environ.get("KILL_TIMES", "1"))):
-                os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def destroy_process_group(destroy=torch.distributed.destroy_process_group):
+    alive = sum(isinstance(o, torch.nn.parallel.DistributedDataParallel) for o in gc.get_objects())
+    print(f"rank {os.environ.get('RANK')}: DDP models alive as the process group is destroyed: {alive}", flush=True)
+    destroy()
 
 
 if __name__ == "__main__":
-    try:
-        run_simcse.main(sys.argv[1:], callbacks=[SendSigterm()])
-    finally:  # as run_simcse.py does
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+    torch.distributed.destroy_process_group = destroy_process_group
+    run_simcse.run_script(callbacks=[SendSigterm()])

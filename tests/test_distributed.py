@@ -119,7 +119,8 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
 
 def test_sigterm_to_one_process_stops_every_process_after_the_same_step_with_a_checkpoint(tmp_path):
     """SIGTERM reaches one process of two (rank 1, as step 1 begins): the processes agree at the next step that Trainer
-    logs, evaluates or saves (step 3), save checkpoint-3 with the random states of both and stop; none hangs."""
+    logs, evaluates or saves (step 3), save checkpoint-3 with the random states of both and stop; none hangs, at the
+    exit neither (the run's DDP model freed before the process group)."""
     from test_run_simcse import smoke_config
 
     config = smoke_config(tmp_path, per_device_train_batch_size=4)
@@ -133,6 +134,8 @@ def test_sigterm_to_one_process_stops_every_process_after_the_same_step_with_a_c
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3"]
     assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(os.listdir(out / "checkpoint-3"))
     assert not (out / "config.json").exists()
+    for rank in (0, 1):  # the DDP model freed first (run_simcse.run_script), not after the group at the exit
+        assert f"rank {rank}: DDP models alive as the process group is destroyed: 0" in proc.stdout, proc.stdout
 
 
 def launch_per_process(tmp_path, configs: list[str], **env: str) -> subprocess.CompletedProcess:

@@ -107,7 +107,7 @@ def test_sigterm_while_training_saves_a_checkpoint_to_resume_from(tmp_path, unin
                           env=dict(os.environ, PYTHONPATH=ROOT, KILL_AT="5"))
     out = tmp_path / "out"
     assert proc.returncode == 143, proc.stderr[-3000:]
-    assert "SIGTERM: training stops after this step with a checkpoint to resume from" in proc.stderr
+    assert "SIGTERM: saving a checkpoint of step 5 and stopping" in proc.stderr
     assert proc.stderr.endswith(f"SIGTERM: stopped at step 5 of 12; {out} holds checkpoint-5 (step 5): add "
                                 "--resume_from_checkpoint last (or set \"resume_from_checkpoint\": true) to continue "
                                 "from it\n"), proc.stderr[-3000:]
