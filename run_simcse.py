@@ -24,6 +24,7 @@ import platform
 import shutil
 import sys
 import time
+import traceback
 from collections.abc import Callable
 
 import joblib
@@ -752,23 +753,29 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
 
 
 def run_script(callbacks: list | None = None) -> None:
-    """`python run_simcse.py ...`: `main` on the command line, then the process group of a multi-process run
-    destroyed, once nothing of the run holds it.
+    """`python run_simcse.py ...`: `main` on the command line; the process group of a multi-process run is destroyed
+    at the end, once nothing of the run holds it, then the process exits as `main` ended (its SystemExit, or 1 after
+    an error's traceback).
 
     A process group left to the interpreter's exit aborted a process of a 2-process CPU run (gloo) in about 1 run of
-    15, "terminate called without an active exception", which killed the other one during the export. And it must be
-    the last holder: a run stopped by SystemExit (SIGTERM, Ctrl-C, a full disk) keeps its frames, its DDP model among
-    them, in the exception's traceback, and the DDP model freed last at the exit destroyed the group with the
+    15, "terminate called without an active exception", which killed the other one during the export. And it must go
+    last: a run that ends by an exception (SIGTERM, Ctrl-C, a full disk, an error) keeps its frames, its DDP model
+    among them, in the exception's traceback, and the DDP model freed last, at the exit, destroyed the group with the
     interpreter lock held, waiting for a gloo thread that waited for that lock (both processes hung, 1 in about 45)."""
+    code = None
     try:
         main(callbacks=callbacks)
     except SystemExit as stop:
-        stop.__traceback__ = stop.__context__ = None  # the run's frames go: only the exit code is left to give
-        raise
+        code = stop.code
+    except Exception:
+        traceback.print_exc()  # as the interpreter would; the exception, and the run's frames with it, then go
+        code = 1
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             gc.collect()  # the run's objects that hold each other
             torch.distributed.destroy_process_group()
+    if code is not None:
+        sys.exit(code)
 
 
 if __name__ == "__main__":
