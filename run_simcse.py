@@ -490,7 +490,7 @@ def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int 
     with CtrlC() as ctrl_c, termination or contextlib.nullcontext():
         try:
             yield
-            if termination and termination.step is not None:
+            if termination and termination.stopped:
                 raise stopped(SIGTERM_EXIT, "SIGTERM: ")
         except TrainingDiverged as e:
             raise SystemExit(f"error: {e}") from None

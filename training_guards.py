@@ -114,19 +114,18 @@ class CtrlC:
 class Termination(TrainerCallback):
     """`with Termination() as termination:` around `Trainer.train`, with the object among Trainer's callbacks: SIGTERM
     (a scheduler's time limit or preemption, `kill`) lets the step under way end, then Trainer saves a checkpoint and
-    stops training (`termination.step`: the step it stopped at), where Python's default ends the process at once and
-    loses the steps since the last save. A SIGTERM again changes nothing: a launcher passes on the scheduler's signal,
-    which the scheduler sends to every process as well (SIGKILL ends a run at once). Several processes decide together
-    (one collective, at each step Trainer logs, evaluates or saves and every `AGREE_EVERY` steps), so every process
-    stops after the same step whichever of them got the signal. DataLoader workers forked meanwhile inherit the
-    handler and leave the signal to their parent, which ends them. A SIGTERM that is not the default (ignored, or the
-    caller's own handler), or off the main thread, is left alone."""
+    stops training (`termination.stopped`), where Python's default ends the process at once and loses the steps since
+    the last save. A SIGTERM again changes nothing: a launcher passes on the scheduler's signal, which the scheduler
+    sends to every process as well (SIGKILL ends a run at once). Several processes decide together (one collective, at
+    each step Trainer logs, evaluates or saves and every `AGREE_EVERY` steps), so every process stops after the same
+    step whichever of them got the signal. DataLoader workers forked meanwhile inherit the handler and leave the signal
+    to their parent, which ends them. A SIGTERM that is not the default (ignored, or the caller's own handler), or off
+    the main thread, is left alone."""
 
     AGREE_EVERY = 10
 
     def __init__(self):
-        self.requested = False
-        self.step: int | None = None
+        self.requested = self.stopped = False
         self._earlier = self._pid = None
 
     def __enter__(self) -> Termination:
@@ -157,7 +156,7 @@ class Termination(TrainerCallback):
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             stop = bool(flag.item())
         if stop:
-            self.step = state.global_step
+            self.stopped = True
             control.should_save = control.should_training_stop = True
             logger.warning("SIGTERM: saving a checkpoint of step %d and stopping", state.global_step)
         return control
