@@ -56,6 +56,8 @@ from run_arguments import (
     cuda_graphs_conflicts, launched_alone, parse_arguments, run_arguments_dict,
 )
 from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
+from sigterm import EXIT_CODE as SIGTERM_EXIT
+from sigterm import SigtermRaises, Terminated
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
                             sentence_transformers_pooling, tokenize_sts, undefined_metrics)
 from training_guards import (CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, Termination, TrainingBegan,
@@ -69,8 +71,6 @@ PROJECT_FOLDERS = {(root := os.path.dirname(os.path.abspath(__file__))), os.path
 CPU_LENGTH_BUCKETS = 8
 # In each checkpoint: the training seconds up to it, over every session (TrainingClock).
 CLOCK_FILE = "training_seconds.json"
-# A shell's code for a command ended by SIGTERM (128 + 15), which a run stopped by it with a checkpoint exits with.
-SIGTERM_EXIT = 143
 # Batches of few shapes for cuda_graphs (why and how many: modeling_simcse.CUDA_GRAPH_ROWS).
 CUDA_GRAPH_SHAPES = {"pack_rows_multiple_of": CUDA_GRAPH_ROWS, "pad_to_multiple_of": CUDA_GRAPH_LENGTHS}
 
@@ -368,14 +368,16 @@ def push_export(output_dir: str, repo_id: str, training_args: TrainingArguments,
     options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
     again = f"`python -m hub push {output_dir} --repo-id {repo_id}{options}`"
     try:
-        pushed = push(output_dir, repo_id, private=private, revision=revision, api=HfApi(token=token),
-                      card=str(render_card(output_dir, repo_id=repo_id, write=False, revision=revision)))
+        with SigtermRaises():  # Python's default would end the process in the upload, after the repo was created
+            pushed = push(output_dir, repo_id, private=private, revision=revision, api=HfApi(token=token),
+                          card=str(render_card(output_dir, repo_id=repo_id, write=False, revision=revision)))
     except PushError as e:
         raise SystemExit(f"error: {e}. The model is exported in {output_dir}; push it again with {again}") from None
-    except KeyboardInterrupt:  # push() has left the Hub as it was
-        print(f"\nstopped: nothing was pushed to {repo_id}. The model is exported in {output_dir}; push it with "
-              f"{again}", file=sys.stderr)
-        raise SystemExit(130) from None
+    except (KeyboardInterrupt, Terminated) as e:  # push() has left the Hub as it was
+        signal_name = "SIGTERM: " if isinstance(e, Terminated) else ""
+        print(f"\n{signal_name}stopped: nothing was pushed to {repo_id}. The model is exported in {output_dir}; push "
+              f"it with {again}", file=sys.stderr)
+        raise SystemExit(SIGTERM_EXIT if signal_name else 130) from None
     print(describe_push(output_dir, repo_id, revision, pushed))
 
 
@@ -470,8 +472,9 @@ def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int 
     """`with stopping_cleanly(trainer, trained):` around training (`trained` False) or what follows it (`trained`: the
     final evaluation, export, results and card). A run that cannot go on (a loss that is not finite, a GPU out of
     memory, a full disk, Ctrl-C) ends with SystemExit and a message that says what was kept and what to do, in place
-    of a traceback from within a step or the evaluation; other errors are raised as they are. `termination` (one of
-    Trainer's callbacks, around training): a run that SIGTERM stopped with a checkpoint ends so too."""
+    of a traceback from within a step or the evaluation; other errors are raised as they are. SIGTERM too: in training
+    through `termination` (one of Trainer's callbacks), which stops it after the step under way with a checkpoint;
+    after it, where Python's default would end the process without a word, as Ctrl-C."""
     args = trainer.args
 
     def where() -> str:  # trainer.state read then: train() makes a new one
@@ -487,11 +490,14 @@ def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int 
     weight_bytes = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
     needed = ((weight_bytes, "the export (its weights)") if trained
               else (3 * weight_bytes, "a checkpoint (the weights and the optimizer's state)"))
-    with CtrlC() as ctrl_c, termination or contextlib.nullcontext():
+    sigterm = termination or SigtermRaises()
+    with CtrlC() as ctrl_c, sigterm:
         try:
             yield
             if termination and termination.stopped:
                 raise stopped(SIGTERM_EXIT, "SIGTERM: ")
+        except Terminated:
+            raise stopped(SIGTERM_EXIT, "SIGTERM: ") from None
         except TrainingDiverged as e:
             raise SystemExit(f"error: {e}") from None
         except torch.OutOfMemoryError as e:  # before RuntimeError, which it is
@@ -500,7 +506,7 @@ def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int 
         except (KeyboardInterrupt, OSError, RuntimeError) as e:
             if isinstance(e, KeyboardInterrupt) or ctrl_c.pressed:  # Ctrl-C may stop a DataLoader worker too (CtrlC)
                 raise stopped(130) from None  # a shell's code for a command stopped by Ctrl-C
-            if termination and termination.requested:  # SIGTERM ended a DataLoader worker not forked from here
+            if sigterm.received:  # SIGTERM ended a DataLoader worker not forked from here
                 raise stopped(SIGTERM_EXIT, "SIGTERM: ") from None
             if (full := full_disk(args.output_dir, e, *needed)) is None:
                 raise

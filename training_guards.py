@@ -20,6 +20,8 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 
+from sigterm import take_sigterm
+
 logger = logging.getLogger(__name__)
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -125,28 +127,26 @@ class Termination(TrainerCallback):
     AGREE_EVERY = 10
 
     def __init__(self):
-        self.requested = self.stopped = False
+        self.received = self.stopped = False
         self._earlier = self._pid = None
 
     def __enter__(self) -> Termination:
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
-            self._pid = os.getpid()
-            self._earlier = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._pid = os.getpid()
+        self._earlier = take_sigterm(self._on_sigterm)
         return self
 
     def _on_sigterm(self, signum, frame):
         # Nothing written here: the signal may come while the main thread writes to the same stream (a progress bar),
         # where a write from the handler raises "reentrant call" within that write.
         if os.getpid() == self._pid:  # not a DataLoader worker (its parent ends it)
-            self.requested = True
+            self.received = True
 
     def __exit__(self, *exc_info) -> None:
         if self._earlier is not None:
             signal.signal(signal.SIGTERM, self._earlier)
 
     def on_step_end(self, args, state, control, **kwargs):
-        stop = self.requested
+        stop = self.received
         if args.world_size > 1:
             # Where Trainer syncs anyway (its logged loss, evaluation, save), and often enough for a grace period.
             if not (control.should_log or control.should_evaluate or control.should_save

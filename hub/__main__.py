@@ -10,6 +10,8 @@ import sys
 from hub.card import CARD_FILE, DEFAULT_LICENSE, card_choices, card_for_push, folder_card_is_rendered, render_card
 from hub.model_dir import ModelDirError
 from hub.push import PushError, check_repo_id, describe_push, push
+from sigterm import EXIT_CODE as SIGTERM_EXIT
+from sigterm import SigtermRaises, Terminated
 
 CARD_BACKUP = "README.md.bak"  # never published (model_dir.PUBLISHED_PATTERNS)
 
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         # The pushed card names the repo in its usage snippet; the folder's own README.md is left as it is.
         card_text = None if args.card_as_is else card_for_push(args.model_dir, args.repo_id, args.license,
                                                                 args.comparison, args.revision)
-        result = push(args.model_dir, args.repo_id, args.private, args.revision, args.dry_run, card=card_text)
+        with SigtermRaises():  # Python's default would end the process in the upload, after the repo was created
+            result = push(args.model_dir, args.repo_id, args.private, args.revision, args.dry_run, card=card_text)
         if args.dry_run:
             print("files to upload:\n  " + "\n  ".join(result))
             print("(and, in the same commit, the repo's files of these kinds that this export has not are deleted)")
@@ -70,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelDirError, PushError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # push() has left the Hub as it was: no commit, no repo or branch of its making
-        print("\nstopped" + (f": nothing was pushed to {args.repo_id}" if args.command == "push" else ""),
+    except (KeyboardInterrupt, Terminated) as e:  # push() has left the Hub as it was: no commit, repo or branch
+        signal_name = "SIGTERM: " if isinstance(e, Terminated) else ""  # of its making
+        print(f"\n{signal_name}stopped" + (f": nothing was pushed to {args.repo_id}" if args.command == "push" else ""),
               file=sys.stderr)
-        return 130
+        return SIGTERM_EXIT if signal_name else 130
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from hub.card import hardware, render_card, software, training_settings, trainin
 from hub.model_dir import PUBLISHED_PATTERNS, ModelDirError, published_files
 from hub.push import PushError, check_repo_id, check_revision, describe_push, push
 from modeling_simcse import SimCSEModel
+from sigterm import Terminated
 from test_run_simcse import smoke_config
 
 EXPECTED_FILES = {
@@ -721,8 +722,11 @@ def test_large_file_uploads_are_retried_and_a_refused_one_leaves_no_repo(model_d
     assert "alice/refused" not in hub.repos
 
 
-def test_a_push_interrupted_during_the_upload_leaves_no_repo(model_dir, hub, tmp_path):
-    """Ctrl-C while the weights upload: the push stops, and the repo it had just created is deleted again."""
+@pytest.mark.parametrize("stop, code, said", [(signal.SIGINT, 130, ""), (signal.SIGTERM, 143, "SIGTERM: ")],
+                         ids=["ctrl-c", "sigterm"])
+def test_a_push_interrupted_during_the_upload_leaves_no_repo(model_dir, hub, tmp_path, stop, code, said):
+    """Ctrl-C or SIGTERM while the weights upload: the push stops, and the repo it had just created is deleted again
+    (SIGTERM, Python's default, ended the process there and left the new repo empty)."""
     hub.lfs_gate = threading.Event()
     # `python -m hub push`, with Ctrl-C raising KeyboardInterrupt as in a terminal: a process started in the background
     # by a non-interactive shell (`pytest ... &`) ignores SIGINT, and so would the push it starts.
@@ -735,31 +739,39 @@ def test_a_push_interrupted_during_the_upload_leaves_no_repo(model_dir, hub, tmp
     while not any(r.startswith("PUT /lfs-storage/") for r in hub.requests) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "alice/int" in hub.repos, proc.communicate()[1][-2000:]
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     time.sleep(0.5)
     hub.lfs_gate.set()  # the uploads in flight end (the client waits for its upload threads)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and stderr.endswith("\nstopped: nothing was pushed to alice/int\n"), (
+    assert proc.returncode == code and stderr.endswith(f"\n{said}stopped: nothing was pushed to alice/int\n"), (
         proc.returncode, stdout, stderr[-3000:], hub.requests)
     assert "Traceback" not in stderr
     assert "alice/int" not in hub.repos and not any("/commit/" in r for r in hub.requests)
 
 
-def test_ctrl_c_in_the_push_at_the_end_of_training_says_how_to_push(model_dir, hub, monkeypatch, capsys):
-    """The push that ends a training run, stopped by Ctrl-C (push() leaves the Hub as it was: the test above): a
-    traceback said neither that the model is exported nor how to push it."""
+@pytest.mark.parametrize("stop, code, said", [(signal.SIGINT, 130, ""), (signal.SIGTERM, 143, "SIGTERM: ")],
+                         ids=["ctrl-c", "sigterm"])
+def test_a_signal_in_the_push_at_the_end_of_training_says_how_to_push(model_dir, hub, monkeypatch, capsys, stop, code,
+                                                                        said):
+    """The push that ends a training run, stopped by Ctrl-C or SIGTERM (push() leaves the Hub as it was: the test
+    above): a traceback said neither that the model is exported nor how to push it; SIGTERM, nothing at all."""
     def stopped(*args, **kwargs):
-        raise KeyboardInterrupt
+        if stop == signal.SIGINT:
+            raise KeyboardInterrupt
+        # Python's default here would end this test session.
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "SIGTERM would end the process in the push"
+        signal.raise_signal(stop)
+        time.sleep(10)  # the handler raises before this ends
 
     monkeypatch.setattr("run_simcse.push", stopped)
     settings = types.SimpleNamespace(hub_private_repo=True, hub_revision="v1")
     try:
         with pytest.raises(SystemExit) as stopped_run:
             run_simcse.push_export(model_dir, "alice/int", settings, TOKEN)
-    except KeyboardInterrupt:  # uncaught, it would end the whole test session
-        pytest.fail("Ctrl-C ended the push with a traceback")
-    assert stopped_run.value.code == 130
-    assert capsys.readouterr().err == (f"\nstopped: nothing was pushed to alice/int. The model is exported in "
+    except (KeyboardInterrupt, Terminated):  # uncaught, it would end the whole test session
+        pytest.fail("the signal ended the push with a traceback")
+    assert stopped_run.value.code == code and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert capsys.readouterr().err == (f"\n{said}stopped: nothing was pushed to alice/int. The model is exported in "
                                        f"{model_dir}; push it with `python -m hub push {model_dir} --repo-id alice/int "
                                        "--private --revision v1`\n")
 

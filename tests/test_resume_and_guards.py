@@ -26,6 +26,7 @@ from data_collator import SimCSECollator
 from data_loading import load_nli_triplets, tokenize_rows
 from hub.model_dir import ModelDirError, check_export
 from modeling_simcse import SimCSEModel
+from sigterm import SigtermRaises, Terminated
 from test_run_simcse import smoke_config
 from training_guards import (NonFiniteLossGuard, Termination, TrainingDiverged, is_complete,
                              last_complete_checkpoint)
@@ -142,13 +143,77 @@ def test_sigterm_again_and_in_forked_workers_changes_nothing():
                 for _ in range(2):
                     signal.raise_signal(signal.SIGTERM)
             restored = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-            status = 2 if not worker_ran_to_its_end else 3 if not termination.requested else 4 if not restored else 0
+            status = 2 if not worker_ran_to_its_end else 3 if not termination.received else 4 if not restored else 0
         finally:
             os._exit(status)
     status = os.waitpid(run, 0)[1]
     assert status == 0, (f"ended by signal {status & 0x7f}" if status & 0x7f else
-                         {1: "an exception", 2: "the worker was ended", 3: "not requested",
+                         {1: "an exception", 2: "the worker was ended", 3: "not received",
                           4: "the handler was not restored"}[status >> 8])
+
+
+def test_sigterm_where_training_is_over_raises_once_and_leaves_forked_workers_alone():
+    """`SigtermRaises` (the final evaluation, export and push): SIGTERM raises `Terminated` in this process once, so a
+    second one (a launcher passing on the scheduler's) cannot break into the clean-up of the first; a DataLoader worker
+    forked within is left to its parent. In a fork of this process, as in the test above."""
+    run = os.fork()
+    if run == 0:
+        status = 1  # an exception
+        try:
+            with SigtermRaises() as sigterm:
+                worker = os.fork()
+                if worker == 0:  # a DataLoader worker
+                    try:
+                        time.sleep(0.5)
+                    finally:
+                        os._exit(7)
+                os.kill(worker, signal.SIGTERM)
+                worker_ran_to_its_end = os.waitpid(worker, 0)[1] == 7 << 8
+                raised = 0
+                for _ in range(2):
+                    try:
+                        signal.raise_signal(signal.SIGTERM)
+                        time.sleep(0.01)  # the handler runs, and raises, within
+                    except Terminated:
+                        raised += 1
+                        signal.raise_signal(signal.SIGTERM)  # again, while the first is handled
+                        time.sleep(0.01)
+            restored = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+            status = (2 if not worker_ran_to_its_end else 3 if raised != 1 or not sigterm.received
+                      else 4 if not restored else 0)
+        finally:
+            os._exit(status)
+    status = os.waitpid(run, 0)[1]
+    assert status == 0, (f"ended by signal {status & 0x7f}" if status & 0x7f else
+                         {1: "an exception", 2: "the worker was ended", 3: "not raised once",
+                          4: "the handler was not restored"}[status >> 8])
+
+
+def test_sigterm_after_training_says_how_to_evaluate_and_export_without_training(tmp_path, capsys, monkeypatch):
+    """SIGTERM in the export, after all the training: Python's default ended the run without a word, the scratch
+    folder of the export left in the output folder. Now the export's clean-up runs and the run says how to finish
+    without training again, as for Ctrl-C
+    (`test_ctrl_c_after_training_says_how_to_evaluate_and_export_without_training`, which also resumes such a run)."""
+    def export_encoder(self, folder, *args, **kwargs):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "model.safetensors"), "wb") as f:
+            f.write(b"\0" * 1024)
+        # Python's default here would end this test session.
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "SIGTERM would end the process in the export"
+        signal.raise_signal(signal.SIGTERM)
+        time.sleep(10)  # the handler raises before this ends
+
+    monkeypatch.setattr("modeling_simcse.SimCSEModel.export_encoder", export_encoder)
+    out = tmp_path / "out"
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=False)])
+    except Terminated:
+        pytest.fail("SIGTERM ended the run with a traceback")
+    assert stopped.value.code == 143 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert capsys.readouterr().err.endswith(f"\nSIGTERM: {AFTER_TRAINING.format(step=12, out=out)}\n")
+    assert not {"config.json", "model.safetensors", ".export-in-progress"} & set(os.listdir(out))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-6"]  # last and best
 
 
 def test_resume_from_an_incomplete_checkpoint_is_refused(tmp_path):
