@@ -123,70 +123,83 @@ def test_sigterm_while_training_saves_a_checkpoint_to_resume_from(tmp_path, unin
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-6"]  # the best one, as uninterrupted
 
 
-def test_sigterm_again_and_in_forked_workers_changes_nothing():
-    """A launcher passes the scheduler's SIGTERM on to a process that got it from the scheduler too: the second one
-    must not end it. A DataLoader worker forked within leaves the signal to its parent. The training process is a fork
-    of this one, so that a signal that ends it cannot end pytest: its exit status says what went wrong."""
+def in_a_fork(check) -> str | None:
+    """`check()` (-> what went wrong, or None) in a fork of this process, so that a signal that ends it cannot end
+    pytest -> what went wrong there, or None."""
+    read, write = os.pipe()
     run = os.fork()
     if run == 0:
-        status = 1  # an exception
+        os.close(read)
+        said = "an exception"
         try:
-            with Termination() as termination:
-                worker = os.fork()
-                if worker == 0:  # a DataLoader worker
-                    try:
-                        time.sleep(0.5)
-                    finally:
-                        os._exit(7)
-                os.kill(worker, signal.SIGTERM)
-                worker_ran_to_its_end = os.waitpid(worker, 0)[1] == 7 << 8
-                for _ in range(2):
-                    signal.raise_signal(signal.SIGTERM)
-            restored = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-            status = 2 if not worker_ran_to_its_end else 3 if not termination.received else 4 if not restored else 0
+            said = check() or ""
+        finally:
+            os.write(write, said.encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        said = f.read()
+    status = os.waitpid(run, 0)[1]
+    return f"ended by signal {status & 0x7f}" if status & 0x7f else said or None
+
+
+def forked_worker_outlives_sigterm() -> bool:
+    """Fork a DataLoader worker (0.5 s of work), send it SIGTERM -> whether it ran to its end (not ended by the signal
+    or an exception the handler raised)."""
+    started, starting = os.pipe()
+    worker = os.fork()
+    if worker == 0:
+        status = 8
+        try:
+            os.write(starting, b".")  # at work (a signal sooner would meet the fork's own start-up)
+            time.sleep(0.5)
+            status = 7
         finally:
             os._exit(status)
-    status = os.waitpid(run, 0)[1]
-    assert status == 0, (f"ended by signal {status & 0x7f}" if status & 0x7f else
-                         {1: "an exception", 2: "the worker was ended", 3: "not received",
-                          4: "the handler was not restored"}[status >> 8])
+    os.read(started, 1)
+    os.close(started)
+    os.close(starting)
+    os.kill(worker, signal.SIGTERM)
+    return os.waitpid(worker, 0)[1] == 7 << 8
+
+
+def test_sigterm_again_and_in_forked_workers_changes_nothing():
+    """A launcher passes the scheduler's SIGTERM on to a process that got it from the scheduler too: the second one
+    must not end it. A DataLoader worker forked within leaves the signal to its parent."""
+    def check() -> str | None:
+        with Termination() as termination:
+            worker_ran_to_its_end = forked_worker_outlives_sigterm()
+            for _ in range(2):
+                signal.raise_signal(signal.SIGTERM)
+        restored = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        return ("the worker was ended" if not worker_ran_to_its_end else "not received" if not termination.received
+                else "the handler was not restored" if not restored else None)
+
+    assert in_a_fork(check) is None
 
 
 def test_sigterm_where_training_is_over_raises_once_and_leaves_forked_workers_alone():
     """`SigtermRaises` (the final evaluation, export and push): SIGTERM raises `Terminated` in this process once, so a
     second one (a launcher passing on the scheduler's) cannot break into the clean-up of the first; a DataLoader worker
-    forked within is left to its parent. In a fork of this process, as in the test above."""
-    run = os.fork()
-    if run == 0:
-        status = 1  # an exception
-        try:
-            with SigtermRaises() as sigterm:
-                worker = os.fork()
-                if worker == 0:  # a DataLoader worker
-                    try:
-                        time.sleep(0.5)
-                    finally:
-                        os._exit(7)
-                os.kill(worker, signal.SIGTERM)
-                worker_ran_to_its_end = os.waitpid(worker, 0)[1] == 7 << 8
-                raised = 0
-                for _ in range(2):
-                    try:
-                        signal.raise_signal(signal.SIGTERM)
-                        time.sleep(0.01)  # the handler runs, and raises, within
-                    except Terminated:
-                        raised += 1
-                        signal.raise_signal(signal.SIGTERM)  # again, while the first is handled
-                        time.sleep(0.01)
-            restored = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-            status = (2 if not worker_ran_to_its_end else 3 if raised != 1 or not sigterm.received
-                      else 4 if not restored else 0)
-        finally:
-            os._exit(status)
-    status = os.waitpid(run, 0)[1]
-    assert status == 0, (f"ended by signal {status & 0x7f}" if status & 0x7f else
-                         {1: "an exception", 2: "the worker was ended", 3: "not raised once",
-                          4: "the handler was not restored"}[status >> 8])
+    forked within is left to its parent."""
+    def check() -> str | None:
+        raised = 0
+        with SigtermRaises() as sigterm:
+            worker_ran_to_its_end = forked_worker_outlives_sigterm()
+            for _ in range(2):
+                try:
+                    signal.raise_signal(signal.SIGTERM)
+                    time.sleep(0.01)  # the handler runs, and raises, within
+                except Terminated:
+                    raised += 1
+                    signal.raise_signal(signal.SIGTERM)  # again, while the first is handled
+                    time.sleep(0.01)
+        restored = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        return ("the worker was ended" if not worker_ran_to_its_end
+                else f"raised {raised} times" if raised != 1 or not sigterm.received
+                else "the handler was not restored" if not restored else None)
+
+    assert in_a_fork(check) is None
 
 
 def test_sigterm_after_training_says_how_to_evaluate_and_export_without_training(tmp_path, capsys, monkeypatch):
