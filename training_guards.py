@@ -20,7 +20,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 
-from sigterm import take_sigterm
+from sigterm import SigtermHandler
 
 logger = logging.getLogger(__name__)
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -113,37 +113,21 @@ class CtrlC:
             signal.signal(signal.SIGINT, self._earlier)
 
 
-class Termination(TrainerCallback):
+class Termination(TrainerCallback, SigtermHandler):
     """`with Termination() as termination:` around `Trainer.train`, with the object among Trainer's callbacks: SIGTERM
     (a scheduler's time limit or preemption, `kill`) lets the step under way end, then Trainer saves a checkpoint and
     stops training (`termination.stopped`), where Python's default ends the process at once and loses the steps since
-    the last save. A SIGTERM again changes nothing: a launcher passes on the scheduler's signal, which the scheduler
-    sends to every process as well (SIGKILL ends a run at once). Several processes decide together (one collective, at
-    each step Trainer logs, evaluates or saves and every `AGREE_EVERY` steps), so every process stops after the same
-    step whichever of them got the signal. DataLoader workers forked meanwhile inherit the handler and leave the signal
-    to their parent, which ends them. A SIGTERM that is not the default (ignored, or the caller's own handler), or off
-    the main thread, is left alone."""
+    the last save. A SIGTERM again changes nothing (SIGKILL ends a run at once). Several processes decide together
+    (one collective, at each step Trainer logs, evaluates or saves and every `AGREE_EVERY` steps), so every process
+    stops after the same step whichever of them got the signal. The handler only sets `received` (`SigtermHandler`,
+    which says which SIGTERM it takes): nothing is written there, as the signal may come while the main thread writes
+    to the same stream (a progress bar), where a write from the handler raises "reentrant call" within that write."""
 
     AGREE_EVERY = 10
 
     def __init__(self):
-        self.received = self.stopped = False
-        self._earlier = self._pid = None
-
-    def __enter__(self) -> Termination:
-        self._pid = os.getpid()
-        self._earlier = take_sigterm(self._on_sigterm)
-        return self
-
-    def _on_sigterm(self, signum, frame):
-        # Nothing written here: the signal may come while the main thread writes to the same stream (a progress bar),
-        # where a write from the handler raises "reentrant call" within that write.
-        if os.getpid() == self._pid:  # not a DataLoader worker (its parent ends it)
-            self.received = True
-
-    def __exit__(self, *exc_info) -> None:
-        if self._earlier is not None:
-            signal.signal(signal.SIGTERM, self._earlier)
+        super().__init__()
+        self.stopped = False
 
     def on_step_end(self, args, state, control, **kwargs):
         stop = self.received
