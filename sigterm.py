@@ -35,7 +35,7 @@ class SigtermHandler:
         self.received = False
         self._earlier = self._pid = None
 
-    def __enter__(self):
+    def __enter__(self) -> SigtermHandler:
         self._pid = os.getpid()
         self._earlier = _take_sigterm(self._handle)
         return self
