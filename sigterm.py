@@ -1,7 +1,8 @@
 """SIGTERM (a scheduler's time limit or preemption, `kill`) handled by this process, where Python's default ends it at
 once without a word: `SigtermHandler`, the base of a `with` block's handler, and `SigtermRaises` for work that has no
 step to end at cleanly (the final evaluation, export and push). Training has its own (`training_guards.Termination`:
-the step under way ends, then a checkpoint is saved).
+the step under way ends, then a checkpoint is saved). `take_signal` installs a handler where Python's own handling is
+in place, for Ctrl-C's guard (`training_guards.CtrlC`) too.
 """
 
 from __future__ import annotations
@@ -14,21 +15,22 @@ from collections.abc import Callable
 EXIT_CODE = 143  # a shell's code for a command ended by SIGTERM (128 + 15)
 
 
-def _take_sigterm(handler: Callable) -> Callable | None:
-    """Install `handler` for SIGTERM where SIGTERM is Python's default and this is the main thread -> the handler it
-    replaced, to give back with `signal.signal(signal.SIGTERM, earlier)`; None where it left SIGTERM alone (ignored, or
-    the caller's own handler; off the main thread, where no handler can be installed)."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+def take_signal(signum: int, handler: Callable) -> Callable | None:
+    """Install `handler` for `signum` where Python's own handling of it is in place (SIGINT: raise KeyboardInterrupt;
+    others: the default action) and this is the main thread -> the handler it replaced, to give back with
+    `signal.signal(signum, earlier)`; None where it left the signal alone (ignored, or the caller's own handler; off
+    the main thread, where no handler can be installed)."""
+    python_default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signum) is not python_default:
         return None
-    return signal.signal(signal.SIGTERM, handler)
+    return signal.signal(signum, handler)
 
 
 class SigtermHandler:
     """`with handler:` SIGTERM to this process calls `handler.on_sigterm(first)` (`first`: whether it is the first
     one), and sets `handler.received`. A launcher passes the scheduler's SIGTERM on to a process that the scheduler
     signals itself as well, so a second one is to be expected. A process forked within (a DataLoader worker) inherits
-    the handler and leaves the signal to its parent, which ends it. Where `_take_sigterm` leaves SIGTERM alone, nothing
+    the handler and leaves the signal to its parent, which ends it. Where `take_signal` leaves SIGTERM alone, nothing
     changes."""
 
     def __init__(self):
@@ -37,7 +39,7 @@ class SigtermHandler:
 
     def __enter__(self) -> SigtermHandler:
         self._pid = os.getpid()
-        self._earlier = _take_sigterm(self._handle)
+        self._earlier = take_signal(signal.SIGTERM, self._handle)
         return self
 
     def _handle(self, signum, frame):

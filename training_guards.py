@@ -14,13 +14,12 @@ import os
 import re
 import shutil
 import signal
-import threading
 
 import torch
 from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 
-from sigterm import SigtermHandler
+from sigterm import SigtermHandler, take_signal
 
 logger = logging.getLogger(__name__)
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -99,9 +98,7 @@ class CtrlC:
         self._earlier = None
 
     def __enter__(self) -> CtrlC:
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            self._earlier = signal.signal(signal.SIGINT, self._on_sigint)
+        self._earlier = take_signal(signal.SIGINT, self._on_sigint)
         return self
 
     def _on_sigint(self, signum, frame):
