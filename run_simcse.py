@@ -57,7 +57,7 @@ from run_arguments import (
 )
 from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
 from sigterm import EXIT_CODE as SIGTERM_EXIT
-from sigterm import SigtermRaises, Terminated
+from sigterm import SigtermRaises, Terminated, stopped_by
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
                             sentence_transformers_pooling, tokenize_sts, undefined_metrics)
 from training_guards import (CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, Termination, TrainingBegan,
@@ -374,10 +374,10 @@ def push_export(output_dir: str, repo_id: str, training_args: TrainingArguments,
     except PushError as e:
         raise SystemExit(f"error: {e}. The model is exported in {output_dir}; push it again with {again}") from None
     except (KeyboardInterrupt, Terminated) as e:  # push() has left the Hub as it was
-        signal_name = "SIGTERM: " if isinstance(e, Terminated) else ""
+        signal_name, code = stopped_by(e)
         print(f"\n{signal_name}stopped: nothing was pushed to {repo_id}. The model is exported in {output_dir}; push "
               f"it with {again}", file=sys.stderr)
-        raise SystemExit(SIGTERM_EXIT if signal_name else 130) from None
+        raise SystemExit(code) from None
     print(describe_push(output_dir, repo_id, revision, pushed))
 
 

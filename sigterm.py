@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 
 EXIT_CODE = 143  # a shell's code for a command ended by SIGTERM (128 + 15)
+CTRL_C_EXIT_CODE = 130  # ... and by Ctrl-C (128 + 2)
 
 
 def take_signal(signum: int, handler: Callable) -> Callable | None:
@@ -68,3 +69,9 @@ class SigtermRaises(SigtermHandler):
     def on_sigterm(self, first: bool) -> None:
         if first:
             raise Terminated
+
+
+def stopped_by(signal_exception: KeyboardInterrupt | Terminated) -> tuple[str, int]:
+    """Ctrl-C's KeyboardInterrupt or SIGTERM's `Terminated` -> the prefix of the line the stopped work says ("" or
+    "SIGTERM: ") and its exit code."""
+    return ("SIGTERM: ", EXIT_CODE) if isinstance(signal_exception, Terminated) else ("", CTRL_C_EXIT_CODE)

@@ -10,8 +10,7 @@ import sys
 from hub.card import CARD_FILE, DEFAULT_LICENSE, card_choices, card_for_push, folder_card_is_rendered, render_card
 from hub.model_dir import ModelDirError
 from hub.push import PushError, check_repo_id, describe_push, push
-from sigterm import EXIT_CODE as SIGTERM_EXIT
-from sigterm import SigtermRaises, Terminated
+from sigterm import SigtermRaises, Terminated, stopped_by
 
 CARD_BACKUP = "README.md.bak"  # never published (model_dir.PUBLISHED_PATTERNS)
 
@@ -74,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Terminated) as e:  # push() has left the Hub as it was: no commit, repo or branch
-        signal_name = "SIGTERM: " if isinstance(e, Terminated) else ""  # of its making
+        signal_name, code = stopped_by(e)  # of its making
         print(f"\n{signal_name}stopped" + (f": nothing was pushed to {args.repo_id}" if args.command == "push" else ""),
               file=sys.stderr)
-        return SIGTERM_EXIT if signal_name else 130
+        return code
 
 
 if __name__ == "__main__":
