@@ -290,6 +290,12 @@ class SimCSEModel(PreTrainedModel):
         where kwargs do not name them."""
         return super().from_pretrained(*args, **{**LOAD_KWARGS, **kwargs})
 
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """`PreTrainedModel.save_pretrained` (Trainer's checkpoints), with the weights as readable as the config."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if os.path.isfile(os.path.join(save_directory, "config.json")):  # not written where is_main_process is False
+            _give_the_weights_the_folders_mode(str(save_directory))
+
     @classmethod
     def from_encoder(cls, encoder: str | PreTrainedModel, **simcse_kwargs) -> "SimCSEModel":
         """Wrap a pretrained encoder (a model id / folder, or a loaded model) with fresh SimCSE settings."""

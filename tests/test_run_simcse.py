@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -81,6 +82,16 @@ def test_smoke_results_schema(smoke_run):
         "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling", "2_Dense", "sts_results.json",
         "trainer_state.json", "README.md", "dev_scores.png", "train_results.json", "environment.json", "run_args.json",
         "checkpoint-6"}
+
+
+def test_a_checkpoints_weights_are_as_readable_as_its_other_files(smoke_run):
+    """safetensors 0.8 writes weights 0600 whatever the umask: a checkpoint that another user could score or resume
+    from by every other file held weights that only its owner could read."""
+    out, _ = smoke_run
+    [checkpoint] = out.glob("checkpoint-*")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in checkpoint.iterdir() if p.is_file()}
+    assert {"model.safetensors", "config.json", "optimizer.pt"} <= set(modes)
+    assert set(modes.values()) == {modes["config.json"]}
 
 
 def test_resuming_a_finished_run_says_what_it_trains_again(smoke_run, caplog):
