@@ -21,10 +21,11 @@ import shutil
 import signal
 import socket
 import tempfile
+from typing import IO
 
 import datasets
 from datasets import Dataset
-from transformers import TokenizersBackend
+from transformers import PreTrainedTokenizerBase, TokenizersBackend
 
 from data_sources import COMPRESSIONS, FILE_FORMATS, DataError, Source, is_repo_id
 from training_guards import best_checkpoint, checkpoints, raised_within
@@ -120,7 +121,7 @@ def unreachable(error: BaseException | None) -> bool:
     return raised_within(error, (ConnectionError, socket.gaierror))
 
 
-def open_file(path: str, source: Source, mode: str, **options):
+def open_file(path: str, source: Source, mode: str, **options) -> IO:
     """`open(path, mode, **options)` for the local file (or download) of `source`, decompressed where the source's name
     ends in a compression suffix (`x.tsv.gz`; a download's cached name may have none)."""
     if source.compression is None:
@@ -419,7 +420,7 @@ def parse_named_sets(specs: list[str]) -> dict[str, str]:
     return named
 
 
-def check_tokenizer(tokenizer, max_length: int | None, name: str = "max_length") -> None:
+def check_tokenizer(tokenizer: PreTrainedTokenizerBase, max_length: int | None, name: str = "max_length") -> None:
     """Raise ValueError where the tokenizer cannot make the batches: it has no padding token (the collator pads with
     it), or sentences cut to `max_length` tokens (named `name`; None: not checked) would keep no token of their own
     once its special tokens ([CLS] and [SEP] for BERT) are in, so that every sentence would get the same embedding."""
@@ -439,7 +440,7 @@ def sample_sentences(ds: Dataset, columns: list[str], rows: int = 500) -> list[s
     return [s for c in columns for s in column_values(head, c)]
 
 
-def check_known_tokens(tokenizer, sentences: list[str], what: str) -> None:
+def check_known_tokens(tokenizer: PreTrainedTokenizerBase, sentences: list[str], what: str) -> None:
     """Raise ValueError where `tokenizer` makes half or more of the tokens of `sentences` (those of `what`) its unknown
     token, so that most sentences would look alike to the encoder; warn from UNKNOWN_TOKENS_WARNING. transformers
     builds a tokenizer with special tokens only, and no word of its own, for a model folder without tokenizer files."""
@@ -466,7 +467,7 @@ def check_known_tokens(tokenizer, sentences: list[str], what: str) -> None:
     logger.warning("%s: sentences that differ only in those words look alike to the encoder", found)
 
 
-def token_ids(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+def token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> list[list[int]]:
     """Sentences -> their token ids with the special tokens, truncated to max_length (no attention masks: the collator
     makes them): `tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]`.
 
@@ -484,7 +485,7 @@ def token_ids(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
 
 def tokenize_rows(
     ds: Dataset,
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     text_columns: list[str],
     max_length: int,
     label_column: str | None = None,

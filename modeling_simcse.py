@@ -29,7 +29,7 @@ from huggingface_hub.dataclasses import strict
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
-from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
@@ -399,7 +399,7 @@ class SimCSEModel(PreTrainedModel):
             raise ValueError(f"{name} {max_length} is longer than the {limit} positions of the "
                              f"{self.config.encoder.model_type} encoder; set it to {limit} or less")
 
-    def check_vocabulary(self, tokenizer) -> None:
+    def check_vocabulary(self, tokenizer: PreTrainedTokenizerBase) -> None:
         """Raise ValueError if the tokenizer gives ids past the encoder's token embeddings (another model's tokenizer):
         the first sentence with such a token fails with an index error (on a GPU, a device-side assert)."""
         embeddings = self.encoder.get_input_embeddings().num_embeddings
@@ -523,7 +523,7 @@ class SimCSEModel(PreTrainedModel):
     def encode(
         self,
         sentences: list[str],
-        tokenizer,
+        tokenizer: PreTrainedTokenizerBase,
         batch_size: int = 256,
         max_length: int = 64,
         fill_batches: bool | None = None,
@@ -630,7 +630,9 @@ class SimCSEModel(PreTrainedModel):
         )
         return SimCSEOutput(loss=loss)
 
-    def embed_for_training(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, recompute: bool = True):
+    def embed_for_training(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, recompute: bool = True
+    ) -> torch.Tensor:
         """`embed` for a training step's sentences, in length-sorted pieces when `length_buckets` > 1 or
         `embedding_chunk_size` is set (training only; otherwise one pass).
 
@@ -660,7 +662,9 @@ class SimCSEModel(PreTrainedModel):
         return embeddings.new_empty(embeddings.shape).index_copy(0, order, embeddings)
 
     # ------------------------------------------------------------------ export
-    def export_encoder(self, out_dir: str, tokenizer, max_seq_length: int | None = None) -> None:
+    def export_encoder(
+        self, out_dir: str, tokenizer: PreTrainedTokenizerBase, max_seq_length: int | None = None
+    ) -> None:
         """Write the plain encoder, tokenizer and sentence-transformers files to `out_dir`.
 
         `AutoModel.from_pretrained(out_dir)` then loads with no newly initialised weight, and

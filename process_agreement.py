@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import logging
 import os
+from collections.abc import Iterator
 
 import torch
 from accelerate import PartialState
@@ -50,7 +51,7 @@ def join_the_other_processes(timeout: datetime.timedelta = datetime.timedelta(mi
 
 
 @contextlib.contextmanager
-def stopping_together():
+def stopping_together() -> Iterator[None]:
     """Start-up work that every process does (on several machines, each with its own files): where it fails in one
     process, every process stops, the others with that process's message, rather than waiting for it at the next
     collective operation (on two gloo processes, a 'Connection closed by peer' traceback; under NCCL, a wait for its

@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import joblib
 import torch
@@ -34,7 +34,8 @@ from datasets import Dataset
 from huggingface_hub import HfApi
 from huggingface_hub.errors import StrictDataclassError
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import (AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerCallback,
+                          TrainingArguments, set_seed)
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from data_collator import SimCSECollator
@@ -75,7 +76,7 @@ CLOCK_FILE = "training_seconds.json"
 CUDA_GRAPH_SHAPES = {"pack_rows_multiple_of": CUDA_GRAPH_ROWS, "pad_to_multiple_of": CUDA_GRAPH_LENGTHS}
 
 
-def load_training_set(data_args: DataArguments, cache_dir: str | None):
+def load_training_set(data_args: DataArguments, cache_dir: str | None) -> Dataset:
     """The training rows as Dataset(sent0[, sent1[, hard_neg]])."""
     if data_args.train_format == "nli":
         ds = load_nli_triplets(data_args.train_data, data_args.nli_strip_quotes, cache_dir=cache_dir)
@@ -132,7 +133,7 @@ def warn_of_another_embedding(model: str, saved_embedding: str | None, new: SimC
 
 
 @contextlib.contextmanager
-def model_loading_errors(model_args: ModelArguments):
+def model_loading_errors(model_args: ModelArguments) -> Iterator[None]:
     """Turns what stops the encoder or its tokenizer from loading into a clear error: transformers' OSError (not on the
     Hub, no network and not cached, no weights in the folder), and its refusal to run the code a model or tokenizer
     ships (loaded with trust_remote_code=False): the job trains built-in encoders, whose packing, export and card it
@@ -178,7 +179,7 @@ def apply_config_changes(config: transformers.PreTrainedConfig, model_args: Mode
     return config
 
 
-def load_tokenizer(model_args: ModelArguments, train_set, max_seq_length: int):
+def load_tokenizer(model_args: ModelArguments, train_set: Dataset, max_seq_length: int) -> PreTrainedTokenizerBase:
     """The encoder's tokenizer (or `tokenizer_name`), or a WordPiece one trained on the training sentences
     (`train_tokenizer_vocab_size`), whose `model_max_length` is set to max_seq_length: it is saved with every
     checkpoint and the export, and sts_evaluation.py cuts sentences there by default."""
@@ -197,7 +198,8 @@ def load_tokenizer(model_args: ModelArguments, train_set, max_seq_length: int):
     return tokenizer
 
 
-def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokenizer, device_type: str) -> SimCSEModel:
+def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokenizer: PreTrainedTokenizerBase,
+                device_type: str) -> SimCSEModel:
     """A pretrained or config-made encoder wrapped in a fresh `SimCSEModel`.
 
     From an export or a checkpoint of an earlier run, the trained MLP of a `cls` pooler comes along (a `cls` run then
@@ -252,8 +254,8 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
     return model
 
 
-def check_trainable(model: SimCSEModel, tokenizer, simcse_args: SimCSEArguments, max_seq_length: int,
-                    train_set: Dataset) -> None:
+def check_trainable(model: SimCSEModel, tokenizer: PreTrainedTokenizerBase, simcse_args: SimCSEArguments,
+                    max_seq_length: int, train_set: Dataset) -> None:
     """Stop (SystemExit) before training on what the built model cannot do: packing asked of an encoder without it, an
     export that cannot give the trained embedding, a max_seq_length or tokenizer that does not fit the encoder or
     the training sentences."""
@@ -334,7 +336,7 @@ def describe_environment(training_args: TrainingArguments, train_rows: int) -> d
     }
 
 
-def export(model: SimCSEModel, tokenizer, output_dir: str, max_seq_length: int) -> None:
+def export(model: SimCSEModel, tokenizer: PreTrainedTokenizerBase, output_dir: str, max_seq_length: int) -> None:
     """Export into a scratch folder first, then move the files in, so a failed export leaves nothing half-written.
 
     The files a previous export left in the folder (an overwritten run's) go first: a push would publish any of them
@@ -468,7 +470,7 @@ class TrainingClock(TrainerCallback):
 
 @contextlib.contextmanager
 def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int | None = None,
-                     termination: Termination | None = None):
+                     termination: Termination | None = None) -> Iterator[None]:
     """`with stopping_cleanly(trainer, trained):` around training (`trained` False) or what follows it (`trained`: the
     final evaluation, export, results and card). A run that cannot go on (a loss that is not finite, a GPU out of
     memory, a full disk, Ctrl-C) ends with SystemExit and a message that says what was kept and what to do, in place

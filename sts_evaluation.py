@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 from scipy import stats
-from transformers import AutoTokenizer, EvalPrediction, Trainer, TrainingArguments
+from transformers import AutoTokenizer, EvalPrediction, PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.utils import cached_file
 
 from data_collator import SimCSECollator
@@ -61,8 +61,8 @@ def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     return sts_correlations(prediction.predictions, prediction.label_ids)
 
 
-def tokenize_sts(ds, tokenizer, max_length: int, num_proc: int | None = None, name: str = "STS",
-                 length_column: str | None = None):
+def tokenize_sts(ds: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, num_proc: int | None = None,
+                 name: str = "STS", length_column: str | None = None) -> Dataset:
     """Dataset(sentence1, sentence2, score) -> rows for `SimCSECollator` with `labels`, longest pair first.
 
     The correlations do not depend on the order of the pairs; sorted, an evaluation batch pads little.
@@ -97,8 +97,8 @@ def evaluate_sets(trainer: Trainer, sets: dict) -> dict[str, dict[str, float]]:
     return results
 
 
-def check_inputs(model: SimCSEModel, tokenizer, max_length: int | None, samples: dict[str, list[str]],
-                 name: str = "--max-length") -> None:
+def check_inputs(model: SimCSEModel, tokenizer: PreTrainedTokenizerBase, max_length: int | None,
+                 samples: dict[str, list[str]], name: str = "--max-length") -> None:
     """SystemExit naming what the encoder and its tokenizer cannot take (training and scoring): sentences most of whose
     tokens the tokenizer does not know (`samples`: what they are -> a sample of them), sentences of `max_length`
     tokens (the setting named `name`; None: not checked), this tokenizer's ids, or batches this tokenizer cannot pad."""
