@@ -263,7 +263,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--max-length", type=positive_int,
                         help="tokens a sentence is cut to (default: the run's max_seq_length for an export or a "
                              "checkpoint, a sentence-transformers model's own max_seq_length, else 64)")
-    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--batch-size", type=positive_int, default=128,
+                        help="sentence pairs a batch (default 128; a sentence-transformers model: sentences a batch)")
     parser.add_argument("--remove-characters", default="", metavar="CHARS",
                         help="delete each of these characters from every sentence before encoding; not the standard "
                              "protocol. The published SimCSE-KO code removed commas and quotes: --remove-characters "
