@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 RESUMABLE_KEYS = {
     "resume_from_checkpoint", "overwrite_output_dir", "logging_dir", "local_rank", "preprocessing_num_workers",
     "dataloader_num_workers", "dataloader_pin_memory", "dataloader_prefetch_factor", "dataloader_persistent_workers",
+    "dataloader_multiprocessing_context",
     "per_device_eval_batch_size", "eval_accumulation_steps", "logging_steps", "logging_strategy", "logging_first_step",
     "report_to", "run_name", "disable_tqdm", "log_level", "log_level_replica", "save_total_limit",
     "push_to_hub", "hub_token", "hub_model_id", "hub_private_repo", "hub_revision", "hub_strategy", "hub_always_push",

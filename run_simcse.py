@@ -34,6 +34,7 @@ from datasets import Dataset
 from huggingface_hub import HfApi
 from huggingface_hub.errors import StrictDataclassError
 from torch import nn
+from torch.utils.data import DataLoader
 from transformers import (AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerCallback,
                           TrainingArguments, set_seed)
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -58,7 +59,7 @@ from run_arguments import (
 )
 from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
 from sigterm import EXIT_CODE as SIGTERM_EXIT
-from sigterm import SigtermRaises, Terminated, stopped_by
+from sigterm import SigtermRaises, Terminated, stopped_by, workers_leave_sigterm
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
                             sentence_transformers_pooling, tokenize_sts, undefined_metrics)
 from training_guards import (CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, Termination, TrainingBegan,
@@ -402,11 +403,18 @@ class SimCSETrainer(Trainer):
     """`Trainer` whose evaluations leave torch's CPU random state as they found it, so that how often the dev set is
     scored (`eval_steps`, `eval_on_start`) does not change what is trained: every DataLoader iteration draws a seed
     from that generator, so each evaluation moved every later dropout mask of a run on a CPU. CUDA's generator is left
-    alone: evaluation draws nothing from it (no dropout in eval mode)."""
+    alone: evaluation draws nothing from it (no dropout in eval mode). Its DataLoader workers leave a scheduler's
+    SIGTERM to the run (`sigterm.WorkerLeavesSigterm`), which stops them as it stops."""
 
     def evaluate(self, *args, **kwargs) -> dict[str, float]:
         with torch.random.fork_rng(devices=[]):
             return super().evaluate(*args, **kwargs)
+
+    def get_train_dataloader(self) -> DataLoader:
+        return workers_leave_sigterm(super().get_train_dataloader())
+
+    def get_eval_dataloader(self, eval_dataset: str | Dataset | None = None) -> DataLoader:
+        return workers_leave_sigterm(super().get_eval_dataloader(eval_dataset))
 
 
 class CheckpointSaveTimer(TrainerCallback):

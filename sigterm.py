@@ -2,7 +2,8 @@
 once without a word: `SigtermHandler`, the base of a `with` block's handler, and `SigtermRaises` for work that has no
 step to end at cleanly (the final evaluation, export and push). Training has its own (`training_guards.Termination`:
 the step under way ends, then a checkpoint is saved). `take_signal` installs a handler where Python's own handling is
-in place, for Ctrl-C's guard (`training_guards.CtrlC`) too.
+in place, for Ctrl-C's guard (`training_guards.CtrlC`) too. `WorkerLeavesSigterm` keeps DataLoader workers alive
+through a SIGTERM meant for the run.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # `python -m hub`, which uses this module, imports no torch
+    from torch.utils.data import DataLoader
 
 EXIT_CODE = 143  # a shell's code for a command ended by SIGTERM (128 + 15)
 CTRL_C_EXIT_CODE = 130  # ... and by Ctrl-C (128 + 2)
@@ -69,6 +74,41 @@ class SigtermRaises(SigtermHandler):
     def on_sigterm(self, first: bool) -> None:
         if first:
             raise Terminated
+
+
+class WorkerLeavesSigterm:
+    """A DataLoader's `worker_init_fn` (`init_fn` runs after it): in the worker, SIGTERM from the process that made the
+    loader ends the worker, as torch's own handler does with its parent's, and SIGTERM from anyone else is left to
+    that process. A scheduler signals every process of a job, DataLoader workers too, and torch's worker died of it:
+    a run that went on to the end of its step (or to the step its processes agree on, or through a dev evaluation)
+    found its workers gone ("DataLoader worker ... exited unexpectedly") and stopped without its checkpoint. The run
+    stops its workers as it stops, and a worker whose parent has died exits of itself (torch's watchdog). Where
+    `signal.sigwaitinfo`, which tells the sender, is missing (macOS), torch's handling stays; a thread the worker ran
+    before this (started by its imports, where spawn or forkserver started it) may still take the signal, and die."""
+
+    def __init__(self, init_fn: Callable[[int], None] | None = None):
+        self.init_fn, self.parent = init_fn, os.getpid()
+
+    def __call__(self, worker_id: int) -> None:
+        if hasattr(signal, "sigwaitinfo"):
+            # Blocked in this thread, and so in the threads it starts: the signal waits for `_take_sigterm`'s thread.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            threading.Thread(target=self._take_sigterm, name="sigterm", daemon=True).start()
+        if self.init_fn is not None:
+            self.init_fn(worker_id)
+
+    def _take_sigterm(self) -> None:
+        while signal.sigwaitinfo({signal.SIGTERM}).si_pid != self.parent:
+            pass
+        os._exit(0)
+
+
+def workers_leave_sigterm(loader: DataLoader) -> DataLoader:
+    """`loader`, its workers (if any) leaving SIGTERM to this process (`WorkerLeavesSigterm`)."""
+    iterated = getattr(loader, "base_dataloader", loader)  # accelerate's prepared loader wraps the one it iterates
+    if iterated.num_workers and not isinstance(iterated.worker_init_fn, WorkerLeavesSigterm):
+        iterated.worker_init_fn = WorkerLeavesSigterm(iterated.worker_init_fn)
+    return loader
 
 
 def stopped_by(signal_exception: KeyboardInterrupt | Terminated) -> tuple[str, int]:

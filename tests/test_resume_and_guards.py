@@ -16,6 +16,7 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import output_folder
@@ -26,7 +27,7 @@ from data_collator import SimCSECollator
 from data_loading import load_nli_triplets, tokenize_rows
 from hub.model_dir import ModelDirError, check_export
 from modeling_simcse import SimCSEModel
-from sigterm import SigtermRaises, Terminated
+from sigterm import SigtermRaises, Terminated, workers_leave_sigterm
 from test_run_simcse import smoke_config
 from training_guards import (NonFiniteLossGuard, Termination, TrainingDiverged, is_complete,
                              last_complete_checkpoint)
@@ -121,6 +122,78 @@ def test_sigterm_while_training_saves_a_checkpoint_to_resume_from(tmp_path, unin
         assert resumed[name] == pytest.approx(results[name], abs=1e-6)
     assert_same_export(whole, out)
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-6"]  # the best one, as uninterrupted
+
+
+def test_sigterm_to_every_process_of_the_run_leaves_its_dataloader_workers_to_it(tmp_path):
+    """A scheduler signals every process of a job, DataLoader workers too (a group SIGTERM from another process, in a
+    dev evaluation of 12 batches at step 3, 4 of them fetched ahead): torch's workers died of it, and the evaluation,
+    finding them gone, stopped the run at step 3 before its checkpoint ("before any checkpoint was saved"). They leave
+    it to the run now: the evaluation ends, checkpoint-3 is saved, step 4 trains and its checkpoint ends the run."""
+    config = smoke_config(tmp_path, dataloader_num_workers=2, per_device_eval_batch_size=2,
+                          dataloader_multiprocessing_context="fork")  # what it holds for (README), Python 3.14 too
+    run = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "sigterm_worker.py"), config], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           env=dict(os.environ, PYTHONPATH=ROOT, KILL_AT="3", KILL_GROUP="1"))
+    _, stderr = run.communicate(timeout=300)
+    out = tmp_path / "out"
+    assert run.returncode == 143, stderr[-3000:]
+    assert stderr.endswith(f"SIGTERM: stopped at step 4 of 12; {out} holds checkpoint-4 (step 4): add "
+                           "--resume_from_checkpoint last (or set \"resume_from_checkpoint\": true) to continue from "
+                           "it\n"), stderr[-3000:]
+    assert is_complete(str(out / "checkpoint-4"))
+    assert not live_processes_of_group(run.pid)  # no worker outlived the run
+
+
+def live_processes_of_group(group: int) -> list[int]:
+    """The processes of process group `group` that have not ended (zombies left out)."""
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                state, _, pgrp = f.read().rsplit(")", 1)[1].split()[:3]
+        except FileNotFoundError:  # ended since the listing
+            continue
+        if state != "Z" and int(pgrp) == group:
+            found.append(int(name))
+    return found
+
+
+def test_a_dataloader_worker_ends_on_its_parents_sigterm_only():
+    """`WorkerLeavesSigterm`: SIGTERM to the workers from another process leaves them at work, every batch comes; the
+    parent's own (torch's way of ending a worker that did not stop, and multiprocessing's at exit) ends one."""
+    loader = DataLoader(WorkerPids(), batch_size=2, num_workers=2, multiprocessing_context="fork")
+    batches = iter(workers_leave_sigterm(loader))
+    pids = {int(pid) for pid in next(batches)} | {int(pid) for pid in next(batches)}
+    for pid in pids:
+        subprocess.run([sys.executable, "-c", f"import os, signal; os.kill({pid}, signal.SIGTERM)"], check=True)
+    assert len([next(batches) for _ in range(8)]) == 8
+    worker = min(pids)
+    os.kill(worker, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while not ended(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ended(worker)
+    del batches
+
+
+class WorkerPids(torch.utils.data.Dataset):
+    """20 items, each the pid of the worker that made it, a little slowly (a worker at work when signalled)."""
+
+    def __len__(self) -> int:
+        return 20
+
+    def __getitem__(self, i: int) -> int:
+        time.sleep(0.02)
+        return os.getpid()
+
+
+def ended(pid: int) -> bool:
+    """Whether process `pid` (a child of this one) has ended: gone, or a zombie not yet waited for."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def in_a_fork(check) -> str | None:
