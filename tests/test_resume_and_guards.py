@@ -144,18 +144,26 @@ def test_sigterm_to_every_process_of_the_run_leaves_its_dataloader_workers_to_it
     assert not live_processes_of_group(run.pid)  # no worker outlived the run
 
 
+def process_state(pid: int | str) -> tuple[str, int] | None:
+    """Process `pid`'s state letter ("Z": ended, not yet waited for) and process group, from /proc; None where gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state, _, group = f.read().rsplit(")", 1)[1].split()[:3]
+    except FileNotFoundError:
+        return None
+    return state, int(group)
+
+
+def ended(pid: int) -> bool:
+    """Whether process `pid` has ended: gone, or a zombie not yet waited for."""
+    state = process_state(pid)
+    return state is None or state[0] == "Z"
+
+
 def live_processes_of_group(group: int) -> list[int]:
-    """The processes of process group `group` that have not ended (zombies left out)."""
-    found = []
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                state, _, pgrp = f.read().rsplit(")", 1)[1].split()[:3]
-        except FileNotFoundError:  # ended since the listing
-            continue
-        if state != "Z" and int(pgrp) == group:
-            found.append(int(name))
-    return found
+    """The processes of process group `group` that have not ended."""
+    states = {int(pid): process_state(pid) for pid in filter(str.isdigit, os.listdir("/proc"))}
+    return [pid for pid, state in states.items() if state and state[0] != "Z" and state[1] == group]
 
 
 def test_a_dataloader_worker_ends_on_its_parents_sigterm_only():
@@ -185,15 +193,6 @@ class WorkerPids(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> int:
         time.sleep(0.02)
         return os.getpid()
-
-
-def ended(pid: int) -> bool:
-    """Whether process `pid` (a child of this one) has ended: gone, or a zombie not yet waited for."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def in_a_fork(check) -> str | None:
