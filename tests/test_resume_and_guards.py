@@ -31,6 +31,7 @@ from sigterm import SigtermRaises, Terminated, workers_leave_sigterm
 from test_run_simcse import smoke_config
 from training_guards import (NonFiniteLossGuard, Termination, TrainingDiverged, is_complete,
                              last_complete_checkpoint)
+from worker_pids import WorkerPids
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +130,7 @@ def test_sigterm_to_every_process_of_the_run_leaves_its_dataloader_workers_to_it
     dev evaluation of 12 batches at step 3, 4 of them fetched ahead): torch's workers died of it, and the evaluation,
     finding them gone, stopped the run at step 3 before its checkpoint ("before any checkpoint was saved"). They leave
     it to the run now: the evaluation ends, checkpoint-3 is saved, step 4 trains and its checkpoint ends the run."""
-    config = smoke_config(tmp_path, dataloader_num_workers=2, per_device_eval_batch_size=2,
-                          dataloader_multiprocessing_context="fork")  # what it holds for (README), Python 3.14 too
+    config = smoke_config(tmp_path, dataloader_num_workers=2, per_device_eval_batch_size=2)
     run = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "sigterm_worker.py"), config], cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                            env=dict(os.environ, PYTHONPATH=ROOT, KILL_AT="3", KILL_GROUP="1"))
@@ -166,10 +166,12 @@ def live_processes_of_group(group: int) -> list[int]:
     return [pid for pid, state in states.items() if state and state[0] != "Z" and state[1] == group]
 
 
-def test_a_dataloader_worker_ends_on_its_parents_sigterm_only():
-    """`WorkerLeavesSigterm`: SIGTERM to the workers from another process leaves them at work, every batch comes; the
-    parent's own (torch's way of ending a worker that did not stop, and multiprocessing's at exit) ends one."""
-    loader = DataLoader(WorkerPids(), batch_size=2, num_workers=2, multiprocessing_context="fork")
+@pytest.mark.parametrize("start", ["fork", "forkserver", "spawn"])
+def test_a_dataloader_worker_ends_on_its_parents_sigterm_only(start):
+    """`workers_leave_sigterm`: SIGTERM to the workers from another process leaves them at work, every batch comes; the
+    parent's own (torch's way of ending a worker that did not stop, and multiprocessing's at exit) ends one. Workers
+    that spawn or forkserver start run threads before `worker_init_fn` (numpy's OpenBLAS pool), which took it."""
+    loader = DataLoader(WorkerPids(), batch_size=2, num_workers=2, multiprocessing_context=start)
     batches = iter(workers_leave_sigterm(loader))
     pids = {int(pid) for pid in next(batches)} | {int(pid) for pid in next(batches)}
     for pid in pids:
@@ -182,17 +184,6 @@ def test_a_dataloader_worker_ends_on_its_parents_sigterm_only():
         time.sleep(0.05)
     assert ended(worker)
     del batches
-
-
-class WorkerPids(torch.utils.data.Dataset):
-    """20 items, each the pid of the worker that made it, a little slowly (a worker at work when signalled)."""
-
-    def __len__(self) -> int:
-        return 20
-
-    def __getitem__(self, i: int) -> int:
-        time.sleep(0.02)
-        return os.getpid()
 
 
 def in_a_fork(check) -> str | None:
