@@ -86,7 +86,8 @@ class WorkerLeavesSigterm:
     found its workers gone ("DataLoader worker ... exited unexpectedly") and stopped without its checkpoint. The run
     stops its workers as it stops, and a worker whose parent has died exits of itself (torch's watchdog). Where
     `signal.sigwaitinfo`, which tells the sender, is missing (macOS), torch's handling stays. Use it through
-    `workers_leave_sigterm`, which starts spawn's and forkserver's workers with the signal blocked in every thread."""
+    `workers_leave_sigterm`. A worker started by forkserver (Linux's default from Python 3.14) runs threads before
+    this (numpy's OpenBLAS pool), which may still take the signal, and die of it, as before."""
 
     def __init__(self, init_fn: Callable[[int], None] | None = None):
         self.init_fn, self.parent = init_fn, os.getpid()
@@ -105,45 +106,34 @@ class WorkerLeavesSigterm:
         os._exit(0)
 
 
-def _with_sigterm_blocked(popen: Callable) -> staticmethod:
-    """A Process class's `_Popen` that starts the process with SIGTERM blocked in this thread, so that every thread of
-    the new process starts with it blocked too: spawn's and forkserver's workers run threads that their imports start
-    (OpenBLAS's, from numpy) before `WorkerLeavesSigterm`, and one of those took the signal, and died of it."""
-
-    def start(process_obj):
-        earlier = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        try:
-            return popen(process_obj)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, earlier)  # a SIGTERM meanwhile is delivered now
-
-    return staticmethod(start)
-
-
 if hasattr(signal, "sigwaitinfo"):  # where a worker can tell its parent's SIGTERM (not macOS, not Windows)
 
     class SpawnProcessSigtermBlocked(multiprocessing.context.SpawnProcess):
-        _Popen = _with_sigterm_blocked(multiprocessing.context.SpawnProcess._Popen)
+        """A spawned process started with SIGTERM blocked in the starting thread, so that every thread of it starts
+        with the signal blocked: a spawned DataLoader worker runs threads that its imports start (numpy's OpenBLAS
+        pool) before `WorkerLeavesSigterm`, and one of those took the signal, and died of it."""
 
-    class ForkServerProcessSigtermBlocked(multiprocessing.context.ForkServerProcess):
-        # The server, where it starts with the first worker, keeps SIGTERM blocked too: it outlives a scheduler's.
-        _Popen = _with_sigterm_blocked(multiprocessing.context.ForkServerProcess._Popen)
+        @staticmethod
+        def _Popen(process_obj):
+            earlier = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            try:
+                return multiprocessing.context.SpawnProcess._Popen(process_obj)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, earlier)  # a SIGTERM meanwhile is delivered now
 
     class SpawnContextSigtermBlocked(multiprocessing.context.SpawnContext):
         Process = SpawnProcessSigtermBlocked
 
-    class ForkServerContextSigtermBlocked(multiprocessing.context.ForkServerContext):
-        Process = ForkServerProcessSigtermBlocked
-
-    # A loader's start method -> its replacement; a forked worker has no thread but the one WorkerLeavesSigterm guards.
-    SIGTERM_BLOCKED_CONTEXTS = {"spawn": SpawnContextSigtermBlocked(), "forkserver": ForkServerContextSigtermBlocked()}
+    # A loader's start method -> its replacement. Not forkserver: its server, started so, would block SIGTERM in every
+    # process it starts later, any code's. A forked worker has no thread but the one WorkerLeavesSigterm guards.
+    SIGTERM_BLOCKED_CONTEXTS = {"spawn": SpawnContextSigtermBlocked()}
 else:
     SIGTERM_BLOCKED_CONTEXTS = {}
 
 
 def workers_leave_sigterm(loader: DataLoader) -> DataLoader:
-    """`loader`, its workers (if any) leaving SIGTERM to this process (`WorkerLeavesSigterm`), started by fork, or by
-    spawn or forkserver with SIGTERM blocked (`SIGTERM_BLOCKED_CONTEXTS`)."""
+    """`loader`, its workers (if any) leaving SIGTERM to this process (`WorkerLeavesSigterm`); spawned ones started
+    with SIGTERM blocked (`SIGTERM_BLOCKED_CONTEXTS`)."""
     iterated = getattr(loader, "base_dataloader", loader)  # accelerate's prepared loader wraps the one it iterates
     if not iterated.num_workers or isinstance(iterated.worker_init_fn, WorkerLeavesSigterm):
         return loader
