@@ -516,7 +516,7 @@ def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int 
         except (KeyboardInterrupt, OSError, RuntimeError) as e:
             if isinstance(e, KeyboardInterrupt) or ctrl_c.pressed:  # Ctrl-C may stop a DataLoader worker too (CtrlC)
                 raise stopped(130) from None  # a shell's code for a command stopped by Ctrl-C
-            if sigterm.received:  # SIGTERM ended a DataLoader worker not forked from here
+            if sigterm.received:  # SIGTERM ended a DataLoader worker it could not guard (sigterm.WorkerLeavesSigterm)
                 raise stopped(SIGTERM_EXIT, "SIGTERM: ") from None
             if (full := full_disk(args.output_dir, e, *needed)) is None:
                 raise

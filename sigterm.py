@@ -37,9 +37,9 @@ def take_signal(signum: int, handler: Callable) -> Callable | None:
 class SigtermHandler:
     """`with handler:` SIGTERM to this process calls `handler.on_sigterm(first)` (`first`: whether it is the first
     one), and sets `handler.received`. A launcher passes the scheduler's SIGTERM on to a process that the scheduler
-    signals itself as well, so a second one is to be expected. A process forked within (a DataLoader worker) inherits
-    the handler and leaves the signal to its parent, which ends it. Where `take_signal` leaves SIGTERM alone, nothing
-    changes."""
+    signals itself as well, so a second one is to be expected. A process forked within inherits the handler and leaves
+    the signal to its parent (a DataLoader worker, until torch installs its own handler over it: `WorkerLeavesSigterm`
+    then takes over). Where `take_signal` leaves SIGTERM alone, nothing changes."""
 
     def __init__(self):
         self.received = False
