@@ -19,7 +19,7 @@ import copy
 import json
 import os
 import shutil
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -253,6 +253,36 @@ def pooler_dense(encoder: nn.Module) -> nn.Linear | None:
         return pooler.dense
     activation = getattr(encoder, "pooler_activation", getattr(encoder, "activation", None))
     return pooler if isinstance(pooler, nn.Linear) and isinstance(activation, nn.Tanh) else None
+
+
+class FirstTokenLayer(nn.Module):
+    """A BERT-family encoder layer (`PACKABLE_MODEL_TYPES`) at evaluation, for each row's first token alone.
+
+    (rows, length, hidden) states and a (rows, 1, 1 or length, length) mask (or none) -> (rows, 1, hidden): the
+    layer's output for the first token, whose query attends to every token's key and value as in the whole layer. A
+    CLS pooler reads nothing else of the last layer, so the other tokens' query, attention, output projection and
+    feed-forward (10 of the 12 hidden x hidden matrix products a token takes in a layer) are not computed. No dropout:
+    evaluation only.
+    """
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, *_, **__) -> torch.Tensor:
+        attention = self.layer.attention
+        heads = attention.self
+        rows, first = len(hidden_states), hidden_states[:, :1]
+        mask = None if attention_mask is None else attention_mask[:, :, :1]  # transformers may drop an all-True mask
+
+        def split(x: torch.Tensor) -> torch.Tensor:
+            return x.view(rows, -1, heads.num_attention_heads, heads.attention_head_size).transpose(1, 2)
+
+        context = F.scaled_dot_product_attention(
+            split(heads.query(first)), split(heads.key(hidden_states)), split(heads.value(hidden_states)),
+            attn_mask=mask, scale=heads.scaling)
+        first = attention.output(context.transpose(1, 2).reshape(rows, 1, -1), first)
+        return self.layer.output(self.layer.intermediate(first), first)
 
 
 class SimCSEModel(PreTrainedModel):
@@ -490,6 +520,24 @@ class SimCSEModel(PreTrainedModel):
             return mask.masked_fill_(~allowed, torch.finfo(mask.dtype).min)
         return allowed
 
+    @contextmanager
+    def _last_layer_for_the_first_token(self, attention_mask: torch.Tensor):
+        """Within it, the encoder's last layer is a `FirstTokenLayer` where that gives every state the pooler reads:
+        evaluation, a CLS pooler, padded rows (a (rows, 1, 1, length) mask: packed rows hold several sentences) of a
+        packable encoder, not under torch.compile (whose graph would keep the swap); otherwise it changes nothing."""
+        swap = (not self.training and self.config.pooler_type in ("cls", "cls_before_pooler") and self.supports_packing
+                and attention_mask.dim() == 4 and attention_mask.shape[2] == 1 and not torch.compiler.is_compiling())
+        if not swap:
+            yield
+            return
+        layers = self.encoder.encoder.layer
+        last = layers[-1]
+        layers[-1] = FirstTokenLayer(last)
+        try:
+            yield
+        finally:
+            layers[-1] = last
+
     @property
     def _position_offset(self) -> int:
         # RoBERTa-style embeddings number positions from padding_idx + 1; BERT and ELECTRA from 0.
@@ -497,13 +545,15 @@ class SimCSEModel(PreTrainedModel):
         return 0 if padding_idx is None else padding_idx + 1
 
     def _token_states(self, **encoder_inputs) -> torch.Tensor:
-        """(rows, width, hidden) token states the pooler reads: the last layer, or the mean of two layers."""
+        """(rows, width, hidden) token states the pooler reads: the last layer, or the mean of two layers; at
+        evaluation with a CLS pooler, the last layer's states may hold the first token alone, (rows, 1, hidden)."""
         pooler = self.config.pooler_type
         needs_layers = pooler in LAYER_POOLERS
         # Compiled layers (compile_layers) serve training steps only; eval mode runs them eagerly.
         eager = self._layers_compiled and not self.training
         stance = torch.compiler.set_stance("force_eager") if eager else nullcontext()
-        with sdpa_kernel(SHAPE_AGNOSTIC_ATTENTION), stance:
+        with sdpa_kernel(SHAPE_AGNOSTIC_ATTENTION), stance, self._last_layer_for_the_first_token(
+                encoder_inputs["attention_mask"]):
             out = self.encoder(**encoder_inputs, output_hidden_states=needs_layers)
         if pooler == "avg_first_last":
             return (out.hidden_states[1] + out.hidden_states[-1]) / 2

@@ -25,7 +25,9 @@ Figures per system: triplets/s (sentences/s for encoding), real (non-padding) to
 share of the device's bf16 dense peak (CUDA only), peak memory, and the ratio to sentence-transformers. FLOPs are
 counted on real tokens only, per token: training 6*N + 12*L*d*S, encoding 2*N + 4*L*d*S, with N the encoder's
 non-embedding parameters, L layers, d hidden size and S = E[len^2]/E[len] over the sentences (the attention terms);
-padding adds work that these figures do not credit. The last printed line is `train_vs_st=<x> encode_vs_st=<y>`.
+padding adds work that these figures do not credit, and this project's encoding, which runs the last layer for the
+CLS token alone (`modeling_simcse.FirstTokenLayer`), is credited with the whole layer's work, as the peer's is: its
+TFLOP/s is the rate of the work a whole pass does. The last printed line is `train_vs_st=<x> encode_vs_st=<y>`.
 """
 
 from __future__ import annotations

@@ -156,6 +156,35 @@ def test_every_packable_encoder_gives_its_own_embeddings_padded_and_packed(token
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("model_type", sorted(ENCODERS))
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("pooler", ["cls", "cls_before_pooler"])
+def test_evaluation_runs_the_last_layer_for_the_first_token_alone(tokenizer, model_type, attention, pooler):
+    """With a CLS pooler, evaluation (`embed`, which `encode` and the STS scores use) runs the last layer's
+    feed-forward for each row's first token only, and gives the embedding of the whole encoder's own pass (padded
+    rows); training runs the whole layer, and the encoder keeps its own last layer."""
+    torch.manual_seed(0)
+    config = ENCODERS[model_type](vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=64, max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id)
+    encoder = AutoModel.from_config(config, attn_implementation=attention)
+    model = SimCSEModel.from_encoder(encoder, pooler_type=pooler).eval()
+    padded = SimCSECollator(tokenizer.pad_token_id)(features(tokenizer, ROWS))
+    ids, mask = (padded[k].transpose(0, 1).reshape(9, -1) for k in ("input_ids", "attention_mask"))
+    assert not mask.all()
+    last = encoder.encoder.layer[-1]
+    tokens_a_row = []
+    last.intermediate.register_forward_hook(lambda module, args, out: tokens_a_row.append(args[0].shape[1]))
+    with torch.no_grad():
+        cls_states = encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+        want = model.mlp(cls_states) if pooler == "cls" else cls_states
+        got = model.embed(ids, mask)
+        assert tokens_a_row == [ids.shape[1], 1]
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+        assert encoder.encoder.layer[-1] is last
+        without_dropout(model.train()).embed(ids, mask)
+    assert tokens_a_row[-1] == ids.shape[1]
+
+
 def test_unsupported_attention_is_reported(encoder_dir):
     model = SimCSEModel.from_encoder(AutoModel.from_pretrained(encoder_dir, attn_implementation="flex_attention"))
     assert not model.supports_packing
