@@ -18,6 +18,7 @@ import signal
 import torch
 from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import SaveStrategy
 
 from sigterm import SigtermHandler, take_signal
 
@@ -116,7 +117,8 @@ class Termination(TrainerCallback, SigtermHandler):
     stops training (`termination.stopped`), where Python's default ends the process at once and loses the steps since
     the last save. A SIGTERM again changes nothing (SIGKILL ends a run at once). Several processes decide together
     (one collective, at each step Trainer logs, evaluates or saves and every `AGREE_EVERY` steps), so every process
-    stops after the same step whichever of them got the signal. The handler only sets `received` (`SigtermHandler`,
+    stops after the same step whichever of them got the signal; under save_strategy "best" a stop agreed at a step
+    that is scored goes to the next step (below). The handler only sets `received` (`SigtermHandler`,
     which says which SIGTERM it takes): nothing is written there, as the signal may come while the main thread writes
     to the same stream (a progress bar), where a write from the handler raises "reentrant call" within that write."""
 
@@ -125,10 +127,11 @@ class Termination(TrainerCallback, SigtermHandler):
     def __init__(self):
         super().__init__()
         self.stopped = False
+        self.deferred = False  # the stop, agreed at a step that save_strategy "best" might not save, to the next one
 
     def on_step_end(self, args, state, control, **kwargs):
-        stop = self.received
-        if args.world_size > 1:
+        stop = self.received or self.deferred
+        if args.world_size > 1 and not self.deferred:
             # Where Trainer syncs anyway (its logged loss, evaluation, save), and often enough for a grace period.
             if not (control.should_log or control.should_evaluate or control.should_save
                     or state.global_step % self.AGREE_EVERY == 0):
@@ -136,10 +139,23 @@ class Termination(TrainerCallback, SigtermHandler):
             flag = torch.tensor([int(stop)], device=args.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             stop = bool(flag.item())
-        if stop:
-            self.stopped = True
-            control.should_save = control.should_training_stop = True
+        if not stop:
+            return control
+        # Under save_strategy "best", Trainer saves a step it scores only if the dev score is a new best, whatever
+        # should_save says: the stop goes to the next step, which it saves as any other (the score is kept, so a
+        # resumption chooses the checkpoint as the whole run would).
+        if args.save_strategy == SaveStrategy.BEST and control.should_evaluate:
+            if not (self.deferred or control.should_training_stop):
+                self.deferred = True
+                logger.warning("SIGTERM: step %d is scored, and save_strategy best saves it only if its dev score is a "
+                               "new best: stopping after the next step, with its checkpoint", state.global_step)
+                return control
+            logger.warning("SIGTERM: stopping after step %d, which save_strategy best saves only if its dev score is "
+                           "a new best", state.global_step)
+        else:
             logger.warning("SIGTERM: saving a checkpoint of step %d and stopping", state.global_step)
+        self.stopped = True
+        control.should_save = control.should_training_stop = True
         return control
 
 

@@ -125,6 +125,32 @@ def test_sigterm_while_training_saves_a_checkpoint_to_resume_from(tmp_path, unin
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-6"]  # the best one, as uninterrupted
 
 
+def test_sigterm_at_a_scored_step_under_save_strategy_best_stops_after_the_next_step_with_its_checkpoint(
+        tmp_path, uninterrupted):
+    """save_strategy "best": Trainer saves a step it scores only if its dev score is a new best, so a stop at step 9
+    (scored every 3 steps, not the best) saved nothing, though the log said it did, and a resumption trained steps 7-9
+    again. The stop goes to step 10, which is saved; resumed, the run ends with the uninterrupted run's weights."""
+    config = smoke_config(tmp_path, save_strategy="best")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "sigterm_worker.py"), config], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT, KILL_AT="9"))
+    out = tmp_path / "out"
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert ("SIGTERM: step 9 is scored, and save_strategy best saves it only if its dev score is a new best: stopping "
+            "after the next step, with its checkpoint") in proc.stderr
+    assert "SIGTERM: saving a checkpoint of step 10 and stopping" in proc.stderr
+    assert proc.stderr.endswith(f"SIGTERM: stopped at step 10 of 12; {out} holds checkpoint-10 (step 10): add "
+                                "--resume_from_checkpoint last (or set \"resume_from_checkpoint\": true) to continue "
+                                "from it\n"), proc.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-6"]
+
+    resumed = run_simcse.main([smoke_config(tmp_path, save_strategy="best", resume_from_checkpoint="last")])
+    results, whole = uninterrupted
+    for name in results:
+        assert resumed[name] == pytest.approx(results[name], abs=1e-6)
+    assert_same_export(whole, out)
+
+
 def test_sigterm_to_every_process_of_the_run_leaves_its_dataloader_workers_to_it(tmp_path):
     """A scheduler signals every process of a job, DataLoader workers too (a group SIGTERM from another process, in a
     dev evaluation of 12 batches at step 3, 4 of them fetched ahead): torch's workers died of it, and the evaluation,
