@@ -1,5 +1,6 @@
 """`cuda_graphs` (the compiled encoder layers replayed as CUDA graphs) against the eager path, on a GPU: the same loss,
-gradients and embeddings, fresh dropout at every replay, and the same scores after a short run of the real job.
+gradients and embeddings, fresh dropout at every replay, and the same scores after a short run of the real job; and
+evaluation's `FirstTokenLayer` through the GPU's attention kernels, fp32 and bf16.
 
 CUDA graphs exist only on a CUDA device, so these tests are skipped elsewhere (CI has no GPU); on a GPU:
 `python -m pytest tests/test_cuda_graphs.py`. The parts a CPU can check (rows of padding change nothing, the step marks
@@ -73,3 +74,22 @@ def test_same_scores_as_eager_after_a_short_run(tmp_path):
     (_, eager_scores), (_, graph_scores) = (
         short_run(tmp_path / name, use_cpu=False, cuda_graphs=on) for name, on in (("eager", False), ("graphs", True)))
     assert graph_scores == pytest.approx(eager_scores, abs=0.1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_evaluation_runs_the_last_layer_for_the_first_token_on_the_gpu(encoder_dir, tokenizer, dtype):
+    """The embeddings of evaluation (the last layer for the CLS token alone) against the whole pass of training mode
+    without dropout, the same kernels up to that layer; test_packing.py checks each encoder type on the CPU."""
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls_before_pooler").to(DEVICE, dtype)
+    padded = SimCSECollator(tokenizer.pad_token_id)(features(tokenizer, ROWS))
+    ids, mask = (padded[k].transpose(0, 1).reshape(9, -1).to(DEVICE) for k in ("input_ids", "attention_mask"))
+    assert not mask.all()
+    tokens_a_row = []
+    model.encoder.encoder.layer[-1].intermediate.register_forward_hook(
+        lambda module, args, out: tokens_a_row.append(args[0].shape[1]))
+    with torch.no_grad():
+        whole = without_dropout(model.train()).embed(ids, mask)
+        first_token = model.eval().embed(ids, mask)
+    assert tokens_a_row == [ids.shape[1], 1]
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2  # bf16: 8 significant bits, a few roundings
+    torch.testing.assert_close(first_token, whole, atol=tolerance, rtol=tolerance)
