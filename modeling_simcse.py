@@ -516,7 +516,8 @@ class SimCSEModel(PreTrainedModel):
     def _attention_form(self, allowed: torch.Tensor) -> torch.Tensor:
         """A 4D boolean mask (True: may attend) in the form the encoder's attention takes."""
         if self.encoder.config._attn_implementation == "eager":  # eager adds the mask to the scores
-            mask = torch.zeros(allowed.shape, device=allowed.device)
+            # In the weights' dtype: a float32 mask made bf16 weights' scores float32, which the values then refused.
+            mask = torch.zeros(allowed.shape, device=allowed.device, dtype=self.encoder.dtype)
             return mask.masked_fill_(~allowed, torch.finfo(mask.dtype).min)
         return allowed
 

@@ -185,6 +185,30 @@ def test_evaluation_runs_the_last_layer_for_the_first_token_alone(tokenizer, mod
     assert tokens_a_row[-1] == ids.shape[1]
 
 
+def test_eager_attention_takes_half_precision_weights(encoder_dir, tokenizer):
+    """An encoder loaded in bf16 with eager attention (`from_exported(..., dtype=torch.bfloat16)`, as `encode`
+    suggests): the additive masks this model makes are in the weights' dtype, padded, packed and at evaluation, and
+    give sdpa's embeddings within bf16 rounding (a float32 mask made the scores float32, which the bf16 values refused:
+    "expected m1 and m2 to have the same dtype")."""
+    rows = features(tokenizer, ROWS)
+    padded = SimCSECollator(tokenizer.pad_token_id)(rows)
+    packed = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(rows)
+    ids, mask = (padded[k].transpose(0, 1).reshape(9, -1) for k in ("input_ids", "attention_mask"))
+    embeddings = {}
+    for attention in ("sdpa", "eager"):
+        encoder = AutoModel.from_pretrained(encoder_dir, attn_implementation=attention, dtype=torch.bfloat16)
+        model = without_dropout(SimCSEModel.from_encoder(encoder, pooler_type="cls_before_pooler"))
+        with torch.no_grad():
+            embeddings[attention] = [
+                model.train().embed(ids, mask),
+                model.embed_packed(packed["input_ids"], packed["position_ids"], packed["sentence_ids"],
+                                   packed["sentence_starts"].T.reshape(-1)),
+                model.eval().embed(ids, mask)]
+    for eager, sdpa in zip(embeddings["eager"], embeddings["sdpa"], strict=True):
+        assert eager.dtype == torch.bfloat16
+        torch.testing.assert_close(eager, sdpa, atol=2e-2, rtol=2e-2)
+
+
 def test_unsupported_attention_is_reported(encoder_dir):
     model = SimCSEModel.from_encoder(AutoModel.from_pretrained(encoder_dir, attn_implementation="flex_attention"))
     assert not model.supports_packing
