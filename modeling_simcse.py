@@ -616,7 +616,7 @@ class SimCSEModel(PreTrainedModel):
         self.train(was_training)
         embeddings = torch.cat(chunks) if chunks else torch.empty(0, self.config.encoder.hidden_size, device=device)
         out = torch.empty_like(embeddings)
-        out[torch.tensor(order, device=device)] = embeddings
+        out[torch.tensor(order, dtype=torch.long, device=device)] = embeddings
         return out.cpu()
 
     def forward(

@@ -89,6 +89,21 @@ def assert_round_trip(model: SimCSEModel, tokenizer, out: str, embedding: str) -
         torch.testing.assert_close(again.embed(batch["input_ids"], batch["attention_mask"]), evaluated)
 
 
+def test_encode_gives_each_sentences_embedding_in_input_order(encoder_dir, tokenizer):
+    """`SimCSEModel.encode` (length-sorted batches): the embeddings in input order, each the one `embed` gives the
+    sentence alone; an empty list gives no rows (the tokenizer call failed on it)."""
+    model = SimCSEModel.from_exported(encoder_dir)
+    sentences = [SENTENCES[1], "", SENTENCES[0], f"{SENTENCES[1]} {SENTENCES[2]}", SENTENCES[2], SENTENCES[1]]
+    got = model.encode(sentences, tokenizer, batch_size=2)
+    assert got.shape == (len(sentences), model.config.encoder.hidden_size) and got.dtype == torch.float32
+    with torch.no_grad():
+        for row, sentence in zip(got, sentences, strict=True):
+            alone = tokenizer([sentence], truncation=True, max_length=64, return_tensors="pt")
+            torch.testing.assert_close(row, model.embed(alone["input_ids"], alone["attention_mask"])[0], atol=1e-5,
+                                       rtol=1e-5)
+    assert model.encode([], tokenizer).shape == (0, model.config.encoder.hidden_size)
+
+
 POOLERS = [  # pooler_type, mlp_only_train, the exported embedding
     ("cls", False, "pooler_output"), ("cls", True, "cls"), ("cls_before_pooler", False, "cls"),
     ("avg", False, "avg"), ("avg_first_last", False, "avg_first_last"), ("avg_top2", False, "avg_top2"),
