@@ -591,6 +591,8 @@ class SimCSEModel(PreTrainedModel):
         from data_collator import SimCSECollator
         from data_loading import token_ids
 
+        if isinstance(sentences, str):  # the tokenizer would read it as a batch of characters, or fail obscurely
+            raise TypeError("sentences: a list of strings; for one sentence, pass [sentence]")
         was_training = self.training
         self.eval()
         ids = token_ids(tokenizer, sentences, max_length)

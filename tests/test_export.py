@@ -91,7 +91,7 @@ def assert_round_trip(model: SimCSEModel, tokenizer, out: str, embedding: str) -
 
 def test_encode_gives_each_sentences_embedding_in_input_order(encoder_dir, tokenizer):
     """`SimCSEModel.encode` (length-sorted batches): the embeddings in input order, each the one `embed` gives the
-    sentence alone; an empty list gives no rows (the tokenizer call failed on it)."""
+    sentence alone; an empty list gives no rows (the tokenizer call failed on it); a string alone is refused."""
     model = SimCSEModel.from_exported(encoder_dir)
     sentences = [SENTENCES[1], "", SENTENCES[0], f"{SENTENCES[1]} {SENTENCES[2]}", SENTENCES[2], SENTENCES[1]]
     got = model.encode(sentences, tokenizer, batch_size=2)
@@ -102,6 +102,8 @@ def test_encode_gives_each_sentences_embedding_in_input_order(encoder_dir, token
             torch.testing.assert_close(row, model.embed(alone["input_ids"], alone["attention_mask"])[0], atol=1e-5,
                                        rtol=1e-5)
     assert model.encode([], tokenizer).shape == (0, model.config.encoder.hidden_size)
+    with pytest.raises(TypeError, match=r"a list of strings; for one sentence, pass \[sentence\]"):
+        model.encode(SENTENCES[0], tokenizer)
 
 
 POOLERS = [  # pooler_type, mlp_only_train, the exported embedding
