@@ -36,6 +36,7 @@ from transformers.utils import ModelOutput
 from hub.model_dir import CHECKPOINT_MODEL_TYPE, LAYER_POOLERS, config_form
 
 POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
+CLS_POOLERS = ("cls", "cls_before_pooler")  # the embedding is read from the first token of the last layer
 # Encoders whose position embeddings and attention masks `embed_packed` drives correctly (checked in the tests), and
 # the attention implementations that take its block-diagonal mask.
 PACKABLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
@@ -116,7 +117,7 @@ class SimCSEConfig(PreTrainedConfig):
     @property
     def exported_embedding(self) -> str:
         """Key of `EMBEDDING_RECIPES` for the exported plain encoder."""
-        if self.pooler_type in ("cls", "cls_before_pooler"):
+        if self.pooler_type in CLS_POOLERS:
             return "pooler_output" if self.mlp_at_test else "cls"
         return self.pooler_type
 
@@ -454,7 +455,7 @@ class SimCSEModel(PreTrainedModel):
         use_mlp: apply the MLP of the `cls` pooler; default: in training always, at test time unless mlp_only_train.
         """
         tokens = self._token_states(input_ids=input_ids, attention_mask=self._encoder_mask(attention_mask))
-        if self.config.pooler_type in ("cls", "cls_before_pooler"):
+        if self.config.pooler_type in CLS_POOLERS:
             emb = tokens[:, 0]
         else:
             mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
@@ -488,7 +489,7 @@ class SimCSEModel(PreTrainedModel):
         else:
             tokens = self._packed_token_states(input_ids, position_ids, sentence_ids)
         tokens = tokens.reshape(-1, tokens.shape[-1])
-        if self.config.pooler_type in ("cls", "cls_before_pooler"):
+        if self.config.pooler_type in CLS_POOLERS:
             emb = tokens[sentence_starts]
         else:  # mean over each sentence's tokens; the unfilled ends (id -1) go to a discarded extra row
             count, ids = len(sentence_starts), sentence_ids.reshape(-1)
@@ -526,7 +527,7 @@ class SimCSEModel(PreTrainedModel):
         """Within it, the encoder's last layer is a `FirstTokenLayer` where that gives every state the pooler reads:
         evaluation, a CLS pooler, padded rows (a (rows, 1, 1, length) mask: packed rows hold several sentences) of a
         packable encoder, not under torch.compile (whose graph would keep the swap); otherwise it changes nothing."""
-        swap = (not self.training and self.config.pooler_type in ("cls", "cls_before_pooler") and self.supports_packing
+        swap = (not self.training and self.config.pooler_type in CLS_POOLERS and self.supports_packing
                 and attention_mask.dim() == 4 and attention_mask.shape[2] == 1 and not torch.compiler.is_compiling())
         if not swap:
             yield

@@ -47,7 +47,7 @@ from hub.card import contrastive_batch, dev_metric, not_held_out, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, describe_push, push
 from modeling_simcse import (
-    CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES,
+    CLS_POOLERS, CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES,
     EncoderWeightsMissing, SimCSEConfig, SimCSEModel, load_encoder, pooler_dense, saved_form,
 )
 from output_folder import (check_output_dir, checkpoint_step, full_disk, hold_output_dir, interruption_note,
@@ -103,7 +103,7 @@ def load_training_set(data_args: DataArguments, cache_dir: str | None) -> Datase
 
 
 # The pooler_type values that train a sentence-transformers model's own pooling.
-POOLER_TYPES_OF_SENTENCE_TRANSFORMERS_POOLING = {"cls": ("cls", "cls_before_pooler"), "mean": ("avg",)}
+POOLER_TYPES_OF_SENTENCE_TRANSFORMERS_POOLING = {"cls": CLS_POOLERS, "mean": ("avg",)}
 
 
 def warn_of_another_embedding(model: str, saved_embedding: str | None, new: SimCSEConfig,
