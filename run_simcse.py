@@ -58,6 +58,7 @@ from run_arguments import (
     cuda_graphs_conflicts, launched_alone, parse_arguments, run_arguments_dict,
 )
 from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
+from sigterm import CTRL_C_EXIT_CODE
 from sigterm import EXIT_CODE as SIGTERM_EXIT
 from sigterm import SigtermRaises, Terminated, stopped_by, workers_leave_sigterm
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
@@ -515,7 +516,7 @@ def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int 
                              f"torch: {e}") from None
         except (KeyboardInterrupt, OSError, RuntimeError) as e:
             if isinstance(e, KeyboardInterrupt) or ctrl_c.pressed:  # Ctrl-C may stop a DataLoader worker too (CtrlC)
-                raise stopped(130) from None  # a shell's code for a command stopped by Ctrl-C
+                raise stopped(CTRL_C_EXIT_CODE) from None
             if sigterm.received:  # SIGTERM ended a DataLoader worker it could not guard (sigterm.WorkerLeavesSigterm)
                 raise stopped(SIGTERM_EXIT, "SIGTERM: ") from None
             if (full := full_disk(args.output_dir, e, *needed)) is None:
@@ -582,7 +583,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             raise
         if int(os.environ.get("RANK", "0")) == 0:  # loading the data or the model, tokenizing: a launcher's rank
             print("\nstopped before training began, so this launch trained nothing; launch it again", file=sys.stderr)
-        raise SystemExit(130) from None  # a shell's code for a command stopped by Ctrl-C
+        raise SystemExit(CTRL_C_EXIT_CODE) from None
     finally:
         release_output_dirs()  # for a caller that launches into the folder again, in this process or another
 

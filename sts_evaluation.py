@@ -32,6 +32,7 @@ from data_loading import (DataError, check_known_tokens, check_model_source, che
                           tokenize_rows)
 from hub.model_dir import METRIC_NAMES, RESULTS_FILE, RUN_ARGS_FILE, SIMILARITIES
 from modeling_simcse import LOAD_KWARGS, POOLER_TYPES, EncoderWeightsMissing, SimCSEModel, pair_similarities, saved_form
+from sigterm import CTRL_C_EXIT_CODE
 
 KORSTS_URL = "https://raw.githubusercontent.com/kakaobrain/KorNLUDatasets/master/KorSTS/sts-{}.tsv"
 DEFAULT_SETS = {"korsts-test": KORSTS_URL.format("test"), "klue-sts-dev": "klue/klue:sts:validation"}
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     except KeyboardInterrupt:  # nothing is written before the scores are all there
         print(f"\nstopped: {args.model} was not scored" + (f"; {args.output} not written" if args.output else ""),
               file=sys.stderr)
-        raise SystemExit(130) from None  # a shell's code for a command stopped by Ctrl-C
+        raise SystemExit(CTRL_C_EXIT_CODE) from None
 
 
 def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, dict[str, float]]:
