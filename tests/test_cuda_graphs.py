@@ -17,7 +17,7 @@ from modeling_simcse import SimCSEModel
 from run_simcse import CUDA_GRAPH_SHAPES
 from test_fast_path import short_run
 from test_loss import ROWS
-from test_packing import WIDTH, features
+from test_packing import WIDTH, features, padded_sentences
 
 DEVICE = "cuda"
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
@@ -81,9 +81,7 @@ def test_evaluation_runs_the_last_layer_for_the_first_token_on_the_gpu(encoder_d
     """The embeddings of evaluation (the last layer for the CLS token alone) against the whole pass of training mode
     without dropout, the same kernels up to that layer; test_packing.py checks each encoder type on the CPU."""
     model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls_before_pooler").to(DEVICE, dtype)
-    padded = SimCSECollator(tokenizer.pad_token_id)(features(tokenizer, ROWS))
-    ids, mask = (padded[k].transpose(0, 1).reshape(9, -1).to(DEVICE) for k in ("input_ids", "attention_mask"))
-    assert not mask.all()
+    ids, mask = (t.to(DEVICE) for t in padded_sentences(tokenizer))
     tokens_a_row = []
     model.encoder.encoder.layer[-1].intermediate.register_forward_hook(
         lambda module, args, out: tokens_a_row.append(args[0].shape[1]))

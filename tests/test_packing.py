@@ -18,6 +18,14 @@ def features(tokenizer, rows):
     return [{"input_ids": [tokenizer(s)["input_ids"] for s in row]} for row in rows]
 
 
+def padded_sentences(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 9 sentences of ROWS as one padded batch, sentence-major as a training step encodes them: (ids, mask)."""
+    padded = SimCSECollator(tokenizer.pad_token_id)(features(tokenizer, ROWS))
+    ids, mask = (padded[k].transpose(0, 1).reshape(9, -1) for k in ("input_ids", "attention_mask"))
+    assert not mask.all()  # some padding
+    return ids, mask
+
+
 @pytest.mark.parametrize("width", [1, 24, 64])
 def test_packing_lays_every_sentence_whole_into_rows(tokenizer, width):
     rows = features(tokenizer, ROWS)
@@ -141,11 +149,9 @@ def test_every_packable_encoder_gives_its_own_embeddings_padded_and_packed(token
     encoder = AutoModel.from_config(config, attn_implementation=attention)
     model = without_dropout(SimCSEModel.from_encoder(encoder, pooler_type="avg").train())
     assert model.supports_packing
-    rows = features(tokenizer, ROWS)
-    padded = SimCSECollator(tokenizer.pad_token_id)(rows)
-    packed = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(rows)
+    packed = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(features(tokenizer, ROWS))
     assert (packed["sentence_starts"] % WIDTH > 0).sum() >= 3
-    ids, mask = (padded[k].transpose(0, 1).reshape(9, -1) for k in ("input_ids", "attention_mask"))
+    ids, mask = padded_sentences(tokenizer)
     with torch.no_grad():
         tokens = encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # the encoder's own 2D-mask handling
         want = (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
@@ -168,9 +174,7 @@ def test_evaluation_runs_the_last_layer_for_the_first_token_alone(tokenizer, mod
                                   intermediate_size=64, max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id)
     encoder = AutoModel.from_config(config, attn_implementation=attention)
     model = SimCSEModel.from_encoder(encoder, pooler_type=pooler).eval()
-    padded = SimCSECollator(tokenizer.pad_token_id)(features(tokenizer, ROWS))
-    ids, mask = (padded[k].transpose(0, 1).reshape(9, -1) for k in ("input_ids", "attention_mask"))
-    assert not mask.all()
+    ids, mask = padded_sentences(tokenizer)
     last = encoder.encoder.layer[-1]
     tokens_a_row = []
     last.intermediate.register_forward_hook(lambda module, args, out: tokens_a_row.append(args[0].shape[1]))
@@ -190,10 +194,8 @@ def test_eager_attention_takes_half_precision_weights(encoder_dir, tokenizer):
     suggests): the additive masks this model makes are in the weights' dtype, padded, packed and at evaluation, and
     give sdpa's embeddings within bf16 rounding (a float32 mask made the scores float32, which the bf16 values refused:
     "expected m1 and m2 to have the same dtype")."""
-    rows = features(tokenizer, ROWS)
-    padded = SimCSECollator(tokenizer.pad_token_id)(rows)
-    packed = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(rows)
-    ids, mask = (padded[k].transpose(0, 1).reshape(9, -1) for k in ("input_ids", "attention_mask"))
+    packed = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(features(tokenizer, ROWS))
+    ids, mask = padded_sentences(tokenizer)
     embeddings = {}
     for attention in ("sdpa", "eager"):
         encoder = AutoModel.from_pretrained(encoder_dir, attn_implementation=attention, dtype=torch.bfloat16)
