@@ -99,15 +99,29 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, caplog, uninterrupted):
     assert f"| software | torch {torch.__version__}, transformers {transformers.__version__} |" in card
 
 
+def run_sigterm_at(config: str, step: int) -> subprocess.CompletedProcess:
+    """The job of `config` in a fresh process (tests/sigterm_worker.py) with SIGTERM sent to it as `step` begins."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tests", "sigterm_worker.py"), config], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT, KILL_AT=str(step)))
+
+
+def assert_resumes_as_uninterrupted(tmp_path, uninterrupted, **changes) -> None:
+    """The smoke run in tmp_path (with `changes`), resumed from its last checkpoint, ends with the uninterrupted run's
+    scores and exported weights."""
+    resumed = run_simcse.main([smoke_config(tmp_path, resume_from_checkpoint="last", **changes)])
+    results, whole = uninterrupted
+    for name in results:
+        assert resumed[name] == pytest.approx(results[name], abs=1e-6)
+    assert_same_export(whole, tmp_path / "out")
+
+
 def test_sigterm_while_training_saves_a_checkpoint_to_resume_from(tmp_path, uninterrupted):
     """A scheduler's time limit or preemption (SIGTERM) at step 5: the step ends, checkpoint-5 is saved and kept beside
     the best one (checkpoint-3; save_total_limit 1 and load_best_model_at_end, as the published configs, where
     Trainer would delete it as training ends), the run says how to resume and exits with 143; resumed, it ends with the
     uninterrupted run's weights."""
-    config = smoke_config(tmp_path)
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "sigterm_worker.py"), config], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PYTHONPATH=ROOT, KILL_AT="5"))
+    proc = run_sigterm_at(smoke_config(tmp_path), 5)
     out = tmp_path / "out"
     assert proc.returncode == 143, proc.stderr[-3000:]
     assert "SIGTERM: saving a checkpoint of step 5 and stopping" in proc.stderr
@@ -117,11 +131,7 @@ def test_sigterm_while_training_saves_a_checkpoint_to_resume_from(tmp_path, unin
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-5"]
     assert is_complete(str(out / "checkpoint-5")) and not (out / "config.json").exists()
 
-    resumed = run_simcse.main([smoke_config(tmp_path, resume_from_checkpoint="last")])
-    results, whole = uninterrupted
-    for name in results:
-        assert resumed[name] == pytest.approx(results[name], abs=1e-6)
-    assert_same_export(whole, out)
+    assert_resumes_as_uninterrupted(tmp_path, uninterrupted)
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-6"]  # the best one, as uninterrupted
 
 
@@ -130,10 +140,7 @@ def test_sigterm_at_a_scored_step_under_save_strategy_best_stops_after_the_next_
     """save_strategy "best": Trainer saves a step it scores only if its dev score is a new best, so a stop at step 9
     (scored every 3 steps, not the best) saved nothing, though the log said it did, and a resumption trained steps 7-9
     again. The stop goes to step 10, which is saved; resumed, the run ends with the uninterrupted run's weights."""
-    config = smoke_config(tmp_path, save_strategy="best")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "sigterm_worker.py"), config], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PYTHONPATH=ROOT, KILL_AT="9"))
+    proc = run_sigterm_at(smoke_config(tmp_path, save_strategy="best"), 9)
     out = tmp_path / "out"
     assert proc.returncode == 143, proc.stderr[-3000:]
     assert ("SIGTERM: step 9 is scored, and save_strategy best saves it only if its dev score is a new best: stopping "
@@ -144,11 +151,7 @@ def test_sigterm_at_a_scored_step_under_save_strategy_best_stops_after_the_next_
                                 "from it\n"), proc.stderr[-3000:]
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-6"]
 
-    resumed = run_simcse.main([smoke_config(tmp_path, save_strategy="best", resume_from_checkpoint="last")])
-    results, whole = uninterrupted
-    for name in results:
-        assert resumed[name] == pytest.approx(results[name], abs=1e-6)
-    assert_same_export(whole, out)
+    assert_resumes_as_uninterrupted(tmp_path, uninterrupted, save_strategy="best")
 
 
 def test_sigterm_to_every_process_of_the_run_leaves_its_dataloader_workers_to_it(tmp_path):
