@@ -26,6 +26,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import joblib
 import torch
@@ -101,6 +102,55 @@ def load_training_set(data_args: DataArguments, cache_dir: str | None) -> Datase
                        "share a batch, each takes the other's positive as a negative", repeats, len(ds),
                        "the premise" if data_args.train_format == "nli" else "sent0")
     return ds
+
+
+class RunInputs(NamedTuple):
+    """What `load_inputs` read and checked."""
+
+    train_set: Dataset
+    dev_set: Dataset | None
+    test_sets: dict[str, Dataset]
+    run_args: dict  # the arguments and the rows' digests, written to run_args.json
+    overwriting: bool  # output_dir holds another run's files, to be removed
+
+
+def load_inputs(model_args: ModelArguments, data_args: DataArguments, simcse_args: SimCSEArguments,
+                training_args: TrainingArguments) -> RunInputs:
+    """Read and validate the training rows, dev and test sets, and check output_dir against them (holding it where
+    this process saves); raises SystemExit with the file and row of bad data. Writes nothing."""
+    cache_dir = model_args.cache_dir
+    try:
+        train_set = load_training_set(data_args, cache_dir)
+        dev_set = load_sts(data_args.dev_data, cache_dir=cache_dir) if data_args.dev_data else None
+        test_sets = {name: load_sts(spec, cache_dir=cache_dir)
+                     for name, spec in parse_named_sets(data_args.test_data).items()}
+    except DataError as e:
+        raise SystemExit(f"error: {e}") from None
+    # The rows themselves, not only where they came from: a file edited in place makes another run, the same
+    # file under another path does not (changed_arguments).
+    run_args = {**run_arguments_dict(model_args, data_args, simcse_args, training_args),
+                "train_rows": len(train_set), "train_rows_sha256": rows_digest(train_set),
+                "dev_rows_sha256": rows_digest(dev_set) if dev_set else None,
+                "test_rows_sha256": {name: rows_digest(ds) for name, ds in test_sets.items()}}
+    # Refused now, before the model loads; another run's checkpoints go only once nothing else can stop this one.
+    if training_args.should_save:
+        # Before anything in it is read, or deleted.
+        hold_output_dir(training_args.output_dir, training_args.save_on_each_node)
+    overwriting = check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir,
+                                   training_args.resume_from_checkpoint)
+    return RunInputs(train_set, dev_set, test_sets, run_args, overwriting)
+
+
+def pairs_shared_with_dev(dev_set: Dataset | None, test_sets: dict[str, Dataset], dev_data: str | None,
+                          chooses_checkpoint: bool) -> dict[str, list[int]]:
+    """[pairs also in the dev set, pairs] per test set, for the card; warns of a test set whose scores are then not
+    held out, where the dev set chooses the checkpoint."""
+    pairs_in_dev = {name: [shared_pairs(dev_set, ds), len(ds)] for name, ds in test_sets.items()} if dev_set else {}
+    for name, (shared, total) in pairs_in_dev.items():
+        if chooses_checkpoint and not_held_out(shared, total):
+            logger.warning("test set %s: %d of its %d pairs are in dev_data (%s), which chooses the checkpoint, so its "
+                           "scores are not held out (the card says so)", name, shared, total, dev_data)
+    return pairs_in_dev
 
 
 # The pooler_type values that train a sentence-transformers model's own pooling.
@@ -400,6 +450,34 @@ class PhaseTimer:
             self.seconds[phase] = round(self.seconds.get(phase, 0.0) + time.perf_counter() - start, 3)
 
 
+def write_outputs(model: SimCSEModel, tokenizer: PreTrainedTokenizerBase, output_dir: str, max_seq_length: int,
+                  results: dict[str, dict[str, float]], environment: dict, timer: PhaseTimer,
+                  repo_id: str | None) -> None:
+    """Export the final model into output_dir, then write its test scores (sts_results.json; printed as the table),
+    `environment` with the phase times (environment.json) and the model card (for `repo_id` where it is pushed).
+    Without results: no scores and no card, and a warning that says how to make them. Raises SystemExit, after the
+    export, where the scores are undefined."""
+    with timer("export"):
+        export(model, tokenizer, output_dir, max_seq_length)
+        # No NaN in the results, card or model index: the Hub and the hub command refuse them.
+        if undefined := undefined_metrics(results):
+            raise SystemExit(f"error: the final model's similarities are not finite or all the same, so these scores "
+                             f"are undefined ({undefined}): its embeddings have diverged or collapsed. It is exported "
+                             f"in {output_dir} to look into, without sts_results.json, card or push")
+        if results:
+            with open(os.path.join(output_dir, RESULTS_FILE), "w") as f:
+                json.dump(results, f, indent=2)
+    with open(os.path.join(output_dir, "environment.json"), "w") as f:
+        json.dump({**environment, "phase_seconds": timer.seconds}, f, indent=2)
+    if results:
+        print(format_table(results))
+        render_card(output_dir, repo_id=repo_id)
+    else:
+        logger.warning("no test_data: no %s and no model card. Score the export with `python sts_evaluation.py %s "
+                       "--output %s`, then render the card with `python -m hub card %s`", RESULTS_FILE, output_dir,
+                       os.path.join(output_dir, RESULTS_FILE), output_dir)
+
+
 class SimCSETrainer(Trainer):
     """`Trainer` whose evaluations leave torch's CPU random state as they found it, so that how often the dev set is
     scored (`eval_steps`, `eval_on_start`) does not change what is trained: every DataLoader iteration draws a seed
@@ -604,37 +682,14 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
 
     # Every input is read and validated before anything is written or trained. A stage that may fail in one process
     # only (a file or folder missing on its machine) ends with the processes agreeing to go on (stopping_together).
-    cache_dir = model_args.cache_dir
     with stopping_together(), timer("load_data"):
-        try:
-            train_set = load_training_set(data_args, cache_dir)
-            dev_set = load_sts(data_args.dev_data, cache_dir=cache_dir) if data_args.dev_data else None
-            test_sets = {name: load_sts(spec, cache_dir=cache_dir)
-                         for name, spec in parse_named_sets(data_args.test_data).items()}
-        except DataError as e:
-            raise SystemExit(f"error: {e}") from None
-        # The rows themselves, not only where they came from: a file edited in place makes another run, the same
-        # file under another path does not (changed_arguments).
-        run_args = {**run_arguments_dict(model_args, data_args, simcse_args, training_args),
-                    "train_rows": len(train_set), "train_rows_sha256": rows_digest(train_set),
-                    "dev_rows_sha256": rows_digest(dev_set) if dev_set else None,
-                    "test_rows_sha256": {name: rows_digest(ds) for name, ds in test_sets.items()}}
-        # Refused now, before the model loads; another run's checkpoints go only once nothing else can stop this one.
-        if training_args.should_save:
-            # Before anything in it is read, or deleted.
-            hold_output_dir(training_args.output_dir, training_args.save_on_each_node)
-        overwriting = check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir,
-                                       training_args.resume_from_checkpoint)
+        train_set, dev_set, test_sets, run_args, overwriting = load_inputs(model_args, data_args, simcse_args,
+                                                                           training_args)
     check_same_run(run_args)
     logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set),
                 ", ".join(train_set.column_names), len(dev_set) if dev_set else 0,
                 {k: len(v) for k, v in test_sets.items()})
-    # [shared, total] per test set, for the card: scores of pairs that chose the checkpoint are not held out.
-    pairs_in_dev = {name: [shared_pairs(dev_set, ds), len(ds)] for name, ds in test_sets.items()} if dev_set else {}
-    for name, (shared, total) in pairs_in_dev.items():
-        if training_args.load_best_model_at_end and not_held_out(shared, total):
-            logger.warning("test set %s: %d of its %d pairs are in dev_data (%s), which chooses the checkpoint, so its "
-                           "scores are not held out (the card says so)", name, shared, total, data_args.dev_data)
+    pairs_in_dev = pairs_shared_with_dev(dev_set, test_sets, data_args.dev_data, training_args.load_best_model_at_end)
     set_seed(training_args.seed)
 
     with stopping_together():
@@ -732,21 +787,8 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
         with timer("final_evaluation"):
             results = evaluate_sets(trainer, test_rows)
         if trainer.is_world_process_zero():
-            out = training_args.output_dir
-            with timer("export"):
-                export(trainer.model, tokenizer, out, max_len)
-                # No NaN in the results, card or model index: the Hub and the hub command refuse them.
-                if undefined := undefined_metrics(results):
-                    raise SystemExit(f"error: the final model's similarities are not finite or all the same, so "
-                                     f"these scores are undefined ({undefined}): its embeddings have diverged or "
-                                     f"collapsed. It is exported in {out} to look into, without sts_results.json, card "
-                                     "or push")
-                if results:
-                    with open(os.path.join(out, RESULTS_FILE), "w") as f:
-                        json.dump(results, f, indent=2)
-            environment = describe_environment(training_args, len(train_rows))
-            with open(os.path.join(out, "environment.json"), "w") as f:
-                json.dump({**environment, **clock.record(train_result.metrics["train_runtime"]),
+            environment = {**describe_environment(training_args, len(train_rows)),
+                           **clock.record(train_result.metrics["train_runtime"]),
                            # Known only here: a folder now may be none where the card is rendered (its base_model).
                            "hub_base_model": base
                            if (base := model_args.model_name_or_path) and not os.path.isdir(base) else None,
@@ -754,15 +796,9 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
                            "training_batches": "packed" if packed else "padded",
                            "test_scores_precision": "fp32",  # whatever the training's (the autocast taken off above)
                            "cuda_graphs": simcse_args.cuda_graphs,
-                           "tokenization_processes": train_workers or 1,
-                           "phase_seconds": timer.seconds}, f, indent=2)
-            if results:
-                print(format_table(results))
-                render_card(out, repo_id=hub_model_id)
-            else:
-                logger.warning("no test_data: no %s and no model card. Score the export with `python "
-                               "sts_evaluation.py %s --output %s`, then render the card with `python -m hub card %s`",
-                               RESULTS_FILE, out, os.path.join(out, RESULTS_FILE), out)
+                           "tokenization_processes": train_workers or 1}
+            write_outputs(trainer.model, tokenizer, training_args.output_dir, max_len, results, environment, timer,
+                          hub_model_id)
     keeper.release(training_args, trainer.state.best_model_checkpoint)  # exported: the last checkpoint may go
     if results and hub_model_id and push_requested and trainer.is_world_process_zero():
         push_export(training_args.output_dir, hub_model_id, training_args, hub_token)  # says itself how to retry
