@@ -655,13 +655,24 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
     """
     began = TrainingBegan()
     try:
-        return run_job(argv, [began, *(callbacks or [])])
-    except BaseException as e:  # Ctrl-C in training and after it is told by stopping_cleanly, in a push by push_export
-        if began.began or isinstance(e, SystemExit) or not raised_within(e, KeyboardInterrupt):
+        # SIGTERM before training (loading, tokenizing) raises, as Ctrl-C, and ends the workers of datasets' process
+        # pool, which the pool then ends: Python's default ended this process alone, and left its workers waiting for
+        # work, for ever. Training takes the signal over (`Termination`), and the work after it (`SigtermRaises`).
+        with SigtermRaises(forked_processes_end=True):
+            return run_job(argv, [began, *(callbacks or [])])
+    # Ctrl-C and SIGTERM in training and after it are told by stopping_cleanly, in a push by push_export
+    except BaseException as e:
+        if isinstance(e, SystemExit) or not raised_within(e, (KeyboardInterrupt, Terminated)):
             raise
-        if int(os.environ.get("RANK", "0")) == 0:  # loading the data or the model, tokenizing: a launcher's rank
-            print("\nstopped before training began, so this launch trained nothing; launch it again", file=sys.stderr)
-        raise SystemExit(CTRL_C_EXIT_CODE) from None
+        signal_name, code = ("SIGTERM: ", SIGTERM_EXIT) if raised_within(e, Terminated) else ("", CTRL_C_EXIT_CODE)
+        if began.began:  # in a moment between those stages, after training
+            if not signal_name:
+                raise
+            print("\nSIGTERM: stopped after training", file=sys.stderr)
+        elif int(os.environ.get("RANK", "0")) == 0:  # loading the data or the model, tokenizing: a launcher's rank
+            print(f"\n{signal_name}stopped before training began, so this launch trained nothing; launch it again",
+                  file=sys.stderr)
+        raise SystemExit(code) from None
     finally:
         release_output_dirs()  # for a caller that launches into the folder again, in this process or another
 

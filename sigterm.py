@@ -1,9 +1,10 @@
 """SIGTERM (a scheduler's time limit or preemption, `kill`) handled by this process, where Python's default ends it at
 once without a word: `SigtermHandler`, the base of a `with` block's handler, and `SigtermRaises` for work that has no
-step to end at cleanly (the final evaluation, export and push). Training has its own (`training_guards.Termination`:
-the step under way ends, then a checkpoint is saved). `take_signal` installs a handler where Python's own handling is
-in place, for Ctrl-C's guard (`training_guards.CtrlC`) too. `WorkerLeavesSigterm` keeps DataLoader workers alive
-through a SIGTERM meant for the run.
+step to end at cleanly (the start-up, the final evaluation, export and push). Training has its own
+(`training_guards.Termination`: the step under way ends, then a checkpoint is saved), in a block within the
+start-up's. `take_signal` installs a handler where Python's own handling is in place, for Ctrl-C's guard
+(`training_guards.CtrlC`) too. `WorkerLeavesSigterm` keeps DataLoader workers alive through a SIGTERM meant for the
+run.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ CTRL_C_EXIT_CODE = 130  # ... and by Ctrl-C (128 + 2)
 
 def take_signal(signum: int, handler: Callable) -> Callable | None:
     """Install `handler` for `signum` where Python's own handling of it is in place (SIGINT: raise KeyboardInterrupt;
-    others: the default action) and this is the main thread -> the handler it replaced, to give back with
-    `signal.signal(signum, earlier)`; None where it left the signal alone (ignored, or the caller's own handler; off
-    the main thread, where no handler can be installed)."""
+    others: the default action), or an enclosing block's `SigtermHandler`, and this is the main thread -> the handler
+    it replaced, to give back with `signal.signal(signum, earlier)`; None where it left the signal alone (ignored, or
+    the caller's own handler; off the main thread, where no handler can be installed)."""
     python_default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signum) is not python_default:
+    current = signal.getsignal(signum)
+    ours = isinstance(getattr(current, "__self__", None), SigtermHandler)
+    if threading.current_thread() is not threading.main_thread() or (current is not python_default and not ours):
         return None
     return signal.signal(signum, handler)
 
@@ -39,10 +42,13 @@ class SigtermHandler:
     one), and sets `handler.received`. A launcher passes the scheduler's SIGTERM on to a process that the scheduler
     signals itself as well, so a second one is to be expected. A process forked within inherits the handler and leaves
     the signal to its parent (a DataLoader worker, until torch installs its own handler over it: `WorkerLeavesSigterm`
-    then takes over). Where `take_signal` leaves SIGTERM alone, nothing changes."""
+    then takes over), or, with `forked_processes_end`, ends of it as by Python's default (a worker of datasets' process
+    pool, which its pool ends with SIGTERM when the work stops). Blocks nest: an inner one takes the signal until it
+    ends. Where `take_signal` leaves SIGTERM alone, nothing changes."""
 
-    def __init__(self):
+    def __init__(self, forked_processes_end: bool = False):
         self.received = False
+        self.forked_processes_end = forked_processes_end
         self._earlier = self._pid = None
 
     def __enter__(self) -> SigtermHandler:
@@ -54,6 +60,9 @@ class SigtermHandler:
         if os.getpid() == self._pid:
             first, self.received = not self.received, True
             self.on_sigterm(first)
+        elif self.forked_processes_end:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def on_sigterm(self, first: bool) -> None:
         """What SIGTERM does (in the main thread, between two bytecodes of whatever runs there)."""

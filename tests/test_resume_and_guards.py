@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import types
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -29,7 +30,7 @@ from hub.model_dir import ModelDirError, check_export
 from modeling_simcse import SimCSEModel
 from sigterm import SigtermRaises, Terminated, workers_leave_sigterm
 from test_run_simcse import smoke_config
-from training_guards import (NonFiniteLossGuard, Termination, TrainingDiverged, is_complete,
+from training_guards import (LastCheckpointKeeper, NonFiniteLossGuard, Termination, TrainingDiverged, is_complete,
                              last_complete_checkpoint)
 from worker_pids import WorkerPids
 
@@ -172,29 +173,36 @@ def test_sigterm_to_every_process_of_the_run_leaves_its_dataloader_workers_to_it
                            "--resume_from_checkpoint last (or set \"resume_from_checkpoint\": true) to continue from "
                            "it\n"), stderr[-3000:]
     assert is_complete(str(out / "checkpoint-4"))
-    assert not live_processes_of_group(run.pid)  # no worker outlived the run
+    assert not live_processes(group=run.pid)  # no worker outlived the run
 
 
-def process_state(pid: int | str) -> tuple[str, int] | None:
-    """Process `pid`'s state letter ("Z": ended, not yet waited for) and process group, from /proc; None where gone."""
+class ProcessState(NamedTuple):
+    state: str  # "Z": ended, not yet waited for
+    parent: int
+    group: int
+
+
+def process_state(pid: int | str) -> ProcessState | None:
+    """Process `pid`'s state, parent and process group, from /proc; None where gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            state, _, group = f.read().rsplit(")", 1)[1].split()[:3]
+            state, parent, group = f.read().rsplit(")", 1)[1].split()[:3]
     except FileNotFoundError:
         return None
-    return state, int(group)
+    return ProcessState(state, int(parent), int(group))
+
+
+def live_processes(**which: int) -> list[int]:
+    """The processes that have not ended, of the parent or group that `which` names (`parent=PID`, `group=PGID`)."""
+    states = {int(pid): process_state(pid) for pid in filter(str.isdigit, os.listdir("/proc"))}
+    return [pid for pid, state in states.items()
+            if state and state.state != "Z" and all(getattr(state, key) == value for key, value in which.items())]
 
 
 def ended(pid: int) -> bool:
     """Whether process `pid` has ended: gone, or a zombie not yet waited for."""
     state = process_state(pid)
-    return state is None or state[0] == "Z"
-
-
-def live_processes_of_group(group: int) -> list[int]:
-    """The processes of process group `group` that have not ended."""
-    states = {int(pid): process_state(pid) for pid in filter(str.isdigit, os.listdir("/proc"))}
-    return [pid for pid, state in states.items() if state and state[0] != "Z" and state[1] == group]
+    return state is None or state.state == "Z"
 
 
 @pytest.mark.parametrize("start", ["fork", "spawn"])
@@ -294,6 +302,83 @@ def test_sigterm_where_training_is_over_raises_once_and_leaves_forked_workers_al
                 else "the handler was not restored" if not restored else None)
 
     assert in_a_fork(check) is None
+
+
+def test_sigterm_blocks_nest_and_the_start_up_block_ends_forked_processes():
+    """`SigtermRaises(forked_processes_end=True)`, around a run's start-up, where datasets' process pool tokenizes: a
+    process forked within ends of SIGTERM, as by Python's default (the pool ends its workers so); a block within it
+    (training's `Termination`) takes the signal until it ends, then gives it back."""
+    def check() -> str | None:
+        raised = False
+        with SigtermRaises(forked_processes_end=True) as start_up:
+            worker_ran_to_its_end = forked_worker_outlives_sigterm()
+            with Termination() as termination:
+                signal.raise_signal(signal.SIGTERM)
+                time.sleep(0.01)
+            taken = termination.received and not start_up.received
+            given_back = signal.getsignal(signal.SIGTERM) == start_up._handle
+            try:
+                signal.raise_signal(signal.SIGTERM)
+                time.sleep(0.01)
+            except Terminated:
+                raised = True
+        restored = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        return ("the worker outlived SIGTERM" if worker_ran_to_its_end
+                else "the inner block did not take the signal" if not taken
+                else "the inner block did not give the signal back" if not given_back
+                else "the outer block did not raise" if not raised
+                else "the handler was not restored" if not restored else None)
+
+    assert in_a_fork(check) is None
+
+
+def test_sigterm_while_a_process_pool_tokenizes_ends_the_pool_too(tmp_path):
+    """SIGTERM to the run alone (`kill PID`) as datasets' process pool tokenized its 300,000 rows: Python's default
+    ended the run's process without a word and left the pool's workers (and its queue's manager) waiting for work, for
+    ever. The run says it stopped before training, and they end with it."""
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("".join(f"{i}번째 문장은 조금 길게 씁니다.\n" for i in range(300_000)), encoding="utf-8")
+    config = smoke_config(tmp_path, train_data=[str(sentences)], train_format="text", preprocessing_num_workers=2)
+    stderr = tmp_path / "stderr"  # a file: the workers left behind held a pipe's end open for ever
+    with open(stderr, "wb") as f:
+        run = subprocess.Popen([sys.executable, "run_simcse.py", config], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=f, start_new_session=True)
+    children = []
+    try:
+        deadline = time.monotonic() + 120
+        while (b"Tokenizing (num_proc=2)" not in stderr.read_bytes() or len(children) < 2) and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+            children = live_processes(parent=run.pid)
+        time.sleep(0.2)
+        children = live_processes(parent=run.pid)  # the pool's 2 workers, and the manager of the queue they answer to
+        assert len(children) >= 2, stderr.read_text()[-3000:]
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while not all(map(ended, children)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(map(ended, children)), [(pid, process_state(pid)) for pid in children]
+    finally:
+        for pid in live_processes(group=run.pid):
+            os.kill(pid, signal.SIGKILL)
+    said = stderr.read_text()
+    assert run.returncode == 143, said[-3000:]
+    assert said.endswith("\nSIGTERM: stopped before training began, so this launch trained nothing; launch it "
+                         "again\n")
+
+
+def test_sigterm_between_the_stages_after_training_stops_with_a_line(tmp_path, capsys, monkeypatch):
+    """SIGTERM in a moment between the stages after training that say where they stopped (here as the run lets its
+    last checkpoint go), which the start-up's handler takes: a line and exit code 143, not a traceback."""
+    def terminated(*args):
+        raise Terminated
+
+    monkeypatch.setattr(LastCheckpointKeeper, "release", terminated)
+    with pytest.raises(SystemExit) as stopped:
+        run_simcse.main([smoke_config(tmp_path)])
+    assert stopped.value.code == 143
+    assert capsys.readouterr().err.endswith("\nSIGTERM: stopped after training\n")
 
 
 def test_sigterm_after_training_says_how_to_evaluate_and_export_without_training(tmp_path, capsys, monkeypatch):
