@@ -335,14 +335,17 @@ def test_sigterm_blocks_nest_and_the_start_up_block_ends_forked_processes():
 def test_sigterm_while_a_process_pool_tokenizes_ends_the_pool_too(tmp_path):
     """SIGTERM to the run alone (`kill PID`) as datasets' process pool tokenized its 300,000 rows: Python's default
     ended the run's process without a word and left the pool's workers (and its queue's manager) waiting for work, for
-    ever. The run says it stopped before training, and they end with it."""
+    ever, and the copy of the rows that they read (34 MB) on the disk. The run says it stopped before training, and
+    they end with it."""
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("".join(f"{i}번째 문장은 조금 길게 씁니다.\n" for i in range(300_000)), encoding="utf-8")
     config = smoke_config(tmp_path, train_data=[str(sentences)], train_format="text", preprocessing_num_workers=2)
     stderr = tmp_path / "stderr"  # a file: the workers left behind held a pipe's end open for ever
+    scratch = tmp_path / "tmp"  # where the rows are saved for the pool (data_loading.file_backed)
+    scratch.mkdir()
     with open(stderr, "wb") as f:
         run = subprocess.Popen([sys.executable, "run_simcse.py", config], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=f, start_new_session=True)
+                               stderr=f, start_new_session=True, env=dict(os.environ, TMPDIR=str(scratch)))
     children = []
     try:
         deadline = time.monotonic() + 120
@@ -366,6 +369,7 @@ def test_sigterm_while_a_process_pool_tokenizes_ends_the_pool_too(tmp_path):
     assert run.returncode == 143, said[-3000:]
     assert said.endswith("\nSIGTERM: stopped before training began, so this launch trained nothing; launch it "
                          "again\n")
+    assert not list(scratch.iterdir())  # the rows' copy removed at the exit, which Python's default did not reach
 
 
 def test_sigterm_between_the_stages_after_training_stops_with_a_line(tmp_path, capsys, monkeypatch):
