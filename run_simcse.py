@@ -665,13 +665,12 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
         if isinstance(e, SystemExit) or not raised_within(e, (KeyboardInterrupt, Terminated)):
             raise
         signal_name, code = ("SIGTERM: ", SIGTERM_EXIT) if raised_within(e, Terminated) else ("", CTRL_C_EXIT_CODE)
-        if began.began:  # in a moment between those stages, after training
-            if not signal_name:
-                raise
-            print("\nSIGTERM: stopped after training", file=sys.stderr)
-        elif int(os.environ.get("RANK", "0")) == 0:  # loading the data or the model, tokenizing: a launcher's rank
-            print(f"\n{signal_name}stopped before training began, so this launch trained nothing; launch it again",
-                  file=sys.stderr)
+        if began.began and not signal_name:
+            raise
+        if int(os.environ.get("RANK", "0")) == 0:  # a launcher's rank
+            when = ("after training" if began.began  # in a moment between those stages
+                    else "before training began, so this launch trained nothing; launch it again")
+            print(f"\n{signal_name}stopped {when}", file=sys.stderr)
         raise SystemExit(code) from None
     finally:
         release_output_dirs()  # for a caller that launches into the folder again, in this process or another
