@@ -4,11 +4,13 @@ import errno
 import json
 import logging
 import os
+import pathlib
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from typing import NamedTuple
@@ -341,8 +343,9 @@ def test_sigterm_while_a_process_pool_tokenizes_ends_the_pool_too(tmp_path):
     sentences.write_text("".join(f"{i}번째 문장은 조금 길게 씁니다.\n" for i in range(300_000)), encoding="utf-8")
     config = smoke_config(tmp_path, train_data=[str(sentences)], train_format="text", preprocessing_num_workers=2)
     stderr = tmp_path / "stderr"  # a file: the workers left behind held a pipe's end open for ever
-    scratch = tmp_path / "tmp"  # where the rows are saved for the pool (data_loading.file_backed)
-    scratch.mkdir()
+    # Where the rows are saved for the pool (data_loading.file_backed); a short path: the pool's manager listens on a
+    # socket in it, and tmp_path under pytest-xdist is longer than a socket's path may be.
+    scratch = pathlib.Path(tempfile.mkdtemp())
     with open(stderr, "wb") as f:
         run = subprocess.Popen([sys.executable, "run_simcse.py", config], cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=f, start_new_session=True, env=dict(os.environ, TMPDIR=str(scratch)))
@@ -362,14 +365,15 @@ def test_sigterm_while_a_process_pool_tokenizes_ends_the_pool_too(tmp_path):
         while not all(map(ended, children)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert all(map(ended, children)), [(pid, process_state(pid)) for pid in children]
+        said = stderr.read_text()
+        assert run.returncode == 143, said[-3000:]
+        assert said.endswith("\nSIGTERM: stopped before training began, so this launch trained nothing; launch it "
+                             "again\n")
+        assert not list(scratch.iterdir())  # the rows' copy removed at the exit, which Python's default did not reach
     finally:
         for pid in live_processes(group=run.pid):
             os.kill(pid, signal.SIGKILL)
-    said = stderr.read_text()
-    assert run.returncode == 143, said[-3000:]
-    assert said.endswith("\nSIGTERM: stopped before training began, so this launch trained nothing; launch it "
-                         "again\n")
-    assert not list(scratch.iterdir())  # the rows' copy removed at the exit, which Python's default did not reach
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def test_sigterm_between_the_stages_after_training_stops_with_a_line(tmp_path, capsys, monkeypatch):
