@@ -23,6 +23,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -77,6 +78,11 @@ CPU_LENGTH_BUCKETS = 8
 CLOCK_FILE = "training_seconds.json"
 # Batches of few shapes for cuda_graphs (why and how many: modeling_simcse.CUDA_GRAPH_ROWS).
 CUDA_GRAPH_SHAPES = {"pack_rows_multiple_of": CUDA_GRAPH_ROWS, "pad_to_multiple_of": CUDA_GRAPH_LENGTHS}
+# The most bytes of a Unix socket's path, its closing NUL included (sun_path: 108 on Linux, 104 on macOS).
+UNIX_SOCKET_PATH_BYTES = 104 if sys.platform == "darwin" else 108
+# Where a worker process's socket goes in the temporary folder (multiprocessing's, and multiprocess's for datasets'
+# pool: the listener of DataLoader workers' shared tensors, of the pool's queue). mkdtemp and mktemp add 8 characters.
+SOCKET_IN_TEMP_FOLDER = os.path.join("pymp-" + 8 * "x", "listener-" + 8 * "x")
 
 
 def load_training_set(data_args: DataArguments, cache_dir: str | None) -> Dataset:
@@ -349,6 +355,28 @@ def tokenization_processes(train_rows: int, workers: int | None) -> int | None:
     if workers is not None or train_rows < TOKENIZE_IN_PARALLEL_FROM:
         return workers
     return min(8, usable_cpu_count())
+
+
+def worker_processes(training_args: TrainingArguments, train_rows: int,
+                     workers: int | None) -> tuple[int | None, int | None]:
+    """The processes that tokenize the training set (`tokenization_processes`) and the STS sets (`workers`,
+    preprocessing_num_workers). Where the temporary folder's path (TMPDIR) is too long for the Unix socket that a worker
+    process talks through (`SOCKET_IN_TEMP_FOLDER`), none, and no DataLoader workers either (training_args changed),
+    with a warning: datasets' pool failed ("AF_UNIX path too long"), and the first step waited for ever for the
+    batches of DataLoader workers that could not send them."""
+    train_workers = tokenization_processes(train_rows, workers)
+    wanted = max(train_workers or 1, workers or 1) > 1 or training_args.dataloader_num_workers > 0
+    folder = tempfile.gettempdir()
+    most = UNIX_SOCKET_PATH_BYTES - 1 - len(os.fsencode(os.sep + SOCKET_IN_TEMP_FOLDER))
+    if not wanted or len(os.fsencode(folder)) <= most:
+        return train_workers, workers
+    logger.warning("the temporary folder %s has too long a path (%d bytes) for the sockets of worker processes (at "
+                   "most %d): tokenizing and loading batches in this process. Set TMPDIR to a shorter one (/tmp) to "
+                   "use worker processes", folder, len(os.fsencode(folder)), most)
+    training_args.dataloader_num_workers = 0
+    training_args.dataloader_persistent_workers = False  # both refused by DataLoader without workers
+    training_args.dataloader_prefetch_factor = None
+    return None, None
 
 
 def compile_for_training(model: SimCSEModel, simcse_args: SimCSEArguments) -> None:
@@ -732,8 +760,8 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
         simcse_args.cuda_graphs = cuda_graphs_by_default(training_args, simcse_args, packed)
     compile_for_training(model, simcse_args)
 
-    max_len, workers = data_args.max_seq_length, data_args.preprocessing_num_workers
-    train_workers = tokenization_processes(len(train_set), workers)
+    max_len = data_args.max_seq_length
+    train_workers, workers = worker_processes(training_args, len(train_set), data_args.preprocessing_num_workers)
     # Length grouping (opt-in) needs each row's token count: a row's own length is its number of sentences.
     lengths = training_args.length_column_name if training_args.train_sampling_strategy == "group_by_length" else None
     with timer("tokenize"), training_args.main_process_first(desc="tokenization"):

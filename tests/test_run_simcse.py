@@ -1034,6 +1034,25 @@ def test_large_training_sets_are_tokenized_by_one_process_a_usable_cpu(monkeypat
     assert run_simcse.describe_environment(on_cpu, 1)["hardware"].endswith(", 64 cores)")
 
 
+def test_a_temporary_folder_too_long_for_a_socket_trains_without_worker_processes(tmp_path):
+    """A worker process talks through a Unix socket in TMPDIR, whose path may have 75 bytes at the most: with 76,
+    datasets' process pool failed ("AF_UNIX path too long", then an EOFError), and the first training step waited for
+    ever for the batches of DataLoader workers that could not send them. The run warns and uses no worker process."""
+    folder = tmp_path / ("t" * max(1, 76 - len(os.fsencode(str(tmp_path))) - 1))
+    folder.mkdir()
+    config = smoke_config(tmp_path, preprocessing_num_workers=2, dataloader_num_workers=2,
+                          dataloader_persistent_workers=True, dataloader_prefetch_factor=4)
+    with open(tmp_path / "stderr", "w+") as stderr:  # a file: worker processes left behind hold a pipe open
+        run = subprocess.run([sys.executable, "run_simcse.py", config], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=stderr, env=dict(os.environ, TMPDIR=str(folder)), timeout=300)
+        stderr.seek(0)
+        said = stderr.read()
+    assert run.returncode == 0, said[-3000:]
+    assert f"WARNING __main__: the temporary folder {folder} has too long a path ({len(str(folder))} bytes) for the " \
+           "sockets of worker processes (at most 75): tokenizing and loading batches in this process" in said
+    assert json.loads((tmp_path / "out" / "environment.json").read_text())["tokenization_processes"] == 1
+
+
 @pytest.mark.parametrize("bad, message", [
     ("sentence1\tsentence2\tgold_label\n전제\t가설\tentailment\n전제\t가설2\tunsure\n",
      "bad.tsv, line 3: unknown NLI label"),
