@@ -19,6 +19,7 @@ import datetime
 import gc
 import json
 import logging
+import multiprocessing.util
 import os
 import platform
 import shutil
@@ -80,9 +81,10 @@ CLOCK_FILE = "training_seconds.json"
 CUDA_GRAPH_SHAPES = {"pack_rows_multiple_of": CUDA_GRAPH_ROWS, "pad_to_multiple_of": CUDA_GRAPH_LENGTHS}
 # The most bytes of a Unix socket's path, its closing NUL included (sun_path: 108 on Linux, 104 on macOS).
 UNIX_SOCKET_PATH_BYTES = 104 if sys.platform == "darwin" else 108
-# Where a worker process's socket goes in the temporary folder (multiprocessing's, and multiprocess's for datasets'
-# pool: the listener of DataLoader workers' shared tensors, of the pool's queue). mkdtemp and mktemp add 8 characters.
-SOCKET_IN_TEMP_FOLDER = os.path.join("pymp-" + 8 * "x", "listener-" + 8 * "x")
+# A worker process's socket (the listener of DataLoader workers' shared tensors, of the queue of datasets' pool) in
+# multiprocessing's folder (multiprocess's for datasets), which is `PROCESS_FOLDER` in the temporary folder; mkdtemp and
+# mktemp add 8 characters to the prefix (newer CPython names its sockets "sock-", shorter).
+SOCKET, PROCESS_FOLDER = "listener-" + 8 * "x", "pymp-" + 8 * "x"
 
 
 def load_training_set(data_args: DataArguments, cache_dir: str | None) -> Dataset:
@@ -360,23 +362,33 @@ def tokenization_processes(train_rows: int, workers: int | None) -> int | None:
 def worker_processes(training_args: TrainingArguments, train_rows: int,
                      workers: int | None) -> tuple[int | None, int | None]:
     """The processes that tokenize the training set (`tokenization_processes`) and the STS sets (`workers`,
-    preprocessing_num_workers). Where the temporary folder's path (TMPDIR) is too long for the Unix socket that a worker
-    process talks through (`SOCKET_IN_TEMP_FOLDER`), none, and no DataLoader workers either (training_args changed),
-    with a warning: datasets' pool failed ("AF_UNIX path too long"), and the first step waited for ever for the
-    batches of DataLoader workers that could not send them."""
+    preprocessing_num_workers). A worker process talks through a Unix socket in a folder its library makes in the
+    temporary folder (TMPDIR); where that folder's path is too long for a socket in it, the run does without those
+    workers, with a warning (tokenization's: (None, None); DataLoader workers: training_args changed). datasets' pool
+    failed there ("AF_UNIX path too long"), and the first step waited for ever for the batches of DataLoader workers
+    that could not send them. Each library is asked for its own folder: CPython's multiprocessing (torch's) takes /tmp
+    where TMPDIR is too long since gh-132124, and multiprocess (datasets') may not."""
+    import multiprocess.util  # datasets' process pool
+
+    def too_long(folder: str) -> bool:  # made by get_temp_dir as the workers would make it, removed at the exit
+        return len(os.fsencode(os.path.join(folder, SOCKET))) >= UNIX_SOCKET_PATH_BYTES
+
     train_workers = tokenization_processes(train_rows, workers)
-    wanted = max(train_workers or 1, workers or 1) > 1 or training_args.dataloader_num_workers > 0
-    folder = tempfile.gettempdir()
-    most = UNIX_SOCKET_PATH_BYTES - 1 - len(os.fsencode(os.sep + SOCKET_IN_TEMP_FOLDER))
-    if not wanted or len(os.fsencode(folder)) <= most:
+    pool = max(train_workers or 1, workers or 1) > 1 and too_long(multiprocess.util.get_temp_dir())
+    loader = training_args.dataloader_num_workers > 0 and too_long(multiprocessing.util.get_temp_dir())
+    if not (pool or loader):
         return train_workers, workers
+    temporary = tempfile.gettempdir()
+    most = UNIX_SOCKET_PATH_BYTES - 1 - len(os.fsencode(os.path.join(os.sep, PROCESS_FOLDER, SOCKET)))
     logger.warning("the temporary folder %s has too long a path (%d bytes) for the sockets of worker processes (at "
-                   "most %d): tokenizing and loading batches in this process. Set TMPDIR to a shorter one (/tmp) to "
-                   "use worker processes", folder, len(os.fsencode(folder)), most)
-    training_args.dataloader_num_workers = 0
-    training_args.dataloader_persistent_workers = False  # both refused by DataLoader without workers
-    training_args.dataloader_prefetch_factor = None
-    return None, None
+                   "most %d): %s in this process. Set TMPDIR to a shorter one (/tmp) to use worker processes",
+                   temporary, len(os.fsencode(temporary)), most,
+                   " and ".join(what for what, alone in (("tokenizing", pool), ("loading batches", loader)) if alone))
+    if loader:
+        training_args.dataloader_num_workers = 0
+        training_args.dataloader_persistent_workers = False  # both refused by DataLoader without workers
+        training_args.dataloader_prefetch_factor = None
+    return (None, None) if pool else (train_workers, workers)
 
 
 def compile_for_training(model: SimCSEModel, simcse_args: SimCSEArguments) -> None:

@@ -4,6 +4,7 @@ import fcntl
 import importlib
 import json
 import logging
+import multiprocessing.util
 import os
 import re
 import shutil
@@ -1032,6 +1033,40 @@ def test_large_training_sets_are_tokenized_by_one_process_a_usable_cpu(monkeypat
     monkeypatch.delenv("LOKY_MAX_CPU_COUNT")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
     assert run_simcse.describe_environment(on_cpu, 1)["hardware"].endswith(", 64 cores)")
+
+
+def test_worker_processes_are_left_out_where_their_own_library_puts_its_sockets_too_deep(monkeypatch, caplog):
+    """Tokenization's processes (multiprocess, datasets') and DataLoader workers (multiprocessing, torch's) each by
+    where their library puts its sockets: CPython's multiprocessing takes /tmp where TMPDIR is too long (gh-132124),
+    and multiprocess may not."""
+    import multiprocess.util
+
+    def arguments():
+        return types.SimpleNamespace(dataloader_num_workers=4, dataloader_persistent_workers=True,
+                                     dataloader_prefetch_factor=2)
+
+    short, deep = "/tmp/pymp-abcdefgh", "/" + "d" * 80 + "/pymp-abcdefgh"  # 98 bytes with the socket: 116
+    caplog.set_level(logging.WARNING, logger="run_simcse")
+    for pool_folder, loader_folder, expected, loader_workers, said in [
+        (short, short, (2, 2), 4, None),
+        (deep, short, (None, None), 4, "tokenizing in this process"),
+        (short, deep, (2, 2), 0, "loading batches in this process"),
+        (deep, deep, (None, None), 0, "tokenizing and loading batches in this process"),
+    ]:
+        monkeypatch.setattr(multiprocess.util, "get_temp_dir", lambda folder=pool_folder: folder)
+        monkeypatch.setattr(multiprocessing.util, "get_temp_dir", lambda folder=loader_folder: folder)
+        caplog.clear()
+        training = arguments()
+        assert run_simcse.worker_processes(training, 10, 2) == expected
+        assert (training.dataloader_num_workers, training.dataloader_persistent_workers,
+                training.dataloader_prefetch_factor) == ((4, True, 2) if loader_workers else (0, False, None))
+        assert (said in caplog.text) if said else not caplog.text, (pool_folder, loader_folder, caplog.text)
+    # Nothing asked of a library whose workers the run does not want.
+    monkeypatch.setattr(multiprocess.util, "get_temp_dir", lambda: pytest.fail("asked"))
+    monkeypatch.setattr(multiprocessing.util, "get_temp_dir", lambda: pytest.fail("asked"))
+    training = arguments()
+    training.dataloader_num_workers = 0
+    assert run_simcse.worker_processes(training, 10, None) == (None, None)
 
 
 def test_a_temporary_folder_too_long_for_a_socket_trains_without_worker_processes(tmp_path):
