@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import joblib
+import multiprocess.util  # datasets' process pool's multiprocessing
 import torch
 import transformers
 from datasets import Dataset
@@ -368,8 +369,6 @@ def worker_processes(training_args: TrainingArguments, train_rows: int,
     failed there ("AF_UNIX path too long"), and the first step waited for ever for the batches of DataLoader workers
     that could not send them. Each library is asked for its own folder: CPython's multiprocessing (torch's) takes /tmp
     where TMPDIR is too long since gh-132124, and multiprocess (datasets') may not."""
-    import multiprocess.util  # datasets' process pool
-
     def too_long(folder: str) -> bool:  # made by get_temp_dir as the workers would make it, removed at the exit
         return len(os.fsencode(os.path.join(folder, SOCKET))) >= UNIX_SOCKET_PATH_BYTES
 
