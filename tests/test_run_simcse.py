@@ -14,6 +14,7 @@ import sys
 import time
 import types
 
+import multiprocess.util
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -1039,13 +1040,11 @@ def test_worker_processes_are_left_out_where_their_own_library_puts_its_sockets_
     """Tokenization's processes (multiprocess, datasets') and DataLoader workers (multiprocessing, torch's) each by
     where their library puts its sockets: CPython's multiprocessing takes /tmp where TMPDIR is too long (gh-132124),
     and multiprocess may not."""
-    import multiprocess.util
-
     def arguments():
         return types.SimpleNamespace(dataloader_num_workers=4, dataloader_persistent_workers=True,
                                      dataloader_prefetch_factor=2)
 
-    short, deep = "/tmp/pymp-abcdefgh", "/" + "d" * 80 + "/pymp-abcdefgh"  # 98 bytes with the socket: 116
+    short, deep = "/tmp/pymp-abcdefgh", "/" + "d" * 80 + "/pymp-abcdefgh"  # with the socket: 36 and 113 bytes
     caplog.set_level(logging.WARNING, logger="run_simcse")
     for pool_folder, loader_folder, expected, loader_workers, said in [
         (short, short, (2, 2), 4, None),
