@@ -118,7 +118,7 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
 def unreachable(error: BaseException | None) -> bool:
     """Whether `error` comes of a host that could not be reached (no network, a name that does not resolve, a refused
     connection; or the Hub with HF_HUB_OFFLINE set): a `ConnectionError` or `socket.gaierror` in its chain of causes."""
-    return raised_within(error, (ConnectionError, socket.gaierror))
+    return raised_within(error, (ConnectionError, socket.gaierror)) is not None
 
 
 def open_file(path: str, source: Source, mode: str, **options) -> IO:

@@ -701,11 +701,11 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
             return run_job(argv, [began, *(callbacks or [])])
     # Ctrl-C and SIGTERM in training and after it are told by stopping_cleanly, in a push by push_export
     except BaseException as e:
-        if isinstance(e, SystemExit) or not raised_within(e, (KeyboardInterrupt, Terminated)):
+        stopped = None if isinstance(e, SystemExit) else (raised_within(e, Terminated)
+                                                          or raised_within(e, KeyboardInterrupt))
+        if stopped is None or (began.began and isinstance(stopped, KeyboardInterrupt)):
             raise
-        signal_name, code = ("SIGTERM: ", SIGTERM_EXIT) if raised_within(e, Terminated) else ("", CTRL_C_EXIT_CODE)
-        if began.began and not signal_name:
-            raise
+        signal_name, code = stopped_by(stopped)
         if int(os.environ.get("RANK", "0")) == 0:  # a launcher's rank
             when = ("after training" if began.began  # in a moment between those stages
                     else "before training began, so this launch trained nothing; launch it again")

@@ -159,17 +159,17 @@ class Termination(TrainerCallback, SigtermHandler):
         return control
 
 
-def raised_within(error: BaseException | None, kinds: type | tuple[type, ...]) -> bool:
-    """Whether `error`, or an error it was raised from or while handling, is one of `kinds`: Ctrl-C's KeyboardInterrupt
-    where datasets' process pool, stopped in a multi-process `map`, answers it with a TimeoutError; a refused connection
-    under a download's error."""
+def raised_within(error: BaseException | None, kinds: type | tuple[type, ...]) -> BaseException | None:
+    """The first of `error` and the errors it was raised from or while handling that is one of `kinds`, or None:
+    Ctrl-C's KeyboardInterrupt where datasets' process pool, stopped in a multi-process `map`, answers it with a
+    TimeoutError; a refused connection under a download's error."""
     seen = set()
     while error is not None and id(error) not in seen:  # a chain may loop (`raise e from e`)
         if isinstance(error, kinds):
-            return True
+            return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
-    return False
+    return None
 
 
 class TrainingBegan(TrainerCallback):
