@@ -152,8 +152,8 @@ class SimCSEArguments:
                           "compiled for 15 s once (an empty compiler cache) and then ran steps of 26 ms against 50 ms: "
                           "the 1,086-step KorNLI epoch 83 s against 88 s (bench/RESULTS.md). Unset: on for training in "
                           "one process on a CUDA device with packed batches, without fp16, torch_compile, "
-                          "compile_layers, embedding_chunk_size or gradient accumulation (which it does not go with); "
-                          "false: off."},
+                          "compile_layers, embedding_chunk_size, gradient accumulation or activation_checkpointing "
+                          "(which it does not go with); false: off."},
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow an output_dir that holds another run (its checkpoints are deleted)."}
@@ -623,6 +623,11 @@ def cuda_graphs_conflicts(training_args: TrainingArguments, simcse_args: SimCSEA
     if training_args.gradient_accumulation_steps > 1:
         # The gradients are the graphs' outputs, overwritten by the next replay (pytorch/pytorch#169545).
         conflicts.append("cuda_graphs does not go with gradient_accumulation_steps > 1; use a larger batch")
+    if training_args.activation_checkpointing:
+        # A layer replayed as a CUDA graph inside a (non-reentrant) checkpoint: CUDA graph trees see other tensors
+        # freed while recording than while replaying, and fail or overwrite live memory (pytorch/pytorch#154306).
+        conflicts.append("cuda_graphs does not go with activation_checkpointing (pytorch/pytorch#154306); set one of "
+                         "them (embedding_chunk_size also trains large batches in little memory)")
     return conflicts
 
 

@@ -1,4 +1,5 @@
-"""Peak memory of one SimCSE training step: plain path vs the cached (chunked, recomputed) path.
+"""Peak memory of one SimCSE training step: plain path vs the cached (chunked, recomputed) path and vs activation
+checkpointing (TrainingArguments' `activation_checkpointing`: each encoder layer recomputed in backward).
 
     python bench/memory.py [--shape small] [--device cpu] [--batches 256 1024] [--chunk 128] [--layout packed]
 
@@ -28,8 +29,8 @@ from data_loading import tokenize_rows
 from modeling_simcse import SimCSEModel
 
 
-def one_step(shape: str, device: str, batch: int, chunk: int | None, layout: str) -> float:
-    """Peak MiB added by one training step."""
+def one_step(shape: str, device: str, batch: int, chunk: int | None, layout: str, checkpointing: bool = False) -> float:
+    """Peak MiB added by one training step (checkpointing: as Trainer enables `activation_checkpointing`)."""
     tok = tokenizer()
     rows = tokenize_rows(triplets(), tok, ["sent0", "sent1", "hard_neg"], 64)
     features = [rows[i % len(rows)] for i in range(batch)]
@@ -39,6 +40,8 @@ def one_step(shape: str, device: str, batch: int, chunk: int | None, layout: str
 
     model = SimCSEModel.from_encoder(AutoModel.from_config(bert_config(shape, len(tok))), pooler_type="cls",
                                      embedding_chunk_size=chunk).to(device).train()
+    if checkpointing:
+        model.activation_checkpointing_enable()
     inputs = {k: v.to(device) for k, v in inputs.items()}
     if device == "cuda":
         torch.cuda.synchronize()
@@ -69,13 +72,14 @@ def main() -> None:
         print(json.dumps(one_step(**json.loads(args.one))))
         return
     print(f"shape {args.shape}, device {args.device}, {args.layout} batches, max length 64")
-    print(f"| batch (triplets) | plain MiB | cached MiB (chunk {args.chunk}) | cached / plain |")
-    print("|---|---|---|---|")
+    print(f"| batch (triplets) | plain MiB | cached MiB (chunk {args.chunk}) | cached / plain | checkpointed MiB "
+          "| checkpointed / plain |")
+    print("|---|---|---|---|---|---|")
     for batch in args.batches:
         mib = []
-        for chunk in (None, args.chunk):
+        for chunk, checkpointing in ((None, False), (args.chunk, False), (None, True)):
             spec = json.dumps({"shape": args.shape, "device": args.device, "batch": batch, "chunk": chunk,
-                               "layout": args.layout})
+                               "layout": args.layout, "checkpointing": checkpointing})
             proc = subprocess.run([sys.executable, "-m", "bench.memory", "--one", spec], cwd=ROOT,
                                   capture_output=True, text=True)
             if proc.returncode == -9:  # killed by the kernel's out-of-memory killer
@@ -84,9 +88,9 @@ def main() -> None:
             if proc.returncode != 0:
                 raise SystemExit(proc.stderr[-2000:])
             mib.append(float(proc.stdout.strip().splitlines()[-1]))
-        plain, cached = ("out of memory" if m is None else f"{m:.0f}" for m in mib)
-        ratio = f"{mib[1] / mib[0]:.2f}" if None not in mib else "–"
-        print(f"| {batch} | {plain} | {cached} | {ratio} |", flush=True)
+        cells = ["out of memory" if m is None else f"{m:.0f}" for m in mib]
+        ratios = [f"{m / mib[0]:.2f}" if None not in (m, mib[0]) else "–" for m in mib[1:]]
+        print(f"| {batch} | {cells[0]} | {cells[1]} | {ratios[0]} | {cells[2]} | {ratios[1]} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -81,12 +81,14 @@ def test_epoch_rehearsal_script_runs_the_whole_job_and_splits_its_time():
     assert [step for first, last in windows for step in range(first, last + 1)] == [1, 2, 3, 4]
 
 
-def test_memory_script_measures_the_plain_and_the_cached_step():
+def test_memory_script_measures_the_plain_the_cached_and_the_checkpointed_step():
     """bench/memory.py, each path in its own process (a step adds about 80-95 MiB here: the table's MiB are whole)."""
     lines = run_script("bench/memory.py", "--shape", "small", "--device", "cpu", "--batches", "8", "--chunk", "8")
     row = next(line for line in lines if line.startswith("| 8 |"))
-    plain, cached, ratio = (float(cell) for cell in row.strip("| ").split(" | ")[1:])
-    assert plain > 0 and cached > 0 and ratio == pytest.approx(cached / plain, rel=0.05)
+    plain, cached, cached_ratio, checkpointed, checkpointed_ratio = (float(cell) for cell in
+                                                                     row.strip("| ").split(" | ")[1:])
+    assert plain > 0 and cached > 0 and cached_ratio == pytest.approx(cached / plain, rel=0.05)
+    assert checkpointed > 0 and checkpointed_ratio == pytest.approx(checkpointed / plain, rel=0.05)
 
 
 def test_tokenization_script_times_each_setting_in_its_own_process():

@@ -73,3 +73,23 @@ def test_recomputed_chunks_replay_dropout_in_compiled_layers(encoder_dir, tokeni
     kept = loss_and_grads(model, batch)
     assert_same(cached, kept)
     assert loss_and_grads(model, batch, seed=6)[0] != pytest.approx(cached[0], abs=1e-3)  # dropout is on
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_activation_checkpointing_gives_the_loss_and_gradients_of_the_plain_step(encoder_dir, tokenizer, packed):
+    """TrainingArguments' `activation_checkpointing` (Trainer calls `activation_checkpointing_enable`): each encoder
+    layer runs again in backward, with the forward's dropout, on padded and on packed batches."""
+    from data_collator import SimCSECollator
+    from test_packing import WIDTH, features
+
+    batch = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH if packed else None)(features(tokenizer, ROWS))
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", hard_negative_weight=0.3).train()
+    calls = []
+    model.encoder.encoder.layer[0].attention.register_forward_hook(lambda *_: calls.append(None))
+    plain = loss_and_grads(model, batch)
+    assert len(calls) == 1
+    model.activation_checkpointing_enable()
+    checkpointed = loss_and_grads(model, batch)
+    assert len(calls) == 3  # the forward, then again in backward
+    assert_same(checkpointed, plain)
+    assert loss_and_grads(model, batch, seed=6)[0] != pytest.approx(plain[0], abs=1e-3)  # dropout is on

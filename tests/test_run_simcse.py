@@ -948,6 +948,8 @@ def test_a_package_that_is_not_installed_is_named_before_anything_loads(tmp_path
     ({}, "cuda_graphs needs a CUDA device; this run's device is cpu"),
     ({"embedding_chunk_size": 8}, "cuda_graphs does not go with embedding_chunk_size"),
     ({"gradient_accumulation_steps": 2}, "cuda_graphs does not go with gradient_accumulation_steps > 1"),
+    ({"activation_checkpointing": True}, "cuda_graphs does not go with activation_checkpointing"),
+    ({"gradient_checkpointing": True}, "cuda_graphs does not go with activation_checkpointing"),  # its old name
 ])
 def test_cuda_graphs_settings_that_cannot_work_are_errors(tmp_path, changes, message):
     config = smoke_config(tmp_path, cuda_graphs=True, **changes)
@@ -987,7 +989,7 @@ def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch)
 
     monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: True)
     gpu = dict(device=torch.device("cuda"), world_size=1, fp16=False, torch_compile=False,
-               gradient_accumulation_steps=1)
+               gradient_accumulation_steps=1, activation_checkpointing=False)
     simcse = dict(compile_layers=False, embedding_chunk_size=None)
 
     def default(packed=True, **changes):
@@ -997,8 +999,8 @@ def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch)
 
     assert default()
     for changes in ({"device": torch.device("cpu")}, {"world_size": 2}, {"fp16": True}, {"torch_compile": True},
-                    {"gradient_accumulation_steps": 2}, {"compile_layers": True}, {"embedding_chunk_size": 64},
-                    {"packed": False}):
+                    {"gradient_accumulation_steps": 2}, {"activation_checkpointing": True}, {"compile_layers": True},
+                    {"embedding_chunk_size": 64}, {"packed": False}):
         assert not default(**changes), changes
     monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: False)
     assert not default()
