@@ -308,6 +308,11 @@ class SimCSEModel(PreTrainedModel):
             hidden = config.encoder.hidden_size
             self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh())
         self.post_init()
+        # The encoder's own pooler (BERT's dense + tanh) is never part of the loss: the `cls` pooler is this model's
+        # MLP, copied into it at export only. Frozen, it is no parameter without a gradient, which DDP refuses where
+        # Trainer leaves find_unused_parameters off (under activation checkpointing).
+        if isinstance(pooler := getattr(self.encoder, "pooler", None), nn.Module):
+            pooler.requires_grad_(False)
 
     def _init_weights(self, module: nn.Module) -> None:
         # Only the MLP is new; BERT-style init (normal, std = initializer_range) as in the original SimCSE.

@@ -13,6 +13,7 @@ import torch
 
 from conftest import ROOT, SAMPLE, free_port
 from distributed_worker import build
+from modeling_simcse import POOLER_TYPES, SimCSEModel
 
 with open(os.path.join(SAMPLE, "nli.tsv"), encoding="utf-8") as f:
     SAMPLE_NLI = f.read()
@@ -66,6 +67,21 @@ def test_per_device_switch_reproduces_the_split(encoder_dir, tmp_path):
     assert abs(full_loss - loss) > 1e-3  # the split really is different math
 
 
+@pytest.mark.parametrize("pooler_type, mlp_only_train", [(p, False) for p in POOLER_TYPES] + [("cls", True)])
+def test_every_trainable_parameter_gets_a_gradient(encoder_dir, tokenizer, pooler_type, mlp_only_train):
+    """DDP without find_unused_parameters (Trainer's choice under activation checkpointing) fails at the second step
+    on a trainable parameter that the loss does not use; the encoder's own pooler, which no pooler type trains, is
+    frozen."""
+    from test_loss import ROWS, _ids
+
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler_type, mlp_only_train=mlp_only_train).train()
+    ids, mask = _ids(tokenizer, ROWS)
+    model(input_ids=ids, attention_mask=mask).loss.backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    assert {n for n, p in model.named_parameters() if not p.requires_grad} == {"encoder.pooler.dense.weight",
+                                                                              "encoder.pooler.dense.bias"}
+
+
 def launch_run_simcse(config: str, processes: int) -> subprocess.CompletedProcess:
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
     return subprocess.run([sys.executable, *launcher, "run_simcse.py", config], cwd=ROOT, capture_output=True,
@@ -103,16 +119,21 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
             "1: resume it with as many")
     assert proc.returncode != 0 and said in proc.stderr, proc.stderr[-3000:]
     # Another run over that folder in 2 processes: one process deletes the old checkpoints while the other waits (two
-    # processes deleting one folder's checkpoints at once fail: the second finds files gone).
+    # processes deleting one folder's checkpoints at once fail: the second finds files gone). With activation
+    # checkpointing, under which Trainer's DDP refuses a parameter without a gradient (the encoder's own pooler was
+    # one: "Expected to have finished reduction in the prior iteration"), the same losses.
     old = sorted(p.name for p in (tmp_path / "p2" / "out").glob("checkpoint-*"))
     again = smoke_config(tmp_path / "p2", per_device_train_batch_size=4, dropout=0.0, max_train_samples=16,
-                         per_device_eval_batch_size=5, learning_rate=1e-3)
+                         per_device_eval_batch_size=5, activation_checkpointing=True)
     proc = launch_run_simcse(again, 2)
     assert old and proc.returncode == 0, proc.stderr[-3000:]
     with open(tmp_path / "p2" / "out" / "run_args.json") as f:
-        assert json.load(f)["learning_rate"] == 1e-3
+        assert json.load(f)["activation_checkpointing"] is True
+    with open(tmp_path / "p2" / "out" / "trainer_state.json") as f:
+        logs["checkpointed"] = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
     assert len(logs[1]) == 3, logs
     assert logs[2] == pytest.approx(logs[1], abs=1e-4), logs
+    assert logs["checkpointed"] == pytest.approx(logs[1], abs=1e-4), logs
     for name, metrics in scores[1].items():  # x100; the unnormalised dot products move most with float rounding
         assert scores[2][name] == pytest.approx(metrics, abs=0.1), (name, scores)
 
