@@ -17,7 +17,7 @@ import signal
 
 import torch
 from transformers import TrainerCallback
-from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_utils import SaveStrategy
 
 from sigterm import SigtermHandler, take_signal
@@ -50,6 +50,24 @@ def holds_training_state(checkpoint_dir: str) -> bool:
     random states beside the weights (the random states, `rng_state*.pth`, last of them), which `save_only_model`
     leaves out."""
     return any(name.startswith("rng_state") and name.endswith(".pth") for name in os.listdir(checkpoint_dir))
+
+
+def optimizer_state_problem(checkpoint_dir: str, model: torch.nn.Module) -> str | None:
+    """Why the optimizer state of a checkpoint cannot go on training `model`, or None: it holds another number of
+    parameter tensors than the model trains (Trainer would stop, once the data were tokenized, with "loaded state dict
+    contains a parameter group that doesn't match the size of optimizer's group"). Reads the parameter groups only."""
+    path = os.path.join(checkpoint_dir, OPTIMIZER_NAME)
+    if not os.path.isfile(path):
+        return None
+    saved = sum(len(group["params"]) for group in
+                torch.load(path, map_location="cpu", mmap=True, weights_only=True)["param_groups"])
+    trained = sum(p.requires_grad for p in model.parameters())
+    if saved == trained:
+        return None
+    return (f"{checkpoint_dir}: its optimizer state is for {saved} parameter tensors, and this model trains "
+            f"{trained}, so the run cannot go on from it (this project's checkpoints from before 2026-12-05 also gave "
+            "the optimizer the encoder's own pooler, which no pooler type trains: resume those with the version that "
+            "wrote them); start afresh (overwrite_output_dir)")
 
 
 def checkpoints(output_dir: str) -> list[str]:

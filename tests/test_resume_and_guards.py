@@ -448,6 +448,28 @@ def test_resume_from_a_weights_only_checkpoint_is_refused(tmp_path):
             run_simcse.main([resumed])
 
 
+def test_resume_from_an_optimizer_state_for_other_parameters_is_refused_before_tokenizing(tmp_path, monkeypatch):
+    """A checkpoint whose optimizer holds two parameters more than the model trains, as this project's did before the
+    encoder's own pooler was frozen: refused at start-up with the counts (Trainer stopped with a ValueError once the
+    data were tokenized), the checkpoint kept."""
+    config = smoke_config(tmp_path, save_total_limit=None, overwrite_output_dir=False)
+    with pytest.raises(SystemExit):
+        run_simcse.main([config], callbacks=[KillAfterSaving(3)])
+    checkpoint = tmp_path / "out" / "checkpoint-3"
+    state = torch.load(checkpoint / "optimizer.pt", weights_only=True)
+    trained = sum(len(group["params"]) for group in state["param_groups"])
+    state["param_groups"][0]["params"] += [trained, trained + 1]
+    torch.save(state, checkpoint / "optimizer.pt")
+    tokenized = []
+    monkeypatch.setattr(run_simcse, "tokenize_rows", lambda *args, **kwargs: tokenized.append(args))
+    resumed = smoke_config(tmp_path, save_total_limit=None, overwrite_output_dir=False, resume_from_checkpoint="last")
+    said = (f"error: resume_from_checkpoint {checkpoint}: its optimizer state is for {trained + 2} parameter tensors, "
+            f"and this model trains {trained}, so the run cannot go on from it")
+    with pytest.raises(SystemExit, match=re.escape(said)):
+        run_simcse.main([resumed])
+    assert not tokenized and sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-3"]
+
+
 class CtrlCAt(TrainerCallback):
     """Test helper: send this process the signal Ctrl-C sends at the end of a given step (before its checkpoint); with
     `then`, raise that in place of the KeyboardInterrupt, as torch does where the signal stopped a DataLoader worker
