@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import codecs
 import csv
+import errno
 import hashlib
 import importlib
 import json
@@ -104,6 +105,10 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
     except DataError:
         raise
     except Exception as e:  # pyarrow/HTTP/Hub errors: say which source, and why (fsspec's message is the URL alone)
+        if (full := no_space(e)) is not None:  # datasets keeps every source it reads as Arrow files in its cache
+            raise DataError(f"{source.spec}: could not be cached: {full.strerror} in the datasets cache, "
+                            f"{cache_dir or datasets.config.HF_DATASETS_CACHE}; free space there, or set "
+                            "HF_DATASETS_CACHE (or cache_dir) to a folder on a larger disk") from e
         reason = e.__cause__ if e.__cause__ and str(e) in source.spec else e
         hint = ""
         if unreachable(e):
@@ -514,19 +519,37 @@ def tokenize_rows(
             out[length_column] = [sum(map(len, row)) for row in out["input_ids"]]
         return out
 
-    if num_proc and num_proc > 1 and not ds.cache_files:
-        ds = file_backed(ds)
-    return ds.map(encode, batched=True, with_rank=True, num_proc=num_proc, remove_columns=ds.column_names, desc=desc)
+    def tokenize(rows: Dataset, processes: int | None) -> Dataset:
+        return rows.map(encode, batched=True, with_rank=True, num_proc=processes, remove_columns=rows.column_names,
+                        desc=desc)
+
+    if not (num_proc and num_proc > 1 and not ds.cache_files):
+        return tokenize(ds, num_proc)
+    folder = tempfile.mkdtemp(prefix="simcse-rows-")
+    try:  # the copy the workers read, and the tokenized shards they write beside it
+        return tokenize(file_backed(ds, folder), num_proc)
+    except Exception as e:
+        if (full := no_space(e)) is None:
+            raise
+        logger.warning("%s: no room for the rows that worker processes read and write (%s): tokenizing in this "
+                       "process. Set TMPDIR to a folder on a larger disk to tokenize in several", folder, full.strerror)
+        shutil.rmtree(folder, ignore_errors=True)
+        return tokenize(ds, None)
 
 
-def file_backed(ds: Dataset) -> Dataset:
-    """An in-memory dataset -> the same rows memory-mapped from an Arrow file in a folder removed at exit.
+def file_backed(ds: Dataset, folder: str) -> Dataset:
+    """An in-memory dataset -> the same rows memory-mapped from an Arrow file in `folder`, which is removed at exit.
 
     `datasets.map` over several processes pickles each process's shard of an in-memory table with the whole table: 8
     processes got 8 copies of a KorNLI epoch's 69 MB, serialized one after the other by this process. A shard of a
     memory-mapped dataset travels as its file name (bench/RESULTS.md, "Tokenization in several processes").
     """
-    folder = tempfile.mkdtemp(prefix="simcse-rows-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     ds.save_to_disk(folder)
     return datasets.load_from_disk(folder)
+
+
+def no_space(error: BaseException) -> OSError | None:
+    """The OSError of a full disk (or of a disk quota reached) that `error` was raised from, or None."""
+    found = raised_within(error, OSError)
+    return found if found is not None and found.errno in (errno.ENOSPC, errno.EDQUOT) else None

@@ -1,5 +1,6 @@
 """Sources, the published triplet construction, validation errors and the shared benchmark files."""
 
+import errno
 import gzip
 import importlib
 import json
@@ -8,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import unicodedata
 
 import datasets
@@ -16,7 +18,8 @@ import pytest
 from conftest import SAMPLE, SHARED_DATA
 from data_sources import COMPRESSIONS
 from data_loading import (NO_NETWORK, DataError, Source, _check_text_file, check_known_tokens, column_values,
-                          load_nli_triplets, load_sentence_columns, load_sts, parse_named, rows_digest, shared_pairs)
+                          load_nli_triplets, load_sentence_columns, load_source, load_sts, parse_named, rows_digest,
+                          shared_pairs)
 
 
 def write(tmp_path, name, text):
@@ -486,7 +489,7 @@ def test_token_ids_are_the_tokenizer_call(tokenizer, kind, side, max_length):
     assert (max(map(len, expected)) == max_length) == (max_length == 6)  # truncation happened where it should
 
 
-def test_tokenizing_in_several_processes_gives_the_rows_of_one(tokenizer):
+def test_tokenizing_in_several_processes_gives_the_rows_of_one(tokenizer, tmp_path):
     """With several processes an in-memory training set is first memory-mapped from a file (`file_backed`), so that each
     process's shard travels as a file name, not as a copy of the whole table; the rows are those of one process."""
     from conftest import sample_sentences
@@ -496,11 +499,60 @@ def test_tokenizing_in_several_processes_gives_the_rows_of_one(tokenizer):
     scores = [float(i % 6) for i in range(len(texts))]
     ds = datasets.Dataset.from_dict({"sent0": texts, "sent1": texts[::-1], "score": scores})
     assert not ds.cache_files
-    mapped = file_backed(ds)
+    mapped = file_backed(ds, str(tmp_path / "rows"))
     assert mapped.cache_files and mapped.to_dict() == ds.to_dict() and mapped.features == ds.features
     one = tokenize_rows(ds, tokenizer, ["sent0", "sent1"], 16, label_column="score")
     two = tokenize_rows(ds, tokenizer, ["sent0", "sent1"], 16, label_column="score", num_proc=2)
     assert two.to_dict() == one.to_dict() and len(one) == len(texts)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_temporary_folder_without_room_for_the_workers_tokenizes_in_this_process(tokenizer, tmp_path, monkeypatch,
+                                                                                   caplog, code):
+    """The rows that the workers of several processes read are copied to the temporary folder first; where its disk is
+    full (or a quota reached) the rows are tokenized in this process, with a warning, and the copy is removed (it was a
+    traceback, after the data had loaded)."""
+    from conftest import sample_sentences
+    from data_loading import tokenize_rows
+
+    texts = sample_sentences()
+    ds = datasets.Dataset.from_dict({"sent0": texts, "sent1": texts[::-1]})
+    one = tokenize_rows(ds, tokenizer, ["sent0", "sent1"], 16)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    written = []
+
+    def full(self, folder, *args, **kwargs):
+        written.append(folder)
+        with open(os.path.join(folder, "part.arrow"), "wb") as f:
+            f.write(b"half")
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(datasets.Dataset, "save_to_disk", full)
+    with caplog.at_level(logging.WARNING):
+        two = tokenize_rows(ds, tokenizer, ["sent0", "sent1"], 16, num_proc=2)
+    assert two.to_dict() == one.to_dict()
+    assert f"{written[0]}: no room for the rows that worker processes read and write ({os.strerror(code)}): " \
+           "tokenizing in this process" in caplog.text
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_full_datasets_cache_is_named_as_such(tmp_path, monkeypatch):
+    """datasets writes every source it reads into its cache as Arrow files first: a full disk there said "could not
+    be read: An error occurred while generating the dataset", as if the file were at fault."""
+    path = tmp_path / "a.txt"
+    path.write_text("문장 하나\n", encoding="utf-8")
+
+    def full(*args, **kwargs):
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as e:
+            raise datasets.exceptions.DatasetGenerationError("An error occurred while generating the dataset") from e
+
+    monkeypatch.setattr(datasets, "load_dataset", full)
+    with pytest.raises(DataError, match=re.escape(f"{path}: could not be cached: No space left on device in the "
+                                                  f"datasets cache, {tmp_path / 'cache'}; free space there, or set "
+                                                  "HF_DATASETS_CACHE (or cache_dir)")):
+        load_source(str(path), cache_dir=str(tmp_path / "cache"))
 
 
 class SigintReporter:
