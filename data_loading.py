@@ -25,6 +25,7 @@ import tempfile
 from typing import IO
 
 import datasets
+import huggingface_hub
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase, TokenizersBackend
 
@@ -106,9 +107,12 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
         raise
     except Exception as e:  # pyarrow/HTTP/Hub errors: say which source, and why (fsspec's message is the URL alone)
         if (full := no_space(e)) is not None:  # datasets keeps every source it reads as Arrow files in its cache
-            raise DataError(f"{source.spec}: could not be cached: {full.strerror} in the datasets cache, "
-                            f"{cache_dir or datasets.config.HF_DATASETS_CACHE}; free space there, or set "
-                            "HF_DATASETS_CACHE (or cache_dir) to a folder on a larger disk") from e
+            where, settings = f"the datasets cache, {cache_dir or datasets.config.HF_DATASETS_CACHE}", ""
+            if source.repo:  # a Hub dataset's files are downloaded into the Hub's own cache first
+                where += f", or the Hub cache, {huggingface_hub.constants.HF_HUB_CACHE}"
+                settings = " and HF_HUB_CACHE"
+            raise DataError(f"{source.spec}: could not be cached: {full.strerror} in {where}; free space there, or "
+                            f"set HF_DATASETS_CACHE (or cache_dir){settings} to a folder on a larger disk") from e
         reason = e.__cause__ if e.__cause__ and str(e) in source.spec else e
         hint = ""
         if unreachable(e):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
 import sys
@@ -71,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (ModelDirError, PushError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if args.command != "card" or e.filename is None:
+            raise
+        hint = (f" (the card and its figure are written into the model folder: render them in a copy of "
+                f"{args.model_dir} that you may write to)" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+                else "")
+        print(f"error: {e.filename}: {e.strerror}{hint}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Terminated) as e:  # push() has left the Hub as it was: no commit, repo or branch
         signal_name, code = stopped_by(e)  # of its making

@@ -13,6 +13,7 @@ import tempfile
 import unicodedata
 
 import datasets
+import huggingface_hub
 import pytest
 
 from conftest import SAMPLE, SHARED_DATA
@@ -551,8 +552,12 @@ def test_a_full_datasets_cache_is_named_as_such(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", full)
     with pytest.raises(DataError, match=re.escape(f"{path}: could not be cached: No space left on device in the "
                                                   f"datasets cache, {tmp_path / 'cache'}; free space there, or set "
-                                                  "HF_DATASETS_CACHE (or cache_dir)")):
+                                                  "HF_DATASETS_CACHE (or cache_dir) to a folder on a larger disk")):
         load_source(str(path), cache_dir=str(tmp_path / "cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(DataError, match=re.escape(f"or the Hub cache, {tmp_path / 'hub'}; free space there, or set "
+                                                  "HF_DATASETS_CACHE (or cache_dir) and HF_HUB_CACHE to a folder")):
+        load_source("kakaobrain/kor_nli:snli:train", cache_dir=str(tmp_path / "cache"))
 
 
 class SigintReporter:

@@ -1,6 +1,7 @@
 """Model card and Hub push, through the real huggingface_hub client against a local stand-in Hub."""
 
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import io
@@ -317,6 +318,24 @@ def run_hub(*argv) -> tuple[int, str]:
         except SystemExit as e:  # argparse's errors
             code = e.code
     return code, out.getvalue()
+
+
+@pytest.mark.parametrize("code, hint", [(errno.EROFS, True), (errno.EACCES, True), (errno.ENOSPC, False)])
+def test_a_card_that_cannot_be_written_is_an_error_naming_the_file(model_dir, tmp_path, monkeypatch, code, hint):
+    """A model folder on a read-only disk (or of another user): `hub card` said so in a traceback."""
+    import matplotlib.figure
+
+    copy = str(tmp_path / "out")
+    shutil.copytree(model_dir, copy)
+
+    def refused(self, path, *args, **kwargs):
+        raise OSError(code, os.strerror(code), path)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", refused)
+    status, said = run_hub("card", copy)
+    plot = os.path.join(copy, "dev_scores.png")
+    assert status == 1 and said.startswith(f"error: {plot}: {os.strerror(code)}"), said
+    assert ("render them in a copy of " + copy in said) == hint
 
 
 def test_a_run_stopped_before_its_export_is_told_how_to_export_it(model_dir, tmp_path):
