@@ -290,6 +290,9 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict
     if args.output and os.path.isdir(args.output):
         parser.error(f"--output {args.output} is a folder; name the JSON file to write, e.g. "
                      f"{args.output}/sts_results.json")
+    if args.output and not os.access(args.output if os.path.exists(args.output) else
+                                     os.path.dirname(os.path.abspath(args.output)), os.W_OK):
+        parser.error(f"--output {args.output}: this user may not write it there (a read-only file, folder or disk)")
     if (problem := run_results_problem(args.model, args.output, args.remove_characters, args.max_length)) is not None:
         parser.error(problem)
 

@@ -82,6 +82,26 @@ def test_every_trainable_parameter_gets_a_gradient(encoder_dir, tokenizer, poole
                                                                               "encoder.pooler.dense.bias"}
 
 
+@pytest.mark.parametrize("model_type, settings", [
+    ("roberta", {"pad_token_id": 1}), ("xlm-roberta", {"pad_token_id": 1}), ("electra", {"embedding_size": 16}),
+    ("albert", {"embedding_size": 16}), ("deberta-v2", {}),
+])
+def test_every_trainable_parameter_of_other_encoder_families_gets_a_gradient(model_type, settings):
+    """The same for the other families the README names (ALBERT's pooler is a bare Linear; ELECTRA and DeBERTa have
+    none), packed where they can be."""
+    from transformers import AutoConfig, AutoModel
+
+    from data_collator import SimCSECollator
+
+    config = AutoConfig.for_model(model_type, vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=64, **settings)
+    model = SimCSEModel.from_encoder(AutoModel.from_config(config), pooler_type="cls").train()
+    rows = [{"input_ids": [[2, 5, 6, 7, 3], [2, 8, 9, 3], [2, 10, 11, 12, 13, 3]]}] * 4
+    batch = SimCSECollator(0, pack_width=16 if model.supports_packing else None)(rows)
+    model(**batch).loss.backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
 def launch_run_simcse(config: str, processes: int) -> subprocess.CompletedProcess:
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
     return subprocess.run([sys.executable, *launcher, "run_simcse.py", config], cwd=ROOT, capture_output=True,

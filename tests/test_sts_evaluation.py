@@ -207,6 +207,26 @@ def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, 
     assert message in str(stop.value) + capsys.readouterr().err  # argparse prints its own errors
 
 
+def test_an_output_this_user_may_not_write_is_refused_before_scoring(encoder_dir, tmp_path, monkeypatch, capsys):
+    """A read-only disk or folder: the results file was opened after the scoring, in a traceback (checked with
+    os.access, which knows a read-only mount; the tests may run as root, whom file modes do not stop)."""
+    import sts_evaluation
+
+    asked = []
+    monkeypatch.setattr(sts_evaluation.os, "access", lambda path, mode: asked.append((path, mode)) and False)
+    output = tmp_path / "results.json"
+    with pytest.raises(SystemExit):
+        main([encoder_dir, "--set", f"s={SAMPLE}/sts.tsv", "--output", str(output)])
+    assert (f"--output {output}: this user may not write it there (a read-only file, folder or disk)"
+            in capsys.readouterr().err)
+    assert asked == [(str(tmp_path), os.W_OK)]  # the folder, where the file does not exist yet
+    output.write_text("{}")
+    asked.clear()
+    with pytest.raises(SystemExit):
+        main([encoder_dir, "--set", f"s={SAMPLE}/sts.tsv", "--output", str(output)])
+    assert asked == [(str(output), os.W_OK)] and output.read_text() == "{}"
+
+
 def test_a_run_folder_without_its_export_names_its_best_checkpoint(tmp_path):
     """The hint named the newest checkpoint, where a run stopped after training now keeps its last one beside the best
     (the one it exports): the checkpoint to score is the best, which the newest checkpoint's state records, under the
