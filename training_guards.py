@@ -59,8 +59,13 @@ def optimizer_state_problem(checkpoint_dir: str, model: torch.nn.Module) -> str 
     path = os.path.join(checkpoint_dir, OPTIMIZER_NAME)
     if not os.path.isfile(path):
         return None
-    saved = sum(len(group["params"]) for group in
-                torch.load(path, map_location="cpu", mmap=True, weights_only=True)["param_groups"])
+    try:
+        saved = sum(len(group["params"]) for group in
+                    torch.load(path, map_location="cpu", mmap=True, weights_only=True)["param_groups"])
+    except Exception as e:  # a damaged file: torch's zip reader says so in a RuntimeError
+        return (f"{checkpoint_dir}: its optimizer state, {path}, could not be read ({type(e).__name__}: "
+                f"{(str(e).splitlines() or [''])[0]}); resume from another checkpoint, or start afresh "
+                "(overwrite_output_dir)")
     trained = sum(p.requires_grad for p in model.parameters())
     if saved == trained:
         return None

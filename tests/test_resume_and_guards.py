@@ -448,7 +448,7 @@ def test_resume_from_a_weights_only_checkpoint_is_refused(tmp_path):
             run_simcse.main([resumed])
 
 
-def test_resume_from_an_optimizer_state_for_other_parameters_is_refused_before_tokenizing(tmp_path, monkeypatch):
+def test_resume_from_an_optimizer_state_it_cannot_use_is_refused_before_tokenizing(tmp_path, monkeypatch):
     """A checkpoint whose optimizer holds two parameters more than the model trains, as this project's did before the
     encoder's own pooler was frozen: refused at start-up with the counts (Trainer stopped with a ValueError once the
     data were tokenized), the checkpoint kept."""
@@ -468,6 +468,13 @@ def test_resume_from_an_optimizer_state_for_other_parameters_is_refused_before_t
     with pytest.raises(SystemExit, match=re.escape(said)):
         run_simcse.main([resumed])
     assert not tokenized and sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-3"]
+    # A damaged optimizer state (a disk error, a copy cut short): named, where torch's zip reader gave a traceback.
+    data = (checkpoint / "optimizer.pt").read_bytes()
+    (checkpoint / "optimizer.pt").write_bytes(data[:len(data) // 2])
+    with pytest.raises(SystemExit, match=re.escape(f"its optimizer state, {checkpoint / 'optimizer.pt'}, could not be "
+                                                   "read (RuntimeError: PytorchStreamReader failed reading zip")):
+        run_simcse.main([resumed])
+    assert not tokenized
 
 
 class CtrlCAt(TrainerCallback):
