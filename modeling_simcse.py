@@ -308,9 +308,12 @@ class SimCSEModel(PreTrainedModel):
             hidden = config.encoder.hidden_size
             self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh())
         self.post_init()
-        # The encoder's own pooler (BERT's dense + tanh) is never part of the loss: the `cls` pooler is this model's
-        # MLP, copied into it at export only. Frozen, it is no parameter without a gradient, which DDP refuses where
-        # Trainer leaves find_unused_parameters off (under activation checkpointing).
+        self.freeze_encoder_pooler()
+
+    def freeze_encoder_pooler(self) -> None:
+        """The encoder's own pooler (BERT's dense + tanh) is never part of the loss: the `cls` pooler is this model's
+        MLP, copied into it at export only. Frozen, it is no parameter without a gradient, which DDP refuses where
+        Trainer leaves find_unused_parameters off (under activation checkpointing)."""
         if isinstance(pooler := getattr(self.encoder, "pooler", None), nn.Module):
             pooler.requires_grad_(False)
 
@@ -323,8 +326,10 @@ class SimCSEModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, *args, **kwargs) -> "SimCSEModel":
         """A saved SimCSEModel (a training checkpoint), through `PreTrainedModel.from_pretrained` with `LOAD_KWARGS`
-        where kwargs do not name them."""
-        return super().from_pretrained(*args, **{**LOAD_KWARGS, **kwargs})
+        where kwargs do not name them; the encoder's pooler frozen (loading makes new parameters, all trainable)."""
+        model = super().from_pretrained(*args, **{**LOAD_KWARGS, **kwargs})
+        model.freeze_encoder_pooler()
+        return model
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         """`PreTrainedModel.save_pretrained` (Trainer's checkpoints), with the weights as readable as the config."""

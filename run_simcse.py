@@ -68,7 +68,7 @@ from sigterm import SigtermRaises, Terminated, stopped_by, workers_leave_sigterm
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
                             sentence_transformers_pooling, tokenize_sts, undefined_metrics)
 from training_guards import (CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, Termination, TrainingBegan,
-                             TrainingDiverged, optimizer_state_problem, raised_within)
+                             TrainingDiverged, checkpoint_problem, raised_within)
 
 logger = logging.getLogger(__name__)
 # This project's modules (not its .venv/, where one may be): where its own log records come from.
@@ -759,7 +759,7 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
                                 None if overwriting and resumes_in(training_args.output_dir, resume) else resume)
     check_same_resumption(resume)
     with stopping_together():  # each machine reads its own copy of the checkpoint
-        if resume and (problem := optimizer_state_problem(resume, model)):
+        if resume and (problem := checkpoint_problem(resume, model)):
             raise SystemExit(f"error: resume_from_checkpoint {problem}")
     packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences
     logger.info("training batches: %s", "packed (no padding)" if packed else "padded")

@@ -14,8 +14,10 @@ import os
 import re
 import shutil
 import signal
+import zipfile
 
 import torch
+from safetensors import safe_open
 from transformers import TrainerCallback
 from transformers.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_utils import SaveStrategy
@@ -52,20 +54,29 @@ def holds_training_state(checkpoint_dir: str) -> bool:
     return any(name.startswith("rng_state") and name.endswith(".pth") for name in os.listdir(checkpoint_dir))
 
 
-def optimizer_state_problem(checkpoint_dir: str, model: torch.nn.Module) -> str | None:
-    """Why the optimizer state of a checkpoint cannot go on training `model`, or None: it holds another number of
-    parameter tensors than the model trains (Trainer would stop, once the data were tokenized, with "loaded state dict
-    contains a parameter group that doesn't match the size of optimizer's group"). Reads the parameter groups only."""
+def checkpoint_problem(checkpoint_dir: str, model: torch.nn.Module) -> str | None:
+    """Why a complete checkpoint cannot go on training `model`, or None: a file that Trainer reads back is damaged (a
+    disk error, a copy cut short: torch's zip reader or safetensors would stop the resumption once the data were
+    tokenized), or its optimizer state holds another number of parameter tensors than the model trains (Trainer: "loaded
+    state dict contains a parameter group that doesn't match the size of optimizer's group"). Reads each file's index
+    (a zip's central directory, a safetensors header) and the optimizer's parameter groups, not the tensors."""
+    for name in sorted(os.listdir(checkpoint_dir)):
+        path = os.path.join(checkpoint_dir, name)
+        try:
+            if name.endswith(".safetensors"):
+                with safe_open(path, "pt") as f:
+                    f.keys()
+            elif name.endswith((".pt", ".pth")):  # torch.save's zip archives: the optimizer, scheduler, random states
+                zipfile.ZipFile(path).close()
+        except Exception as e:
+            return (f"{checkpoint_dir}: {name} could not be read ({type(e).__name__}: "
+                    f"{(str(e).splitlines() or [''])[0]}), so the run cannot go on from it; resume from another "
+                    "checkpoint, or start afresh (overwrite_output_dir)")
     path = os.path.join(checkpoint_dir, OPTIMIZER_NAME)
     if not os.path.isfile(path):
         return None
-    try:
-        saved = sum(len(group["params"]) for group in
-                    torch.load(path, map_location="cpu", mmap=True, weights_only=True)["param_groups"])
-    except Exception as e:  # a damaged file: torch's zip reader says so in a RuntimeError
-        return (f"{checkpoint_dir}: its optimizer state, {path}, could not be read ({type(e).__name__}: "
-                f"{(str(e).splitlines() or [''])[0]}); resume from another checkpoint, or start afresh "
-                "(overwrite_output_dir)")
+    saved = sum(len(group["params"]) for group in
+                torch.load(path, map_location="cpu", mmap=True, weights_only=True)["param_groups"])
     trained = sum(p.requires_grad for p in model.parameters())
     if saved == trained:
         return None

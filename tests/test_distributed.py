@@ -68,7 +68,7 @@ def test_per_device_switch_reproduces_the_split(encoder_dir, tmp_path):
 
 
 @pytest.mark.parametrize("pooler_type, mlp_only_train", [(p, False) for p in POOLER_TYPES] + [("cls", True)])
-def test_every_trainable_parameter_gets_a_gradient(encoder_dir, tokenizer, pooler_type, mlp_only_train):
+def test_every_trainable_parameter_gets_a_gradient(encoder_dir, tokenizer, tmp_path, pooler_type, mlp_only_train):
     """DDP without find_unused_parameters (Trainer's choice under activation checkpointing) fails at the second step
     on a trainable parameter that the loss does not use; the encoder's own pooler, which no pooler type trains, is
     frozen."""
@@ -78,8 +78,12 @@ def test_every_trainable_parameter_gets_a_gradient(encoder_dir, tokenizer, poole
     ids, mask = _ids(tokenizer, ROWS)
     model(input_ids=ids, attention_mask=mask).loss.backward()
     assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
-    assert {n for n, p in model.named_parameters() if not p.requires_grad} == {"encoder.pooler.dense.weight",
-                                                                              "encoder.pooler.dense.bias"}
+    frozen = {"encoder.pooler.dense.weight", "encoder.pooler.dense.bias"}
+    assert {n for n, p in model.named_parameters() if not p.requires_grad} == frozen
+    # A saved SimCSEModel (a training checkpoint as model_name_or_path) too: loading makes new, trainable parameters.
+    model.save_pretrained(tmp_path / "saved")
+    loaded = SimCSEModel.from_pretrained(tmp_path / "saved")
+    assert {n for n, p in loaded.named_parameters() if not p.requires_grad} == frozen
 
 
 @pytest.mark.parametrize("model_type, settings", [

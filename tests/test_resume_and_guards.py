@@ -448,10 +448,10 @@ def test_resume_from_a_weights_only_checkpoint_is_refused(tmp_path):
             run_simcse.main([resumed])
 
 
-def test_resume_from_an_optimizer_state_it_cannot_use_is_refused_before_tokenizing(tmp_path, monkeypatch):
+def test_resume_from_a_checkpoint_it_cannot_use_is_refused_before_tokenizing(tmp_path, monkeypatch):
     """A checkpoint whose optimizer holds two parameters more than the model trains, as this project's did before the
-    encoder's own pooler was frozen: refused at start-up with the counts (Trainer stopped with a ValueError once the
-    data were tokenized), the checkpoint kept."""
+    encoder's own pooler was frozen, or with a damaged file: refused at start-up, saying which (Trainer stopped with a
+    traceback once the data were tokenized), the checkpoint kept."""
     config = smoke_config(tmp_path, save_total_limit=None, overwrite_output_dir=False)
     with pytest.raises(SystemExit):
         run_simcse.main([config], callbacks=[KillAfterSaving(3)])
@@ -468,12 +468,18 @@ def test_resume_from_an_optimizer_state_it_cannot_use_is_refused_before_tokenizi
     with pytest.raises(SystemExit, match=re.escape(said)):
         run_simcse.main([resumed])
     assert not tokenized and sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-3"]
-    # A damaged optimizer state (a disk error, a copy cut short): named, where torch's zip reader gave a traceback.
-    data = (checkpoint / "optimizer.pt").read_bytes()
-    (checkpoint / "optimizer.pt").write_bytes(data[:len(data) // 2])
-    with pytest.raises(SystemExit, match=re.escape(f"its optimizer state, {checkpoint / 'optimizer.pt'}, could not be "
-                                                   "read (RuntimeError: PytorchStreamReader failed reading zip")):
-        run_simcse.main([resumed])
+    # A damaged file (a disk error, a copy cut short), one byte short: named, where torch's zip reader or safetensors
+    # stopped the resumption after the tokenization, in a traceback.
+    for name, said in (("optimizer.pt", "BadZipFile: File is not a zip file"),
+                       ("rng_state.pth", "BadZipFile: File is not a zip file"),
+                       ("model.safetensors", "SafetensorError: Error while deserializing header")):
+        kept = tmp_path / name
+        shutil.copyfile(checkpoint / name, kept)
+        (checkpoint / name).write_bytes(kept.read_bytes()[:-1])
+        with pytest.raises(SystemExit, match=re.escape(f"error: resume_from_checkpoint {checkpoint}: {name} could not "
+                                                       f"be read ({said}")):
+            run_simcse.main([resumed])
+        shutil.copyfile(kept, checkpoint / name)
     assert not tokenized
 
 
