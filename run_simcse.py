@@ -336,12 +336,17 @@ def check_trainable(model: SimCSEModel, tokenizer: PreTrainedTokenizerBase, simc
 def cuda_graphs_by_default(training_args: TrainingArguments, simcse_args: SimCSEArguments, packed: bool) -> bool:
     """What an unset `cuda_graphs` means: on where it was measured to pay and tested to give the eager loss and
     gradients (an H100, bench/RESULTS.md): training in one process on a CUDA device with Triton, packed batches,
-    bf16 or fp32, no other compilation (torch_compile, compile_layers), and none of `cuda_graphs_conflicts`."""
+    bf16 or fp32, no other compilation (torch_compile, compile_layers), and none of `cuda_graphs_conflicts`, which are
+    logged where they alone keep it off (a setting for memory, say, that also costs the graphs' speed)."""
     from torch.utils._triton import has_triton
 
-    return (training_args.world_size == 1 and packed and not training_args.fp16 and not training_args.torch_compile
-            and not simcse_args.compile_layers and not cuda_graphs_conflicts(training_args, simcse_args)
-            and has_triton())
+    conflicts = cuda_graphs_conflicts(training_args, simcse_args)
+    possible = (training_args.world_size == 1 and packed and not training_args.fp16 and not training_args.torch_compile
+                and not simcse_args.compile_layers and has_triton())
+    if possible and training_args.device.type == "cuda" and conflicts:
+        logger.info("cuda_graphs left off (steps of about 26 ms against 50 ms eager on an H100, bench/RESULTS.md): %s",
+                    "; ".join(conflicts))
+    return possible and not conflicts
 
 
 def usable_cpu_count() -> int:

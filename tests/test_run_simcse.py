@@ -980,7 +980,7 @@ def test_fsdp_and_deepspeed_are_refused_before_anything_runs(tmp_path, monkeypat
     assert not (tmp_path / "out").exists()
 
 
-def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch):
+def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch, caplog):
     """Unset `cuda_graphs` means on for one process on a CUDA device with packed batches (and Triton), off for every
     setting it does not go with or was not tried with; a CPU run (the smoke job, every test here) has it off."""
     import types
@@ -1004,6 +1004,15 @@ def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch)
         assert not default(**changes), changes
     monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: False)
     assert not default()
+    # Where only a conflicting setting keeps it off, the log says which (activation checkpointing costs the graphs).
+    monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: True)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="run_simcse"):
+        assert not default(activation_checkpointing=True) and not default(fp16=True)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cuda_graphs left off")]
+    assert len(said) == 1 and said[0].endswith("cuda_graphs does not go with activation_checkpointing "
+                                               "(pytorch/pytorch#154306); set one of them (embedding_chunk_size also "
+                                               "trains large batches in little memory)"), said
 
 
 def test_large_training_sets_are_tokenized_by_one_process_a_usable_cpu(monkeypatch):
