@@ -3,13 +3,13 @@
 # shape, batch 256, bf16; the product's default, CUDA graphs, and a row with them off), the GPU-only tests of
 # cuda_graphs, the 277,811-triplet epoch rehearsal by default (CUDA graphs, from an empty compiler cache as a user's
 # first run) and with cuda_graphs off, the rehearsal's tokenization by process count on this machine's CPUs, and the
-# memory of the plain and cached paths. Run from the repository root:
+# memory of the plain, cached and activation-checkpointed steps. Run from the repository root:
 #     bash bench/run_gpu_benchmarks.sh [OUTPUT_DIR [STAGE ...]]     # default: bench/gpu-results-<date>, default stages
 # Stages: throughput cuda_graphs_tests epoch_rehearsal epoch_rehearsal_eager tokenization memory (the default, in that
 # order), and throughput_compiled epoch_rehearsal_compiled (the compile_layers opt-in, which did not pay:
 # bench/RESULTS.md).
 # On one H100 (2026-11-28): throughput 159 s, cuda_graphs_tests 50 s, epoch_rehearsal 101 s, epoch_rehearsal_eager
-# 104 s; earlier: memory 75 s, throughput_compiled 177 s, epoch_rehearsal_compiled about 130 s; tokenization (CPU
+# 104 s; earlier: memory 75 s (two rows a batch; three now), throughput_compiled 177 s, epoch_rehearsal_compiled about 130 s; tokenization (CPU
 # only) took 106 s on 2 cores. Where one command may run only 10 minutes, split them, e.g.
 #     bash bench/run_gpu_benchmarks.sh "$OUT" throughput cuda_graphs_tests epoch_rehearsal epoch_rehearsal_eager
 #     bash bench/run_gpu_benchmarks.sh "$OUT" tokenization memory
