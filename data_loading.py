@@ -106,13 +106,17 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
     except DataError:
         raise
     except Exception as e:  # pyarrow/HTTP/Hub errors: say which source, and why (fsspec's message is the URL alone)
-        if (full := no_space(e)) is not None:  # datasets keeps every source it reads as Arrow files in its cache
+        if (failed := failed_write(e, source.path)) is not None:  # datasets writes each source into its cache first
             where, settings = f"the datasets cache, {cache_dir or datasets.config.HF_DATASETS_CACHE}", ""
             if source.repo:  # a Hub dataset's files are downloaded into the Hub's own cache first
                 where += f", or the Hub cache, {huggingface_hub.constants.HF_HUB_CACHE}"
                 settings = " and HF_HUB_CACHE"
-            raise DataError(f"{source.spec}: could not be cached: {full.strerror} in {where}; free space there, or "
-                            f"set HF_DATASETS_CACHE (or cache_dir){settings} to a folder on a larger disk") from e
+            if failed.errno in NO_ROOM:
+                raise DataError(f"{source.spec}: could not be cached: {failed.strerror} in {where}; free space "
+                                f"there, or set HF_DATASETS_CACHE (or cache_dir){settings} to a folder on a larger "
+                                "disk") from e
+            raise DataError(f"{source.spec}: could not be cached: {failed.strerror}: {failed.filename} ({where}); set "
+                            f"HF_DATASETS_CACHE (or cache_dir){settings} to a folder this user may write to") from e
         reason = e.__cause__ if e.__cause__ and str(e) in source.spec else e
         hint = ""
         if unreachable(e):
@@ -553,7 +557,23 @@ def file_backed(ds: Dataset, folder: str) -> Dataset:
     return datasets.load_from_disk(folder)
 
 
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a disk quota reached
+
+
 def no_space(error: BaseException) -> OSError | None:
     """The OSError of a full disk (or of a disk quota reached) that `error` was raised from, or None."""
     found = raised_within(error, OSError)
-    return found if found is not None and found.errno in (errno.ENOSPC, errno.EDQUOT) else None
+    return found if found is not None and found.errno in NO_ROOM else None
+
+
+def failed_write(error: BaseException, read_path: str) -> OSError | None:
+    """The OSError that `error` was raised from where it is a write that failed: no room (`no_space`), a read-only
+    disk, or a file or folder other than `read_path` (the one being read) that this user may not write; else None."""
+    if (found := no_space(error)) is not None:
+        return found
+    found = raised_within(error, OSError)
+    if found is None or found.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or not found.filename:
+        return None
+    if found.errno != errno.EROFS and os.path.realpath(found.filename) == os.path.realpath(read_path):
+        return None  # the source file itself: a read refused
+    return found

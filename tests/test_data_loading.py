@@ -560,6 +560,28 @@ def test_a_full_datasets_cache_is_named_as_such(tmp_path, monkeypatch):
         load_source("kakaobrain/kor_nli:snli:train", cache_dir=str(tmp_path / "cache"))
 
 
+@pytest.mark.parametrize("code, names_the_cache", [(errno.EROFS, True), (errno.EACCES, True), (errno.EACCES, False)])
+def test_a_cache_this_user_may_not_write_is_named_as_such(tmp_path, monkeypatch, code, names_the_cache):
+    """A read-only or another user's datasets cache (a shared HF_HOME) said "could not be read: [Errno 30] Read-only
+    file system: '.../datasets'", as if the file were at fault; a source file this user may not read still says so."""
+    path = tmp_path / "a.txt"
+    path.write_text("문장 하나\n", encoding="utf-8")
+    refused = str(tmp_path / "cache" / "text") if names_the_cache else str(path)
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code), refused)
+
+    monkeypatch.setattr(datasets, "load_dataset", refuse)
+    with pytest.raises(DataError) as raised:
+        load_source(str(path), cache_dir=str(tmp_path / "cache"))
+    if names_the_cache:
+        assert str(raised.value) == (f"{path}: could not be cached: {os.strerror(code)}: {refused} (the datasets "
+                                     f"cache, {tmp_path / 'cache'}); set HF_DATASETS_CACHE (or cache_dir) to a folder "
+                                     "this user may write to")
+    else:
+        assert str(raised.value).startswith(f"{path}: could not be read: [Errno {code}] {os.strerror(code)}")
+
+
 class SigintReporter:
     """A stand-in tokenizer whose token ids say whether the process that tokenized ignores SIGINT (1) or not (0)."""
 
