@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 # decomposed word of '한 남자가 음식을 먹는다.' and the right pieces of the composed sentence
 # (tests/test_data_loading.py).
 DECOMPOSED_HANGUL = re.compile("[\u1100-\u11ff]")
+# Blank: whitespace and invisible format characters (soft hyphen, zero-width space / joiners, word joiner, BOM), which
+# web text carries: a sentence of nothing else has no words (tokenizers give it a bare "▁" piece or [UNK]).
+BLANK = re.compile("[\\s\u00ad\u200b-\u200d\u2060\ufeff]*")
 TO_NFC = ("""python -c "import sys, unicodedata; sys.stdout.write(unicodedata.normalize('NFC', sys.stdin.read()))" """
           "< IN > OUT")
 
@@ -259,9 +262,12 @@ def _sentences(values: list, source: Source, column: str) -> list[str]:
                     if source.extension == ".json" and isinstance(v, list) else "")
             raise DataError(f"{source.row(i)}: column {column!r} holds {json.dumps(v, ensure_ascii=False)[:40]}, not a "
                             f"sentence{hint}")
-        if not isinstance(v, str) or not v.strip():
-            hint = (" (a .txt source is one sentence a line, without blank lines: `grep -v '^[[:space:]]*$' IN > OUT` "
-                    "keeps the others)" if source.extension == ".txt" else "")
+        if not isinstance(v, str) or BLANK.fullmatch(v):
+            if isinstance(v, str) and v.strip():  # invisible characters alone, which the grep below keeps
+                hint = f" (only {ascii(v)}: invisible characters, no words)"
+            else:
+                hint = (" (a .txt source is one sentence a line, without blank lines: `grep -v '^[[:space:]]*$' IN > "
+                        "OUT` keeps the others)" if source.extension == ".txt" else "")
             raise DataError(f"{source.row(i)}: empty or missing sentence in column {column!r}{hint}")
     if DECOMPOSED_HANGUL.search("\n".join(values)):
         rows = [i for i, v in enumerate(values) if DECOMPOSED_HANGUL.search(v)]

@@ -112,6 +112,9 @@ def test_class_label_integers_are_read_through_their_names(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("sentence1\tsentence2\tgold_label\nP\tH\tentailment\nP\tH2\tmaybe\n", "line 3: unknown NLI label 'maybe'"),
     ("sentence1\tsentence2\tgold_label\nP\t\tentailment\n", "line 2: empty or missing sentence in column 'sentence2'"),
+    # Web text's zero-width space alone: no words (it was trained on, as [UNK] or a bare "▁" piece).
+    ("sentence1\tsentence2\tgold_label\nP\t\u200b \tentailment\n",
+     "line 2: empty or missing sentence in column 'sentence2' (only '\\u200b ': invisible characters, no words)"),
     ("sentence1\thyp\tgold_label\nP\tH\tentailment\n", "no hypothesis column"),
     ("sentence1\tsentence2\tgold_label\nP\tH\tneutral\n", "no premise has both"),
 ])
