@@ -58,6 +58,7 @@ DECOMPOSED_HANGUL = re.compile("[\u1100-\u11ff]")
 # Blank: whitespace and invisible format characters (soft hyphen, zero-width space / joiners, word joiner, BOM), which
 # web text carries: a sentence of nothing else has no words (tokenizers give it a bare "▁" piece or [UNK]).
 BLANK = re.compile("[\\s\u00ad\u200b-\u200d\u2060\ufeff]*")
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a disk quota reached
 TO_NFC = ("""python -c "import sys, unicodedata; sys.stdout.write(unicodedata.normalize('NFC', sys.stdin.read()))" """
           "< IN > OUT")
 
@@ -561,9 +562,6 @@ def file_backed(ds: Dataset, folder: str) -> Dataset:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     ds.save_to_disk(folder)
     return datasets.load_from_disk(folder)
-
-
-NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a disk quota reached
 
 
 def no_space(error: BaseException) -> OSError | None:
