@@ -30,7 +30,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase, TokenizersBackend
 
 from data_sources import COMPRESSIONS, FILE_FORMATS, DataError, Source, is_repo_id
-from training_guards import best_checkpoint, checkpoints, raised_within
+from training_guards import NO_ROOM, best_checkpoint, checkpoints, no_space, raised_within
 
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "0": 0, "1": 1, "2": 2}
 NO_GOLD_LABEL = (-1, "-1", "-")  # SNLI's marker for pairs without annotator consensus: skipped
@@ -58,7 +58,6 @@ DECOMPOSED_HANGUL = re.compile("[\u1100-\u11ff]")
 # Blank: whitespace and invisible format characters (soft hyphen, zero-width space / joiners, word joiner, BOM), which
 # web text carries: a sentence of nothing else has no words (tokenizers give it a bare "▁" piece or [UNK]).
 BLANK = re.compile("[\\s\u00ad\u200b-\u200d\u2060\ufeff]*")
-NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a disk quota reached
 TO_NFC = ("""python -c "import sys, unicodedata; sys.stdout.write(unicodedata.normalize('NFC', sys.stdin.read()))" """
           "< IN > OUT")
 
@@ -562,12 +561,6 @@ def file_backed(ds: Dataset, folder: str) -> Dataset:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     ds.save_to_disk(folder)
     return datasets.load_from_disk(folder)
-
-
-def no_space(error: BaseException) -> OSError | None:
-    """The OSError of a full disk (or of a disk quota reached) that `error` was raised from, or None."""
-    found = raised_within(error, OSError)
-    return found if found is not None and found.errno in NO_ROOM else None
 
 
 def failed_write(error: BaseException, read_path: str) -> OSError | None:

@@ -8,7 +8,6 @@ checkpoint (`training_guards`).
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -22,8 +21,8 @@ except ImportError:  # Windows: no advisory locks of this kind
 from transformers.trainer import TRAINER_STATE_NAME
 
 from hub.model_dir import RUN_ARGS_FILE, ModelDirError, check_export
-from training_guards import (holds_training_state, is_complete, last_complete_checkpoint, remove_incomplete_checkpoints,
-                             trainer_state)
+from training_guards import (holds_training_state, is_complete, last_complete_checkpoint, no_space,
+                             remove_incomplete_checkpoints, trainer_state)
 
 logger = logging.getLogger(__name__)
 
@@ -247,17 +246,17 @@ def interruption_note(output_dir: str, step: int, max_steps: int, trained: bool 
 
 
 def full_disk(output_dir: str, error: BaseException, needed_bytes: int, needed_for: str) -> str | None:
-    """Where `error` came from a full disk, what to say of it; else None. A full disk is an OSError ENOSPC, or any error
-    with less room left on the disk of `output_dir` than what was being written takes (`needed_bytes`, for
-    `needed_for`, e.g. "a checkpoint"): torch's writer of optimizer.pt reports it as a RuntimeError ("unexpected pos
-    ...", after "basic_ios::clear: iostream error")."""
+    """Where `error` came from a full disk, what to say of it; else None. A full disk is an OSError ENOSPC (or EDQUOT, a
+    quota reached) in the error's chain (`training_guards.no_space`), or any error with less room left on the disk of
+    `output_dir` than what was being written takes (`needed_bytes`, for `needed_for`, e.g. "a checkpoint"): torch's
+    writer of optimizer.pt reports it as a RuntimeError ("unexpected pos ...", after "basic_ios::clear: iostream
+    error")."""
     try:
         free = shutil.disk_usage(output_dir).free
     except OSError:
         free = None
-    no_space = isinstance(error, OSError) and error.errno == errno.ENOSPC
     room_left = free is not None and free >= needed_bytes
-    if not no_space and (free is None or room_left):
+    if no_space(error) is None and (free is None or room_left):
         return None
     said = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
     if room_left:  # another disk filled: the cache's, a temporary folder's (the error names the file)

@@ -7,6 +7,7 @@ weights, optimizer, scheduler and RNG states. A run killed while saving leaves a
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ from sigterm import SigtermHandler, take_signal
 
 logger = logging.getLogger(__name__)
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a disk quota reached
 
 
 class TrainingDiverged(RuntimeError):
@@ -204,6 +206,12 @@ def raised_within(error: BaseException | None, kinds: type | tuple[type, ...]) -
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def no_space(error: BaseException | None) -> OSError | None:
+    """The OSError of a full disk (or of a disk quota reached) that `error` was raised from, or None."""
+    found = raised_within(error, OSError)
+    return found if found is not None and found.errno in NO_ROOM else None
 
 
 class TrainingBegan(TrainerCallback):

@@ -567,6 +567,9 @@ TORCH_FULL_DISK = "[enforce fail at inline_container.cc:672] . unexpected pos 58
      f"{{mib}} MiB; RuntimeError: {TORCH_FULL_DISK})"),
     (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/tmp/x"), 2**30,  # another disk: its file is named
      "a disk is full (OSError: [Errno 28] No space left on device: '/tmp/x')"),
+    # A quota reached (a cluster's home folder), with room left on the disk: a full disk too (training_guards.no_space).
+    (OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), "/tmp/x"), 2**30,
+     f"a disk is full (OSError: [Errno {errno.EDQUOT}] {os.strerror(errno.EDQUOT)}: '/tmp/x')"),
 ])
 def test_a_full_disk_while_training_says_what_was_kept_and_how_to_resume(tmp_path, monkeypatch, error, free, said):
     """A traceback from within Trainer's checkpoint save named neither the checkpoint to resume from nor how; torch's
