@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import tempfile
+from pathlib import Path
 from typing import IO
 
 import datasets
@@ -401,11 +402,22 @@ def check_model_source(name: str, needs: str | tuple[str, ...] = "config.json") 
         raise DataError(f"{name}: no such folder, and not a Hub model id (name or owner/name)")
 
 
-def model_load_error(names: list[str], error: Exception) -> str:
-    """The model (and tokenizer) names that would not load and transformers' error -> the message, which says which
-    names were read as Hub ids for want of a folder of that name here (a mistyped path reads as one)."""
+def model_load_error(names: list[str], error: Exception, cache_dir: str | None = None) -> str:
+    """The model (and tokenizer) names that would not load, transformers' error and the Hub cache setting (`cache_dir`,
+    else HF_HUB_CACHE) -> the message, which says which names were read as Hub ids for want of a folder of that name
+    here (a mistyped path reads as one), or that the download found no room or no right to write in the Hub cache."""
     absent = [n for n in names if not os.path.isdir(n)]
     said = f"{' / '.join(names)}: "
+    cache = cache_dir or huggingface_hub.constants.HF_HUB_CACHE
+    failed = failed_write(error, "") if absent else None
+    if failed is not None and (failed.errno in NO_ROOM or failed.filename
+                               and Path(failed.filename).resolve().is_relative_to(Path(cache).resolve())):
+        setting = "cache_dir" if cache_dir else "HF_HUB_CACHE (or HF_HOME)"
+        if failed.errno in NO_ROOM:
+            return (f"{said}could not be downloaded: {failed.strerror} in the Hub cache, {cache}; free space there, or "
+                    f"set {setting} to a folder on a larger disk")
+        return (f"{said}could not be downloaded: {failed.strerror}: {failed.filename} (the Hub cache, {cache}); set "
+                f"{setting} to a folder this user may write to")
     if absent:
         which = "" if absent == names else f"{' / '.join(absent)}: "  # a folder beside a mistyped tokenizer_name
         said += f"{which}no such folder here, so read as a Hub id: "

@@ -203,7 +203,7 @@ def model_loading_errors(model_args: ModelArguments) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        raise SystemExit(f"error: {model_load_error(names, e)}") from None
+        raise SystemExit(f"error: {model_load_error(names, e, model_args.cache_dir)}") from None
     except ValueError as e:
         if not refuses_model_code(e):
             raise

@@ -332,6 +332,8 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict
                                     args.trust_remote_code)
     except EncoderWeightsMissing as e:
         raise SystemExit(f"error: {e}") from None
+    except OSError as e:  # the weights' download: no room or no right to write in the Hub cache, the network gone
+        raise SystemExit(f"error: {model_load_error([args.model], e)}") from None
     except ValueError as e:
         if not refuses_model_code(e) or args.trust_remote_code:
             raise

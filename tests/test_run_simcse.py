@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import types
+from pathlib import Path
 
 import multiprocess.util
 import pytest
@@ -27,7 +28,7 @@ import output_folder
 import run_arguments
 import run_simcse
 import sts_evaluation
-from conftest import ROOT, SAMPLE, sample_sentences
+from conftest import ROOT, SAMPLE, cli, folder_files, sample_sentences
 from data_loading import load_source
 from hub.card import render_card
 from modeling_simcse import SimCSEConfig, SimCSEModel
@@ -1140,6 +1141,56 @@ def test_a_mistyped_folder_is_said_to_be_read_as_a_hub_id(encoder_dir, tmp_path,
     changes = {**pretrained(model.format(encoder=encoder_dir)), "tokenizer_name": tokenizer_name}
     with pytest.raises(SystemExit, match=re.escape(f"error: {message.format(encoder=encoder_dir)}")):
         run_simcse.main([smoke_config(tmp_path, **changes)])
+    assert not (tmp_path / "out").exists()
+
+
+# Run in a fresh process whose Hub client fails to write as a full disk (the weights' download: no room for them) or a
+# read-only one (the cache's folders) does; the rest of the download is real, from the stand-in.
+FAILING_HUB_CACHE = """
+import errno, os, runpy, sys
+import huggingface_hub.file_download as download
+failure, hub_cache, script, *argv = sys.argv[1:]
+if failure == "full":
+    real_get = download.http_get
+    def http_get(url, temp_file, *args, **kwargs):
+        if url.endswith(".safetensors"):
+            temp_file.write(b"half")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_get(url, temp_file, *args, **kwargs)
+    download.http_get = http_get
+else:
+    real_makedirs = os.makedirs
+    def makedirs(path, *args, **kwargs):
+        if os.fspath(path).startswith(hub_cache):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
+        return real_makedirs(path, *args, **kwargs)
+    os.makedirs = makedirs
+sys.argv = [script, *argv]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("script, failure", [("run_simcse.py", "full"), ("run_simcse.py", "read-only"),
+                                             ("sts_evaluation.py", "full")])
+def test_a_hub_cache_without_room_or_the_right_to_write_is_named(encoder_dir, hub, tmp_path, script, failure):
+    """A Hub model downloaded into a full or read-only cache was said to be "no such folder here, so read as a Hub id:
+    [Errno 28] No space left on device" (the evaluation command: a traceback, once the weights' download began)."""
+    hub.add_repo("kor/encoder", folder_files(Path(encoder_dir)))
+    cache = tmp_path / "home" / "hub"
+    if script == "run_simcse.py":
+        argv = [smoke_config(tmp_path, **pretrained("kor/encoder"))]
+    else:
+        argv = ["kor/encoder", "--set", f"sample={SAMPLE}/sts.tsv"]
+    proc = cli(["-c", FAILING_HUB_CACHE, failure, str(cache), script, *argv], hub, tmp_home=tmp_path / "home")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    if failure == "full":
+        said = re.escape(f"error: kor/encoder: could not be downloaded: No space left on device in the Hub cache, "
+                         f"{cache}; free space there, or set HF_HUB_CACHE (or HF_HOME) to a folder on a larger disk")
+    else:  # the folder refused: the cache's own, or one inside it
+        said = (re.escape(f"error: kor/encoder: could not be downloaded: Read-only file system: {cache}") + r"\S*"
+                + re.escape(f" (the Hub cache, {cache}); set HF_HUB_CACHE (or HF_HOME) to a folder this user may write "
+                            "to"))
+    assert re.fullmatch(said, proc.stderr.strip().splitlines()[-1])
     assert not (tmp_path / "out").exists()
 
 
