@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 # Arguments that may change between a run and its resumption (or differ between its processes) without making it a
 # different run: none of them changes the trained weights (e.g. a smaller evaluation batch after running out of memory).
 RESUMABLE_KEYS = {
+    # output_dir: the folder whose run_args.json is compared, however this launch names it (a trailing slash, an
+    # absolute path, another working directory) or wherever it was moved
+    "output_dir",
     "resume_from_checkpoint", "overwrite_output_dir", "logging_dir", "local_rank", "preprocessing_num_workers",
     "dataloader_num_workers", "dataloader_pin_memory", "dataloader_prefetch_factor", "dataloader_persistent_workers",
     "dataloader_multiprocessing_context",

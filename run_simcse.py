@@ -67,8 +67,8 @@ from sigterm import EXIT_CODE as SIGTERM_EXIT
 from sigterm import SigtermRaises, Terminated, stopped_by, workers_leave_sigterm
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
                             sentence_transformers_pooling, tokenize_sts, undefined_metrics)
-from training_guards import (CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, Termination, TrainingBegan,
-                             TrainingDiverged, checkpoint_problem, raised_within)
+from training_guards import (BestCheckpointInThisFolder, CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, Termination,
+                             TrainingBegan, TrainingDiverged, checkpoint_problem, raised_within)
 
 logger = logging.getLogger(__name__)
 # This project's modules (not its .venv/, where one may be): where its own log records come from.
@@ -806,7 +806,7 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
         compute_metrics=compute_metrics,
         # Termination first: the guard then logs (and checks) the loss of the step it saves.
         callbacks=[termination := Termination(), NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(),
-                   keeper := LastCheckpointKeeper(),
+                   BestCheckpointInThisFolder(), keeper := LastCheckpointKeeper(),
                    clock := TrainingClock(resume, describe_hardware(training_args), library_versions()),
                    *(callbacks or [])],
     )

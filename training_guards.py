@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from transformers import TrainerCallback
 from transformers.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME
-from transformers.trainer_utils import SaveStrategy
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy
 
 from sigterm import SigtermHandler, take_signal
 
@@ -248,6 +248,25 @@ class NonFiniteLossGuard(TrainerCallback):
                     "resume from it with resume_from_checkpoint"
                 )
         return control
+
+
+class BestCheckpointInThisFolder(TrainerCallback):
+    """Name a resumed run's best checkpoint by this launch's output_dir, as Trainer does at each save.
+
+    Trainer records it as the path the run was given (`outputs/run/checkpoint-6`), and resuming drops that path where it
+    is no folder (the output folder moved, or named from another working directory: "does not exist anymore"). A launch
+    that then saved nothing before the end (a run stopped after training, resumed to evaluate and export) exported the
+    last step's weights, not the best checkpoint's.
+    """
+
+    def on_train_begin(self, args, state, control, **kwargs):  # called once Trainer has loaded the resumed state
+        if state.best_global_step is None:
+            return
+        path = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}")
+        if os.path.isdir(path) and state.best_model_checkpoint != path:
+            logger.info("the run's best checkpoint (step %d) is %s, in output_dir as this launch names it",
+                        state.best_global_step, path)
+            state.best_model_checkpoint = path
 
 
 class LastCheckpointKeeper(TrainerCallback):

@@ -755,6 +755,28 @@ def test_a_run_stopped_after_training_is_told_what_resuming_it_does(tmp_path, ke
         + said.format(out=tmp_path))
 
 
+def test_a_run_resumed_in_its_moved_folder_exports_its_best_checkpoint(tmp_path, caplog, uninterrupted):
+    """The output folder named otherwise than at the first launch (moved; or a trailing slash, an absolute path) was "a
+    different run (run_args.json differs in: output_dir)"; and with that allowed, Trainer dropped the best checkpoint
+    recorded under the old path, so a run stopped after training exported the last step's weights (checkpoint-12), not
+    the best checkpoint's (checkpoint-6)."""
+    first = tmp_path / "first"
+    first.mkdir()
+    with pytest.raises(SystemExit):
+        run_simcse.main([smoke_config(first, save_total_limit=None, overwrite_output_dir=False)],
+                        callbacks=[StopsTheFinalEvaluation(OUT_OF_MEMORY)])
+    moved = tmp_path / "moved"
+    shutil.move(first / "out", moved)
+    caplog.set_level(logging.INFO, logger="training_guards")
+    resumed = run_simcse.main([smoke_config(first, output_dir=f"{moved}/", save_total_limit=None,
+                                            overwrite_output_dir=False, resume_from_checkpoint="last")])
+    results, whole = uninterrupted
+    for name in results:
+        assert resumed[name] == pytest.approx(results[name], abs=1e-6)
+    assert_same_export(whole, moved)
+    assert f"the run's best checkpoint (step 6) is {moved}/checkpoint-6, in output_dir as this launch" in caplog.text
+
+
 def test_resume_is_decided_by_the_data_rows_not_their_paths(tmp_path):
     """A training file edited since the checkpoint makes another run: resuming would mix two datasets' batches, so it
     is refused before anything is touched, as is a dev set of other rows. The same rows under other paths (the run
