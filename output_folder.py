@@ -68,7 +68,8 @@ def resumes_in(output_dir: str, resume: str | None) -> bool:
         return False
     if resume.lower() in RESUME_LAST:
         return True
-    return os.path.dirname(os.path.abspath(resume.rstrip("/\\"))) == os.path.abspath(output_dir)
+    # The folder's path with links resolved: a checkpoint named through a link to the output folder is one of it.
+    return os.path.realpath(os.path.dirname(os.path.abspath(resume.rstrip("/\\")))) == os.path.realpath(output_dir)
 
 
 # The output folders this process holds the lock of: real path -> the folder's open descriptor.

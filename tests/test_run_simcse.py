@@ -544,6 +544,10 @@ def test_resuming_another_run_is_refused_and_its_checkpoint_kept(tmp_path, caplo
     with pytest.raises(SystemExit, match=f"resume_from_checkpoint {named} is a checkpoint of the run output_dir {out} "
                                          "holds, which overwrite_output_dir would delete"):
         run_simcse.main([smoke_config(tmp_path, resume_from_checkpoint=named, **longer)])
+    (tmp_path / "link").symlink_to(out)  # the same checkpoint named through a link to the folder
+    with pytest.raises(SystemExit, match="which overwrite_output_dir would delete"):
+        run_simcse.main([smoke_config(tmp_path, resume_from_checkpoint=str(tmp_path / "link" / "checkpoint-3"),
+                                      **longer)])
     assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["max_steps"] == 3
     # Overwriting with "last" (a launcher that always resumes where it can) replaces the run, and says so.
     caplog.clear()
