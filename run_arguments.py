@@ -39,6 +39,7 @@ from modeling_simcse import (
     POOLER_TYPES,
     SimCSEConfig,
 )
+from training_guards import CHECKPOINT
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +202,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
                         f"{', '.join(METRIC_NAMES)} (x100, higher is better; default cosine_spearman)")
     if (problem := output_dir_problem(training_args.output_dir)) is not None:
         problems.append(problem)
+    problems += sources_in_output_dir(model_args, training_args.output_dir)
     problems += hub_problems(training_args, data_args)
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
@@ -643,6 +645,26 @@ def output_dir_problem(output_dir: str) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"output_dir {output_dir}{where} is not writable by this user"
     return None
+
+
+def sources_in_output_dir(model_args: ModelArguments, output_dir: str) -> list[str]:
+    """The model and tokenizer folders that the run would write over or delete: `output_dir` itself (the export
+    replaces its files) or one of its checkpoint-* folders (overwrite_output_dir and save_total_limit delete them)."""
+    out = os.path.realpath(output_dir)
+    problems = []
+    for key in ("model_name_or_path", "tokenizer_name"):
+        name = getattr(model_args, key)
+        if not name or not os.path.isdir(name):
+            continue
+        folder = os.path.realpath(name)
+        if folder == out:
+            problems.append(f"{key} {name} is output_dir itself, whose files the run's export replaces (its card would "
+                            "name a base model that is no longer there); write the run to another folder")
+        elif os.path.dirname(folder) == out and CHECKPOINT.match(os.path.basename(folder)):
+            problems.append(f"{key} {name} is a checkpoint folder of output_dir {output_dir}, where the run deletes "
+                            "checkpoints (those of another run, and the oldest beyond save_total_limit); copy it "
+                            "elsewhere first, or write the run to another folder")
+    return problems
 
 
 def run_arguments_dict(*parsed) -> dict:

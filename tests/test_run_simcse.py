@@ -1148,6 +1148,23 @@ def test_a_mistyped_folder_is_said_to_be_read_as_a_hub_id(encoder_dir, tmp_path,
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("inside, key, said", [
+    ("", "model_name_or_path", "is output_dir itself, whose files the run's export replaces"),
+    ("checkpoint-3", "tokenizer_name", "is a checkpoint folder of output_dir {out}, where the run deletes checkpoints"),
+])
+def test_an_encoder_in_the_folder_the_run_replaces_is_refused_before_anything_is_written(encoder_dir, tmp_path, inside,
+                                                                                          key, said):
+    """Trained into its own folder (overwrite_output_dir), an encoder was replaced by the export, or deleted with the
+    checkpoints of the run it came from, and the card named a base model that was no longer there."""
+    out = tmp_path / "out"
+    shutil.copytree(encoder_dir, out / inside)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    changes = {**pretrained(str(encoder_dir)), key: str(out / inside)}
+    with pytest.raises(SystemExit, match=re.escape(f"error: {key} {out / inside} {said.format(out=out)}")):
+        run_simcse.main([smoke_config(tmp_path, **changes)])
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
 # Run in a fresh process whose Hub client fails to write as a full disk (the weights' download: no room for them) or a
 # read-only one (the cache's folders) does; the rest of the download is real, from the stand-in.
 FAILING_HUB_CACHE = """
