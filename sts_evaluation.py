@@ -242,7 +242,7 @@ def run_results_problem(model: str, output: str | None, removed: str, max_length
     """Why scores may not be written to `output`, where it is the `sts_results.json` of the run folder `model`: the card
     shows that file's numbers beside the run's settings, as the standard protocol's (sentences as they are, the run's
     max_seq_length). None where they may."""
-    if not output or os.path.abspath(output) != os.path.abspath(os.path.join(model, RESULTS_FILE)):
+    if not output or os.path.realpath(output) != os.path.realpath(os.path.join(model, RESULTS_FILE)):  # links too
         return None
     run_length = (_model_json(model, RUN_ARGS_FILE) or {}).get("max_seq_length")
     if removed or (run_length is not None and max_length not in (None, run_length)):

@@ -170,7 +170,8 @@ def test_ctrl_c_while_scoring_says_so_and_writes_nothing(encoder_dir, tmp_path, 
     assert not output.exists()
 
 
-@pytest.mark.parametrize("argv, message", [  # {encoder}: a saved encoder; {empty}: an empty folder; {reference}: a run
+# {encoder}: a saved encoder; {empty}: an empty folder; {reference}: a run; {link}: a link to it
+@pytest.mark.parametrize("argv, message", [
     (["/no/such/encoder"], "/no/such/encoder: no such folder, and not a Hub model id"),
     (["{encoder}", "--output", "/no/such/folder/results.json"],
      "--output /no/such/folder/results.json: its folder does not"),
@@ -180,6 +181,8 @@ def test_ctrl_c_while_scoring_says_so_and_writes_nothing(encoder_dir, tmp_path, 
      "--output {encoder}/sts_results.json: the model card is rendered from that file"),
     (["{reference}", "--max-length", "128", "--output", "{reference}/sts_results.json"],  # max_seq_length 64
      "--output {reference}/sts_results.json: the model card is rendered from that file"),
+    (["{reference}", "--max-length", "128", "--output", "{link}/sts_results.json"],  # the same file through a link
+     "--output {link}/sts_results.json: the model card is rendered from that file"),
     (["{encoder}", "--set", f"s={SAMPLE}/sts.tsv", "--max-length", "65"],
      "--max-length 65 is longer than the 64 positions of the bert encoder"),
     (["{encoder}", "--set", "s=/no/such/sts.tsv"], "/no/such/sts.tsv: file not found"),
@@ -197,8 +200,9 @@ def test_ctrl_c_while_scoring_says_so_and_writes_nothing(encoder_dir, tmp_path, 
 ])
 def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, capsys, tmp_path):
     names = {"encoder": encoder_dir, "empty": str(tmp_path / "empty"), "run": str(tmp_path / "run"),
-             "reference": f"{ROOT}/reference_run"}
+             "reference": f"{ROOT}/reference_run", "link": str(tmp_path / "link")}
     (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(names["reference"])
     for step in (10, 9):  # named in the order of their steps, not of their names
         (tmp_path / "run" / f"checkpoint-{step}").mkdir(parents=True)
     with pytest.raises(SystemExit) as stop:
