@@ -48,8 +48,14 @@ SOURCE_DIGESTS = {"train_data": "train_rows_sha256", "dev_data": "dev_rows_sha25
 
 def changed_arguments(saved: dict, run_args: dict) -> list[str]:
     """The keys of a run_args.json record in which this launch's `run_args` make another run than the `saved` one:
-    any but RESUMABLE_KEYS, and a data source's paths only where its rows' digest changed too (or was not recorded)."""
+    any but RESUMABLE_KEYS, a model or tokenizer folder only where it is another folder, and a data source's paths only
+    where its rows' digest changed too (or was not recorded)."""
     changed = {k for k in set(saved) | set(run_args) if k not in RESUMABLE_KEYS and saved.get(k) != run_args.get(k)}
+    for key in ("model_name_or_path", "tokenizer_name"):  # one folder, named otherwise (./, a trailing slash, a link)
+        then, now = saved.get(key), run_args.get(key)
+        if isinstance(then, str) and isinstance(now, str) and os.path.isdir(then) and os.path.isdir(now) and \
+                os.path.samefile(then, now):
+            changed.discard(key)
     for source, digest in SOURCE_DIGESTS.items():
         if digest not in saved:  # a record of an earlier version: the paths decide
             changed.discard(digest)

@@ -531,6 +531,23 @@ def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path, c
         run_simcse.main([other])
 
 
+def test_a_run_resumes_with_its_encoder_folder_named_otherwise(encoder_dir, tmp_path, caplog):
+    """The same encoder folder named with a trailing slash, relative to the working directory, or through a link was
+    "a different run (run_args.json differs in: model_name_or_path)"; another folder still is."""
+    run_simcse.main([smoke_config(tmp_path, **pretrained(encoder_dir), max_steps=3, overwrite_output_dir=False)])
+    (tmp_path / "link").symlink_to(encoder_dir)
+    caplog.set_level(logging.WARNING, logger="output_folder")
+    for same in (f"{encoder_dir}/", os.path.relpath(encoder_dir), str(tmp_path / "link")):
+        caplog.clear()
+        run_simcse.main([smoke_config(tmp_path, **pretrained(same), max_steps=3, overwrite_output_dir=False,
+                                      resume_from_checkpoint="last")])
+        assert "holds this run, trained to its end (step 3)" in caplog.text
+    shutil.copytree(encoder_dir, tmp_path / "copy")
+    with pytest.raises(SystemExit, match=r"holds a different run \(run_args.json differs in: model_name_or_path\)"):
+        run_simcse.main([smoke_config(tmp_path, **pretrained(str(tmp_path / "copy")), max_steps=3,
+                                      overwrite_output_dir=False, resume_from_checkpoint="last")])
+
+
 def test_resuming_another_run_is_refused_and_its_checkpoint_kept(tmp_path, caplog):
     """A launch that resumes a folder's run with other arguments (more epochs, to train longer) was told to set
     overwrite_output_dir, which then deleted the checkpoints it asked for: 'last' trained from step 0 saying the folder
