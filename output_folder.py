@@ -32,6 +32,8 @@ RESUMABLE_KEYS = {
     # output_dir: the folder whose run_args.json is compared, however this launch names it (a trailing slash, an
     # absolute path, another working directory) or wherever it was moved
     "output_dir",
+    # load_best_model_at_end: which checkpoint is exported, not how any is trained (the card says which)
+    "load_best_model_at_end",
     "resume_from_checkpoint", "overwrite_output_dir", "logging_dir", "local_rank", "preprocessing_num_workers",
     "dataloader_num_workers", "dataloader_pin_memory", "dataloader_prefetch_factor", "dataloader_persistent_workers",
     "dataloader_multiprocessing_context",

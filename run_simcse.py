@@ -67,8 +67,9 @@ from sigterm import EXIT_CODE as SIGTERM_EXIT
 from sigterm import SigtermRaises, Terminated, stopped_by, workers_leave_sigterm
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
                             sentence_transformers_pooling, tokenize_sts, undefined_metrics)
-from training_guards import (BestCheckpointInThisFolder, CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, Termination,
-                             TrainingBegan, TrainingDiverged, checkpoint_problem, raised_within)
+from training_guards import (CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, ResumedBestCheckpoint, Termination,
+                             TrainingBegan, TrainingDiverged, best_checkpoint_problem, checkpoint_problem,
+                             raised_within)
 
 logger = logging.getLogger(__name__)
 # This project's modules (not its .venv/, where one may be): where its own log records come from.
@@ -764,7 +765,8 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
                                 None if overwriting and resumes_in(training_args.output_dir, resume) else resume)
     check_same_resumption(resume)
     with stopping_together():  # each machine reads its own copy of the checkpoint
-        if resume and (problem := checkpoint_problem(resume, model)):
+        if resume and (problem := checkpoint_problem(resume, model) or training_args.load_best_model_at_end and
+                       best_checkpoint_problem(resume, training_args.output_dir)):
             raise SystemExit(f"error: resume_from_checkpoint {problem}")
     packed = model.supports_packing if simcse_args.pack_sequences is None else simcse_args.pack_sequences
     logger.info("training batches: %s", "packed (no padding)" if packed else "padded")
@@ -806,7 +808,7 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
         compute_metrics=compute_metrics,
         # Termination first: the guard then logs (and checks) the loss of the step it saves.
         callbacks=[termination := Termination(), NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(),
-                   BestCheckpointInThisFolder(), keeper := LastCheckpointKeeper(),
+                   ResumedBestCheckpoint(resume), keeper := LastCheckpointKeeper(),
                    clock := TrainingClock(resume, describe_hardware(training_args), library_versions()),
                    *(callbacks or [])],
     )

@@ -250,8 +250,37 @@ class NonFiniteLossGuard(TrainerCallback):
         return control
 
 
-class BestCheckpointInThisFolder(TrainerCallback):
-    """Name a resumed run's best checkpoint by this launch's output_dir, as Trainer does at each save.
+def best_checkpoint_now(step: int | None, recorded: str | None, output_dir: str, resumed: str | None) -> str | None:
+    """Where a resumed run's best checkpoint (its state's best_global_step, recorded as best_model_checkpoint) is now:
+    in output_dir as this launch names it (where Trainer looks at each save), where it was recorded, or the resumed
+    checkpoint itself; None where it is in none of them, or no best was recorded."""
+    if step is None:
+        return None
+    name = f"{PREFIX_CHECKPOINT_DIR}-{step}"
+    itself = resumed if resumed and os.path.basename(resumed.rstrip("/\\")) == name else None
+    return next((path for path in (os.path.join(output_dir, name), recorded, itself) if path and os.path.isdir(path)),
+                None)
+
+
+def best_checkpoint_problem(checkpoint_dir: str, output_dir: str) -> str | None:
+    """Why a run that loads its best checkpoint at the end cannot go on from `checkpoint_dir`, or None: the best
+    checkpoint its state records is gone (deleted by hand; left behind when the checkpoint alone was copied), which
+    Trainer would drop, ending the run with the last step's weights under a card that calls them the best."""
+    state = trainer_state(checkpoint_dir)
+    step, recorded, score = state.get("best_global_step"), state.get("best_model_checkpoint"), state.get("best_metric")
+    if step is None or best_checkpoint_now(step, recorded, output_dir, checkpoint_dir):
+        return None
+    score = f" (dev score {score:.2f})" if isinstance(score, (int, float)) else ""
+    here = os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}")
+    elsewhere = f" nor at {recorded}" if recorded and os.path.abspath(recorded) != os.path.abspath(here) else ""
+    return (f"{checkpoint_dir}: the run's best checkpoint so far, {PREFIX_CHECKPOINT_DIR}-{step}{score}, is gone: not "
+            f"in output_dir {output_dir}{elsewhere}; without it the run would export the last step's weights as its "
+            "best. Put that checkpoint back in output_dir, or resume with load_best_model_at_end false to export the "
+            "last step's weights as such")
+
+
+class ResumedBestCheckpoint(TrainerCallback):
+    """Give a resumed run the best checkpoint where it is now (`best_checkpoint_now`), as Trainer does at each save.
 
     Trainer records it as the path the run was given (`outputs/run/checkpoint-6`), and resuming drops that path where it
     is no folder (the output folder moved, or named from another working directory: "does not exist anymore"). A launch
@@ -259,14 +288,14 @@ class BestCheckpointInThisFolder(TrainerCallback):
     last step's weights, not the best checkpoint's.
     """
 
+    def __init__(self, resumed: str | None):
+        self.resumed = resumed
+
     def on_train_begin(self, args, state, control, **kwargs):  # called once Trainer has loaded the resumed state
-        if state.best_global_step is None:
-            return
-        path = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}")
-        if os.path.isdir(path) and state.best_model_checkpoint != path:
-            logger.info("the run's best checkpoint (step %d) is %s, in output_dir as this launch names it",
-                        state.best_global_step, path)
-            state.best_model_checkpoint = path
+        found = best_checkpoint_now(state.best_global_step, state.best_model_checkpoint, args.output_dir, self.resumed)
+        if found and found != state.best_model_checkpoint:
+            logger.info("the run's best checkpoint (step %d) is %s", state.best_global_step, found)
+            state.best_model_checkpoint = found
 
 
 class LastCheckpointKeeper(TrainerCallback):

@@ -153,8 +153,27 @@ def dev_points(state: dict, metric: str) -> list[tuple[int, float]]:
     return [(e["step"], e[key]) for e in state.get("log_history", []) if key in e]
 
 
-def plot_dev_scores(model_dir: str, state: dict, metric: str) -> str | None:
-    """Plot eval_<metric> over steps from trainer_state.json into dev_scores.png; None when there is nothing to plot."""
+def kept_step(args: dict, state: dict) -> int | None:
+    """run_args.json and trainer_state.json -> the training step whose weights the export holds: the best on the dev
+    set where load_best_model_at_end chose one, else the last (Trainer records the best step either way)."""
+    if args.get("load_best_model_at_end") and state.get("best_global_step") is not None:
+        return state["best_global_step"]
+    return state.get("global_step")
+
+
+def plot_caption(args: dict, state: dict, metric: str) -> str:
+    """What the dev-score plot marks, for the card's sentence under it."""
+    step = kept_step(args, state)
+    if step not in dict(dev_points(state, metric)):
+        return f"the model kept is the last step's (step {step}), which the dev set did not score"
+    if args.get("load_best_model_at_end") and state.get("best_global_step") is not None:
+        return "the marked point is the checkpoint kept"
+    return "the marked point is the last step, whose model is kept (load_best_model_at_end off)"
+
+
+def plot_dev_scores(model_dir: str, state: dict, metric: str, kept: int | None) -> str | None:
+    """Plot eval_<metric> over steps from trainer_state.json into dev_scores.png, the step `kept` marked where the dev
+    set scored it; None when there is nothing to plot."""
     points = dev_points(state, metric)
     if not points:
         return None
@@ -166,10 +185,9 @@ def plot_dev_scores(model_dir: str, state: dict, metric: str) -> str | None:
     steps, scores = zip(*points, strict=True)
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=120)
     ax.plot(steps, scores, marker="o", markersize=3)
-    best_step = state.get("best_global_step")
-    if best_step in steps:
-        ax.scatter([best_step], [scores[steps.index(best_step)]], s=80, facecolors="none", edgecolors="red", zorder=3,
-                   label=f"kept: step {best_step}")
+    if kept in steps:
+        ax.scatter([kept], [scores[steps.index(kept)]], s=80, facecolors="none", edgecolors="red", zorder=3,
+                   label=f"kept: step {kept}")
         ax.legend(loc="lower right")
     ax.set_xlabel("training step")
     ax.set_ylabel(f"{metric} (x100)")
@@ -180,9 +198,9 @@ def plot_dev_scores(model_dir: str, state: dict, metric: str) -> str | None:
     return PLOT_FILE
 
 
-def _plot(model_dir: str, state: dict, metric: str, write: bool) -> str | None:
+def _plot(model_dir: str, args: dict, state: dict, metric: str, write: bool) -> str | None:
     if write:
-        return plot_dev_scores(model_dir, state, metric)
+        return plot_dev_scores(model_dir, state, metric, kept_step(args, state))
     return PLOT_FILE if os.path.isfile(os.path.join(model_dir, PLOT_FILE)) else None
 
 
@@ -444,7 +462,8 @@ def render_card(
                          "klue/roberta-base, trained on KorNLI), copied for comparison and not measured by this run; "
                          "– marks a figure that card does not give.") if compared else "",
         settings=training_settings(args, environment, train, state, config),
-        plot=_plot(model_dir, state, metric, write) if args.get("dev_data") else None,
+        plot=_plot(model_dir, args, state, metric, write) if args.get("dev_data") else None,
+        plot_caption=plot_caption(args, state, metric),
         dev_metric=metric,
         dev_name=f"`{args.get('dev_data')}`",
     )

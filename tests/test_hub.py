@@ -152,6 +152,36 @@ def test_card_says_when_the_dev_set_never_chose_or_the_untrained_encoder_scored_
     assert rows["model selection"] == "best cosine_spearman on `dev.tsv`, every 50 steps (1 evaluation)"
 
 
+def test_the_plot_marks_the_model_kept_whichever_it_is(model_dir, tmp_path, monkeypatch):
+    """Trainer records the best dev step whenever metric_for_best_model is set: with load_best_model_at_end off the plot
+    marked it "kept" and the card called it the checkpoint kept, while the export held the last step's weights."""
+    import matplotlib.axes
+
+    marked = []
+    real_scatter = matplotlib.axes.Axes.scatter
+    monkeypatch.setattr(matplotlib.axes.Axes, "scatter", lambda ax, x, *a, **k: marked.append(list(x)) or
+                        real_scatter(ax, x, *a, **k))
+    copy = shutil.copytree(model_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
+    state = json.loads((copy / "trainer_state.json").read_text())
+    best, last = state["best_global_step"], state["global_step"]
+    assert best != last  # the smoke run's best is an earlier step
+    caption = "Development score (cosine_spearman on `{dev}`) during training; {said}:"
+    dev = json.loads((copy / "run_args.json").read_text())["dev_data"]
+    card = render_card(str(copy))
+    assert marked == [[best]] and caption.format(dev=dev, said="the marked point is the checkpoint kept") in card.text
+    args = json.loads((copy / "run_args.json").read_text())
+    (copy / "run_args.json").write_text(json.dumps({**args, "load_best_model_at_end": False}))
+    card = render_card(str(copy))
+    assert marked[1:] == [[last]] and caption.format(dev=dev, said="the marked point is the last step, whose model is "
+                                                     "kept (load_best_model_at_end off)") in card.text
+    # A last step the dev set did not score: nothing marked.
+    state["log_history"] = [e for e in state["log_history"] if e["step"] != last]
+    (copy / "trainer_state.json").write_text(json.dumps(state))
+    card = render_card(str(copy))
+    assert marked[2:] == [] and caption.format(dev=dev, said=f"the model kept is the last step's (step {last}), which "
+                                               "the dev set did not score") in card.text
+
+
 def test_card_metadata_names_only_hub_ids_wherever_it_is_rendered(model_dir, tmp_path):
     """A card rendered away from the run's machine listed its training files' paths as Hub datasets (the Hub refuses
     such a card at push: "datasets[0] ... is not valid"); base_model is what the run found, recorded in

@@ -32,8 +32,8 @@ from hub.model_dir import ModelDirError, check_export
 from modeling_simcse import SimCSEModel
 from sigterm import SigtermRaises, Terminated, workers_leave_sigterm
 from test_run_simcse import smoke_config
-from training_guards import (LastCheckpointKeeper, NonFiniteLossGuard, Termination, TrainingDiverged, is_complete,
-                             last_complete_checkpoint)
+from training_guards import (LastCheckpointKeeper, NonFiniteLossGuard, Termination, TrainingDiverged,
+                             best_checkpoint_now, is_complete, last_complete_checkpoint)
 from worker_pids import WorkerPids
 
 
@@ -774,7 +774,44 @@ def test_a_run_resumed_in_its_moved_folder_exports_its_best_checkpoint(tmp_path,
     for name in results:
         assert resumed[name] == pytest.approx(results[name], abs=1e-6)
     assert_same_export(whole, moved)
-    assert f"the run's best checkpoint (step 6) is {moved}/checkpoint-6, in output_dir as this launch" in caplog.text
+    assert f"the run's best checkpoint (step 6) is {moved}/checkpoint-6" in caplog.text
+
+
+def test_the_best_checkpoint_is_looked_for_where_this_launch_would_find_it(tmp_path):
+    """In output_dir as this launch names it, first (where Trainer looks at each save); then where it was recorded; then
+    the resumed checkpoint itself (copied alone to resume elsewhere, when it is the best)."""
+    out, old, elsewhere = tmp_path / "out", tmp_path / "old", tmp_path / "elsewhere"
+    for folder in (out / "checkpoint-6", old / "checkpoint-6", elsewhere / "checkpoint-9"):
+        folder.mkdir(parents=True)
+    assert best_checkpoint_now(6, str(old / "checkpoint-6"), str(out), None) == str(out / "checkpoint-6")
+    assert best_checkpoint_now(6, str(old / "checkpoint-6"), str(tmp_path / "new"), None) == str(old / "checkpoint-6")
+    resumed = str(elsewhere / "checkpoint-9")
+    assert best_checkpoint_now(9, str(old / "checkpoint-9"), str(tmp_path / "new"), resumed) == resumed
+    assert best_checkpoint_now(3, str(old / "checkpoint-3"), str(out), resumed) is None
+    assert best_checkpoint_now(None, None, str(out), resumed) is None
+
+
+def test_a_run_whose_best_checkpoint_is_gone_is_refused_or_exports_its_last_step_as_such(tmp_path):
+    """Its best checkpoint deleted (by hand; or left behind when the last checkpoint alone was copied), a run resumed to
+    export ended with the last step's weights, under a card whose plot marked the best step as the one kept."""
+    with pytest.raises(SystemExit):
+        run_simcse.main([smoke_config(tmp_path, save_total_limit=None, overwrite_output_dir=False)],
+                        callbacks=[StopsTheFinalEvaluation(OUT_OF_MEMORY)])
+    out = tmp_path / "out"
+    shutil.rmtree(out / "checkpoint-6")
+    left = sorted(os.listdir(out))
+    with pytest.raises(SystemExit, match=re.escape(
+            f"error: resume_from_checkpoint {out / 'checkpoint-12'}: the run's best checkpoint so far, checkpoint-6 "
+            f"(dev score ") + r"\d+\.\d\d\), is gone: not in output_dir " + re.escape(f"{out}; without it the run")):
+        run_simcse.main([smoke_config(tmp_path, save_total_limit=None, overwrite_output_dir=False,
+                                      resume_from_checkpoint="last")])
+    assert sorted(os.listdir(out)) == left
+    # Exported as what it is: the last step's model.
+    resumed = run_simcse.main([smoke_config(tmp_path, save_total_limit=None, overwrite_output_dir=False,
+                                            resume_from_checkpoint="last", load_best_model_at_end=False)])
+    last = sts_evaluation.main([str(out / "checkpoint-12"), "--set", f"sample-sts={SAMPLE}/sts.tsv"])
+    assert resumed["sample-sts"] == pytest.approx(last["sample-sts"], abs=1e-6)
+    assert "| model selection | final model |" in (out / "README.md").read_text()
 
 
 def test_resume_is_decided_by_the_data_rows_not_their_paths(tmp_path):
