@@ -30,7 +30,7 @@ import huggingface_hub
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase, TokenizersBackend
 
-from data_sources import COMPRESSIONS, FILE_FORMATS, DataError, Source, is_repo_id
+from data_sources import COMPRESSIONS, FILE_FORMATS, DataError, Source, hub_page_hint, is_repo_id
 from training_guards import NO_ROOM, best_checkpoint, checkpoints, no_space, raised_within
 
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "0": 0, "1": 1, "2": 2}
@@ -77,7 +77,7 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
             if builder is None:
                 raise DataError(f"{source.spec}: unknown file type {source.extension or source.compression!r}; use one "
                                 f"of {sorted(FILE_FORMATS)} (the text formats compressed too: "
-                                f"{', '.join(COMPRESSIONS)})")
+                                f"{', '.join(COMPRESSIONS)}){hub_page_hint(source.spec, 'dataset')}")
             if builder == "parquet" and source.compression:
                 raise DataError(f"{source.spec}: a Parquet file compresses its columns itself; name it uncompressed")
             path = source.path
@@ -399,7 +399,8 @@ def check_model_source(name: str, needs: str | tuple[str, ...] = "config.json") 
             raise DataError(f"{name}: no {' or '.join(needs)} in this folder{hint}")
         return
     if not is_repo_id(name):
-        raise DataError(f"{name}: no such folder, and not a Hub model id (name or owner/name)")
+        raise DataError(f"{name}: no such folder, and not a Hub model id (name or owner/name)"
+                        + hub_page_hint(name, "model"))
 
 
 def model_load_error(names: list[str], error: Exception, cache_dir: str | None = None) -> str:

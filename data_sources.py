@@ -75,6 +75,23 @@ class Source:
         return f"{self.spec}, row {i}"
 
 
+# A Hub page's address as a browser shows it: huggingface.co/<owner>/<name> (a model), .../datasets/<owner>/<name>.
+HUB_PAGE = re.compile(r"https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(datasets/)?([^/?#]+(?:/[^/?#]+)?)/?(?:[?#].*)?")
+
+
+def hub_page_hint(address: str, wanted: str) -> str:
+    """Where `address` is the address of a Hub model's or dataset's page, what to name instead of it where a `wanted`
+    ("model" or "dataset") is asked for: its id, or that it is the other kind; else ""."""
+    page = HUB_PAGE.fullmatch(address)
+    if page is None or not is_repo_id(page.group(2)):
+        return ""
+    kind = "dataset" if page.group(1) else "model"
+    if kind != wanted:
+        return f"; that is the address of a Hub {kind}'s page, not of a {wanted}"
+    return (f"; that is the address of a Hub {kind}'s page: name the {kind} by its id, {page.group(2)}"
+            + ("[:config][:split]" if kind == "dataset" else ""))
+
+
 def file_suffixes(path: str) -> tuple[str, str | None]:
     """A file path or URL -> (its format suffix, its compression suffix or None), lower case: `x.TSV.gz` ->
     (".tsv", ".gz"), `x.tsv` -> (".tsv", None); a URL's query is not part of them."""

@@ -18,6 +18,7 @@ from typing import NamedTuple
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
+from data_sources import hub_page_hint
 from hub.model_dir import check_export, is_published, load_results, published_files
 
 try:  # the HTTP client under huggingface_hub: httpx2 from 2.0, httpx before
@@ -49,7 +50,8 @@ class Pushed(NamedTuple):
 
 def check_repo_id(repo_id: str) -> None:
     if not REPO_ID.match(repo_id or "") or ".." in repo_id or repo_id.endswith((".git", "-", ".")):
-        raise PushError(f"repo id {repo_id!r} is not of the form <owner>/<name>")
+        raise PushError(f"repo id {repo_id!r} is not of the form <owner>/<name>"
+                        + hub_page_hint(repo_id or "", "model"))
 
 
 def check_revision(revision: str | None) -> None:

@@ -18,9 +18,9 @@ import pytest
 
 from conftest import SAMPLE, SHARED_DATA
 from data_sources import COMPRESSIONS
-from data_loading import (NO_NETWORK, DataError, Source, _check_text_file, check_known_tokens, column_values,
-                          load_nli_triplets, load_sentence_columns, load_source, load_sts, parse_named, rows_digest,
-                          shared_pairs)
+from data_loading import (NO_NETWORK, DataError, Source, _check_text_file, check_known_tokens, check_model_source,
+                          column_values, load_nli_triplets, load_sentence_columns, load_source, load_sts, parse_named,
+                          rows_digest, shared_pairs)
 
 
 def write(tmp_path, name, text):
@@ -194,6 +194,32 @@ def test_compressed_files_read_as_their_text(tmp_path, suffix):
         load_sts(write(tmp_path, f"data{suffix}", "x"))
     with pytest.raises(DataError, match="a Parquet file compresses its columns itself; name it uncompressed"):
         load_sts(write(tmp_path, f"x.parquet{suffix}", "x"))
+
+
+PAGE = "; that is the address of a Hub {kind}'s page"
+
+
+@pytest.mark.parametrize("address, as_data, as_model", [
+    ("https://huggingface.co/datasets/klue/klue", PAGE.format(kind="dataset") + ": name the dataset by its id, "
+     "klue/klue[:config][:split]", PAGE.format(kind="dataset") + ", not of a model"),
+    ("https://hf.co/klue/bert-base/", PAGE.format(kind="model") + ", not of a dataset",
+     PAGE.format(kind="model") + ": name the model by its id, klue/bert-base"),
+    ("https://github.com/kakaobrain/KorNLUDatasets", "", ""),  # not the Hub: nothing to say of it
+])
+def test_a_hub_page_address_is_told_by_the_id_to_give(address, as_data, as_model):
+    """An address copied from a browser's bar was "unknown file type None" (a page as data) or "not a Hub model id"
+    (as the encoder, or as the repo of a push), without a word of what to give instead."""
+    from hub.push import PushError, check_repo_id
+
+    with pytest.raises(DataError) as raised:
+        load_sts(address)
+    assert str(raised.value).endswith(f"(the text formats compressed too: {', '.join(COMPRESSIONS)}){as_data}")
+    with pytest.raises(DataError) as raised:
+        check_model_source(address)
+    assert str(raised.value) == f"{address}: no such folder, and not a Hub model id (name or owner/name){as_model}"
+    with pytest.raises(PushError) as raised:
+        check_repo_id(address)
+    assert str(raised.value).endswith(f"is not of the form <owner>/<name>{as_model}")
 
 
 def test_text_lines_and_empty_line(tmp_path):
