@@ -8,6 +8,7 @@ checkpoint (`training_guards`).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -20,8 +21,8 @@ except ImportError:  # Windows: no advisory locks of this kind
 
 from transformers.trainer import TRAINER_STATE_NAME
 
-from hub.model_dir import RUN_ARGS_FILE, ModelDirError, check_export
-from training_guards import (holds_training_state, is_complete, last_complete_checkpoint, no_space,
+from hub.model_dir import PUBLISHED_PATTERNS, RUN_ARGS_FILE, ModelDirError, check_export
+from training_guards import (CHECKPOINT, holds_training_state, is_complete, last_complete_checkpoint, no_space,
                              remove_incomplete_checkpoints, trainer_state)
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,11 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool, resume: s
             problem += "; dev_data or test_data hold other rows than the run's"
     else:
         problem = f"is not empty and holds no {RUN_ARGS_FILE}"
+        if overwrite and (mine := written_over(names)):
+            raise SystemExit(f"error: output_dir {output_dir} holds no {RUN_ARGS_FILE}, so no run of this job, but "
+                             f"files that the run would write over ({', '.join(mine[:6])}"
+                             f"{', ...' if len(mine) > 6 else ''}): overwrite_output_dir replaces a run's folder only; "
+                             "move those files away, or choose an empty or new folder")
     resuming_here = resumes_in(output_dir, resume)
     if resuming_here and not overwrite and os.path.isfile(saved_path):
         raise SystemExit(f"error: output_dir {output_dir} {problem}, so resume_from_checkpoint={resume} cannot "
@@ -163,6 +169,16 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool, resume: s
                    f", and training from step 0 (resume_from_checkpoint={resume} resumes only the same run)"
                    if resuming_here else "")
     return True
+
+
+# What a run writes into its output folder besides the export's files (PUBLISHED_PATTERNS) and its checkpoints.
+RUN_FILES = ("trainer_state.json", "train_results.json", "environment.json", "[0-9]_*")
+
+
+def written_over(names: list[str]) -> list[str]:
+    """The names among a folder's entries `names` that a run would write over (or delete: checkpoint-*)."""
+    return sorted(name for name in names if CHECKPOINT.match(name) or
+                  any(fnmatch.fnmatch(name, pattern) for pattern in (*PUBLISHED_PATTERNS, *RUN_FILES)))
 
 
 def remove_checkpoints(output_dir: str) -> None:

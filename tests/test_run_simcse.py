@@ -1271,6 +1271,15 @@ def test_bad_sts_score_and_non_empty_folder(tmp_path):
     with pytest.raises(SystemExit, match="not empty and holds no run_args.json"):
         run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=False)])
     assert os.listdir(tmp_path / "out") == ["notes.txt"]
+    # overwrite_output_dir wrote the export over files of no run: a project's README.md with `--output_dir .`.
+    (tmp_path / "out" / "README.md").write_text("# a project")
+    (tmp_path / "out" / "1_Pooling").mkdir()
+    with pytest.raises(SystemExit, match=re.escape(f"output_dir {tmp_path / 'out'} holds no run_args.json, so no run "
+                                                   "of this job, but files that the run would write over (1_Pooling, "
+                                                   "README.md): overwrite_output_dir replaces a run's folder only")):
+        run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=True)])
+    assert sorted(os.listdir(tmp_path / "out")) == ["1_Pooling", "README.md", "notes.txt"]
+    assert (tmp_path / "out" / "README.md").read_text() == "# a project"
     # An output_dir that is a file, or below one: it was Trainer's traceback once the data and the model had loaded.
     for output_dir, named in (("out/notes.txt", ""), ("out/notes.txt/run", f": {tmp_path}/out/notes.txt")):
         with pytest.raises(SystemExit, match=f"output_dir {tmp_path}/{output_dir}{named} is a file, not a folder"):
