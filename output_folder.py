@@ -165,7 +165,9 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool, resume: s
                          "resume_from_checkpoint out to start afresh, or resume with the run's arguments")
     if not overwrite:
         raise SystemExit(f"error: output_dir {output_dir} {problem}; choose another folder or set overwrite_output_dir")
-    logger.warning("output_dir %s %s; overwriting it%s", output_dir, problem,
+    doing = "overwriting it" if os.path.isfile(saved_path) else \
+        "writing the run beside its files (none of them a file the run writes)"
+    logger.warning("output_dir %s %s; %s%s", output_dir, problem, doing,
                    f", and training from step 0 (resume_from_checkpoint={resume} resumes only the same run)"
                    if resuming_here else "")
     return True

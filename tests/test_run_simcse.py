@@ -1259,7 +1259,7 @@ def test_a_training_file_without_rows_stops_before_anything_is_written(tmp_path)
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_sts_score_and_non_empty_folder(tmp_path):
+def test_bad_sts_score_and_non_empty_folder(tmp_path, caplog):
     (tmp_path / "sts.tsv").write_text("sentence1\tsentence2\tscore\n가\t나\t7\n", encoding="utf-8")
     config = json.loads(open(smoke_config(tmp_path)).read())
     config["test_data"] = [f"bad={tmp_path}/sts.tsv"]
@@ -1280,6 +1280,13 @@ def test_bad_sts_score_and_non_empty_folder(tmp_path):
         run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=True)])
     assert sorted(os.listdir(tmp_path / "out")) == ["1_Pooling", "README.md", "notes.txt"]
     assert (tmp_path / "out" / "README.md").read_text() == "# a project"
+    # Files the run does not write: it writes beside them, and says so.
+    (tmp_path / "out" / "README.md").unlink()
+    (tmp_path / "out" / "1_Pooling").rmdir()
+    run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=True)])
+    assert (f"output_dir {tmp_path / 'out'} is not empty and holds no run_args.json; writing the run beside its files "
+            "(none of them a file the run writes)") in caplog.text
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
     # An output_dir that is a file, or below one: it was Trainer's traceback once the data and the model had loaded.
     for output_dir, named in (("out/notes.txt", ""), ("out/notes.txt/run", f": {tmp_path}/out/notes.txt")):
         with pytest.raises(SystemExit, match=f"output_dir {tmp_path}/{output_dir}{named} is a file, not a folder"):
