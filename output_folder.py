@@ -203,6 +203,11 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
             logger.warning("resume_from_checkpoint=%s: no checkpoint in %s; starting from the beginning", resume,
                            output_dir)
             return None
+    elif os.path.isfile(os.path.join(resume, RUN_ARGS_FILE)):  # a run's folder: its trainer_state.json is the end's
+        newest = last_complete_checkpoint(resume)
+        name = f"name one ({os.path.basename(newest)} is its newest complete one), or " if newest else ""
+        raise SystemExit(f"error: resume_from_checkpoint {resume} is a run's output folder, not one of its "
+                         f"checkpoints: {name}set output_dir to that folder and resume_from_checkpoint to \"last\"")
     elif is_complete(resume):
         found = resume
     else:

@@ -448,6 +448,17 @@ def test_resume_from_a_weights_only_checkpoint_is_refused(tmp_path):
             run_simcse.main([resumed])
 
 
+def test_resume_from_a_runs_output_folder_names_its_checkpoints(tmp_path, uninterrupted):
+    """A run's output folder named as the checkpoint: its trainer_state.json (the end's) made it read as a checkpoint
+    "written with save_only_model"."""
+    whole = uninterrupted[1]
+    with pytest.raises(SystemExit, match=re.escape(f"error: resume_from_checkpoint {whole} is a run's output folder, "
+                                                   "not one of its checkpoints: name one (checkpoint-12 is its newest "
+                                                   "complete one), or set output_dir to that folder")):
+        run_simcse.main([smoke_config(tmp_path, resume_from_checkpoint=str(whole))])
+    assert not (tmp_path / "out").exists()
+
+
 def test_resume_from_a_checkpoint_it_cannot_use_is_refused_before_tokenizing(tmp_path, monkeypatch):
     """A checkpoint whose optimizer holds two parameters more than the model trains, as this project's did before the
     encoder's own pooler was frozen, or with a damaged file: refused at start-up, saying which (Trainer stopped with a
