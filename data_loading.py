@@ -90,6 +90,8 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
                 if re.search(r"[*?[]", path):  # a JSON value reaches no shell to expand it
                     where += "; a pattern is not expanded: list the files, each a source of its own"
                 raise DataError(f"{source.spec}: file not found{where}")
+            if builder != "parquet":
+                _refuse_web_page(path, source)
             if builder == "csv":
                 try:
                     ds = _read_delimited(path, source)
@@ -145,6 +147,28 @@ def open_file(path: str, source: Source, mode: str, **options) -> IO:
         return open(path, mode, **options)
     module = importlib.import_module(COMPRESSIONS[source.compression])
     return module.open(path, mode if "b" in mode else mode + "t", **options)
+
+
+# A web page where a data file was meant: the address of a page that shows the file (GitHub's .../blob/...), not of
+# the file. GitHub serves the file itself from raw.githubusercontent.com.
+HTML_STARTS = (b"<!doctype html", b"<html")
+GITHUB_FILE_PAGE = re.compile(r"https?://github\.com/([^/]+)/([^/]+)/blob/([^?#]+)")
+
+
+def _refuse_web_page(path: str, source: Source) -> None:
+    """Raise `DataError` where the text source `source` (read at `path`) is an HTML page, which its format's reader
+    would take for rows (a header of one field, lines of markup as sentences)."""
+    if source.compression is not None:
+        return
+    with open(path, "rb") as f:
+        start = f.read(512).removeprefix(codecs.BOM_UTF8).lstrip().lower()
+    if not start.startswith(HTML_STARTS):
+        return
+    hint = ""
+    if page := GITHUB_FILE_PAGE.fullmatch(source.spec):
+        hint = f"; the file itself is at https://raw.githubusercontent.com/{page[1]}/{page[2]}/{page[3]}"
+    raise DataError(f"{source.spec}: an HTML page, not a {source.extension} file (a web page that shows the file is "
+                    f"not the file){hint}")
 
 
 def _check_text_file(path: str, source: Source, chunk_bytes: int = 1 << 24) -> None:

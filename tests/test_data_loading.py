@@ -18,9 +18,9 @@ import pytest
 
 from conftest import SAMPLE, SHARED_DATA
 from data_sources import COMPRESSIONS
-from data_loading import (NO_NETWORK, DataError, Source, _check_text_file, check_known_tokens, check_model_source,
-                          column_values, load_nli_triplets, load_sentence_columns, load_source, load_sts, parse_named,
-                          rows_digest, shared_pairs)
+from data_loading import (NO_NETWORK, DataError, Source, _check_text_file, _refuse_web_page, check_known_tokens,
+                          check_model_source, column_values, load_nli_triplets, load_sentence_columns, load_source,
+                          load_sts, parse_named, rows_digest, shared_pairs)
 
 
 def write(tmp_path, name, text):
@@ -194,6 +194,25 @@ def test_compressed_files_read_as_their_text(tmp_path, suffix):
         load_sts(write(tmp_path, f"data{suffix}", "x"))
     with pytest.raises(DataError, match="a Parquet file compresses its columns itself; name it uncompressed"):
         load_sts(write(tmp_path, f"x.parquet{suffix}", "x"))
+
+
+def test_a_web_page_in_place_of_a_data_file_is_named_as_such(tmp_path):
+    """The address of GitHub's page for KorSTS (.../blob/...) in place of the file's: the page's HTML was read as rows,
+    "line 5: 3 fields, the header has 1", or, as a text file, as sentences to train on."""
+    html = "\ufeff  <!DOCTYPE html>\n<html lang=\"en\">\n<head><title>sts-test.tsv</title></head>\n<body>\n" \
+           "<td>genre\tfilename\tyear</td>\n</body></html>\n"
+    said = ": an HTML page, not a {ext} file (a web page that shows the file is not the file)"
+    for ext, load in ((".tsv", load_sts), (".txt", lambda path: load_sentence_columns([path], ["text"]))):
+        page = write(tmp_path, f"page{ext}", html)
+        with pytest.raises(DataError) as raised:
+            load(page)
+        assert str(raised.value) == page + said.format(ext=ext)
+    url = "https://github.com/kakaobrain/KorNLUDatasets/blob/master/KorSTS/sts-test.tsv"
+    with pytest.raises(DataError) as raised:
+        _refuse_web_page(str(tmp_path / "page.tsv"), Source.parse(url))
+    assert str(raised.value) == url + said.format(ext=".tsv") + ("; the file itself is at https://raw.githubusercontent"
+                                                                 ".com/kakaobrain/KorNLUDatasets/master/KorSTS/"
+                                                                 "sts-test.tsv")
 
 
 PAGE = "; that is the address of a Hub {kind}'s page"
