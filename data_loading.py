@@ -90,8 +90,7 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
                 if re.search(r"[*?[]", path):  # a JSON value reaches no shell to expand it
                     where += "; a pattern is not expanded: list the files, each a source of its own"
                 raise DataError(f"{source.spec}: file not found{where}")
-            if builder != "parquet":
-                _refuse_web_page(path, source)
+            _refuse_stand_in(path, source)
             if builder == "csv":
                 try:
                     ds = _read_delimited(path, source)
@@ -149,20 +148,25 @@ def open_file(path: str, source: Source, mode: str, **options) -> IO:
     return module.open(path, mode if "b" in mode else mode + "t", **options)
 
 
-# A web page where a data file was meant: the address of a page that shows the file (GitHub's .../blob/...), not of
-# the file. GitHub serves the file itself from raw.githubusercontent.com.
+# What a download gives in place of a data file: a web page that shows the file (GitHub's .../blob/... address; GitHub
+# serves the file itself from raw.githubusercontent.com), or the Git LFS pointer of a file that a repository keeps in
+# LFS (its raw address gives the pointer, three lines of text).
 HTML_STARTS = (b"<!doctype html", b"<html")
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 GITHUB_FILE_PAGE = re.compile(r"https?://github\.com/([^/]+)/([^/]+)/blob/([^?#]+)")
 
 
-def _refuse_web_page(path: str, source: Source) -> None:
-    """Raise `DataError` where the text source `source` (read at `path`) is an HTML page, which its format's reader
-    would take for rows (a header of one field, lines of markup as sentences)."""
+def _refuse_stand_in(path: str, source: Source) -> None:
+    """Raise `DataError` where `source` (read at `path`) is an HTML page or a Git LFS pointer, which its format's reader
+    would take for rows (a header of one field, lines of markup as sentences) or fail on without saying so."""
     if source.compression is not None:
         return
     with open(path, "rb") as f:
-        start = f.read(512).removeprefix(codecs.BOM_UTF8).lstrip().lower()
-    if not start.startswith(HTML_STARTS):
+        start = f.read(512).removeprefix(codecs.BOM_UTF8).lstrip()
+    if start.startswith(LFS_POINTER):
+        raise DataError(f"{source.spec}: a Git LFS pointer, not the {source.extension} file (the repository keeps the "
+                        "file in LFS: download it through LFS, or from the address its web page links as the raw file)")
+    if not start.lower().startswith(HTML_STARTS):
         return
     hint = ""
     if page := GITHUB_FILE_PAGE.fullmatch(source.spec):

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import SAMPLE, SHARED_DATA
 from data_sources import COMPRESSIONS
-from data_loading import (NO_NETWORK, DataError, Source, _check_text_file, _refuse_web_page, check_known_tokens,
+from data_loading import (NO_NETWORK, DataError, Source, _check_text_file, _refuse_stand_in, check_known_tokens,
                           check_model_source, column_values, load_nli_triplets, load_sentence_columns, load_source,
                           load_sts, parse_named, rows_digest, shared_pairs)
 
@@ -196,7 +196,7 @@ def test_compressed_files_read_as_their_text(tmp_path, suffix):
         load_sts(write(tmp_path, f"x.parquet{suffix}", "x"))
 
 
-def test_a_web_page_in_place_of_a_data_file_is_named_as_such(tmp_path):
+def test_a_web_page_or_an_lfs_pointer_in_place_of_a_data_file_is_named_as_such(tmp_path):
     """The address of GitHub's page for KorSTS (.../blob/...) in place of the file's: the page's HTML was read as rows,
     "line 5: 3 fields, the header has 1", or, as a text file, as sentences to train on."""
     html = "\ufeff  <!DOCTYPE html>\n<html lang=\"en\">\n<head><title>sts-test.tsv</title></head>\n<body>\n" \
@@ -209,10 +209,15 @@ def test_a_web_page_in_place_of_a_data_file_is_named_as_such(tmp_path):
         assert str(raised.value) == page + said.format(ext=ext)
     url = "https://github.com/kakaobrain/KorNLUDatasets/blob/master/KorSTS/sts-test.tsv"
     with pytest.raises(DataError) as raised:
-        _refuse_web_page(str(tmp_path / "page.tsv"), Source.parse(url))
+        _refuse_stand_in(str(tmp_path / "page.tsv"), Source.parse(url))
     assert str(raised.value) == url + said.format(ext=".tsv") + ("; the file itself is at https://raw.githubusercontent"
                                                                  ".com/kakaobrain/KorNLUDatasets/master/KorSTS/"
                                                                  "sts-test.tsv")
+    # The raw address of a file kept in Git LFS gives its pointer; a Parquet one was pyarrow's "magic bytes not found".
+    pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:" + "4d7a2146" * 8 + "\nsize 12345\n"
+    for ext, load in ((".parquet", load_sts), (".txt", lambda path: load_sentence_columns([path], ["text"]))):
+        with pytest.raises(DataError, match=re.escape(f"pointer{ext}: a Git LFS pointer, not the {ext} file")):
+            load(write(tmp_path, f"pointer{ext}", pointer))
 
 
 PAGE = "; that is the address of a Hub {kind}'s page"
