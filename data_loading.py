@@ -28,10 +28,11 @@ from typing import IO
 import datasets
 import huggingface_hub
 from datasets import Dataset
+from safetensors import safe_open
 from transformers import PreTrainedTokenizerBase, TokenizersBackend
 
 from data_sources import COMPRESSIONS, FILE_FORMATS, DataError, Source, hub_page_hint, is_repo_id
-from training_guards import NO_ROOM, best_checkpoint, checkpoints, no_space, raised_within
+from training_guards import CHECKPOINT, NO_ROOM, best_checkpoint, checkpoints, no_space, raised_within
 
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "0": 0, "1": 1, "2": 2}
 NO_GOLD_LABEL = (-1, "-1", "-")  # SNLI's marker for pairs without annotator consensus: skipped
@@ -425,10 +426,35 @@ def check_model_source(name: str, needs: str | tuple[str, ...] = "config.json") 
                 hint = (f"; it holds training checkpoints ({', '.join(map(os.path.basename, found))}): name one, as "
                         + (f"{best} (the best on the dev set so far)" if best else found[-1]))
             raise DataError(f"{name}: no {' or '.join(needs)} in this folder{hint}")
+        if (problem := unreadable_model_file(name)) is not None:
+            raise DataError(problem)
         return
     if not is_repo_id(name):
         raise DataError(f"{name}: no such folder, and not a Hub model id (name or owner/name)"
                         + hub_page_hint(name, "model"))
+
+
+def unreadable_model_file(folder: str) -> str | None:
+    """Why a file of the model folder `folder` (its modules' folders too, not its checkpoints or hidden folders) cannot
+    be loaded, or None: a Git LFS pointer in place of the file (a Hub repository cloned without Git LFS), or safetensors
+    weights whose header does not read (a file cut short). transformers stopped on either in a traceback ("header too
+    large")."""
+    for root, folders, files in os.walk(folder):
+        folders[:] = [f for f in folders if not CHECKPOINT.match(f) and not f.startswith(".")]  # .git, .cache
+        for file in sorted(files):
+            path = os.path.join(root, file)
+            if os.path.getsize(path) < 1024:  # a pointer is some 130 bytes
+                with open(path, "rb") as f:
+                    if f.read(len(LFS_POINTER)) == LFS_POINTER:
+                        return (f"{path}: a Git LFS pointer, not the file (the repository was cloned without Git LFS): "
+                                f"run `git lfs install && git lfs pull` in {folder}, or name the model by its Hub id")
+            if file.endswith(".safetensors"):
+                try:
+                    with safe_open(path, "np") as f:
+                        f.keys()
+                except Exception as e:  # SafetensorError, OSError
+                    return f"{path}: could not be read ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})"
+    return None
 
 
 def model_load_error(names: list[str], error: Exception, cache_dir: str | None = None) -> str:

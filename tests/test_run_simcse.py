@@ -1149,6 +1149,30 @@ def test_an_encoder_that_does_not_load_is_named_without_a_traceback(encoder_dir,
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("damage, said", [
+    ("pointer", "model.safetensors: a Git LFS pointer, not the file (the repository was cloned without Git LFS): run "
+                "`git lfs install && git lfs pull` in {folder}, or name the model by its Hub id"),
+    ("cut", "model.safetensors: could not be read (SafetensorError: "),
+])
+def test_weights_cloned_without_lfs_or_cut_short_are_named_before_anything_is_written(encoder_dir, tmp_path, damage,
+                                                                                       said):
+    """A Hub model cloned with git but without Git LFS holds pointers in place of its weights: transformers stopped,
+    in both commands, with a traceback ending "Error while deserializing header: header too large"."""
+    folder = tmp_path / "cloned"
+    shutil.copytree(encoder_dir, folder)
+    weights = folder / "model.safetensors"
+    if damage == "pointer":
+        weights.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 123456\n")
+    else:
+        weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    message = re.escape(f"{folder}/{said.format(folder=folder)}")
+    with pytest.raises(SystemExit, match=f"error: model_name_or_path: {message}"):
+        run_simcse.main([smoke_config(tmp_path, **pretrained(str(folder)))])
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit, match=f"error: {message}"):
+        sts_evaluation.main([str(folder), "--set", f"s={SAMPLE}/sts.tsv"])
+
+
 @pytest.mark.parametrize("model, tokenizer_name, message", [
     ("mistyped/encoder", None, "mistyped/encoder: no such folder here, so read as a Hub id: "),
     ("{encoder}", "mistyped/tokenizer", "{encoder} / mistyped/tokenizer: mistyped/tokenizer: no such folder here, so "
