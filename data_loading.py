@@ -31,7 +31,7 @@ from datasets import Dataset
 from safetensors import safe_open
 from transformers import PreTrainedTokenizerBase, TokenizersBackend
 
-from data_sources import COMPRESSIONS, FILE_FORMATS, DataError, Source, hub_page_hint, is_repo_id
+from data_sources import COMPRESSIONS, FILE_FORMATS, LFS_POINTER, DataError, Source, hub_page_hint, is_repo_id
 from training_guards import CHECKPOINT, NO_ROOM, best_checkpoint, checkpoints, no_space, raised_within
 
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "0": 0, "1": 1, "2": 2}
@@ -153,7 +153,6 @@ def open_file(path: str, source: Source, mode: str, **options) -> IO:
 # serves the file itself from raw.githubusercontent.com), or the Git LFS pointer of a file that a repository keeps in
 # LFS (its raw address gives the pointer, three lines of text).
 HTML_STARTS = (b"<!doctype html", b"<html")
-LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 GITHUB_FILE_PAGE = re.compile(r"https?://github\.com/([^/]+)/([^/]+)/blob/([^?#]+)")
 
 

@@ -75,6 +75,10 @@ class Source:
         return f"{self.spec}, row {i}"
 
 
+# The start of a Git LFS pointer: what a repository that keeps a file in LFS gives in its place to a clone without Git
+# LFS, or at the file's raw address.
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
 # A Hub page's address as a browser shows it: huggingface.co/<owner>/<name> (a model), .../datasets/<owner>/<name>.
 HUB_PAGE = re.compile(r"https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(datasets/)?([^/?#]+(?:/[^/?#]+)?)/?(?:[?#].*)?")
 

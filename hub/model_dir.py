@@ -11,6 +11,8 @@ import glob
 import json
 import os
 
+from data_sources import LFS_POINTER
+
 RESULTS_FILE = "sts_results.json"
 # The metrics, x100, of each eval set in it: the similarities, in the column order of SimCSEOutput.scores
 # (modeling_simcse), each with its Pearson and Spearman correlation to the gold scores, and their average.
@@ -131,7 +133,11 @@ def weight_names(model_dir: str) -> list[str]:
             with safe_open(path, "numpy") as f:
                 names += f.keys()
         except SafetensorError as e:
-            raise ModelDirError(f"{path}: not readable safetensors weights ({e})") from None
+            with open(path, "rb") as f:
+                pointer = f.read(len(LFS_POINTER)) == LFS_POINTER
+            said = ("a Git LFS pointer, not the weights (a repository cloned without Git LFS: `git lfs pull` there)"
+                    if pointer else f"not readable safetensors weights ({e})")
+            raise ModelDirError(f"{path}: {said}") from None
     return names
 
 

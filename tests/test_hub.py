@@ -552,6 +552,12 @@ def test_weights_cut_short_are_refused_before_anything_is_sent(model_dir, tmp_pa
         f.truncate(5)  # inside its header, as a copy that ran out of disk
     with pytest.raises(ModelDirError, match="m/model.safetensors: not readable safetensors weights"):
         push(copy, "alice/x")
+    # A clone of the pushed repo made without Git LFS: its weights are a pointer.
+    with open(os.path.join(copy, "model.safetensors"), "w") as f:
+        f.write("version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 123456\n")
+    with pytest.raises(ModelDirError, match=re.escape("m/model.safetensors: a Git LFS pointer, not the weights (a "
+                                                      "repository cloned without Git LFS: `git lfs pull` there)")):
+        push(copy, "alice/x")
     assert hub.requests == []
 
 
