@@ -301,9 +301,10 @@ class ResumedBestCheckpoint(TrainerCallback):
 class LastCheckpointKeeper(TrainerCallback):
     """Keep the last step's checkpoint until the run is exported, where Trainer would delete it as training ends.
 
-    With `save_total_limit` 1 and `load_best_model_at_end` (the published configs), Trainer deletes every checkpoint
-    but the best once training ends, before the final evaluation and export: a run stopped there (Ctrl-C, a full disk,
-    a GPU out of memory, a kill) could only be resumed from the best checkpoint, and trained the steps after it again.
+    With `save_total_limit` 1 (the published configs), Trainer deletes every checkpoint but the best once training ends
+    (where a dev metric recorded one, with `load_best_model_at_end` or without), before the final evaluation and export:
+    a run stopped there (Ctrl-C, a full disk, a GPU out of memory, a kill) could only be resumed from the best
+    checkpoint, and trained the steps after it again.
     From the last step's save (or a launch resumed at the last step, or the save of a step where training was stopped:
     `Termination`) to `release`, Trainer is given no limit, so it deletes nothing; `release`, once the export is
     written, deletes what Trainer would have. Disk: the last checkpoint stays beside the best one through the final
@@ -315,7 +316,7 @@ class LastCheckpointKeeper(TrainerCallback):
 
     def _keep(self, args, state, control) -> None:
         last = state.global_step >= state.max_steps or control.should_training_stop  # or stopped there (SIGTERM)
-        if last and args.save_total_limit == 1 and args.load_best_model_at_end:
+        if last and args.save_total_limit == 1:
             args.save_total_limit, self.kept = None, True
 
     def on_train_begin(self, args, state, control, **kwargs):  # a launch resumed at the last step saves nothing

@@ -680,6 +680,20 @@ def test_ctrl_c_after_training_says_how_to_evaluate_and_export_without_training(
         assert json.loads((folder / "trainer_state.json").read_text())["best_model_checkpoint"].endswith("checkpoint-6")
 
 
+def test_a_run_without_load_best_model_at_end_keeps_its_last_checkpoint_until_exported(tmp_path):
+    """Trainer deletes every checkpoint but the best as training ends wherever save_total_limit is 1 and a dev metric
+    recorded a best, load_best_model_at_end or not: with it off, a run stopped before its export kept checkpoint-6
+    alone and trained steps 7-12 again when resumed."""
+    config = smoke_config(tmp_path, load_best_model_at_end=False, overwrite_output_dir=False)
+    with pytest.raises(SystemExit):
+        run_simcse.main([config], callbacks=[StopsTheFinalEvaluation(OUT_OF_MEMORY)])
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-6"]
+    run_simcse.main([config, "--resume_from_checkpoint", "last"])
+    assert json.loads((out / "train_results.json").read_text())["train_loss"] is None  # no step trained again
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-6"]  # as Trainer leaves it
+
+
 OUT_OF_MEMORY = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 6.00 GiB.")
 
 
