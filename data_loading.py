@@ -435,13 +435,15 @@ def check_model_source(name: str, needs: str | tuple[str, ...] = "config.json") 
 
 def unreadable_model_file(folder: str) -> str | None:
     """Why a file of the model folder `folder` (its modules' folders too, not its checkpoints or hidden folders) cannot
-    be loaded, or None: a Git LFS pointer in place of the file (a Hub repository cloned without Git LFS), or safetensors
-    weights whose header does not read (a file cut short). transformers stopped on either in a traceback ("header too
-    large")."""
+    be loaded, or None: a Git LFS pointer in place of the file (a Hub repository cloned without Git LFS), a link to
+    nothing, or safetensors weights whose header does not read (a file cut short). transformers stopped on the
+    pointer and the cut in a traceback ("header too large")."""
     for root, folders, files in os.walk(folder):
         folders[:] = [f for f in folders if not CHECKPOINT.match(f) and not f.startswith(".")]  # .git, .cache
         for file in sorted(files):
             path = os.path.join(root, file)
+            if not os.path.exists(path):  # a link to nothing (a --local-dir download whose Hub cache was emptied)
+                return f"{path}: a link to {os.readlink(path)}, which is not there"
             if os.path.getsize(path) < 1024:  # a pointer is some 130 bytes
                 with open(path, "rb") as f:
                     if f.read(len(LFS_POINTER)) == LFS_POINTER:

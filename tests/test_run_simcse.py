@@ -1153,16 +1153,21 @@ def test_an_encoder_that_does_not_load_is_named_without_a_traceback(encoder_dir,
     ("pointer", "model.safetensors: a Git LFS pointer, not the file (the repository was cloned without Git LFS): run "
                 "`git lfs install && git lfs pull` in {folder}, or name the model by its Hub id"),
     ("cut", "model.safetensors: could not be read (SafetensorError: "),
+    ("link", "model.safetensors: a link to {folder}/blobs/gone, which is not there"),  # a Hub cache emptied under it
 ])
 def test_weights_cloned_without_lfs_or_cut_short_are_named_before_anything_is_written(encoder_dir, tmp_path, damage,
                                                                                        said):
     """A Hub model cloned with git but without Git LFS holds pointers in place of its weights: transformers stopped,
-    in both commands, with a traceback ending "Error while deserializing header: header too large"."""
+    in both commands, with a traceback ending "Error while deserializing header: header too large" (a link to nothing:
+    "no file named model.safetensors")."""
     folder = tmp_path / "cloned"
     shutil.copytree(encoder_dir, folder)
     weights = folder / "model.safetensors"
     if damage == "pointer":
         weights.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 123456\n")
+    elif damage == "link":
+        weights.unlink()
+        weights.symlink_to(folder / "blobs" / "gone")
     else:
         weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
     message = re.escape(f"{folder}/{said.format(folder=folder)}")
