@@ -635,9 +635,12 @@ def cuda_graphs_conflicts(training_args: TrainingArguments, simcse_args: SimCSEA
 
 def output_dir_problem(output_dir: str) -> str | None:
     """What keeps the run from writing to `output_dir` (it, or the nearest folder above it that exists, is a file or is
-    not writable), or None. Trainer would stop on it with a traceback after the data and the model had loaded."""
+    not writable; a link to nothing on the way), or None. Trainer would stop on it with a traceback after the data and
+    the model had loaded."""
     existing = os.path.abspath(output_dir)
     while not os.path.exists(existing):
+        if os.path.islink(existing):  # makedirs would fail on it, after the data and the model had loaded
+            return f"output_dir {output_dir}: {existing} is a link to {os.readlink(existing)}, which is not there"
         existing = os.path.dirname(existing)
     where = "" if existing == os.path.abspath(output_dir) else f": {existing}"
     if not os.path.isdir(existing):

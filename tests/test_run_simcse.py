@@ -1320,6 +1320,11 @@ def test_bad_sts_score_and_non_empty_folder(tmp_path, caplog):
     for output_dir, named in (("out/notes.txt", ""), ("out/notes.txt/run", f": {tmp_path}/out/notes.txt")):
         with pytest.raises(SystemExit, match=f"output_dir {tmp_path}/{output_dir}{named} is a file, not a folder"):
             run_simcse.main([smoke_config(tmp_path, output_dir=str(tmp_path / output_dir))])
+    # A link to nothing on the way: Trainer's makedirs stopped with FileExistsError in a traceback.
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(SystemExit, match=re.escape(f"output_dir {tmp_path}/gone/run: {tmp_path}/gone is a link to "
+                                                   f"{tmp_path}/nowhere, which is not there")):
+        run_simcse.main([smoke_config(tmp_path, output_dir=str(tmp_path / "gone" / "run"))])
 
 
 def test_packing_an_unsupported_encoder_stops_before_anything_is_written(tmp_path):
