@@ -31,7 +31,8 @@ from datasets import Dataset
 from safetensors import safe_open
 from transformers import PreTrainedTokenizerBase, TokenizersBackend
 
-from data_sources import COMPRESSIONS, FILE_FORMATS, LFS_POINTER, DataError, Source, hub_page_hint, is_repo_id
+from data_sources import (COMPRESSIONS, FILE_FORMATS, LFS_POINTER, DataError, Source, hub_page_hint, is_lfs_pointer,
+                          is_repo_id)
 from training_guards import CHECKPOINT, NO_ROOM, best_checkpoint, checkpoints, no_space, raised_within
 
 NLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "0": 0, "1": 1, "2": 2}
@@ -444,11 +445,9 @@ def unreadable_model_file(folder: str) -> str | None:
             path = os.path.join(root, file)
             if not os.path.exists(path):  # a link to nothing (a --local-dir download whose Hub cache was emptied)
                 return f"{path}: a link to {os.readlink(path)}, which is not there"
-            if os.path.getsize(path) < 1024:  # a pointer is some 130 bytes
-                with open(path, "rb") as f:
-                    if f.read(len(LFS_POINTER)) == LFS_POINTER:
-                        return (f"{path}: a Git LFS pointer, not the file (the repository was cloned without Git LFS): "
-                                f"run `git lfs install && git lfs pull` in {folder}, or name the model by its Hub id")
+            if is_lfs_pointer(path):
+                return (f"{path}: a Git LFS pointer, not the file (the repository was cloned without Git LFS): run "
+                        f"`git lfs install && git lfs pull` in {folder}, or name the model by its Hub id")
             if file.endswith(".safetensors"):
                 try:
                     with safe_open(path, "np") as f:
@@ -465,7 +464,7 @@ def model_load_error(names: list[str], error: Exception, cache_dir: str | None =
     absent = [n for n in names if not os.path.isdir(n)]
     said = f"{' / '.join(names)}: "
     cache = cache_dir or huggingface_hub.constants.HF_HUB_CACHE
-    failed = failed_write(error, "") if absent else None
+    failed = failed_write(error) if absent else None
     if failed is not None and (failed.errno in NO_ROOM or failed.filename
                                and Path(failed.filename).resolve().is_relative_to(Path(cache).resolve())):
         setting = "cache_dir" if cache_dir else "HF_HUB_CACHE (or HF_HOME)"
@@ -631,14 +630,15 @@ def file_backed(ds: Dataset, folder: str) -> Dataset:
     return datasets.load_from_disk(folder)
 
 
-def failed_write(error: BaseException, read_path: str) -> OSError | None:
+def failed_write(error: BaseException, read_path: str | None = None) -> OSError | None:
     """The OSError that `error` was raised from where it is a write that failed: no room (`no_space`), a read-only
-    disk, or a file or folder other than `read_path` (the one being read) that this user may not write; else None."""
+    disk, or a file or folder other than `read_path` (the one being read, if any) that this user may not write; else
+    None."""
     if (found := no_space(error)) is not None:
         return found
     found = raised_within(error, OSError)
     if found is None or found.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or not found.filename:
         return None
-    if found.errno != errno.EROFS and os.path.realpath(found.filename) == os.path.realpath(read_path):
+    if found.errno != errno.EROFS and read_path and os.path.realpath(found.filename) == os.path.realpath(read_path):
         return None  # the source file itself: a read refused
     return found

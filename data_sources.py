@@ -79,6 +79,14 @@ class Source:
 # LFS, or at the file's raw address.
 LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
+
+def is_lfs_pointer(path: str) -> bool:
+    """Whether the file at `path` is a Git LFS pointer (some 130 bytes of text), not the file it stands for."""
+    if os.path.getsize(path) >= 1024:
+        return False
+    with open(path, "rb") as f:
+        return f.read(len(LFS_POINTER)) == LFS_POINTER
+
 # A Hub page's address as a browser shows it: huggingface.co/<owner>/<name> (a model), .../datasets/<owner>/<name>.
 HUB_PAGE = re.compile(r"https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(datasets/)?([^/?#]+(?:/[^/?#]+)?)/?(?:[?#].*)?")
 

@@ -153,12 +153,16 @@ def dev_points(state: dict, metric: str) -> list[tuple[int, float]]:
     return [(e["step"], e[key]) for e in state.get("log_history", []) if key in e]
 
 
+def kept_best(args: dict, state: dict) -> bool:
+    """run_args.json and trainer_state.json -> whether the export holds the best checkpoint on the dev set
+    (load_best_model_at_end, and a best recorded), not the last step's weights (Trainer records the best step either
+    way)."""
+    return bool(args.get("load_best_model_at_end")) and state.get("best_global_step") is not None
+
+
 def kept_step(args: dict, state: dict) -> int | None:
-    """run_args.json and trainer_state.json -> the training step whose weights the export holds: the best on the dev
-    set where load_best_model_at_end chose one, else the last (Trainer records the best step either way)."""
-    if args.get("load_best_model_at_end") and state.get("best_global_step") is not None:
-        return state["best_global_step"]
-    return state.get("global_step")
+    """run_args.json and trainer_state.json -> the training step whose weights the export holds (`kept_best`)."""
+    return state["best_global_step"] if kept_best(args, state) else state.get("global_step")
 
 
 def plot_caption(args: dict, state: dict, metric: str) -> str:
@@ -166,7 +170,7 @@ def plot_caption(args: dict, state: dict, metric: str) -> str:
     step = kept_step(args, state)
     if step not in dict(dev_points(state, metric)):
         return f"the model kept is the last step's (step {step}), which the dev set did not score"
-    if args.get("load_best_model_at_end") and state.get("best_global_step") is not None:
+    if kept_best(args, state):
         return "the marked point is the checkpoint kept"
     return "the marked point is the last step, whose model is kept (load_best_model_at_end off)"
 

@@ -11,7 +11,7 @@ import glob
 import json
 import os
 
-from data_sources import LFS_POINTER
+from data_sources import is_lfs_pointer
 
 RESULTS_FILE = "sts_results.json"
 # The metrics, x100, of each eval set in it: the similarities, in the column order of SimCSEOutput.scores
@@ -133,10 +133,8 @@ def weight_names(model_dir: str) -> list[str]:
             with safe_open(path, "numpy") as f:
                 names += f.keys()
         except SafetensorError as e:
-            with open(path, "rb") as f:
-                pointer = f.read(len(LFS_POINTER)) == LFS_POINTER
             said = ("a Git LFS pointer, not the weights (a repository cloned without Git LFS: `git lfs pull` there)"
-                    if pointer else f"not readable safetensors weights ({e})")
+                    if is_lfs_pointer(path) else f"not readable safetensors weights ({e})")
             raise ModelDirError(f"{path}: {said}") from None
     return names
 
