@@ -148,7 +148,7 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool, resume: s
             problem += "; dev_data or test_data hold other rows than the run's"
     else:
         problem = f"is not empty and holds no {RUN_ARGS_FILE}"
-        if overwrite and (mine := written_over(names)):
+        if overwrite and (mine := written_over(output_dir, names)):
             raise SystemExit(f"error: output_dir {output_dir} holds no {RUN_ARGS_FILE}, so no run of this job, but "
                              f"files that the run would write over ({', '.join(mine[:6])}"
                              f"{', ...' if len(mine) > 6 else ''}): overwrite_output_dir replaces a run's folder only; "
@@ -174,13 +174,15 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool, resume: s
 
 
 # What a run writes into its output folder besides the export's files (PUBLISHED_PATTERNS) and its checkpoints.
-RUN_FILES = ("trainer_state.json", "train_results.json", "environment.json", "[0-9]_*")
+RUN_FILES = ("trainer_state.json", "train_results.json", "environment.json")
+MODULE_FOLDERS = "[0-9]_*"  # sentence-transformers' module folders (1_Pooling/): an export replaces them
 
 
-def written_over(names: list[str]) -> list[str]:
-    """The names among a folder's entries `names` that a run would write over (or delete: checkpoint-*)."""
+def written_over(folder: str, names: list[str]) -> list[str]:
+    """The names among `folder`'s entries `names` that a run would write over (or delete: checkpoint-*)."""
     return sorted(name for name in names if CHECKPOINT.match(name) or
-                  any(fnmatch.fnmatch(name, pattern) for pattern in (*PUBLISHED_PATTERNS, *RUN_FILES)))
+                  any(fnmatch.fnmatch(name, pattern) for pattern in (*PUBLISHED_PATTERNS, *RUN_FILES)) or
+                  (fnmatch.fnmatch(name, MODULE_FOLDERS) and os.path.isdir(os.path.join(folder, name))))
 
 
 def remove_checkpoints(output_dir: str) -> None:

@@ -1309,13 +1309,15 @@ def test_bad_sts_score_and_non_empty_folder(tmp_path, caplog):
         run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=True)])
     assert sorted(os.listdir(tmp_path / "out")) == ["1_Pooling", "README.md", "notes.txt"]
     assert (tmp_path / "out" / "README.md").read_text() == "# a project"
-    # Files the run does not write: it writes beside them, and says so.
+    # Files the run does not write (a file named as a module folder is, too): it writes beside them, and says so.
     (tmp_path / "out" / "README.md").unlink()
     (tmp_path / "out" / "1_Pooling").rmdir()
+    (tmp_path / "out" / "1_notes.txt").write_text("mine too")
     run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=True)])
     assert (f"output_dir {tmp_path / 'out'} is not empty and holds no run_args.json; writing the run beside its files "
             "(none of them a file the run writes)") in caplog.text
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "out" / "1_notes.txt").read_text() == "mine too"
     # An output_dir that is a file, or below one: it was Trainer's traceback once the data and the model had loaded.
     for output_dir, named in (("out/notes.txt", ""), ("out/notes.txt/run", f": {tmp_path}/out/notes.txt")):
         with pytest.raises(SystemExit, match=f"output_dir {tmp_path}/{output_dir}{named} is a file, not a folder"):
