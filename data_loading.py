@@ -74,42 +74,15 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
         else:
             builder = FILE_FORMATS.get(source.extension)
             if os.path.isdir(source.path):
-                raise DataError(f"{source.spec}: a folder; name its files, each a source of its own (train_data and "
-                                "test_data take a list)")
-            if builder is None:
+                ds = saved_dataset(source)
+            elif builder is None:
                 raise DataError(f"{source.spec}: unknown file type {source.extension or source.compression!r}; use one "
                                 f"of {sorted(FILE_FORMATS)} (the text formats compressed too: "
                                 f"{', '.join(COMPRESSIONS)}){hub_page_hint(source.spec, 'dataset')}")
-            if builder == "parquet" and source.compression:
+            elif builder == "parquet" and source.compression:
                 raise DataError(f"{source.spec}: a Parquet file compresses its columns itself; name it uncompressed")
-            path = source.path
-            if re.match(r"https?://", path):
-                download_config = datasets.DownloadConfig(cache_dir=cache_dir)
-                path = datasets.DownloadManager(download_config=download_config).download(path)
-            elif not os.path.isfile(path):
-                where = "" if os.path.isabs(path) else (f" in {os.getcwd()} (a relative path is read from the folder "
-                                                        "the command runs in)")
-                if re.search(r"[*?[]", path):  # a JSON value reaches no shell to expand it
-                    where += "; a pattern is not expanded: list the files, each a source of its own"
-                raise DataError(f"{source.spec}: file not found{where}")
-            _refuse_stand_in(path, source)
-            if builder == "csv":
-                try:
-                    ds = _read_delimited(path, source)
-                except UnicodeDecodeError:  # located on failure: the happy path reads the file once
-                    _check_text_file(path, source)
-                    raise
             else:
-                if builder != "parquet":  # before datasets: pyarrow takes a .jsonl in CP949 without a word
-                    _check_text_file(path, source)
-                # utf-8-sig: a byte-order mark (Windows editors) would otherwise start the first sentence.
-                options = {"encoding": "utf-8-sig"} if builder == "text" else {}
-                try:
-                    ds = datasets.load_dataset(builder, data_files=path, split="train", cache_dir=cache_dir, **options)
-                except Exception:
-                    if builder == "json":  # pyarrow names neither the line nor, in a .json list, the row
-                        _raise_json_problem(path, source)
-                    raise
+                ds = _load_file(source, builder, cache_dir)
     except DataError:
         raise
     except Exception as e:  # pyarrow/HTTP/Hub errors: say which source, and why (fsspec's message is the URL alone)
@@ -133,6 +106,55 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
     if ds.num_rows == 0:  # a header line alone: nothing to train on or score (an empty sampler fails mid-start)
         raise DataError(f"{source.spec}: no rows")
     return ds.flatten(), source
+
+
+def _load_file(source: Source, builder: str, cache_dir: str | None) -> Dataset:
+    """A file or URL `source` of the `datasets` builder `builder` (csv, json, parquet, text) -> its rows."""
+    path = source.path
+    if re.match(r"https?://", path):
+        download_config = datasets.DownloadConfig(cache_dir=cache_dir)
+        path = datasets.DownloadManager(download_config=download_config).download(path)
+    elif not os.path.isfile(path):
+        where = "" if os.path.isabs(path) else (f" in {os.getcwd()} (a relative path is read from the folder "
+                                                "the command runs in)")
+        if re.search(r"[*?[]", path):  # a JSON value reaches no shell to expand it
+            where += "; a pattern is not expanded: list the files, each a source of its own"
+        raise DataError(f"{source.spec}: file not found{where}")
+    _refuse_stand_in(path, source)
+    if builder == "csv":
+        try:
+            ds = _read_delimited(path, source)
+        except UnicodeDecodeError:  # located on failure: the happy path reads the file once
+            _check_text_file(path, source)
+            raise
+    else:
+        if builder != "parquet":  # before datasets: pyarrow takes a .jsonl in CP949 without a word
+            _check_text_file(path, source)
+        # utf-8-sig: a byte-order mark (Windows editors) would otherwise start the first sentence.
+        options = {"encoding": "utf-8-sig"} if builder == "text" else {}
+        try:
+            ds = datasets.load_dataset(builder, data_files=path, split="train", cache_dir=cache_dir, **options)
+        except Exception:
+            if builder == "json":  # pyarrow names neither the line nor, in a .json list, the row
+                _raise_json_problem(path, source)
+            raise
+    return ds
+
+
+def saved_dataset(source: Source) -> Dataset:
+    """A folder that `Dataset.save_to_disk` wrote -> its rows, read into memory (so that tokenizing writes no cache
+    files into the folder); DataError for a `DatasetDict`'s folder (naming its splits' folders) or any other folder."""
+    folder = source.path
+    splits_file = os.path.join(folder, datasets.config.DATASETDICT_JSON_FILENAME)
+    if os.path.isfile(splits_file):
+        with open(splits_file, encoding="utf-8") as f:
+            splits = json.load(f).get("splits", [])
+        raise DataError(f"{source.spec}: a DatasetDict that save_to_disk wrote; name the folder of one of its splits: "
+                        + ", ".join(os.path.join(source.spec, split) for split in splits))
+    if not os.path.isfile(os.path.join(folder, datasets.config.DATASET_STATE_JSON_FILENAME)):
+        raise DataError(f"{source.spec}: a folder that is no dataset saved with save_to_disk; name its files, each a "
+                        "source of its own (train_data and test_data take a list)")
+    return datasets.load_from_disk(folder, keep_in_memory=True)
 
 
 def unreachable(error: BaseException | None) -> bool:

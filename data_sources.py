@@ -4,6 +4,7 @@ A *source* is one of
   * a local file or an http(s) URL, read by its extension: `.tsv` (tab-separated, header, quoting off: KorSTS and
     KorNLI contain unbalanced `"`), `.csv` (RFC 4180), `.json` (a list of objects) / `.jsonl`, `.parquet`, `.txt`
     (one sentence a line, column `text`); the text formats compressed too (`corpus.txt.gz`, `.bz2`, `.xz`);
+  * a local folder that `datasets`' `Dataset.save_to_disk` wrote (one split);
   * a Hugging Face Hub dataset `owner/name[:config][:split]` (split defaults to `train`), e.g.
     `kakaobrain/kor_nli:multi_nli:train` or `klue/klue:sts:validation`.
 Reading one is `data_loading`'s; this module imports neither `datasets` nor torch, so `hub/` (which names a run's Hub

@@ -47,7 +47,7 @@ from data_collator import SimCSECollator
 from data_loading import (DataError, column_values, load_nli_triplets, load_sentence_columns, load_sts,
                           model_load_error, parse_named_sets, refuses_model_code, rows_digest, sample_sentences,
                           shared_pairs, tokenize_rows)
-from hub.card import contrastive_batch, dev_metric, not_held_out, render_card
+from hub.card import contrastive_batch, dev_metric, hub_datasets, not_held_out, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
 from hub.push import PushError, describe_push, push
 from modeling_simcse import (
@@ -848,9 +848,11 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
         if trainer.is_world_process_zero():
             environment = {**describe_environment(training_args, len(train_rows)),
                            **clock.record(train_result.metrics["train_runtime"]),
-                           # Known only here: a folder now may be none where the card is rendered (its base_model).
+                           # Known only here: a folder now may be none where the card is rendered (its base_model,
+                           # and a training set saved with save_to_disk, whose relative path reads as a Hub id).
                            "hub_base_model": base
                            if (base := model_args.model_name_or_path) and not os.path.isdir(base) else None,
+                           "hub_datasets": hub_datasets(data_args.train_data),
                            "test_pairs_in_dev": pairs_in_dev,
                            "training_batches": "packed" if packed else "padded",
                            "test_scores_precision": "fp32",  # whatever the training's (the autocast taken off above)

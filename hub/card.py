@@ -124,8 +124,9 @@ def held_out_note(name: str, args: dict, environment: dict) -> str:
 
 
 def hub_datasets(train_data: list[str]) -> list[str]:
-    """The Hub dataset ids among the training sources, read by their form (a card may be rendered on another machine
-    than the run's): the Hub refuses a card whose `datasets` lists a path."""
+    """The Hub dataset ids among the training sources: the Hub refuses a card whose `datasets` lists a path. A source
+    that is no file or folder here is read by its form; the run records its own answer (environment.json), since a
+    card may be rendered elsewhere, where a relative folder (a dataset saved with save_to_disk) reads as a Hub id."""
     ids = set()
     for spec in train_data:
         try:
@@ -427,7 +428,7 @@ def render_card(
     model_name = repo_id.split("/")[-1]
     metric = dev_metric(args)
 
-    datasets = hub_datasets(args.get("train_data", []))
+    datasets = list(environment.get("hub_datasets", hub_datasets(args.get("train_data", []))))
     datasets += [d for d in ("klue/klue",) if any(n.startswith("klue") for n in results) and d not in datasets]
     card_data = ModelCardData(
         language="ko",

@@ -154,8 +154,36 @@ def test_missing_and_malformed_files(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="unknown file type|neither"):
         load_sts(write(tmp_path, "x.xml", "<a/>"))
     # It was "unknown file type ''".
-    with pytest.raises(DataError, match=f"{re.escape(str(tmp_path))}: a folder; name its files"):
+    with pytest.raises(DataError, match=f"{re.escape(str(tmp_path))}: a folder that is no dataset saved with "
+                                        "save_to_disk; name its files"):
         load_sts(str(tmp_path))
+
+
+def test_a_dataset_saved_with_save_to_disk_reads_as_its_rows(tmp_path):
+    """The folder `Dataset.save_to_disk` writes was "a folder; name its files", and its files (.arrow) no source. It
+    gives the rows of the file it was made from, names a bad row by its index, writes nothing into the folder (where
+    tokenizing a memory-mapped dataset writes its cache files), and a DatasetDict's folder names its splits'."""
+    tsv = os.path.join(SAMPLE, "nli.tsv")
+    rows = load_source(tsv)[0]
+    rows.save_to_disk(str(tmp_path / "nli"))
+    saved = sorted(os.listdir(tmp_path / "nli"))
+    loaded, source = load_source(str(tmp_path / "nli"))
+    assert loaded.to_list() == rows.to_list() and not loaded.cache_files
+    assert load_nli_triplets([str(tmp_path / "nli")]).to_list() == load_nli_triplets([tsv]).to_list()
+    loaded.map(lambda batch: batch, batched=True)
+    assert sorted(os.listdir(tmp_path / "nli")) == saved
+    broken = rows.to_list()
+    broken[4]["sentence2"] = ""
+    datasets.Dataset.from_list(broken).save_to_disk(str(tmp_path / "broken"))
+    with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / 'broken'))}, row 4: empty or missing sentence in "
+                                        "column 'sentence2'$"):
+        load_nli_triplets([str(tmp_path / "broken")])
+    datasets.DatasetDict(train=rows, validation=rows.select(range(3))).save_to_disk(str(tmp_path / "nli-splits"))
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path}/nli-splits: a DatasetDict that save_to_disk wrote; name "
+                                                  f"the folder of one of its splits: {tmp_path}/nli-splits/train, "
+                                                  f"{tmp_path}/nli-splits/validation")):
+        load_source(str(tmp_path / "nli-splits"))
+    assert load_source(str(tmp_path / "nli-splits" / "validation"))[0].to_list() == rows.to_list()[:3]
 
 
 @pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])

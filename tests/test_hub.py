@@ -195,14 +195,22 @@ def test_card_metadata_names_only_hub_ids_wherever_it_is_rendered(model_dir, tmp
     results = json.loads((copy / "sts_results.json").read_text())
     (copy / "sts_results.json").write_text(json.dumps({"klue-sts-dev": next(iter(results.values()))}))
     environment = json.loads((copy / "environment.json").read_text())
-    (copy / "environment.json").write_text(json.dumps({k: v for k, v in environment.items() if k != "hub_base_model"}))
-    data = render_card(str(copy)).data  # as a run from before the record: the path is no repo id
+    assert environment["hub_datasets"] == []  # the run trained on a file
+    earlier = {k: v for k, v in environment.items() if k not in ("hub_base_model", "hub_datasets")}
+    (copy / "environment.json").write_text(json.dumps(earlier))
+    data = render_card(str(copy)).data  # as a run from before the records: the paths are no repo ids
     assert data.datasets == ["kakaobrain/kor_nli", "klue/klue"] and data.base_model is None
     index = {(r.dataset_type, r.dataset_config, r.dataset_split) for r in data.eval_results}
     assert index == {("klue/klue", "sts", "validation")}
     for recorded in ("klue/bert-base", None):  # the run's record wins over what the name looks like here
         (copy / "environment.json").write_text(json.dumps({**environment, "hub_base_model": recorded}))
         assert render_card(str(copy)).data.base_model == recorded
+    # A relative folder (a dataset saved with save_to_disk) that is none here reads as a Hub id: the record wins.
+    (copy / "run_args.json").write_text(json.dumps({**args, "train_data": ["kornli/train", "kakaobrain/kor_nli"]}))
+    (copy / "environment.json").write_text(json.dumps(earlier))
+    assert render_card(str(copy)).data.datasets == ["kakaobrain/kor_nli", "kornli/train", "klue/klue"]
+    (copy / "environment.json").write_text(json.dumps({**earlier, "hub_datasets": ["kakaobrain/kor_nli"]}))
+    assert render_card(str(copy)).data.datasets == ["kakaobrain/kor_nli", "klue/klue"]
 
 
 @pytest.mark.parametrize("shared, noted", [([519, 519], True), ([8, 1379], False), ([7, 12], True)])
