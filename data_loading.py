@@ -46,6 +46,8 @@ STS_COLUMNS = {
     "score": ("score", "labels.real-label", "real-label", "label", "similarity_score"),
 }
 TEXT_COLUMNS = ("text", "sentence", "sentence1")
+# ... and for the pair and triplet formats' columns (SimCSE's names): sentence-transformers' names for the same.
+PAIR_COLUMNS = {"sent0": ("anchor",), "sent1": ("positive",), "hard_neg": ("negative",)}
 # What a source that could not be reached over the network is told (`unreachable`).
 NO_NETWORK = "; without a network, name a local copy (README: Sources)"
 # Shares of a sample's tokens that the tokenizer makes its unknown token above which a run warns, and stops.
@@ -380,7 +382,8 @@ def load_sentence_columns(
     """Sources with 1 (unsupervised text), 2 (pairs) or 3 (triplets) sentence columns
     -> Dataset(sent0[, sent1[, hard_neg]]).
 
-    columns: the sentence column names in the sources, in that order; for one column, `text`/`sentence` are also tried.
+    columns: the sentence column names in the sources, in that order; for one column, `text`/`sentence` are also tried,
+    and for sent0 / sent1 / hard_neg, anchor / positive / negative.
     """
     targets = ["sent0", "sent1", "hard_neg"][: len(columns)]
     parts = []
@@ -388,7 +391,7 @@ def load_sentence_columns(
         ds, source = load_source(spec, cache_dir)
         data = {}
         for target, name in zip(targets, columns, strict=True):
-            candidates = (name,) + (TEXT_COLUMNS if len(columns) == 1 else ())
+            candidates = (name,) + (TEXT_COLUMNS if len(columns) == 1 else PAIR_COLUMNS.get(name, ()))
             found = _column(ds, source, f"sentence ({name})", tuple(dict.fromkeys(candidates)),
                             hint=f"; sentence_columns names a source's {len(columns)} sentence column(s), in order")
             data[target] = _sentences(column_values(ds, found), source, found)

@@ -86,7 +86,8 @@ class DataArguments:
         metadata={"help": "nli (premise/hypothesis/label -> triplets), triplet, pair, or text (unsupervised)."},
     )
     sentence_columns: list[str] | None = field(
-        default=None, metadata={"help": "Sentence columns of triplet/pair/text sources, in order."}
+        default=None, metadata={"help": "Sentence columns of triplet/pair/text sources, in order (default: sent0, "
+                                        "sent1, hard_neg, or anchor, positive, negative; text, sentence or sentence1)."}
     )
     nli_strip_quotes: bool = field(
         default=False, metadata={"help": "Remove every '\"' from NLI sentences (as the published SimCSE-KO code did)."}

@@ -288,10 +288,24 @@ def test_text_lines_and_empty_line(tmp_path):
 
 def test_missing_sentence_columns_name_what_was_found_and_the_setting(tmp_path):
     path = write(tmp_path, "pairs.tsv", "문장1\t문장2\n첫 문장\t둘째 문장\n")
-    with pytest.raises(DataError, match=r"pairs.tsv: no sentence \(sent0\) column \(looked for sent0; found 문장1, "
-                                        r"문장2\); sentence_columns names a source's 2 sentence column\(s\), in order"):
+    with pytest.raises(DataError, match=r"pairs.tsv: no sentence \(sent0\) column \(looked for sent0, anchor; found "
+                                        r"문장1, 문장2\); sentence_columns names a source's 2 sentence column\(s\), in "
+                                        "order"):
         load_sentence_columns([path], ["sent0", "sent1"])
     assert list(load_sentence_columns([path], ["문장1", "문장2"])["sent1"]) == ["둘째 문장"]
+
+
+def test_sentence_transformers_column_names_read_as_simcses(tmp_path):
+    """A triplet or pair set in sentence-transformers' layout (anchor / positive / negative, as its Hub datasets have
+    them) reads without sentence_columns; a column of SimCSE's name comes first."""
+    path = write(tmp_path, "st.jsonl", json.dumps({"anchor": "가", "positive": "나", "negative": "다"}) + "\n")
+    assert load_sentence_columns([path], ["sent0", "sent1", "hard_neg"]).to_list() == [
+        {"sent0": "가", "sent1": "나", "hard_neg": "다"}]
+    assert load_sentence_columns([path], ["sent0", "sent1"]).to_list() == [{"sent0": "가", "sent1": "나"}]
+    both = write(tmp_path, "both.jsonl", json.dumps({"anchor": "가", "sent0": "라", "positive": "나"}) + "\n")
+    assert load_sentence_columns([both], ["sent0", "sent1"]).to_list() == [{"sent0": "라", "sent1": "나"}]
+    with pytest.raises(DataError, match=r"no sentence \(a\) column \(looked for a; found anchor, positive, negative\)"):
+        load_sentence_columns([path], ["a", "positive"])
 
 
 def test_files_not_in_utf8_name_the_line_and_the_encoding(tmp_path):
