@@ -1,8 +1,8 @@
 """Load, validate and tokenize SimCSE training data and STS evaluation sets.
 
-A source is a local file, an http(s) URL or a Hub dataset id (`data_sources.Source`). Nested columns are flattened
-(`labels.real-label`). Every problem is raised as `DataError` naming the source and the row (a 1-based line for text
-files, counting the header), before any training starts.
+A source is a local file, a folder that `Dataset.save_to_disk` wrote, an http(s) URL or a Hub dataset id
+(`data_sources.Source`). Nested columns are flattened (`labels.real-label`). Every problem is raised as `DataError`
+naming the source and the row (a 1-based line for text files, counting the header), before any training starts.
 """
 
 from __future__ import annotations
