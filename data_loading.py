@@ -274,6 +274,8 @@ def _read_delimited(path: str, source: Source) -> Dataset:
         header = next(reader, None)
         if not header or not any(field.strip() for field in header):
             raise DataError(f"{source.spec}: empty file (a header line is needed)")
+        if len(header) == 1 and (problem := _other_separator(header[0], tsv)):
+            raise DataError(f"{source.spec}, line 1: one column, {header[0]!r}: {problem}")
         columns: list[list[str]] = [[] for _ in header]
         for row in reader:
             if not row:
@@ -284,6 +286,24 @@ def _read_delimited(path: str, source: Source) -> Dataset:
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
     return Dataset.from_dict(dict(zip(header, columns, strict=True)))
+
+
+# Separators a delimited file may have been saved with: their names, and the suffix this job reads them under.
+SEPARATORS = {"\t": ("tabs", ".tsv"), ",": ("commas", ".csv"), ";": ("semicolons", None), "|": ("'|'", None)}
+
+
+def _other_separator(header: str, tsv: bool) -> str | None:
+    """What to do where a delimited file's one-column header line is columns split by another separator than the
+    file's (a .csv of Excel's in a semicolon locale, a TSV saved as .csv); None where it is not."""
+    own = "\t" if tsv else ","
+    for separator, (name, suffix) in SEPARATORS.items():
+        if separator == own or sum(bool(part.strip()) for part in header.split(separator)) < 2:
+            continue
+        if suffix:
+            return f"the file is separated by {name}, so name it {suffix}"
+        return (f"the file is separated by {name}; a .tsv is read with tabs between fields and a .csv with commas: "
+                "save it with one of those")
+    return None
 
 
 def column_values(ds: Dataset, name: str) -> list:

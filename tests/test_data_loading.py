@@ -159,6 +159,23 @@ def test_missing_and_malformed_files(tmp_path, monkeypatch):
         load_sts(str(tmp_path))
 
 
+def test_a_delimited_file_of_another_separator_is_named(tmp_path):
+    """A .csv that Excel saved with semicolons (a European locale), or a TSV saved as .csv, read as one column: the
+    error was "no sentence1 column (looked for sentence1; found sentence1;sentence2;score)"."""
+    for name, separator, said in (("semi.csv", ";", "semicolons; a .tsv is read with tabs between fields and a .csv "
+                                                    "with commas: save it with one of those"),
+                                  ("tabs.csv", "\t", "tabs, so name it .tsv"), ("commas.tsv", ",", "commas, so name "
+                                                                                                   "it .csv")):
+        header = separator.join(["sentence1", "sentence2", "score"])
+        path = write(tmp_path, name, f"{header}\n가{separator}나{separator}1.0\n")
+        with pytest.raises(DataError, match=f"^{re.escape(path)}, line 1: one column, {re.escape(repr(header))}: the "
+                                            f"file is separated by {re.escape(said)}$"):
+            load_sts(path)
+    # One column of its own: a sentence corpus.
+    path = write(tmp_path, "corpus.csv", "text\n\"가, 나\"\n다; 라\n")
+    assert list(load_sentence_columns([path], ["text"])["sent0"]) == ["가, 나", "다; 라"]
+
+
 def test_a_dataset_saved_with_save_to_disk_reads_as_its_rows(tmp_path):
     """The folder `Dataset.save_to_disk` writes was "a folder; name its files", and its files (.arrow) no source. It
     gives the rows of the file it was made from, names a bad row by its index, writes nothing into the folder (where
