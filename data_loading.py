@@ -46,6 +46,7 @@ STS_COLUMNS = {
     "score": ("score", "labels.real-label", "real-label", "label", "similarity_score"),
 }
 TEXT_COLUMNS = ("text", "sentence", "sentence1")
+JSON_ROWS = "a .json source is a list of objects, one a row, or one object a line"  # (.jsonl too)
 # ... and for the pair and triplet formats' columns (SimCSE's names): sentence-transformers' names for the same.
 PAIR_COLUMNS = {"sent0": ("anchor",), "sent1": ("positive",), "hard_neg": ("negative",)}
 # What a source that could not be reached over the network is told (`unreachable`).
@@ -325,6 +326,10 @@ def _column(ds: Dataset, source: Source, role: str, candidates: tuple[str, ...],
     for name in candidates:
         if name in ds.column_names:
             return name
+    # One object in a .json: its rows under a key (a list), or keyed by their index ("0.sentence1" once flattened).
+    if source.extension == ".json" and ds.num_rows == 1 and (any(isinstance(v, list) for v in ds[0].values())
+                                                             or any(re.match(r"\d+\.", c) for c in ds.column_names)):
+        hint = f"; {JSON_ROWS}, not one object that holds them{hint}"
     raise DataError(f"{source.spec}: no {role} column (looked for {', '.join(candidates)}; found "
                     f"{', '.join(ds.column_names)}){hint}")
 
@@ -332,8 +337,7 @@ def _column(ds: Dataset, source: Source, role: str, candidates: tuple[str, ...],
 def _sentences(values: list, source: Source, column: str) -> list[str]:
     for i, v in enumerate(values):
         if v is not None and not isinstance(v, str):
-            hint = (" (a .json source is a list of objects, one a row, or one object a line)"
-                    if source.extension == ".json" and isinstance(v, list) else "")
+            hint = f" ({JSON_ROWS})" if source.extension == ".json" and isinstance(v, list) else ""
             raise DataError(f"{source.row(i)}: column {column!r} holds {json.dumps(v, ensure_ascii=False)[:40]}, not a "
                             f"sentence{hint}")
         if not isinstance(v, str) or BLANK.fullmatch(v):

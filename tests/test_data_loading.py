@@ -457,11 +457,24 @@ TRAILING_COMMA = ('[{"sentence1": "가", "sentence2": "나", "score": 1},\n'
     ("g.tsv", "", "g.tsv: empty file"),
     ("h.json", '{"sentence1": ["가", "나"], "sentence2": ["다", "라"], "score": [1, 2]}',
      "h.json, row 0: column 'sentence1' holds [\"가\", \"나\"], not a sentence (a .json source is a list of objects"),
+    # One object holding the rows: under a key, or keyed by their index (pandas' orient="index"); it was the bare
+    # "no sentence1 column (looked for sentence1; found data)".
+    ("i.json", '{"data": [{"sentence1": "가", "sentence2": "나", "score": 1}]}',
+     "i.json: no sentence1 column (looked for sentence1; found data); a .json source is a list of objects, one a row, "
+     "or one object a line, not one object that holds them"),
+    ("j.json", '{"0": {"sentence1": "가", "sentence2": "나", "score": 1}}',
+     "j.json: no sentence1 column (looked for sentence1; found 0.sentence1, 0.sentence2, 0.score); a .json source is"),
 ])
 def test_malformed_json_names_the_line(tmp_path, name, text, message):
     with pytest.raises(DataError) as e:
         load_sts(write(tmp_path, name, text))
     assert message in str(e.value)
+
+
+def test_a_json_list_of_one_row_without_the_column_is_not_taken_for_one_object(tmp_path):
+    with pytest.raises(DataError, match=r"k.json: no sentence1 column \(looked for sentence1; found s1, sentence2, "
+                                        r"score\)$"):
+        load_sts(write(tmp_path, "k.json", '[{"s1": "가", "sentence2": "나", "score": 1}]'))
 
 
 @pytest.mark.parametrize("name, header, load", [
