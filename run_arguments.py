@@ -78,8 +78,8 @@ class ModelArguments:
 class DataArguments:
     train_data: list[str] = field(
         default_factory=list,
-        metadata={"help": "Training sources (files, URLs or Hub datasets 'owner/name[:config][:split]'), "
-                          "concatenated."},
+        metadata={"help": "Training sources (files, URLs, save_to_disk folders or Hub datasets "
+                          "'owner/name[:config][:split]'), concatenated."},
     )
     train_format: str = field(
         default="nli",
