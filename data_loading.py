@@ -46,9 +46,10 @@ STS_COLUMNS = {
     "score": ("score", "labels.real-label", "real-label", "label", "similarity_score"),
 }
 TEXT_COLUMNS = ("text", "sentence", "sentence1")
-JSON_ROWS = "a .json source is a list of objects, one a row, or one object a line"  # (.jsonl too)
 # ... and for the pair and triplet formats' columns (SimCSE's names): sentence-transformers' names for the same.
 PAIR_COLUMNS = {"sent0": ("anchor",), "sent1": ("positive",), "hard_neg": ("negative",)}
+# The layouts of a .json source's rows, which errors about a file laid out otherwise name.
+JSON_ROWS = "a .json source is a list of objects, one a row, or one object a line"
 # What a source that could not be reached over the network is told (`unreachable`).
 NO_NETWORK = "; without a network, name a local copy (README: Sources)"
 # Shares of a sample's tokens that the tokenizer makes its unknown token above which a run warns, and stops.
