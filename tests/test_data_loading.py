@@ -162,11 +162,10 @@ def test_missing_and_malformed_files(tmp_path, monkeypatch):
 def test_a_delimited_file_of_another_separator_is_named(tmp_path):
     """A .csv that Excel saved with semicolons (a European locale), or a TSV saved as .csv, read as one column: the
     error was "no sentence1 column (looked for sentence1; found sentence1;sentence2;score)"."""
-    for name, separator, said in (("semi.csv", ";", "semicolons; a .tsv is read with tabs between fields and a .csv "
-                                                    "with commas: save it with one of those"),
-                                  ("tabs.csv", "\t", "tabs, so name it .tsv"), ("commas.tsv", ",", "commas, so name "
-                                                                                                   "it .csv")):
-        header = separator.join(["sentence1", "sentence2", "score"])
+    told = {";": "semicolons; a .tsv is read with tabs between fields and a .csv with commas: save it with one of "
+                 "those", "\t": "tabs, so name it .tsv", ",": "commas, so name it .csv"}
+    for name, separator in (("semi.csv", ";"), ("tabs.csv", "\t"), ("commas.tsv", ",")):
+        header, said = separator.join(["sentence1", "sentence2", "score"]), told[separator]
         path = write(tmp_path, name, f"{header}\n가{separator}나{separator}1.0\n")
         with pytest.raises(DataError, match=f"^{re.escape(path)}, line 1: one column, {re.escape(repr(header))}: the "
                                             f"file is separated by {re.escape(said)}$"):

@@ -1309,7 +1309,7 @@ def test_bad_sts_score_and_non_empty_folder(tmp_path, caplog):
         run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=True)])
     assert sorted(os.listdir(tmp_path / "out")) == ["1_Pooling", "README.md", "notes.txt"]
     assert (tmp_path / "out" / "README.md").read_text() == "# a project"
-    # Files the run does not write (a file named as a module folder is, too): it writes beside them, and says so.
+    # Files the run does not write (one named like a module folder among them): it writes beside them, and says so.
     (tmp_path / "out" / "README.md").unlink()
     (tmp_path / "out" / "1_Pooling").rmdir()
     (tmp_path / "out" / "1_notes.txt").write_text("mine too")
