@@ -4,7 +4,8 @@ The token comes from the usual places (`HF_TOKEN`, `hf auth login`) through `hug
 or written. Only `model_dir.published_files` are sent (never checkpoints, optimizer states or training_args.bin), and
 the repo's files of those kinds that the export has not (an earlier export's) are deleted in the same commit.
 The commit is atomic on the Hub, so a failed push leaves the repo as it was (a repo this push created is deleted
-again); transient HTTP errors are retried.
+again); transient HTTP errors are retried. It is made on the branch's last commit as the push found it: where another
+push landed in between, the Hub refuses it, rather than leave the two exports' files mixed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 # control characters and any of ~^:?*[\.
 NOT_A_BRANCH = re.compile(r"^[-/.]|/\.|\.lock(/|$)|\.\.|//|@\{|[/.]$|[\x00-\x20\x7f~^:?*\[\\]")
 RETRIES = 4
+PRECONDITION_FAILED = 412  # the Hub's answer to a commit whose parent_commit is no longer the branch's last commit
 
 
 class PushError(RuntimeError):
@@ -100,8 +102,7 @@ def check_push_access(repo_id: str, private: bool = False, api: HfApi | None = N
         raise PushError(f"could not reach the Hugging Face Hub at {api.endpoint} to check the token and the repo "
                         f"({_describe(e)}); check the network (or HF_ENDPOINT)") from None
     except HfHubHTTPError as e:
-        status = e.response.status_code if e.response is not None else None
-        if status in (401, 403):
+        if (status := _status(e)) in (401, 403):
             raise PushError("the Hugging Face Hub refused the token (HTTP %s): set a valid write token in HF_TOKEN "
                             "or run `hf auth login`" % status) from None
         raise PushError(f"could not check the token and the repo: {_describe(e)}") from None
@@ -132,12 +133,36 @@ def _describe(error: BaseException) -> str:
     return re.sub(r"hf_[A-Za-z0-9]{6,}", "hf_***", text)
 
 
+def _status(error: BaseException) -> int | None:
+    """The HTTP status of the Hub's answer that `error` reports; None for any other error."""
+    response = error.response if isinstance(error, HfHubHTTPError) else None
+    return response.status_code if response is not None else None
+
+
 def _transient(error: Exception) -> bool:
     if isinstance(error, HfHubHTTPError):
-        status = error.response.status_code if error.response is not None else None
+        status = _status(error)
         return status is None or status == 429 or status >= 500
     # HF_HUB_OFFLINE's refusal is a ConnectionError that no retry gets past.
     return isinstance(error, NETWORK_ERRORS) and not isinstance(error, OfflineModeIsEnabled)
+
+
+def _moved_on(repo_id: str, revision: str | None, head: str, tries: int) -> str:
+    """The error of a commit the Hub refused because the branch is no longer at `head`, the commit it was made on."""
+    branch = f"branch {revision}" if revision else "default branch"
+    cause = ("a commit from elsewhere, or this push's own earlier try, whose answer was lost on the way (so it may "
+             "have landed)" if tries > 1 else "a commit from elsewhere; nothing of this push was committed")
+    return (f"push to {repo_id} stopped: the {branch} moved on from commit {head[:8]} while this push was under way "
+            f"({cause}). Push again: it compares the export with the branch as it is then, and commits what differs "
+            f"or says the branch holds these files already")
+
+
+def _branch_moved(api: HfApi, repo_id: str, revision: str | None, head: str) -> bool:
+    """Whether the branch's last commit is another than `head` now (False where the Hub does not say)."""
+    try:
+        return api.repo_info(repo_id, revision=revision).sha != head
+    except Exception:  # noqa: BLE001 - the push's own error is the one to report
+        return False
 
 
 def _retry(call, what: str):
@@ -157,7 +182,7 @@ def _create_branch(api: HfApi, repo_id: str, branch: str) -> bool:
     try:
         api.create_branch(repo_id, branch=branch)
     except HfHubHTTPError as e:
-        if e.response is not None and e.response.status_code == 409:  # Conflict: the branch exists
+        if _status(e) == 409:  # Conflict: the branch exists
             return False
         raise
     return True
@@ -190,33 +215,44 @@ def push(
         return files
     api = api or HfApi()
     existed = check_push_access(repo_id, private, api)
-    new_branch = False
+    new_branch, head, tries = False, None, 0
     try:
         _retry(lambda: api.create_repo(repo_id, private=private or None, exist_ok=True), "creating the repo")
         if revision:
             new_branch = _retry(lambda: _create_branch(api, repo_id, revision), "creating the branch")
+        head = _retry(lambda: api.repo_info(repo_id, revision=revision).sha, "reading the branch's last commit")
         # An earlier export's files that this one has not (a 2_Dense/ of another pooler, another tokenizer's
         # vocabulary) go in the same commit: adding files alone left them beside the new model. Others stay.
         stale = [f for f in _retry(lambda: api.list_repo_files(repo_id, revision=revision), "listing the repo")
                  if is_published(f) and f not in files]
-        head = _retry(lambda: api.repo_info(repo_id, revision=revision).sha, "reading the branch's last commit")
 
         def content(name: str):
             return card.encode() if name == "README.md" and card is not None else os.path.join(model_dir, name)
 
         def commit():  # fresh operations on every try: an operation object cannot be committed twice
+            nonlocal tries
+            tries += 1
             return api.create_commit(
                 repo_id,
                 operations=[CommitOperationAdd(path_in_repo=f, path_or_fileobj=content(f)) for f in files]
                 + [CommitOperationDelete(path_in_repo=f) for f in stale],
                 commit_message=commit_message or f"Upload SimCSE model ({len(files)} files)",
                 revision=revision,
+                # Refused where the branch moved on since it was listed (another push landed): that push's files
+                # that this export has not would stay beside these.
+                parent_commit=head,
             )
 
         info = _retry(commit, "uploading")
     # Any failure, not only HTTP and network ones: the large files' upload raises its own errors (a refusal from the
     # LFS batch API is a ValueError, Xet's come from its Rust client), and Ctrl-C may come at any point.
     except BaseException as e:
+        # A commit refused as the branch moved on: another push landed, or this one's earlier try did, its answer lost
+        # on the way (the Hub may then refuse the deletions, done already, before it looks at the parent commit). The
+        # repo holds that commit now, which stays.
+        if isinstance(e, Exception) and tries and (_status(e) == PRECONDITION_FAILED or (
+                tries > 1 and _branch_moved(api, repo_id, revision, head))):
+            raise PushError(_moved_on(repo_id, revision, head, tries)) from None
         # Leave the Hub as it was: no empty repo behind a failed first push, no branch behind a failed push to it.
         if not existed:
             try:

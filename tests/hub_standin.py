@@ -17,9 +17,12 @@ write; `read_only_tokens` may read but not write (a 403, as the Hub answers a re
 ({token: [(entity, [permission])]}) write only where an entity (an owner or a repo id) has "repo.write"; private repos
 are invisible to others. `fail_next_commits` answers 503 to that many commit requests (to exercise retries);
 `reject_commits` answers 422 to every commit; `drop_commits` closes the connection of every commit request without an
-answer (a network failure); `fail_next_lfs_uploads` answers 500 to that many large-file PUTs; `refuse_lfs_uploads`
-answers the LFS batch request with a per-object error (which the client raises as a ValueError, not an HTTP error);
-`lfs_gate`, an Event, holds every large-file PUT until it is set (an upload in progress).
+answer (a network failure), and `lose_next_commit_answers` that many after committing (an answer lost on the way); a
+commit whose `parentCommit` is not the branch's last is refused with a 412, as the Hub refuses it (before it looks at
+the files deleted, or after, with `parent_checked_first` False); `fail_next_lfs_uploads` answers 500 to that many
+large-file PUTs; `refuse_lfs_uploads` answers the LFS batch request with a per-object error (which the client raises as
+a ValueError, not an HTTP error); `lfs_gate`, an Event, holds every large-file PUT until it is set (an upload in
+progress).
 """
 
 from __future__ import annotations
@@ -143,6 +146,8 @@ class HubStandIn:
         self.fail_next_commits = 0
         self.reject_commits = False
         self.drop_commits = False
+        self.lose_next_commit_answers = 0
+        self.parent_checked_first = True
         self.fail_next_lfs_uploads = 0
         self.refuse_lfs_uploads = False
         self.lfs_gate: threading.Event | None = None
@@ -403,6 +408,8 @@ class HubStandIn:
                             item = json.loads(line)
                             if item["key"] == "header":
                                 header = item["value"]
+                                if hub.parent_checked_first and self._moved_on(repo, branch, header):
+                                    return self._moved_on_error()
                             elif item["key"] == "file":
                                 added[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
                             elif item["key"] == "lfsFile":
@@ -417,6 +424,8 @@ class HubStandIn:
                                 deleted.append(item["value"]["path"])
                             else:
                                 return self._error(400, "BadRequest", f"unsupported commit item {item['key']}")
+                        if self._moved_on(repo, branch, header):
+                            return self._moved_on_error()
                         problem = metadata_problem(added.get("README.md", b"").decode())
                         if problem:
                             return self._error(400, "BadRequest", f"Invalid metadata in README.md. {problem}")
@@ -427,9 +436,22 @@ class HubStandIn:
                         repo.commits.append({"branch": branch, "message": header.get("summary"), "files": sorted(added),
                                              "deleted": sorted(deleted), "oid": oid,
                                              "snapshot": dict(repo.branches[branch])})
+                        if hub.lose_next_commit_answers > 0:  # the commit landed; its answer never arrives
+                            hub.lose_next_commit_answers -= 1
+                            self.close_connection = True
+                            return None
                     return self._send(200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid,
                                             "pullRequestUrl": None})
                 return self._error(404, "NotFound", f"no route {path}")
+
+            @staticmethod
+            def _moved_on(repo: Repo, branch: str, header: dict) -> bool:
+                """Whether a commit names a parent commit that is not the branch's last."""
+                return header.get("parentCommit") not in (None, repo.sha(branch))
+
+            def _moved_on_error(self):
+                return self._error(412, "PreconditionFailed",
+                                   "A commit has happened since. Please refresh and try again.")
 
             def _lfs(self, path: str, request: dict):
                 """The git-LFS batch API of a model repo (upload: where to PUT each object not stored yet) and the

@@ -859,6 +859,60 @@ def test_a_push_over_an_earlier_export_leaves_none_of_its_files(model_dir, hub, 
         "onnx/model.onnx"}
 
 
+def test_a_push_another_one_overtook_is_refused_whole(model_dir, hub):
+    """Another push landing between this one's look at the branch and its commit (a tokenizer file of another export):
+    the commit went on top of it, which left that file beside this export's. It is made on the commit it looked at
+    now, so the Hub refuses it and the repo keeps the other push whole; pushing again then replaces it."""
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    push(model_dir, "alice/race", api=api)
+    seen = hub.repos["alice/race"].sha("main")
+    card = open(os.path.join(model_dir, "README.md"), encoding="utf-8").read() + "\nEdited.\n"  # something to commit
+
+    class Overtaken(HfApi):
+        def create_commit(self, *args, **kwargs):
+            if len(hub.repos["alice/race"].commits) == 1:  # the other push, as this one is about to commit
+                HfApi(endpoint=hub.url, token=TOKEN).upload_file(
+                    path_or_fileobj=b"#version: 0.2\n", path_in_repo="merges.txt", repo_id="alice/race")
+            return super().create_commit(*args, **kwargs)
+
+    said = (f"push to alice/race stopped: the default branch moved on from commit {seen[:8]} while this push was "
+            "under way (a commit from elsewhere; nothing of this push was committed). Push again:")
+    with pytest.raises(PushError, match=re.escape(said)):
+        push(model_dir, "alice/race", card=card, api=Overtaken(endpoint=hub.url, token=TOKEN))
+    repo = hub.repos["alice/race"]
+    assert len(repo.commits) == 2 and set(repo.branches["main"]) == EXPECTED_FILES | {"merges.txt"}
+    assert "Edited." not in repo.branches["main"]["README.md"].decode()
+    again = push(model_dir, "alice/race", card=card, api=api)
+    assert again.new_commit and repo.commits[-1]["deleted"] == ["merges.txt"]
+    assert set(repo.branches["main"]) == EXPECTED_FILES
+
+
+@pytest.mark.parametrize("parent_checked_first", [True, False], ids=["parent-then-files", "files-then-parent"])
+def test_a_commit_whose_answer_was_lost_is_not_made_twice(model_dir, hub, tmp_path, monkeypatch, parent_checked_first):
+    """The commit landed and its answer was lost on the way: the retry finds every file on the branch and makes no
+    second commit; where the push also deleted files, whose deletion cannot be sent twice, it says that its first
+    try may have landed (whether the Hub refuses the retry for its parent commit or for a file it has not), and
+    pushing again says the branch holds the export."""
+    monkeypatch.setattr("hub.push.time.sleep", lambda seconds: None)
+    hub.parent_checked_first = parent_checked_first
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    hub.lose_next_commit_answers = 1
+    pushed = push(model_dir, "alice/lost", api=api)
+    repo = hub.repos["alice/lost"]
+    assert pushed == (f"{hub.url}/alice/lost/commit/{repo.sha('main')}", True) and len(repo.commits) == 1
+    earlier = shutil.copytree(model_dir, tmp_path / "earlier", ignore=shutil.ignore_patterns("checkpoint-*"))
+    (earlier / "merges.txt").write_text("#version: 0.2\n")
+    push(str(earlier), "alice/lost", api=api)
+    seen = repo.sha("main")
+    hub.lose_next_commit_answers = 1
+    said = (f"the default branch moved on from commit {seen[:8]} while this push was under way (a commit from "
+            "elsewhere, or this push's own earlier try, whose answer was lost on the way (so it may have landed)).")
+    with pytest.raises(PushError, match=re.escape(said)):
+        push(model_dir, "alice/lost", api=api)
+    assert len(repo.commits) == 3 and set(repo.branches["main"]) == EXPECTED_FILES  # the first try's commit, whole
+    assert push(model_dir, "alice/lost", api=api) == (f"{hub.url}/alice/lost/commit/{repo.sha('main')}", False)
+
+
 def test_a_branch_name_git_refuses_stops_the_push_before_anything_is_sent(model_dir, hub, tmp_path):
     """The Hub's branches are git's: a name `git check-ref-format --branch` refuses failed at the Hub, for a push at the
     end of training after all of it."""
