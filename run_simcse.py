@@ -517,6 +517,8 @@ def write_outputs(model: SimCSEModel, tokenizer: PreTrainedTokenizerBase, output
     if results:
         print(format_table(results))
         render_card(output_dir, repo_id=repo_id)
+        print(f"exported to {output_dir}: the model (AutoModel.from_pretrained, SentenceTransformer), its scores "
+              f"({RESULTS_FILE}) and its card (README.md)")
     else:
         logger.warning("no test_data: no %s and no model card. Score the export with `python sts_evaluation.py %s "
                        "--output %s`, then render the card with `python -m hub card %s`", RESULTS_FILE, output_dir,
@@ -670,13 +672,16 @@ def out_of_memory_advice(trainer: Trainer, trained: bool, embedding_chunk_size: 
 def configure_logging() -> None:
     """Log records as "time LEVEL logger: message" on stderr, each once: datasets and huggingface_hub print through a
     handler of their own and pass their records on to the root logger's as well (a Hub retry, an offline run's cached
-    dataset were said twice), so their own handlers go; transformers keeps its own, which passes nothing on."""
+    dataset were said twice), so their own handlers go; transformers keeps its own, which passes nothing on.
+    transformers and sentence-transformers say their warnings only."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     for library in ("datasets", "huggingface_hub"):
         library_logger = logging.getLogger(library)
         for handler in [h for h in library_logger.handlers if type(h) is logging.StreamHandler]:
             library_logger.removeHandler(handler)
     transformers.utils.logging.set_verbosity_warning()
+    # Its one record here, "Saving model to <output_dir>/.export-in-progress", names a scratch folder that goes.
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
 
 
 def project_errors_only(record: logging.LogRecord) -> bool:

@@ -74,6 +74,9 @@ def test_smoke_results_schema(smoke_run):
         assert metrics["avg"] == pytest.approx(sum(metrics[m] for m in METRICS[1:]) / 8)
     assert results["sample-sts"] == results["sample-sts-again"]
     assert "| sample-sts |" in proc.stdout
+    assert proc.stdout.endswith(f"exported to {out}: the model (AutoModel.from_pretrained, SentenceTransformer), its "
+                                "scores (sts_results.json) and its card (README.md)\n")
+    assert ".export-in-progress" not in proc.stderr  # the scratch folder of the export, gone by then
     assert "The tokenizer has new PAD/BOS/EOS tokens" not in proc.stderr  # Trainer reads the encoder's own config
     with open(out / "trainer_state.json") as f:
         state = json.load(f)
