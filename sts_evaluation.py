@@ -349,6 +349,7 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict
     if args.output:
         with open(args.output, "w") as f:
             json.dump(results, f, indent=2)
+        print(f"wrote {args.output}")
     return results
 
 

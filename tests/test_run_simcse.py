@@ -140,7 +140,7 @@ def test_a_test_set_that_is_the_dev_set_is_said_to_be_no_held_out_set(smoke_run)
     assert card.count("Not held out: 24 of these 24 pairs are in the dev set (`") == 2
 
 
-def test_smoke_export_loads_and_reproduces_scores(smoke_run, tmp_path):
+def test_smoke_export_loads_and_reproduces_scores(smoke_run, tmp_path, capsys):
     out, _ = smoke_run
     plain, info = AutoModel.from_pretrained(str(out), output_loading_info=True)
     assert not info["missing_keys"]
@@ -154,6 +154,7 @@ def test_smoke_export_loads_and_reproduces_scores(smoke_run, tmp_path):
     # The command-line evaluation of the exported folder gives the numbers the run wrote.
     results = sts_evaluation.main([str(out), "--set", f"sample-sts={SAMPLE}/sts.tsv", "--max-length", "32",
                                    "--output", str(tmp_path / "r.json")])
+    assert capsys.readouterr().out.endswith(f"wrote {tmp_path / 'r.json'}\n")
     with open(out / "sts_results.json") as f:
         written = json.load(f)["sample-sts"]
     assert results["sample-sts"] == pytest.approx(written, abs=1e-4)
