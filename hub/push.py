@@ -150,8 +150,8 @@ def _transient(error: Exception) -> bool:
 def _moved_on(repo_id: str, revision: str | None, head: str, tries: int) -> str:
     """The error of a commit the Hub refused because the branch is no longer at `head`, the commit it was made on."""
     branch = f"branch {revision}" if revision else "default branch"
-    cause = ("a commit from elsewhere, or this push's own earlier try, whose answer was lost on the way (so it may "
-             "have landed)" if tries > 1 else "a commit from elsewhere; nothing of this push was committed")
+    cause = ("a commit from elsewhere, or this push's own earlier try, whose answer was lost on the way and which may "
+             "have landed" if tries > 1 else "a commit from elsewhere; nothing of this push was committed")
     return (f"push to {repo_id} stopped: the {branch} moved on from commit {head[:8]} while this push was under way "
             f"({cause}). Push again: it compares the export with the branch as it is then, and commits what differs "
             f"or says the branch holds these files already")

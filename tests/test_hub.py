@@ -906,7 +906,7 @@ def test_a_commit_whose_answer_was_lost_is_not_made_twice(model_dir, hub, tmp_pa
     seen = repo.sha("main")
     hub.lose_next_commit_answers = 1
     said = (f"the default branch moved on from commit {seen[:8]} while this push was under way (a commit from "
-            "elsewhere, or this push's own earlier try, whose answer was lost on the way (so it may have landed)).")
+            "elsewhere, or this push's own earlier try, whose answer was lost on the way and which may have landed).")
     with pytest.raises(PushError, match=re.escape(said)):
         push(model_dir, "alice/lost", api=api)
     assert len(repo.commits) == 3 and set(repo.branches["main"]) == EXPECTED_FILES  # the first try's commit, whole
