@@ -120,14 +120,16 @@ def sts_samples(sets: dict[str, Dataset]) -> dict[str, list[str]]:
 
 
 def simcse_scores(model: str, form: str | None, pooler: str | None, sets: dict[str, Dataset], max_length: int | None,
-                  batch_size: int, trust_remote_code: bool = False) -> dict[str, dict[str, float]]:
+                  batch_size: int, trust_remote_code: bool = False,
+                  revision: str | None = None) -> dict[str, dict[str, float]]:
     """Score untokenized STS sets with `SimCSEModel.from_exported` (an export's or a checkpoint's own pooler, else
     `pooler`, default cls_before_pooler) through `Trainer`, as training does -> {set name: {metric: value}}.
     max_length: default the run's max_seq_length for a folder run_simcse.py wrote (form), else 64.
-    trust_remote_code: run the model's own code (its config's `auto_map`) to build its encoder and tokenizer."""
+    trust_remote_code: run the model's own code (its config's `auto_map`) to build its encoder and tokenizer.
+    revision: the branch, tag or commit of a Hub model (None: its default branch)."""
     encoder = SimCSEModel.from_exported(model, pooler_type=pooler or "cls_before_pooler",
-                                        trust_remote_code=trust_remote_code)
-    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+                                        trust_remote_code=trust_remote_code, revision=revision)
+    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code, revision=revision)
     if max_length is None:  # the tokenizer of a folder run_simcse.py wrote carries the run's max_seq_length
         max_length = tokenizer.model_max_length if form else 64
     check_inputs(encoder, tokenizer, max_length, sts_samples(sets))
@@ -160,9 +162,9 @@ def _model_json(model: str, name: str, **load_kwargs):
         return json.load(f)
 
 
-def has_sentence_transformers_pipeline(model: str) -> bool:
+def has_sentence_transformers_pipeline(model: str, **load_kwargs) -> bool:
     """Whether a model folder or Hub id holds a sentence-transformers pipeline (`modules.json`)."""
-    return _model_json(model, "modules.json") is not None
+    return _model_json(model, "modules.json", **load_kwargs) is not None
 
 
 def sentence_transformers_modules(model: str, kind: str, **load_kwargs) -> list[dict]:
@@ -187,15 +189,18 @@ def sentence_transformers_pooling(model: str, **load_kwargs) -> str | None:
     return "+".join([modes] if isinstance(modes, str) else modes) or None
 
 
-def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_length: int | None,
-                                 batch_size: int, trust_remote_code: bool = False) -> dict[str, dict[str, float]]:
+def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_length: int | None, batch_size: int,
+                                 trust_remote_code: bool = False,
+                                 revision: str | None = None) -> dict[str, dict[str, float]]:
     """Score untokenized STS sets (sentence1, sentence2, score) with the model's own sentence-transformers
     embedding (`SentenceTransformer.encode`: its pooling, Dense and Normalize modules, default prompt, and its
     max_seq_length unless `max_length` is given) -> {set name: {metric: value}} for `METRIC_NAMES`.
-    trust_remote_code: run the model's own code (custom modules, or an encoder its config's `auto_map` names)."""
+    trust_remote_code: run the model's own code (custom modules, or an encoder its config's `auto_map` names).
+    revision: the branch, tag or commit of a Hub model (None: its default branch)."""
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformer(model, trust_remote_code=trust_remote_code, model_kwargs=dict(LOAD_KWARGS))
+    encoder = SentenceTransformer(model, trust_remote_code=trust_remote_code, revision=revision,
+                                  model_kwargs=dict(LOAD_KWARGS))
     transformer = getattr(encoder[0], "auto_model", None)  # None for static embeddings
     if transformer is not None:
         check_inputs(SimCSEModel.from_encoder(transformer, pooler_type="cls_before_pooler"), encoder.tokenizer,
@@ -205,7 +210,7 @@ def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_lengt
                          "with no length to cut sentences to; leave --max-length out")
     if max_length is not None:
         encoder.max_seq_length = max_length
-    print(f"{model}: scored through its sentence-transformers pipeline "
+    print(f"{model}{f' (revision {revision})' if revision else ''}: scored through its sentence-transformers pipeline "
           f"({' -> '.join(type(module).__name__ for module in encoder)}, max_seq_length {encoder.max_seq_length})")
     results = {}
     for name, ds in sets.items():
@@ -271,6 +276,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                         help="delete each of these characters from every sentence before encoding; not the standard "
                              "protocol. The published SimCSE-KO code removed commas and quotes: --remove-characters "
                              "\",\\\"'\" in a shell")
+    parser.add_argument("--revision", metavar="REV",
+                        help="the branch, tag or commit of a Hub model to score (default: its default branch), e.g. "
+                             "the branch `python -m hub push --revision` pushed to")
     parser.add_argument("--output", help="write the results as JSON here")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run the Python code a model ships to build itself (its config's auto_map, or custom "
@@ -296,6 +304,10 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict
         parser.error(f"--output {args.output}: this user may not write it there (a read-only file, folder or disk)")
     if (problem := run_results_problem(args.model, args.output, args.remove_characters, args.max_length)) is not None:
         parser.error(problem)
+    if args.revision is not None and os.path.isdir(args.model):
+        parser.error(f"--revision {args.revision}: {args.model} is a folder here, which has no versions; --revision "
+                     "names a branch, tag or commit of a Hub model id")
+    version = {"revision": args.revision}
 
     try:
         check_model_source(args.model, ("config.json", "modules.json"))
@@ -308,29 +320,29 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict
             hint = ("; or score local copies of the default sets: --set korsts-test=PATH/sts-test.tsv --set "
                     "klue-sts-dev=PATH/klue-sts-v1.1_dev.json")
         raise SystemExit(f"error: {message}{hint}") from None
-    # A sentence-transformers model without config.json at its root: static embeddings, or an encoder in a module
-    # folder (0_Transformer/, as early sentence-transformers releases saved it).
-    pipeline = has_sentence_transformers_pipeline(args.model)
-    pipeline_only = pipeline and _model_file(args.model, "config.json") is None
+    try:
+        # A sentence-transformers model without config.json at its root: static embeddings, or an encoder in a module
+        # folder (0_Transformer/, as early sentence-transformers releases saved it).
+        pipeline = has_sentence_transformers_pipeline(args.model, **version)
+        pipeline_only = pipeline and _model_file(args.model, "config.json", **version) is None
+        # What run_simcse.py wrote (an export or a checkpoint) carries its own settings.
+        form = None if pipeline_only else saved_form(args.model, **version)
+    except OSError as e:  # not on the Hub (nor that revision), or no network
+        raise SystemExit(f"error: {model_load_error([args.model], e)}") from None
     if pipeline_only and args.pooler:
         raise SystemExit(f"error: --pooler: {args.model} has no config.json at its root, so no encoder there to pool "
                          "(static embeddings, or an encoder in a module folder such as 0_Transformer/); it is scored "
                          "through its sentence-transformers pipeline, without --pooler")
-    try:
-        # What run_simcse.py wrote (an export or a checkpoint) carries its own settings.
-        form = None if pipeline_only else saved_form(args.model)
-    except OSError as e:  # not on the Hub, or no network
-        raise SystemExit(f"error: {model_load_error([args.model], e)}") from None
     if form and args.pooler:
         raise SystemExit(f"error: --pooler: {args.model} was written by run_simcse.py and is scored with its own "
                          "pooler (the evaluated embedding); leave --pooler out")
     try:
         if not form and not args.pooler and pipeline:
             results = sentence_transformers_scores(args.model, loaded, args.max_length, args.batch_size,
-                                                   args.trust_remote_code)
+                                                   args.trust_remote_code, **version)
         else:
             results = simcse_scores(args.model, form, args.pooler, loaded, args.max_length, args.batch_size,
-                                    args.trust_remote_code)
+                                    args.trust_remote_code, **version)
     except EncoderWeightsMissing as e:
         raise SystemExit(f"error: {e}") from None
     except OSError as e:  # the weights' download: no room or no right to write in the Hub cache, the network gone

@@ -23,7 +23,8 @@ from transformers import BertConfig, BertModel, ElectraConfig, ElectraModel
 
 import run_arguments
 import run_simcse
-from conftest import ROOT, TOKEN, cli, standin_env
+import sts_evaluation
+from conftest import ROOT, SAMPLE, TOKEN, cli, standin_env
 from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
 from hub.card import hardware, render_card, software, training_settings, training_time
@@ -973,6 +974,29 @@ def test_push_to_a_branch(model_dir, hub, tmp_path):
             "print(SentenceTransformer('alice/b', revision='v1', device='cpu').encode(['남자가 걷는다.']).shape)\n")
     proc = cli(["-c", load], hub, tmp_home=tmp_path / "h2")
     assert proc.returncode == 0 and "(1, " in proc.stdout, proc.stderr[-3000:]
+
+
+def test_a_branch_pushed_to_is_scored_from_the_hub_with_revision(model_dir, hub, tmp_path, capsys):
+    """`sts_evaluation.py <repo> --revision <branch>` scores the export that `push --revision` put on a branch, as the
+    folder scored; the evaluation had no way to name a branch or a commit. A revision, or a repo, that the Hub has not
+    is an error naming it (a repo id it has not, mistyped or private, was a traceback)."""
+    push(model_dir, "alice/rev", revision="v1", api=HfApi(endpoint=hub.url, token=TOKEN))
+    score = ["sts_evaluation.py", "alice/rev", "--set", f"sample-sts={SAMPLE}/sts.tsv"]
+    proc = cli(score + ["--revision", "v1", "--output", str(tmp_path / "r.json")], hub, tmp_home=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(model_dir, "sts_results.json")) as f:
+        assert json.loads((tmp_path / "r.json").read_text())["sample-sts"] == pytest.approx(
+            json.load(f)["sample-sts"], abs=1e-4)
+    proc = cli(score + ["--revision", "v2"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.startswith(
+        "error: alice/rev: no such folder here, so read as a Hub id: v2 is not a valid git identifier"), proc.stderr
+    proc = cli(["sts_evaluation.py", "alice/no-such", "--set", f"s={SAMPLE}/sts.tsv"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.startswith(
+        "error: alice/no-such: no such folder here, so read as a Hub id: alice/no-such is not a local folder "
+        "and is not a valid model identifier"), proc.stderr
+    with pytest.raises(SystemExit, match="2"):
+        sts_evaluation.main([model_dir, "--revision", "v1"])
+    assert f"--revision v1: {model_dir} is a folder here, which has no versions" in capsys.readouterr().err
 
 
 def test_training_with_push_checks_the_token_first(hub, tmp_path):
