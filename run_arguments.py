@@ -59,6 +59,10 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Pretrained encoder: a Hub id (klue/bert-base) or a local folder."}
     )
+    model_revision: str | None = field(
+        default=None, metadata={"help": "The branch, tag or commit of model_name_or_path on the Hub (default: its "
+                                        "default branch); its tokenizer's too, unless tokenizer_name is given."}
+    )
     model_type: str | None = field(
         default=None, metadata={"help": "Train from scratch: an encoder type (bert, roberta, ...) made from a config."}
     )
@@ -267,6 +271,11 @@ def job_problems(model_args: ModelArguments, data_args: DataArguments, simcse_ar
     problems = []
     if bool(model_args.model_name_or_path) == bool(model_args.model_type):
         problems.append("set exactly one of model_name_or_path (pretrained) and model_type (from a config)")
+    if model_args.model_revision is not None and not (model_args.model_name_or_path and
+                                                      not os.path.isdir(model_args.model_name_or_path)):
+        problems.append(f"model_revision {model_args.model_revision}: it names a branch, tag or commit of a Hub model, "
+                        + (f"and model_name_or_path {model_args.model_name_or_path} is a folder here, which has no "
+                           "versions" if model_args.model_name_or_path else "and no model_name_or_path is given"))
     if model_args.train_tokenizer_vocab_size and not model_args.model_type:
         problems.append("train_tokenizer_vocab_size is for models made from a config (model_type)")
     if model_args.model_type and not (model_args.tokenizer_name or model_args.train_tokenizer_vocab_size):

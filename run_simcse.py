@@ -167,13 +167,12 @@ def pairs_shared_with_dev(dev_set: Dataset | None, test_sets: dict[str, Dataset]
 POOLER_TYPES_OF_SENTENCE_TRANSFORMERS_POOLING = {"cls": CLS_POOLERS, "mean": ("avg",)}
 
 
-def warn_of_another_embedding(model: str, saved_embedding: str | None, new: SimCSEConfig,
-                              cache_dir: str | None = None) -> None:
+def warn_of_another_embedding(model: str, saved_embedding: str | None, new: SimCSEConfig, **load_kwargs) -> None:
     """Log a warning when the run starts from a model whose embedding is another than the one it trains: an export or a
     checkpoint of an earlier run (`saved_embedding`, a key of EMBEDDING_RECIPES, else None) evaluated with another
     pooler, or a sentence-transformers model that pools otherwise than `new.pooler_type` (fine-tuning a mean-pooled
     model on its CLS state starts from a vector it was never trained to give) or whose embedding goes on through Dense
-    layers (LaBSE's, say), which the run leaves out."""
+    layers (LaBSE's, say), which the run leaves out. load_kwargs: where the model's files are (cache_dir, revision)."""
     if saved_embedding is not None:
         if saved_embedding != new.exported_embedding:
             logger.warning("%s was evaluated with the embedding %s (%s); this run trains and exports %s (pooler_type %r"
@@ -181,14 +180,14 @@ def warn_of_another_embedding(model: str, saved_embedding: str | None, new: SimC
                            EMBEDDING_RECIPES[saved_embedding], new.exported_embedding, new.pooler_type,
                            ", mlp_only_train" if new.mlp_only_train else "")
         return
-    pooling = sentence_transformers_pooling(model, cache_dir=cache_dir)
+    pooling = sentence_transformers_pooling(model, **load_kwargs)
     fitting = POOLER_TYPES_OF_SENTENCE_TRANSFORMERS_POOLING.get(pooling, ())
     if pooling and new.pooler_type not in fitting:
         advice = f"pooler_type {' or '.join(map(repr, fitting))} trains that embedding" if fitting else \
             "no pooler_type trains that embedding"
         logger.warning("%s is a sentence-transformers model whose embedding is %s pooling; this run trains and exports "
                        "pooler_type %r instead (%s)", model, pooling, new.pooler_type, advice)
-    if dense := [m["path"] for m in sentence_transformers_modules(model, "Dense", cache_dir=cache_dir)]:
+    if dense := [m["path"] for m in sentence_transformers_modules(model, "Dense", **load_kwargs)]:
         logger.warning("%s is a sentence-transformers model whose embedding goes on through Dense layers after its "
                        "pooling (%s), which this run neither trains nor exports: it trains the encoder with "
                        "pooler_type %r, starting from the vector before them", model, ", ".join(dense), new.pooler_type)
@@ -254,8 +253,10 @@ def load_tokenizer(model_args: ModelArguments, train_set: Dataset, max_seq_lengt
                            model_args.train_tokenizer_vocab_size, (len(tokenizer) - len(SPECIAL_TOKENS)) // 2,
                            len(SPECIAL_TOKENS), len(tokenizer))
     else:
+        own = model_args.tokenizer_name is None  # model_revision is model_name_or_path's
         tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
-                                                  cache_dir=model_args.cache_dir, trust_remote_code=False)
+                                                  cache_dir=model_args.cache_dir, trust_remote_code=False,
+                                                  revision=model_args.model_revision if own else None)
     tokenizer.model_max_length = max_seq_length
     return tokenizer
 
@@ -267,14 +268,15 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
     From an export or a checkpoint of an earlier run, the trained MLP of a `cls` pooler comes along (a `cls` run then
     starts from the embedding that run evaluated); from any other encoder the MLP is new, as in the original SimCSE.
     """
-    source, cache_dir = model_args.model_name_or_path, model_args.cache_dir
-    form = saved_form(source, cache_dir=cache_dir) if source else None
+    source = model_args.model_name_or_path
+    hub = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}  # where its files are
+    form = saved_form(source, **hub) if source else None
     made = None  # the arguments of a config made from model_type
     if form == "checkpoint":  # a SimCSEModel saved by Trainer: the encoder's config is its `encoder` block
-        saved = SimCSEConfig.from_pretrained(source, cache_dir=cache_dir)
+        saved = SimCSEConfig.from_pretrained(source, **hub)
         config = saved.encoder
     elif source:
-        config = AutoConfig.from_pretrained(source, cache_dir=cache_dir,
+        config = AutoConfig.from_pretrained(source, **hub,
                                             trust_remote_code=False)  # False: an error, not an interactive prompt
     else:
         made = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
@@ -284,10 +286,10 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
     try:
         if form == "checkpoint":
             saved.encoder = config
-            trained = SimCSEModel.from_pretrained(source, config=saved, cache_dir=cache_dir)
+            trained = SimCSEModel.from_pretrained(source, config=saved, **hub)
             encoder, trained_mlp, saved_embedding = trained.encoder, trained.mlp, saved.exported_embedding
         elif source:
-            encoder = load_encoder(source, config=config, cache_dir=cache_dir)
+            encoder = load_encoder(source, config=config, **hub)
             if form == "export":
                 saved_embedding = config.simcse["embedding"]
                 if saved_embedding == "pooler_output":  # the MLP, folded into the encoder's pooler at the export
@@ -312,7 +314,7 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
     if model.mlp is not None and trained_mlp is not None:
         model.mlp.load_state_dict(trained_mlp.state_dict())
     if source:
-        warn_of_another_embedding(source, saved_embedding, model.config, cache_dir)
+        warn_of_another_embedding(source, saved_embedding, model.config, **hub)
     return model
 
 

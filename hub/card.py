@@ -356,7 +356,9 @@ def training_settings(
         dropout = encoder_config.get("hidden_dropout_prob", encoder_config.get("dropout", "encoder default"))
     overrides = args.get("config_overrides")
     if args.get("model_name_or_path"):
-        base = f"`{args['model_name_or_path']}`" + (f" with config changes `{overrides}`" if overrides else "")
+        revision = args.get("model_revision")
+        base = (f"`{args['model_name_or_path']}`" + (f" at revision `{revision}`" if revision else "")
+                + (f" with config changes `{overrides}`" if overrides else ""))
     else:
         base = f"`{args.get('model_type')} made from a config ({overrides})`"
     precision = "bf16" if args.get("bf16") else "fp16" if args.get("fp16") else "fp32"

@@ -999,6 +999,30 @@ def test_a_branch_pushed_to_is_scored_from_the_hub_with_revision(model_dir, hub,
     assert f"--revision v1: {model_dir} is a folder here, which has no versions" in capsys.readouterr().err
 
 
+def test_training_starts_from_a_branch_of_a_hub_model_with_model_revision(model_dir, hub, tmp_path):
+    """model_revision: the encoder, its config and tokenizer from a branch (or tag, or commit) of a Hub model; the card
+    names it. Without it the default branch is read (no model there: an error naming the model before anything is
+    written); a folder has no versions."""
+    push(model_dir, "alice/base", revision="v1", api=HfApi(endpoint=hub.url, token=TOKEN))
+    scratch = {"model_type": None, "config_overrides": None, "train_tokenizer_vocab_size": None, "max_steps": 2}
+    config = smoke_config(tmp_path, model_name_or_path="alice/base", model_revision="v1", **scratch)
+    proc = cli(["run_simcse.py", config], hub, tmp_home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out"
+    assert "| base model | `alice/base` at revision `v1` |" in (out / "README.md").read_text()
+    assert json.loads((out / "run_args.json").read_text())["model_revision"] == "v1"
+    shutil.rmtree(out)
+    proc = cli(["run_simcse.py", smoke_config(tmp_path, model_name_or_path="alice/base", **scratch)], hub,
+               tmp_home=tmp_path / "home")
+    assert proc.returncode == 1 and "\nerror: alice/base: no such folder here, so read as a Hub id" in proc.stderr, (
+        proc.stderr[-3000:])
+    assert not out.exists()
+    with pytest.raises(SystemExit, match=f"model_revision v1: it names a branch, tag or commit of a Hub model, and "
+                                         f"model_name_or_path {re.escape(model_dir)} is a folder here"):
+        run_arguments.parse_arguments([smoke_config(tmp_path, model_name_or_path=model_dir, model_revision="v1",
+                                                    **scratch)])
+
+
 def test_training_with_push_checks_the_token_first(hub, tmp_path):
     config = smoke_config(tmp_path, push_to_hub=True, hub_model_id="alice/from-training")
     proc = cli(["run_simcse.py", config], hub, token="hf_badBadBadToken0000", tmp_home=tmp_path / "h")
