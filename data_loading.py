@@ -74,7 +74,8 @@ def load_source(spec: str, cache_dir: str | None = None) -> tuple[Dataset, Sourc
     source = Source.parse(spec)
     try:
         if source.repo:
-            ds = datasets.load_dataset(source.repo, source.config, split=source.split, cache_dir=cache_dir)
+            ds = datasets.load_dataset(source.repo, source.config, split=source.split, revision=source.revision,
+                                       cache_dir=cache_dir)
         else:
             builder = FILE_FORMATS.get(source.extension)
             if os.path.isdir(source.path):

@@ -5,8 +5,9 @@ A *source* is one of
     KorNLI contain unbalanced `"`), `.csv` (RFC 4180), `.json` (a list of objects) / `.jsonl`, `.parquet`, `.txt`
     (one sentence a line, column `text`); the text formats compressed too (`corpus.txt.gz`, `.bz2`, `.xz`);
   * a local folder that `datasets`' `Dataset.save_to_disk` wrote (one split);
-  * a Hugging Face Hub dataset `owner/name[:config][:split]` (split defaults to `train`), e.g.
-    `kakaobrain/kor_nli:multi_nli:train` or `klue/klue:sts:validation`.
+  * a Hugging Face Hub dataset `owner/name[@revision][:config][:split]` (split defaults to `train`, revision to the
+    default branch), e.g. `kakaobrain/kor_nli:multi_nli:train` or `klue/klue:sts:validation`; `@revision`, a branch,
+    tag or commit, pins the data read.
 Reading one is `data_loading`'s; this module imports neither `datasets` nor torch, so `hub/` (which names a run's Hub
 datasets on its card) starts in a second.
 """
@@ -40,6 +41,7 @@ class Source:
     spec: str
     path: str | None = None  # local path or URL
     repo: str | None = None  # Hub dataset id
+    revision: str | None = None  # of the Hub dataset: a branch, tag or commit (None: its default branch)
     config: str | None = None
     split: str = "train"
 
@@ -52,11 +54,14 @@ class Source:
         if file_suffixes(local)[0] in FILE_FORMATS or os.path.exists(local):
             return cls(spec, path=local)
         repo, *rest = spec.split(":")
-        if repo.count("/") > 1 or len(rest) > 2 or not repo:
+        repo, at, revision = repo.partition("@")  # no repo id holds an "@"
+        if repo.count("/") > 1 or len(rest) > 2 or not repo or (at and not revision):
             raise DataError(f"{spec!r} is neither a file (.tsv/.csv/.json/.jsonl/.parquet/.txt, the text ones "
-                            "compressed too: .gz/.bz2/.xz), a URL, nor a Hub dataset 'owner/name[:config][:split]'")
+                            "compressed too: .gz/.bz2/.xz), a URL, nor a Hub dataset "
+                            "'owner/name[@revision][:config][:split]'")
         config = rest[0] if rest and rest[0] else None
-        return cls(spec, repo=repo, config=config, split=rest[1] if len(rest) == 2 else "train")
+        return cls(spec, repo=repo, revision=revision or None, config=config,
+                   split=rest[1] if len(rest) == 2 else "train")
 
     @property
     def extension(self) -> str:

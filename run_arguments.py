@@ -83,7 +83,7 @@ class DataArguments:
     train_data: list[str] = field(
         default_factory=list,
         metadata={"help": "Training sources (files, URLs, save_to_disk folders or Hub datasets "
-                          "'owner/name[:config][:split]'), concatenated."},
+                          "'owner/name[@revision][:config][:split]'), concatenated."},
     )
     train_format: str = field(
         default="nli",

@@ -16,8 +16,9 @@ import datasets
 import huggingface_hub
 import pytest
 
-from conftest import SAMPLE, SHARED_DATA
+from conftest import SAMPLE, SHARED_DATA, cli
 from data_sources import COMPRESSIONS
+from hub.card import hub_datasets
 from data_loading import (NO_NETWORK, DataError, Source, _check_text_file, _refuse_stand_in, check_known_tokens,
                           check_model_source, column_values, load_nli_triplets, load_sentence_columns, load_source,
                           load_sts, parse_named, rows_digest, shared_pairs)
@@ -750,3 +751,32 @@ def test_a_hub_dataset_out_of_reach_is_told_how_to_do_without_the_network(tmp_pa
     refused = RuntimeError("while reading")
     refused.__context__ = ConnectionRefusedError()
     assert not unreachable(looped) and unreachable(refused)
+
+
+def test_a_hub_dataset_is_read_at_the_revision_its_source_names(hub, tmp_path):
+    """`owner/name@revision[:config][:split]` reads a Hub dataset as of a branch, tag or commit of its repo, where its
+    default branch has moved on since: a run, or a score, pinned to the rows it read."""
+    sts = datasets.load_dataset("csv", data_files=os.path.join(SAMPLE, "sts.tsv"), sep="\t", quoting=3, split="train")
+
+    def parquet(rows: int) -> bytes:
+        path = tmp_path / "part.parquet"
+        sts.select(range(rows)).select_columns(["sentence1", "sentence2", "score"]).to_parquet(path)
+        return path.read_bytes()
+
+    name = "data/validation-00000-of-00001.parquet"
+    hub.add_repo("alice/sts", {name: parquet(10)}, repo_type="dataset")
+    repo = hub.repos["datasets/alice/sts"]
+    pinned = repo.sha("main")
+    repo.branches["main"] = {name: parquet(len(sts))}
+    repo.commits.append({"branch": "main", "message": "all pairs", "files": [name], "oid": "b" * 40,
+                         "snapshot": dict(repo.branches["main"])})
+    code = ("from data_loading import load_sts\n"
+            f"print(len(load_sts('alice/sts@{pinned}::validation')), len(load_sts('alice/sts::validation')))")
+    proc = cli(["-c", code], hub, tmp_home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["10", str(len(sts))]
+    assert Source.parse("klue/klue@v1.1:sts:validation") == Source(
+        "klue/klue@v1.1:sts:validation", repo="klue/klue", revision="v1.1", config="sts", split="validation")
+    assert hub_datasets(["klue/klue@v1.1:sts:validation"]) == ["klue/klue"]  # the card's `datasets`: repo ids
+    with pytest.raises(DataError, match="nor a Hub dataset 'owner/name\\[@revision\\]"):
+        Source.parse("klue/klue@:sts")
