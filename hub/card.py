@@ -430,7 +430,9 @@ def render_card(
     model_name = repo_id.split("/")[-1]
     metric = dev_metric(args)
 
-    datasets = list(environment.get("hub_datasets", hub_datasets(args.get("train_data", []))))
+    # As the run recorded them, else (earlier runs) read from the sources' form here, as base_model_id does.
+    datasets = list(environment["hub_datasets"]) if "hub_datasets" in environment else hub_datasets(
+        args.get("train_data", []))
     datasets += [d for d in ("klue/klue",) if any(n.startswith("klue") for n in results) and d not in datasets]
     card_data = ModelCardData(
         language="ko",
