@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import shutil
 from contextlib import contextmanager, nullcontext
@@ -99,6 +100,8 @@ class SimCSEConfig(PreTrainedConfig):
             raise ValueError(f"pooler_type must be one of {POOLER_TYPES}, got {self.pooler_type!r}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not math.isfinite(self.hard_negative_weight):  # NaN or inf makes every loss NaN from the first step
+            raise ValueError(f"hard_negative_weight must be a finite number, got {self.hard_negative_weight}")
         if self.embedding_chunk_size is not None and self.embedding_chunk_size < 1:
             raise ValueError(f"embedding_chunk_size must be >= 1, got {self.embedding_chunk_size}")
         if self.length_buckets < 1:

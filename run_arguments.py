@@ -314,6 +314,13 @@ def job_problems(model_args: ModelArguments, data_args: DataArguments, simcse_ar
     if simcse_args.hard_negative_weight and data_args.train_format not in ("nli", "triplet"):
         problems.append(f"hard_negative_weight weighs hard negatives, which a {data_args.train_format} training set "
                         "has not (only nli and triplet have them); leave it 0")
+    if data_args.sentence_columns and data_args.train_format == "nli":
+        problems.append("sentence_columns names the columns of triplet, pair and text sources; an nli source is read "
+                        "by its premise (or sentence1), hypothesis (or sentence2) and label (or gold_label) columns: "
+                        "leave sentence_columns out")
+    if data_args.nli_strip_quotes and data_args.train_format != "nli":
+        problems.append(f"nli_strip_quotes removes quotes from nli sources, and a {data_args.train_format} training "
+                        "set is read as it is; leave it false")
     if simcse_args.mlp_only_train and simcse_args.pooler_type != "cls":
         problems.append(f"mlp_only_train is for pooler_type cls (the pooler with the MLP); {simcse_args.pooler_type} "
                         "has no MLP, so leave it false")

@@ -903,6 +903,12 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"train_format": "pair", "sentence_columns": ["sentence1", "sentence2"], "hard_negative_weight": 1.0},
      "hard_negative_weight weighs hard negatives, which a pair training set has not"),
     ({"pooler_type": "avg", "mlp_only_train": True}, "mlp_only_train is for pooler_type cls"),
+    ({"sentence_columns": ["sentence1", "sentence2", "hard"]},
+     "sentence_columns names the columns of triplet, pair and text sources; an nli source is read by its premise"),
+    ({"train_format": "triplet", "nli_strip_quotes": True},
+     "nli_strip_quotes removes quotes from nli sources, and a triplet training set is read as it is"),
+    # NaN from the first step: the NaN guard stopped the run with run_args.json written.
+    ({"hard_negative_weight": float("nan")}, "hard_negative_weight must be a finite number, got nan"),
     # The push was skipped without a word at the end of training: no results, no card.
     ({"test_data": [], "push_to_hub": True, "hub_model_id": "me/model"}, "push_to_hub needs test_data"),
     # Tracebacks once training had begun (the optimizer's, the dataloaders', a division by zero), after run_args.json
