@@ -13,8 +13,10 @@ import multiprocessing
 import multiprocessing.context
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # `python -m hub`, which uses this module, imports no torch
@@ -43,13 +45,15 @@ class SigtermHandler:
     signals itself as well, so a second one is to be expected. A process forked within inherits the handler and leaves
     the signal to its parent (a DataLoader worker, until torch installs its own handler over it: `WorkerLeavesSigterm`
     then takes over), or, with `forked_processes_end`, ends of it as by Python's default (a worker of datasets' process
-    pool, which its pool ends with SIGTERM when the work stops). Blocks nest: an inner one takes the signal until it
-    ends. Where `take_signal` leaves SIGTERM alone, nothing changes."""
+    pool, which its pool ends with SIGTERM when the work stops), once a message it is writing to its pool's queue is
+    written (`_queue_put_under_way`). Blocks nest: an inner one takes the signal until it ends. Where `take_signal`
+    leaves SIGTERM alone, nothing changes."""
 
     def __init__(self, forked_processes_end: bool = False):
         self.received = False
         self.forked_processes_end = forked_processes_end
         self._earlier = self._pid = None
+        self._ending = False  # in a forked process, SIGTERM came while it was writing to its pool's queue
 
     def __enter__(self) -> SigtermHandler:
         self._pid = os.getpid()
@@ -61,8 +65,11 @@ class SigtermHandler:
             first, self.received = not self.received, True
             self.on_sigterm(first)
         elif self.forked_processes_end:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+            if self._ending or (put := _queue_put_under_way(frame)) is None:
+                _end_by_sigterm()
+            else:  # ended within, the queue's lock would stay taken: the pool's shutdown waited on it for ever
+                self._ending = True  # a second SIGTERM ends it at once
+                sys.setprofile(lambda f, event, arg: _end_by_sigterm() if event == "return" and f is put else None)
 
     def on_sigterm(self, first: bool) -> None:
         """What SIGTERM does (in the main thread, between two bytecodes of whatever runs there)."""
@@ -70,6 +77,25 @@ class SigtermHandler:
     def __exit__(self, *exc_info) -> None:
         if self._earlier is not None:
             signal.signal(signal.SIGTERM, self._earlier)
+
+
+def _end_by_sigterm() -> None:
+    """End this process of SIGTERM, as Python's default does."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _queue_put_under_way(frame: FrameType | None) -> FrameType | None:
+    """The frame of a process pool's `SimpleQueue.put` (`multiprocessing`'s or `multiprocess`'s, datasets') that
+    `frame` runs within, if any. The put holds the queue's lock, shared by the processes that write to it, until it
+    returns: a pool worker ended within it kept the pool's shutdown (`Pool.terminate`, which ends its workers with
+    SIGTERM while they may be sending a result) waiting for that lock for ever."""
+    while frame is not None:
+        if frame.f_code.co_qualname == "SimpleQueue.put" and \
+                frame.f_globals.get("__name__") in ("multiprocessing.queues", "multiprocess.queues"):
+            return frame
+        frame = frame.f_back
+    return None
 
 
 class Terminated(BaseException):

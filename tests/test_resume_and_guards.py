@@ -3,6 +3,7 @@
 import errno
 import json
 import logging
+import multiprocessing
 import os
 import pathlib
 import re
@@ -302,6 +303,44 @@ def test_sigterm_where_training_is_over_raises_once_and_leaves_forked_workers_al
         return ("the worker was ended" if not worker_ran_to_its_end
                 else f"raised {raised} times" if raised != 1 or not sigterm.received
                 else "the handler was not restored" if not restored else None)
+
+    assert in_a_fork(check) is None
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_pool_worker_sigtermed_while_it_writes_to_its_queue_ends_once_the_message_is_written(signals):
+    """datasets' pool ends its workers with SIGTERM (`Pool.terminate`) while one may be sending a result: ended within
+    the write, it kept the queue's lock (shared by the processes that write to it) for ever, and the pool's shutdown,
+    waiting for it, hung the run (3 of 28 SIGTERMs during tokenization under torch 2.15). The worker now ends as the
+    write returns, the message whole and the lock free; a second SIGTERM ends it at once."""
+    def check() -> str | None:
+        queue = multiprocessing.SimpleQueue()
+        message = b"x" * 1_000_000  # more than a pipe holds: the write waits for the reader, with the lock taken
+        with SigtermRaises(forked_processes_end=True):
+            worker = os.fork()
+            if worker == 0:
+                try:
+                    queue.put(message)
+                finally:
+                    os._exit(7)
+            if not queue._reader.poll(30):
+                return "the worker wrote nothing"
+            time.sleep(0.2)  # within the write, the pipe full
+            for _ in range(signals):
+                os.kill(worker, signal.SIGTERM)
+                time.sleep(0.3)
+            pid, status = os.waitpid(worker, os.WNOHANG)
+            if signals == 2:
+                return None if pid and os.WIFSIGNALED(status) else f"a second SIGTERM did not end it ({pid}, {status})"
+            if pid:
+                return f"the worker ended within its write (status {status})"
+            whole = queue.get() == message
+            status = os.waitpid(worker, 0)[1]
+            lock_free = queue._wlock.acquire(timeout=5)
+        return ("the message was not whole" if not whole
+                else f"the worker did not end of SIGTERM (status {status})"
+                if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM)
+                else "the queue's lock stayed taken" if not lock_free else None)
 
     assert in_a_fork(check) is None
 
