@@ -682,8 +682,16 @@ def configure_logging() -> None:
         for handler in [h for h in library_logger.handlers if type(h) is logging.StreamHandler]:
             library_logger.removeHandler(handler)
     transformers.utils.logging.set_verbosity_warning()
+    logging.getLogger("transformers.trainer_utils").addFilter(not_of_checkpoint_mtimes)
     # Its one record here, "Saving model to <output_dir>/.export-in-progress", names a scratch folder that goes.
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+
+
+def not_of_checkpoint_mtimes(record: logging.LogRecord) -> bool:
+    """A filter: transformers' "mtime may not be reliable on this filesystem" goes. Trainer orders checkpoints by their
+    times to rotate them and says so where two were saved within a second (every short run, the smoke run too); its
+    fallback, step order, is this job's checkpoints' order on any filesystem."""
+    return not record.getMessage().startswith("mtime may not be reliable")
 
 
 def project_errors_only(record: logging.LogRecord) -> bool:
