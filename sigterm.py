@@ -9,6 +9,7 @@ run.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.context
 import os
@@ -24,6 +25,9 @@ if TYPE_CHECKING:  # `python -m hub`, which uses this module, imports no torch
 
 EXIT_CODE = 143  # a shell's code for a command ended by SIGTERM (128 + 15)
 CTRL_C_EXIT_CODE = 130  # ... and by Ctrl-C (128 + 2)
+# Seconds from a SIGTERM to a block with `forked_processes_end` until the processes it started that are still there
+# are sent it again (a pool's shutdown ends them within a second).
+REMIND_AFTER = 5.0
 
 
 def take_signal(signum: int, handler: Callable) -> Callable | None:
@@ -54,6 +58,7 @@ class SigtermHandler:
         self.forked_processes_end = forked_processes_end
         self._earlier = self._pid = None
         self._ending = False  # in a forked process, SIGTERM came while it was writing to its pool's queue
+        self._ended = threading.Event()
 
     def __enter__(self) -> SigtermHandler:
         self._pid = os.getpid()
@@ -63,6 +68,8 @@ class SigtermHandler:
     def _handle(self, signum, frame):
         if os.getpid() == self._pid:
             first, self.received = not self.received, True
+            if first and self.forked_processes_end:
+                threading.Thread(target=self._remind_started_processes, name="sigterm-reminder", daemon=True).start()
             self.on_sigterm(first)
         elif self.forked_processes_end:
             if self._ending or (put := _queue_put_under_way(frame)) is None:
@@ -74,9 +81,33 @@ class SigtermHandler:
     def on_sigterm(self, first: bool) -> None:
         """What SIGTERM does (in the main thread, between two bytecodes of whatever runs there)."""
 
+    def _remind_started_processes(self) -> None:
+        """From `REMIND_AFTER` seconds after the first SIGTERM until the block ends, SIGTERM again, every second, to
+        each process this one started that is still there. A pool's shutdown ends its workers with SIGTERM and waits
+        for them; a worker forked just before (the pool replaced one that a scheduler's SIGTERM to every process of the
+        run had ended) was seen waiting for work for ever, its SIGTERM handler still in place: the signal never ran it,
+        most likely dropped as it came before Python's after-fork set-up (3 of 18 such SIGTERMs, torch 2.15)."""
+        wait = REMIND_AFTER
+        while not self._ended.wait(wait):
+            for process in _started_processes():
+                with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+                    os.kill(process.pid, signal.SIGTERM)
+            wait = 1.0
+
     def __exit__(self, *exc_info) -> None:
+        self._ended.set()
         if self._earlier is not None:
             signal.signal(signal.SIGTERM, self._earlier)
+
+
+def _started_processes() -> list:
+    """The processes this one started (`multiprocessing`'s, and `multiprocess`'s: datasets' pool) that are still
+    there."""
+    processes = multiprocessing.active_children()
+    with contextlib.suppress(ImportError):  # `python -m hub` runs without datasets' multiprocess
+        import multiprocess
+        processes += multiprocess.active_children()
+    return processes
 
 
 def _end_by_sigterm() -> None:

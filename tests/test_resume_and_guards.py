@@ -25,6 +25,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import output_folder
 import run_simcse
+import sigterm
 import sts_evaluation
 from conftest import ROOT, SAMPLE
 from data_collator import SimCSECollator
@@ -345,6 +346,43 @@ def test_a_pool_worker_sigtermed_while_it_writes_to_its_queue_ends_once_the_mess
     assert in_a_fork(check) is None
 
 
+def misses_its_first_sigterm(ready) -> None:
+    """A started process that misses its first SIGTERM (as one that the signal reached before Python's after-fork
+    set-up) and ends of the second, exit status 3 (4 where none came within 30 s)."""
+    received = []
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(3) if received else received.append(1))
+    ready.set()
+    time.sleep(30)
+    os._exit(4)
+
+
+def test_processes_started_in_the_start_up_block_are_sent_sigterm_again_until_they_end():
+    """A SIGTERM to every process of a run as datasets' pool tokenized: the pool replaced the workers it ended and
+    ended the new ones with SIGTERM, and one of those, the signal missed, left the pool's shutdown waiting for it for
+    ever (3 of 18 runs, torch 2.15). `REMIND_AFTER` seconds after the first SIGTERM, the start-up block sends SIGTERM
+    again, every second, to each process it started that is still there."""
+    def check() -> str | None:
+        sigterm.REMIND_AFTER = 0.2
+        fork = multiprocessing.get_context("fork")
+        ready = fork.Event()
+        child = fork.Process(target=misses_its_first_sigterm, args=(ready,))
+        with SigtermRaises(forked_processes_end=True):
+            child.start()
+            if not ready.wait(30):
+                return "the process did not start"
+            os.kill(child.pid, signal.SIGTERM)  # the pool's, which it misses
+            try:
+                signal.raise_signal(signal.SIGTERM)
+                time.sleep(1)
+                return "SIGTERM did not raise"
+            except Terminated:
+                pass
+            child.join(10)
+        return None if child.exitcode == 3 else f"the process was not sent SIGTERM again (exit code {child.exitcode})"
+
+    assert in_a_fork(check) is None
+
+
 def test_sigterm_blocks_nest_and_the_start_up_block_ends_forked_processes():
     """`SigtermRaises(forked_processes_end=True)`, around a run's start-up, where datasets' process pool tokenizes: a
     process forked within ends of SIGTERM, as by Python's default (the pool ends its workers so); a block within it
@@ -373,11 +411,13 @@ def test_sigterm_blocks_nest_and_the_start_up_block_ends_forked_processes():
     assert in_a_fork(check) is None
 
 
-def test_sigterm_while_a_process_pool_tokenizes_ends_the_pool_too(tmp_path):
+@pytest.mark.parametrize("to_every_process", [False, True])
+def test_sigterm_while_a_process_pool_tokenizes_ends_the_pool_too(tmp_path, to_every_process):
     """SIGTERM to the run alone (`kill PID`) as datasets' process pool tokenized its 300,000 rows: Python's default
     ended the run's process without a word and left the pool's workers (and its queue's manager) waiting for work, for
     ever, and the copy of the rows that they read (34 MB) on the disk. The run says it stopped before training, and
-    they end with it."""
+    they end with it. The same where the signal goes to every process of the run, as a scheduler sends it (the pool
+    replaces the workers it ends, and ends the new ones: `sigterm.REMIND_AFTER`)."""
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("".join(f"{i}번째 문장은 조금 길게 씁니다.\n" for i in range(300_000)), encoding="utf-8")
     config = smoke_config(tmp_path, train_data=[str(sentences)], train_format="text", preprocessing_num_workers=2)
@@ -398,12 +438,16 @@ def test_sigterm_while_a_process_pool_tokenizes_ends_the_pool_too(tmp_path):
         time.sleep(0.2)
         children = live_processes(parent=run.pid)  # the pool's 2 workers, and the manager of the queue they answer to
         assert len(children) >= 2, stderr.read_text()[-3000:]
-        run.send_signal(signal.SIGTERM)
+        if to_every_process:
+            os.killpg(run.pid, signal.SIGTERM)
+        else:
+            run.send_signal(signal.SIGTERM)
         run.wait(timeout=60)
         deadline = time.monotonic() + 10
         while not all(map(ended, children)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert all(map(ended, children)), [(pid, process_state(pid)) for pid in children]
+        assert live_processes(group=run.pid) == []  # and any the pool started meanwhile
         said = stderr.read_text()
         assert run.returncode == 143, said[-3000:]
         assert said.endswith("\nSIGTERM: stopped before training began, so this launch trained nothing; launch it "
