@@ -26,8 +26,9 @@ if TYPE_CHECKING:  # `python -m hub`, which uses this module, imports no torch
 EXIT_CODE = 143  # a shell's code for a command ended by SIGTERM (128 + 15)
 CTRL_C_EXIT_CODE = 130  # ... and by Ctrl-C (128 + 2)
 # Seconds from a SIGTERM to a block with `forked_processes_end` until the processes it started that are still there
-# are sent it again (a pool's shutdown ends them within a second).
-REMIND_AFTER = 5.0
+# are sent it again: a pool's shutdown ends them within a second, and `accelerate launch` passes a SIGTERM on to every
+# process of the run and sends SIGKILL 5 s later.
+REMIND_AFTER = 2.0
 
 
 def take_signal(signum: int, handler: Callable) -> Callable | None:
