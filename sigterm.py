@@ -4,7 +4,9 @@ step to end at cleanly (the start-up, the final evaluation, export and push). Tr
 (`training_guards.Termination`: the step under way ends, then a checkpoint is saved), in a block within the
 start-up's. `take_signal` installs a handler where Python's own handling is in place, for Ctrl-C's guard
 (`training_guards.CtrlC`) too. `WorkerLeavesSigterm` keeps DataLoader workers alive through a SIGTERM meant for the
-run.
+run. Around the start-up (`forked_processes_end`), where datasets' process pool tokenizes, the pool's workers end of
+SIGTERM once a message they are writing to the pool is written, and those still there `REMIND_AFTER` seconds after
+the run's own SIGTERM are sent it again.
 """
 
 from __future__ import annotations
