@@ -49,11 +49,19 @@ RESUMABLE_KEYS = {
 SOURCE_DIGESTS = {"train_data": "train_rows_sha256", "dev_data": "dev_rows_sha256", "test_data": "test_rows_sha256"}
 
 
+# Keys that records of earlier versions lack (they left out every key holding "token"): such a record is compared
+# without them.
+RECORDED_SINCE_TOKENIZER_KEYS = {"tokenizer_name", "tokenizer_revision", "train_tokenizer_vocab_size",
+                                 "average_tokens_across_devices", "include_num_input_tokens_seen"}
+
+
 def changed_arguments(saved: dict, run_args: dict) -> list[str]:
     """The keys of a run_args.json record in which this launch's `run_args` make another run than the `saved` one:
     any but RESUMABLE_KEYS, a model or tokenizer folder only where it is another folder, and a data source's paths only
     where its rows' digest changed too (or was not recorded)."""
     changed = {k for k in set(saved) | set(run_args) if k not in RESUMABLE_KEYS and saved.get(k) != run_args.get(k)}
+    if "tokenizer_name" not in saved:
+        changed -= RECORDED_SINCE_TOKENIZER_KEYS
     for key in ("model_name_or_path", "tokenizer_name"):  # one folder, named otherwise (./, a trailing slash, a link)
         then, now = saved.get(key), run_args.get(key)
         if isinstance(then, str) and isinstance(now, str) and os.path.isdir(then) and os.path.isdir(now) and \

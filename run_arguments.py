@@ -71,6 +71,10 @@ class ModelArguments:
                                         "('hidden_size=64,num_hidden_layers=2'), or e.g. 'dropout=0.2' (DistilBERT)."}
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
+    tokenizer_revision: str | None = field(
+        default=None, metadata={"help": "The branch, tag or commit of tokenizer_name on the Hub (default: its default "
+                                        "branch)."}
+    )
     train_tokenizer_vocab_size: int | None = field(
         default=None,
         metadata={"help": "Train a WordPiece tokenizer of this size on the training sentences (with model_type)."},
@@ -271,11 +275,12 @@ def job_problems(model_args: ModelArguments, data_args: DataArguments, simcse_ar
     problems = []
     if bool(model_args.model_name_or_path) == bool(model_args.model_type):
         problems.append("set exactly one of model_name_or_path (pretrained) and model_type (from a config)")
-    if model_args.model_revision is not None and not (model_args.model_name_or_path and
-                                                      not os.path.isdir(model_args.model_name_or_path)):
-        problems.append(f"model_revision {model_args.model_revision}: it names a branch, tag or commit of a Hub model, "
-                        + (f"and model_name_or_path {model_args.model_name_or_path} is a folder here, which has no "
-                           "versions" if model_args.model_name_or_path else "and no model_name_or_path is given"))
+    for revision_key, key in (("model_revision", "model_name_or_path"), ("tokenizer_revision", "tokenizer_name")):
+        revision, name = getattr(model_args, revision_key), getattr(model_args, key)
+        if revision is not None and not (name and not os.path.isdir(name)):
+            problems.append(f"{revision_key} {revision}: it names a branch, tag or commit of a Hub model, "
+                            + (f"and {key} {name} is a folder here, which has no versions" if name
+                               else f"and no {key} is given"))
     if model_args.train_tokenizer_vocab_size and not model_args.model_type:
         problems.append("train_tokenizer_vocab_size is for models made from a config (model_type)")
     if model_args.model_type and not (model_args.tokenizer_name or model_args.train_tokenizer_vocab_size):
@@ -693,7 +698,7 @@ def run_arguments_dict(*parsed) -> dict:
     out = {}
     for args in parsed:
         values = args.to_dict() if isinstance(args, TrainingArguments) else dataclasses.asdict(args)
-        out.update({k: v for k, v in values.items() if "token" not in k})
+        out.update({k: v for k, v in values.items() if not k.endswith("_token")})  # hub_token
         if isinstance(args, TrainingArguments):
             out["world_size"] = args.world_size
     return json.loads(json.dumps(out, default=str))

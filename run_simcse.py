@@ -256,7 +256,8 @@ def load_tokenizer(model_args: ModelArguments, train_set: Dataset, max_seq_lengt
         own = model_args.tokenizer_name is None  # model_revision is model_name_or_path's
         tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
                                                   cache_dir=model_args.cache_dir, trust_remote_code=False,
-                                                  revision=model_args.model_revision if own else None)
+                                                  revision=model_args.model_revision if own
+                                                  else model_args.tokenizer_revision)
     tokenizer.model_max_length = max_seq_length
     return tokenizer
 

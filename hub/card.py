@@ -361,12 +361,19 @@ def training_settings(
                 + (f" with config changes `{overrides}`" if overrides else ""))
     else:
         base = f"`{args.get('model_type')} made from a config ({overrides})`"
+    tokenizer = None  # the encoder's own
+    if args.get("train_tokenizer_vocab_size"):
+        tokenizer = f"WordPiece trained on the training sentences ({encoder_config.get('vocab_size')} pieces)"
+    elif args.get("tokenizer_name") not in (None, args.get("model_name_or_path")):
+        revision = args.get("tokenizer_revision")
+        tokenizer = f"`{args['tokenizer_name']}`" + (f" at revision `{revision}`" if revision else "")
     precision = "bf16" if args.get("bf16") else "fp16" if args.get("fp16") else "fp32"
     if precision != "fp32":  # the dev scores are in it; the test scores are the fp32 export's where the run says so
         precision += (" (training and dev scores; test scores in fp32, as the export loads)"
                       if environment.get("test_scores_precision") == "fp32" else " (training and every score)")
     rows = [
         ("base model", base),
+        ("tokenizer", tokenizer),
         ("training data", ", ".join(f"`{d}`" for d in args.get("train_data", [])) + f" ({args.get('train_format')})"),
         # The digest (data_loading.rows_digest) lets a reader check that their copy of the data is the one trained on.
         ("training rows", f"{environment.get('train_rows', '')}" + (

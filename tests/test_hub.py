@@ -1023,6 +1023,29 @@ def test_training_starts_from_a_branch_of_a_hub_model_with_model_revision(model_
                                                     **scratch)])
 
 
+def test_a_tokenizer_from_a_branch_of_a_hub_model_with_tokenizer_revision(model_dir, hub, tmp_path):
+    """tokenizer_revision: tokenizer_name read from a branch (or tag, or commit); the card names both. A folder has no
+    versions, and a revision of no named tokenizer is refused."""
+    push(model_dir, "alice/tok", revision="v1", api=HfApi(endpoint=hub.url, token=TOKEN))
+    changes = {"train_tokenizer_vocab_size": None, "tokenizer_name": "alice/tok", "max_steps": 2}
+    proc = cli(["run_simcse.py", smoke_config(tmp_path, tokenizer_revision="v1", **changes)], hub,
+               tmp_home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out"
+    assert "| tokenizer | `alice/tok` at revision `v1` |" in (out / "README.md").read_text()
+    assert json.loads((out / "run_args.json").read_text())["tokenizer_revision"] == "v1"
+    shutil.rmtree(out)
+    proc = cli(["run_simcse.py", smoke_config(tmp_path, **changes)], hub, tmp_home=tmp_path / "home")
+    assert proc.returncode == 1 and "\nerror: alice/tok: no such folder here, so read as a Hub id" in proc.stderr, (
+        proc.stderr[-3000:])
+    assert not out.exists()
+    for changed, said in [({"tokenizer_name": model_dir}, f"tokenizer_name {re.escape(model_dir)} is a folder here"),
+                          ({"train_tokenizer_vocab_size": 600, "tokenizer_name": None}, "no tokenizer_name is given")]:
+        with pytest.raises(SystemExit, match="tokenizer_revision v1: it names a branch, tag or commit of a Hub "
+                                             "model, and " + said):
+            run_arguments.parse_arguments([smoke_config(tmp_path, tokenizer_revision="v1", **{**changes, **changed})])
+
+
 def test_training_with_push_checks_the_token_first(hub, tmp_path):
     config = smoke_config(tmp_path, push_to_hub=True, hub_model_id="alice/from-training")
     proc = cli(["run_simcse.py", config], hub, token="hf_badBadBadToken0000", tmp_home=tmp_path / "h")

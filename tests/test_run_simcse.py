@@ -140,6 +140,13 @@ def test_a_test_set_that_is_the_dev_set_is_said_to_be_no_held_out_set(smoke_run)
     assert card.count("Not held out: 24 of these 24 pairs are in the dev set (`") == 2
 
 
+def test_the_card_names_a_tokenizer_trained_for_the_run(smoke_run):
+    out, _ = smoke_run
+    pieces = len(AutoTokenizer.from_pretrained(str(out)))
+    assert f"| tokenizer | WordPiece trained on the training sentences ({pieces} pieces) |" in (
+        out / "README.md").read_text()
+
+
 def test_smoke_export_loads_and_reproduces_scores(smoke_run, tmp_path, capsys):
     out, _ = smoke_run
     plain, info = AutoModel.from_pretrained(str(out), output_loading_info=True)
@@ -550,6 +557,24 @@ def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path, c
     other = smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1, learning_rate=1e-3)
     with pytest.raises(SystemExit, match="holds a different run .*learning_rate"):
         run_simcse.main([other])
+
+
+def test_a_run_with_another_tokenizer_is_another_run(tmp_path, caplog):
+    """run_args.json left out every key holding "token", so a launch with another tokenizer (tokenizer_name,
+    train_tokenizer_vocab_size) was taken for the run in the folder. A record of that earlier version is still this
+    run's."""
+    run_simcse.main([smoke_config(tmp_path, max_steps=3, overwrite_output_dir=False)])
+    saved = json.loads((tmp_path / "out" / "run_args.json").read_text())
+    assert saved["train_tokenizer_vocab_size"] == 600 and "tokenizer_name" in saved and "hub_token" not in saved
+    with pytest.raises(SystemExit, match=r"holds a different run \(run_args.json differs in: "
+                                         r"train_tokenizer_vocab_size\)"):
+        run_simcse.main([smoke_config(tmp_path, max_steps=3, overwrite_output_dir=False, train_tokenizer_vocab_size=500,
+                                      resume_from_checkpoint="last")])
+    earlier = {k: v for k, v in saved.items() if k not in output_folder.RECORDED_SINCE_TOKENIZER_KEYS}
+    (tmp_path / "out" / "run_args.json").write_text(json.dumps(earlier))
+    caplog.set_level(logging.INFO, logger="output_folder")
+    run_simcse.main([smoke_config(tmp_path, max_steps=3, overwrite_output_dir=False, resume_from_checkpoint="last")])
+    assert "holds this run, trained to its end (step 3)" in caplog.text
 
 
 def test_a_run_resumes_with_its_encoder_folder_named_otherwise(encoder_dir, tmp_path, caplog):
