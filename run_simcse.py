@@ -64,10 +64,10 @@ from run_arguments import (
 from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
 from sigterm import CTRL_C_EXIT_CODE
 from sigterm import EXIT_CODE as SIGTERM_EXIT
-from sigterm import SigtermRaises, Terminated, stopped_by, workers_leave_sigterm
+from sigterm import CtrlC, SigtermRaises, Terminated, stopped_by, workers_leave_sigterm
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
                             sentence_transformers_pooling, tokenize_sts, undefined_metrics)
-from training_guards import (CtrlC, LastCheckpointKeeper, NonFiniteLossGuard, ResumedBestCheckpoint, Termination,
+from training_guards import (LastCheckpointKeeper, NonFiniteLossGuard, ResumedBestCheckpoint, Termination,
                              TrainingBegan, TrainingDiverged, best_checkpoint_problem, checkpoint_problem,
                              raised_within)
 
@@ -470,7 +470,9 @@ def push_export(output_dir: str, repo_id: str, training_args: TrainingArguments,
     options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
     again = f"`python -m hub push {output_dir} --repo-id {repo_id}{options}`"
     try:
-        with SigtermRaises():  # Python's default would end the process in the upload, after the repo was created
+        # Python's default SIGTERM would end the process in the upload, after the repo was created; its Ctrl-C, as
+        # both raise, could leave a lock of the upload's threads taken (raise_between_locks)
+        with SigtermRaises(), CtrlC():
             pushed = push(output_dir, repo_id, private=private, revision=revision, api=HfApi(token=token),
                           card=str(render_card(output_dir, repo_id=repo_id, write=False, revision=revision)))
     except PushError as e:

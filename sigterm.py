@@ -2,11 +2,12 @@
 once without a word: `SigtermHandler`, the base of a `with` block's handler, and `SigtermRaises` for work that has no
 step to end at cleanly (the start-up, the final evaluation, export and push). Training has its own
 (`training_guards.Termination`: the step under way ends, then a checkpoint is saved), in a block within the
-start-up's. `take_signal` installs a handler where Python's own handling is in place, for Ctrl-C's guard
-(`training_guards.CtrlC`) too. `WorkerLeavesSigterm` keeps DataLoader workers alive through a SIGTERM meant for the
-run. Around the start-up (`forked_processes_end`), where datasets' process pool tokenizes, the pool's workers end of
-SIGTERM once a message they are writing to the pool is written, and those still there `REMIND_AFTER` seconds after
-the run's own SIGTERM are sent it again.
+start-up's. `CtrlC` is Ctrl-C's guard. `take_signal` installs a handler where Python's own handling is in place, and
+`raise_between_locks` raises from one where no lock is left wrong (raised anywhere, as Python's KeyboardInterrupt is,
+a SIGTERM left a lock taken, and a push hung). `WorkerLeavesSigterm` keeps DataLoader workers alive through a SIGTERM
+meant for the run. Around the start-up (`forked_processes_end`), where datasets' process pool tokenizes, the pool's
+workers end of SIGTERM once a message they are writing to the pool is written, and those still there `REMIND_AFTER`
+seconds after the run's own SIGTERM are sent it again.
 """
 
 from __future__ import annotations
@@ -47,14 +48,14 @@ def take_signal(signum: int, handler: Callable) -> Callable | None:
 
 
 class SigtermHandler:
-    """`with handler:` SIGTERM to this process calls `handler.on_sigterm(first)` (`first`: whether it is the first
-    one), and sets `handler.received`. A launcher passes the scheduler's SIGTERM on to a process that the scheduler
-    signals itself as well, so a second one is to be expected. A process forked within inherits the handler and leaves
-    the signal to its parent (a DataLoader worker, until torch installs its own handler over it: `WorkerLeavesSigterm`
-    then takes over), or, with `forked_processes_end`, ends of it as by Python's default (a worker of datasets' process
-    pool, which its pool ends with SIGTERM when the work stops), once a message it is writing to its pool's queue is
-    written (`_queue_put_under_way`). Blocks nest: an inner one takes the signal until it ends. Where `take_signal`
-    leaves SIGTERM alone, nothing changes."""
+    """`with handler:` SIGTERM to this process calls `handler.on_sigterm(first, frame)` (`first`: whether it is the
+    first one; `frame`: where the main thread was), and sets `handler.received`. A launcher passes the scheduler's
+    SIGTERM on to a process that the scheduler signals itself as well, so a second one is to be expected. A process
+    forked within inherits the handler and leaves the signal to its parent (a DataLoader worker, until torch installs
+    its own handler over it: `WorkerLeavesSigterm` then takes over), or, with `forked_processes_end`, ends of it as by
+    Python's default (a worker of datasets' process pool, which its pool ends with SIGTERM when the work stops), once a
+    message it is writing to its pool's queue is written (`_queue_put_under_way`). Blocks nest: an inner one takes the
+    signal until it ends. Where `take_signal` leaves SIGTERM alone, nothing changes."""
 
     def __init__(self, forked_processes_end: bool = False):
         self.received = False
@@ -73,7 +74,7 @@ class SigtermHandler:
             first, self.received = not self.received, True
             if first and self.forked_processes_end:
                 threading.Thread(target=self._remind_started_processes, name="sigterm-reminder", daemon=True).start()
-            self.on_sigterm(first)
+            self.on_sigterm(first, frame)
         elif self.forked_processes_end:
             if self._ending or (put := _queue_put_under_way(frame)) is None:
                 _end_by_sigterm()
@@ -81,7 +82,7 @@ class SigtermHandler:
                 self._ending = True  # a second SIGTERM ends it at once
                 sys.setprofile(lambda f, event, arg: _end_by_sigterm() if event == "return" and f is put else None)
 
-    def on_sigterm(self, first: bool) -> None:
+    def on_sigterm(self, first: bool, frame: FrameType | None) -> None:
         """What SIGTERM does (in the main thread, between two bytecodes of whatever runs there)."""
 
     def _remind_started_processes(self) -> None:
@@ -132,19 +133,92 @@ def _queue_put_under_way(frame: FrameType | None) -> FrameType | None:
     return None
 
 
+# Frames that take or give back a lock for their caller (a `with` block's, a `try` block's; a condition's wait gives
+# its lock back and takes it again): an exception raised within one, once the lock is taken and before the caller's
+# block has begun, or before the lock is given back, leaves it taken for ever, or given back twice (CPython issue
+# 29988).
+LOCK_FRAMES = frozenset({"__enter__", "__exit__", "acquire", "release", "_acquire_restore", "_release_save"})
+
+
+def _frame_to_leave(frame: FrameType) -> FrameType | None:
+    """The frame whose return an exception raised in `frame` must wait for, if any: the outermost `__del__` or weak
+    reference callback that `frame` runs within (they run wherever an object is freed, and Python prints their
+    exceptions and goes on: the exception would be lost), else `frame` itself where it is one of LOCK_FRAMES."""
+    lost, outer = None, frame
+    while outer is not None:
+        if outer.f_code.co_name == "__del__" or outer.f_globals.get("__name__") in ("weakref", "_weakrefset"):
+            lost = outer
+        outer = outer.f_back
+    return lost or (frame if frame.f_code.co_name in LOCK_FRAMES else None)
+
+
+def raise_between_locks(exception: BaseException, frame: FrameType | None) -> None:
+    """Raise `exception` from a signal handler, whose `frame` is where the main thread was: now, or, where raising
+    within that frame breaks (`_frame_to_leave`), at the first call after the frame to leave returned. Raised within a
+    lock's `__enter__`, a lock of a thread pool's futures stayed taken, so the pool's threads waited on it for ever,
+    and the main thread on them (a push's uploads: the push never ended)."""
+    earlier = sys.getprofile()
+    if getattr(earlier, "raises", None) is not None:  # one is waiting to be raised already
+        return
+    under_way = frame and _frame_to_leave(frame)
+    if under_way is None:
+        raise exception
+
+    def raise_at_next_call(called: FrameType, event: str, arg) -> None:
+        nonlocal under_way
+        if under_way is not None:
+            if event == "return" and called is under_way:  # back where it was called (from C: where it was freed)
+                under_way = called.f_back and _frame_to_leave(called.f_back)
+            return
+        if event == "call":
+            under_way = _frame_to_leave(called)
+        if under_way is None and event in ("call", "c_call") and getattr(arg, "__name__", None) not in LOCK_FRAMES:
+            sys.setprofile(earlier)
+            raise exception
+
+    raise_at_next_call.raises = exception
+    sys.setprofile(raise_at_next_call)
+
+
 class Terminated(BaseException):
     """SIGTERM within `SigtermRaises`; a BaseException, as Ctrl-C's KeyboardInterrupt, so that no `except Exception`
     on its way takes it for an error of the work it stopped."""
 
 
 class SigtermRaises(SigtermHandler):
-    """`with SigtermRaises() as sigterm:` SIGTERM raises `Terminated` where the main thread is, so the work's own
-    clean-up runs (`finally`, `except BaseException`) and the caller says what was kept (`sigterm.received`). Raised
-    once: a second SIGTERM must not break into the clean-up of the first."""
+    """`with SigtermRaises() as sigterm:` SIGTERM raises `Terminated` where the main thread is (where it leaves no
+    lock wrong: `raise_between_locks`), so the work's own clean-up runs (`finally`, `except BaseException`) and the
+    caller says what was kept (`sigterm.received`). Raised once: a second SIGTERM must not break into the clean-up of
+    the first."""
 
-    def on_sigterm(self, first: bool) -> None:
+    def on_sigterm(self, first: bool, frame: FrameType | None) -> None:
         if first:
-            raise Terminated
+            raise_between_locks(Terminated(), frame)
+
+
+class CtrlC:
+    """`with CtrlC() as ctrl_c:` notes in `ctrl_c.pressed` whether SIGINT (Ctrl-C) came within, and raises
+    KeyboardInterrupt as Python's own handler does, but where it leaves no lock wrong (`raise_between_locks`). A
+    terminal signals every process of the job, DataLoader workers too: one stopped while it started ends training with
+    torch's "DataLoader worker ... exited unexpectedly" (a RuntimeError) in place of KeyboardInterrupt, which `pressed`
+    tells apart from a worker that crashed. SIGINT that is not Python's default (ignored, or the caller's own
+    handler), or off the main thread, is left alone."""
+
+    def __init__(self):
+        self.pressed = False
+        self._earlier = None
+
+    def __enter__(self) -> CtrlC:
+        self._earlier = take_signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self, signum, frame):
+        self.pressed = True
+        raise_between_locks(KeyboardInterrupt(), frame)
+
+    def __exit__(self, *exc_info) -> None:
+        if self._earlier is not None:
+            signal.signal(signal.SIGINT, self._earlier)
 
 
 class WorkerLeavesSigterm:

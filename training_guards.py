@@ -1,5 +1,5 @@
 """Safety around long runs: resume only from complete checkpoints, keep the last one until the export, stop on a
-non-finite loss, tell Ctrl-C apart, save and stop on SIGTERM.
+non-finite loss, save and stop on SIGTERM.
 
 A Trainer checkpoint is complete once its `trainer_state.json` exists and parses: Trainer writes it after the
 weights, optimizer, scheduler and RNG states. A run killed while saving leaves a checkpoint without it.
@@ -14,7 +14,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import zipfile
 
 import torch
@@ -23,7 +22,7 @@ from transformers import TrainerCallback
 from transformers.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy
 
-from sigterm import SigtermHandler, take_signal
+from sigterm import SigtermHandler
 
 logger = logging.getLogger(__name__)
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -121,30 +120,6 @@ def remove_incomplete_checkpoints(output_dir: str) -> list[str]:
         logger.warning("removing incomplete checkpoint %s (the run was stopped while saving it)", path)
         shutil.rmtree(path)
     return removed
-
-
-class CtrlC:
-    """`with CtrlC() as ctrl_c:` notes in `ctrl_c.pressed` whether SIGINT (Ctrl-C) came within, and raises
-    KeyboardInterrupt as Python's own handler does. A terminal signals every process of the job, DataLoader workers
-    too: one stopped while it started ends training with torch's "DataLoader worker ... exited unexpectedly" (a
-    RuntimeError) in place of KeyboardInterrupt, which `pressed` tells apart from a worker that crashed. SIGINT that
-    is not Python's default (ignored, or the caller's own handler), or off the main thread, is left alone."""
-
-    def __init__(self):
-        self.pressed = False
-        self._earlier = None
-
-    def __enter__(self) -> CtrlC:
-        self._earlier = take_signal(signal.SIGINT, self._on_sigint)
-        return self
-
-    def _on_sigint(self, signum, frame):
-        self.pressed = True
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc_info) -> None:
-        if self._earlier is not None:
-            signal.signal(signal.SIGINT, self._earlier)
 
 
 class Termination(TrainerCallback, SigtermHandler):

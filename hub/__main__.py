@@ -11,7 +11,7 @@ import sys
 from hub.card import CARD_FILE, DEFAULT_LICENSE, card_choices, card_for_push, folder_card_is_rendered, render_card
 from hub.model_dir import ModelDirError
 from hub.push import PushError, check_repo_id, describe_push, push
-from sigterm import SigtermRaises, Terminated, stopped_by
+from sigterm import CtrlC, SigtermRaises, Terminated, stopped_by
 
 CARD_BACKUP = "README.md.bak"  # never published (model_dir.PUBLISHED_PATTERNS)
 
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         # The pushed card names the repo in its usage snippet; the folder's own README.md is left as it is.
         card_text = None if args.card_as_is else card_for_push(args.model_dir, args.repo_id, args.license,
                                                                 args.comparison, args.revision)
-        with SigtermRaises():  # Python's default would end the process in the upload, after the repo was created
+        # As in the push at the end of training (run_simcse.push_export)
+        with SigtermRaises(), CtrlC():
             result = push(args.model_dir, args.repo_id, args.private, args.revision, args.dry_run, card=card_text)
         if args.dry_run:
             print("files to upload:\n  " + "\n  ".join(result))

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 from typing import NamedTuple
@@ -304,6 +305,66 @@ def test_sigterm_where_training_is_over_raises_once_and_leaves_forked_workers_al
         return ("the worker was ended" if not worker_ran_to_its_end
                 else f"raised {raised} times" if raised != 1 or not sigterm.received
                 else "the handler was not restored" if not restored else None)
+
+    assert in_a_fork(check) is None
+
+
+class SignalWithinLocking:
+    """A context manager that takes a lock in Python code, as `threading.Condition` does, and gets `signum` where
+    the handler runs within its `__enter__` (the lock taken, the caller's block not begun) or within its `__exit__`
+    (the lock not yet given back)."""
+
+    def __init__(self, signum: int, within: str):
+        self.lock, self.signum, self.within = threading.Lock(), signum, within
+
+    def __enter__(self):
+        self.lock.acquire()
+        if self.within == "__enter__":
+            signal.raise_signal(self.signum)  # handled as the call returns, here
+
+    def __exit__(self, *exc_info):
+        if self.within == "__exit__":
+            signal.raise_signal(self.signum)
+        self.lock.release()
+
+
+class SignalWhenFreed:
+    """An object that gets `signum` as it is freed: its handler runs within `__del__`, whose exceptions Python prints
+    and forgets."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+    def __del__(self):
+        signal.raise_signal(self.signum)
+
+
+@pytest.mark.parametrize("within", ["__enter__", "__exit__", "__del__"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SigtermRaises", "CtrlC"])
+def test_a_signal_raises_where_it_leaves_no_lock_taken_and_is_not_lost(signum, within):
+    """SIGTERM in `SigtermRaises` (and Ctrl-C in `CtrlC`) raised where the main thread was: within a lock's `__enter__`
+    it left the lock taken for ever (a `concurrent.futures` future's: the threads of a push's upload pool, then the
+    push itself, waited on it for ever; 1 hang in about 3,000 SIGTERMs at a thread pool), within `__exit__` too, and
+    within `__del__` it was lost. Now it is raised at the first call after such a frame returned."""
+    def check() -> str | None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal: a background job ignores it
+        expected = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        guard = SigtermRaises() if signum == signal.SIGTERM else sigterm.CtrlC()
+        locking = SignalWithinLocking(signum, within)
+        got = None
+        with guard:
+            try:
+                if within == "__del__":
+                    SignalWhenFreed(signum)  # freed at once
+                    time.sleep(0)
+                else:
+                    with locking:
+                        time.sleep(0)
+                time.sleep(0)
+            except expected as e:
+                got = e
+        return ("not raised" if got is None else "the lock was left taken" if locking.lock.locked()
+                else "a profile function was left in place" if sys.getprofile() is not None else None)
 
     assert in_a_fork(check) is None
 
