@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -138,6 +139,10 @@ def _queue_put_under_way(frame: FrameType | None) -> FrameType | None:
 # block has begun, or before the lock is given back, leaves it taken for ever, or given back twice (CPython issue
 # 29988).
 LOCK_FRAMES = frozenset({"__enter__", "__exit__", "acquire", "release", "_acquire_restore", "_release_save"})
+# Seconds after which an exception waiting for such a frame to return is raised within it: taking a free lock takes
+# microseconds, so a frame still under way waits for one, where raising leaves nothing taken (filelock's `acquire`
+# polls for a lock that another process may hold while it downloads a model).
+LOCK_FRAME_WAIT = 1.0
 
 
 def _frame_to_leave(frame: FrameType) -> FrameType | None:
@@ -154,24 +159,28 @@ def _frame_to_leave(frame: FrameType) -> FrameType | None:
 
 def raise_between_locks(exception: BaseException, frame: FrameType | None) -> None:
     """Raise `exception` from a signal handler, whose `frame` is where the main thread was: now, or, where raising
-    within that frame breaks (`_frame_to_leave`), at the first call after the frame to leave returned. Raised within a
-    lock's `__enter__`, a lock of a thread pool's futures stayed taken, so the pool's threads waited on it for ever,
-    and the main thread on them (a push's uploads: the push never ended)."""
+    within that frame breaks (`_frame_to_leave`), at the first call after the frame to leave returned (or within a
+    lock frame still under way after LOCK_FRAME_WAIT seconds, which waits for its lock). Raised within a lock's
+    `__enter__`, a lock of a thread pool's futures stayed taken, so the pool's threads waited on it for ever, and the
+    main thread on them (a push's uploads: the push never ended)."""
     earlier = sys.getprofile()
     if getattr(earlier, "raises", None) is not None:  # one is waiting to be raised already
         return
     under_way = frame and _frame_to_leave(frame)
     if under_way is None:
         raise exception
+    since = time.monotonic()
 
     def raise_at_next_call(called: FrameType, event: str, arg) -> None:
-        nonlocal under_way
+        nonlocal under_way, since
         if under_way is not None:
-            if event == "return" and called is under_way:  # back where it was called (from C: where it was freed)
-                under_way = called.f_back and _frame_to_leave(called.f_back)
-            return
+            if under_way.f_code.co_name not in LOCK_FRAMES or time.monotonic() - since < LOCK_FRAME_WAIT:
+                if event == "return" and called is under_way:  # back where it was called (from C: where it was freed)
+                    under_way, since = called.f_back and _frame_to_leave(called.f_back), time.monotonic()
+                return
+            under_way = None  # it waits for a lock
         if event == "call":
-            under_way = _frame_to_leave(called)
+            under_way, since = _frame_to_leave(called), time.monotonic()
         if under_way is None and event in ("call", "c_call") and getattr(arg, "__name__", None) not in LOCK_FRAMES:
             sys.setprofile(earlier)
             raise exception

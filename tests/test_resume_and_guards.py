@@ -370,6 +370,28 @@ def test_a_signal_raises_where_it_leaves_no_lock_taken_and_is_not_lost(signum, w
     assert in_a_fork(check) is None
 
 
+def test_a_signal_within_a_wait_for_a_lock_is_raised_there_within_a_second():
+    """... but not after a lock frame that is still under way after `LOCK_FRAME_WAIT` (1 s): it waits for its lock,
+    as filelock's `acquire` polls for one another process holds, and the signal would wait as long."""
+    def acquire():  # named as a lock's: a frame of LOCK_FRAMES
+        signal.raise_signal(signal.SIGTERM)
+        waited = time.monotonic() + 10
+        while time.monotonic() < waited:
+            time.sleep(0.01)
+
+    def check() -> str | None:
+        began = time.monotonic()
+        with SigtermRaises():
+            try:
+                acquire()
+            except Terminated:
+                took = time.monotonic() - began
+                return None if sigterm.LOCK_FRAME_WAIT <= took < 3 else f"raised after {took:.2f} s"
+        return "not raised"
+
+    assert in_a_fork(check) is None
+
+
 @pytest.mark.parametrize("signals", [1, 2])
 def test_a_pool_worker_sigtermed_while_it_writes_to_its_queue_ends_once_the_message_is_written(signals):
     """datasets' pool ends its workers with SIGTERM (`Pool.terminate`) while one may be sending a result: ended within
