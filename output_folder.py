@@ -40,6 +40,7 @@ RESUMABLE_KEYS = {
     "dataloader_multiprocessing_context",
     "per_device_eval_batch_size", "eval_accumulation_steps", "logging_steps", "logging_strategy", "logging_first_step",
     "report_to", "run_name", "disable_tqdm", "log_level", "log_level_replica", "save_total_limit",
+    "include_num_input_tokens_seen",  # a logged count (recorded since the tokenizer's keys)
     "push_to_hub", "hub_token", "hub_model_id", "hub_private_repo", "hub_revision", "hub_strategy", "hub_always_push",
     "cache_dir",
 }

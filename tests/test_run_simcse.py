@@ -570,9 +570,14 @@ def test_a_run_with_another_tokenizer_is_another_run(tmp_path, caplog):
                                          r"train_tokenizer_vocab_size\)"):
         run_simcse.main([smoke_config(tmp_path, max_steps=3, overwrite_output_dir=False, train_tokenizer_vocab_size=500,
                                       resume_from_checkpoint="last")])
+    caplog.set_level(logging.INFO, logger="output_folder")
+    # A count of the tokens seen, logged or not, trains the same weights.
+    run_simcse.main([smoke_config(tmp_path, max_steps=3, overwrite_output_dir=False, resume_from_checkpoint="last",
+                                  include_num_input_tokens_seen="all")])
+    assert "holds this run, trained to its end (step 3)" in caplog.text
+    caplog.clear()
     earlier = {k: v for k, v in saved.items() if k not in output_folder.RECORDED_SINCE_TOKENIZER_KEYS}
     (tmp_path / "out" / "run_args.json").write_text(json.dumps(earlier))
-    caplog.set_level(logging.INFO, logger="output_folder")
     run_simcse.main([smoke_config(tmp_path, max_steps=3, overwrite_output_dir=False, resume_from_checkpoint="last")])
     assert "holds this run, trained to its end (step 3)" in caplog.text
 
