@@ -280,7 +280,9 @@ def job_problems(model_args: ModelArguments, data_args: DataArguments, simcse_ar
         if revision is not None and not (name and not os.path.isdir(name)):
             problems.append(f"{revision_key} {revision}: it names a branch, tag or commit of a Hub model, "
                             + (f"and {key} {name} is a folder here, which has no versions" if name
-                               else f"and no {key} is given"))
+                               else f"and no {key} is given")
+                            + (" (model_revision pins the model's own tokenizer too)"
+                               if revision_key == "tokenizer_revision" and not name else ""))
     if model_args.train_tokenizer_vocab_size and not model_args.model_type:
         problems.append("train_tokenizer_vocab_size is for models made from a config (model_type)")
     if model_args.model_type and not (model_args.tokenizer_name or model_args.train_tokenizer_vocab_size):

@@ -1040,7 +1040,8 @@ def test_a_tokenizer_from_a_branch_of_a_hub_model_with_tokenizer_revision(model_
         proc.stderr[-3000:])
     assert not out.exists()
     for changed, said in [({"tokenizer_name": model_dir}, f"tokenizer_name {re.escape(model_dir)} is a folder here"),
-                          ({"train_tokenizer_vocab_size": 600, "tokenizer_name": None}, "no tokenizer_name is given")]:
+                          ({"train_tokenizer_vocab_size": 600, "tokenizer_name": None},
+                           r"no tokenizer_name is given \(model_revision pins the model's own tokenizer too\)")]:
         with pytest.raises(SystemExit, match="tokenizer_revision v1: it names a branch, tag or commit of a Hub "
                                              "model, and " + said):
             run_arguments.parse_arguments([smoke_config(tmp_path, tokenizer_revision="v1", **{**changes, **changed})])
