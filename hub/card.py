@@ -355,18 +355,19 @@ def training_settings(
     if dropout is None:  # the encoder's own, as exported (config_overrides may have set it; DistilBERT's is `dropout`)
         dropout = encoder_config.get("hidden_dropout_prob", encoder_config.get("dropout", "encoder default"))
     overrides = args.get("config_overrides")
+    def at_revision(name_key: str, revision_key: str) -> str:  # a model or tokenizer as the run named it
+        return f"`{args[name_key]}`" + (f" at revision `{args[revision_key]}`" if args.get(revision_key) else "")
+
     if args.get("model_name_or_path"):
-        revision = args.get("model_revision")
-        base = (f"`{args['model_name_or_path']}`" + (f" at revision `{revision}`" if revision else "")
-                + (f" with config changes `{overrides}`" if overrides else ""))
+        base = at_revision("model_name_or_path", "model_revision") + (
+            f" with config changes `{overrides}`" if overrides else "")
     else:
         base = f"`{args.get('model_type')} made from a config ({overrides})`"
     tokenizer = None  # the encoder's own
     if args.get("train_tokenizer_vocab_size"):
         tokenizer = f"WordPiece trained on the training sentences ({encoder_config.get('vocab_size')} pieces)"
     elif args.get("tokenizer_name") not in (None, args.get("model_name_or_path")):
-        revision = args.get("tokenizer_revision")
-        tokenizer = f"`{args['tokenizer_name']}`" + (f" at revision `{revision}`" if revision else "")
+        tokenizer = at_revision("tokenizer_name", "tokenizer_revision")
     precision = "bf16" if args.get("bf16") else "fp16" if args.get("fp16") else "fp32"
     if precision != "fp32":  # the dev scores are in it; the test scores are the fp32 export's where the run says so
         precision += (" (training and dev scores; test scores in fp32, as the export loads)"
