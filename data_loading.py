@@ -540,7 +540,8 @@ def parse_named(spec: str) -> tuple[str, str]:
     """'name=source' -> (name, source). A name is letters (any script), digits, '-', '_', '.' and inner spaces: it
     becomes a key of the results and a row of the card's Markdown tables, which a '|' would split."""
     name, sep, source = spec.partition("=")
-    if not sep or not name or not source or re.match(r"https?$", name):
+    # "://" in the name: a URL with a query ("...?raw=true") and no name before it
+    if not sep or not name or not source or "://" in name or re.match(r"https?$", name):
         raise DataError(f"{spec!r}: expected 'name=source', e.g. 'korsts-test=path/to/sts-test.tsv'")
     if not re.fullmatch(r"\w[\w. -]*", name) or name.endswith(" "):
         raise DataError(f"{spec!r}: a set name is letters, digits, '-', '_', '.' and inner spaces, got {name!r}")

@@ -54,8 +54,10 @@ def test_source_parsing():
     with pytest.raises(DataError, match="neither a file"):
         Source.parse("a/b/c/d")
     assert parse_named("korsts-test=https://x.org/sts-test.tsv") == ("korsts-test", "https://x.org/sts-test.tsv")
-    with pytest.raises(DataError, match="name=source"):
-        parse_named("https://x.org/sts-test.tsv")
+    for unnamed in ("https://x.org/sts-test.tsv", "https://x.org/sts-test.tsv?raw=true"):
+        with pytest.raises(DataError, match="expected 'name=source'"):
+            parse_named(unnamed)
+    assert parse_named("t=https://x.org/sts-test.tsv?raw=true") == ("t", "https://x.org/sts-test.tsv?raw=true")
     assert parse_named("KorSTS 시험 v1.0=sts.tsv") == ("KorSTS 시험 v1.0", "sts.tsv")
     for name in ("a|b", " lead", "trail ", "-x"):  # a '|' would split a row of the card's tables
         with pytest.raises(DataError, match="a set name is letters, digits"):
