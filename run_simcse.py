@@ -49,7 +49,7 @@ from data_loading import (DataError, column_values, load_nli_triplets, load_sent
                           shared_pairs, tokenize_rows)
 from hub.card import contrastive_batch, dev_metric, hub_datasets, not_held_out, render_card
 from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files
-from hub.push import PushError, describe_push, push
+from hub.push import PushError, describe_push, push, stopped_push
 from modeling_simcse import (
     CLS_POOLERS, CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES,
     EncoderWeightsMissing, SimCSEConfig, SimCSEModel, load_encoder, pooler_dense, saved_form,
@@ -469,6 +469,7 @@ def push_export(output_dir: str, repo_id: str, training_args: TrainingArguments,
     private, revision = bool(training_args.hub_private_repo), training_args.hub_revision
     options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
     again = f"`python -m hub push {output_dir} --repo-id {repo_id}{options}`"
+    pushed = None
     try:
         # Python's default SIGTERM would end the process in the upload, after the repo was created; its Ctrl-C, as
         # both raise, could leave a lock of the upload's threads taken (raise_between_locks)
@@ -477,10 +478,11 @@ def push_export(output_dir: str, repo_id: str, training_args: TrainingArguments,
                           card=str(render_card(output_dir, repo_id=repo_id, write=False, revision=revision)))
     except PushError as e:
         raise SystemExit(f"error: {e}. The model is exported in {output_dir}; push it again with {again}") from None
-    except (KeyboardInterrupt, Terminated) as e:  # push() has left the Hub as it was
+    except (KeyboardInterrupt, Terminated) as e:  # push() has left the Hub as it was, or says what it made there
         signal_name, code = stopped_by(e)
-        print(f"\n{signal_name}stopped: nothing was pushed to {repo_id}. The model is exported in {output_dir}; push "
-              f"it with {again}", file=sys.stderr)
+        said, push_again = stopped_push(output_dir, repo_id, revision, e, pushed)
+        print(f"\n{signal_name}{said}" + (f". The model is exported in {output_dir}; push it with {again}"
+                                          if push_again else ""), file=sys.stderr)
         raise SystemExit(code) from None
     print(describe_push(output_dir, repo_id, revision, pushed))
 

@@ -201,8 +201,40 @@ class SigtermRaises(SigtermHandler):
     the first."""
 
     def on_sigterm(self, first: bool, frame: FrameType | None) -> None:
-        if first:
+        if first and not StopsHeld.hold(Terminated()):
             raise_between_locks(Terminated(), frame)
+
+
+class StopsHeld:
+    """`with StopsHeld(note):` a Ctrl-C or SIGTERM that `CtrlC` or `SigtermRaises` would raise within the block is
+    noted (`note` goes to stderr) and raised as the block ends, in place of any error the block raised; a second Ctrl-C
+    raises at once. For a short step whose outcome the caller must know to say what the stop left: a push's commit,
+    which the Hub makes whether or not its answer is read."""
+
+    held: StopsHeld | None = None  # the innermost block under way
+    stops = (KeyboardInterrupt, Terminated)
+
+    def __init__(self, note: str):
+        self.note, self.pending, self._outer = note, None, None
+
+    def __enter__(self) -> StopsHeld:
+        self._outer, StopsHeld.held = StopsHeld.held, self
+        return self
+
+    @classmethod
+    def hold(cls, stop: BaseException) -> bool:
+        """From a signal handler: note `stop` where a block holds stops and has none yet -> whether it did."""
+        block = cls.held
+        if block is None or block.pending is not None:
+            return False
+        block.pending = stop
+        os.write(sys.stderr.fileno(), f"\n{block.note}\n".encode())  # no buffered write: the handler may interrupt one
+        return True
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        StopsHeld.held = self._outer
+        if self.pending is not None and not isinstance(exc, self.stops):
+            raise self.pending from exc
 
 
 class CtrlC:
@@ -223,7 +255,8 @@ class CtrlC:
 
     def _on_sigint(self, signum, frame):
         self.pressed = True
-        raise_between_locks(KeyboardInterrupt(), frame)
+        if not StopsHeld.hold(KeyboardInterrupt()):
+            raise_between_locks(KeyboardInterrupt(), frame)
 
     def __exit__(self, *exc_info) -> None:
         if self._earlier is not None:

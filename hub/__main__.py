@@ -10,7 +10,7 @@ import sys
 
 from hub.card import CARD_FILE, DEFAULT_LICENSE, card_choices, card_for_push, folder_card_is_rendered, render_card
 from hub.model_dir import ModelDirError
-from hub.push import PushError, check_repo_id, describe_push, push
+from hub.push import Pushed, PushError, check_repo_id, describe_push, push, stopped_push
 from sigterm import CtrlC, SigtermRaises, Terminated, stopped_by
 
 CARD_BACKUP = "README.md.bak"  # never published (model_dir.PUBLISHED_PATTERNS)
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.model_dir = os.path.normpath(args.model_dir)  # "out/", as a shell completes it, is named "out" in messages
 
+    result = None  # what push() returned, where a stop came after it
     try:
         if args.command == "card":
             if args.repo_id:  # named in the card's title and usage snippet
@@ -82,10 +83,13 @@ def main(argv: list[str] | None = None) -> int:
                 else "")
         print(f"error: {e.filename}: {e.strerror}{hint}", file=sys.stderr)
         return 1
-    except (KeyboardInterrupt, Terminated) as e:  # push() has left the Hub as it was: no commit, repo or branch
-        signal_name, code = stopped_by(e)  # of its making
-        print(f"\n{signal_name}stopped" + (f": nothing was pushed to {args.repo_id}" if args.command == "push" else ""),
-              file=sys.stderr)
+    except (KeyboardInterrupt, Terminated) as e:  # push() has left the Hub as it was, or says what it made there
+        signal_name, code = stopped_by(e)
+        said = "stopped"
+        if args.command == "push":
+            said = stopped_push(args.model_dir, args.repo_id, args.revision, e,
+                                result if isinstance(result, Pushed) else None)[0]
+        print(f"\n{signal_name}{said}", file=sys.stderr)
         return code
 
 

@@ -5,7 +5,9 @@ or written. Only `model_dir.published_files` are sent (never checkpoints, optimi
 the repo's files of those kinds that the export has not (an earlier export's) are deleted in the same commit.
 The commit is atomic on the Hub, so a failed push leaves the repo as it was (a repo this push created is deleted
 again); transient HTTP errors are retried. It is made on the branch's last commit as the push found it: where another
-push landed in between, the Hub refuses it, rather than leave the two exports' files mixed.
+push landed in between, the Hub refuses it, rather than leave the two exports' files mixed. The large files are
+uploaded first; a stop (Ctrl-C, SIGTERM) during the commit request that follows waits for the Hub's answer, so that
+`stopped_push` says truly what the stop left.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from data_sources import hub_page_hint
 from hub.model_dir import check_export, is_published, load_results, published_files
+from sigterm import StopsHeld
 
 try:  # the HTTP client under huggingface_hub: httpx2 from 2.0, httpx before
     from httpx2 import TransportError
@@ -36,6 +39,8 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 NOT_A_BRANCH = re.compile(r"^[-/.]|/\.|\.lock(/|$)|\.\.|//|@\{|[/.]$|[\x00-\x20\x7f~^:?*\[\\]")
 RETRIES = 4
 PRECONDITION_FAILED = 412  # the Hub's answer to a commit whose parent_commit is no longer the branch's last commit
+WAITING_FOR_THE_COMMIT = "waiting for the Hub's answer to the commit, to say whether it landed (Ctrl-C again: stop now)"
+UNSURE = "unsure"  # a stop's `push_outcome` where the commit was sent and its answer not read
 
 
 class PushError(RuntimeError):
@@ -216,6 +221,7 @@ def push(
     api = api or HfApi()
     existed = check_push_access(repo_id, private, api)
     new_branch, head, tries = False, None, 0
+    sent, landed = False, None  # the commit request of the try under way is out; the commit the Hub made
     try:
         _retry(lambda: api.create_repo(repo_id, private=private or None, exist_ok=True), "creating the repo")
         if revision:
@@ -226,27 +232,45 @@ def push(
         stale = [f for f in _retry(lambda: api.list_repo_files(repo_id, revision=revision), "listing the repo")
                  if is_published(f) and f not in files]
 
+        if card is None:
+            with open(os.path.join(model_dir, "README.md"), encoding="utf-8") as f:
+                card = f.read()
+        # What create_commit asks the Hub before its uploads, which now come before it (where the client can ask it)
+        if check_card := getattr(api, "_validate_yaml", None):
+            _retry(lambda: check_card(card), "checking the card's metadata")
+
         def content(name: str):
-            return card.encode() if name == "README.md" and card is not None else os.path.join(model_dir, name)
+            return card.encode() if name == "README.md" else os.path.join(model_dir, name)
 
         def commit():  # fresh operations on every try: an operation object cannot be committed twice
-            nonlocal tries
-            tries += 1
-            return api.create_commit(
-                repo_id,
-                operations=[CommitOperationAdd(path_in_repo=f, path_or_fileobj=content(f)) for f in files]
-                + [CommitOperationDelete(path_in_repo=f) for f in stale],
-                commit_message=commit_message or f"Upload SimCSE model ({len(files)} files)",
-                revision=revision,
-                # Refused where the branch moved on since it was listed (another push landed): that push's files
-                # that this export has not would stay beside these.
-                parent_commit=head,
-            )
+            nonlocal tries, sent, landed
+            tries, sent = tries + 1, False
+            additions = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=content(f)) for f in files]
+            # The large files first, on their own: a stop (Ctrl-C, SIGTERM) while they upload leaves no commit. The
+            # commit is one short request that the Hub carries out whether or not its answer is read: a stop within
+            # it waits for the answer, so that what is said of the repo after the stop is true.
+            api.preupload_lfs_files(repo_id, additions=additions, revision=revision, free_memory=False)
+            with StopsHeld(WAITING_FOR_THE_COMMIT):
+                sent = True
+                landed = api.create_commit(
+                    repo_id,
+                    operations=additions + [CommitOperationDelete(path_in_repo=f) for f in stale],
+                    commit_message=commit_message or f"Upload SimCSE model ({len(files)} files)",
+                    revision=revision,
+                    # Refused where the branch moved on since it was listed (another push landed): that push's
+                    # files that this export has not would stay beside these.
+                    parent_commit=head,
+                )
+            return landed
 
         info = _retry(commit, "uploading")
+        return Pushed(info.commit_url, info.oid != head)
     # Any failure, not only HTTP and network ones: the large files' upload raises its own errors (a refusal from the
     # LFS batch API is a ValueError, Xet's come from its Rust client), and Ctrl-C may come at any point.
     except BaseException as e:
+        if isinstance(e, StopsHeld.stops) and landed is not None:  # it came after the commit was made
+            e.push_outcome = Pushed(landed.commit_url, landed.oid != head)
+            raise
         # A commit refused as the branch moved on: another push landed, or this one's earlier try did, its answer lost
         # on the way (the Hub may then refuse the deletions, done already, before it looks at the parent commit). The
         # repo holds that commit now, which stays.
@@ -265,9 +289,26 @@ def push(
             except Exception:  # noqa: BLE001 - as above
                 logger.warning("could not remove the branch %s of %s after the failed push", revision, repo_id)
         if not isinstance(e, Exception):
+            # The commit request went out and no answer of the Hub's came back (a second Ctrl-C did not wait for it,
+            # or the connection failed): the commit may have been made, on a branch this push did not create.
+            if sent and existed and not new_branch and not isinstance(e.__cause__, HfHubHTTPError):
+                e.push_outcome = UNSURE
             raise
         raise PushError(f"push to {repo_id} failed: {_describe(e)}") from None
-    return Pushed(info.commit_url, info.oid != head)
+
+
+def stopped_push(model_dir: str, repo_id: str, revision: str | None, stop: BaseException,
+                 pushed: Pushed | None = None) -> tuple[str, bool]:
+    """A push that Ctrl-C or SIGTERM (`stop`) ended, where `push` returned `pushed` if it did -> what to say of the
+    repo, and whether the export is to be pushed again: nothing was pushed; the commit was made (the stop came while
+    the Hub made it, or after); or, the commit's answer not read, it may have been."""
+    pushed = pushed or getattr(stop, "push_outcome", None)
+    if isinstance(pushed, Pushed):
+        return f"stopped after the push: {describe_push(model_dir, repo_id, revision, pushed)}", False
+    if pushed == UNSURE:
+        where = repo_id + (f" (branch {revision})" if revision else "")
+        return f"stopped before the Hub answered the commit, which may have landed on {where}", True
+    return f"stopped: nothing was pushed to {repo_id}", True
 
 
 def describe_push(model_dir: str, repo_id: str, revision: str | None, pushed: Pushed) -> str:

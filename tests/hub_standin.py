@@ -22,7 +22,8 @@ commit whose `parentCommit` is not the branch's last is refused with a 412, as t
 the files deleted, or after, with `parent_checked_first` False); `fail_next_lfs_uploads` answers 500 to that many
 large-file PUTs; `refuse_lfs_uploads` answers the LFS batch request with a per-object error (which the client raises as
 a ValueError, not an HTTP error); `lfs_gate`, an Event, holds every large-file PUT until it is set (an upload in
-progress).
+progress); `commit_answer_gate`, an Event, holds the answer to every commit, made already, until it is set (a commit
+whose answer is on its way).
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ class HubStandIn:
         self.fail_next_lfs_uploads = 0
         self.refuse_lfs_uploads = False
         self.lfs_gate: threading.Event | None = None
+        self.commit_answer_gate: threading.Event | None = None
         self.lfs_objects: dict[str, bytes] = {}  # large files received, by SHA-256, before a commit names them
         self.requests: list[str] = []
         self._lock = threading.Lock()
@@ -440,6 +442,8 @@ class HubStandIn:
                             hub.lose_next_commit_answers -= 1
                             self.close_connection = True
                             return None
+                    if hub.commit_answer_gate is not None:
+                        hub.commit_answer_gate.wait(timeout=120)
                     return self._send(200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid,
                                             "pullRequestUrl": None})
                 return self._error(404, "NotFound", f"no route {path}")

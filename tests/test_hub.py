@@ -29,7 +29,7 @@ from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
 from hub.card import hardware, render_card, software, training_settings, training_time
 from hub.model_dir import PUBLISHED_PATTERNS, ModelDirError, published_files
-from hub.push import PushError, check_repo_id, check_revision, describe_push, push
+from hub.push import Pushed, PushError, check_repo_id, check_revision, describe_push, push
 from modeling_simcse import SimCSEModel
 from sigterm import Terminated
 from test_run_simcse import smoke_config
@@ -786,19 +786,22 @@ def test_large_file_uploads_are_retried_and_a_refused_one_leaves_no_repo(model_d
     assert "alice/refused" not in hub.repos
 
 
+def push_as_in_a_terminal(hub, tmp_path, *args: str) -> subprocess.Popen:
+    """`python -m hub push ARGS` against the stand-in, with Ctrl-C raising KeyboardInterrupt as in a terminal: a process
+    started in the background by a non-interactive shell (`pytest ... &`) ignores SIGINT, and so would the push."""
+    as_in_a_terminal = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                        "runpy.run_module('hub', run_name='__main__', alter_sys=True)")
+    return subprocess.Popen([sys.executable, "-c", as_in_a_terminal, "push", *args], cwd=ROOT,
+                            env=standin_env(hub, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.mark.parametrize("stop, code, said", [(signal.SIGINT, 130, ""), (signal.SIGTERM, 143, "SIGTERM: ")],
                          ids=["ctrl-c", "sigterm"])
 def test_a_push_interrupted_during_the_upload_leaves_no_repo(model_dir, hub, tmp_path, stop, code, said):
     """Ctrl-C or SIGTERM while the weights upload: the push stops, and the repo it had just created is deleted again
     (SIGTERM, Python's default, ended the process there and left the new repo empty)."""
     hub.lfs_gate = threading.Event()
-    # `python -m hub push`, with Ctrl-C raising KeyboardInterrupt as in a terminal: a process started in the background
-    # by a non-interactive shell (`pytest ... &`) ignores SIGINT, and so would the push it starts.
-    as_in_a_terminal = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-                        "runpy.run_module('hub', run_name='__main__', alter_sys=True)")
-    proc = subprocess.Popen([sys.executable, "-c", as_in_a_terminal, "push", model_dir, "--repo-id", "alice/int"],
-                            cwd=ROOT, env=standin_env(hub, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = push_as_in_a_terminal(hub, tmp_path, model_dir, "--repo-id", "alice/int")
     deadline = time.monotonic() + 60
     while not any(r.startswith("PUT /lfs-storage/") for r in hub.requests) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -811,6 +814,35 @@ def test_a_push_interrupted_during_the_upload_leaves_no_repo(model_dir, hub, tmp
         proc.returncode, stdout, stderr[-3000:], hub.requests)
     assert "Traceback" not in stderr
     assert "alice/int" not in hub.repos and not any("/commit/" in r for r in hub.requests)
+
+
+@pytest.mark.parametrize("stops, code, said", [([signal.SIGINT], 130, ""), ([signal.SIGTERM], 143, "SIGTERM: "),
+                                                ([signal.SIGINT, signal.SIGINT], 130, "")],
+                         ids=["ctrl-c", "sigterm", "ctrl-c-twice"])
+def test_a_stop_while_the_hub_makes_the_commit_waits_for_its_answer(model_dir, hub, tmp_path, stops, code, said):
+    """Ctrl-C or SIGTERM once the commit request is out, before its answer: the Hub made the commit all the same, and
+    the push said "nothing was pushed". It now waits for the answer and says where the export went; a second Ctrl-C
+    stops at once and says that the commit may have landed."""
+    assert cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/wait"], hub, tmp_home=tmp_path).returncode == 0
+    hub.commit_answer_gate = threading.Event()
+    proc = push_as_in_a_terminal(hub, tmp_path, model_dir, "--repo-id", "alice/wait", "--license", "mit")
+    deadline = time.monotonic() + 60
+    while len(hub.repos["alice/wait"].commits) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for stop in stops:
+        time.sleep(0.5)
+        proc.send_signal(stop)
+    if len(stops) > 1:  # the push has ended without the answer
+        assert proc.wait(timeout=60) == code
+    time.sleep(0.5)
+    hub.commit_answer_gate.set()
+    stdout, stderr = proc.communicate(timeout=60)
+    commit = hub.repos["alice/wait"].commits[-1]
+    assert "license: mit" in commit["snapshot"]["README.md"].decode()  # the commit is made, whatever was said
+    ended = ("stopped before the Hub answered the commit, which may have landed on alice/wait" if len(stops) > 1 else
+             f"stopped after the push: pushed {model_dir} to alice/wait: {hub.url}/alice/wait/commit/{commit['oid']}")
+    assert proc.returncode == code and stderr.endswith(f"\n{said}{ended}\n"), (stdout, stderr[-3000:])
+    assert "waiting for the Hub's answer to the commit" in stderr and "Traceback" not in stderr
 
 
 @pytest.mark.parametrize("stop, code, said", [(signal.SIGINT, 130, ""), (signal.SIGTERM, 143, "SIGTERM: ")],
@@ -838,6 +870,23 @@ def test_a_signal_in_the_push_at_the_end_of_training_says_how_to_push(model_dir,
     assert capsys.readouterr().err == (f"\n{said}stopped: nothing was pushed to alice/int. The model is exported in "
                                        f"{model_dir}; push it with `python -m hub push {model_dir} --repo-id alice/int "
                                        "--private --revision v1`\n")
+
+
+def test_a_stop_after_the_commit_in_the_push_at_the_end_of_training_says_where_it_went(model_dir, monkeypatch, capsys):
+    """The same push, stopped after the Hub made its commit (the stop came while it made it: the test of `python -m
+    hub push` above): the run says where the export went, not that nothing was pushed nor how to push it."""
+    def stopped_after_the_commit(*args, **kwargs):
+        stop = KeyboardInterrupt()
+        stop.push_outcome = Pushed("https://hf.co/alice/int/commit/0123abcd", True)
+        raise stop
+
+    monkeypatch.setattr("run_simcse.push", stopped_after_the_commit)
+    settings = types.SimpleNamespace(hub_private_repo=False, hub_revision="v1")
+    with pytest.raises(SystemExit) as stopped_run:
+        run_simcse.push_export(model_dir, "alice/int", settings, TOKEN)
+    assert stopped_run.value.code == 130
+    assert capsys.readouterr().err == (f"\nstopped after the push: pushed {model_dir} to alice/int (branch v1): "
+                                       "https://hf.co/alice/int/commit/0123abcd\n")
 
 
 def test_a_push_over_an_earlier_export_leaves_none_of_its_files(model_dir, hub, tmp_path):

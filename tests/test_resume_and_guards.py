@@ -392,6 +392,42 @@ def test_a_signal_within_a_wait_for_a_lock_is_raised_there_within_a_second():
     assert in_a_fork(check) is None
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SigtermRaises", "CtrlC"])
+def test_a_stop_within_a_held_block_is_raised_as_it_ends_in_place_of_its_error(signum):
+    """`StopsHeld` (around a push's commit, whose outcome the push must know to say what a stop left): a stop within it
+    is raised as the block ends, in place of the block's error (a failed commit is not tried again after a stop); a
+    second Ctrl-C raises at once."""
+    def check() -> str | None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal: a background job ignores it
+        expected = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        ran_on = got = None
+        with SigtermRaises() if signum == signal.SIGTERM else sigterm.CtrlC():
+            try:
+                with sigterm.StopsHeld("held"):
+                    signal.raise_signal(signum)
+                    time.sleep(0)
+                    ran_on = True
+                    raise ConnectionError("the answer was lost")
+            except expected as e:
+                got = e
+        if not ran_on or got is None or not isinstance(got.__cause__, ConnectionError):
+            return f"ran on: {ran_on}; raised: {got!r}, from {got.__cause__!r}" if got else f"ran on: {ran_on}"
+        if signum == signal.SIGINT:
+            with sigterm.CtrlC():
+                try:
+                    with sigterm.StopsHeld("held"):
+                        signal.raise_signal(signum)
+                        signal.raise_signal(signum)
+                        time.sleep(0)
+                        return "a second Ctrl-C waited for the block's end"
+                except KeyboardInterrupt as e:
+                    if e.__cause__ is not None:
+                        return "the second Ctrl-C was not raised at once"
+        return None
+
+    assert in_a_fork(check) is None
+
+
 @pytest.mark.parametrize("signals", [1, 2])
 def test_a_pool_worker_sigtermed_while_it_writes_to_its_queue_ends_once_the_message_is_written(signals):
     """datasets' pool ends its workers with SIGTERM (`Pool.terminate`) while one may be sending a result: ended within
