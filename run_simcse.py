@@ -240,6 +240,20 @@ def apply_config_changes(config: transformers.PreTrainedConfig, model_args: Mode
     return config
 
 
+def special_token_ids(tokenizer: PreTrainedTokenizerBase, model_type: str) -> dict[str, int | None]:
+    """The ids of `tokenizer`'s special tokens under the config keys of `model_type` that name one: a config made from
+    a model type names those of its pretrained vocabulary (ModernBERT's [CLS] is 50281, beyond a trained tokenizer's
+    pieces, which transformers warns of at every load of the export; RoBERTa's <s> is 0, a trained tokenizer's [PAD]).
+    bos and eos are the tokenizer's own, else its [CLS] and [SEP], as in BERT-style vocabularies."""
+    first = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    last = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": first, "eos_token_id": last,
+           "cls_token_id": tokenizer.cls_token_id, "sep_token_id": tokenizer.sep_token_id}
+    defaults = AutoConfig.for_model(model_type)
+    return {key: token_id for key, token_id in ids.items()
+            if key == "pad_token_id" or getattr(defaults, key, None) is not None}
+
+
 def load_tokenizer(model_args: ModelArguments, train_set: Dataset, max_seq_length: int) -> PreTrainedTokenizerBase:
     """The encoder's tokenizer (or `tokenizer_name`), or a WordPiece one trained on the training sentences
     (`train_tokenizer_vocab_size`), whose `model_max_length` is set to max_seq_length: it is saved with every
@@ -280,7 +294,7 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
         config = AutoConfig.from_pretrained(source, **hub,
                                             trust_remote_code=False)  # False: an error, not an interactive prompt
     else:
-        made = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+        made = {"vocab_size": len(tokenizer), **special_token_ids(tokenizer, model_args.model_type)}
         config = AutoConfig.for_model(model_args.model_type, **made)
     config = apply_config_changes(config, model_args, simcse_args, made)
     trained_mlp, saved_embedding = None, None

@@ -376,6 +376,24 @@ def test_config_overrides_are_checked_when_the_model_is_built(encoder_dir, token
               simcse, tokenizer, "cpu")
 
 
+@pytest.mark.parametrize("model_type", ["modernbert", "roberta", "big_bird", "bert"])
+def test_a_config_made_from_a_model_type_names_the_tokenizers_special_tokens(tokenizer, model_type):
+    """A config made from a model type named its pretrained vocabulary's special tokens: ModernBERT's [CLS] 50281,
+    beyond a trained tokenizer's pieces (transformers warned of it at every load of the export), RoBERTa's <s> 0, the
+    trained tokenizer's [PAD], BigBird's [SEP] 66, one of its characters. Keys the model type leaves unset stay so."""
+    small = "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,max_position_embeddings=64"
+    config = run_simcse.build_model(run_arguments.ModelArguments(model_type=model_type, config_overrides=small),
+                                    run_arguments.SimCSEArguments(pooler_type="avg"), tokenizer, "cpu").encoder.config
+    named = {key: getattr(config, key, None) for key in ("pad_token_id", "bos_token_id", "eos_token_id",
+                                                        "cls_token_id", "sep_token_id")}
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    expected = {"modernbert": dict(bos_token_id=cls, eos_token_id=sep, cls_token_id=cls, sep_token_id=sep),
+                "roberta": dict(bos_token_id=cls, eos_token_id=sep),
+                "big_bird": dict(bos_token_id=cls, eos_token_id=sep, sep_token_id=sep), "bert": {}}[model_type]
+    assert {key: value for key, value in named.items() if value is not None} == {
+        "pad_token_id": tokenizer.pad_token_id, **expected}
+
+
 def test_fine_tuning_a_sentence_transformers_model_on_another_pooling_is_warned_of(encoder_dir, tokenizer, tmp_path,
                                                                                    caplog):
     model = str(tmp_path / "st")
