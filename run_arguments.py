@@ -25,7 +25,7 @@ from enum import Enum
 import torch
 from huggingface_hub import HfApi
 from torch import nn
-from transformers import HfArgumentParser, Trainer, TrainingArguments, get_scheduler
+from transformers import CONFIG_MAPPING, HfArgumentParser, Trainer, TrainingArguments, get_scheduler
 from transformers.integrations import get_reporting_integration_callbacks
 
 from data_loading import DataError, check_model_source, parse_named, parse_named_sets
@@ -283,6 +283,11 @@ def job_problems(model_args: ModelArguments, data_args: DataArguments, simcse_ar
                                else f"and no {key} is given")
                             + (" (model_revision pins the model's own tokenizer too)"
                                if revision_key == "tokenizer_revision" and not name else ""))
+    if model_args.model_type and model_args.model_type not in CONFIG_MAPPING:
+        close = difflib.get_close_matches(model_args.model_type, sorted(CONFIG_MAPPING.keys()), n=3)
+        problems.append(f"model_type {model_args.model_type!r} is not a model type transformers knows"
+                        + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else
+                           " (the model_type of an encoder's config.json: bert, roberta, electra, ...)"))
     if model_args.train_tokenizer_vocab_size and not model_args.model_type:
         problems.append("train_tokenizer_vocab_size is for models made from a config (model_type)")
     if model_args.model_type and not (model_args.tokenizer_name or model_args.train_tokenizer_vocab_size):

@@ -1013,6 +1013,8 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
       "intermediate_size=128,max_position_embeddings=128,hidden_dropout_prob=0.2"},
      "dropout and config_overrides both set hidden_dropout_prob: set it in one of them"),
     ({"do_train": False}, "do_train false: run_simcse.py always trains"),
+    # A traceback from transformers listing its 700 model types, after the data had loaded.
+    ({"model_type": "bertt"}, "model_type 'bertt' is not a model type transformers knows \\(did you mean 'bert'"),
     ({"do_eval": False}, "do_eval false, yet eval_strategy is 'steps'"),
     ({"do_predict": True, "test_data": []}, "do_predict true, yet test_data is empty"),
 ])
