@@ -443,6 +443,43 @@ class SimCSEModel(PreTrainedModel):
             raise ValueError(f"{name} {max_length} is longer than the {limit} positions of the "
                              f"{self.config.encoder.model_type} encoder; set it to {limit} or less")
 
+    def check_text_encoder(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Raise ValueError where the encoder is none that SimCSE here trains: a model without token embeddings (an
+        image or speech model), an encoder-decoder (its last_hidden_state is the decoder's), one whose token embeddings
+        `tokenizer` does not fit (`check_vocabulary`), or, with a CLS pooler, one whose first token sees nothing after
+        it (causal attention, as GPT-2's and Llama's: every sentence that starts alike would get the same embedding,
+        and training collapses)."""
+        name = type(self.encoder).__name__
+        try:
+            token_embeddings = self.encoder.get_input_embeddings()
+        except NotImplementedError:
+            token_embeddings = None
+        if not isinstance(token_embeddings, nn.Embedding):
+            raise ValueError(f"{name} does not embed token ids: it is not a text encoder")
+        if getattr(self.encoder, "decoder", None) is not None:  # not T5EncoderModel (sentence-T5), T5Model's encoder
+            raise ValueError(f"{name} is an encoder-decoder model, whose last_hidden_state is its decoder's: SimCSE "
+                             "here trains encoders (BERT, RoBERTa, ELECTRA, XLM-R and the like)")
+        self.check_vocabulary(tokenizer)
+        if self.config.pooler_type in CLS_POOLERS and not self._first_token_sees_the_rest(tokenizer):
+            raise ValueError(f"pooler_type {self.config.pooler_type!r}: the first token of {name} sees none of the "
+                             "tokens after it (causal attention), so every sentence, which starts with the same "
+                             "token, would get the same embedding; "
+                             "pool over the tokens instead: pooler_type 'avg' (sts_evaluation.py: --pooler avg)")
+
+    def _first_token_sees_the_rest(self, tokenizer: PreTrainedTokenizerBase) -> bool:
+        """Whether the first token's embedding changes with a later token (in eval mode: no dropout, no random draw)."""
+        ids = tokenizer("한 남자가 음식을 먹는다.")["input_ids"]
+        other = ids[:-1] + [(ids[-1] + 1) % len(tokenizer)]
+        batch = torch.tensor([ids, other], device=self.encoder.device)
+        training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                first = self.embed(batch, torch.ones_like(batch), use_mlp=False)
+        finally:
+            self.train(training)
+        return not torch.allclose(first[0], first[1], rtol=0, atol=1e-6)
+
     def check_vocabulary(self, tokenizer: PreTrainedTokenizerBase) -> None:
         """Raise ValueError if the tokenizer gives ids past the encoder's token embeddings (another model's tokenizer):
         the first sentence with such a token fails with an index error (on a GPU, a device-side assert)."""

@@ -108,7 +108,7 @@ def check_inputs(model: SimCSEModel, tokenizer: PreTrainedTokenizerBase, max_len
             check_known_tokens(tokenizer, sentences, what)
         if max_length is not None:
             model.check_max_length(max_length, name)
-        model.check_vocabulary(tokenizer)
+        model.check_text_encoder(tokenizer)
         check_tokenizer(tokenizer, max_length, name)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
@@ -203,8 +203,9 @@ def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_lengt
                                   model_kwargs=dict(LOAD_KWARGS))
     transformer = getattr(encoder[0], "auto_model", None)  # None for static embeddings
     if transformer is not None:
-        check_inputs(SimCSEModel.from_encoder(transformer, pooler_type="cls_before_pooler"), encoder.tokenizer,
-                     max_length, sts_samples(sets))
+        # Pooled as the pipeline pools; "avg" asks for no check of the first token, which a CLS pooler needs.
+        check_inputs(SimCSEModel.from_encoder(transformer, pooler_type="avg"), encoder.tokenizer, max_length,
+                     sts_samples(sets))
     elif max_length is not None:
         raise SystemExit(f"error: --max-length: {model} embeds each token on its own ({type(encoder[0]).__name__}), "
                          "with no length to cut sentences to; leave --max-length out")

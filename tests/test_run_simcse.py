@@ -376,6 +376,22 @@ def test_config_overrides_are_checked_when_the_model_is_built(encoder_dir, token
               simcse, tokenizer, "cpu")
 
 
+def test_a_decoder_pooled_over_its_tokens_is_trained_and_the_probe_of_its_first_token_changes_nothing(tokenizer):
+    """The check that refuses a CLS pooler over causal attention (`check_text_encoder`) leaves a decoder to the `avg`
+    pooler, and an encoder's mode and random state as they were."""
+    small = "n_embd=32,n_layer=2,n_head=2,n_positions=64"
+    build = run_simcse.build_model
+    decoder = build(run_arguments.ModelArguments(model_type="gpt2", config_overrides=small),
+                    run_arguments.SimCSEArguments(pooler_type="avg"), tokenizer, "cpu")
+    decoder.check_text_encoder(tokenizer)
+    bert = "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64"
+    encoder = build(run_arguments.ModelArguments(model_type="bert", config_overrides=bert),
+                    run_arguments.SimCSEArguments(pooler_type="cls"), tokenizer, "cpu").train()
+    state = torch.get_rng_state()
+    encoder.check_text_encoder(tokenizer)
+    assert encoder.training and torch.equal(torch.get_rng_state(), state)
+
+
 @pytest.mark.parametrize("model_type", ["modernbert", "roberta", "big_bird", "bert"])
 def test_a_config_made_from_a_model_type_names_the_tokenizers_special_tokens(tokenizer, model_type):
     """A config made from a model type named its pretrained vocabulary's special tokens: ModernBERT's [CLS] 50281,
@@ -1013,6 +1029,14 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
       "intermediate_size=128,max_position_embeddings=128,hidden_dropout_prob=0.2"},
      "dropout and config_overrides both set hidden_dropout_prob: set it in one of them"),
     ({"do_train": False}, "do_train false: run_simcse.py always trains"),
+    # A decoder's first token sees only itself: a GPT-2 trained an epoch into one embedding for every sentence ("the
+    # final model's similarities are ... all the same"); T5 and ViT were tracebacks at the first forward pass.
+    ({"model_type": "gpt2", "pooler_type": "cls_before_pooler", "config_overrides": "n_embd=64,n_layer=2,n_head=2"},
+     "pooler_type 'cls_before_pooler': the first token of GPT2Model sees none of the tokens after it"),
+    ({"model_type": "t5", "pooler_type": "cls_before_pooler", "config_overrides": "d_model=64,num_layers=2,d_ff=128"},
+     "T5Model is an encoder-decoder model, whose last_hidden_state is its decoder's"),
+    ({"model_type": "vit", "config_overrides": "hidden_size=64,num_hidden_layers=2,intermediate_size=128"},
+     "ViTModel does not embed token ids: it is not a text encoder"),
     # A traceback from transformers listing its 700 model types, after the data had loaded.
     ({"model_type": "bertt"}, "model_type 'bertt' is not a model type transformers knows \\(did you mean 'bert'"),
     ({"do_eval": False}, "do_eval false, yet eval_strategy is 'steps'"),

@@ -12,7 +12,7 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, StaticEmbedding, Transformer
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer, GPT2Config, GPT2Model, T5Config, T5EncoderModel
 
 import sts_evaluation
 from conftest import ROOT, SAMPLE, cli, folder_files, free_port
@@ -327,6 +327,24 @@ def test_a_model_saved_in_half_precision_is_scored_in_fp32(encoder_dir, sentence
                 SentenceTransformer(model).to(torch.bfloat16).to(dtype).save(path)
         assert next(loaded(bf16).parameters()).dtype == torch.bfloat16  # the libraries' own default
         assert main([bf16] + options + sample)["s"] == pytest.approx(main([upcast] + options + sample)["s"], abs=1e-9)
+
+
+def test_a_decoder_is_scored_through_its_pooling_and_refused_with_its_first_token(tokenizer, tmp_path):
+    """A decoder (GPT-2 here) whose first token sees only itself: scored with a CLS pooler, every sentence got the same
+    embedding and the scores were undefined; it is refused and pointed to `--pooler avg`, with which it is scored, as a
+    sentence-transformers model that mean-pools it is, through its pipeline, and the encoder of sentence-T5 too."""
+    sample = ["--set", f"s={SAMPLE}/sts.tsv", "--batch-size", "4"]
+    for name, model in (("gpt2", GPT2Model(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2))),
+                        ("t5", T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=32, num_layers=2, d_ff=64)))):
+        encoder, pipeline = str(tmp_path / name), str(tmp_path / f"{name}-st")
+        model.save_pretrained(encoder)
+        tokenizer.save_pretrained(encoder)
+        SentenceTransformer(modules=[Transformer(encoder), Pooling(32, pooling_mode="mean")]).save(pipeline)
+        assert set(main([pipeline] + sample)["s"]) == set(METRIC_NAMES)
+    with pytest.raises(SystemExit, match="first token of GPT2Model sees none of the tokens after it .* --pooler avg"):
+        main([str(tmp_path / "gpt2")] + sample)
+    assert main([str(tmp_path / "gpt2"), "--pooler", "avg"] + sample)["s"] == pytest.approx(
+        main([str(tmp_path / "gpt2-st")] + sample)["s"], abs=1e-4)
 
 
 def test_sentence_transformers_model_max_length_is_checked(sentence_transformer_dir):
