@@ -456,7 +456,9 @@ class SimCSEModel(PreTrainedModel):
             token_embeddings = None
         if not isinstance(token_embeddings, nn.Embedding):
             raise ValueError(f"{name} does not embed token ids: it is not a text encoder")
-        if getattr(self.encoder, "decoder", None) is not None:  # not T5EncoderModel (sentence-T5), T5Model's encoder
+        # T5EncoderModel (sentence-T5's) shares T5Model's config but has no decoder; Funnel's "decoder" upsamples
+        decoder = getattr(self.encoder, "decoder", None)
+        if getattr(self.config.encoder, "is_encoder_decoder", False) and decoder is not None:
             raise ValueError(f"{name} is an encoder-decoder model, whose last_hidden_state is its decoder's: SimCSE "
                              "here trains encoders (BERT, RoBERTa, ELECTRA, XLM-R and the like)")
         self.check_vocabulary(tokenizer)
