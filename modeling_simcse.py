@@ -470,7 +470,7 @@ class SimCSEModel(PreTrainedModel):
 
     def _first_token_sees_the_rest(self, tokenizer: PreTrainedTokenizerBase) -> bool:
         """Whether the first token's embedding changes with a later token (in eval mode: no dropout, no random draw)."""
-        ids = tokenizer("한 남자가 음식을 먹는다.")["input_ids"]
+        ids = tokenizer("한 남자가 음식을 먹는다.", truncation=True, max_length=8)["input_ids"]  # within any positions
         other = ids[:-1] + [(ids[-1] + 1) % len(tokenizer)]
         batch = torch.tensor([ids, other], device=self.encoder.device)
         training = self.training

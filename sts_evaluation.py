@@ -102,7 +102,8 @@ def check_inputs(model: SimCSEModel, tokenizer: PreTrainedTokenizerBase, max_len
                  samples: dict[str, list[str]], name: str = "--max-length") -> None:
     """SystemExit naming what the encoder and its tokenizer cannot take (training and scoring): sentences most of whose
     tokens the tokenizer does not know (`samples`: what they are -> a sample of them), sentences of `max_length`
-    tokens (the setting named `name`; None: not checked), this tokenizer's ids, or batches this tokenizer cannot pad."""
+    tokens (the setting named `name`; None: not checked), a model that is not a text encoder of this pooler, this
+    tokenizer's ids (`check_text_encoder`), or batches this tokenizer cannot pad."""
     try:
         for what, sentences in samples.items():
             check_known_tokens(tokenizer, sentences, what)
