@@ -2,7 +2,8 @@
 once without a word: `SigtermHandler`, the base of a `with` block's handler, and `SigtermRaises` for work that has no
 step to end at cleanly (the start-up, the final evaluation, export and push). Training has its own
 (`training_guards.Termination`: the step under way ends, then a checkpoint is saved), in a block within the
-start-up's. `CtrlC` is Ctrl-C's guard. `take_signal` installs a handler where Python's own handling is in place, and
+start-up's. `CtrlC` is Ctrl-C's guard; `StopsHeld` holds their stop to the end of a short step whose outcome must be
+known (a push's commit). `take_signal` installs a handler where Python's own handling is in place, and
 `raise_between_locks` raises from one where no lock is left wrong (raised anywhere, as Python's KeyboardInterrupt is,
 a SIGTERM left a lock taken, and a push hung). `WorkerLeavesSigterm` keeps DataLoader workers alive through a SIGTERM
 meant for the run. Around the start-up (`forked_processes_end`), where datasets' process pool tokenizes, the pool's
@@ -228,7 +229,8 @@ class StopsHeld:
         if block is None or block.pending is not None:
             return False
         block.pending = stop
-        os.write(sys.stderr.fileno(), f"\n{block.note}\n".encode())  # no buffered write: the handler may interrupt one
+        with contextlib.suppress(OSError):  # fd 2, not sys.stderr: the handler may have interrupted a buffered write
+            os.write(2, f"\n{block.note}\n".encode())
         return True
 
     def __exit__(self, exc_type, exc, tb) -> None:
