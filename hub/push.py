@@ -308,14 +308,18 @@ def stopped_push(model_dir: str, repo_id: str, revision: str | None, stop: BaseE
     if isinstance(pushed, Pushed):
         return f"stopped after the push: {describe_push(model_dir, repo_id, revision, pushed)}", False
     if pushed == UNSURE:
-        where = repo_id + (f" (branch {revision})" if revision else "")
-        return f"stopped before the Hub answered the commit, which may have landed on {where}", True
+        return f"stopped before the Hub answered the commit, which may have landed on {_where(repo_id, revision)}", True
     return f"stopped: nothing was pushed to {repo_id}", True
+
+
+def _where(repo_id: str, revision: str | None) -> str:
+    """A repo and the branch a push went to, as the push's lines name them."""
+    return repo_id + (f" (branch {revision})" if revision else "")
 
 
 def describe_push(model_dir: str, repo_id: str, revision: str | None, pushed: Pushed) -> str:
     """The line a push prints: what it sent where, or that the branch held the export already."""
-    where = repo_id + (f" (branch {revision})" if revision else "")
+    where = _where(repo_id, revision)
     if pushed.new_commit:
         return f"pushed {model_dir} to {where}: {pushed.commit_url}"
     return f"nothing to push: {where} holds {model_dir}'s files already, as of {pushed.commit_url}"
