@@ -202,8 +202,8 @@ class SigtermRaises(SigtermHandler):
     the first."""
 
     def on_sigterm(self, first: bool, frame: FrameType | None) -> None:
-        if first and not StopsHeld.hold(Terminated()):
-            raise_between_locks(Terminated(), frame)
+        if first:
+            raise_stop(Terminated(), frame)
 
 
 class StopsHeld:
@@ -239,6 +239,13 @@ class StopsHeld:
             raise self.pending from exc
 
 
+def raise_stop(stop: BaseException, frame: FrameType | None) -> None:
+    """From a signal handler (`frame`: where the main thread was): hold `stop` for the `StopsHeld` block under way, if
+    any, else raise it where no lock is left wrong (`raise_between_locks`)."""
+    if not StopsHeld.hold(stop):
+        raise_between_locks(stop, frame)
+
+
 class CtrlC:
     """`with CtrlC() as ctrl_c:` notes in `ctrl_c.pressed` whether SIGINT (Ctrl-C) came within, and raises
     KeyboardInterrupt as Python's own handler does, but where it leaves no lock wrong (`raise_between_locks`). A
@@ -257,8 +264,7 @@ class CtrlC:
 
     def _on_sigint(self, signum, frame):
         self.pressed = True
-        if not StopsHeld.hold(KeyboardInterrupt()):
-            raise_between_locks(KeyboardInterrupt(), frame)
+        raise_stop(KeyboardInterrupt(), frame)
 
     def __exit__(self, *exc_info) -> None:
         if self._earlier is not None:
