@@ -138,6 +138,24 @@ def hub_datasets(train_data: list[str]) -> list[str]:
     return sorted(ids)
 
 
+# Works the card cites beside SimCSE, and what in run_args.json shows the run used them: a pattern found in a training,
+# dev or test source (its path, URL or Hub id) or a test set's name, or (KLUE's encoders) in the model or tokenizer.
+# KorNLI/KorSTS: kakaobrain's KorNLUDatasets, the Hub's kakaobrain/kor_nli, KorNLI's files (multinli.train.ko.tsv).
+CITED_DATA = {"kornlu": re.compile(r"kor[-_]?(nli|sts|nlu)|nli[^/]*\.ko\.tsv", re.IGNORECASE),
+              "klue": re.compile(r"klue", re.IGNORECASE)}
+CITED_MODELS = {"klue": re.compile(r"(^|/)klue/", re.IGNORECASE)}  # klue/bert-base, klue/roberta-base, ...
+
+
+def cited_works(args: dict) -> dict[str, bool]:
+    """run_args.json -> {work: whether the card cites it} for the works of `CITED_DATA`: a card cites the datasets the
+    run trained and was scored on (and the paper of a KLUE encoder it started from), not every Korean benchmark."""
+    data = [*args.get("train_data", []), args.get("dev_data") or "", *args.get("test_data", [])]
+    models = [args.get("model_name_or_path") or "", args.get("tokenizer_name") or ""]
+    return {work: any(pattern.search(spec) for spec in data)
+            or any(CITED_MODELS[work].search(name) for name in models if work in CITED_MODELS)
+            for work, pattern in CITED_DATA.items()}
+
+
 def base_model_id(args: dict, environment: dict) -> str | None:
     """The Hub id of the encoder the run started from, None for a local folder or a model made from a config: as the
     run recorded it (`hub_base_model` in environment.json), else (earlier runs) a `model_name_or_path` that is a repo id
@@ -483,6 +501,7 @@ def render_card(
         plot_caption=plot_caption(args, state, metric),
         dev_metric=metric,
         dev_name=f"`{args.get('dev_data')}`",
+        cites=cited_works(args),
     )
     if write:
         card.save(os.path.join(model_dir, CARD_FILE))

@@ -27,7 +27,7 @@ import sts_evaluation
 from conftest import ROOT, SAMPLE, TOKEN, cli, standin_env
 from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
-from hub.card import hardware, render_card, software, training_settings, training_time
+from hub.card import cited_works, hardware, render_card, software, training_settings, training_time
 from hub.model_dir import PUBLISHED_PATTERNS, ModelDirError, published_files
 from hub.push import Pushed, PushError, check_repo_id, check_revision, describe_push, push
 from modeling_simcse import SimCSEModel
@@ -296,6 +296,30 @@ OLD, NEW = {"torch": "2.11.0+cu130", "transformers": "5.24.0"}, {"torch": "2.13.
 def test_card_software_names_the_versions_of_each_session_of_a_resumed_run(environment, said):
     """A run resumed under other library versions gave the last session's as the run's."""
     assert software(environment) == said
+
+
+@pytest.mark.parametrize("changes, cites", [
+    ({}, {"kornlu": False, "klue": False}),  # the smoke run: its own sample data, a model made from a config
+    ({"train_data": ["kakaobrain/kor_nli:snli:train"]}, {"kornlu": True, "klue": False}),
+    ({"train_data": ["/data/multinli.train.ko.tsv"], "model_name_or_path": "klue/roberta-base"},
+     {"kornlu": True, "klue": True}),
+    ({"test_data": ["korsts-test=/data/sts-test.tsv"]}, {"kornlu": True, "klue": False}),
+    ({"dev_data": "https://raw.githubusercontent.com/kakaobrain/KorNLUDatasets/master/KorSTS/sts-dev.tsv"},
+     {"kornlu": True, "klue": False}),
+    ({"test_data": ["klue-sts-dev=klue/klue:sts:validation"]}, {"kornlu": False, "klue": True}),
+    ({"model_name_or_path": "outputs/klue-bert-sup"}, {"kornlu": False, "klue": False}),  # a folder's name is no source
+])
+def test_card_cites_the_datasets_the_run_used(model_dir, tmp_path, changes, cites):
+    """The card's BibTeX is SimCSE's plus the works of the data the run trained and was scored on (and of a KLUE
+    encoder it started from): a run on one's own data cited KorNLI/KorSTS and KLUE, which it never read."""
+    copy = shutil.copytree(model_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
+    args = {**json.loads((copy / "run_args.json").read_text()), **changes}
+    (copy / "run_args.json").write_text(json.dumps(args))
+    assert cited_works(args) == cites
+    bibtex = render_card(str(copy)).text.split("## Citation", 1)[1]
+    assert re.findall(r"^@\w+\{(\w+),", bibtex, re.MULTILINE) == ["gao2021simcse"] + [
+        key for work, key in (("kornlu", "ham2020kornli"), ("klue", "park2021klue")) if cites[work]]
+    assert bibtex.count("```") == 2 and "\n\n" not in bibtex.split("```")[1]
 
 
 def test_card_settings_name_the_config_changes_of_a_pretrained_encoder(model_dir, tmp_path):
