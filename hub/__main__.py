@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                          "repo")
     for command in (card, up):
         command.add_argument("--license", help=f"a licence identifier the Hub knows (default: the folder card's, else "
-                                               f"{DEFAULT_LICENSE}, the training and evaluation data's licence)")
+                                               f"{DEFAULT_LICENSE}, the licence of KorNLI, KorSTS and KLUE: set it for "
+                                               "a model of other data)")
         command.add_argument("--comparison", action=argparse.BooleanOptionalAction,
                              help="the published SimCSE-KO figures as labelled rows (default: as in the folder's card, "
                                   "else on)")
