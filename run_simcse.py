@@ -90,7 +90,8 @@ SOCKET, PROCESS_FOLDER = "listener-" + 8 * "x", "pymp-" + 8 * "x"
 
 
 def load_training_set(data_args: DataArguments, cache_dir: str | None) -> Dataset:
-    """The training rows as Dataset(sent0[, sent1[, hard_neg]])."""
+    """The training rows as Dataset(sent0[, sent1[, hard_neg]]); raises DataError where they cannot train."""
+    left_out = []  # what took rows away, for the error of too few
     if data_args.train_format == "nli":
         ds = load_nli_triplets(data_args.train_data, data_args.nli_strip_quotes, cache_dir=cache_dir)
     else:
@@ -105,8 +106,15 @@ def load_training_set(data_args: DataArguments, cache_dir: str | None) -> Datase
             if len(ds) < rows:
                 logger.info("deduplicate_text: %d of %d training sentences were repeats and are left out",
                             rows - len(ds), rows)
-    if data_args.max_train_samples is not None:
-        ds = ds.select(range(min(data_args.max_train_samples, len(ds))))
+                left_out.append(f"deduplicate_text left out {rows - len(ds)} repeats")
+    if data_args.max_train_samples is not None and data_args.max_train_samples < len(ds):
+        ds = ds.select(range(data_args.max_train_samples))
+        left_out.append(f"max_train_samples {data_args.max_train_samples}")
+    if len(ds) < 2 and data_args.train_format in ("pair", "text"):  # a triplet has its hard negative
+        cut = f" ({'; '.join(left_out)})" if left_out else ""
+        raise DataError(f"train_data {', '.join(data_args.train_data)}: 1 training row{cut}; a "
+                        f"{data_args.train_format} row has no negatives but the other rows of its batch, so one row "
+                        "alone learns nothing (its loss is 0): give 2 or more")
     if data_args.train_format != "text" and (repeats := len(ds) - len(set(column_values(ds, "sent0")))):
         logger.warning("%d of %d training rows have the first sentence (%s) of an earlier row: where two such rows "
                        "share a batch, each takes the other's positive as a negative", repeats, len(ds),
@@ -809,8 +817,10 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
                        "GPU, `--num_processes` does not start processes by itself); the run trains in one process. For "
                        "N processes: `accelerate launch --multi_gpu --num_processes N` (gloo on a CPU) or `torchrun "
                        "--nproc_per_node N run_simcse.py CONFIG`")
-    logger.info("contrastive batch (rows that are negatives for each other): %s", contrastive_batch(
-        training_args.per_device_train_batch_size, training_args.world_size, simcse_args.gather_negatives))
+    per_device, processes = training_args.per_device_train_batch_size, training_args.world_size
+    logger.log(logging.WARNING if len(train_set) < per_device * processes else logging.INFO,
+               "contrastive batch (rows that are negatives for each other): %s",
+               contrastive_batch(per_device, processes, simcse_args.gather_negatives, len(train_set)))
     if simcse_args.cuda_graphs is None:
         simcse_args.cuda_graphs = cuda_graphs_by_default(training_args, simcse_args, packed)
     compile_for_training(model, simcse_args)

@@ -241,13 +241,18 @@ def sentence_transformers_needed(model_dir: str, embedding: str) -> str:
     return "sentence-transformers 3.4 or newer"
 
 
-def contrastive_batch(per_device: int, processes: int, gather_negatives: bool) -> str:
-    """The rows that are negatives for each other, in words: '256 rows, gathered from 8 processes'."""
+def contrastive_batch(per_device: int, processes: int, gather_negatives: bool, rows: int | None = None) -> str:
+    """The rows that are negatives for each other, in words: '256 rows, gathered from 8 processes'. rows: the training
+    rows, named where they are fewer than a batch (every step then holds them all, and fewer rows than that)."""
     if processes == 1:
-        return f"{per_device} rows"
-    if gather_negatives:
-        return f"{per_device * processes} rows, gathered from {processes} processes"
-    return f"{per_device} rows, per device (negatives not gathered across processes)"
+        said = f"{per_device} rows"
+    elif gather_negatives:
+        said = f"{per_device * processes} rows, gathered from {processes} processes"
+    else:
+        said = f"{per_device} rows, per device (negatives not gathered across processes)"
+    if rows is not None and rows < per_device * processes:
+        said += f" (but the training set has only {rows} row{'' if rows == 1 else 's'}, which every step holds)"
+    return said
 
 
 def training_time(environment: dict, train: dict) -> str:
@@ -402,7 +407,8 @@ def training_settings(
         ("batch", f"{per_device * processes * accumulation} ({per_device} per device x {processes} process(es)"
                   f" x {accumulation} accumulation)"),
         # Accumulated micro-batches are separate contrastive batches: they add rows, not negatives.
-        ("contrastive batch", contrastive_batch(per_device, processes, args.get("gather_negatives", True)) + (
+        ("contrastive batch", contrastive_batch(per_device, processes, args.get("gather_negatives", True),
+                                                environment.get("train_rows")) + (
             ", grouped by length" if args.get("train_sampling_strategy") == "group_by_length" else "")),
         ("learning rate", f"{args.get('learning_rate')} ({args.get('lr_scheduler_type')}"
                           f"{settings_in_words(args.get('lr_scheduler_kwargs'), ' ')}, "

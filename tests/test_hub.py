@@ -79,6 +79,10 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
     rows = dict(training_settings(args, {"processes": 8}, {}, {"epoch": 0.4, "global_step": 7}, {}))
     assert rows["batch"] == "512 (32 per device x 8 process(es) x 2 accumulation)"
     assert rows["contrastive batch"] == contrastive  # accumulation adds rows a step, not negatives
+    for train_rows, fewer in ((300, ""), (255, "255 rows"), (1, "1 row")):  # a training set under a batch
+        small = dict(training_settings(args, {"processes": 8, "train_rows": train_rows}, {}, {}, {}))
+        assert small["contrastive batch"] == contrastive + (
+            f" (but the training set has only {fewer}, which every step holds)" if fewer else "")
     assert rows["epochs"] == "0.4 (7 steps)"  # what ran (max_steps may stop a run early), not num_train_epochs
     for clip, said in ((1.0, "gradient norm clipped at 1.0"), (0.0, "no gradient clipping")):  # 0: Trainer clips not
         rows = dict(training_settings({**args, "optim": "adamw_torch", "weight_decay": 0.01, "max_grad_norm": clip},

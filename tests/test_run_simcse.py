@@ -29,7 +29,7 @@ import run_arguments
 import run_simcse
 import sts_evaluation
 from conftest import ROOT, SAMPLE, cli, folder_files, sample_sentences
-from data_loading import load_source
+from data_loading import DataError, load_source
 from hub.card import render_card
 from modeling_simcse import SimCSEConfig, SimCSEModel
 from scratch_tokenizer import train_wordpiece
@@ -903,6 +903,14 @@ def test_repeated_unsupervised_sentences_are_left_out_and_counted(tmp_path, capl
     assert f"deduplicate_text: 5 of {len(lines) + 5} training sentences were repeats and are left out" in caplog.text
     args.deduplicate_text = False
     assert len(run_simcse.load_training_set(args, None)) == len(lines) + 5
+    (tmp_path / "one.txt").write_text(3 * f"{lines[0]}\n", encoding="utf-8")  # one sentence, three times
+    args = run_arguments.DataArguments(train_data=[str(tmp_path / "one.txt")], train_format="text")
+    with pytest.raises(DataError, match=r"one.txt: 1 training row \(deduplicate_text left out 2 repeats\); a text "
+                                        "row has no negatives but the other rows of its batch"):
+        run_simcse.load_training_set(args, None)
+    # A triplet has its hard negative: one trains.
+    nli = run_arguments.DataArguments(train_data=[f"{SAMPLE}/nli.tsv"], max_train_samples=1)
+    assert len(run_simcse.load_training_set(nli, None)) == 1
 
 
 def test_repeated_first_sentences_of_pairs_and_triplets_are_counted(tmp_path, caplog):
@@ -980,6 +988,11 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"dropout": 1.5}, r"dropout must be in \[0, 1\), got 1.5"),
     ({"train_format": "text", "train_data": [f"{SAMPLE}/sentences.txt"], "per_device_train_batch_size": 1},
      "a contrastive batch of 1 row has no negatives"),
+    # The same of a training set of one row: every step a batch of it alone, loss 0, an untrained export.
+    ({"train_format": "text", "train_data": [f"{SAMPLE}/sentences.txt"], "max_train_samples": 1},
+     r"sentences.txt: 1 training row \(max_train_samples 1\); a text row has no negatives but the other rows"),
+    ({"train_format": "pair", "sentence_columns": ["sentence1", "sentence2"], "max_train_samples": 1},
+     r"1 training row \(max_train_samples 1\); a pair row has no negatives"),
     # Settings that had no effect without a word.
     ({"train_format": "pair", "sentence_columns": ["sentence1", "sentence2"], "hard_negative_weight": 1.0},
      "hard_negative_weight weighs hard negatives, which a pair training set has not"),
