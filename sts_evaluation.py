@@ -264,8 +264,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                                                  "x100).")
     parser.add_argument("model", help="an exported model folder, a training checkpoint folder, or a Hub model id")
     parser.add_argument("--set", action="append", dest="sets", metavar="NAME=SOURCE",
-                        help=f"an STS set (file, URL, save_to_disk folder or Hub dataset); repeatable. Default: "
-                             f"{DEFAULT_SETS}")
+                        help="an STS set (file, URL, save_to_disk folder or Hub dataset); repeatable. Default: "
+                             + " and ".join(f"{name}={source}" for name, source in DEFAULT_SETS.items()))
     parser.add_argument("--pooler", choices=POOLER_TYPES,
                         help="pooling for encoders this project did not write. Default: a sentence-transformers "
                              "model's own pipeline, else cls_before_pooler; exports and checkpoints carry their own")
