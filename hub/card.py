@@ -365,6 +365,22 @@ def optimizer(args: dict) -> str:
     return f"{args['optim']} ({', '.join(part for part in parts if part)})"
 
 
+def training_data(args: dict) -> str:
+    """The card's training-data row: the sources, their format and what the run made of them (the columns read, quotes
+    removed, repeats left out)."""
+    train_format = args.get("train_format")
+    made = []
+    if args.get("sentence_columns") and train_format != "nli":
+        columns = args["sentence_columns"]
+        made.append(f"column{'s' * (len(columns) > 1)} {', '.join(f'`{c}`' for c in columns)}")
+    if train_format == "nli" and args.get("nli_strip_quotes"):
+        made.append('every `"` removed, as the SimCSE-KO code did')
+    if train_format == "text" and args.get("deduplicate_text", True):
+        made.append("repeated sentences left out")
+    sources = ", ".join(f"`{d}`" for d in args.get("train_data", []))
+    return f"{sources} ({train_format}{': ' + ', '.join(made) if made else ''})"
+
+
 def training_settings(
     args: dict, environment: dict, train: dict, state: dict, encoder_config: dict
 ) -> list[tuple[str, str]]:
@@ -398,7 +414,7 @@ def training_settings(
     rows = [
         ("base model", base),
         ("tokenizer", tokenizer),
-        ("training data", ", ".join(f"`{d}`" for d in args.get("train_data", [])) + f" ({args.get('train_format')})"),
+        ("training data", training_data(args)),
         # The digest (data_loading.rows_digest) lets a reader check that their copy of the data is the one trained on.
         ("training rows", f"{environment.get('train_rows', '')}" + (
             f" (SHA-256 `{args['train_rows_sha256']}`)" if args.get("train_rows_sha256") else "")),

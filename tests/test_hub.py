@@ -27,7 +27,7 @@ import sts_evaluation
 from conftest import ROOT, SAMPLE, TOKEN, cli, standin_env
 from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
-from hub.card import cited_works, hardware, render_card, software, training_settings, training_time
+from hub.card import cited_works, hardware, render_card, training_data, software, training_settings, training_time
 from hub.model_dir import PUBLISHED_PATTERNS, ModelDirError, published_files
 from hub.push import Pushed, PushError, check_repo_id, check_revision, describe_push, push
 from modeling_simcse import SimCSEModel
@@ -118,6 +118,22 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
         rows = dict(training_settings({**args, "train_format": train_format,
                                        "hard_negative_weight": float(weight or 0)}, {}, {}, {}, {}))
         assert rows.get("hard negative weight") == weight
+
+
+@pytest.mark.parametrize("changes, said", [
+    ({}, "`a.tsv`, `k/nli:snli:train` (nli)"),
+    ({"nli_strip_quotes": True}, '`a.tsv`, `k/nli:snli:train` (nli: every `"` removed, as the SimCSE-KO code did)'),
+    ({"train_format": "text", "sentence_columns": ["premise"]},
+     "`a.tsv`, `k/nli:snli:train` (text: column `premise`, repeated sentences left out)"),
+    ({"train_format": "text", "deduplicate_text": False}, "`a.tsv`, `k/nli:snli:train` (text)"),
+    ({"train_format": "pair", "sentence_columns": ["q", "p"]}, "`a.tsv`, `k/nli:snli:train` (pair: columns `q`, `p`)"),
+])
+def test_card_says_what_the_run_made_of_its_training_sources(changes, said):
+    """Which column of a source an unsupervised run read (a KorNLI premise or hypothesis), and the quotes or repeats it
+    took out, were in no row of the card."""
+    args = {"train_data": ["a.tsv", "k/nli:snli:train"], "train_format": "nli", "sentence_columns": None,
+            "nli_strip_quotes": False, "deduplicate_text": True}
+    assert training_data({**args, **changes}) == said
 
 
 @pytest.mark.parametrize("args, state, said", [
