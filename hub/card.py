@@ -243,7 +243,7 @@ def sentence_transformers_needed(model_dir: str, embedding: str) -> str:
 
 def contrastive_batch(per_device: int, processes: int, gather_negatives: bool, rows: int | None = None) -> str:
     """The rows that are negatives for each other, in words: '256 rows, gathered from 8 processes'. rows: the training
-    rows, named where they are fewer than a batch (every step then holds them all, and fewer rows than that)."""
+    rows, said where they are fewer than a batch (every step then holds all of them, and no more)."""
     if processes == 1:
         said = f"{per_device} rows"
     elif gather_negatives:
