@@ -16,7 +16,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from data_sources import DataError, Source, is_repo_id
 from hub.model_dir import (LAYER_POOLERS, METRIC_NAMES, RUN_ARGS_FILE, SIMILARITIES, ModelDirError, check_export,
-                           load_results, read_json, weight_names)
+                           load_results, read_json, weight_names, whole_file)
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
 PLOT_FILE = "dev_scores.png"
@@ -216,7 +216,8 @@ def plot_dev_scores(model_dir: str, state: dict, metric: str, kept: int | None) 
     ax.set_ylabel(f"{metric} (x100)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(os.path.join(model_dir, PLOT_FILE))
+    with whole_file(os.path.join(model_dir, PLOT_FILE)) as scratch:
+        fig.savefig(scratch, format="png")
     plt.close(fig)
     return PLOT_FILE
 
@@ -526,7 +527,8 @@ def render_card(
         cites=cited_works(args),
     )
     if write:
-        card.save(os.path.join(model_dir, CARD_FILE))
+        with whole_file(os.path.join(model_dir, CARD_FILE)) as scratch:
+            card.save(scratch)
     return card
 
 

@@ -6,10 +6,12 @@ The training job and the evaluation take these names from here. It imports neith
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import glob
 import json
 import os
+from collections.abc import Iterator
 
 from data_sources import is_lfs_pointer
 
@@ -31,6 +33,23 @@ PUBLISHED_PATTERNS = (
     "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "[0-9]_*/*",
     "README.md", "dev_scores.png", RESULTS_FILE,
 )
+
+
+@contextlib.contextmanager
+def whole_file(path: str) -> Iterator[str]:
+    """A scratch path beside `path` to write its new content to, renamed over `path` once the block ends, and removed
+    where the block fails: `path` holds its old content or the new one, never a part (a full disk, Ctrl-C, a kill
+    between the two leaves the scratch file at most). An OSError of the scratch file names `path`."""
+    scratch = f"{path}.tmp"
+    try:
+        yield scratch
+        os.replace(scratch, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(scratch)
+        if isinstance(e, OSError) and e.filename == scratch:
+            e.filename = path
+        raise
 
 
 class ModelDirError(ValueError):

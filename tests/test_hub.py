@@ -421,6 +421,25 @@ def test_a_card_that_cannot_be_written_is_an_error_naming_the_file(model_dir, tm
     assert ("render them in a copy of " + copy in said) == hint
 
 
+def test_a_card_cut_short_by_a_full_disk_leaves_the_earlier_one(model_dir, tmp_path, monkeypatch):
+    """The card and its figure are written whole or not at all: a full disk while writing README.md left it cut
+    short (a card that a push then refused as edited by hand)."""
+    copy = tmp_path / "out"
+    shutil.copytree(model_dir, copy)
+    before = {name: (copy / name).read_bytes() for name in ("README.md", "dev_scores.png")}
+
+    def disk_fills(self, path):
+        with open(path, "w") as f:
+            f.write(str(self)[:100])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(ModelCard, "save", disk_fills)
+    status, said = run_hub("card", str(copy))
+    assert status == 1 and said.startswith(f"error: {copy / 'README.md'}: {os.strerror(errno.ENOSPC)}"), said
+    assert {name: (copy / name).read_bytes() for name in before} == before
+    assert not list(copy.glob("*.tmp"))
+
+
 def test_a_run_stopped_before_its_export_is_told_how_to_export_it(model_dir, tmp_path):
     """`hub card` or `hub push` in the output folder of a launch stopped after training (Ctrl-C in the final evaluation)
     said only "not an exported model"."""

@@ -1,5 +1,6 @@
 """The 8 STS correlations against hand-computed cases, and the evaluation command against a direct computation."""
 
+import errno
 import json
 import os
 import pathlib
@@ -229,6 +230,29 @@ def test_an_output_this_user_may_not_write_is_refused_before_scoring(encoder_dir
     with pytest.raises(SystemExit):
         main([encoder_dir, "--set", f"s={SAMPLE}/sts.tsv", "--output", str(output)])
     assert asked == [(str(output), os.W_OK)] and output.read_text() == "{}"
+
+
+def test_an_output_the_disk_cannot_take_is_an_error_that_leaves_no_half_written_file(encoder_dir, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """A full disk while writing --output was a traceback after the scoring, and left a file cut short; an earlier
+    file of that name is kept as it was."""
+
+    def disk_fills(obj, f, **kwargs):
+        f.write('{"s": {"avg": 4')
+        f.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sts_evaluation.json, "dump", disk_fills)
+    output = tmp_path / "results.json"
+    for earlier in (None, '{"kept": 1}'):
+        if earlier:
+            output.write_text(earlier)
+        with pytest.raises(SystemExit, match=rf"--output {output}: not written \(No space left on device\); the "
+                                             "scores are the table above"):
+            main([encoder_dir, "--set", f"s={SAMPLE}/sts.tsv", "--output", str(output)])
+        assert "| s |" in capsys.readouterr().out
+        assert sorted(os.listdir(tmp_path)) == (["results.json"] if earlier else [])
+        assert earlier is None or output.read_text() == earlier
 
 
 def test_a_run_folder_without_its_export_names_its_best_checkpoint(tmp_path):
