@@ -141,7 +141,7 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool, resume: s
         return False
     saved_path = os.path.join(output_dir, RUN_ARGS_FILE)
     if os.path.isfile(saved_path):
-        with open(saved_path) as f:
+        with open(saved_path, encoding="utf-8") as f:
             saved = json.load(f)
         changed = changed_arguments(saved, run_args)
         if not changed:

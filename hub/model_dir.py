@@ -163,5 +163,5 @@ def read_json(model_dir: str, name: str, default=None):
     path = os.path.join(model_dir, name)
     if not os.path.isfile(path):
         return default
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         return json.load(f)
