@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass
 
+import huggingface_hub.constants
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 FILE_FORMATS = {".tsv": "csv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
@@ -93,14 +95,17 @@ def is_lfs_pointer(path: str) -> bool:
     with open(path, "rb") as f:
         return f.read(len(LFS_POINTER)) == LFS_POINTER
 
-# A Hub page's address as a browser shows it: huggingface.co/<owner>/<name> (a model), .../datasets/<owner>/<name>.
-HUB_PAGE = re.compile(r"https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(datasets/)?([^/?#]+(?:/[^/?#]+)?)/?(?:[?#].*)?")
+# A Hub page's address as a browser shows it: huggingface.co/<owner>/<name> (a model), .../datasets/<owner>/<name>; on
+# hf.co, and on the Hub that HF_ENDPOINT names (a mirror) too.
+HUB_HOSTS = ("huggingface.co", "hf.co")
+HUB_PAGE = r"https?://(?:www\.)?(?:{hosts})/(datasets/)?([^/?#]+(?:/[^/?#]+)?)/?(?:[?#].*)?"
 
 
 def hub_page_hint(address: str, wanted: str) -> str:
     """Where `address` is the address of a Hub model's or dataset's page, what to name instead of it where a `wanted`
     ("model" or "dataset") is asked for: its id, or that it is the other kind; else ""."""
-    page = HUB_PAGE.fullmatch(address)
+    hosts = {*HUB_HOSTS, urllib.parse.urlsplit(huggingface_hub.constants.ENDPOINT).netloc}
+    page = re.fullmatch(HUB_PAGE.format(hosts="|".join(map(re.escape, sorted(hosts - {""})))), address)
     if page is None or not is_repo_id(page.group(2)):
         return ""
     kind = "dataset" if page.group(1) else "model"

@@ -293,6 +293,21 @@ def test_a_hub_page_address_is_told_by_the_id_to_give(address, as_data, as_model
     assert str(raised.value).endswith(f"is not of the form <owner>/<name>{as_model}")
 
 
+def test_a_page_address_of_the_hub_that_hf_endpoint_names_is_told_too(monkeypatch):
+    """A mirror's page (HF_ENDPOINT=https://hf-mirror.com) was "unknown file type None" without a word of the id."""
+    import huggingface_hub.constants
+
+    address = "https://hf-mirror.com/datasets/klue/klue"
+    with pytest.raises(DataError) as raised:
+        load_sts(address)
+    assert PAGE.format(kind="dataset") not in str(raised.value)  # another site than the Hub this process uses
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://hf-mirror.com")
+    with pytest.raises(DataError) as raised:
+        load_sts(address)
+    assert str(raised.value).endswith(PAGE.format(kind="dataset") + ": name the dataset by its id, "
+                                      "klue/klue[:config][:split]")
+
+
 def test_text_lines_and_empty_line(tmp_path):
     ds = load_sentence_columns([os.path.join(SAMPLE, "sentences.txt")], ["text"])
     assert ds.column_names == ["sent0"] and len(ds) == 25
