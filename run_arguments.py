@@ -241,7 +241,8 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
             parsed = parser.parse_dict(config)
             given = config
         except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON, a combination Trainer refuses
-            raise SystemExit(f"error: {argv[0]}{' with the flags after it' if argv[1:] else ''}: {e}") from None
+            raise SystemExit(f"error: {argv[0]}{' with the flags after it' if argv[1:] else ''}: {e}"
+                             f"{precision_hint(e)}") from None
     elif not argv:
         raise SystemExit("usage: run_simcse.py CONFIG.json [--key value ...] (or the --key value flags alone); "
                          "--help lists the keys")
@@ -255,8 +256,18 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
         try:
             parsed = parser.parse_args_into_dataclasses(argv)
         except ValueError as e:  # TrainingArguments refusing a combination
-            raise SystemExit(f"error: {e}") from None
+            raise SystemExit(f"error: {e}{precision_hint(e)}") from None
     return parsed, given
+
+
+def precision_hint(error: Exception) -> str:
+    """What to set where TrainingArguments refused bf16 on a device without it (the shipped configs train in bf16, which
+    a T4 or a V100 has not, nor a CPU without use_cpu); else ""."""
+    if "support bf16" not in str(error):
+        return ""
+    return (" (the configs in configs/ train in bf16, which needs an Ampere or newer GPU: add --bf16 false to train in "
+            "fp32, or on an older GPU such as a T4 or a V100 --bf16 false --fp16 true for fp16 mixed precision, which "
+            "this project has not yet run on a GPU)")
 
 
 def _object_without_repeated_keys(pairs: list[tuple[str, object]]) -> dict:

@@ -891,6 +891,19 @@ def test_bad_flags_after_the_json_are_named_and_nothing_is_written(tmp_path, fla
     assert not (tmp_path / "out").exists()
 
 
+def test_bf16_on_a_device_without_it_says_what_to_set(tmp_path, monkeypatch):
+    """The shipped configs set bf16, which a T4, a V100 or a CPU has not: transformers' refusal said only "assign
+    use_cpu", nothing of the bf16 the config asks for."""
+    import transformers.training_args
+
+    monkeypatch.setattr(transformers.training_args, "is_torch_bf16_gpu_available", lambda: False)
+    hint = r"\(the configs in configs/ train in bf16, which needs an Ampere or newer GPU: add --bf16 false to train"
+    config = smoke_config(tmp_path, use_cpu=False, bf16=True)
+    for argv in ([config], [config, "--seed", "1"], ["--model_type", "bert", "--bf16", "true"]):
+        with pytest.raises(SystemExit, match=f"support bf16/gpu.* {hint}"):
+            run_arguments.parse_arguments(argv)
+
+
 def test_repeated_unsupervised_sentences_are_left_out_and_counted(tmp_path, caplog):
     """A repeat in a batch would be a false negative of itself; the log says how many were left out."""
     with open(f"{SAMPLE}/sentences.txt", encoding="utf-8") as f:
