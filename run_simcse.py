@@ -48,7 +48,7 @@ from data_loading import (DataError, column_values, load_nli_triplets, load_sent
                           model_load_error, parse_named_sets, refuses_model_code, rows_digest, sample_sentences,
                           shared_pairs, tokenize_rows)
 from hub.card import contrastive_batch, dev_metric, hub_datasets, not_held_out, render_card
-from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files, whole_file
+from hub.model_dir import RESULTS_FILE, RUN_ARGS_FILE, published_files, write_json
 from hub.push import PushError, describe_push, push, stopped_push
 from modeling_simcse import (
     CLS_POOLERS, CUDA_GRAPH_LENGTHS, CUDA_GRAPH_ROWS, EMBEDDING_RECIPES, PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES,
@@ -539,10 +539,8 @@ def write_outputs(model: SimCSEModel, tokenizer: PreTrainedTokenizerBase, output
                              f"are undefined ({undefined}): its embeddings have diverged or collapsed. It is exported "
                              f"in {output_dir} to look into, without sts_results.json, card or push")
         if results:
-            with whole_file(os.path.join(output_dir, RESULTS_FILE)) as scratch, open(scratch, "w") as f:
-                json.dump(results, f, indent=2)
-    with whole_file(os.path.join(output_dir, "environment.json")) as scratch, open(scratch, "w") as f:
-        json.dump({**environment, "phase_seconds": timer.seconds}, f, indent=2)
+            write_json(os.path.join(output_dir, RESULTS_FILE), results, indent=2)
+    write_json(os.path.join(output_dir, "environment.json"), {**environment, "phase_seconds": timer.seconds}, indent=2)
     if results:
         print(format_table(results))
         render_card(output_dir, repo_id=repo_id)
@@ -618,9 +616,9 @@ class TrainingClock(TrainerCallback):
     def on_save(self, args: TrainingArguments, state, control, **kwargs):
         checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
         if args.should_save and self.seconds_before is not None and os.path.isdir(checkpoint):
-            with whole_file(os.path.join(checkpoint, CLOCK_FILE)) as scratch, open(scratch, "w") as f:
-                json.dump({"seconds": round(self.seconds_before + time.perf_counter() - self._start, 3),
-                           "sessions": self.sessions}, f)
+            write_json(os.path.join(checkpoint, CLOCK_FILE),
+                       {"seconds": round(self.seconds_before + time.perf_counter() - self._start, 3),
+                        "sessions": self.sessions})
 
     def record(self, session_seconds: float) -> dict:
         """-> the run's training seconds over all its sessions (None when unknown), where it resumed and the sessions'
@@ -860,9 +858,7 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
         if training_args.should_save:
             # A folder made just now: two launches may have started together.
             hold_output_dir(training_args.output_dir, training_args.save_on_each_node)
-            with whole_file(os.path.join(training_args.output_dir, RUN_ARGS_FILE)) as scratch, \
-                    open(scratch, "w", encoding="utf-8") as f:
-                json.dump(run_args, f, indent=2, ensure_ascii=False)
+            write_json(os.path.join(training_args.output_dir, RUN_ARGS_FILE), run_args, indent=2, ensure_ascii=False)
     with timer("train"), stopping_cleanly(trainer, False, simcse_args.embedding_chunk_size, termination):
         train_result = trainer.train(resume_from_checkpoint=resume)
     # Stopped from here on (Ctrl-C, a full disk), the run is resumed from its last checkpoint without training again.

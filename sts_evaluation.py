@@ -30,7 +30,7 @@ from data_collator import SimCSECollator
 from data_loading import (DataError, check_known_tokens, check_model_source, check_tokenizer, column_values,
                           load_sts, model_load_error, parse_named_sets, refuses_model_code, sample_sentences,
                           tokenize_rows)
-from hub.model_dir import METRIC_NAMES, RESULTS_FILE, RUN_ARGS_FILE, SIMILARITIES, whole_file
+from hub.model_dir import METRIC_NAMES, RESULTS_FILE, RUN_ARGS_FILE, SIMILARITIES, write_json
 from modeling_simcse import LOAD_KWARGS, POOLER_TYPES, EncoderWeightsMissing, SimCSEModel, pair_similarities, saved_form
 from sigterm import CTRL_C_EXIT_CODE
 
@@ -370,8 +370,7 @@ def write_results(results: dict[str, dict[str, float]], path: str) -> None:
     """Write `results` as JSON to `path` whole or not at all (a full disk, an I/O error: SystemExit naming it, and an
     earlier file there left as it was)."""
     try:
-        with whole_file(path) as scratch, open(scratch, "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(path, results, indent=2)
     except OSError as e:
         raise SystemExit(f"error: --output {path}: not written ({e.strerror or e}); the scores are the table above") \
             from None

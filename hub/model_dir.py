@@ -52,6 +52,12 @@ def whole_file(path: str) -> Iterator[str]:
         raise
 
 
+def write_json(path: str, obj, **dump_options) -> None:
+    """`obj` as UTF-8 JSON (`json.dump` with `dump_options`) into `path`, whole or not at all (`whole_file`)."""
+    with whole_file(path) as scratch, open(scratch, "w", encoding="utf-8") as f:
+        json.dump(obj, f, **dump_options)
+
+
 class ModelDirError(ValueError):
     """The folder is not a complete export; the message names the folder and what is wrong."""
 
