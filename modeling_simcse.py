@@ -34,7 +34,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
-from hub.model_dir import CHECKPOINT_MODEL_TYPE, LAYER_POOLERS, config_form, write_json
+from hub.model_dir import CHECKPOINT_MODEL_TYPE, LAYER_POOLERS, config_form
 
 POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
 CLS_POOLERS = ("cls", "cls_before_pooler")  # the embedding is read from the first token of the last layer
@@ -871,7 +871,8 @@ def _read_json(path: str):
 
 
 def _write_json(path: str, obj) -> None:
-    write_json(path, obj, indent=2, ensure_ascii=False)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
 
 
 def _name_tokenizer_class_for_transformers_4(out_dir: str) -> None:
