@@ -38,6 +38,7 @@ from datasets import Dataset
 from huggingface_hub import HfApi
 from huggingface_hub.errors import StrictDataclassError
 from torch import nn
+from torch._dynamo.exc import BackendCompilerFailed
 from torch.utils.data import DataLoader
 from transformers import (AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerCallback,
                           TrainingArguments, set_seed)
@@ -669,9 +670,28 @@ def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int 
                 raise stopped(CTRL_C_EXIT_CODE) from None
             if sigterm.received:  # SIGTERM ended a DataLoader worker it could not guard (sigterm.WorkerLeavesSigterm)
                 raise stopped(SIGTERM_EXIT, "SIGTERM: ") from None
-            if (full := full_disk(args.output_dir, e, *needed)) is None:
-                raise
-            raise SystemExit(f"error: {full}; free some, then resume: {where()}") from None
+            if (full := full_disk(args.output_dir, e, *needed)) is not None:
+                raise SystemExit(f"error: {full}; free some, then resume: {where()}") from None
+            if isinstance(e, BackendCompilerFailed):
+                raise SystemExit(f"error: {compile_failure_advice(trainer)}; {where()}. torch: {e}") from None
+            raise
+
+
+def compile_failure_advice(trainer: Trainer) -> str:
+    """What `stopping_cleanly` says where torch could not compile the model (a C or C++ compiler, or Python's headers,
+    missing for Inductor or Triton): which setting compiled it, and the flag that trains without compiling, the same
+    math in slower steps. `cuda_graphs` is on by default on one GPU, so a machine without a working compiler stopped
+    at its first step on a setting the run's configs do not name."""
+    model = trainer.model
+    if trainer.args.torch_compile:
+        asked = "torch_compile, or a launcher's --dynamo_backend"
+        flag = "--torch_compile false (and no --dynamo_backend)"
+    elif getattr(model, "_cuda_graphs", False):
+        asked, flag = "cuda_graphs, on by default for training on one GPU", "--cuda_graphs false"
+    else:
+        asked, flag = "compile_layers", "--compile_layers false"
+    return (f"torch could not compile the encoder ({asked}): add {flag} to train without compiling (the same "
+            "loss, in slower steps), or mend the cause torch gives")
 
 
 def out_of_memory_advice(trainer: Trainer, trained: bool, embedding_chunk_size: int | None,

@@ -904,6 +904,33 @@ def test_bf16_on_a_device_without_it_says_what_to_set(tmp_path, monkeypatch):
             run_arguments.parse_arguments(argv)
 
 
+@pytest.mark.parametrize("setting, flag", [("compile_layers", "--compile_layers false"),
+                                           ("torch_compile", r"--torch_compile false \(and no --dynamo_backend\)")])
+def test_a_compiler_torch_cannot_use_says_which_setting_compiled(tmp_path, setting, flag):
+    """A machine without a working compiler for torch (Inductor's C++ compiler here; on a GPU Triton's C compiler, or
+    Python's headers) failed at the first step with a traceback from within torch, whatever compiled the model:
+    `cuda_graphs`, on by default on one GPU, is named in no shipped config. The error names the setting and the flag
+    that trains without it, and says where the run stands; torch's own message follows."""
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "run_simcse.py", smoke_config(tmp_path), f"--{setting}", "true"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, env=env)
+    said = run.stderr.split("\nerror: ", 1)[-1]
+    assert run.returncode == 1 and re.match(
+        rf"torch could not compile the encoder \({setting}\b.*\): add {flag} to train without compiling \(the same "
+        r"loss, in slower steps\), or mend the cause torch gives; stopped at step 0 of 12, before any checkpoint was "
+        r"saved: a new launch starts at step 0\. torch: InvalidCxxCompiler: No working C\+\+ compiler", said), said
+    assert "Traceback" not in run.stderr and os.listdir(tmp_path / "out") == ["run_args.json"]
+
+
+def test_the_compile_failure_names_cuda_graphs_where_they_compiled():
+    """On one GPU `cuda_graphs` compiles the layers by default: its failure names it (no GPU here to fail on)."""
+    model = types.SimpleNamespace(_cuda_graphs=True)
+    trainer = types.SimpleNamespace(model=model, args=types.SimpleNamespace(torch_compile=False))
+    assert run_simcse.compile_failure_advice(trainer).startswith(
+        "torch could not compile the encoder (cuda_graphs, on by default for training on one GPU): add --cuda_graphs "
+        "false to train without compiling")
+
+
 def test_repeated_unsupervised_sentences_are_left_out_and_counted(tmp_path, caplog):
     """A repeat in a batch would be a false negative of itself; the log says how many were left out."""
     with open(f"{SAMPLE}/sentences.txt", encoding="utf-8") as f:
