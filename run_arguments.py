@@ -161,9 +161,10 @@ class SimCSEArguments:
                           f"{CUDA_GRAPH_LENGTHS}, so few shapes are recorded. On an H100 (bert-base, batch 256) it "
                           "compiled for 15 s once (an empty compiler cache) and then ran steps of 26 ms against 50 ms: "
                           "the 1,086-step KorNLI epoch 83 s against 88 s (bench/RESULTS.md). Unset: on for training in "
-                          "one process on a CUDA device with packed batches, without fp16, torch_compile, "
-                          "compile_layers, embedding_chunk_size, gradient accumulation or activation_checkpointing "
-                          "(which it does not go with); false: off."},
+                          "one process on a CUDA device with packed batches and Triton (with a C compiler and "
+                          "Python's headers to build its modules), without fp16, torch_compile, compile_layers, "
+                          "embedding_chunk_size, gradient accumulation or activation_checkpointing (which it does not "
+                          "go with); false: off."},
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow an output_dir that holds another run (its checkpoints are deleted)."}

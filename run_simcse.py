@@ -24,6 +24,7 @@ import os
 import platform
 import shutil
 import sys
+import sysconfig
 import tempfile
 import time
 import traceback
@@ -362,9 +363,10 @@ def check_trainable(model: SimCSEModel, tokenizer: PreTrainedTokenizerBase, simc
 
 def cuda_graphs_by_default(training_args: TrainingArguments, simcse_args: SimCSEArguments, packed: bool) -> bool:
     """What an unset `cuda_graphs` means: on where it was measured to pay and tested to give the eager loss and
-    gradients (an H100, bench/RESULTS.md): training in one process on a CUDA device with Triton, packed batches,
-    bf16 or fp32, no other compilation (torch_compile, compile_layers), and none of `cuda_graphs_conflicts`, which are
-    logged where they alone keep it off (a setting for memory, say, that also costs the graphs' speed)."""
+    gradients (an H100, bench/RESULTS.md): training in one process on a CUDA device with Triton (and what it builds
+    its modules with: `triton_build_problem`, else off with a warning), packed batches, bf16 or fp32, no other
+    compilation (torch_compile, compile_layers), and none of `cuda_graphs_conflicts`, which are logged where they alone
+    keep it off (a setting for memory, say, that also costs the graphs' speed)."""
     from torch.utils._triton import has_triton
 
     conflicts = cuda_graphs_conflicts(training_args, simcse_args)
@@ -373,7 +375,24 @@ def cuda_graphs_by_default(training_args: TrainingArguments, simcse_args: SimCSE
     if possible and training_args.device.type == "cuda" and conflicts:
         logger.info("cuda_graphs left off (steps of about 26 ms against 50 ms eager on an H100, bench/RESULTS.md): %s",
                     "; ".join(conflicts))
+    if possible and not conflicts and (problem := triton_build_problem()):
+        logger.warning("cuda_graphs left off: Triton, which compiles them, cannot build its modules here (%s); with "
+                       "them, steps of about 26 ms against 50 ms eager on an H100 (bench/RESULTS.md)", problem)
+        return False
     return possible and not conflicts
+
+
+def triton_build_problem() -> str | None:
+    """Why Triton could not build the C modules it compiles and loads at its first kernel (a missing C compiler, or
+    Python's headers), as `triton.runtime.build._build` looks for them; None where it can. A machine without them
+    (a slim container) stopped at the first step of a run that compiled."""
+    if not (os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang")):
+        return "no C compiler: CC is not set and neither gcc nor clang is on the PATH"
+    scheme = sysconfig.get_default_scheme()
+    include = sysconfig.get_paths(scheme="posix_prefix" if scheme == "posix_local" else scheme)["include"]
+    if not os.path.isfile(os.path.join(include, "Python.h")):
+        return f"no Python.h in {include}: Python's development headers (e.g. python3-dev) are not installed"
+    return None
 
 
 def usable_cpu_count() -> int:

@@ -1164,6 +1164,7 @@ def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch,
     import torch.utils._triton
 
     monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: True)
+    monkeypatch.setattr(run_simcse, "triton_build_problem", lambda: None)
     gpu = dict(device=torch.device("cuda"), world_size=1, fp16=False, torch_compile=False,
                gradient_accumulation_steps=1, activation_checkpointing=False)
     simcse = dict(compile_layers=False, embedding_chunk_size=None)
@@ -1189,6 +1190,33 @@ def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch,
     assert len(said) == 1 and said[0].endswith("cuda_graphs does not go with activation_checkpointing "
                                                "(pytorch/pytorch#154306); set one of them (embedding_chunk_size also "
                                                "trains large batches in little memory)"), said
+    # Where Triton cannot build its modules (no C compiler, say), on by default would stop the first step: off, said.
+    monkeypatch.setattr(run_simcse, "triton_build_problem", lambda: "no C compiler: ...")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="run_simcse"):
+        assert not default()
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "cuda_graphs left off: Triton, which compiles them, cannot build its modules here (no C compiler: ...); with "
+        "them, steps of about 26 ms against 50 ms eager on an H100 (bench/RESULTS.md)"]
+
+
+def test_triton_build_problem_names_what_triton_would_miss(tmp_path, monkeypatch):
+    """Triton compiles C modules with $CC, else gcc or clang, against Python's headers; either missing is named."""
+    import shutil
+    import sysconfig
+
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert run_simcse.triton_build_problem() == "no C compiler: CC is not set and neither gcc nor clang is on the PATH"
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}" if name == "clang" else None)
+    monkeypatch.setattr(sysconfig, "get_paths", lambda scheme=None: {"include": str(tmp_path)})
+    assert run_simcse.triton_build_problem() == (f"no Python.h in {tmp_path}: Python's development headers (e.g. "
+                                                 "python3-dev) are not installed")
+    (tmp_path / "Python.h").write_text("")
+    assert run_simcse.triton_build_problem() is None
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CC", "/opt/cc")
+    assert run_simcse.triton_build_problem() is None
 
 
 def test_large_training_sets_are_tokenized_by_one_process_a_usable_cpu(monkeypatch):
