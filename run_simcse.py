@@ -377,7 +377,8 @@ def cuda_graphs_by_default(training_args: TrainingArguments, simcse_args: SimCSE
                     "; ".join(conflicts))
     if possible and not conflicts and (problem := triton_build_problem()):
         logger.warning("cuda_graphs left off: Triton, which compiles them, cannot build its modules here (%s); with "
-                       "them, steps of about 26 ms against 50 ms eager on an H100 (bench/RESULTS.md)", problem)
+                       "them, steps of about 26 ms against 50 ms eager on an H100 (bench/RESULTS.md). \"cuda_graphs\": "
+                       "true asks for them anyway (where Triton's cache holds its modules already)", problem)
         return False
     return possible and not conflicts
 
