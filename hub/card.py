@@ -200,13 +200,11 @@ def plot_dev_scores(model_dir: str, state: dict, metric: str, kept: int | None) 
     points = dev_points(state, metric)
     if not points:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no backend chosen or switched for the process that calls this
 
     steps, scores = zip(*points, strict=True)
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=120)
+    fig = Figure(figsize=(6, 3.2), dpi=120)
+    ax = fig.subplots()
     ax.plot(steps, scores, marker="o", markersize=3)
     if kept in steps:
         ax.scatter([kept], [scores[steps.index(kept)]], s=80, facecolors="none", edgecolors="red", zorder=3,
@@ -218,7 +216,6 @@ def plot_dev_scores(model_dir: str, state: dict, metric: str, kept: int | None) 
     fig.tight_layout()
     with whole_file(os.path.join(model_dir, PLOT_FILE)) as scratch:
         fig.savefig(scratch, format="png")
-    plt.close(fig)
     return PLOT_FILE
 
 

@@ -263,6 +263,18 @@ def test_a_metric_named_with_its_eval_prefix_is_plotted(model_dir, tmp_path):
     assert "| model selection | best cosine_spearman on" in card.text
 
 
+def test_the_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path):
+    """The card's plot chose the Agg backend for the whole process (`matplotlib.use`), so a notebook that trained or
+    rendered a card lost its inline figures; it draws on a Figure of its own now. The PNG is a real one."""
+    code = ("import matplotlib, sys; matplotlib.use('svg'); from hub.card import plot_dev_scores; "
+            "state = {'log_history': [{'step': s, 'eval_cosine_spearman': 70 + s / 10} for s in (10, 20, 30)]}; "
+            "print(plot_dev_scores(sys.argv[1], state, 'cosine_spearman', 20), matplotlib.get_backend())")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and run.stdout.split() == ["dev_scores.png", "svg"], run.stderr[-2000:]
+    assert (tmp_path / "dev_scores.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
 @pytest.mark.parametrize("environment, train, said", [
     ({}, {"train_runtime": 184.2}, "184 s"),  # a run from before the record: Trainer's runtime
     ({"training_seconds": 4831.0, "resumed_at_step": None}, {"train_runtime": 4831.0}, "4,831 s"),
