@@ -379,6 +379,11 @@ def training_data(args: dict) -> str:
     return f"{sources} ({train_format}{': ' + ', '.join(made) if made else ''})"
 
 
+def thousands(count) -> str:
+    """277811 -> '277,811', as the card writes counts; anything else as it is."""
+    return f"{count:,}" if isinstance(count, int) else str(count)
+
+
 def training_settings(
     args: dict, environment: dict, train: dict, state: dict, encoder_config: dict
 ) -> list[tuple[str, str]]:
@@ -414,9 +419,10 @@ def training_settings(
         ("tokenizer", tokenizer),
         ("training data", training_data(args)),
         # The digest (data_loading.rows_digest) lets a reader check that their copy of the data is the one trained on.
-        ("training rows", f"{environment.get('train_rows', '')}" + (
+        ("training rows", thousands(environment.get("train_rows", "")) + (
             f" (SHA-256 `{args['train_rows_sha256']}`)" if args.get("train_rows_sha256") else "")),
-        ("epochs", f"{round(epochs, 2):g}" + (f" ({steps} steps)" if steps else "") if epochs is not None else None),
+        ("epochs", f"{round(epochs, 2):g}" + (f" ({thousands(steps)} steps)" if steps else "")
+         if epochs is not None else None),
         ("max length", args.get("max_seq_length")),
         ("batch", f"{per_device * processes * accumulation} ({per_device} per device x {processes} process(es)"
                   f" x {accumulation} accumulation)"),

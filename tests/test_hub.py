@@ -84,6 +84,10 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
         assert small["contrastive batch"] == contrastive + (
             f" (but the training set has only {fewer}, which every step holds)" if fewer else "")
     assert rows["epochs"] == "0.4 (7 steps)"  # what ran (max_steps may stop a run early), not num_train_epochs
+    # Counts as the rest of the card writes them (the training time's "4,831 s"): the published KorNLI epoch.
+    epoch = dict(training_settings({**args, "train_rows_sha256": "ab"}, {"processes": 8, "train_rows": 277811}, {},
+                                   {"epoch": 1.0, "global_step": 1086}, {}))
+    assert epoch["training rows"] == "277,811 (SHA-256 `ab`)" and epoch["epochs"] == "1 (1,086 steps)"
     for clip, said in ((1.0, "gradient norm clipped at 1.0"), (0.0, "no gradient clipping")):  # 0: Trainer clips not
         rows = dict(training_settings({**args, "optim": "adamw_torch", "weight_decay": 0.01, "max_grad_norm": clip},
                                       {}, {}, {}, {}))
