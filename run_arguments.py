@@ -356,6 +356,10 @@ def job_problems(model_args: ModelArguments, data_args: DataArguments, simcse_ar
         problems.append("eval_strategy needs dev_data (an STS set to score)")
     if training_args.load_best_model_at_end and not data_args.dev_data:
         problems.append("load_best_model_at_end needs dev_data")
+    if data_args.dev_data and training_args.eval_strategy == "no" and not training_args.eval_on_start:
+        problems.append("dev_data is never scored with eval_strategy \"no\": set eval_strategy \"steps\" (with "
+                        "eval_steps) or \"epoch\" to score it during training and keep the best checkpoint, or leave "
+                        "dev_data out to train without a dev set")
     try:
         parse_named_sets(data_args.test_data)
     except DataError as e:

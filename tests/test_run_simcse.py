@@ -44,7 +44,8 @@ def smoke_config(tmp_path, **changes) -> str:
     config.update({"output_dir": str(tmp_path / "out"), **changes})
     for key in ("train_data",):
         config[key] = [os.path.join(ROOT, p) for p in config[key]]
-    config["dev_data"] = os.path.join(ROOT, config["dev_data"])
+    if config["dev_data"]:
+        config["dev_data"] = os.path.join(ROOT, config["dev_data"])
     if "test_data" not in changes:
         config["test_data"] = [f"sample-sts={SAMPLE}/sts.tsv", f"sample-sts-again={SAMPLE}/sts.tsv"]
     path = tmp_path / "config.json"
@@ -301,7 +302,7 @@ def test_length_grouping_groups_training_rows_by_their_tokens(tmp_path):
 
     keep = KeepTrainLoader()
     config = smoke_config(tmp_path, train_sampling_strategy="group_by_length", num_train_epochs=1, eval_strategy="no",
-                          save_strategy="no", load_best_model_at_end=False)
+                          save_strategy="no", load_best_model_at_end=False, dev_data=None)
     run_simcse.main([config], callbacks=[keep])
     sampler = keep.loader.batch_sampler.sampler
     assert isinstance(sampler, LengthGroupedSampler)
@@ -455,7 +456,7 @@ def test_a_run_from_an_earlier_runs_export_or_checkpoint_starts_from_its_embeddi
         published = json.load(f)
     config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None, config_overrides=None,
                           model_name_or_path=checkpoint, learning_rate=0.0, num_train_epochs=1, eval_strategy="no",
-                          save_strategy="no", load_best_model_at_end=False)
+                          save_strategy="no", load_best_model_at_end=False, dev_data=None)
     rescored = run_simcse.main([config])
     assert list(rescored) == list(published)
     for name, metrics in published.items():
@@ -527,7 +528,8 @@ def test_max_seq_length_must_fit_the_position_embeddings(tmp_path, model_type, l
     assert not (tmp_path / "out").exists()
     # At the limit, the sample's longer sentences (up to 14 tokens) are cut to it, and the job runs through.
     config = smoke_config(tmp_path, model_type=model_type, config_overrides=shape, max_seq_length=limit,
-                          num_train_epochs=1, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
+                          num_train_epochs=1, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+                          dev_data=None)
     written = run_simcse.main([config])["sample-sts"]
     assert list(written) == METRICS
     # Re-scoring the export cuts sentences where the run did, unless told otherwise.
@@ -556,7 +558,8 @@ def test_an_encoder_without_a_pooler_cannot_keep_the_mlp_at_test_time(tmp_path):
     assert not (tmp_path / "out").exists()
     # With the MLP in training only, the exported ELECTRA gives the evaluated scores.
     config = smoke_config(tmp_path, model_type="electra", config_overrides=shape, mlp_only_train=True,
-                          num_train_epochs=1, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
+                          num_train_epochs=1, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+                          dev_data=None)
     written = run_simcse.main([config])["sample-sts"]
     evaluated = sts_evaluation.main([str(tmp_path / "out"), "--set", f"sample-sts={SAMPLE}/sts.tsv", "--max-length",
                                      "32"])
@@ -1094,6 +1097,9 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"model_type": "bertt"}, "model_type 'bertt' is not a model type transformers knows \\(did you mean 'bert'"),
     ({"do_eval": False}, "do_eval false, yet eval_strategy is 'steps'"),
     ({"do_predict": True, "test_data": []}, "do_predict true, yet test_data is empty"),
+    # Read, tokenized and never scored: the card said "final model" of a run whose config named a dev set.
+    ({"eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False},
+     'dev_data is never scored with eval_strategy "no": set eval_strategy "steps"'),
 ])
 def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     config = smoke_config(tmp_path, **changes)
