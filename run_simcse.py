@@ -66,7 +66,7 @@ from run_arguments import (
 from scratch_tokenizer import SPECIAL_TOKENS, train_wordpiece
 from sigterm import CTRL_C_EXIT_CODE
 from sigterm import EXIT_CODE as SIGTERM_EXIT
-from sigterm import CtrlC, SigtermRaises, Terminated, stopped_by, workers_leave_sigterm
+from sigterm import CtrlC, SigtermRaises, Terminated, own_forkserver, stopped_by, workers_leave_sigterm
 from sts_evaluation import (check_inputs, compute_metrics, evaluate_sets, format_table, sentence_transformers_modules,
                             sentence_transformers_pooling, tokenize_sts, undefined_metrics)
 from training_guards import (LastCheckpointKeeper, NonFiniteLossGuard, ResumedBestCheckpoint, Termination,
@@ -956,6 +956,7 @@ def run_script(callbacks: list | None = None) -> None:
     among them, in the exception's traceback, and the DDP model freed last, at the exit, destroyed the group with the
     interpreter lock held, waiting for a gloo thread that waited for that lock (both processes hung, 1 in about 45)."""
     code = None
+    own_forkserver()
     try:
         main(callbacks=callbacks)
     except SystemExit as stop:

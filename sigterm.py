@@ -279,8 +279,8 @@ class WorkerLeavesSigterm:
     found its workers gone ("DataLoader worker ... exited unexpectedly") and stopped without its checkpoint. The run
     stops its workers as it stops, and a worker whose parent has died exits of itself (torch's watchdog). Where
     `signal.sigwaitinfo`, which tells the sender, is missing (macOS), torch's handling stays. Use it through
-    `workers_leave_sigterm`. A worker started by forkserver (Linux's default from Python 3.14) runs threads before
-    this (numpy's OpenBLAS pool), which may still take the signal, and die of it, as before."""
+    `workers_leave_sigterm`. A worker started by forkserver (Linux's default from Python 3.14) is guarded so only
+    where the fork server started with SIGTERM blocked (`own_forkserver`): else it, and the server, die of it."""
 
     def __init__(self, init_fn: Callable[[int], None] | None = None):
         self.init_fn, self.parent = init_fn, os.getpid()
@@ -317,16 +317,46 @@ if hasattr(signal, "sigwaitinfo"):  # where a worker can tell its parent's SIGTE
     class SpawnContextSigtermBlocked(multiprocessing.context.SpawnContext):
         Process = SpawnProcessSigtermBlocked
 
-    # A loader's start method -> its replacement. Not forkserver: its server, started so, would block SIGTERM in every
-    # process it starts later, any code's. A forked worker has no thread but the one WorkerLeavesSigterm guards.
+    # A loader's start method -> its replacement. Not forkserver (`own_forkserver`): its server, started so, blocks
+    # SIGTERM in every process it starts later, any code's. A forked worker has no thread but the one
+    # WorkerLeavesSigterm guards.
     SIGTERM_BLOCKED_CONTEXTS = {"spawn": SpawnContextSigtermBlocked()}
 else:
     SIGTERM_BLOCKED_CONTEXTS = {}
 
+# Whether this process is the run's own (`own_forkserver`).
+_forkserver_is_the_runs = False
+
+
+def own_forkserver() -> None:
+    """Declare this process the run's own (run_simcse's command line, not a notebook that trains in its own process):
+    where its DataLoader workers start by forkserver (Linux's default from Python 3.14), `workers_leave_sigterm` then
+    starts multiprocessing's fork server with SIGTERM blocked, so that the server and every process it forks start
+    with it blocked in every thread, as a spawned worker does (`SpawnProcessSigtermBlocked`). A SIGTERM to the run's
+    process group (a scheduler's) killed the workers of a dev evaluation and the server, and the run stopped without
+    its checkpoint. Every process the server starts later, any code's, starts so: a process of other code's would not
+    end of SIGTERM (a `multiprocessing.Pool`'s `terminate`), hence the run's own process only."""
+    global _forkserver_is_the_runs
+    _forkserver_is_the_runs = True
+
+
+def _start_forkserver_with_sigterm_blocked() -> None:
+    """Start multiprocessing's fork server with SIGTERM blocked, where it is not running yet (`ensure_running` leaves a
+    running one as it is)."""
+    from multiprocessing import forkserver, resource_tracker
+
+    resource_tracker.ensure_running()  # first: starting the tracker unblocks SIGTERM in this thread, blocked or not
+    earlier = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, earlier)
+
 
 def workers_leave_sigterm(loader: DataLoader) -> DataLoader:
     """`loader`, its workers (if any) leaving SIGTERM to this process (`WorkerLeavesSigterm`); spawned ones started
-    with SIGTERM blocked (`SIGTERM_BLOCKED_CONTEXTS`)."""
+    with SIGTERM blocked (`SIGTERM_BLOCKED_CONTEXTS`), and those of a fork server where the process is the run's own
+    (`own_forkserver`)."""
     iterated = getattr(loader, "base_dataloader", loader)  # accelerate's prepared loader wraps the one it iterates
     if not iterated.num_workers or isinstance(iterated.worker_init_fn, WorkerLeavesSigterm):
         return loader
@@ -334,6 +364,8 @@ def workers_leave_sigterm(loader: DataLoader) -> DataLoader:
     method = (iterated.multiprocessing_context or multiprocessing.get_context()).get_start_method()
     if method in SIGTERM_BLOCKED_CONTEXTS:
         iterated.multiprocessing_context = SIGTERM_BLOCKED_CONTEXTS[method]
+    elif method == "forkserver" and _forkserver_is_the_runs and hasattr(signal, "sigwaitinfo"):
+        _start_forkserver_with_sigterm_blocked()
     return loader
 
 

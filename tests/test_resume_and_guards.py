@@ -160,14 +160,16 @@ def test_sigterm_at_a_scored_step_under_save_strategy_best_stops_after_the_next_
     assert_resumes_as_uninterrupted(tmp_path, uninterrupted, save_strategy="best")
 
 
-def test_sigterm_to_every_process_of_the_run_leaves_its_dataloader_workers_to_it(tmp_path):
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_sigterm_to_every_process_of_the_run_leaves_its_dataloader_workers_to_it(tmp_path, start):
     """A scheduler signals every process of a job, DataLoader workers too (a group SIGTERM from another process, in a
     dev evaluation of 12 batches at step 3, 4 of them fetched ahead): torch's workers died of it, and the evaluation,
     finding them gone, stopped the run at step 3 before its checkpoint ("before any checkpoint was saved"). They leave
-    it to the run now: the evaluation ends, checkpoint-3 is saved, step 4 trains and its checkpoint ends the run."""
-    # fork, Linux's default up to Python 3.13 (forkserver, 3.14's, is not covered: README)
+    it to the run now: the evaluation ends, checkpoint-3 is saved, step 4 trains and its checkpoint ends the run.
+    Workers started by fork (Linux's default up to Python 3.13) and by forkserver (from 3.14), whose server the run's
+    process starts with SIGTERM blocked (`sigterm.own_forkserver`): the server and its workers died of it."""
     config = smoke_config(tmp_path, dataloader_num_workers=2, per_device_eval_batch_size=2,
-                          dataloader_multiprocessing_context="fork")
+                          dataloader_multiprocessing_context=start)
     run = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "sigterm_worker.py"), config], cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                            env=dict(os.environ, PYTHONPATH=ROOT, KILL_AT="3", KILL_GROUP="1"))
@@ -178,7 +180,10 @@ def test_sigterm_to_every_process_of_the_run_leaves_its_dataloader_workers_to_it
                            "--resume_from_checkpoint last (or set \"resume_from_checkpoint\": true) to continue from "
                            "it\n"), stderr[-3000:]
     assert is_complete(str(out / "checkpoint-4"))
-    assert not live_processes(group=run.pid)  # no worker outlived the run
+    deadline = time.monotonic() + 10  # a fork server (and the resource tracker) ends once it reads the run's end
+    while live_processes(group=run.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not live_processes(group=run.pid)  # no worker, nor the server, outlived the run
 
 
 class ProcessState(NamedTuple):
