@@ -167,7 +167,7 @@ def test_sigterm_to_every_process_of_the_run_leaves_its_dataloader_workers_to_it
     finding them gone, stopped the run at step 3 before its checkpoint ("before any checkpoint was saved"). They leave
     it to the run now: the evaluation ends, checkpoint-3 is saved, step 4 trains and its checkpoint ends the run.
     Workers started by fork (Linux's default up to Python 3.13) and by forkserver (from 3.14), whose server the run's
-    process starts with SIGTERM blocked (`sigterm.own_forkserver`): the server and its workers died of it."""
+    process starts with SIGTERM blocked (`sigterm.own_forkserver`; before, the server and its workers died of it)."""
     config = smoke_config(tmp_path, dataloader_num_workers=2, per_device_eval_batch_size=2,
                           dataloader_multiprocessing_context=start)
     run = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "sigterm_worker.py"), config], cwd=ROOT,
