@@ -43,6 +43,8 @@ RESUMABLE_KEYS = {
     "include_num_input_tokens_seen",  # a logged count (recorded since the tokenizer's keys)
     "push_to_hub", "hub_token", "hub_model_id", "hub_private_repo", "hub_revision", "hub_strategy", "hub_always_push",
     "cache_dir",
+    # DDP's search for unused parameters, none of which there are (run_arguments: off where unset, since 2026-12-05)
+    "ddp_find_unused_parameters",
 }
 
 # Data sources are one run's by their rows, not their paths: the same rows read from elsewhere (the run resumed on

@@ -219,6 +219,11 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
     if training_args.metric_for_best_model in (None, "loss") and data_args.dev_data:
         training_args.metric_for_best_model, training_args.greater_is_better = "cosine_spearman", True
     training_args.remove_unused_columns = False  # the collator reads the tokenized columns itself
+    if training_args.ddp_find_unused_parameters is None:
+        # Trainer's default, on where activation checkpointing is off, has DDP search the autograd graph for unused
+        # parameters at every step and warn that it found none: every trainable parameter has a gradient
+        # (tests/test_distributed.py), and the same 2-process runs score the same without the search.
+        training_args.ddp_find_unused_parameters = False
     training_args.logging_nan_inf_filter = False  # NonFiniteLossGuard must see a NaN loss
     return model_args, data_args, simcse_args, training_args
 

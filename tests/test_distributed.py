@@ -131,6 +131,8 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
             "8 rows" if processes == 1 else "8 rows, gathered from 2 processes")
         assert said in proc.stderr, proc.stderr[-3000:]
         assert proc.stderr.count("test set sample-sts: 24 of its") == 1  # a warning of the run, given by one process
+        # DDP searched for unused parameters at every step (Trainer's default) and warned that it found none.
+        assert "find_unused_parameters=True was specified" not in proc.stderr
         with open(folder / "out" / "trainer_state.json") as f:
             logs[processes] = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
         with open(folder / "out" / "sts_results.json") as f:

@@ -934,6 +934,18 @@ def test_the_compile_failure_names_cuda_graphs_where_they_compiled():
         "false to train without compiling")
 
 
+def test_ddp_does_not_search_for_unused_parameters_unless_asked(tmp_path):
+    """Every trainable parameter has a gradient (tests/test_distributed.py), so DDP's search for unused ones, Trainer's
+    default, is left off where unset (it warned at every multi-process run that it found none); set, it is kept. A run
+    recorded before (null) resumes under this default: the search changes no weight."""
+    _, _, _, training = run_arguments.parse_arguments([smoke_config(tmp_path)])
+    assert training.ddp_find_unused_parameters is False
+    _, _, _, training = run_arguments.parse_arguments([smoke_config(tmp_path), "--ddp_find_unused_parameters", "true"])
+    assert training.ddp_find_unused_parameters is True
+    assert output_folder.changed_arguments({"ddp_find_unused_parameters": None, "seed": 42},
+                                           {"ddp_find_unused_parameters": False, "seed": 42}) == []
+
+
 def test_repeated_unsupervised_sentences_are_left_out_and_counted(tmp_path, caplog):
     """A repeat in a batch would be a false negative of itself; the log says how many were left out."""
     with open(f"{SAMPLE}/sentences.txt", encoding="utf-8") as f:
