@@ -133,6 +133,7 @@ def hub(monkeypatch):
     server = HubStandIn(tokens={TOKEN: "alice", "hf_otherUserToken000000": "bob"}).start()
     yield server
     server.stop()
+    assert not server.errors, "the Hub stand-in failed to handle a request:\n" + "\n".join(server.errors)
 
 
 def folder_files(folder) -> dict[str, bytes]:

@@ -24,6 +24,10 @@ large-file PUTs; `refuse_lfs_uploads` answers the LFS batch request with a per-o
 a ValueError, not an HTTP error); `lfs_gate`, an Event, holds every large-file PUT until it is set (an upload in
 progress); `commit_answer_gate`, an Event, holds the answer to every commit, made already, until it is set (a commit
 whose answer is on its way).
+
+An exception in a request's handling is kept in `errors` (the fixture fails the test that caused it), not printed by
+the server thread where no test looks; a client that hung up before its answer (a push stopped while it waits) is
+none.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ import base64
 import codecs
 import hashlib
 import json
+import sys
 import threading
+import traceback
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
@@ -155,8 +161,10 @@ class HubStandIn:
         self.commit_answer_gate: threading.Event | None = None
         self.lfs_objects: dict[str, bytes] = {}  # large files received, by SHA-256, before a commit names them
         self.requests: list[str] = []
+        self.errors: list[str] = []  # tracebacks of requests the stand-in failed to handle
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.handle_error = self._keep_error
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def add_repo(self, repo_id: str, files: dict[str, bytes], repo_type: str = "model") -> None:
@@ -175,6 +183,11 @@ class HubStandIn:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def _keep_error(self, request, client_address) -> None:
+        """socketserver's hook, called in the handling thread while the exception is handled."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            self.errors.append(traceback.format_exc())
 
     def _handler_class(self):
         hub = self
