@@ -9,6 +9,7 @@ from torch._dynamo.testing import CompileCounter
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModel, TrainerCallback
 
+import run_arguments
 import run_simcse
 from conftest import SAMPLE, without_dropout
 from data_collator import SimCSECollator
@@ -54,6 +55,19 @@ def test_fast_path_same_scores_after_a_short_run(tmp_path, fast):
     # Same math; float sums in another order, amplified by 12 Adam steps at lr 5e-4, move scores (x100) by < 0.1.
     assert scores[1] == pytest.approx(scores[0], abs=0.1)
     assert scores[0]["avg"] != pytest.approx(0.0, abs=1.0)  # a real score, not an empty comparison
+
+
+def test_the_cuda_graphs_run_gives_the_eager_scores(tmp_path, monkeypatch):
+    """A run as one GPU trains by default (`cuda_graphs`: batches of the few fixed shapes, compiled layers in mode
+    "reduce-overhead", a step mark each pass), here on the CPU, which records no graph, past the check that asks for
+    a GPU: the eager run's scores (2026-12-05: equal to 0.01)."""
+    for module in (run_simcse, run_arguments):
+        monkeypatch.setattr(module, "cuda_graphs_conflicts", lambda *args: [])
+    _, eager = short_run(tmp_path / "eager", cuda_graphs=False)
+    out, graphs = short_run(tmp_path / "graphs", cuda_graphs=True)
+    with open(out / "environment.json") as f:
+        assert json.load(f)["cuda_graphs"] is True
+    assert graphs == pytest.approx(eager, abs=0.1)
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
