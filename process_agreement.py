@@ -12,6 +12,7 @@ import datetime
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from accelerate import PartialState
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 PER_MACHINE_PATHS = {"output_dir", "model_name_or_path", "tokenizer_name"}
 
 
-def gathered(value) -> list:
+def gathered(value: Any) -> list:
     """Every process's `value`, in rank order ([value] in a single process)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return [value]

@@ -18,7 +18,7 @@ import zipfile
 
 import torch
 from safetensors import safe_open
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy
 
@@ -300,7 +300,7 @@ class LastCheckpointKeeper(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):  # after Trainer's rotation of this save
         self._keep(args, state, control)
 
-    def release(self, args, best: str | None) -> None:
+    def release(self, args: TrainingArguments, best: str | None) -> None:
         """Give Trainer's limit back and delete every checkpoint but `best` (the run's best checkpoint), as Trainer does
         at the end of training with `save_total_limit` 1 (nothing where no best checkpoint was chosen)."""
         if not self.kept:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -272,7 +273,7 @@ def training_time(environment: dict, train: dict) -> str:
     return seconds(train["train_runtime"])
 
 
-def by_session(environment: dict, key: str, text=str) -> str:
+def by_session(environment: dict, key: str, text: Callable[[object], str] = str) -> str:
     """environment.json -> `text` of the run's `key` ("hardware", "versions"), or, where a resumed run's sessions
     differ in it (another machine, other libraries), each with the step it took over from (run_simcse.TrainingClock's
     `sessions`); "not recorded" for steps trained before the sessions, or before that key, were recorded."""
@@ -379,7 +380,7 @@ def training_data(args: dict) -> str:
     return f"{sources} ({train_format}{': ' + ', '.join(made) if made else ''})"
 
 
-def thousands(count) -> str:
+def thousands(count: object) -> str:
     """277811 -> '277,811', as the card writes counts; anything else as it is."""
     return f"{count:,}" if isinstance(count, int) else str(count)
 

@@ -12,6 +12,7 @@ import glob
 import json
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from data_sources import is_lfs_pointer
 
@@ -52,7 +53,7 @@ def whole_file(path: str) -> Iterator[str]:
         raise
 
 
-def write_json(path: str, obj, **dump_options) -> None:
+def write_json(path: str, obj: Any, **dump_options) -> None:
     """`obj` as UTF-8 JSON (`json.dump` with `dump_options`) into `path`, whole or not at all (`whole_file`)."""
     with whole_file(path) as scratch, open(scratch, "w", encoding="utf-8") as f:
         json.dump(obj, f, **dump_options)
@@ -164,7 +165,7 @@ def weight_names(model_dir: str) -> list[str]:
     return names
 
 
-def read_json(model_dir: str, name: str, default=None):
+def read_json(model_dir: str, name: str, default: Any = None) -> Any:
     """A JSON file of the folder, or `default` when it is absent."""
     path = os.path.join(model_dir, name)
     if not os.path.isfile(path):
