@@ -76,6 +76,8 @@ class Source:
         return file_suffixes(self.path)[1] if self.path else None
 
     def row(self, i: int) -> str:
+        """Where row `i` (0-based, of the rows read) is, for an error: a 1-based line of a text file (TSV and CSV
+        counting their header), else the row's index as `Dataset` and a JSON list count it (`ds[i]`)."""
         if self.extension in (".tsv", ".csv"):
             return f"{self.spec}, line {i + 2}"
         if self.extension in (".jsonl", ".txt"):

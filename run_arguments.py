@@ -56,6 +56,8 @@ TOKENIZE_IN_PARALLEL_FROM = 50_000
 
 @dataclass
 class ModelArguments:
+    """The encoder and its tokenizer: a pretrained one, or one made from a config."""
+
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Pretrained encoder: a Hub id (klue/bert-base) or a local folder."}
     )
@@ -84,6 +86,8 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
+    """The training, dev and test sources, how rows are read from them, and tokenization."""
+
     train_data: list[str] = field(
         default_factory=list,
         metadata={"help": "Training sources (files, URLs, save_to_disk folders or Hub datasets "
@@ -121,6 +125,9 @@ class DataArguments:
 
 @dataclass
 class SimCSEArguments:
+    """The contrastive objective, pooler and dropout; how a step is computed (negatives across processes, packing,
+    compilation, memory); and `overwrite_output_dir`, which transformers 5's `TrainingArguments` no longer has."""
+
     pooler_type: str = field(default="cls", metadata={"help": f"One of {POOLER_TYPES}."})
     temperature: float = field(default=0.05, metadata={"help": "Softmax temperature of the contrastive loss."})
     hard_negative_weight: float = field(default=0.0, metadata={"help": "Log-weight added to each own hard negative."})

@@ -41,6 +41,7 @@ def trainer_state(folder: str) -> dict:
 
 
 def is_complete(checkpoint_dir: str) -> bool:
+    """Whether a checkpoint folder was saved to the end: Trainer writes its `trainer_state.json` last."""
     try:
         trainer_state(checkpoint_dir)
         return True
@@ -96,6 +97,7 @@ def checkpoints(output_dir: str) -> list[str]:
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The path of the latest complete checkpoint in `output_dir` (`is_complete`), or None."""
     return next((c for c in reversed(checkpoints(output_dir)) if is_complete(c)), None)
 
 

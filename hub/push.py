@@ -57,6 +57,7 @@ class Pushed(NamedTuple):
 
 
 def check_repo_id(repo_id: str) -> None:
+    """Raise `PushError` unless `repo_id` is a valid `<owner>/<name>` of the Hub."""
     if not REPO_ID.match(repo_id or "") or ".." in repo_id or repo_id.endswith((".git", "-", ".")):
         raise PushError(f"repo id {repo_id!r} is not of the form <owner>/<name>"
                         + hub_page_hint(repo_id or "", "model"))
