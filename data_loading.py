@@ -403,24 +403,29 @@ def load_nli_triplets(
 
 
 def load_sentence_columns(
-    specs: list[str], columns: list[str], cache_dir: str | None = None
+    specs: list[str], columns: list[str], cache_dir: str | None = None,
+    read_columns: dict[str, list[str]] | None = None,
 ) -> Dataset:
     """Sources with 1 (unsupervised text), 2 (pairs) or 3 (triplets) sentence columns
     -> Dataset(sent0[, sent1[, hard_neg]]).
 
     columns: the sentence column names in the sources, in that order; for one column, `text`/`sentence` are also tried,
     and for sent0 / sent1 / hard_neg, anchor / positive / negative.
+    read_columns: where given, filled with {source: the columns read from it}, which those tried may make others than
+    `columns` (a .txt file's is `text`).
     """
     targets = ["sent0", "sent1", "hard_neg"][: len(columns)]
+    hint = f"; sentence_columns names a source's {len(columns)} sentence column(s), in order"
     parts = []
     for spec in specs:
         ds, source = load_source(spec, cache_dir)
-        data = {}
+        data, found = {}, []
         for target, name in zip(targets, columns, strict=True):
             candidates = (name,) + (TEXT_COLUMNS if len(columns) == 1 else PAIR_COLUMNS.get(name, ()))
-            found = _column(ds, source, f"sentence ({name})", tuple(dict.fromkeys(candidates)),
-                            hint=f"; sentence_columns names a source's {len(columns)} sentence column(s), in order")
-            data[target] = _sentences(column_values(ds, found), source, found)
+            found.append(_column(ds, source, f"sentence ({name})", tuple(dict.fromkeys(candidates)), hint=hint))
+            data[target] = _sentences(column_values(ds, found[-1]), source, found[-1])
+        if read_columns is not None:
+            read_columns[spec] = found
         parts.append(Dataset.from_dict(data))
     return datasets.concatenate_datasets(parts)
 

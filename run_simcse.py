@@ -91,8 +91,10 @@ UNIX_SOCKET_PATH_BYTES = 104 if sys.platform == "darwin" else 108
 SOCKET, PROCESS_FOLDER = "listener-" + 8 * "x", "pymp-" + 8 * "x"
 
 
-def load_training_set(data_args: DataArguments, cache_dir: str | None) -> Dataset:
-    """The training rows as Dataset(sent0[, sent1[, hard_neg]]); raises DataError where they cannot train."""
+def load_training_set(data_args: DataArguments, cache_dir: str | None,
+                      read_columns: dict[str, list[str]] | None = None) -> Dataset:
+    """The training rows as Dataset(sent0[, sent1[, hard_neg]]); raises DataError where they cannot train.
+    read_columns: as in `load_sentence_columns` (left empty for nli sources)."""
     left_out = []  # what took rows away, for the error of too few
     if data_args.train_format == "nli":
         ds = load_nli_triplets(data_args.train_data, data_args.nli_strip_quotes, cache_dir=cache_dir)
@@ -101,7 +103,7 @@ def load_training_set(data_args: DataArguments, cache_dir: str | None) -> Datase
         columns = data_args.sentence_columns or defaults
         if data_args.train_format != "text" and len(columns) != len(defaults):
             raise DataError(f"sentence_columns: {data_args.train_format} needs {len(defaults)} columns")
-        ds = load_sentence_columns(data_args.train_data, columns, cache_dir=cache_dir)
+        ds = load_sentence_columns(data_args.train_data, columns, cache_dir=cache_dir, read_columns=read_columns)
         if data_args.train_format == "text" and data_args.deduplicate_text:
             rows = len(ds)
             ds = ds.from_dict({"sent0": list(dict.fromkeys(column_values(ds, "sent0")))})
@@ -132,15 +134,16 @@ class RunInputs(NamedTuple):
     test_sets: dict[str, Dataset]
     run_args: dict  # the arguments and the rows' digests, written to run_args.json
     overwriting: bool  # output_dir holds another run's files, to be removed
+    train_columns: dict[str, list[str]]  # {source: the sentence columns read from it} (none for nli sources)
 
 
 def load_inputs(model_args: ModelArguments, data_args: DataArguments, simcse_args: SimCSEArguments,
                 training_args: TrainingArguments) -> RunInputs:
     """Read and validate the training rows, dev and test sets, and check output_dir against them (holding it where
     this process saves); raises SystemExit with the file and row of bad data. Writes nothing."""
-    cache_dir = model_args.cache_dir
+    cache_dir, train_columns = model_args.cache_dir, {}
     try:
-        train_set = load_training_set(data_args, cache_dir)
+        train_set = load_training_set(data_args, cache_dir, train_columns)
         dev_set = load_sts(data_args.dev_data, cache_dir=cache_dir) if data_args.dev_data else None
         test_sets = {name: load_sts(spec, cache_dir=cache_dir)
                      for name, spec in parse_named_sets(data_args.test_data).items()}
@@ -158,7 +161,7 @@ def load_inputs(model_args: ModelArguments, data_args: DataArguments, simcse_arg
         hold_output_dir(training_args.output_dir, training_args.save_on_each_node)
     overwriting = check_output_dir(training_args.output_dir, run_args, simcse_args.overwrite_output_dir,
                                    training_args.resume_from_checkpoint)
-    return RunInputs(train_set, dev_set, test_sets, run_args, overwriting)
+    return RunInputs(train_set, dev_set, test_sets, run_args, overwriting, train_columns)
 
 
 def pairs_shared_with_dev(dev_set: Dataset | None, test_sets: dict[str, Dataset], dev_data: str | None,
@@ -816,8 +819,8 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
     # Every input is read and validated before anything is written or trained. A stage that may fail in one process
     # only (a file or folder missing on its machine) ends with the processes agreeing to go on (stopping_together).
     with stopping_together(), timer("load_data"):
-        train_set, dev_set, test_sets, run_args, overwriting = load_inputs(model_args, data_args, simcse_args,
-                                                                           training_args)
+        train_set, dev_set, test_sets, run_args, overwriting, train_columns = load_inputs(
+            model_args, data_args, simcse_args, training_args)
     check_same_run(run_args)
     logger.info("training rows: %d (%s), dev pairs: %s, test sets: %s", len(train_set),
                 ", ".join(train_set.column_names), len(dev_set) if dev_set else 0,
@@ -932,6 +935,7 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
                            "hub_base_model": base
                            if (base := model_args.model_name_or_path) and not os.path.isdir(base) else None,
                            "hub_datasets": hub_datasets(data_args.train_data),
+                           "train_columns": train_columns or None,  # those tried may not be those named
                            "test_pairs_in_dev": pairs_in_dev,
                            "training_batches": "packed" if packed else "padded",
                            "test_scores_precision": "fp32",  # whatever the training's (the autocast taken off above)

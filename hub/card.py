@@ -364,14 +364,21 @@ def optimizer(args: dict) -> str:
     return f"{args['optim']} ({', '.join(part for part in parts if part)})"
 
 
-def training_data(args: dict) -> str:
+def training_data(args: dict, environment: dict | None = None) -> str:
     """The card's training-data row: the sources, their format and what the run made of them (the columns read, quotes
-    removed, repeats left out)."""
+    removed, repeats left out). The columns are those environment.json records as read from each source, which may not
+    be those `sentence_columns` named (a .txt file's is `text`); a run before that record, those named."""
     train_format = args.get("train_format")
     made = []
-    if args.get("sentence_columns") and train_format != "nli":
-        columns = args["sentence_columns"]
-        made.append(f"column{'s' * (len(columns) > 1)} {', '.join(f'`{c}`' for c in columns)}")
+    read = (environment or {}).get("train_columns")
+    if train_format != "nli" and (read or args.get("sentence_columns")):
+        per_source = list(read.values()) if read else [args["sentence_columns"]]
+        named = [", ".join(f"`{c}`" for c in columns) for columns in per_source]
+        if len(set(named)) == 1:
+            said = named[0]
+        else:
+            said = " and ".join(f"{columns} of `{source}`" for source, columns in zip(read, named, strict=True))
+        made.append(f"column{'s' * (len(per_source[0]) > 1)} {said}")
     if train_format == "nli" and args.get("nli_strip_quotes"):
         made.append('every `"` removed, as the SimCSE-KO code did')
     if train_format == "text" and args.get("deduplicate_text", True):
@@ -418,7 +425,7 @@ def training_settings(
     rows = [
         ("base model", base),
         ("tokenizer", tokenizer),
-        ("training data", training_data(args)),
+        ("training data", training_data(args, environment)),
         # The digest (data_loading.rows_digest) lets a reader check that their copy of the data is the one trained on.
         ("training rows", thousands(environment.get("train_rows", "")) + (
             f" (SHA-256 `{args['train_rows_sha256']}`)" if args.get("train_rows_sha256") else "")),

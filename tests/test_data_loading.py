@@ -342,6 +342,19 @@ def test_sentence_transformers_column_names_read_as_simcses(tmp_path):
         load_sentence_columns([path], ["a", "positive"])
 
 
+def test_the_columns_read_from_each_source_are_told(tmp_path):
+    """The columns tried after those named make others read (a .txt file's `text` for a named `premise`): the card
+    said the named ones."""
+    st = write(tmp_path, "st.jsonl", json.dumps({"anchor": "가", "positive": "나"}) + "\n")
+    own = write(tmp_path, "own.jsonl", json.dumps({"sent0": "다", "sent1": "라"}) + "\n")
+    read = {}
+    assert len(load_sentence_columns([st, own], ["sent0", "sent1"], read_columns=read)) == 2
+    assert read == {st: ["anchor", "positive"], own: ["sent0", "sent1"]}
+    lines = write(tmp_path, "lines.txt", "가\n나\n")
+    load_sentence_columns([lines], ["premise"], read_columns=read)
+    assert read[lines] == ["text"]
+
+
 def test_files_not_in_utf8_name_the_line_and_the_encoding(tmp_path):
     """Korean text saved by Windows tools is CP949 (or, from Excel's 'Unicode Text', UTF-16); a .jsonl in CP949 was read
     without complaint and failed later in a traceback."""

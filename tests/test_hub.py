@@ -131,13 +131,26 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
      "`a.tsv`, `k/nli:snli:train` (text: column `premise`, repeated sentences left out)"),
     ({"train_format": "text", "deduplicate_text": False}, "`a.tsv`, `k/nli:snli:train` (text)"),
     ({"train_format": "pair", "sentence_columns": ["q", "p"]}, "`a.tsv`, `k/nli:snli:train` (pair: columns `q`, `p`)"),
+    # The columns read, as environment.json records them: the card named those of sentence_columns.
+    ({"train_format": "text", "sentence_columns": ["premise"],
+      "environment": {"train_columns": {"a.tsv": ["sentence1"], "k/nli:snli:train": ["premise"]}}},
+     "`a.tsv`, `k/nli:snli:train` (text: column `sentence1` of `a.tsv` and `premise` of `k/nli:snli:train`, repeated "
+     "sentences left out)"),
+    ({"train_format": "text", "environment": {"train_columns": {"a.tsv": ["text"], "k/nli:snli:train": ["text"]}}},
+     "`a.tsv`, `k/nli:snli:train` (text: column `text`, repeated sentences left out)"),
+    ({"train_format": "pair", "environment": {"train_columns": {"a.tsv": ["anchor", "positive"],
+                                                                "k/nli:snli:train": ["sent0", "sent1"]}}},
+     "`a.tsv`, `k/nli:snli:train` (pair: columns `anchor`, `positive` of `a.tsv` and `sent0`, `sent1` of "
+     "`k/nli:snli:train`)"),
 ])
 def test_card_says_what_the_run_made_of_its_training_sources(changes, said):
     """Which column of a source an unsupervised run read (a KorNLI premise or hypothesis), and the quotes or repeats it
     took out, were in no row of the card."""
     args = {"train_data": ["a.tsv", "k/nli:snli:train"], "train_format": "nli", "sentence_columns": None,
             "nli_strip_quotes": False, "deduplicate_text": True}
-    assert training_data({**args, **changes}) == said
+    changes = dict(changes)  # the parameter itself stays as it is
+    environment = changes.pop("environment", None)
+    assert training_data({**args, **changes}, environment) == said
 
 
 @pytest.mark.parametrize("args, state, said", [

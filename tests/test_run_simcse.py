@@ -183,12 +183,19 @@ def test_a_training_checkpoint_evaluates_to_its_logged_dev_scores(smoke_run):
 
 
 def test_unsupervised_text_run(tmp_path):
-    config = smoke_config(tmp_path, train_data=[os.path.join(SAMPLE, "sentences.txt")], train_format="text",
+    """A text file named with a published unsupervised config's column (`premise`) reads its lines (`text`), which
+    the card names: it named `premise`."""
+    source = os.path.join(SAMPLE, "sentences.txt")
+    config = smoke_config(tmp_path, train_data=[source], train_format="text", sentence_columns=["premise"],
                           pooler_type="avg", num_train_epochs=1, eval_steps=2, save_steps=2)
     results = run_simcse.main([config])
     assert list(results["sample-sts"]) == METRICS
     model = SimCSEModel.from_exported(str(tmp_path / "out"))
     assert model.config.pooler_type == "avg"
+    with open(tmp_path / "out" / "environment.json") as f:
+        assert json.load(f)["train_columns"] == {source: ["text"]}
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert f"| training data | `{source}` (text: column `text`, repeated sentences left out) |" in card
 
 
 def test_how_often_the_dev_set_is_scored_does_not_change_what_is_trained(tmp_path):
