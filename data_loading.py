@@ -409,8 +409,8 @@ def load_sentence_columns(
     """Sources with 1 (unsupervised text), 2 (pairs) or 3 (triplets) sentence columns
     -> Dataset(sent0[, sent1[, hard_neg]]).
 
-    columns: the sentence column names in the sources, in that order; for one column, `text`/`sentence` are also tried,
-    and for sent0 / sent1 / hard_neg, anchor / positive / negative.
+    columns: the sentence column names in the sources, in that order; where a source has none of that name, `text`,
+    `sentence` and `sentence1` are tried for one column, and anchor / positive / negative for sent0 / sent1 / hard_neg.
     read_columns: where given, filled with {source: the columns read from it}, which those tried may make others than
     `columns` (a .txt file's is `text`).
     """
