@@ -1,9 +1,11 @@
 """Shared fixtures: a tiny BERT encoder with a tokenizer trained on the shipped Korean sample."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -36,6 +38,21 @@ def without_dropout(model):
 def sample_sentences() -> list[str]:
     with open(os.path.join(SAMPLE, "sentences.txt"), encoding="utf-8") as f:
         return [line.strip() for line in f if line.strip()]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_folder(tmp_path_factory):
+    """The temporary folder of this process (after pytest's own) and TMPDIR of the processes the tests launch: a
+    folder of the session, removed at its end. torchrun and `accelerate launch` leave a torchelastic_* folder in TMPDIR
+    at each launch, and a process a test kills leaves its socket's folder (pymp-*). It is short, beside the usual one:
+    a worker's socket path may have 75 bytes."""
+    tmp_path_factory.getbasetemp()
+    folder = tempfile.mkdtemp(prefix="simcse-tests-")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", folder)
+        patch.setattr(tempfile, "tempdir", folder)
+        yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

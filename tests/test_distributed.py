@@ -18,13 +18,14 @@ from modeling_simcse import POOLER_TYPES, SimCSEModel
 with open(os.path.join(SAMPLE, "nli.tsv"), encoding="utf-8") as f:
     SAMPLE_NLI = f.read()
 
-# Processes talk over loopback only, one thread each (2 cores).
-LOCAL_ENV = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1")
+def local_env(**more: str) -> dict[str, str]:
+    """The environment of launched processes: they talk over loopback only, one thread each (2 cores)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1", **more}
 
 
 def run_workers(encoder_dir, tmp_path, mode, gather, processes=2):
     out = str(tmp_path / f"{mode}-{gather}.pt")
-    env = dict(LOCAL_ENV, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
+    env = local_env(PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
          os.path.join(ROOT, "tests", "distributed_worker.py"), encoder_dir, out, mode, "1" if gather else "0"],
@@ -109,7 +110,7 @@ def test_every_trainable_parameter_of_other_encoder_families_gets_a_gradient(mod
 def launch_run_simcse(config: str, processes: int) -> subprocess.CompletedProcess:
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
     return subprocess.run([sys.executable, *launcher, "run_simcse.py", config], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env=LOCAL_ENV)
+                          text=True, timeout=300, env=local_env())
 
 
 def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_path):
@@ -126,7 +127,7 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
                               per_device_eval_batch_size=5)
         proc = launch_run_simcse(config, processes)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "started this one alone" not in proc.stderr  # MASTER_ADDR is set (LOCAL_ENV), but accelerate is not used
+        assert "started this one alone" not in proc.stderr  # MASTER_ADDR is set (local_env), but accelerate is not used
         said = "contrastive batch (rows that are negatives for each other): " + (
             "8 rows" if processes == 1 else "8 rows, gathered from 2 processes")
         assert said in proc.stderr, proc.stderr[-3000:]
@@ -173,7 +174,7 @@ def test_sigterm_to_one_process_stops_every_process_after_the_same_step_with_a_c
     config = smoke_config(tmp_path, per_device_train_batch_size=4)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            os.path.join(ROOT, "tests", "sigterm_worker.py"), config], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env=dict(LOCAL_ENV, PYTHONPATH=ROOT, KILL_AT="1", KILL_RANK="1"))
+                          text=True, timeout=300, env=local_env(PYTHONPATH=ROOT, KILL_AT="1", KILL_RANK="1"))
     out = tmp_path / "out"
     assert proc.returncode != 0 and "exitcode  : 143" in proc.stderr, proc.stderr[-3000:]
     assert proc.stderr.count(f"SIGTERM: stopped at step 3 of 12; {out} holds checkpoint-3 (step 3)") == 1, \
@@ -193,7 +194,7 @@ def launch_per_process(tmp_path, configs: list[str], **env: str) -> subprocess.C
                        f"runpy.run_path({os.path.join(ROOT, 'run_simcse.py')!r}, run_name='__main__')\n")
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            f"--nproc_per_node={len(configs)}", str(wrapper), *configs], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env=dict(LOCAL_ENV, PYTHONPATH=ROOT, **env))
+                          text=True, timeout=300, env=local_env(PYTHONPATH=ROOT, **env))
 
 
 def test_processes_that_would_not_train_one_run_are_refused(tmp_path):
@@ -301,7 +302,7 @@ def test_accelerate_asked_for_two_processes_on_a_cpu(tmp_path):
         folder = tmp_path / flags[0].strip("-")
         folder.mkdir()
         config = smoke_config(folder, per_device_train_batch_size=4, max_train_samples=16, num_train_epochs=1)
-        # Not LOCAL_ENV: MASTER_ADDR must be accelerate's own.
+        # Not local_env: MASTER_ADDR must be accelerate's own.
         env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
         proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", *flags, "--num_processes", "2",
                                "--main_process_port", free_port(), "run_simcse.py", config], cwd=ROOT,
