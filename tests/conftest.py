@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny BERT encoder with a tokenizer trained on the shipped Korean sample."""
 
+import multiprocessing.util
 import os
 import shutil
 import socket
@@ -43,16 +44,18 @@ def sample_sentences() -> list[str]:
 @pytest.fixture(scope="session", autouse=True)
 def temporary_folder(tmp_path_factory):
     """The temporary folder of this process (after pytest's own) and TMPDIR of the processes the tests launch: a
-    folder of the session, removed at its end. torchrun and `accelerate launch` leave a torchelastic_* folder in TMPDIR
+    folder of the session, removed at the exit. torchrun and `accelerate launch` leave a torchelastic_* folder in TMPDIR
     at each launch, and a process a test kills leaves its socket's folder (pymp-*). It is short, beside the usual one:
     a worker's socket path may have 75 bytes."""
     tmp_path_factory.getbasetemp()
     folder = tempfile.mkdtemp(prefix="simcse-tests-")
+    # After multiprocessing's own folder in it (exitpriority -100), which it removes without ignoring errors.
+    multiprocessing.util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True},
+                                  exitpriority=-101)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TMPDIR", folder)
         patch.setattr(tempfile, "tempdir", folder)
         yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
