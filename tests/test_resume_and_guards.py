@@ -537,7 +537,7 @@ def test_sigterm_blocks_nest_and_the_start_up_block_ends_forked_processes():
 
 
 @pytest.mark.parametrize("to_every_process", [False, True])
-def test_sigterm_while_a_process_pool_tokenizes_ends_the_pool_too(tmp_path, to_every_process):
+def test_sigterm_while_a_process_pool_tokenizes_ends_the_pool_too(tmp_path, to_every_process, temporary_folder):
     """SIGTERM to the run alone (`kill PID`) as datasets' process pool tokenized its 300,000 rows: Python's default
     ended the run's process without a word and left the pool's workers (and its queue's manager) waiting for work, for
     ever, and the copy of the rows that they read (34 MB) on the disk. The run says it stopped before training, and
@@ -548,8 +548,9 @@ def test_sigterm_while_a_process_pool_tokenizes_ends_the_pool_too(tmp_path, to_e
     config = smoke_config(tmp_path, train_data=[str(sentences)], train_format="text", preprocessing_num_workers=2)
     stderr = tmp_path / "stderr"  # a file: the workers left behind held a pipe's end open for ever
     # Where the rows are saved for the pool (data_loading.file_backed); a short path: the pool's manager listens on a
-    # socket in it, and tmp_path under pytest-xdist is longer than a socket's path may be.
-    scratch = pathlib.Path(tempfile.mkdtemp())
+    # socket in it. tmp_path under pytest-xdist is longer than a socket's path may be, and a folder in the session's
+    # temporary folder may be on macOS (whose TMPDIR has 49 bytes): beside it, as short as the machine's own.
+    scratch = pathlib.Path(tempfile.mkdtemp(dir=os.path.dirname(temporary_folder)))
     with open(stderr, "wb") as f:
         run = subprocess.Popen([sys.executable, "run_simcse.py", config], cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=f, start_new_session=True, env=dict(os.environ, TMPDIR=str(scratch)))
