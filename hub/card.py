@@ -75,10 +75,12 @@ def results_table(name: str, metrics: dict[str, float], model_name: str, compare
     rows = [(f"**{model_name}** (this model)", metrics)]
     if compare:
         rows += [(f"{label} — {PUBLISHED_MARK}", values) for label, values in PUBLISHED.get(name, {}).items()]
-    present = {m: [r[m] for _, r in rows if r.get(m) is not None] for m in METRIC_NAMES}
+    # Compared as shown (2 decimals): values that read alike are bold alike.
+    shown = [{m: round(values[m], 2) for m in METRIC_NAMES if values.get(m) is not None} for _, values in rows]
+    present = {m: [r[m] for r in shown if m in r] for m in METRIC_NAMES}
     best = {m: max(v) if len(v) > 1 else None for m, v in present.items()}  # bold only where rows compete
     lines = ["| model | " + " | ".join(COLUMN_TITLES) + " |", "|---|" + "---|" * len(COLUMN_TITLES)]
-    for label, values in rows:
+    for (label, _), values in zip(rows, shown, strict=True):
         cells = []
         for m in METRIC_NAMES:
             value = values.get(m)

@@ -86,10 +86,13 @@ def test_tsv_quoting_is_off(tmp_path):
 def test_published_triplet_construction(tmp_path):
     path = write(tmp_path, "nli.tsv", "sentence1\tsentence2\tgold_label\n"
                  "P1\tE1\tentailment\nP1\tC1\tcontradiction\nP2\tE2\tentailment\nP1\tE1b\tentailment\n"
-                 "P3\tC3\tcontradiction\nP2\tN2\tneutral\nP2\t\"C2\"\tcontradiction\nP4\tX\t-\n")
+                 "P3\tC3\tcontradiction\nP2\tN2\tneutral\nP2\t\"C2\"\tcontradiction\nP4\tX\t-\n"
+                 "\"P5\"\tE5\tentailment\nP5\tC5\tcontradiction\n")
     ds = load_nli_triplets([path])
     assert ds.to_dict() == {"sent0": ["P1", "P2"], "sent1": ["E1b", "E2"], "hard_neg": ["C1", '"C2"']}
-    assert load_nli_triplets([path], strip_quotes=True)["hard_neg"] == ["C1", "C2"]
+    # Quotes go from premises too, before they are grouped: "P5" and P5 are one premise.
+    assert load_nli_triplets([path], strip_quotes=True).to_dict() == {
+        "sent0": ["P1", "P2", "P5"], "sent1": ["E1b", "E2", "E5"], "hard_neg": ["C1", "C2", "C5"]}
 
 
 def test_integer_labels_and_several_sources(tmp_path):

@@ -27,8 +27,9 @@ import sts_evaluation
 from conftest import ROOT, SAMPLE, TOKEN, cli, standin_env
 from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
-from hub.card import cited_works, hardware, render_card, training_data, software, training_settings, training_time
-from hub.model_dir import PUBLISHED_PATTERNS, ModelDirError, published_files
+from hub.card import (cited_works, hardware, render_card, results_table, software, training_data, training_settings,
+                      training_time)
+from hub.model_dir import METRIC_NAMES, PUBLISHED_PATTERNS, ModelDirError, published_files
 from hub.push import Pushed, PushError, check_repo_id, check_revision, describe_push, push
 from modeling_simcse import SimCSEModel
 from sigterm import Terminated
@@ -503,6 +504,18 @@ def test_published_comparison_rows_are_labelled(model_dir, tmp_path):
         assert code == 0
         text = printed if command[0] == "push" else open(os.path.join(copy, "README.md")).read()
         assert "### KorSTS test" in text and "published, not re-measured" not in text
+
+
+def test_bold_marks_the_best_of_several_rows_as_the_card_shows_them():
+    """A column's best is bold as the table shows it (2 decimals): this model's 85.984 and the published 85.98 read
+    alike, and both are bold; alone in its table, this model's row has nothing bold."""
+    metrics = {**{m: 50.0 for m in METRIC_NAMES}, "avg": 85.984}
+    table = results_table("korsts-test", metrics, "m", compare=True)
+    assert "| **m** (this model) | **85.98** | 50.00 | 50.00 |" in table
+    assert "| SimCSE-BERT-KO (sup) — published, not re-measured | **85.98** | – | **86.00** |" in table
+    assert "| SimCSE-RoBERTa-KO (sup) — published, not re-measured | 83.06 |" in table
+    alone = results_table("korsts-test", metrics, "m", compare=False)
+    assert "**" not in alone.split("(this model)")[1]
 
 
 def test_the_card_licence_and_comparison_stick_until_changed(model_dir, tmp_path):
