@@ -207,6 +207,9 @@ class NonFiniteLossGuard(TrainerCallback):
     The check reads only what Trainer already logs (no extra device sync per step). A log is forced right before
     every save, and Trainer logs before it saves, so a checkpoint is never written after the loss went bad: the
     last checkpoint on disk is good. `logging_nan_inf_filter` must be off, or Trainer would hide a NaN loss.
+    An inf/NaN gradient norm of a step that fp16's loss scaler skipped passes: that is the scaler's work (its scale was
+    too high for that step's gradients; it changed no weight and lowers the scale), in a healthy run too (torch's
+    GradScaler starts at 2^16 and doubles its scale after every 2,000 steps without an overflow).
     """
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -214,10 +217,13 @@ class NonFiniteLossGuard(TrainerCallback):
             control.should_log = True
         return control
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_log(self, args, state, control, logs=None, optimizer=None, **kwargs):
         for key in ("loss", "grad_norm"):
             value = (logs or {}).get(key)
             if isinstance(value, (int, float)) and not math.isfinite(value):
+                # The logged norm is the last step's, and so is accelerate's optimizer's step_was_skipped.
+                if key == "grad_norm" and getattr(optimizer, "step_was_skipped", False):
+                    continue
                 last = last_complete_checkpoint(args.output_dir)
                 raise TrainingDiverged(
                     f"{key} is {value} at step {state.global_step}; training stopped. The last good checkpoint is "

@@ -21,6 +21,7 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file
+from accelerate.optimizer import AcceleratedOptimizer
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -1139,6 +1140,52 @@ def test_nan_guard_stops_before_saving_a_bad_checkpoint(encoder_dir, tokenizer, 
     assert is_complete(str(tmp_path / "checkpoint-2")) and not (tmp_path / "checkpoint-4").exists()
     weights = load_file(str(tmp_path / "checkpoint-2" / "model.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+class OptimizerAtLog(TrainerCallback):
+    """Test helper: keeps the `optimizer` each log is told of."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_log(self, args, state, control, optimizer=None, **kwargs):
+        self.seen.append(optimizer)
+
+
+def test_nan_guard_lets_fp16_loss_scaling_skip_a_step(encoder_dir, tokenizer, tmp_path):
+    """fp16's loss scaler skips a step whose scaled gradients overflow (inf gradient norm) and lowers its scale, in a
+    healthy run too: the guard stopped such a run where a log fell on that step. It tells that step by the optimizer
+    Trainer hands to callbacks (accelerate's, whose step_was_skipped says it). A loss that is not finite still stops a
+    run, and an inf gradient norm of a step that was taken (no scaler: bf16, fp32) too."""
+    triplets = load_nli_triplets([os.path.join(SAMPLE, "nli.tsv")])
+    rows = tokenize_rows(triplets, tokenizer, ["sent0", "sent1", "hard_neg"], 32)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=2, logging_steps=1,
+                             save_strategy="no", use_cpu=True, report_to="none", remove_unused_columns=False,
+                             disable_tqdm=True)
+    seen = OptimizerAtLog()
+    trainer = Trainer(model=SimCSEModel.from_encoder(encoder_dir), args=args, train_dataset=rows,
+                      data_collator=SimCSECollator(tokenizer.pad_token_id), callbacks=[NonFiniteLossGuard(), seen])
+    trainer.train()
+    assert seen.seen and all(o is trainer.optimizer and o.step_was_skipped is False for o in seen.seen)
+
+    # accelerate's optimizer with a loss scaler (on the CPU, which Trainer gives none), as fp16 on a GPU has it.
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = AcceleratedOptimizer(torch.optim.SGD([weight], lr=0.1), scaler=torch.amp.GradScaler("cpu"))
+    guard, state = NonFiniteLossGuard(), transformers.TrainerState(global_step=7)
+
+    def step_and_log(gradient_scale: float, logs: dict) -> None:
+        optimizer.zero_grad()
+        optimizer.scaler.scale((weight * gradient_scale).sum()).backward()
+        optimizer.step()
+        guard.on_log(args, state, transformers.TrainerControl(), logs=logs, optimizer=optimizer)
+
+    step_and_log(float("inf"), {"loss": 1.5, "grad_norm": float("inf")})
+    assert optimizer.step_was_skipped and weight.tolist() == [1.0, 1.0, 1.0]  # skipped: no weight changed
+    with pytest.raises(TrainingDiverged, match="loss is nan at step 7"):
+        step_and_log(float("inf"), {"loss": float("nan"), "grad_norm": float("inf")})
+    with pytest.raises(TrainingDiverged, match="grad_norm is inf at step 7"):
+        step_and_log(1.0, {"loss": 1.5, "grad_norm": float("inf")})  # a step taken with it
+    assert not optimizer.step_was_skipped
 
 
 def test_diverging_run_exits_with_a_clear_message(tmp_path):
