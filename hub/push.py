@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from huggingface_hub.utils import parse_ratelimit_headers
 
 from data_sources import hub_page_hint
 from hub.model_dir import check_export, is_published, load_results, published_files
@@ -172,6 +173,14 @@ def _branch_moved(api: HfApi, repo_id: str, revision: str | None, head: str) -> 
         return False
 
 
+def _wait_before_retry(error: Exception, attempt: int) -> int:
+    """Seconds to wait before try `attempt` + 1: where the Hub's rate limit refused the call (429), until the limit's
+    window resets, as its RateLimit header says (it counts requests over 5 minutes); else 1, 2, 4 ..."""
+    if _status(error) == 429 and (limit := parse_ratelimit_headers(error.response.headers)) is not None:
+        return limit.reset_in_seconds + 1
+    return 2 ** (attempt - 1)
+
+
 def _retry(call, what: str):
     for attempt in range(1, RETRIES + 1):
         try:
@@ -179,7 +188,7 @@ def _retry(call, what: str):
         except Exception as e:  # noqa: BLE001 - re-raised unless transient
             if attempt == RETRIES or not _transient(e):
                 raise
-            wait = 2 ** (attempt - 1)
+            wait = _wait_before_retry(e, attempt)
             logger.warning("%s failed (%s); retrying in %d s (%d/%d)", what, _describe(e), wait, attempt, RETRIES - 1)
             time.sleep(wait)
 

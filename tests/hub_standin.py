@@ -15,7 +15,8 @@ installed: clients of the stand-in run with `HF_HUB_DISABLE_XET=1` and take the 
 Tokens are checked against `tokens` ({token: user}); `orgs` ({user: [organization]}) widens where a user may read and
 write; `read_only_tokens` may read but not write (a 403, as the Hub answers a read token); `fine_grained_tokens`
 ({token: [(entity, [permission])]}) write only where an entity (an owner or a repo id) has "repo.write"; private repos
-are invisible to others. `fail_next_commits` answers 503 to that many commit requests (to exercise retries);
+are invisible to others. `fail_next_commits` answers that many commit requests with `commit_failure` (status, code,
+message; a 503 by default; a 429 with the Hub's RateLimit headers, reset in `rate_limit_reset` s) to exercise retries;
 `reject_commits` answers 422 to every commit; `drop_commits` closes the connection of every commit request without an
 answer (a network failure), and `lose_next_commit_answers` that many after committing (an answer lost on the way); a
 commit whose `parentCommit` is not the branch's last is refused with a 412, as the Hub refuses it (before it looks at
@@ -151,6 +152,8 @@ class HubStandIn:
         self.fine_grained_tokens: dict[str, list[tuple[str, list[str]]]] = {}
         self.repos: dict[str, Repo] = {}
         self.fail_next_commits = 0
+        self.commit_failure = (503, "ServiceUnavailable", "try again")  # the answer of those
+        self.rate_limit_reset = 3  # seconds, in the RateLimit header of a 429
         self.reject_commits = False
         self.drop_commits = False
         self.lose_next_commit_answers = 0
@@ -417,7 +420,14 @@ class HubStandIn:
                     with hub._lock:
                         if hub.fail_next_commits > 0:
                             hub.fail_next_commits -= 1
-                            return self._error(503, "ServiceUnavailable", "try again")
+                            status, code, message = hub.commit_failure
+                            if status == 429:  # the Hub's rate limit: no request left until the window resets
+                                self._send(status, {"error": message}, {
+                                    "X-Error-Code": code, "X-Error-Message": message,
+                                    "RateLimit": f'"api";r=0;t={hub.rate_limit_reset}',
+                                    "RateLimit-Policy": '"fixed window";"api";q=500;w=300'})
+                                return None
+                            return self._error(status, code, message)
                         header, added, deleted = {}, {}, []
                         for line in body.decode().splitlines():
                             item = json.loads(line)

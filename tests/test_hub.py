@@ -844,11 +844,17 @@ def test_dry_run_sends_nothing(model_dir, hub, tmp_path):
     assert 'from_pretrained("alice/x")' not in open(os.path.join(model_dir, "README.md")).read()  # nothing rewritten
 
 
-def test_transient_errors_are_retried_and_a_failed_push_changes_nothing(model_dir, hub, tmp_path):
+def test_transient_errors_are_retried_and_a_failed_push_changes_nothing(model_dir, hub, tmp_path, monkeypatch):
     hub.fail_next_commits = 2
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/r"], hub, tmp_home=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(hub.repos["alice/r"].commits) == 1 and "retrying" in proc.stderr
+    # The Hub's rate limit (429 Too Many Requests) is waited out, until its window resets (+1 s).
+    hub.fail_next_commits, hub.commit_failure, hub.rate_limit_reset = 2, (429, "TooManyRequests", "slow down"), 30
+    waits = []
+    monkeypatch.setattr("hub.push.time.sleep", waits.append)
+    push(model_dir, "alice/limited", api=HfApi(endpoint=hub.url, token=TOKEN))
+    assert len(hub.repos["alice/limited"].commits) == 1 and hub.fail_next_commits == 0 and waits == [31, 31]
     before = dict(hub.repos["alice/r"].branches["main"])
     hub.reject_commits = True  # another licence: a changed card, so there is a commit to refuse
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/r", "--license", "apache-2.0"], hub,
