@@ -112,6 +112,22 @@ def test_packed_gradient_cache_replays_dropout(encoder_dir, tokenizer, monkeypat
     assert other_seed[0] != pytest.approx(kept[0], abs=1e-5)  # dropout is on: the comparison above could fail
 
 
+@pytest.mark.parametrize("pack_width", [None, WIDTH])
+def test_the_gradient_cache_encodes_in_pieces_and_runs_each_again_in_the_backward_pass(encoder_dir, tokenizer,
+                                                                                       pack_width):
+    """The equalities of the gradient cache hold for one pass too: what spares memory is that a step's 9 sentences go
+    through the encoder in ceil(9 / 3) pieces, whose activations are dropped and made again in the backward pass."""
+    batch = SimCSECollator(tokenizer.pad_token_id, pack_width=pack_width)(features(tokenizer, ROWS))
+    for chunk, passes in ((None, [1, 1]), (3, [3, 6])):
+        model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", embedding_chunk_size=chunk).train()
+        calls = []
+        model.encoder.encoder.layer[0].register_forward_hook(lambda *_, calls=calls: calls.append(None))
+        loss = model(**batch).loss
+        seen = [len(calls)]
+        loss.backward()
+        assert seen + [len(calls)] == passes, (chunk, pack_width)
+
+
 def test_packed_unsupervised_views_differ_only_through_dropout(encoder_dir, tokenizer):
     batch = SimCSECollator(tokenizer.pad_token_id, pack_width=WIDTH)(features(tokenizer, [r[:1] for r in ROWS]))
     model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", mlp_only_train=True).train()
