@@ -22,14 +22,22 @@ from test_run_simcse import smoke_config
 
 @pytest.mark.parametrize("pooler", ["cls", "avg"])
 def test_length_buckets_same_loss_and_gradients(encoder_dir, tokenizer, pooler):
+    """The same loss and gradients, from pieces of the length-sorted sentences each cut to its own longest."""
     ids, mask = _ids(tokenizer, ROWS)
+    lengths = mask.reshape(-1, mask.shape[-1]).sum(1)  # of the 9 sentences
+    longest = [int(piece[0]) for piece in lengths.sort(descending=True).values.tensor_split(4)]
+    assert longest != [mask.shape[-1]] * 4  # pieces that are cut, or no test of the cut
     results = []
-    for buckets in (1, 4):
+    for buckets, widths in ((1, [mask.shape[-1]]), (4, longest)):
         torch.manual_seed(0)  # the same initial MLP for both
         model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, hard_negative_weight=0.2,
                                          length_buckets=buckets)
         without_dropout(model.train())
+        seen = []
+        layer = model.encoder.encoder.layer[0]
+        layer.register_forward_hook(lambda _, args, out, seen=seen: seen.append(args[0].shape[1]))
         results.append(loss_and_grads(model, ids, mask))
+        assert seen == widths
     assert_same(results[0], results[1])
 
 
