@@ -20,8 +20,8 @@ from typing import NamedTuple
 import pytest
 import torch
 import transformers
-from safetensors.torch import load_file
 from accelerate.optimizer import AcceleratedOptimizer
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
