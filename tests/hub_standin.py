@@ -245,8 +245,9 @@ class HubStandIn:
                 if self.command != "HEAD":
                     self.wfile.write(data)
 
-            def _error(self, status: int, code: str, message: str):
-                self._send(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message})
+            def _error(self, status: int, code: str, message: str, headers: dict | None = None):
+                self._send(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message,
+                                                        **(headers or {})})
 
             def _repo(self, repo_id: str):
                 repo = hub.repos.get(repo_id)
@@ -421,13 +422,10 @@ class HubStandIn:
                         if hub.fail_next_commits > 0:
                             hub.fail_next_commits -= 1
                             status, code, message = hub.commit_failure
-                            if status == 429:  # the Hub's rate limit: no request left until the window resets
-                                self._send(status, {"error": message}, {
-                                    "X-Error-Code": code, "X-Error-Message": message,
-                                    "RateLimit": f'"api";r=0;t={hub.rate_limit_reset}',
-                                    "RateLimit-Policy": '"fixed window";"api";q=500;w=300'})
-                                return None
-                            return self._error(status, code, message)
+                            # The Hub's rate limit: no request left until the window resets.
+                            limit = {"RateLimit": f'"api";r=0;t={hub.rate_limit_reset}',
+                                     "RateLimit-Policy": '"fixed window";"api";q=500;w=300'} if status == 429 else None
+                            return self._error(status, code, message, limit)
                         header, added, deleted = {}, {}, []
                         for line in body.decode().splitlines():
                             item = json.loads(line)
