@@ -21,7 +21,8 @@ import torch
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
-from transformers import AutoModel, AutoTokenizer, DistilBertConfig, DistilBertModel, TrainerCallback
+from transformers import (AutoModel, AutoTokenizer, DistilBertConfig, DistilBertModel, TrainerCallback,
+                          TrainingArguments)
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 import output_folder
@@ -1037,6 +1038,7 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"max_train_samples": 0}, "max_train_samples must be at least 1, got 0"),
     # It exported the encoder untouched under a card that calls it fine-tuned.
     ({"num_train_epochs": 0}, r"num_train_epochs 0 \(and no max_steps\) trains nothing"),
+    ({"num_train_epochs": 0, "max_steps": 0}, r"num_train_epochs 0 \(and no max_steps\) trains nothing"),
     # The worst checkpoint would have been kept and exported.
     ({"greater_is_better": False},
      "greater_is_better: false would keep the checkpoint with the lowest cosine_spearman"),
@@ -1047,9 +1049,11 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"temperature": 0}, "temperature must be > 0, got 0"),
     ({"embedding_chunk_size": 0}, "embedding_chunk_size must be >= 1, got 0"),
     ({"length_buckets": 0}, "length_buckets must be >= 1, got 0"),
-    ({"dropout": 1.5}, r"dropout must be in \[0, 1\), got 1.5"),
+    ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
     ({"train_format": "text", "train_data": [f"{SAMPLE}/sentences.txt"], "per_device_train_batch_size": 1},
      "a contrastive batch of 1 row has no negatives"),
+    ({"train_format": "text", "train_data": [f"{SAMPLE}/sentences.txt"], "per_device_train_batch_size": 1,
+      "gather_negatives": False}, "a contrastive batch of 1 row has no negatives"),
     # The same of a training set of one row: every step a batch of it alone, loss 0, an untrained export.
     ({"train_format": "text", "train_data": [f"{SAMPLE}/sentences.txt"], "max_train_samples": 1},
      r"sentences.txt: 1 training row \(max_train_samples 1\); a text row has no negatives but the other rows"),
@@ -1067,9 +1071,11 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"hard_negative_weight": float("nan")}, "hard_negative_weight must be a finite number, got nan"),
     # The push was skipped without a word at the end of training: no results, no card.
     ({"test_data": [], "push_to_hub": True, "hub_model_id": "me/model"}, "push_to_hub needs test_data"),
+    ({"push_to_hub": True}, r"push_to_hub needs hub_model_id \(<owner>/<name>\)"),
     # Tracebacks once training had begun (the optimizer's, the dataloaders', a division by zero), after run_args.json
     # was written; the first evaluation's, after eval_steps of training.
     ({"adam_beta1": 1.5}, r"adam_beta1 \(a decay rate\) must be in \[0, 1\), got 1.5"),
+    ({"adam_beta2": 1.0}, r"adam_beta2 \(a decay rate\) must be in \[0, 1\), got 1.0"),
     ({"adam_epsilon": -1}, "adam_epsilon .* must be at least 0, got -1"),
     ({"dataloader_num_workers": -1}, "dataloader_num_workers .* must be at least 0, got -1"),
     ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps .* must be at least 1, got 0"),
@@ -1104,6 +1110,9 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
       "intermediate_size=128,max_position_embeddings=128,hidden_dropout_prob=0.2"},
      "dropout and config_overrides both set hidden_dropout_prob: set it in one of them"),
     ({"do_train": False}, "do_train false: run_simcse.py always trains"),
+    # A Hub model's branch for a model made from a config; the note on the tokenizer is tokenizer_revision's alone.
+    ({"model_revision": "v1"}, "model_revision v1: it names a branch, tag or commit of a Hub model, and no "
+     "model_name_or_path is given$"),
     # A decoder's first token sees only itself: a GPT-2 trained an epoch into one embedding for every sentence ("the
     # final model's similarities are ... all the same"); T5 and ViT were tracebacks at the first forward pass.
     ({"model_type": "gpt2", "pooler_type": "cls_before_pooler", "config_overrides": "n_embd=64,n_layer=2,n_head=2"},
@@ -1125,6 +1134,44 @@ def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     with pytest.raises(SystemExit, match=message):
         run_simcse.main([config])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("changes", [
+    # num_train_epochs 0 trains nothing only where max_steps does not set the steps either.
+    {"num_train_epochs": 0, "max_steps": 1},
+    {"dropout": 0.0},
+    # The encoder's dropout set in config_overrides alone.
+    {"config_overrides": "hidden_size=64,num_hidden_layers=2,num_attention_heads=2,intermediate_size=128,"
+     "max_position_embeddings=128,hidden_dropout_prob=0.2"},
+    # One process: no other process's batches to line up with.
+    {"accelerator_config": {"even_batches": False}},
+    # Two rows a batch: each has a negative.
+    {"train_format": "text", "train_data": [f"{SAMPLE}/sentences.txt"], "per_device_train_batch_size": 2},
+])
+def test_settings_beside_those_refused_are_accepted(tmp_path, changes):
+    training_args = run_arguments.parse_arguments([smoke_config(tmp_path, **changes)])[3]  # no SystemExit
+    assert all(getattr(training_args, key) == value for key, value in changes.items()
+               if hasattr(training_args, key) and not isinstance(value, dict))  # a dict is made a config object
+
+
+@pytest.mark.parametrize("gpus", [1, 2])
+def test_a_process_that_sees_several_gpus_is_refused(tmp_path, monkeypatch, gpus):
+    """Trainer would wrap the model in nn.DataParallel, which splits each batch and its in-batch negatives."""
+    monkeypatch.setattr(TrainingArguments, "n_gpu", property(lambda self: gpus))
+    if gpus == 1:
+        assert run_arguments.parse_arguments([smoke_config(tmp_path)])[3].n_gpu == 1
+        return
+    with pytest.raises(SystemExit, match="2 GPUs are visible to one process; launch one process per GPU"):
+        run_arguments.parse_arguments([smoke_config(tmp_path)])
+
+
+def test_one_row_a_process_is_a_contrastive_batch_where_processes_gather_their_negatives(tmp_path, monkeypatch):
+    """2 processes of 1 row each: a batch of 2 rows with gather_negatives (the default), of 1 row without it."""
+    monkeypatch.setattr(TrainingArguments, "world_size", property(lambda self: 2))
+    text = {"train_format": "text", "train_data": [f"{SAMPLE}/sentences.txt"], "per_device_train_batch_size": 1}
+    assert run_arguments.parse_arguments([smoke_config(tmp_path, **text)])[3].world_size == 2
+    with pytest.raises(SystemExit, match="a contrastive batch of 1 row has no negatives"):
+        run_arguments.parse_arguments([smoke_config(tmp_path, **text, gather_negatives=False)])
 
 
 @pytest.mark.parametrize("module, availability, changes, message", [
