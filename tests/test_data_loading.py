@@ -176,9 +176,17 @@ def test_a_delimited_file_of_another_separator_is_named(tmp_path):
         with pytest.raises(DataError, match=f"^{re.escape(path)}, line 1: one column, {re.escape(repr(header))}: the "
                                             f"file is separated by {re.escape(said)}$"):
             load_sts(path)
+    path = write(tmp_path, "pairs.csv", "sentence1;sentence2\n가;나\n")  # two columns are two too
+    with pytest.raises(DataError, match="line 1: one column, 'sentence1;sentence2': the file is separated by semicol"):
+        load_sentence_columns([path], ["sentence1", "sentence2"])
     # One column of its own: a sentence corpus.
     path = write(tmp_path, "corpus.csv", "text\n\"가, 나\"\n다; 라\n")
     assert list(load_sentence_columns([path], ["text"])["sent0"]) == ["가, 나", "다; 라"]
+
+
+def test_blank_lines_between_the_rows_of_a_delimited_file_are_skipped(tmp_path):
+    path = write(tmp_path, "gaps.tsv", "sentence1\tsentence2\tscore\n가\t나\t1.0\n\n다\t라\t2.0\n\n")
+    assert load_sts(path)["score"][:] == [1.0, 2.0]
 
 
 def test_a_dataset_saved_with_save_to_disk_reads_as_its_rows(tmp_path):
@@ -375,7 +383,8 @@ def test_files_not_in_utf8_name_the_line_and_the_encoding(tmp_path):
     # One line in another encoding, found wherever the file's chunks are cut.
     mixed = tmp_path / "one_line.tsv"
     mixed.write_bytes(b"\n".join(line.encode("cp949" if n == 30 else "utf-8") for n, line in enumerate(lines)))
-    for chunk_bytes in (1, 2, 7, 64, 1 << 24):
+    newline = len("\n".join(lines[:30]).encode())  # a chunk of this size: the second starts with that line's newline
+    for chunk_bytes in (1, 2, 7, 64, newline, 1 << 24):
         with pytest.raises(DataError, match=r"one_line.tsv, line 31: not UTF-8 .*'한 남자가 29번 먹는다"):
             _check_text_file(str(mixed), Source.parse(str(mixed)), chunk_bytes)
     cut = tmp_path / "cut.tsv"
@@ -488,6 +497,7 @@ TRAILING_COMMA = ('[{"sentence1": "가", "sentence2": "나", "score": 1},\n'
     ("e.json", "[]", "e.json: no rows"),
     ("f.jsonl", " \n", "f.jsonl: empty file"),
     ("g.tsv", "", "g.tsv: empty file"),
+    ("g.jsonl", "\ufeff \n", "g.jsonl: empty file"),  # a byte-order mark alone
     ("h.json", '{"sentence1": ["가", "나"], "sentence2": ["다", "라"], "score": [1, 2]}',
      "h.json, row 0: column 'sentence1' holds [\"가\", \"나\"], not a sentence (a .json source is a list of objects"),
     # One object holding the rows: under a key, or keyed by their index (pandas' orient="index"); it was the bare
