@@ -36,6 +36,14 @@ def without_dropout(model):
     return model
 
 
+def input_widths(module: torch.nn.Module) -> list[int]:
+    """A list that gets the width (tokens a row) of `module`'s input at each of its forward passes, from now on; its
+    length counts the passes."""
+    widths = []
+    module.register_forward_hook(lambda _, args, __: widths.append(args[0].shape[1]))
+    return widths
+
+
 def sample_sentences() -> list[str]:
     with open(os.path.join(SAMPLE, "sentences.txt"), encoding="utf-8") as f:
         return [line.strip() for line in f if line.strip()]

@@ -11,7 +11,7 @@ from transformers import AutoModel, TrainerCallback
 
 import run_arguments
 import run_simcse
-from conftest import SAMPLE, without_dropout
+from conftest import SAMPLE, input_widths, without_dropout
 from data_collator import SimCSECollator
 from modeling_simcse import SimCSEModel
 from test_gradient_cache import assert_same, loss_and_grads
@@ -33,9 +33,7 @@ def test_length_buckets_same_loss_and_gradients(encoder_dir, tokenizer, pooler):
         model = SimCSEModel.from_encoder(encoder_dir, pooler_type=pooler, hard_negative_weight=0.2,
                                          length_buckets=buckets)
         without_dropout(model.train())
-        seen = []
-        layer = model.encoder.encoder.layer[0]
-        layer.register_forward_hook(lambda _, args, out, seen=seen: seen.append(args[0].shape[1]))
+        seen = input_widths(model.encoder.encoder.layer[0])
         results.append(loss_and_grads(model, ids, mask))
         assert seen == widths
     assert_same(results[0], results[1])

@@ -7,7 +7,7 @@ from transformers import AutoModel, BertConfig, CamembertConfig, ElectraConfig, 
 import modeling_simcse
 from data_collator import SimCSECollator
 from modeling_simcse import SimCSEModel
-from conftest import without_dropout
+from conftest import input_widths, without_dropout
 from test_gradient_cache import assert_same, loss_and_grads
 from test_loss import ROWS
 
@@ -120,8 +120,7 @@ def test_the_gradient_cache_encodes_in_pieces_and_runs_each_again_in_the_backwar
     batch = SimCSECollator(tokenizer.pad_token_id, pack_width=pack_width)(features(tokenizer, ROWS))
     for chunk, passes in ((None, [1, 1]), (3, [3, 6])):
         model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", embedding_chunk_size=chunk).train()
-        calls = []
-        model.encoder.encoder.layer[0].register_forward_hook(lambda *_, calls=calls: calls.append(None))
+        calls = input_widths(model.encoder.encoder.layer[0])
         loss = model(**batch).loss
         seen = [len(calls)]
         loss.backward()
@@ -192,8 +191,7 @@ def test_evaluation_runs_the_last_layer_for_the_first_token_alone(tokenizer, mod
     model = SimCSEModel.from_encoder(encoder, pooler_type=pooler).eval()
     ids, mask = padded_sentences(tokenizer)
     last = encoder.encoder.layer[-1]
-    tokens_a_row = []
-    last.intermediate.register_forward_hook(lambda module, args, out: tokens_a_row.append(args[0].shape[1]))
+    tokens_a_row = input_widths(last.intermediate)
     with torch.no_grad():
         cls_states = encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
         want = model.mlp(cls_states) if pooler == "cls" else cls_states
