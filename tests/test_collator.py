@@ -1,5 +1,6 @@
 """Dynamic padding of pre-tokenized rows."""
 
+import pytest
 import torch
 
 from data_collator import SimCSECollator
@@ -23,3 +24,23 @@ def test_scored_pairs_truncation_and_multiple():
     assert batch["input_ids"][0, 0, :4].tolist() == [2, 5, 6, 3]  # cut, keeping the end token
     assert batch["attention_mask"][0, 0].sum() == 4
     assert batch["labels"].dtype == torch.float and batch["labels"].tolist() == [4.5, 0.0]
+
+
+def test_rows_of_another_number_of_sentences_are_refused():
+    rows = [{"input_ids": [[2, 5, 3], [2, 6, 3]]}, {"input_ids": [[2, 5, 3]]}, {"input_ids": [[2, 7, 3], [2, 3]]}]
+    with pytest.raises(ValueError, match="every row of a batch must hold the same number of sentences"):
+        SimCSECollator(pad_token_id=0)(rows)
+
+
+@pytest.mark.parametrize("pack_width", [None, 8])
+def test_a_batch_of_one_row_where_every_sentence_is_cut(pack_width):
+    """The last batch of a set may hold one row; each sentence longer than max_length keeps its end token."""
+    collate = SimCSECollator(pad_token_id=0, max_length=3, pack_width=pack_width)
+    batch = collate([{"input_ids": [[2, 5, 6, 7, 3], [2, 8, 9, 9, 3]]}])
+    if pack_width is None:
+        assert batch["input_ids"].tolist() == [[[2, 5, 3], [2, 8, 3]]]
+    else:
+        assert batch["input_ids"].tolist() == [[2, 5, 3, 2, 8, 3, 0, 0]]
+        assert batch["sentence_starts"].tolist() == [[0, 3]]
+    scored = collate([{"input_ids": [[2, 5, 6, 7, 3], [2, 8, 9, 9, 3]], "labels": 3.5}])
+    assert scored["input_ids"].tolist() == [[[2, 5, 3], [2, 8, 3]]] and scored["labels"].tolist() == [3.5]

@@ -48,6 +48,12 @@ def test_packing_lays_every_sentence_whole_into_rows(tokenizer, width):
     assert (flat["input_ids"][flat["sentence_ids"] < 0] == tokenizer.pad_token_id).all()
 
 
+def test_a_sentence_that_fills_the_rest_of_a_row_goes_there_and_no_row_is_left_empty():
+    batch = SimCSECollator(pad_token_id=0, pack_width=8)([{"input_ids": [[2, 5, 6, 7, 3], [2, 8, 3]]}])
+    assert batch["input_ids"].tolist() == [[2, 5, 6, 7, 3, 2, 8, 3]]
+    assert batch["sentence_ids"].tolist() == [[0] * 5 + [1] * 3]
+
+
 def test_scored_pairs_stay_padded(tokenizer):
     rows = [dict(f, labels=1.0) for f in features(tokenizer, [r[:2] for r in ROWS])]
     batch = SimCSECollator(tokenizer.pad_token_id, pack_width=64)(rows)

@@ -212,6 +212,28 @@ def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, 
     assert message in str(stop.value) + capsys.readouterr().err  # argparse prints its own errors
 
 
+def test_one_pair_a_batch_and_one_token_a_sentence_are_the_least_accepted():
+    assert [sts_evaluation.positive_int(text) for text in ("1", " 2 ", "128")] == [1, 2, 128]
+
+
+def test_scores_of_another_max_length_may_go_in_the_results_file_of_a_folder_run_simcse_did_not_write(encoder_dir):
+    """Only a run's own `sts_results.json` (beside its run_args.json) is kept to the run's max_seq_length."""
+    output = f"{encoder_dir}/sts_results.json"
+    assert sts_evaluation.run_results_problem(encoder_dir, output, "", 32) is None
+    assert sts_evaluation.run_results_problem(encoder_dir, output, ",", None).startswith(f"--output {output}: ")
+    reference = f"{ROOT}/reference_run"
+    assert sts_evaluation.run_results_problem(reference, f"{reference}/sts_results.json", "", 64) is None
+
+
+def test_an_error_of_the_scoring_that_is_not_about_model_code_is_not_said_to_be(encoder_dir, monkeypatch):
+    def fails(*args, **kwargs):
+        raise ValueError("something else went wrong")
+
+    monkeypatch.setattr(sts_evaluation, "simcse_scores", fails)
+    with pytest.raises(ValueError, match="something else went wrong"):
+        main([encoder_dir, "--pooler", "avg", "--set", f"s={SAMPLE}/sts.tsv"])
+
+
 def test_an_output_this_user_may_not_write_is_refused_before_scoring(encoder_dir, tmp_path, monkeypatch, capsys):
     """A read-only disk or folder: the results file was opened after the scoring, in a traceback (checked with
     os.access, which knows a read-only mount; the tests may run as root, whom file modes do not stop)."""
