@@ -893,15 +893,24 @@ def test_ctrl_c_after_training_says_how_to_evaluate_and_export_without_training(
 def test_a_run_without_load_best_model_at_end_keeps_its_last_checkpoint_until_exported(tmp_path):
     """Trainer deletes every checkpoint but the best as training ends wherever save_total_limit is 1 and a dev metric
     recorded a best, load_best_model_at_end or not: with it off, a run stopped before its export kept checkpoint-6
-    alone and trained steps 7-12 again when resumed."""
+    alone and trained steps 7-12 again when resumed. A launch resumed at the last step, stopped there again, keeps both
+    too."""
     config = smoke_config(tmp_path, load_best_model_at_end=False, overwrite_output_dir=False)
-    with pytest.raises(SystemExit):
-        run_simcse.main([config], callbacks=[StopsTheFinalEvaluation(OUT_OF_MEMORY)])
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-6"]
+    for resume in ([], ["--resume_from_checkpoint", "last"]):
+        with pytest.raises(SystemExit):
+            run_simcse.main([config] + resume, callbacks=[StopsTheFinalEvaluation(OUT_OF_MEMORY)])
+        assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-6"]
     run_simcse.main([config, "--resume_from_checkpoint", "last"])
     assert json.loads((out / "train_results.json").read_text())["train_loss"] is None  # no step trained again
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-6"]  # as Trainer leaves it
+
+
+def test_a_run_without_a_dev_set_ends_with_its_last_checkpoint(tmp_path):
+    """No dev scores, so no best checkpoint: the finished run keeps its last checkpoint, as Trainer leaves it."""
+    run_simcse.main([smoke_config(tmp_path, num_train_epochs=1, eval_strategy="no", load_best_model_at_end=False,
+                                  dev_data=None)])
+    assert [p.name for p in (tmp_path / "out").glob("checkpoint-*")] == ["checkpoint-3"]
 
 
 OUT_OF_MEMORY = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 6.00 GiB.")
@@ -1186,6 +1195,9 @@ def test_nan_guard_lets_fp16_loss_scaling_skip_a_step(encoder_dir, tokenizer, tm
     with pytest.raises(TrainingDiverged, match="grad_norm is inf at step 7"):
         step_and_log(1.0, {"loss": 1.5, "grad_norm": float("inf")})  # a step taken with it
     assert not optimizer.step_was_skipped
+    for silent in (torch.optim.SGD([weight], lr=0.1), None):  # no word of a skipped step: it was taken
+        with pytest.raises(TrainingDiverged, match="grad_norm is inf at step 7"):
+            guard.on_log(args, state, transformers.TrainerControl(), logs={"grad_norm": float("inf")}, optimizer=silent)
 
 
 def test_diverging_run_exits_with_a_clear_message(tmp_path):

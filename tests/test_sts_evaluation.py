@@ -290,6 +290,10 @@ def test_a_run_folder_without_its_export_names_its_best_checkpoint(tmp_path):
             f"{run}: no config.json or modules.json in this folder; it holds training checkpoints (checkpoint-3, "
             f"checkpoint-6, checkpoint-12): name one, as {run}/checkpoint-6 (the best on the dev set so far)")):
         main([str(run), "--set", f"s={SAMPLE}/sts.tsv"])
+    shutil.rmtree(run / "checkpoint-6")  # the best, deleted since: the newest is named
+    with pytest.raises(SystemExit, match=re.escape(f"(checkpoint-3, checkpoint-12): name one, as {run}/checkpoint-12")
+                       + "$"):
+        main([str(run), "--set", f"s={SAMPLE}/sts.tsv"])
 
 
 def test_default_sets_out_of_reach_are_named_with_the_way_to_score_local_copies(encoder_dir, monkeypatch):
