@@ -1,4 +1,5 @@
-"""Dynamic padding of pre-tokenized rows."""
+"""Batches of pre-tokenized rows: dynamic padding, and what padding and packing share (rows cut to max_length,
+batches of one row); the packed layout itself: test_packing.py."""
 
 import pytest
 import torch
