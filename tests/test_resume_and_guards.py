@@ -999,6 +999,24 @@ def test_a_run_stopped_after_training_is_told_what_resuming_it_does(tmp_path, ke
         + said.format(out=tmp_path))
 
 
+@pytest.mark.parametrize("state", [
+    {"global_step": 5, "max_steps": 8},  # a launch that a callback stopped before its last step
+    {"global_step": 8},  # no step count
+    {"global_step": 0, "max_steps": 0},
+])
+def test_a_state_at_the_folders_top_that_shows_steps_left_is_no_finished_run(tmp_path, state):
+    """finished_state takes the folder's trainer_state.json for a run trained to its end only where it shows every step
+    trained, and was written after the last checkpoint."""
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 4, "max_steps": 8}))
+    os.utime(checkpoint / "trainer_state.json", (time.time() - 60, time.time() - 60))
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 8, "max_steps": 8}))
+    assert output_folder.finished_state(str(tmp_path), str(checkpoint)) == {"global_step": 8, "max_steps": 8}
+    (tmp_path / "trainer_state.json").write_text(json.dumps(state))
+    assert output_folder.finished_state(str(tmp_path), str(checkpoint)) is None
+
+
 def test_a_run_resumed_in_its_moved_folder_exports_its_best_checkpoint(tmp_path, caplog, uninterrupted):
     """The output folder named otherwise than at the first launch (moved; or a trailing slash, an absolute path) was "a
     different run (run_args.json differs in: output_dir)"; and with that allowed, Trainer dropped the best checkpoint
