@@ -1025,6 +1025,7 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
      r"compile_layers \(or cuda_graphs\) and torch_compile both compile"),
     # Trainer would drop the last partial batch of the evaluations too: scores over part of each STS set.
     ({"dataloader_drop_last": True}, "dataloader_drop_last: Trainer drops the last partial batch of every evaluation"),
+    ({"dataloader_drop_last": True, "test_data": []}, "dataloader_drop_last: Trainer drops the last partial batch"),
     # Halving the batch on running out of GPU memory halves the negatives too, unknown to the card.
     ({"auto_find_batch_size": True}, "auto_find_batch_size: Trainer would halve the batch on running out of memory"),
     # accelerate trained in fp32 on a CPU, under a card that said fp16.
