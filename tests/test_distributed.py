@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+import run_arguments
 from conftest import ROOT, SAMPLE, free_port
 from distributed_worker import build
 from modeling_simcse import POOLER_TYPES, SimCSEModel
@@ -290,6 +291,19 @@ def test_uneven_batches_across_processes_are_refused_before_training(tmp_path):
     assert proc.returncode != 0
     assert "accelerator_config.even_batches: false" in proc.stderr + proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("world_size, env, alone", [
+    # accelerate's simple launcher, asked for 2 processes on a CPU or one GPU: it sets these and starts one process
+    (1, {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1"}, True),
+    (2, {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "WORLD_SIZE": "2"}, False),  # --multi_gpu on a CPU
+    (1, {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "WORLD_SIZE": "1"}, False),  # a world of 1 asked for
+    (1, {"MASTER_ADDR": "127.0.0.1"}, False),  # python run_simcse.py in a shell that sets MASTER_ADDR
+    (1, {"ACCELERATE_USE_CPU": "True"}, False),  # accelerate launch --cpu, 1 process
+    (1, {}, False),
+])
+def test_one_process_is_said_to_be_started_alone_by_the_simple_launchers_settings_only(world_size, env, alone):
+    assert run_arguments.launched_alone(world_size, env) is alone
 
 
 def test_accelerate_asked_for_two_processes_on_a_cpu(tmp_path):

@@ -1205,6 +1205,24 @@ def test_cuda_graphs_settings_that_cannot_work_are_errors(tmp_path, changes, mes
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("training, simcse, conflict", [
+    ({}, {}, None),  # the published settings, on a GPU
+    ({"device": types.SimpleNamespace(type="cpu")}, {}, "needs a CUDA device"),
+    ({"gradient_accumulation_steps": 2}, {}, "gradient_accumulation_steps > 1"),
+    ({"activation_checkpointing": True}, {}, "activation_checkpointing"),
+    ({}, {"embedding_chunk_size": 64}, "embedding_chunk_size"),
+])
+def test_cuda_graphs_conflict_on_a_gpu_with_each_setting_that_cannot_work_alone(training, simcse, conflict):
+    """On a CUDA device each setting cuda_graphs cannot work with is one conflict of its own, and a run with none of
+    them has none (on a CPU every run has the device's, which the test above cannot tell from the others)."""
+    training_args = types.SimpleNamespace(**{"device": types.SimpleNamespace(type="cuda"),
+                                             "gradient_accumulation_steps": 1, "activation_checkpointing": False,
+                                             **training})
+    simcse_args = types.SimpleNamespace(**{"embedding_chunk_size": None, **simcse})
+    conflicts = run_arguments.cuda_graphs_conflicts(training_args, simcse_args)
+    assert len(conflicts) == (conflict is not None) and all(conflict in c for c in conflicts)
+
+
 @pytest.mark.parametrize("environment, changes, named", [
     ({"ACCELERATE_USE_FSDP": "true"}, {}, "FSDP"),
     ({"ACCELERATE_USE_DEEPSPEED": "true"}, {}, "DeepSpeed"),  # was a traceback: DeepSpeed needs its package
