@@ -1466,18 +1466,22 @@ def test_a_mistyped_folder_is_said_to_be_read_as_a_hub_id(encoder_dir, tmp_path,
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("inside, key, said", [
-    ("", "model_name_or_path", "is output_dir itself, whose files the run's export replaces"),
-    ("checkpoint-3", "tokenizer_name", "is a checkpoint folder of output_dir {out}, where the run deletes checkpoints"),
+@pytest.mark.parametrize("inside, key, said, from_config", [
+    ("", "model_name_or_path", "is output_dir itself, whose files the run's export replaces", False),
+    ("checkpoint-3", "tokenizer_name", "is a checkpoint folder of output_dir {out}, where the run deletes checkpoints",
+     False),
+    # The tokenizer of an encoder made from a config (no model folder to look at first).
+    ("checkpoint-3", "tokenizer_name", "is a checkpoint folder of output_dir {out}", True),
 ])
 def test_an_encoder_in_the_folder_the_run_replaces_is_refused_before_anything_is_written(encoder_dir, tmp_path, inside,
-                                                                                          key, said):
+                                                                                          key, said, from_config):
     """Trained into its own folder (overwrite_output_dir), an encoder was replaced by the export, or deleted with the
     checkpoints of the run it came from, and the card named a base model that was no longer there."""
     out = tmp_path / "out"
     shutil.copytree(encoder_dir, out / inside)
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
-    changes = {**pretrained(str(encoder_dir)), key: str(out / inside)}
+    model = {"train_tokenizer_vocab_size": None} if from_config else pretrained(str(encoder_dir))
+    changes = {**model, key: str(out / inside)}
     with pytest.raises(SystemExit, match=re.escape(f"error: {key} {out / inside} {said.format(out=out)}")):
         run_simcse.main([smoke_config(tmp_path, **changes)])
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
