@@ -1487,6 +1487,18 @@ def test_an_encoder_in_the_folder_the_run_replaces_is_refused_before_anything_is
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
+def test_an_encoder_beside_the_folder_the_run_replaces_is_no_problem(tmp_path):
+    """Only output_dir itself and its checkpoint-* folders are refused as model or tokenizer folders: not a checkpoint
+    of another folder, nor a folder of another name inside output_dir."""
+    for folder in (tmp_path / "other" / "checkpoint-3", tmp_path / "out" / "tokenizer", tmp_path / "out-checkpoint-3"):
+        folder.mkdir(parents=True)
+        model_args = types.SimpleNamespace(model_name_or_path=str(folder), tokenizer_name=str(folder))
+        assert run_arguments.sources_in_output_dir(model_args, str(tmp_path / "out")) == [], folder
+    model_args = types.SimpleNamespace(model_name_or_path=None, tokenizer_name=str(tmp_path / "out" / "checkpoint-3"))
+    (tmp_path / "out" / "checkpoint-3").mkdir()
+    assert len(run_arguments.sources_in_output_dir(model_args, str(tmp_path / "out"))) == 1
+
+
 # Run in a fresh process whose Hub client fails to write as a full disk (the weights' download: no room for them) or a
 # read-only one (the cache's folders) does; the rest of the download is real, from the stand-in.
 FAILING_HUB_CACHE = """
