@@ -196,15 +196,15 @@ def test_ctrl_c_while_scoring_says_so_and_writes_nothing(encoder_dir, tmp_path, 
     (["{empty}", "--set", f"s={SAMPLE}/sts.tsv"], "{empty}: no config.json or modules.json in this folder"),
     # A run's folder before its export holds only checkpoints.
     (["{run}", "--set", f"s={SAMPLE}/sts.tsv"],
-     ("{run}: no config.json or modules.json in this folder; it holds training checkpoints (checkpoint-9, "
-      "checkpoint-10): name one, as {run}/checkpoint-10")),
+     ("{run}: no config.json or modules.json in this folder; it holds training checkpoints (checkpoint-2, "
+      "checkpoint-9, checkpoint-10): name one, as {run}/checkpoint-10")),
 ])
 def test_command_names_bad_arguments_before_scoring(encoder_dir, argv, message, capsys, tmp_path):
     names = {"encoder": encoder_dir, "empty": str(tmp_path / "empty"), "run": str(tmp_path / "run"),
              "reference": f"{ROOT}/reference_run", "link": str(tmp_path / "link")}
     (tmp_path / "empty").mkdir()
     (tmp_path / "link").symlink_to(names["reference"])
-    for step in (10, 9):  # named in the order of their steps, not of their names
+    for step in (10, 2, 9):  # named in the order of their steps, not of their names
         (tmp_path / "run" / f"checkpoint-{step}").mkdir(parents=True)
     with pytest.raises(SystemExit) as stop:
         main([a.format(**names) for a in argv])
