@@ -304,6 +304,21 @@ def test_a_hub_page_address_is_told_by_the_id_to_give(address, as_data, as_model
     assert str(raised.value).endswith(f"is not of the form <owner>/<name>{as_model}")
 
 
+def test_a_model_folders_modules_are_read_and_its_checkpoints_and_hidden_folders_are_not(tmp_path):
+    """check_model_source looks at the files a load reads, its modules' (1_Pooling/) too, and not at the checkpoint-*
+    folders of a run's folder or at hidden ones (.git, .cache), whose damage does not keep the model from loading."""
+    (tmp_path / "config.json").write_text("{}")
+    for skipped in ("checkpoint-3", ".cache"):
+        (tmp_path / skipped).mkdir()
+        (tmp_path / skipped / "model.safetensors").symlink_to(tmp_path / "gone")
+    check_model_source(str(tmp_path))
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").symlink_to(tmp_path / "gone")
+    with pytest.raises(DataError) as raised:
+        check_model_source(str(tmp_path))
+    assert str(raised.value) == f"{tmp_path}/1_Pooling/config.json: a link to {tmp_path}/gone, which is not there"
+
+
 def test_a_page_address_of_the_hub_that_hf_endpoint_names_is_told_too(monkeypatch):
     """A mirror's page (HF_ENDPOINT=https://hf-mirror.com) was "unknown file type None" without a word of the id."""
     import huggingface_hub.constants
