@@ -21,7 +21,7 @@ from data_sources import COMPRESSIONS
 from hub.card import hub_datasets
 from data_loading import (NO_NETWORK, DataError, Source, _check_text_file, _refuse_stand_in, check_known_tokens,
                           check_model_source, column_values, load_nli_triplets, load_sentence_columns, load_source,
-                          load_sts, parse_named, rows_digest, shared_pairs)
+                          load_sts, model_load_error, parse_named, rows_digest, shared_pairs)
 
 
 def write(tmp_path, name, text):
@@ -317,6 +317,25 @@ def test_a_model_folders_modules_are_read_and_its_checkpoints_and_hidden_folders
     with pytest.raises(DataError) as raised:
         check_model_source(str(tmp_path))
     assert str(raised.value) == f"{tmp_path}/1_Pooling/config.json: a link to {tmp_path}/gone, which is not there"
+
+
+def test_a_download_without_room_or_right_to_write_in_the_hub_cache_is_told_so(tmp_path, monkeypatch):
+    """model_load_error says where a download found no room (anywhere: the Hub client does not always name the file) or
+    no right to write in the Hub cache, and which setting moves the cache; other errors are transformers' own."""
+    cache, elsewhere = tmp_path / "hub", tmp_path / "elsewhere"
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert model_load_error(["me/model"], full, str(cache)) == (
+        f"me/model: could not be downloaded: No space left on device in the Hub cache, {cache}; free space there, or "
+        "set cache_dir to a folder on a larger disk")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    refused = OSError(errno.EACCES, "Permission denied", str(cache / "models--me--model"))
+    assert model_load_error(["me/model"], refused) == (
+        f"me/model: could not be downloaded: Permission denied: {cache}/models--me--model (the Hub cache, {cache}); "
+        "set HF_HUB_CACHE (or HF_HOME) to a folder this user may write to")
+    refused = OSError(errno.EACCES, "Permission denied", str(elsewhere))  # not the cache's: said as it is
+    assert model_load_error(["me/model"], refused) == (
+        f"me/model: no such folder here, so read as a Hub id: [Errno 13] Permission denied: '{elsewhere}'")
+    assert model_load_error([str(tmp_path)], full) == f"{tmp_path}: [Errno 28] No space left on device"  # no download
 
 
 def test_a_page_address_of_the_hub_that_hf_endpoint_names_is_told_too(monkeypatch):
