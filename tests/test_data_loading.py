@@ -54,7 +54,7 @@ def test_source_parsing():
     with pytest.raises(DataError, match="neither a file"):
         Source.parse("a/b/c/d")
     assert parse_named("korsts-test=https://x.org/sts-test.tsv") == ("korsts-test", "https://x.org/sts-test.tsv")
-    for unnamed in ("https://x.org/sts-test.tsv", "https://x.org/sts-test.tsv?raw=true"):
+    for unnamed in ("https://x.org/sts-test.tsv", "https://x.org/sts-test.tsv?raw=true", "=sts.tsv", "a="):
         with pytest.raises(DataError, match="expected 'name=source'"):
             parse_named(unnamed)
     assert parse_named("t=https://x.org/sts-test.tsv?raw=true") == ("t", "https://x.org/sts-test.tsv?raw=true")
