@@ -469,9 +469,13 @@ def test_a_tokenizer_that_knows_too_few_of_the_sentences_tokens_is_named(tmp_pat
         assert caplog.records == []
         # [UNK] for 밥을 and 먹는다: 2 of the 10 tokens, special tokens not counted.
         check_known_tokens(wordpiece, ["한 남자가.", "한 남자가 밥을 먹는다."], "the training sentences")
+        check_known_tokens(wordpiece, ["한 남자가."] * 4 + ["한 남자 밥."], "the dev sentences")  # 1 of 20: warned
     assert [r.getMessage() for r in caplog.records] == [
-        f"the tokenizer of enc ({type(wordpiece).__name__}) makes 20% of the tokens of the training sentences [UNK]: "
-        "sentences that differ only in those words look alike to the encoder"]
+        f"the tokenizer of enc ({type(wordpiece).__name__}) makes {share}% of the tokens of the {which} sentences "
+        "[UNK]: sentences that differ only in those words look alike to the encoder"
+        for share, which in ((20, "training"), (5, "dev"))]
+    with pytest.raises(ValueError, match=r"makes 50% of the tokens of the STS sentences"):  # half: an error
+        check_known_tokens(wordpiece, ["한 밥"], "the STS sentences")
     with pytest.raises(ValueError, match=r"makes 67% of the tokens of the STS sentences \[UNK\]: it was not made for "
                                          r"these sentences \(a tokenizer of another language"):
         check_known_tokens(wordpiece, ["밥을 먹는다."], "the STS sentences")
