@@ -20,8 +20,8 @@ from conftest import SAMPLE, SHARED_DATA, cli
 from data_sources import COMPRESSIONS
 from hub.card import hub_datasets
 from data_loading import (NO_NETWORK, DataError, Source, _check_text_file, _refuse_stand_in, check_known_tokens,
-                          check_model_source, column_values, load_nli_triplets, load_sentence_columns, load_source,
-                          load_sts, model_load_error, parse_named, rows_digest, shared_pairs)
+                          check_model_source, column_values, failed_write, load_nli_triplets, load_sentence_columns,
+                          load_source, load_sts, model_load_error, parse_named, rows_digest, shared_pairs)
 
 
 def write(tmp_path, name, text):
@@ -336,6 +336,25 @@ def test_a_download_without_room_or_right_to_write_in_the_hub_cache_is_told_so(t
     assert model_load_error(["me/model"], refused) == (
         f"me/model: no such folder here, so read as a Hub id: [Errno 13] Permission denied: '{elsewhere}'")
     assert model_load_error([str(tmp_path)], full) == f"{tmp_path}: [Errno 28] No space left on device"  # no download
+
+
+def test_a_failed_write_is_a_full_disk_a_read_only_one_or_a_named_file_refused(tmp_path):
+    """failed_write finds, in an error's chain, a full disk, a read-only disk or a file this user may not write (other
+    than the one being read, whose refusal is a failed read); a missing file, or a refusal that names no file, is not
+    one."""
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert failed_write(full) is full
+    refused = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x"))
+    try:
+        raise RuntimeError("the load failed") from refused
+    except RuntimeError as e:
+        assert failed_write(e) is refused
+    assert failed_write(refused, read_path=str(tmp_path / "x")) is None
+    read_only = OSError(errno.EROFS, "Read-only file system", str(tmp_path / "x"))
+    assert failed_write(read_only, read_path=str(tmp_path / "x")) is read_only
+    assert failed_write(FileNotFoundError(errno.ENOENT, "No such file or directory", str(tmp_path / "y"))) is None
+    assert failed_write(PermissionError(errno.EACCES, "Permission denied")) is None
+    assert failed_write(RuntimeError("no OSError")) is None
 
 
 def test_a_page_address_of_the_hub_that_hf_endpoint_names_is_told_too(monkeypatch):
