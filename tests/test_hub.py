@@ -29,7 +29,7 @@ from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
 from hub.card import (cited_works, hardware, render_card, results_table, software, training_data, training_settings,
                       training_time)
-from hub.model_dir import METRIC_NAMES, PUBLISHED_PATTERNS, ModelDirError, published_files
+from hub.model_dir import METRIC_NAMES, PUBLISHED_PATTERNS, ModelDirError, load_results, published_files, whole_file
 from hub.push import Pushed, PushError, check_repo_id, check_revision, describe_push, push
 from modeling_simcse import SimCSEModel
 from sigterm import Terminated
@@ -657,6 +657,53 @@ def test_bad_folders_send_nothing(model_dir, tmp_path, hub):
     with pytest.raises(ModelDirError, match="no \\*.safetensors"):
         push(copy, "alice/x")
     assert hub.requests == []
+
+
+@pytest.mark.parametrize("content, said", [
+    ({}, "expected an object {eval set: {metric: value}}"),
+    ([{"avg": 1.0}], "expected an object {eval set: {metric: value}}"),
+    ({"s": 1.0}, "'s' is not an object of metrics"),
+    ({"s": {"cosine_pearson": "73.5"}}, "not numbers in [-100, 100]: cosine_pearson"),
+    ({"s": {"cosine_pearson": True}}, "not numbers in [-100, 100]: cosine_pearson"),
+    ({"s": {"cosine_pearson": 100.5}}, "not numbers in [-100, 100]: cosine_pearson"),
+    ({"s": {"cosine_pearson": -100.5, "dot_spearman": None}},
+     "not numbers in [-100, 100]: cosine_pearson, dot_spearman"),
+    ({"s": {"cosine_pearson": -100, "dot_spearman": 100.0}}, None),  # the bounds, an int among floats: scores
+])
+def test_results_that_are_not_scores_are_refused(tmp_path, content, said):
+    """load_results reads what the card's tables and model-index are made of: an object of eval sets, each with every
+    metric a number (not a bool, not a string) in [-100, 100]."""
+    if isinstance(content, dict) and isinstance(content.get("s"), dict):
+        content = {"s": {**dict.fromkeys(METRIC_NAMES, 50.0), **content["s"]}}
+    (tmp_path / "sts_results.json").write_text(json.dumps(content))
+    if said is None:
+        assert load_results(str(tmp_path)) == content
+        return
+    with pytest.raises(ModelDirError) as raised:
+        load_results(str(tmp_path))
+    assert str(raised.value).endswith(said)
+
+
+def test_a_file_written_whole_or_not_at_all_keeps_what_its_block_raised(tmp_path):
+    """whole_file leaves the old content and no scratch file where its block fails, and passes the failure on as it is:
+    an OSError of its scratch file named as the file, another file's under that file's name, Ctrl-C as Ctrl-C."""
+    path = tmp_path / "results.json"
+    path.write_text("old")
+    elsewhere = str(tmp_path / "elsewhere")
+    for raised, named in ((OSError(errno.ENOSPC, "No space left on device", None), str(path)),
+                          (OSError(errno.EACCES, "Permission denied", elsewhere), elsewhere),
+                          (KeyboardInterrupt(), None)):
+        with pytest.raises(type(raised)) as caught:
+            with whole_file(str(path)) as scratch:
+                open(scratch, "w").write("new, cut short")
+                if isinstance(raised, OSError) and raised.filename is None:
+                    raised.filename = scratch
+                raise raised
+        assert getattr(caught.value, "filename", None) == named
+        assert path.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["results.json"]
+    with whole_file(str(path)) as scratch:
+        open(scratch, "w").write("new")
+    assert path.read_text() == "new" and sorted(os.listdir(tmp_path)) == ["results.json"]
 
 
 def test_weights_cut_short_are_refused_before_anything_is_sent(model_dir, tmp_path, hub):
