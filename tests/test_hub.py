@@ -592,10 +592,18 @@ def test_a_folder_without_its_dev_score_plot_is_not_pushed_without_it(model_dir,
     assert code == 0 and "  dev_scores.png\n" in printed and "](dev_scores.png)" in printed
 
 
-def test_published_files_leave_out_training_state(model_dir):
+def test_published_files_leave_out_training_state(model_dir, tmp_path):
     files = set(published_files(model_dir))
     assert files == EXPECTED_FILES
     assert not any(f.startswith("checkpoint-") or f.endswith(("training_args.bin", "optimizer.pt")) for f in files)
+    # Files of the published kinds in folders of other names, and hidden files in a module's folder, stay out.
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    for extra in ("checkpoint-3/config.json", "checkpoint-3/model.safetensors", "1_Pooling/.DS_Store",
+                  ".cache/config.json", "runs/x/README.md"):
+        (copy / extra).parent.mkdir(parents=True, exist_ok=True)
+        (copy / extra).write_text("{}")
+    assert set(published_files(str(copy))) == EXPECTED_FILES
 
 
 @pytest.mark.parametrize("tokenizer", ["BertTokenizer", "RobertaTokenizer", "XLMRobertaTokenizer", "CamembertTokenizer",
