@@ -702,15 +702,15 @@ def test_a_file_written_whole_or_not_at_all_keeps_what_its_block_raised(tmp_path
                           (OSError(errno.EACCES, "Permission denied", elsewhere), elsewhere),
                           (KeyboardInterrupt(), None)):
         with pytest.raises(type(raised)) as caught:
-            with whole_file(str(path)) as scratch:
-                open(scratch, "w").write("new, cut short")
+            with whole_file(str(path)) as scratch, open(scratch, "w") as f:
+                f.write("new, cut short")
                 if isinstance(raised, OSError) and raised.filename is None:
                     raised.filename = scratch
                 raise raised
         assert getattr(caught.value, "filename", None) == named
         assert path.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["results.json"]
-    with whole_file(str(path)) as scratch:
-        open(scratch, "w").write("new")
+    with whole_file(str(path)) as scratch, open(scratch, "w") as f:
+        f.write("new")
     assert path.read_text() == "new" and sorted(os.listdir(tmp_path)) == ["results.json"]
 
 
