@@ -23,7 +23,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ge
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import parse_ratelimit_headers
 
-from data_sources import hub_page_hint
+from data_sources import hub_page_hint, is_repo_id
 from hub.model_dir import check_export, is_published, load_results, published_files
 from sigterm import StopsHeld
 
@@ -34,7 +34,6 @@ except ImportError:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 NETWORK_ERRORS = (TransportError, ConnectionError, TimeoutError)  # no HTTP answer: unreachable, dropped, timed out
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 # What `git check-ref-format --branch` refuses in a branch name (the Hub's branches are git's): a leading "-", a part
 # that starts with "." or ends with ".lock", "..", "//", "@{", a leading or trailing "/", a trailing ".", spaces,
 # control characters and any of ~^:?*[\.
@@ -58,10 +57,12 @@ class Pushed(NamedTuple):
 
 
 def check_repo_id(repo_id: str) -> None:
-    """Raise `PushError` unless `repo_id` is a valid `<owner>/<name>` of the Hub."""
-    if not REPO_ID.match(repo_id or "") or ".." in repo_id or repo_id.endswith((".git", "-", ".")):
-        raise PushError(f"repo id {repo_id!r} is not of the form <owner>/<name>"
-                        + hub_page_hint(repo_id or "", "model"))
+    """Raise `PushError` unless `repo_id` is an `<owner>/<name>` that the Hub accepts (huggingface_hub's own check,
+    which its client makes before it sends a request)."""
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not is_repo_id(repo_id):
+        raise PushError(f"repo id {repo_id!r} is not of the form <owner>/<name> (letters, digits, '-', '_' and '.'; no "
+                        "'--' or '..'; each part of at most 96 characters, neither starting nor ending with '-' or "
+                        "'.'; not ending in '.git')" + hub_page_hint(repo_id or "", "model"))
 
 
 def check_revision(revision: str | None) -> None:

@@ -301,7 +301,8 @@ def test_a_hub_page_address_is_told_by_the_id_to_give(address, as_data, as_model
     assert str(raised.value) == f"{address}: no such folder, and not a Hub model id (name or owner/name){as_model}"
     with pytest.raises(PushError) as raised:
         check_repo_id(address)
-    assert str(raised.value).endswith(f"is not of the form <owner>/<name>{as_model}")
+    assert str(raised.value).startswith(f"repo id '{address}' is not of the form <owner>/<name> (")
+    assert str(raised.value).endswith(f"not ending in '.git'){as_model}")
 
 
 def test_a_model_folders_modules_are_read_and_its_checkpoints_and_hidden_folders_are_not(tmp_path):

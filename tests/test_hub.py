@@ -615,10 +615,19 @@ def test_every_vocabulary_file_an_encoder_tokenizer_saves_is_published(tokenizer
         assert any(fnmatch.fnmatch(name, pattern) for pattern in PUBLISHED_PATTERNS), name
 
 
-@pytest.mark.parametrize("repo_id", ["noowner", "a/b/c", "/name", "owner/", "own er/name", "owner/na..me"])
+@pytest.mark.parametrize("repo_id", ["noowner", "a/b/c", "/name", "owner/", "own er/name", "owner/na..me",
+                                     "owner/name.git", "owner/name-", "owner/name.", "-owner/name", "owner/na--me",
+                                     "owner/" + "n" * 97, "o" * 97 + "/name", "owner/名前", None])
 def test_bad_repo_ids(repo_id):
+    """The rules of huggingface_hub's client, which refuses such an id before it sends anything ("owner/na--me" and a
+    97-character name passed this check and failed the push that came after the training)."""
     with pytest.raises(PushError, match="<owner>/<name>"):
         check_repo_id(repo_id)
+
+
+@pytest.mark.parametrize("repo_id", ["klue/bert-base", "alice/ko-simcse_v1.2", "a/b", "O" * 96 + "/" + "n" * 96])
+def test_repo_ids_the_hub_accepts_pass(repo_id):
+    check_repo_id(repo_id)
 
 
 def test_a_card_for_a_repo_id_that_is_not_one_is_refused(model_dir, tmp_path):
