@@ -30,7 +30,7 @@ from hub.__main__ import main as hub_cli
 from hub.card import (cited_works, hardware, render_card, results_table, software, training_data, training_settings,
                       training_time)
 from hub.model_dir import METRIC_NAMES, PUBLISHED_PATTERNS, ModelDirError, load_results, published_files, whole_file
-from hub.push import Pushed, PushError, check_repo_id, check_revision, describe_push, push
+from hub.push import Pushed, PushError, check_push_access, check_repo_id, check_revision, describe_push, push
 from modeling_simcse import SimCSEModel
 from sigterm import Terminated
 from test_run_simcse import smoke_config
@@ -831,6 +831,18 @@ def test_a_read_only_token_or_someone_elses_namespace_is_refused_before_anything
     proc = cli(["run_simcse.py", config], hub, tmp_home=tmp_path)
     assert proc.returncode != 0 and "bob/from-training: the token is alice's" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("answer", [{"name": "alice"}, {"name": "alice", "auth": {"type": "oauth"}},
+                                    {"name": "alice", "auth": None, "orgs": None}])
+def test_a_token_whose_answer_gives_no_role_is_left_to_the_hub(answer):
+    """whoami's answer for a token that is no access token may lack `auth.accessToken`: the check goes on to the repo
+    (the Hub judges the push) rather than fail on the answer's shape."""
+    api = types.SimpleNamespace(token="hf_x", endpoint="http://hub", whoami=lambda token: answer,
+                                repo_exists=lambda repo_id: repo_id == "alice/old")
+    assert check_push_access("alice/new", api=api) is False and check_push_access("alice/old", api=api) is True
+    with pytest.raises(PushError, match="the token is alice's, who can push to alice only"):
+        check_push_access("bob/x", api=api)
 
 
 def test_private_is_refused_for_an_existing_public_repo(model_dir, hub):
