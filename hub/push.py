@@ -131,11 +131,14 @@ def _grants_repo_write(fine_grained, repo_id: str) -> bool:
 
 
 def _describe(error: BaseException) -> str:
-    """An error's message with any bearer token removed: an HTTP error's first line (the rest is request ids); any
-    other error's whole message, after its type (the large-file upload's errors give the reason on later lines)."""
+    """An error's message in one line, with any token masked: an HTTP error's first line (status, URL, request id) and
+    the Hub's reason, where it gave one (huggingface_hub puts it last, after a line on where to read of the status);
+    any other error's whole message, after its type (the large-file upload's errors give the reason on later
+    lines)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if isinstance(error, HfHubHTTPError) and lines:
-        text = lines[0]
+        reason = " ".join((error.server_message or "").split())
+        text = lines[0] + (f": {reason}" if reason and reason.lower() not in lines[0].lower() else "")
     else:
         text = f"{type(error).__name__}: {' '.join(lines)}" if lines else type(error).__name__
     text = text if len(text) <= 500 else text[:497] + "..."

@@ -16,9 +16,11 @@ import threading
 import time
 import types
 
+import httpx2
 import pytest
 import transformers
 from huggingface_hub import HfApi, ModelCard
+from huggingface_hub.errors import HfHubHTTPError
 from transformers import BertConfig, BertModel, ElectraConfig, ElectraModel
 
 import run_arguments
@@ -940,6 +942,49 @@ def test_transient_errors_are_retried_and_a_failed_push_changes_nothing(model_di
     # A failed first push leaves no empty repo behind.
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/new"], hub, tmp_home=tmp_path)
     assert proc.returncode == 1 and "alice/new" not in hub.repos
+
+
+def test_a_server_error_is_retried_after_1_then_2_s_and_a_refusal_is_not_retried(model_dir, hub, monkeypatch):
+    """5xx answers (500 too) are the Hub's own trouble: tried again, waiting 1, 2, 4 s. A 4xx refusal (a commit the Hub
+    finds wrong) would be refused again: one try, and the error's first line, not its request ids."""
+    waits = []
+    monkeypatch.setattr("hub.push.time.sleep", waits.append)
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    hub.fail_next_commits, hub.commit_failure = 2, (500, "InternalServerError", "try later")
+    push(model_dir, "alice/five", api=api)
+    assert len(hub.repos["alice/five"].commits) == 1 and hub.fail_next_commits == 0 and waits == [1, 2]
+    hub.requests.clear()
+    hub.reject_commits = True
+    with pytest.raises(PushError) as raised:
+        push(model_dir, "alice/refused", api=api)
+    assert sum("/commit/" in r for r in hub.requests) == 1 and waits == [1, 2]
+    assert re.fullmatch(r"push to alice/refused failed: Client error '422 Unprocessable Entity' for url "
+                        r"'http://[\d.:]+/api/models/alice/refused/commit/main': commit rejected by the stand-in",
+                        str(raised.value)), str(raised.value)
+
+
+def test_a_failure_is_said_in_one_line_without_a_token():
+    """An HTTP error: its first line (status, URL, request id) and the Hub's reason, which huggingface_hub puts last
+    (it was left out: "push failed: Client error '400 Bad Request' for url ..." said nothing of why). Other errors (the
+    large-file upload's) give their reason on later lines: kept, after the error's type. A token is masked, and a long
+    message cut at 500 characters."""
+    from hub.push import _describe
+
+    request = httpx2.Request("POST", "http://hub/api/models/alice/x/commit/main")
+    first = "Client error '400 Bad Request' for url 'http://hub/api/models/alice/x/commit/main' (Request ID: Root=1-a)"
+    reason = 'Invalid metadata in README.md.\n- "license" must be one of [apache-2.0, mit] hf_AbCdEfGh12'
+    http = HfHubHTTPError(f"{first}\nFor more information check: https://developer.mozilla.org/\n\n{reason}",
+                          response=httpx2.Response(400, request=request), server_message=reason)
+    assert _describe(http) == (f'{first}: Invalid metadata in README.md. - "license" must be one of [apache-2.0, '
+                               'mit] hf_***')
+    said_already = HfHubHTTPError("404 Client Error: Repository Not Found for url 'x'\nRequest ID: 1",
+                                  response=httpx2.Response(404, request=request), server_message="Repository not found")
+    assert _describe(said_already) == "404 Client Error: Repository Not Found for url 'x'"
+    assert _describe(ValueError("refused:\n  by the batch API hf_AbCdEfGh12 ")) == (
+        "ValueError: refused: by the batch API hf_***")
+    assert _describe(ValueError()) == "ValueError"
+    assert _describe(RuntimeError("x" * 486)) == "RuntimeError: " + "x" * 486  # 500 characters: whole
+    assert _describe(RuntimeError("x" * 487)) == "RuntimeError: " + "x" * 483 + "..."
 
 
 def test_network_failures_are_clear_and_leave_no_empty_repo(model_dir, hub, tmp_path, monkeypatch):
