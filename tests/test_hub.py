@@ -944,7 +944,7 @@ def test_transient_errors_are_retried_and_a_failed_push_changes_nothing(model_di
     assert proc.returncode == 1 and "alice/new" not in hub.repos
 
 
-def test_a_server_error_is_retried_after_1_then_2_s_and_a_refusal_is_not_retried(model_dir, hub, monkeypatch):
+def test_a_server_error_is_retried_after_1_then_2_s_and_a_refusal_is_not_retried(model_dir, hub, monkeypatch, caplog):
     """5xx answers (500 too) are the Hub's own trouble: tried again, waiting 1, 2, 4 s. A 4xx refusal (a commit the Hub
     finds wrong) would be refused again: one try, and the error's first line, not its request ids."""
     waits = []
@@ -953,6 +953,9 @@ def test_a_server_error_is_retried_after_1_then_2_s_and_a_refusal_is_not_retried
     hub.fail_next_commits, hub.commit_failure = 2, (500, "InternalServerError", "try later")
     push(model_dir, "alice/five", api=api)
     assert len(hub.repos["alice/five"].commits) == 1 and hub.fail_next_commits == 0 and waits == [1, 2]
+    tries = re.findall(r"uploading failed \(Server error '500 Internal Server Error' for url '\S+': try later\); "
+                       r"retrying in (\d) s \((\d)/(\d)\)", caplog.text)
+    assert tries == [("1", "1", "3"), ("2", "2", "3")], caplog.text
     hub.requests.clear()
     hub.reject_commits = True
     with pytest.raises(PushError) as raised:
