@@ -956,6 +956,7 @@ def test_a_server_error_is_retried_after_1_then_2_s_and_a_refusal_is_not_retried
     tries = re.findall(r"uploading failed \(Server error '500 Internal Server Error' for url '\S+': try later\); "
                        r"retrying in (\d) s \((\d)/(\d)\)", caplog.text)
     assert tries == [("1", "1", "3"), ("2", "2", "3")], caplog.text
+    assert not hub.repos["alice/five"].private  # push's default: a public repo
     hub.requests.clear()
     hub.reject_commits = True
     with pytest.raises(PushError) as raised:
@@ -964,6 +965,16 @@ def test_a_server_error_is_retried_after_1_then_2_s_and_a_refusal_is_not_retried
     assert re.fullmatch(r"push to alice/refused failed: Client error '422 Unprocessable Entity' for url "
                         r"'http://[\d.:]+/api/models/alice/refused/commit/main': commit rejected by the stand-in",
                         str(raised.value)), str(raised.value)
+
+
+def test_a_card_given_is_pushed_from_a_folder_without_one(model_dir, hub, tmp_path):
+    """push(card=...): the card pushed is the one given, whether or not the folder holds a README.md."""
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    card = (copy / "README.md").read_text(encoding="utf-8").replace("# ", "# Given: ", 1)
+    (copy / "README.md").unlink()
+    push(str(copy), "alice/given", card=card, api=HfApi(endpoint=hub.url, token=TOKEN))
+    assert hub.repos["alice/given"].branches["main"]["README.md"].decode() == card and not (copy / "README.md").exists()
 
 
 def test_a_failure_is_said_in_one_line_without_a_token():
@@ -1254,6 +1265,10 @@ def test_push_to_a_branch(model_dir, hub, tmp_path):
     assert card.count('from_pretrained("alice/b", revision="v1")') == 2
     assert 'SentenceTransformer("alice/b", revision="v1")' in card
     assert 'revision=' not in open(os.path.join(model_dir, "README.md")).read()  # the folder's card is left alone
+    # The branch exists now (the Hub answers its creation with 409): a push again finds it holds the export.
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/b", "--revision", "v1"], hub, tmp_home=tmp_path)
+    assert proc.returncode == 0 and f"nothing to push: alice/b (branch v1) holds {model_dir}'s files already" in (
+        proc.stdout), proc.stderr[-2000:]
     load = ("from sentence_transformers import SentenceTransformer\n"
             "print(SentenceTransformer('alice/b', revision='v1', device='cpu').encode(['남자가 걷는다.']).shape)\n")
     proc = cli(["-c", load], hub, tmp_home=tmp_path / "h2")
