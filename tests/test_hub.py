@@ -29,8 +29,8 @@ import sts_evaluation
 from conftest import ROOT, SAMPLE, TOKEN, cli, standin_env
 from data_loading import rows_digest
 from hub.__main__ import main as hub_cli
-from hub.card import (cited_works, hardware, render_card, results_table, software, training_data, training_settings,
-                      training_time)
+from hub.card import (cited_works, eval_results, hardware, render_card, results_table, software, training_data,
+                      training_settings, training_time)
 from hub.model_dir import METRIC_NAMES, PUBLISHED_PATTERNS, ModelDirError, load_results, published_files, whole_file
 from hub.push import Pushed, PushError, check_push_access, check_repo_id, check_revision, describe_push, push
 from modeling_simcse import SimCSEModel
@@ -254,13 +254,15 @@ def test_card_metadata_names_only_hub_ids_wherever_it_is_rendered(model_dir, tmp
     assert render_card(str(copy)).data.datasets == ["kakaobrain/kor_nli", "klue/klue"]
 
 
-@pytest.mark.parametrize("shared, noted", [([519, 519], True), ([8, 1379], False), ([7, 12], True)])
+@pytest.mark.parametrize("shared, noted", [([519, 519], True), ([8, 1379], False), ([7, 12], True), ([6, 12], True),
+                                           ([5, 12], False), ([1, 1], True), ([0, 0], False)])
 def test_card_says_when_a_test_set_is_mostly_the_dev_set(model_dir, tmp_path, shared, noted):
-    """KorSTS-test shares 8 of its 1,379 pairs with KorSTS-dev (held out); a set that is the dev set is not."""
+    """KorSTS-test shares 8 of its 1,379 pairs with KorSTS-dev (held out); a set half or more of whose pairs are in the
+    dev set is not. A set the run recorded no count for (an earlier run's) has no note."""
     copy = shutil.copytree(model_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
     environment = json.loads((copy / "environment.json").read_text())
     names = list(json.loads((copy / "sts_results.json").read_text()))
-    pairs = {names[0]: shared, names[1]: [0, 24]}
+    pairs = {names[0]: shared}
     (copy / "environment.json").write_text(json.dumps({**environment, "test_pairs_in_dev": pairs}))
     text = render_card(str(copy)).text
     note = f"Not held out: {shared[0]:,} of these {shared[1]:,} pairs are in the dev set"
@@ -269,6 +271,28 @@ def test_card_says_when_a_test_set_is_mostly_the_dev_set(model_dir, tmp_path, sh
     args = json.loads((copy / "run_args.json").read_text())
     (copy / "run_args.json").write_text(json.dumps({**args, "load_best_model_at_end": False}))
     assert "Not held out" not in render_card(str(copy)).text  # the final model: no set chose it
+
+
+def test_the_model_index_names_each_sets_hub_dataset_config_and_split():
+    """KLUE-STS dev is the Hub's klue/klue, config sts, split "validation"; KorSTS has no Hub copy of its files; a set
+    of another name is named as it is, its split read from its last part where that is one."""
+    results = {name: {m: 50.0 + i for i, m in enumerate(METRIC_NAMES)}
+               for name in ("korsts-test", "klue-sts-dev", "my-sts-train", "sample-sts")}
+    entries = {(r.dataset_name, r.metric_type): r for r in eval_results(results, "m")}
+    assert len(entries) == 9 * 4
+    said = {f"{name} {metric}": (r.dataset_type, r.dataset_config, r.dataset_split, r.metric_name, r.metric_value)
+            for (name, metric), r in entries.items() if metric in ("avg_8", "spearman_cosine")}
+    cosine_spearman = 50.0 + METRIC_NAMES.index("cosine_spearman")
+    assert said == {
+        "KorSTS test avg_8": ("korsts", None, "test", "AVG of 8 correlations", 50.0),
+        "KorSTS test spearman_cosine": ("korsts", None, "test", "Spearman (cosine)", cosine_spearman),
+        "KLUE-STS dev avg_8": ("klue/klue", "sts", "validation", "AVG of 8 correlations", 50.0),
+        "KLUE-STS dev spearman_cosine": ("klue/klue", "sts", "validation", "Spearman (cosine)", cosine_spearman),
+        "my-sts-train avg_8": ("my-sts-train", None, "train", "AVG of 8 correlations", 50.0),
+        "my-sts-train spearman_cosine": ("my-sts-train", None, "train", "Spearman (cosine)", cosine_spearman),
+        "sample-sts avg_8": ("sample-sts", None, None, "AVG of 8 correlations", 50.0),
+        "sample-sts spearman_cosine": ("sample-sts", None, None, "Spearman (cosine)", cosine_spearman),
+    }
 
 
 def test_a_metric_named_with_its_eval_prefix_is_plotted(model_dir, tmp_path):
