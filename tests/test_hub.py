@@ -229,8 +229,8 @@ def test_card_metadata_names_only_hub_ids_wherever_it_is_rendered(model_dir, tmp
     environment.json; KLUE-STS dev is klue/klue's config sts, split validation, in the model-index."""
     copy = shutil.copytree(model_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
     args = json.loads((copy / "run_args.json").read_text())
-    train_data = ["/gpu-box/data/snli.ko.tsv", "data/multinli.ko.tsv", "~/xnli.jsonl", "https://x.org/a/b.tsv",
-                  "kakaobrain/kor_nli:multi_nli:train", "kakaobrain/kor_nli:snli:train", "/gpu-box/data/folder"]
+    train_data = ["/gpu-box/data/snli.ko.tsv", "/gpu-box/data/folder", "data/multinli.ko.tsv", "~/xnli.jsonl",
+                  "https://x.org/a/b.tsv", "kakaobrain/kor_nli:multi_nli:train", "kakaobrain/kor_nli:snli:train"]
     (copy / "run_args.json").write_text(json.dumps({**args, "train_data": train_data,
                                                     "model_name_or_path": "/gpu-box/models/klue-bert"}))
     results = json.loads((copy / "sts_results.json").read_text())
@@ -246,6 +246,9 @@ def test_card_metadata_names_only_hub_ids_wherever_it_is_rendered(model_dir, tmp
     for recorded in ("klue/bert-base", None):  # the run's record wins over what the name looks like here
         (copy / "environment.json").write_text(json.dumps({**environment, "hub_base_model": recorded}))
         assert render_card(str(copy)).data.base_model == recorded
+    (copy / "run_args.json").write_text(json.dumps({**args, "model_name_or_path": "klue/bert-base"}))
+    (copy / "environment.json").write_text(json.dumps(earlier))
+    assert render_card(str(copy)).data.base_model == "klue/bert-base"  # an earlier run's Hub id, no folder here
     # A relative folder (a dataset saved with save_to_disk) that is none here reads as a Hub id: the record wins.
     (copy / "run_args.json").write_text(json.dumps({**args, "train_data": ["kornli/train", "kakaobrain/kor_nli"]}))
     (copy / "environment.json").write_text(json.dumps(earlier))
