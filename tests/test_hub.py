@@ -82,7 +82,7 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
     rows = dict(training_settings(args, {"processes": 8}, {}, {"epoch": 0.4, "global_step": 7}, {}))
     assert rows["batch"] == "512 (32 per device x 8 process(es) x 2 accumulation)"
     assert rows["contrastive batch"] == contrastive  # accumulation adds rows a step, not negatives
-    for train_rows, fewer in ((300, ""), (255, "255 rows"), (1, "1 row")):  # a training set under a batch
+    for train_rows, fewer in ((300, ""), (256, ""), (255, "255 rows"), (1, "1 row")):  # a training set under a batch
         small = dict(training_settings(args, {"processes": 8, "train_rows": train_rows}, {}, {}, {}))
         assert small["contrastive batch"] == contrastive + (
             f" (but the training set has only {fewer}, which every step holds)" if fewer else "")
