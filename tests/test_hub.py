@@ -160,6 +160,8 @@ def test_card_says_what_the_run_made_of_its_training_sources(changes, said):
     ({"eval_strategy": "steps", "eval_steps": 100}, {"eval_steps": 100}, "every 100 steps"),
     ({"eval_strategy": "steps", "eval_steps": 0.1}, {"eval_steps": 109}, "every 109 steps (0.1 of the run)"),
     ({"eval_strategy": "epoch", "eval_steps": 500}, {"eval_steps": 500}, "every epoch"),
+    ({"eval_strategy": "steps", "eval_steps": 1}, {"eval_steps": 1}, "every step"),  # 1 is a step, not the run
+    ({"eval_strategy": "steps", "eval_steps": 0.01}, {"eval_steps": 1}, "every step (0.01 of the run)"),
 ])
 def test_card_says_how_often_the_dev_set_was_scored(args, state, said):
     """Trainer reads an eval_steps below 1 as a share of the run's steps (trainer_state.json holds the steps it used),
@@ -330,6 +332,8 @@ def test_the_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path):
     ({"training_seconds": None, "resumed_at_step": 600}, {"train_runtime": 3000.0},
      "3,000 s from the resumption at step 600 (before it: not recorded)"),
     ({}, {}, "unknown"),
+    ({"training_seconds": 10.0}, {}, "10 s"),  # whole seconds from 10 s
+    ({"training_seconds": 9.94}, {}, "9.9 s"),
 ])
 def test_card_training_time_covers_every_session_or_says_it_does_not(environment, train, said):
     assert training_time(environment, train) == said
