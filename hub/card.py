@@ -341,7 +341,7 @@ def warm_up(steps: float) -> str:
     """TrainingArguments.warmup_steps -> the card's words: below 1 it is a share of the run's steps."""
     if 0 < steps < 1:
         return f"{steps:g} of the steps"
-    return f"{steps:g} steps" if steps else "0"
+    return f"{steps:g} step{'s' * (steps != 1)}" if steps else "0"
 
 
 ADAM_DEFAULTS = {"adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8}  # TrainingArguments'

@@ -95,7 +95,8 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
         rows = dict(training_settings({**args, "optim": "adamw_torch", "weight_decay": 0.01, "max_grad_norm": clip},
                                       {}, {}, {}, {}))
         assert rows["optimizer"] == f"adamw_torch (weight decay 0.01, {said})"
-    for warmup, said in ((0, "0"), (0.1, "0.1 of the steps"), (50, "50 steps")):  # below 1, Trainer takes a share
+    # Below 1, Trainer takes a share of the steps.
+    for warmup, said in ((0, "0"), (0.1, "0.1 of the steps"), (1, "1 step"), (50, "50 steps")):
         rows = dict(training_settings({**args, "learning_rate": 5e-5, "lr_scheduler_type": "linear",
                                        "warmup_steps": warmup}, {}, {}, {}, {}))
         assert rows["learning rate"] == f"5e-05 (linear, warm-up {said})"
@@ -186,9 +187,11 @@ def test_card_says_when_the_dev_set_never_chose_or_the_untrained_encoder_scored_
     rows = dict(training_settings(args, {}, {}, {"eval_steps": 50, "best_metric": 41.7, "log_history": history}, {}))
     assert rows["model selection"] == ("best cosine_spearman on `dev.tsv`, every 50 steps (2 evaluations); the encoder "
                                        "before training scored higher, 44.63")
-    history[0]["eval_cosine_spearman"] = 30.0
-    rows = dict(training_settings(args, {}, {}, {"eval_steps": 50, "best_metric": 41.7, "log_history": history}, {}))
-    assert rows["model selection"] == "best cosine_spearman on `dev.tsv`, every 50 steps (2 evaluations)"
+    for before in (30.0, 41.7):  # lower, or as high: not higher
+        history[0]["eval_cosine_spearman"] = before
+        rows = dict(training_settings(args, {}, {}, {"eval_steps": 50, "best_metric": 41.7, "log_history": history},
+                                      {}))
+        assert rows["model selection"] == "best cosine_spearman on `dev.tsv`, every 50 steps (2 evaluations)"
     # Trainer scores the dev set at the last step too: a run shorter than eval_steps is scored once.
     rows = dict(training_settings(args, {}, {}, {"eval_steps": 50, "global_step": 12, "best_metric": 41.7,
                                                  "log_history": history[1:]}, {}))
