@@ -68,6 +68,9 @@ def test_card_metadata_and_numbers_come_from_the_results(model_dir, tmp_path):
     with open(os.path.join(model_dir, "dev_scores.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert "| epochs | 4 (12 steps) |" in card.text and "| temperature | 0.05 |" in card.text
+    assert "fine-tuned with\nsupervised SimCSE (in-batch negatives plus one hard negative per sentence, temperature " \
+           "0.05)." in card.text
+    assert data.datasets is None and "datasets:" not in card.content  # trained on files, scored on no KLUE set
     smoke_rows = run_simcse.load_training_set(run_arguments.parse_arguments([smoke_config(tmp_path)])[1], None)
     assert f"| training rows | {len(smoke_rows)} (SHA-256 `{rows_digest(smoke_rows)}`) |" in card.text
 
@@ -239,7 +242,8 @@ def test_card_metadata_names_only_hub_ids_wherever_it_is_rendered(model_dir, tmp
     (copy / "run_args.json").write_text(json.dumps({**args, "train_data": train_data,
                                                     "model_name_or_path": "/gpu-box/models/klue-bert"}))
     results = json.loads((copy / "sts_results.json").read_text())
-    (copy / "sts_results.json").write_text(json.dumps({"klue-sts-dev": next(iter(results.values()))}))
+    scores = next(iter(results.values()))
+    (copy / "sts_results.json").write_text(json.dumps({"korsts-test": scores, "klue-sts-dev": scores}))
     environment = json.loads((copy / "environment.json").read_text())
     assert environment["hub_datasets"] == []  # the run trained on a file
     earlier = {k: v for k, v in environment.items() if k not in ("hub_base_model", "hub_datasets")}
@@ -247,7 +251,7 @@ def test_card_metadata_names_only_hub_ids_wherever_it_is_rendered(model_dir, tmp
     data = render_card(str(copy)).data  # as a run from before the records: the paths are no repo ids
     assert data.datasets == ["kakaobrain/kor_nli", "klue/klue"] and data.base_model is None
     index = {(r.dataset_type, r.dataset_config, r.dataset_split) for r in data.eval_results}
-    assert index == {("klue/klue", "sts", "validation")}
+    assert index == {("korsts", None, "test"), ("klue/klue", "sts", "validation")}
     for recorded in ("klue/bert-base", None):  # the run's record wins over what the name looks like here
         (copy / "environment.json").write_text(json.dumps({**environment, "hub_base_model": recorded}))
         assert render_card(str(copy)).data.base_model == recorded
@@ -533,13 +537,21 @@ def test_published_comparison_rows_are_labelled(model_dir, tmp_path):
     text = render_card(copy, "alice/m").text
     assert "SimCSE-BERT-KO (sup) — published, not re-measured | **85.98** |" in text
     assert "### KorSTS test" in text and "### KLUE-STS dev" in text
-    assert "published, not re-measured" not in render_card(copy, "alice/m", compare_published=False).text
+    note = "Rows marked *published* are the figures of the SimCSE-KO model card"
+    assert text.count(note) == 1
+    without = render_card(copy, "alice/m", compare_published=False).text
+    assert "published, not re-measured" not in without and note not in without
     # The push renders the card again (for the repo id in its snippet): it leaves the rows out when told to as well.
     for command in (["card", copy], ["push", copy, "--repo-id", "alice/m", "--dry-run"]):
         code, printed = run_hub(*command, "--no-comparison")
         assert code == 0
         text = printed if command[0] == "push" else open(os.path.join(copy, "README.md")).read()
         assert "### KorSTS test" in text and "published, not re-measured" not in text
+    # The note goes with the rows: under a card with one published set among others, not under one with none.
+    assert note not in render_card(model_dir, "alice/m", write=False).text
+    with open(os.path.join(copy, "sts_results.json"), "w") as f:
+        json.dump({"sample-sts": results["korsts-test"], "korsts-test": results["korsts-test"]}, f)
+    assert note in render_card(copy, "alice/m", write=False).text
 
 
 def test_bold_marks_the_best_of_several_rows_as_the_card_shows_them():

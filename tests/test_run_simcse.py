@@ -197,6 +197,7 @@ def test_unsupervised_text_run(tmp_path):
         assert json.load(f)["train_columns"] == {source: ["text"]}
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
     assert f"| training data | `{source}` (text: column `text`, repeated sentences left out) |" in card
+    assert "fine-tuned with\nunsupervised SimCSE (in-batch negatives, temperature 0.05)." in card
 
 
 def test_how_often_the_dev_set_is_scored_does_not_change_what_is_trained(tmp_path):
