@@ -509,6 +509,66 @@ def test_processes_started_in_the_start_up_block_are_sent_sigterm_again_until_th
     assert in_a_fork(check) is None
 
 
+def ends_of_sigterm(ready) -> None:
+    """A started process that ends of SIGTERM (Python's default), exit status -15; 4 where none came within 30 s."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    ready.set()
+    time.sleep(30)
+    os._exit(4)
+
+
+def test_only_the_start_up_block_sends_its_processes_sigterm_again():
+    """Training's block (a `SigtermHandler` without forked_processes_end) goes on to its checkpoint after a SIGTERM,
+    with the processes it started (DataLoader workers) left alone: none is sent the signal again."""
+    def check() -> str | None:
+        sigterm.REMIND_AFTER = 0.2
+        fork = multiprocessing.get_context("fork")
+        ready = fork.Event()
+        child = fork.Process(target=ends_of_sigterm, args=(ready,))
+        with sigterm.SigtermHandler() as training:
+            child.start()
+            if not ready.wait(30):
+                return "the process did not start"
+            signal.raise_signal(signal.SIGTERM)
+            time.sleep(1)
+        alive = child.is_alive()
+        child.kill()
+        child.join(10)
+        return None if training.received and alive else f"the process was sent SIGTERM (exit code {child.exitcode})"
+
+    assert in_a_fork(check) is None
+
+
+def test_a_handler_is_taken_only_from_pythons_own_handling_in_the_main_thread():
+    """`take_signal` installs its handler where SIGTERM has Python's default (or an enclosing block's handler); an
+    ignored signal, the caller's own handler, or a call off the main thread (where installing one raises) is left
+    alone, and None returned."""
+    def check() -> str | None:
+        def ours(signum, frame):
+            pass
+
+        def callers_own(signum, frame):
+            pass
+
+        off_main = []
+        thread = threading.Thread(target=lambda: off_main.append(sigterm.take_signal(signal.SIGTERM, ours)))
+        thread.start()
+        thread.join()
+        if off_main != [None] or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return f"off the main thread: {off_main}, {signal.getsignal(signal.SIGTERM)}"
+        for other in (signal.SIG_IGN, callers_own):
+            signal.signal(signal.SIGTERM, other)
+            if sigterm.take_signal(signal.SIGTERM, ours) is not None or signal.getsignal(signal.SIGTERM) is not other:
+                return f"{other} was replaced"
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        earlier = sigterm.take_signal(signal.SIGTERM, ours)
+        if earlier is not signal.SIG_DFL or signal.getsignal(signal.SIGTERM) is not ours:
+            return "Python's default was not replaced"
+        return None
+
+    assert in_a_fork(check) is None
+
+
 def test_sigterm_blocks_nest_and_the_start_up_block_ends_forked_processes():
     """`SigtermRaises(forked_processes_end=True)`, around a run's start-up, where datasets' process pool tokenizes: a
     process forked within ends of SIGTERM, as by Python's default (the pool ends its workers so); a block within it
