@@ -509,6 +509,34 @@ def test_processes_started_in_the_start_up_block_are_sent_sigterm_again_until_th
     assert in_a_fork(check) is None
 
 
+def test_a_pool_worker_sigtermed_while_it_waits_for_work_ends_at_once():
+    """Only a write to the queue holds SIGTERM back: a worker waiting for work (within the queue's `get`, of the same
+    module) would wait for that call to return, and the pool's shutdown for it."""
+    def check() -> str | None:
+        queue = multiprocessing.SimpleQueue()
+        with SigtermRaises(forked_processes_end=True):
+            worker = os.fork()
+            if worker == 0:
+                try:
+                    queue.get()
+                finally:
+                    os._exit(7)
+            time.sleep(0.3)  # within the read, the pipe empty
+            os.kill(worker, signal.SIGTERM)
+            for _ in range(50):
+                pid, status = os.waitpid(worker, os.WNOHANG)
+                if pid:
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(worker, signal.SIGKILL)
+                os.waitpid(worker, 0)
+                return "the worker did not end within 5 s of SIGTERM"
+        return None if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM else f"status {status}"
+
+    assert in_a_fork(check) is None
+
+
 def ends_of_sigterm(ready) -> None:
     """A started process that ends of SIGTERM (Python's default), exit status -15; 4 where none came within 30 s."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
