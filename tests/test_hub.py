@@ -882,10 +882,13 @@ def test_a_read_only_token_or_someone_elses_namespace_is_refused_before_anything
 
 
 @pytest.mark.parametrize("answer", [{"name": "alice"}, {"name": "alice", "auth": {"type": "oauth"}},
-                                    {"name": "alice", "auth": None, "orgs": None}])
+                                    {"name": "alice", "auth": None, "orgs": None},
+                                    {"name": "alice", "auth": {"accessToken": {"role": "fineGrained",
+                                                                               "fineGrained": {"scoped": "all"}}}}])
 def test_a_token_whose_answer_gives_no_role_is_left_to_the_hub(answer):
-    """whoami's answer for a token that is no access token may lack `auth.accessToken`: the check goes on to the repo
-    (the Hub judges the push) rather than fail on the answer's shape."""
+    """whoami's answer for a token that is no access token may lack `auth.accessToken`, and a fine-grained token's
+    permissions may come in another shape than the Hub's: the check goes on to the repo (the Hub judges the push)
+    rather than fail on the answer's shape."""
     api = types.SimpleNamespace(token="hf_x", endpoint="http://hub", whoami=lambda token: answer,
                                 repo_exists=lambda repo_id: repo_id == "alice/old")
     assert check_push_access("alice/new", api=api) is False and check_push_access("alice/old", api=api) is True
