@@ -1303,6 +1303,22 @@ def test_a_failed_push_to_a_new_branch_leaves_no_branch_behind(model_dir, hub, t
     assert proc.returncode == 1 and repo.branches["v3"] == {"config.json": b"{}"}
 
 
+def test_a_push_that_fails_before_making_its_branch_deletes_no_branch(model_dir, hub):
+    """A failure before the branch is made (here the repo's creation, on a repo that exists) leaves the branches as
+    they were: only a branch this push made is deleted after its failure."""
+    hub.add_repo("alice/kept", {"README.md": b"the owner's card"})
+    hub.repos["alice/kept"].branches["v3"] = {"config.json": b"{}"}
+
+    class Refused(HfApi):
+        def create_repo(self, *args, **kwargs):
+            raise RuntimeError("refused here")
+
+    with pytest.raises(PushError, match="push to alice/kept failed: RuntimeError: refused here"):
+        push(model_dir, "alice/kept", revision="v3", api=Refused(endpoint=hub.url, token=TOKEN))
+    assert hub.repos["alice/kept"].branches["v3"] == {"config.json": b"{}"}
+    assert not any(r.startswith("DELETE") for r in hub.requests)
+
+
 def test_push_to_a_branch(model_dir, hub, tmp_path):
     """The card on the branch loads the branch: its snippets loaded the default branch, which holds no model."""
     proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/b", "--revision", "v1"], hub, tmp_home=tmp_path)
