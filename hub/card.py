@@ -316,8 +316,11 @@ def model_selection(args: dict, state: dict) -> str:
         every = "every epoch"
     else:  # trainer_state.json holds the steps Trainer used: an eval_steps below 1 is a share of the run's steps
         asked, steps = args.get("eval_steps"), state.get("eval_steps") or args.get("eval_steps")
-        every = ("every step" if steps == 1 else f"every {steps:g} steps") + (
-            f" ({asked:g} of the run)" if asked and asked < 1 else "") if steps else "at every evaluation"
+        every = "at every evaluation"
+        if steps:
+            every = "every step" if steps == 1 else f"every {steps:g} steps"
+            if asked and asked < 1:
+                every += f" ({asked:g} of the run)"
     scores = dict(dev_points(state, metric))
     if "log_history" in state and not scores:
         delay = f", eval_delay {args['eval_delay']:g}" if args.get("eval_delay") else ""
