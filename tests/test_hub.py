@@ -473,6 +473,16 @@ def run_hub(*argv) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+@pytest.mark.parametrize("argv, said", [
+    ([], "the following arguments are required: command"),
+    (["push", "out"], "the following arguments are required: --repo-id"),
+])
+def test_a_missing_command_or_repo_id_is_a_usage_error(argv, said):
+    """argparse says what is missing, before anything is read (not a traceback from the code that reads it)."""
+    status, printed = run_hub(*argv)
+    assert status == 2 and printed.startswith("usage: python -m hub") and said in printed, printed
+
+
 @pytest.mark.parametrize("code, hint", [(errno.EROFS, True), (errno.EACCES, True), (errno.ENOSPC, False)])
 def test_a_card_that_cannot_be_written_is_an_error_naming_the_file(model_dir, tmp_path, monkeypatch, code, hint):
     """A model folder on a read-only disk (or of another user): `hub card` said so in a traceback."""

@@ -122,9 +122,10 @@ def test_packed_gradient_cache_replays_dropout(encoder_dir, tokenizer, monkeypat
 def test_the_gradient_cache_encodes_in_pieces_and_runs_each_again_in_the_backward_pass(encoder_dir, tokenizer,
                                                                                        pack_width):
     """The equalities of the gradient cache hold for one pass too: what spares memory is that a step's 9 sentences go
-    through the encoder in ceil(9 / 3) pieces, whose activations are dropped and made again in the backward pass."""
+    through the encoder in ceil(9 / embedding_chunk_size) pieces (2 of 5, 3 of 3), whose activations are dropped and
+    made again in the backward pass."""
     batch = SimCSECollator(tokenizer.pad_token_id, pack_width=pack_width)(features(tokenizer, ROWS))
-    for chunk, passes in ((None, [1, 1]), (3, [3, 6])):
+    for chunk, passes in ((None, [1, 1]), (5, [2, 4]), (3, [3, 6])):
         model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", embedding_chunk_size=chunk).train()
         calls = input_widths(model.encoder.encoder.layer[0])
         loss = model(**batch).loss
