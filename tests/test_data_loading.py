@@ -699,8 +699,9 @@ def byte_level_bpe(texts):
 @pytest.mark.parametrize("side", ["right", "left"])
 @pytest.mark.parametrize("max_length", [6, 64])
 def test_token_ids_are_the_tokenizer_call(tokenizer, kind, side, max_length):
-    """`token_ids` encodes through the tokenizer's Rust backend directly: the ids of the plain tokenizer call, with its
-    truncation (either side) and special tokens, even after a call that configured the backend otherwise."""
+    """`token_ids` encodes through the tokenizer's Rust backend directly (the tokenizer is called for the first sentence
+    only): the ids of the plain tokenizer call, with its truncation (either side) and special tokens, even after a call
+    that configured the backend otherwise."""
     import copy
 
     from conftest import sample_sentences
@@ -710,7 +711,17 @@ def test_token_ids_are_the_tokenizer_call(tokenizer, kind, side, max_length):
     tok = copy.deepcopy(tokenizer) if kind == "wordpiece" else byte_level_bpe(sample_sentences())
     tok.truncation_side = side
     tok(texts[:3], padding="max_length", max_length=80)  # leaves the backend padding to 80, not truncating
+    called = []
+
+    class Counted(type(tok)):
+        def __call__(self, batch, *args, **kwargs):
+            called.append(len(batch))
+            return super().__call__(batch, *args, **kwargs)
+
+    tok.__class__ = Counted
     ids = token_ids(tok, texts, max_length)
+    tok.__class__ = Counted.__base__
+    assert called == [1]
     expected = tok(texts, truncation=True, max_length=max_length)["input_ids"]
     assert ids == expected
     assert (max(map(len, expected)) == max_length) == (max_length == 6)  # truncation happened where it should
