@@ -63,6 +63,7 @@ def assert_round_trip(model: SimCSEModel, tokenizer, out: str, embedding: str) -
     """Export `model` to `out`: AutoModel (with the recipe of `embedding`), SentenceTransformer and
     `SimCSEModel.from_exported` give the embedding it evaluates, with no new weights."""
     model.export_encoder(out, tokenizer, max_seq_length=32)
+    assert not os.path.exists(f"{out}/README.md")  # the card is the run's (hub/card.py), none of sentence-transformers'
     batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
     with torch.no_grad():
         evaluated = model.embed(batch["input_ids"], batch["attention_mask"])
