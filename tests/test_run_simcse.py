@@ -746,6 +746,16 @@ def test_unknown_key_is_an_error_and_nothing_is_written(tmp_path, changes, messa
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("key, prefix, hint", [
+    ("save_step", "", "did you mean 'save_steps'?"),  # save_strategy is further (0.73 against 0.95): not named
+    ("eval_batch", "", "did you mean 'eval_do_concat_batches' or 'eval_strategy'?"),  # eval_steps as close: two at most
+    ("--temprature=0.1", "--", "did you mean '--temperature'?"),
+    ("xyzzy", "", ""),
+])
+def test_did_you_mean_names_the_closest_known_arguments_only(key, prefix, hint):
+    assert run_arguments.did_you_mean(key, prefix) == hint
+
+
 def test_a_key_given_twice_in_the_json_file_is_named(tmp_path):
     """json keeps a repeated key's last value: a learning rate added at the end of a config while one is set above."""
     text = open(smoke_config(tmp_path)).read().rstrip()
