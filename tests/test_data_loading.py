@@ -51,8 +51,9 @@ def test_source_parsing():
     url = "https://example.org/KorSTS/sts-test.tsv"
     assert Source.parse(url).path == url and Source.parse(url).extension == ".tsv"
     assert Source.parse("data/x.tsv").row(0) == "data/x.tsv, line 2"
-    with pytest.raises(DataError, match="neither a file"):
-        Source.parse("a/b/c/d")
+    for bad in ("a/b/c", "a/b/c/d", "a/b:c:d:e", "a/b@", "@v1", ":c"):  # not owner/name[@revision][:config][:split]
+        with pytest.raises(DataError, match="neither a file"):
+            Source.parse(bad)
     assert parse_named("korsts-test=https://x.org/sts-test.tsv") == ("korsts-test", "https://x.org/sts-test.tsv")
     for unnamed in ("https://x.org/sts-test.tsv", "https://x.org/sts-test.tsv?raw=true", "=sts.tsv", "a="):
         with pytest.raises(DataError, match="expected 'name=source'"):
