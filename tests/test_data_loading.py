@@ -96,12 +96,18 @@ def test_published_triplet_construction(tmp_path):
         "sent0": ["P1", "P2", "P5"], "sent1": ["E1b", "E2", "E5"], "hard_neg": ["C1", "C2", "C5"]}
 
 
-def test_integer_labels_and_several_sources(tmp_path):
+def test_integer_labels_digit_strings_and_several_sources(tmp_path):
     a = write(tmp_path, "a.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in [
         {"premise": "전제", "hypothesis": "함의", "label": 0}, {"premise": "전제", "hypothesis": "모순", "label": 2}]))
     b = write(tmp_path, "b.csv", "premise,hypothesis,label\n다른 전제,함의2,0\n다른 전제,모순2,2\n")
-    ds = load_nli_triplets([a, b])
-    assert ds["sent0"] == ["전제", "다른 전제"] and ds["hard_neg"] == ["모순", "모순2"]
+    # Digits as strings: "1" is neutral, so the neutral hypothesis after the contradiction takes no place of it.
+    c = write(tmp_path, "c.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in [
+        {"premise": "셋째 전제", "hypothesis": "함의3", "label": "0"},
+        {"premise": "셋째 전제", "hypothesis": "모순3", "label": "2"},
+        {"premise": "셋째 전제", "hypothesis": "중립3", "label": " 1 "}]))
+    ds = load_nli_triplets([a, b, c])
+    assert ds.to_dict() == {"sent0": ["전제", "다른 전제", "셋째 전제"], "sent1": ["함의", "함의2", "함의3"],
+                            "hard_neg": ["모순", "모순2", "모순3"]}
 
 
 def test_class_label_integers_are_read_through_their_names(tmp_path):
