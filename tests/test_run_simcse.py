@@ -214,6 +214,20 @@ def test_how_often_the_dev_set_is_scored_does_not_change_what_is_trained(tmp_pat
         torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0, msg=key)
 
 
+def test_without_metric_for_best_model_the_checkpoint_of_the_highest_cosine_spearman_is_kept(tmp_path):
+    """Every shipped config names its metric; one that does not is given cosine_spearman, higher is better (Trainer's
+    default for a metric it is not told of the direction of keeps the lowest)."""
+    run_simcse.main([smoke_config(tmp_path, metric_for_best_model=None, test_data=[])])
+    out = tmp_path / "out"
+    with open(out / "trainer_state.json") as f:
+        state = json.load(f)
+    scores = {e["step"]: e["eval_cosine_spearman"] for e in state["log_history"] if "eval_cosine_spearman" in e}
+    best = max(scores, key=scores.get)
+    assert len(scores) == 4 and best != max(scores)  # the smoke run's best is no last step
+    assert (state["best_global_step"], state["best_metric"]) == (best, scores[best])
+    assert [name for name in os.listdir(out) if name.startswith("checkpoint-")] == [f"checkpoint-{best}"]
+
+
 def test_a_scratch_vocabulary_larger_than_asked_is_said(tmp_path, caplog):
     """Every character of the training sentences gets a piece: a smaller train_tokenizer_vocab_size is exceeded."""
     run_simcse.main([smoke_config(tmp_path, train_tokenizer_vocab_size=10, max_steps=1, test_data=[])])
@@ -1093,6 +1107,9 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps .* must be at least 1, got 0"),
     ({"per_device_eval_batch_size": 0}, "per_device_eval_batch_size .* must be at least 1, got 0"),
     ({"seed": -1}, r"seed \(a random seed\) must be in \[0, 4294967296\), got -1"),
+    ({"data_seed": 2**32}, r"data_seed \(a random seed\) must be in \[0, 4294967296\), got 4294967296"),
+    # No checkpoint but the last step's: the run exported the last step's weights, its card saying "kept: step 6".
+    ({"save_steps": 0}, "save_steps 0 saves no checkpoint but the last step's, so load_best_model_at_end could not"),
     # Ran without a word: negative weight decay, no training at all, evaluation at "every -1 steps".
     ({"weight_decay": -0.01}, "weight_decay .* must be at least 0, got -0.01"),
     ({"num_train_epochs": -1}, "num_train_epochs .* must be at least 0, got -1"),
@@ -1151,6 +1168,9 @@ def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
 @pytest.mark.parametrize("changes", [
     # num_train_epochs 0 trains nothing only where max_steps does not set the steps either.
     {"num_train_epochs": 0, "max_steps": 1},
+    {"seed": 0, "data_seed": 0},
+    # save_steps 0 where no best checkpoint is loaded: the last step's checkpoint only, as Trainer does.
+    {"save_steps": 0, "load_best_model_at_end": False},
     {"dropout": 0.0},
     # The encoder's dropout set in config_overrides alone.
     {"config_overrides": "hidden_size=64,num_hidden_layers=2,num_attention_heads=2,intermediate_size=128,"
