@@ -542,13 +542,16 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
         if value is not None and not (low <= value and (below is None or value < below)):
             problems.append(f"{key} ({what}) must be {f'at least {low}' if below is None else f'in [{low}, {below})'}, "
                             f"got {value}")
-    if training_args.load_best_model_at_end and training_args.save_strategy == "steps" and not training_args.save_steps:
-        # Trainer takes 0 as "save no step but the last": the best step's checkpoint never exists, and Trainer then
-        # keeps the last step's weights without a word, which the export and the card's "kept: step N" would call best.
-        problems.append("save_steps 0 saves no checkpoint but the last step's, so load_best_model_at_end could not "
-                        "load the best one and the export would be the last step's weights; set save_steps to a "
-                        "multiple of eval_steps (or load_best_model_at_end false to export the last step's weights as "
-                        "such)")
+    if (training_args.load_best_model_at_end and training_args.save_strategy == "steps"
+            and training_args.save_steps != training_args.eval_steps):
+        # Trainer records the best step at every evaluation, and loads it at the end only where that step was saved:
+        # a best step between saves left an older checkpoint or the last step's weights, which the export and the
+        # card ("kept: step 6") called the best. Trainer takes save_steps 0 as "save no step but the last".
+        problems.append(f"save_steps {training_args.save_steps:g} with eval_steps {training_args.eval_steps:g}: "
+                        "load_best_model_at_end loads the best scored step only where it was saved, and a step scored "
+                        "between saves has no checkpoint (the export would be an older one's or the last step's "
+                        "weights, called the best); set save_steps to eval_steps (save_total_limit 1 keeps the best "
+                        "and the newest checkpoints only), or save_strategy \"best\" to save only new bests")
     if training_args.fp16 and training_args.device.type == "cpu":  # accelerate then trains in fp32 without a word
         problems.append("fp16 on a CPU: accelerate has no fp16 mixed precision there and would train in fp32, while "
                         "run_args.json and the card said fp16; leave fp16 out on a CPU (bf16 works there)")

@@ -1108,8 +1108,10 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"per_device_eval_batch_size": 0}, "per_device_eval_batch_size .* must be at least 1, got 0"),
     ({"seed": -1}, r"seed \(a random seed\) must be in \[0, 4294967296\), got -1"),
     ({"data_seed": 2**32}, r"data_seed \(a random seed\) must be in \[0, 4294967296\), got 4294967296"),
-    # No checkpoint but the last step's: the run exported the last step's weights, its card saying "kept: step 6".
-    ({"save_steps": 0}, "save_steps 0 saves no checkpoint but the last step's, so load_best_model_at_end could not"),
+    # Steps scored between saves, the best of them (step 6) without a checkpoint: the run exported the last step's
+    # weights, its card saying "kept: step 6".
+    ({"save_steps": 12}, "save_steps 12 with eval_steps 3: load_best_model_at_end loads the best scored step only"),
+    ({"save_steps": 0}, "save_steps 0 with eval_steps 3: load_best_model_at_end"),
     # Ran without a word: negative weight decay, no training at all, evaluation at "every -1 steps".
     ({"weight_decay": -0.01}, "weight_decay .* must be at least 0, got -0.01"),
     ({"num_train_epochs": -1}, "num_train_epochs .* must be at least 0, got -1"),
@@ -1169,8 +1171,10 @@ def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     # num_train_epochs 0 trains nothing only where max_steps does not set the steps either.
     {"num_train_epochs": 0, "max_steps": 1},
     {"seed": 0, "data_seed": 0},
-    # save_steps 0 where no best checkpoint is loaded: the last step's checkpoint only, as Trainer does.
+    # Saves between evaluations where no best checkpoint is loaded (0: the last step's only, as Trainer does).
     {"save_steps": 0, "load_best_model_at_end": False},
+    {"save_steps": 12, "load_best_model_at_end": False},
+    {"save_strategy": "best"},
     {"dropout": 0.0},
     # The encoder's dropout set in config_overrides alone.
     {"config_overrides": "hidden_size=64,num_hidden_layers=2,num_attention_heads=2,intermediate_size=128,"
