@@ -614,7 +614,11 @@ def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path, c
     # As is the same run with settings that leave the weights alone (e.g. to resume with a smaller evaluation batch).
     run_simcse.main([smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1,
                                   per_device_eval_batch_size=4, logging_steps=1, save_total_limit=2)])
-    other = smoke_config(tmp_path, overwrite_output_dir=False, num_train_epochs=1, learning_rate=1e-3)
+    other = smoke_config(tmp_path, num_train_epochs=1, learning_rate=1e-3)
+    with open(other) as f:  # overwrite_output_dir left out: its default keeps the folder's run
+        config = {key: value for key, value in json.load(f).items() if key != "overwrite_output_dir"}
+    with open(other, "w") as f:
+        json.dump(config, f)
     with pytest.raises(SystemExit, match="holds a different run .*learning_rate"):
         run_simcse.main([other])
 
