@@ -161,6 +161,20 @@ def test_sigterm_at_a_scored_step_under_save_strategy_best_stops_after_the_next_
     assert_resumes_as_uninterrupted(tmp_path, uninterrupted, save_strategy="best")
 
 
+def test_sigterm_at_the_last_step_under_save_strategy_best_stops_there(tmp_path):
+    """No step follows the last one to take the stop: the run stops there (the step, not a new best, unsaved), with the
+    best checkpoint to resume from, rather than go on to the final evaluation and export as if no SIGTERM had come."""
+    proc = run_sigterm_at(smoke_config(tmp_path, save_strategy="best"), 12)
+    out = tmp_path / "out"
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert ("SIGTERM: stopping after step 12, which save_strategy best saves only if its dev score is a new best"
+            in proc.stderr)
+    assert proc.stderr.endswith(f"SIGTERM: stopped at step 12 of 12; {out} holds checkpoint-6 (step 6): add "
+                                "--resume_from_checkpoint last (or set \"resume_from_checkpoint\": true) to continue "
+                                "from it\n"), proc.stderr[-3000:]
+    assert not (out / "model.safetensors").exists()
+
+
 @pytest.mark.parametrize("start", ["fork", "forkserver"])
 def test_sigterm_to_every_process_of_the_run_leaves_its_dataloader_workers_to_it(tmp_path, start):
     """A scheduler signals every process of a job, DataLoader workers too (a group SIGTERM from another process, in a
