@@ -102,7 +102,8 @@ def load_training_set(data_args: DataArguments, cache_dir: str | None,
         defaults = TRAIN_FORMATS[data_args.train_format]
         columns = data_args.sentence_columns or defaults
         if data_args.train_format != "text" and len(columns) != len(defaults):
-            raise DataError(f"sentence_columns: {data_args.train_format} needs {len(defaults)} columns")
+            raise DataError(f"sentence_columns: {data_args.train_format} needs {len(defaults)} columns (as "
+                            f"{', '.join(defaults)}), got {len(columns)}: {', '.join(columns)}")
         ds = load_sentence_columns(data_args.train_data, columns, cache_dir=cache_dir, read_columns=read_columns)
         if data_args.train_format == "text" and data_args.deduplicate_text:
             rows = len(ds)
