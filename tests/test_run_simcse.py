@@ -1198,6 +1198,14 @@ def test_settings_beside_those_refused_are_accepted(tmp_path, changes):
                if hasattr(training_args, key) and not isinstance(value, dict))  # a dict is made a config object
 
 
+def test_a_training_set_of_two_rows_trains_with_the_card_saying_every_step_holds_both(tmp_path):
+    """One row is refused (no negatives); two are the fewest that train, each the other's negative, as the card says."""
+    run_simcse.main([smoke_config(tmp_path, train_format="pair", sentence_columns=["sentence1", "sentence2"],
+                                  max_train_samples=2, max_steps=1)])
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "| contrastive batch | 8 rows (but the training set has only 2 rows, which every step holds) |" in card
+
+
 def test_a_process_that_sees_several_gpus_is_refused(tmp_path, monkeypatch):
     """Trainer would wrap the model in nn.DataParallel, which splits each batch and its in-batch negatives."""
     monkeypatch.setattr(TrainingArguments, "n_gpu", property(lambda self: 1))
