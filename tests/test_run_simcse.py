@@ -142,6 +142,16 @@ def test_a_test_set_that_is_the_dev_set_is_said_to_be_no_held_out_set(smoke_run)
     assert card.count("Not held out: 24 of these 24 pairs are in the dev set (`") == 2
 
 
+def test_a_test_set_that_is_the_dev_set_is_held_out_where_the_dev_set_chooses_no_checkpoint(tmp_path, caplog):
+    """Without load_best_model_at_end the dev set only watches the run, which exports its last step: neither the run
+    nor the card calls the test scores biased (the shared pairs are still counted)."""
+    run_simcse.main([smoke_config(tmp_path, load_best_model_at_end=False, max_steps=3)])
+    with open(tmp_path / "out" / "environment.json") as f:
+        assert json.load(f)["test_pairs_in_dev"] == {"sample-sts": [24, 24], "sample-sts-again": [24, 24]}
+    assert "pairs are in dev_data" not in caplog.text
+    assert "Not held out" not in (tmp_path / "out" / "README.md").read_text()
+
+
 def test_the_card_names_a_tokenizer_trained_for_the_run(smoke_run):
     out, _ = smoke_run
     pieces = len(AutoTokenizer.from_pretrained(str(out)))
