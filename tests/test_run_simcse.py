@@ -1683,3 +1683,7 @@ def test_packing_an_unsupported_encoder_stops_before_anything_is_written(tmp_pat
     with pytest.raises(SystemExit, match="pack_sequences: not available for a deberta-v2 encoder"):
         run_simcse.main([config])
     assert not (tmp_path / "out").exists()
+    # Asked of an encoder that packs (every other test leaves it to the default), it trains.
+    run_simcse.main([smoke_config(tmp_path, pack_sequences=True, max_steps=1, test_data=[])])
+    with open(tmp_path / "out" / "run_args.json") as f:
+        assert json.load(f)["pack_sequences"] is True
