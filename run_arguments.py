@@ -171,7 +171,7 @@ class SimCSEArguments:
                           "one process on a CUDA device with packed batches and Triton (with a C compiler and "
                           "Python's headers to build its modules), without fp16, torch_compile, compile_layers, "
                           "embedding_chunk_size, gradient accumulation or activation_checkpointing (which it does not "
-                          "go with); false: off."},
+                          "go with), or debug underflow_overflow; false: off."},
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow an output_dir that holds another run (its checkpoints are deleted)."}

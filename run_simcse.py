@@ -43,6 +43,7 @@ from torch._dynamo.exc import BackendCompilerFailed
 from torch.utils.data import DataLoader
 from transformers import (AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerCallback,
                           TrainingArguments, set_seed)
+from transformers.debug_utils import DebugOption
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from data_collator import SimCSECollator
@@ -291,8 +292,9 @@ def load_tokenizer(model_args: ModelArguments, train_set: Dataset, max_seq_lengt
 
 
 def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokenizer: PreTrainedTokenizerBase,
-                device_type: str) -> SimCSEModel:
-    """A pretrained or config-made encoder wrapped in a fresh `SimCSEModel`.
+                device_type: str, attention: str | None = None) -> SimCSEModel:
+    """A pretrained or config-made encoder wrapped in a fresh `SimCSEModel`, with the attention implementation
+    `attention` where given (`run_attention`), else the one transformers picks.
 
     From an export or a checkpoint of an earlier run, the trained MLP of a `cls` pooler comes along (a `cls` run then
     starts from the embedding that run evaluated); from any other encoder the MLP is new, as in the original SimCSE.
@@ -334,6 +336,10 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
             raise
         raise SystemExit(f"error: config_overrides: the encoder cannot be built with {model_args.config_overrides!r}: "
                          f"{e}") from None
+    if attention and encoder.config._attn_implementation != attention:
+        logger.info("the encoder attends with %r attention in place of %r (%s)", attention,
+                    encoder.config._attn_implementation, ATTENTION_REASONS[attention])
+        encoder.set_attn_implementation(attention)
     length_buckets = simcse_args.length_buckets
     if length_buckets is None:
         length_buckets = 1 if device_type == "cuda" else CPU_LENGTH_BUCKETS
@@ -345,6 +351,20 @@ def build_model(model_args: ModelArguments, simcse_args: SimCSEArguments, tokeni
     if source:
         warn_of_another_embedding(source, saved_embedding, model.config, **hub)
     return model
+
+
+# Why `run_attention` asks for an implementation.
+ATTENTION_REASONS = {
+    "eager": "debug underflow_overflow: transformers' detector reads every module's inputs, and cannot read the "
+             "boolean masks of sdpa attention; the same math, in slower steps",
+}
+
+
+def run_attention(training_args: TrainingArguments) -> str | None:
+    """The attention implementation the run's settings need, or None (transformers' choice): eager for the
+    `debug: "underflow_overflow"` detector, whose hooks stopped the first step with NotImplementedError ("abs_cpu" not
+    implemented for 'Bool') on an encoder that attends with sdpa, transformers' default."""
+    return "eager" if DebugOption.UNDERFLOW_OVERFLOW in training_args.debug else None
 
 
 def check_trainable(model: SimCSEModel, tokenizer: PreTrainedTokenizerBase, simcse_args: SimCSEArguments,
@@ -370,12 +390,14 @@ def cuda_graphs_by_default(training_args: TrainingArguments, simcse_args: SimCSE
     gradients (an H100, bench/RESULTS.md): training in one process on a CUDA device with Triton (and what it builds
     its modules with: `triton_build_problem`, else off with a warning), packed batches, bf16 or fp32, no other
     compilation (torch_compile, compile_layers), and none of `cuda_graphs_conflicts`, which are logged where they alone
-    keep it off (a setting for memory, say, that also costs the graphs' speed)."""
+    keep it off (a setting for memory, say, that also costs the graphs' speed). Off under the `debug` underflow_overflow
+    detector too, whose hooks read every module's outputs as they are made."""
     from torch.utils._triton import has_triton
 
     conflicts = cuda_graphs_conflicts(training_args, simcse_args)
     possible = (training_args.world_size == 1 and packed and not training_args.fp16 and not training_args.torch_compile
-                and not simcse_args.compile_layers and has_triton())
+                and not simcse_args.compile_layers and DebugOption.UNDERFLOW_OVERFLOW not in training_args.debug
+                and has_triton())
     if possible and training_args.device.type == "cuda" and conflicts:
         logger.info("cuda_graphs left off (steps of about 26 ms against 50 ms eager on an H100, bench/RESULTS.md): %s",
                     "; ".join(conflicts))
@@ -832,7 +854,8 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
     with stopping_together():
         with timer("load_model"), model_loading_errors(model_args):
             tokenizer = load_tokenizer(model_args, train_set, data_args.max_seq_length)
-            model = build_model(model_args, simcse_args, tokenizer, training_args.device.type)
+            model = build_model(model_args, simcse_args, tokenizer, training_args.device.type,
+                                run_attention(training_args))
         check_trainable(model, tokenizer, simcse_args, data_args.max_seq_length, train_set)
     # One process deletes what is to go (old or half-written checkpoints) before the others look: two deleting one
     # folder at once fail on files already gone. Per node where each node saves to its own disk (save_on_each_node).

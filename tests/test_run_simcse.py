@@ -23,6 +23,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
 from transformers import (AutoModel, AutoTokenizer, DistilBertConfig, DistilBertModel, TrainerCallback,
                           TrainingArguments)
+from transformers.debug_utils import DebugOption
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 import output_folder
@@ -1316,7 +1317,7 @@ def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch,
     monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: True)
     monkeypatch.setattr(run_simcse, "triton_build_problem", lambda: None)
     gpu = dict(device=torch.device("cuda"), world_size=1, fp16=False, torch_compile=False,
-               gradient_accumulation_steps=1, activation_checkpointing=False)
+               gradient_accumulation_steps=1, activation_checkpointing=False, debug=[])
     simcse = dict(compile_layers=False, embedding_chunk_size=None)
 
     def default(packed=True, **changes):
@@ -1327,7 +1328,7 @@ def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch,
     assert default()
     for changes in ({"device": torch.device("cpu")}, {"world_size": 2}, {"fp16": True}, {"torch_compile": True},
                     {"gradient_accumulation_steps": 2}, {"activation_checkpointing": True}, {"compile_layers": True},
-                    {"embedding_chunk_size": 64}, {"packed": False}):
+                    {"embedding_chunk_size": 64}, {"packed": False}, {"debug": [DebugOption.UNDERFLOW_OVERFLOW]}):
         assert not default(**changes), changes
     monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: False)
     assert not default()
@@ -1687,3 +1688,18 @@ def test_packing_an_unsupported_encoder_stops_before_anything_is_written(tmp_pat
     run_simcse.main([smoke_config(tmp_path, pack_sequences=True, max_steps=1, test_data=[])])
     with open(tmp_path / "out" / "run_args.json") as f:
         assert json.load(f)["pack_sequences"] is True
+
+
+def test_the_underflow_overflow_detector_runs_and_reports(tmp_path, caplog):
+    """`debug: "underflow_overflow"` (transformers' detector, hooks on every module): it stopped the first step with
+    NotImplementedError, unable to read sdpa attention's boolean masks; the encoder then attends eagerly. It trains,
+    and where the activations overflow, the detector is what stops the run, with its report."""
+    caplog.set_level(logging.INFO)
+    run_simcse.main([smoke_config(tmp_path, debug="underflow_overflow", max_steps=2, test_data=[])])
+    assert "the encoder attends with 'eager' attention in place of 'sdpa' (debug underflow_overflow" in caplog.text
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    with open(smoke_config(tmp_path)) as f:
+        huge = "initializer_range=1e36," + json.load(f)["config_overrides"]  # activations past float32's range
+    with pytest.raises(ValueError, match="DebugUnderflowOverflow: inf/nan detected"):
+        run_simcse.main([smoke_config(tmp_path, debug="underflow_overflow", config_overrides=huge, max_steps=2,
+                                      output_dir=str(tmp_path / "overflow"), test_data=[])])
