@@ -198,6 +198,10 @@ TRAINING_VALUE_RANGES = {
 }
 
 
+# Schedulers that Trainer steps on the dev score (metric_for_best_model) after each evaluation.
+DEV_SCORE_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")
+
+
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, SimCSEArguments, TrainingArguments]:
     """One JSON file (unknown keys are an error), optionally followed by flags that override its keys, or flags
     alone -> the four argument dataclasses, checked: every problem found is in one SystemExit."""
@@ -225,6 +229,10 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
         raise SystemExit("error: " + "; ".join(problems))
     if training_args.metric_for_best_model in (None, "loss") and data_args.dev_data:
         training_args.metric_for_best_model, training_args.greater_is_better = "cosine_spearman", True
+    if training_args.lr_scheduler_type in DEV_SCORE_SCHEDULERS:
+        # Trainer steps them on metric_for_best_model and leaves them their default mode, "min": they lowered the rate
+        # after evaluations whose score rose (fell, for them), and kept it while it fell.
+        training_args.lr_scheduler_kwargs = {**(training_args.lr_scheduler_kwargs or {}), "mode": "max"}
     training_args.remove_unused_columns = False  # the collator reads the tokenized columns itself
     if training_args.ddp_find_unused_parameters is None:
         # Trainer's default, on where activation checkpointing is off, has DDP search the autograd graph for unused
@@ -617,6 +625,16 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
             problems.append(f"optim {getattr(training_args.optim, 'value', training_args.optim)}: {e}")
     except Exception:  # noqa: BLE001 - as above: Trainer judges, with the model
         pass
+    scheduler = training_args.lr_scheduler_type.value
+    if scheduler in ("constant", *DEV_SCORE_SCHEDULERS) and training_args.warmup_steps:
+        problems.append(f"lr_scheduler_type {scheduler} takes no warm-up (Trainer builds it without warmup_steps), so "
+                        f"warmup_steps {training_args.warmup_steps:g} would not happen, and the card would say it did: "
+                        + ("use constant_with_warmup, or " if scheduler == "constant" else "") + "leave warmup_steps 0")
+    # (Without evaluations in training, TrainingArguments refuses them itself; without dev_data, job_problems.)
+    if scheduler in DEV_SCORE_SCHEDULERS and (training_args.lr_scheduler_kwargs or {}).get("mode") == "min":
+        problems.append(f"lr_scheduler_type {scheduler} with lr_scheduler_kwargs mode \"min\" would lower the "
+                        "learning rate while the dev score rises: the dev metrics are higher-is-better; leave mode out "
+                        "(\"max\" is set)")
     try:  # the scheduler and its lr_scheduler_kwargs, which Trainer builds only when training begins
         get_scheduler(training_args.lr_scheduler_type, torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0),
                       num_warmup_steps=0, num_training_steps=100,

@@ -1146,6 +1146,16 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"lr_scheduler_type": "polynomial", "lr_scheduler_kwargs": {"power": 2.0, "powr": 1}},
      "lr_scheduler_kwargs .*unexpected keyword argument 'powr'"),
     ({"optim": "adamw_torch_xla"}, "optim adamw_torch_xla: Trainer failed to import syncfree AdamW from torch_xla"),
+    # Trainer builds these without warmup_steps: the card said "constant, warm-up 6 steps" of a constant rate.
+    ({"lr_scheduler_type": "constant", "warmup_steps": 6},
+     "lr_scheduler_type constant takes no warm-up .* warmup_steps 6 would not happen, .*: use constant_with_warmup, or "
+     "leave warmup_steps 0"),
+    ({"lr_scheduler_type": "reduce_lr_on_plateau", "warmup_steps": 0.1},
+     "lr_scheduler_type reduce_lr_on_plateau takes no warm-up .* warmup_steps 0.1 would not happen"),
+    # Stepped on the dev score, higher-is-better: "min" lowers the rate as the score rises.
+    ({"lr_scheduler_type": "reduce_lr_on_plateau", "lr_scheduler_kwargs": {"mode": "min"}},
+     'lr_scheduler_type reduce_lr_on_plateau with lr_scheduler_kwargs mode "min" would lower the learning rate while '
+     "the dev score rises"),
     ({"neftune_noise_alpha": 5.0}, "neftune_noise_alpha: NEFTune adds noise to the input embeddings"),
     ({"use_liger_kernel": True}, "use_liger_kernel: Liger's kernels replace layers of decoder models"),
     # The final evaluation cast the model to bf16 in place: the export was written in bf16 under a card saying fp32.
@@ -1202,6 +1212,10 @@ def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     {"accelerator_config": {"even_batches": False}},
     # Two rows a batch: each has a negative.
     {"train_format": "text", "train_data": [f"{SAMPLE}/sentences.txt"], "per_device_train_batch_size": 2},
+    # The schedulers without a warm-up, without one; with a warm-up, those with one.
+    {"lr_scheduler_type": "constant", "warmup_steps": 0},
+    {"lr_scheduler_type": "constant_with_warmup", "warmup_steps": 6},
+    {"lr_scheduler_type": "reduce_lr_on_plateau", "lr_scheduler_kwargs": {"mode": "max", "patience": 0}},
 ])
 def test_settings_beside_those_refused_are_accepted(tmp_path, changes):
     training_args = run_arguments.parse_arguments([smoke_config(tmp_path, **changes)])[3]  # no SystemExit
@@ -1703,3 +1717,22 @@ def test_the_underflow_overflow_detector_runs_and_reports(tmp_path, caplog):
     with pytest.raises(ValueError, match="DebugUnderflowOverflow: inf/nan detected"):
         run_simcse.main([smoke_config(tmp_path, debug="underflow_overflow", config_overrides=huge, max_steps=2,
                                       output_dir=str(tmp_path / "overflow"), test_data=[])])
+
+
+def test_a_dev_score_scheduler_lowers_the_rate_when_the_score_stops_rising(tmp_path):
+    """reduce_lr_on_plateau (greedy too) steps on the dev metric, higher-is-better, with Trainer's default mode "min":
+    the smoke run's rate was cut tenfold after its second evaluation, whose score had risen, and again after its third.
+    With mode "max" (set, and recorded for the card) it holds while the score rises (patience 0: it would be cut at the
+    first evaluation that is not a new best)."""
+    run_simcse.main([smoke_config(tmp_path, lr_scheduler_type="reduce_lr_on_plateau",
+                                  lr_scheduler_kwargs={"patience": 0}, test_data=[])])
+    with open(tmp_path / "out" / "trainer_state.json") as f:
+        history = json.load(f)["log_history"]
+    rates = [e["learning_rate"] for e in history if "learning_rate" in e]
+    scores = [e["eval_cosine_spearman"] for e in history if "eval_cosine_spearman" in e]
+    assert len(rates) == len(scores) == 4
+    for i in range(1, 4):  # logged at the step of evaluation i, which follows the scheduler's step on score i - 1
+        expected = rates[i - 1] * (1 if scores[i - 1] > max(scores[:i - 1], default=-1) else 0.1)
+        assert rates[i] == pytest.approx(expected), (rates, scores)
+    with open(tmp_path / "out" / "run_args.json") as f:
+        assert json.load(f)["lr_scheduler_kwargs"] == {"patience": 0, "mode": "max"}
