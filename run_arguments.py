@@ -29,7 +29,7 @@ from transformers import CONFIG_MAPPING, HfArgumentParser, Trainer, TrainingArgu
 from transformers.integrations import get_reporting_integration_callbacks
 
 from data_loading import DataError, check_model_source, parse_named, parse_named_sets
-from hub.model_dir import METRIC_NAMES
+from hub.model_dir import DEV_SCORE_SCHEDULERS, METRIC_NAMES
 from hub.push import PushError, check_push_access, check_repo_id, check_revision
 from modeling_simcse import (
     CUDA_GRAPH_LENGTHS,
@@ -196,10 +196,6 @@ TRAINING_VALUE_RANGES = {
     "eval_steps": (0, None, "steps"), "save_steps": (0, None, "steps"), "seed": (0, 2**32, "a random seed"),
     "data_seed": (0, 2**32, "a random seed"),
 }
-
-
-# Schedulers that Trainer steps on the dev score (metric_for_best_model) after each evaluation.
-DEV_SCORE_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")
 
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, SimCSEArguments, TrainingArguments]:

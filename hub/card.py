@@ -16,8 +16,8 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from data_sources import DataError, Source, is_repo_id
-from hub.model_dir import (LAYER_POOLERS, METRIC_NAMES, RUN_ARGS_FILE, SIMILARITIES, ModelDirError, check_export,
-                           load_results, read_json, weight_names, whole_file)
+from hub.model_dir import (DEV_SCORE_SCHEDULERS, LAYER_POOLERS, METRIC_NAMES, RUN_ARGS_FILE, SIMILARITIES,
+                           ModelDirError, check_export, load_results, read_json, weight_names, whole_file)
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
 PLOT_FILE = "dev_scores.png"
@@ -423,6 +423,11 @@ def training_settings(
         tokenizer = f"WordPiece trained on the training sentences ({encoder_config.get('vocab_size')} pieces)"
     elif args.get("tokenizer_name") not in (None, args.get("model_name_or_path")):
         tokenizer = at_revision("tokenizer_name", "tokenizer_revision")
+    schedule = args.get("lr_scheduler_type")
+    if schedule in DEV_SCORE_SCHEDULERS:  # stepped on the dev score, not on the steps
+        schedule += f" of the dev {dev_metric(args)}" + settings_in_words(args.get("lr_scheduler_kwargs"), ", ")
+    else:
+        schedule = f"{schedule}{settings_in_words(args.get('lr_scheduler_kwargs'), ' ')}"
     precision = "bf16" if args.get("bf16") else "fp16" if args.get("fp16") else "fp32"
     if precision != "fp32":  # the dev scores are in it; the test scores are the fp32 export's where the run says so
         precision += (" (training and dev scores; test scores in fp32, as the export loads)"
@@ -443,8 +448,7 @@ def training_settings(
         ("contrastive batch", contrastive_batch(per_device, processes, args.get("gather_negatives", True),
                                                 environment.get("train_rows")) + (
             ", grouped by length" if args.get("train_sampling_strategy") == "group_by_length" else "")),
-        ("learning rate", f"{args.get('learning_rate')} ({args.get('lr_scheduler_type')}"
-                          f"{settings_in_words(args.get('lr_scheduler_kwargs'), ' ')}, "
+        ("learning rate", f"{args.get('learning_rate')} ({schedule}, "
                           f"warm-up {warm_up(args.get('warmup_steps') or 0)})"),
         ("optimizer", optimizer(args) if args.get("optim") else None),
         ("dropout", dropout),

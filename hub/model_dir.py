@@ -22,6 +22,8 @@ RESULTS_FILE = "sts_results.json"
 SIMILARITIES = ("cosine", "euclidean", "manhattan", "dot")
 METRIC_NAMES = ("avg",) + tuple(f"{s}_{c}" for s in SIMILARITIES for c in ("pearson", "spearman"))
 RUN_ARGS_FILE = "run_args.json"
+# Its lr_scheduler_type values that Trainer steps on the dev score (metric_for_best_model) after each evaluation.
+DEV_SCORE_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")
 CHECKPOINT_MODEL_TYPE = "simcse"  # SimCSEConfig.model_type: what a training checkpoint's config.json says
 LAYER_POOLERS = ("avg_first_last", "avg_top2")  # poolers (and exported embeddings) that average two layers' states
 # A tokenizer's vocabulary: one of these is among an export's tokenizer files (tokenizer.json for a fast tokenizer).

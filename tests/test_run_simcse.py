@@ -1725,7 +1725,7 @@ def test_a_dev_score_scheduler_lowers_the_rate_when_the_score_stops_rising(tmp_p
     With mode "max" (set, and recorded for the card) it holds while the score rises (patience 0: it would be cut at the
     first evaluation that is not a new best)."""
     run_simcse.main([smoke_config(tmp_path, lr_scheduler_type="reduce_lr_on_plateau",
-                                  lr_scheduler_kwargs={"patience": 0}, test_data=[])])
+                                  lr_scheduler_kwargs={"patience": 0})])
     with open(tmp_path / "out" / "trainer_state.json") as f:
         history = json.load(f)["log_history"]
     rates = [e["learning_rate"] for e in history if "learning_rate" in e]
@@ -1736,3 +1736,6 @@ def test_a_dev_score_scheduler_lowers_the_rate_when_the_score_stops_rising(tmp_p
         assert rates[i] == pytest.approx(expected), (rates, scores)
     with open(tmp_path / "out" / "run_args.json") as f:
         assert json.load(f)["lr_scheduler_kwargs"] == {"patience": 0, "mode": "max"}
+    # The card says what the rate followed.
+    assert ("| learning rate | 0.0005 (reduce_lr_on_plateau of the dev cosine_spearman, patience 0, mode max, "
+            "warm-up 0) |" in (tmp_path / "out" / "README.md").read_text())
