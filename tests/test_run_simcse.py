@@ -143,6 +143,22 @@ def test_a_test_set_that_is_the_dev_set_is_said_to_be_no_held_out_set(smoke_run)
     assert card.count("Not held out: 24 of these 24 pairs are in the dev set (`") == 2
 
 
+def test_the_phase_times_are_the_run_s_own(smoke_run):
+    """environment.json's seconds per phase: each phase once, none negative; the training phase holds Trainer's
+    train_runtime and, within it, the dev evaluations and the checkpoint saves (12 steps, 4 of each)."""
+    out, _ = smoke_run
+    with open(out / "environment.json") as f:
+        seconds = json.load(f)["phase_seconds"]
+    with open(out / "train_results.json") as f:
+        runtime = json.load(f)["train_runtime"]
+    assert list(seconds) == ["load_data", "load_model", "tokenize", "train", "dev_evaluations_within_train",
+                             "checkpoint_saves_within_train", "final_evaluation", "export"]
+    assert all(value > 0 for value in seconds.values()), seconds
+    assert runtime <= seconds["train"] < runtime + 30, (runtime, seconds)
+    within = seconds["dev_evaluations_within_train"] + seconds["checkpoint_saves_within_train"]
+    assert within < seconds["train"], seconds
+
+
 def test_a_test_set_that_is_the_dev_set_is_held_out_where_the_dev_set_chooses_no_checkpoint(tmp_path, caplog):
     """Without load_best_model_at_end the dev set only watches the run, which exports its last step: neither the run
     nor the card calls the test scores biased (the shared pairs are still counted)."""
