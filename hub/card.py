@@ -425,7 +425,10 @@ def training_settings(
         tokenizer = at_revision("tokenizer_name", "tokenizer_revision")
     schedule = args.get("lr_scheduler_type")
     if schedule in DEV_SCORE_SCHEDULERS:  # stepped on the dev score, not on the steps
-        schedule += f" of the dev {dev_metric(args)}" + settings_in_words(args.get("lr_scheduler_kwargs"), ", ")
+        # A run from before run_arguments set mode "max" trained with the scheduler's default.
+        kwargs = {**(args.get("lr_scheduler_kwargs") or {})}
+        kwargs.setdefault("mode", "min")
+        schedule += f" of the dev {dev_metric(args)}" + settings_in_words(kwargs, ", ")
     else:
         schedule = f"{schedule}{settings_in_words(args.get('lr_scheduler_kwargs'), ' ')}"
     precision = "bf16" if args.get("bf16") else "fp16" if args.get("fp16") else "fp32"

@@ -114,6 +114,11 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
     assert rows["optimizer"] == ("adamw_torch (weight decay 0.0, beta2 0.98, epsilon 1e-06, gradient norm clipped at "
                                  "1.0)")
     assert rows["contrastive batch"] == "32 rows, grouped by length"
+    # Schedulers stepped on the dev score name it; a run's from before the job set mode "max" had the default, "min".
+    for kwargs, said in (({"patience": 2, "mode": "max"}, "patience 2, mode max"), (None, "mode min")):
+        rows = dict(training_settings({**args, "learning_rate": 5e-5, "lr_scheduler_type": "reduce_lr_on_plateau",
+                                       "lr_scheduler_kwargs": kwargs, "metric_for_best_model": "avg"}, {}, {}, {}, {}))
+        assert rows["learning rate"] == f"5e-05 (reduce_lr_on_plateau of the dev avg, {said}, warm-up 0)"
     assert dict(training_settings({**args, "seed": 42, "data_seed": 7}, {}, {}, {}, {}))["seed"] == \
         "42 (data order: data_seed 7)"
     assert dict(training_settings({**args, "seed": 42, "data_seed": None}, {}, {}, {}, {}))["seed"] == "42"
