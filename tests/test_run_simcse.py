@@ -819,6 +819,9 @@ def test_a_key_given_twice_in_the_json_file_is_named(tmp_path):
     ({"max_seq_length": 32.0, "temperature": "0.05"},
      'max_seq_length: expected int, got 32.0; temperature: expected float'),
     ({"sentence_columns": ["sent0", 1]}, r"sentence_columns: expected list\[str\] \| None, got \[\"sent0\", 1\]"),
+    # test_data as {"name": "source"} takes sources only: a number is named as it was given, not read as a source "5".
+    ({"test_data": {"sample-sts": f"{SAMPLE}/sts.tsv", "other": 5}},
+     r'test_data: expected list\[str\], got \{"sample-sts": ".*sts.tsv", "other": 5\}'),
 ])
 def test_json_values_of_the_wrong_type_are_named(tmp_path, changes, message):
     config = smoke_config(tmp_path, **changes)
