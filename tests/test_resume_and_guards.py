@@ -106,6 +106,30 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, caplog, uninterrupted):
     assert f"| software | torch {torch.__version__}, transformers {transformers.__version__} |" in card
 
 
+def test_a_checkpoint_without_a_clock_record_resumes_with_the_time_before_it_unknown(tmp_path, uninterrupted):
+    """A checkpoint of a run from before the training clock (no training_seconds.json in it) resumes to the
+    uninterrupted run's scores; the checkpoints after it record no total they cannot know, and environment.json and
+    the card give the resumed session's time alone, saying the time before it was not recorded."""
+    results, _ = uninterrupted
+    run_simcse.main([smoke_config(tmp_path, save_total_limit=None)])
+    out = tmp_path / "out"
+    for name in os.listdir(out):
+        if name not in {"checkpoint-3", "checkpoint-6", "run_args.json"}:
+            shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
+    os.remove(out / "checkpoint-6" / run_simcse.CLOCK_FILE)
+    resumed = run_simcse.main([smoke_config(tmp_path, save_total_limit=None, resume_from_checkpoint="last")])
+    for name in results:
+        assert resumed[name] == pytest.approx(results[name], abs=1e-6)
+    assert not (out / "checkpoint-9" / run_simcse.CLOCK_FILE).exists() and (out / "checkpoint-9").is_dir()
+    with open(out / "environment.json") as f:
+        environment = json.load(f)
+    assert environment["training_seconds"] is None and environment["resumed_at_step"] == 6
+    with open(out / "train_results.json") as f:
+        runtime = json.load(f)["train_runtime"]
+    assert f"| training time | {runtime:.1f} s from the resumption at step 6 (before it: not recorded) |" in (
+        out / "README.md").read_text()
+
+
 def run_sigterm_at(config: str, step: int) -> subprocess.CompletedProcess:
     """The job of `config` in a fresh process (tests/sigterm_worker.py) with SIGTERM sent to it as `step` begins."""
     return subprocess.run([sys.executable, os.path.join(ROOT, "tests", "sigterm_worker.py"), config], cwd=ROOT,
