@@ -159,6 +159,18 @@ def test_the_phase_times_are_the_run_s_own(smoke_run):
     assert within < seconds["train"], seconds
 
 
+def test_a_dev_set_that_was_never_scored_is_said_to_have_chosen_nothing(tmp_path, caplog, smoke_run):
+    """load_best_model_at_end with no evaluation in the run (eval_delay past its end): the run warns that the final
+    model is the one exported, and the card says the dev set was never scored; a run that scored it says neither."""
+    run_simcse.main([smoke_config(tmp_path, eval_delay=100, max_steps=3)])
+    assert ("the dev set was never scored in the run's 3 steps (eval_strategy steps, eval_steps 3, eval_delay 100): "
+            "the final model is the one exported and evaluated") in caplog.text
+    assert ("| model selection | final model: the dev set was never scored (to be scored every 3 steps, eval_delay "
+            "100; the run took 3 steps) |") in (tmp_path / "out" / "README.md").read_text()
+    out, proc = smoke_run
+    assert "never scored" not in proc.stderr and "never scored" not in (out / "README.md").read_text()
+
+
 def test_a_test_set_that_is_the_dev_set_is_held_out_where_the_dev_set_chooses_no_checkpoint(tmp_path, caplog):
     """Without load_best_model_at_end the dev set only watches the run, which exports its last step: neither the run
     nor the card calls the test scores biased (the shared pairs are still counted)."""
