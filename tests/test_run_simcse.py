@@ -523,6 +523,10 @@ def test_a_run_from_an_earlier_runs_export_or_checkpoint_starts_from_its_embeddi
     assert list(rescored) == list(published)
     for name, metrics in published.items():
         assert rescored[name] == pytest.approx(metrics, abs=1e-4)
+    # A local folder is no Hub id: the card's metadata names no base_model (the Hub refuses a path there).
+    with open(tmp_path / "out" / "environment.json") as f:
+        assert json.load(f)["hub_base_model"] is None
+    assert "base_model:" not in (tmp_path / "out" / "README.md").read_text()
 
 
 def test_another_models_tokenizer_is_named_before_anything_is_written(encoder_dir, tmp_path):
