@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import copy
 import dataclasses
 import difflib
 import json
@@ -616,6 +617,11 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
         problems.append(f"report_to {', '.join(training_args.report_to)}: {e}")
     try:  # the optimizer's package and settings, which Trainer looks at only when training begins
         Trainer.get_optimizer_cls_and_kwargs(training_args)
+        if ignored := unread_optim_args(training_args):
+            them = "it" if len(ignored) == 1 else "them"
+            optim = getattr(training_args.optim, "value", training_args.optim)
+            problems.append(f"optim_args {', '.join(ignored)}: Trainer's {optim} optimizer does not read {them}, so "
+                            f"the run would train as if unset, under a card that names {them}; leave {them} out")
     except (ImportError, ValueError) as e:
         if not (isinstance(e, ValueError) and "model" in str(e)):  # GaLore, LOMO ... need the model: Trainer's to judge
             problems.append(f"optim {getattr(training_args.optim, 'value', training_args.optim)}: {e}")
@@ -639,6 +645,29 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
         problems.append(f"lr_scheduler_type {training_args.lr_scheduler_type.value} with "
                         f"lr_scheduler_kwargs {json.dumps(training_args.lr_scheduler_kwargs or {})}: {e}")
     return problems
+
+
+def unread_optim_args(training_args: TrainingArguments) -> list[str]:
+    """The keys of `optim_args` that Trainer's optimizer for `optim` never reads (adamw_torch reads none; sgd, adagrad
+    and rmsprop only their own): a key is read where, its value made a placeholder, the optimizer's arguments change or
+    fail to parse. Trainer passes the others over without a word."""
+    given = dict(item.split("=", 1) for item in (training_args.optim_args or "").replace(" ", "").split(",") if item)
+
+    def optimizer_kwargs(settings: dict[str, str]) -> dict:
+        probe = copy.copy(training_args)
+        probe.optim_args = ",".join(f"{key}={value}" for key, value in settings.items()) or None
+        return Trainer.get_optimizer_cls_and_kwargs(probe)[1]
+
+    unread = []
+    for key in given:
+        without = optimizer_kwargs({k: v for k, v in given.items() if k != key})
+        try:
+            read = optimizer_kwargs({**given, key: "?"}) != without
+        except (ValueError, TypeError, AttributeError, KeyError):  # float("?"), strtobool("?"), getattr(torch, "?")
+            read = True
+        if not read:
+            unread.append(key)
+    return unread
 
 
 def sharding_problem(fsdp: bool, deepspeed: bool, env: typing.Mapping[str, str] | None = None) -> str | None:

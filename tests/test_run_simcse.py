@@ -1181,6 +1181,11 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"lr_scheduler_type": "polynomial", "lr_scheduler_kwargs": {"power": 2.0, "powr": 1}},
      "lr_scheduler_kwargs .*unexpected keyword argument 'powr'"),
     ({"optim": "adamw_torch_xla"}, "optim adamw_torch_xla: Trainer failed to import syncfree AdamW from torch_xla"),
+    # Passed over by Trainer without a word, and named by the card: adamw_torch reads no optim_args, sgd its own only.
+    ({"optim": "adamw_torch", "optim_args": "amsgrad=True"},
+     "optim_args amsgrad: Trainer's adamw_torch optimizer does not read it, so the run would train as if unset"),
+    ({"optim": "sgd", "optim_args": "momentun=0.9, nesterov=true, dampning=0.1"},
+     "optim_args momentun, dampning: Trainer's sgd optimizer does not read them"),
     # Trainer builds these without warmup_steps: the card said "constant, warm-up 6 steps" of a constant rate.
     ({"lr_scheduler_type": "constant", "warmup_steps": 6},
      "lr_scheduler_type constant takes no warm-up .* warmup_steps 6 would not happen, .*: use constant_with_warmup, or "
@@ -1251,6 +1256,9 @@ def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     {"lr_scheduler_type": "constant", "warmup_steps": 0},
     {"lr_scheduler_type": "constant_with_warmup", "warmup_steps": 6},
     {"lr_scheduler_type": "reduce_lr_on_plateau", "lr_scheduler_kwargs": {"mode": "max", "patience": 0}},
+    # optim_args the optimizer reads, a default value too.
+    {"optim": "sgd", "optim_args": "momentum=0.9,nesterov=false"},
+    {"optim": "adagrad", "optim_args": "lr_decay=0.1,eps=1e-10"},
 ])
 def test_settings_beside_those_refused_are_accepted(tmp_path, changes):
     training_args = run_arguments.parse_arguments([smoke_config(tmp_path, **changes)])[3]  # no SystemExit
