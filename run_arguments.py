@@ -632,6 +632,10 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
         problems.append(f"lr_scheduler_type {scheduler} takes no warm-up (Trainer builds it without warmup_steps), so "
                         f"warmup_steps {training_args.warmup_steps:g} would not happen, and the card would say it did: "
                         + ("use constant_with_warmup, or " if scheduler == "constant" else "") + "leave warmup_steps 0")
+    if scheduler in ("constant", "constant_with_warmup") and training_args.lr_scheduler_kwargs:
+        problems.append(f"lr_scheduler_kwargs {json.dumps(training_args.lr_scheduler_kwargs)}: Trainer builds "
+                        f"lr_scheduler_type {scheduler} without them, so the run would train as if they were unset, "
+                        "under a card that names them; leave them out")
     # (Without evaluations in training, TrainingArguments refuses them itself; without dev_data, job_problems.)
     if scheduler in DEV_SCORE_SCHEDULERS and (training_args.lr_scheduler_kwargs or {}).get("mode") == "min":
         problems.append(f"lr_scheduler_type {scheduler} with lr_scheduler_kwargs mode \"min\" would lower the "

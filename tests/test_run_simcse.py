@@ -1181,6 +1181,11 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"lr_scheduler_type": "polynomial", "lr_scheduler_kwargs": {"power": 2.0, "powr": 1}},
      "lr_scheduler_kwargs .*unexpected keyword argument 'powr'"),
     ({"optim": "adamw_torch_xla"}, "optim adamw_torch_xla: Trainer failed to import syncfree AdamW from torch_xla"),
+    # The card said "constant_with_warmup num_cycles 3" of a schedule built without them.
+    ({"lr_scheduler_type": "constant", "lr_scheduler_kwargs": {"min_lr_rate": 0.1}},
+     r'lr_scheduler_kwargs \{"min_lr_rate": 0.1\}: Trainer builds lr_scheduler_type constant without them'),
+    ({"lr_scheduler_type": "constant_with_warmup", "lr_scheduler_kwargs": {"num_cycles": 3}},
+     r'lr_scheduler_kwargs \{"num_cycles": 3\}: Trainer builds lr_scheduler_type constant_with_warmup without them'),
     # Passed over by Trainer without a word, and named by the card: adamw_torch reads no optim_args, sgd its own only.
     ({"optim": "adamw_torch", "optim_args": "amsgrad=True"},
      "optim_args amsgrad: Trainer's adamw_torch optimizer does not read it, so the run would train as if unset"),
