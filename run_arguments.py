@@ -16,8 +16,10 @@ import copy
 import dataclasses
 import difflib
 import json
+import inspect
 import logging
 import os
+import warnings
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from enum import Enum
 import torch
 from huggingface_hub import HfApi
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import CONFIG_MAPPING, HfArgumentParser, Trainer, TrainingArguments, get_scheduler
 from transformers.integrations import get_reporting_integration_callbacks
 
@@ -538,9 +541,9 @@ def script_flag_problems(given: dict, training_args: TrainingArguments, data_arg
 
 
 def trainer_setting_problems(training_args: TrainingArguments, data_args: DataArguments) -> list[str]:
-    """`TrainingArguments` that would split the contrastive batch, break the STS scoring or the export, or fail once
-    training has begun -> what is wrong with each. (FSDP and DeepSpeed are refused before they are made:
-    `sharding_problem`.)"""
+    """`TrainingArguments` that would split the contrastive batch, train on other batches than the seed's or other
+    gradients than the loss's, break the STS scoring or the export, or fail once training has begun -> what is wrong
+    with each. (FSDP and DeepSpeed are refused before they are made: `sharding_problem`.)"""
     problems = []
     for key, (low, below, what) in TRAINING_VALUE_RANGES.items():
         value = getattr(training_args, key)
@@ -607,6 +610,11 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
     elif metric is not None and metric.removeprefix("eval_") != "loss" and training_args.greater_is_better is False:
         problems.append(f"greater_is_better: false would keep the checkpoint with the lowest {metric}, and a "
                         "correlation is better the higher it is; leave greater_is_better out")
+    if not training_args.dataloader_in_order and training_args.dataloader_num_workers > 0:
+        problems.append("dataloader_in_order: false hands the steps their batches in the order DataLoader workers "
+                        "finish them, not the order drawn, so what each step trains on follows the workers' timing "
+                        "rather than the seed, and a resumed run skips the batches handed out first; leave it true")
+    problems += activation_checkpointing_problems(training_args)
     if training_args.batch_eval_metrics or not training_args.eval_do_concat_batches:
         problems.append("batch_eval_metrics: true and eval_do_concat_batches: false hand the metrics one batch at a "
                         "time, and the STS correlations need every pair's score at once; leave both at their defaults")
@@ -672,6 +680,44 @@ def unread_optim_args(training_args: TrainingArguments) -> list[str]:
         if not read:
             unread.append(key)
     return unread
+
+
+def activation_checkpointing_problems(training_args: TrainingArguments) -> list[str]:
+    """What is wrong with `activation_checkpointing_kwargs`, which Trainer hands to transformers (`every_n_layers`,
+    `offload`) and the rest to torch's `checkpoint` at the first step: keys or values that would stop it there, and
+    `preserve_rng_state` false, which would train on gradients of other dropout masks than the loss's. None where
+    `activation_checkpointing` is off (Trainer then reads none of them)."""
+    if not training_args.activation_checkpointing:
+        return []
+    given = dict(training_args.activation_checkpointing_kwargs or {})
+    shown = f"activation_checkpointing_kwargs {json.dumps(given)}"
+    every_n_layers, offload = given.pop("every_n_layers", 1), given.pop("offload", False)
+    problems = []
+    if isinstance(every_n_layers, bool) or not isinstance(every_n_layers, int) or every_n_layers < 1:
+        problems.append(f"{shown}: every_n_layers (checkpoint every n-th layer) must be a whole number of at least 1")
+    if not isinstance(offload, bool):
+        problems.append(f"{shown}: offload must be true or false")
+    elif offload and training_args.device.type == "cpu":
+        problems.append(f"{shown}: offload holds the saved activations in pinned host memory, which needs a GPU (on a "
+                        "CPU they are in host memory already); leave it out")
+    if given.get("preserve_rng_state", True) is not True:
+        problems.append(f"{shown}: preserve_rng_state false recomputes each checkpointed layer under new dropout "
+                        "masks, so the gradients would not be those of the loss (SimCSE's noise is dropout); leave it "
+                        "out")
+    # torch's checkpoint takes its settings as keyword-only parameters, and preserve_rng_state out of **kwargs.
+    takes = {name for name, parameter in inspect.signature(checkpoint).parameters.items()
+             if parameter.kind is parameter.KEYWORD_ONLY} | {"preserve_rng_state"}
+    if unknown := sorted(set(given) - takes):
+        problems.append(f"{shown}: neither transformers (every_n_layers, offload) nor torch's checkpoint "
+                        f"({', '.join(sorted(takes))}) takes {', '.join(unknown)}")
+    elif not problems:
+        try:  # the values, as torch's checkpoint judges them (use_reentrant left out: torch warns, and takes true)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                checkpoint(torch.sin, torch.ones(1, requires_grad=True), **given).sum().backward()
+        except Exception as e:  # noqa: BLE001 - whatever torch raises stops the first step
+            problems.append(f"{shown}: {e}")
+    return problems
 
 
 def sharding_problem(fsdp: bool, deepspeed: bool, env: typing.Mapping[str, str] | None = None) -> str | None:
