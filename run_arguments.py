@@ -610,7 +610,7 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
     elif metric is not None and metric.removeprefix("eval_") != "loss" and training_args.greater_is_better is False:
         problems.append(f"greater_is_better: false would keep the checkpoint with the lowest {metric}, and a "
                         "correlation is better the higher it is; leave greater_is_better out")
-    if not training_args.dataloader_in_order and training_args.dataloader_num_workers > 0:
+    if not training_args.dataloader_in_order and training_args.dataloader_num_workers > 1:  # one worker: in order
         problems.append("dataloader_in_order: false hands the steps their batches in the order DataLoader workers "
                         "finish them, not the order drawn, so what each step trains on follows the workers' timing "
                         "rather than the seed, and a resumed run skips the batches handed out first; leave it true")

@@ -1282,8 +1282,10 @@ def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     # optim_args the optimizer reads, a default value too.
     {"optim": "sgd", "optim_args": "momentum=0.9,nesterov=false"},
     {"optim": "adagrad", "optim_args": "lr_decay=0.1,eps=1e-10"},
-    # Without workers, batches come in the order drawn; without activation checkpointing, its kwargs are not read.
+    # Without workers, or with one, batches come in the order drawn; without activation checkpointing, its kwargs are
+    # not read.
     {"dataloader_in_order": False},
+    {"dataloader_in_order": False, "dataloader_num_workers": 1},
     {"activation_checkpointing_kwargs": {"preserve_rng_state": False}},
     {"activation_checkpointing": True, "activation_checkpointing_kwargs": {"every_n_layers": 2, "use_reentrant": True}},
     {"activation_checkpointing": True,
