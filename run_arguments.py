@@ -473,7 +473,7 @@ def did_you_mean(key: str, prefix: str = "") -> str:
 
 def _accepts(annotation, value) -> bool:
     """Whether a JSON value fits a dataclass field's type. An enum takes a string (TrainingArguments checks that it
-    names a member); a class other than str, int, float, bool, list and dict takes anything."""
+    names a member); another class (accelerate's ParallelismConfig) only an instance of it, which JSON never holds."""
     origin, arms = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         return any(_accepts(arm, value) for arm in arms)
@@ -493,7 +493,8 @@ def _accepts(annotation, value) -> bool:
         return isinstance(value, list) and (not arms or all(_accepts(arms[0], v) for v in value))
     if (origin or annotation) is dict:
         return isinstance(value, dict)
-    return True
+    # A dict given for parallelism_config was a traceback from TrainingArguments.to_dict at start-up.
+    return not isinstance(annotation, type) or isinstance(value, annotation)
 
 
 def flag_overrides(flags: list[str], path: str | None) -> dict:

@@ -838,6 +838,9 @@ def test_a_key_given_twice_in_the_json_file_is_named(tmp_path):
     # test_data as {"name": "source"} takes sources only: a number is named as it was given, not read as a source "5".
     ({"test_data": {"sample-sts": f"{SAMPLE}/sts.tsv", "other": 5}},
      r'test_data: expected list\[str\], got \{"sample-sts": ".*sts.tsv", "other": 5\}'),
+    # An object of accelerate's, which no JSON value is (a dict was a traceback from TrainingArguments.to_dict).
+    ({"parallelism_config": {"tp_size": 2}},
+     r'parallelism_config: expected accelerate.parallelism_config.ParallelismConfig \| None, got \{"tp_size": 2\}'),
 ])
 def test_json_values_of_the_wrong_type_are_named(tmp_path, changes, message):
     config = smoke_config(tmp_path, **changes)
