@@ -1381,6 +1381,9 @@ def test_cuda_graphs_conflict_on_a_gpu_with_each_setting_that_cannot_work_alone(
     ({"ACCELERATE_USE_DEEPSPEED": "true"}, {}, "DeepSpeed"),  # was a traceback: DeepSpeed needs its package
     ({}, {"fsdp": "full_shard"}, "FSDP"),
     ({}, {"deepspeed": {"zero_optimization": {"stage": 2}}}, "DeepSpeed"),
+    # accelerate launch --use_parallelism_config --parallelism_config_tp_size 2 (was a traceback from torch.distributed)
+    ({"ACCELERATE_USE_PARALLELISM_CONFIG": "true", "PARALLELISM_CONFIG_TP_SIZE": "2",
+      "PARALLELISM_CONFIG_DP_REPLICATE_SIZE": "2"}, {}, r"parallelism_config \(tp_size\)"),
 ])
 def test_fsdp_and_deepspeed_are_refused_before_anything_runs(tmp_path, monkeypatch, environment, changes, named):
     """An accelerate config of distributed type FSDP or DeepSpeed reaches Trainer through the environment; the export
@@ -1396,6 +1399,16 @@ def test_fsdp_and_deepspeed_are_refused_before_anything_runs(tmp_path, monkeypat
         run_simcse.main(["--model_type", "bert", "--output_dir", str(tmp_path / "out"),
                          *[flag for key in changes for flag in flags[key]]])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("environment", [
+    # Data parallel alone (replicated: DDP), sizes of 1, or sizes without the switch, which accelerate then ignores.
+    {"ACCELERATE_USE_PARALLELISM_CONFIG": "true", "PARALLELISM_CONFIG_DP_REPLICATE_SIZE": "2"},
+    {"ACCELERATE_USE_PARALLELISM_CONFIG": "true", "PARALLELISM_CONFIG_TP_SIZE": "1", "PARALLELISM_CONFIG_CP_SIZE": "1"},
+    {"PARALLELISM_CONFIG_TP_SIZE": "2"},
+])
+def test_a_parallelism_config_that_only_replicates_the_model_is_accepted(environment):
+    assert run_arguments.sharding_problem(False, False, environment) is None
 
 
 def test_cuda_graphs_default_is_on_only_where_it_was_tested_to_work(monkeypatch, caplog):
