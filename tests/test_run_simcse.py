@@ -1213,6 +1213,8 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     # Tracebacks at the first step.
     ({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"every_n_layers": 0}},
      "every_n_layers .* must be a whole number of at least 1"),
+    ({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"every_n_layers": 2.5}},
+     "every_n_layers .* must be a whole number of at least 1"),
     ({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"offload": True}},
      "offload holds the saved activations in pinned host memory, which needs a GPU"),
     ({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"use_reentrant": False, "bogus": 1}},
