@@ -564,6 +564,12 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
     if training_args.fp16 and training_args.device.type == "cpu":  # accelerate then trains in fp32 without a word
         problems.append("fp16 on a CPU: accelerate has no fp16 mixed precision there and would train in fp32, while "
                         "run_args.json and the card said fp16; leave fp16 out on a CPU (bf16 works there)")
+    if training_args.mixed_precision not in ("no", "bf16", "fp16"):  # the launcher's, where the JSON sets neither
+        problems.append(f"mixed_precision {training_args.mixed_precision} (accelerate launch --mixed_precision, or the "
+                        "accelerate config): this job trains in fp32, bf16 or fp16; fp8 would swap the encoder's "
+                        "linear layers for Transformer Engine's or torchao's, which its export, its card and its CUDA "
+                        "graphs were never tried with (and without either package it stops once the data has loaded); "
+                        "launch with --mixed_precision bf16, or set bf16 in the arguments, which wins")
     if training_args.n_gpu > 1:  # Trainer would fall back to nn.DataParallel, which splits the in-batch negatives
         problems.append(f"{training_args.n_gpu} GPUs are visible to one process; launch one process per GPU with "
                         "`accelerate launch --num_processes N run_simcse.py CONFIG`, or pick one GPU with "
