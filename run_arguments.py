@@ -730,13 +730,14 @@ def activation_checkpointing_problems(training_args: TrainingArguments) -> list[
 def sharding_problem(fsdp: bool, deepspeed: bool, env: typing.Mapping[str, str] | None = None) -> str | None:
     """Why the run cannot train with FSDP, DeepSpeed or accelerate's other ways of splitting the model or its inputs,
     asked for by the arguments (`fsdp`, `deepspeed`) or by the launcher (an accelerate config's distributed type,
-    ACCELERATE_USE_FSDP / ACCELERATE_USE_DEEPSPEED; `accelerate launch --use_parallelism_config` with a sharded data,
+    ACCELERATE_USE_FSDP / _DEEPSPEED / _MEGATRON_LM; `accelerate launch --use_parallelism_config` with a sharded data,
     tensor, context or sequence parallel size over 1; in `env`, default the process's); None if none is."""
     env = launcher_environment(env)
     split = [kind.lower() for kind in ("DP_SHARD", "TP", "CP", "SP")
              if env.get(f"PARALLELISM_CONFIG_{kind}_SIZE", "1").strip() not in ("", "1")]
     asked_for = {"FSDP": fsdp or env.get("ACCELERATE_USE_FSDP", "").lower() == "true",
                  "DeepSpeed": deepspeed or env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true",
+                 "Megatron-LM": env.get("ACCELERATE_USE_MEGATRON_LM", "").lower() == "true",
                  f"parallelism_config ({', '.join(f'{kind}_size' for kind in split)})":
                      env.get("ACCELERATE_USE_PARALLELISM_CONFIG", "").lower() == "true" and bool(split)}
     sharding = [name for name, asked in asked_for.items() if asked]

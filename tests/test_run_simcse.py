@@ -1389,6 +1389,7 @@ def test_cuda_graphs_conflict_on_a_gpu_with_each_setting_that_cannot_work_alone(
 @pytest.mark.parametrize("environment, changes, named", [
     ({"ACCELERATE_USE_FSDP": "true"}, {}, "FSDP"),
     ({"ACCELERATE_USE_DEEPSPEED": "true"}, {}, "DeepSpeed"),  # was a traceback: DeepSpeed needs its package
+    ({"ACCELERATE_USE_MEGATRON_LM": "true"}, {}, "Megatron-LM"),  # as DeepSpeed
     ({}, {"fsdp": "full_shard"}, "FSDP"),
     ({}, {"deepspeed": {"zero_optimization": {"stage": 2}}}, "DeepSpeed"),
     # accelerate launch --use_parallelism_config --parallelism_config_tp_size 2 (was a traceback from torch.distributed)
