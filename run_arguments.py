@@ -259,7 +259,7 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
             # Before TrainingArguments are made: DeepSpeed makes them need the deepspeed package.
             if (problem := sharding_problem(bool(config.get("fsdp")), bool(config.get("deepspeed")))) is not None:
                 raise SystemExit(f"error: {argv[0]}: {problem}")
-            parsed = parser.parse_dict(config)
+            parsed = parser.parse_dict(without_backend_of_one_process(config))
             given = config
         except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON, a combination Trainer refuses
             raise SystemExit(f"error: {argv[0]}{' with the flags after it' if argv[1:] else ''}: {e}"
@@ -274,11 +274,26 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
         flags, _ = parser.parse_known_args(argv)  # the flags' values, before TrainingArguments are made (as above)
         if (problem := sharding_problem(bool(flags.fsdp), bool(flags.deepspeed))) is not None:
             raise SystemExit(f"error: {problem}")
-        try:
-            parsed = parser.parse_args_into_dataclasses(argv)
+        try:  # the flags' typed values, as the JSON path takes them
+            parsed = parser.parse_dict(without_backend_of_one_process(given))
         except ValueError as e:  # TrainingArguments refusing a combination
             raise SystemExit(f"error: {e}{precision_hint(e)}") from None
     return parsed, given
+
+
+def without_backend_of_one_process(config: dict, env: typing.Mapping[str, str] | None = None) -> dict:
+    """The arguments without `ddp_backend` where this process was launched alone (no LOCAL_RANK, no world size over 1
+    in `env`, default the process's: `python run_simcse.py`), with a word; else as they are. One process has no process
+    group, yet accelerate takes a backend given as one, and stopped on making TrainingArguments ("Default process group
+    has not been initialized"): a config written for several GPUs did not run in one process."""
+    env = launcher_environment(env)
+    sizes = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")  # accelerate's, for CPUs
+    if (config.get("ddp_backend") is None or env.get("LOCAL_RANK", "-1").strip() != "-1"
+            or any(env.get(size, "1").strip() not in ("", "0", "1") for size in sizes)):
+        return config
+    logger.info("ddp_backend %s is for several processes; this one is alone, and trains without it",
+                config["ddp_backend"])
+    return {key: value for key, value in config.items() if key != "ddp_backend"}
 
 
 def precision_hint(error: Exception) -> str:

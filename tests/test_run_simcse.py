@@ -881,6 +881,26 @@ def test_script_flags_that_agree_with_the_job_are_accepted_and_those_that_do_not
         run_arguments.parse_arguments([*flags, "--do_train", "false"])
 
 
+@pytest.mark.parametrize("flags_only", [False, True])
+def test_a_ddp_backend_is_left_out_of_a_process_launched_alone(tmp_path, monkeypatch, caplog, flags_only):
+    """A config written for several GPUs ("ddp_backend": "nccl") run by `python run_simcse.py`: accelerate took the
+    backend for a process group's, and making TrainingArguments stopped ("Default process group has not been
+    initialized")."""
+    for variable in ("LOCAL_RANK", "WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(variable, raising=False)
+    caplog.set_level(logging.INFO, logger="run_arguments")
+    argv = (["--model_type", "bert", "--train_tokenizer_vocab_size", "100", "--train_data", f"{SAMPLE}/nli.tsv",
+             "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", "--ddp_backend", "nccl"] if flags_only
+            else [smoke_config(tmp_path, ddp_backend="nccl")])
+    training_args = run_arguments.parse_arguments(argv)[3]
+    assert training_args.ddp_backend is None and training_args.world_size == 1
+    assert "ddp_backend nccl is for several processes; this one is alone, and trains without it" in caplog.text
+    launched = {"ddp_backend": "gloo", "seed": 1}  # by torchrun or accelerate launch, several processes keep it
+    assert run_arguments.without_backend_of_one_process(launched, {"LOCAL_RANK": "0", "WORLD_SIZE": "2"}) == launched
+    assert run_arguments.without_backend_of_one_process(launched, {"PMI_SIZE": "2"}) == launched  # MPI on CPUs
+    assert run_arguments.without_backend_of_one_process(launched, {}) == {"seed": 1}
+
+
 def test_home_relative_paths_in_the_json_are_read_from_home(encoder_dir, tmp_path, monkeypatch):
     """No shell expands a JSON value's "~": the encoder was 'no such folder, and not a Hub model id'."""
     monkeypatch.setenv("HOME", str(tmp_path))
