@@ -899,6 +899,8 @@ def test_a_ddp_backend_is_left_out_of_a_process_launched_alone(tmp_path, monkeyp
     assert run_arguments.without_backend_of_one_process(launched, {"LOCAL_RANK": "0", "WORLD_SIZE": "2"}) == launched
     assert run_arguments.without_backend_of_one_process(launched, {"PMI_SIZE": "2"}) == launched  # MPI on CPUs
     assert run_arguments.without_backend_of_one_process(launched, {}) == {"seed": 1}
+    caplog.clear()
+    assert run_arguments.without_backend_of_one_process({"seed": 1}, {}) == {"seed": 1} and not caplog.text
 
 
 def test_home_relative_paths_in_the_json_are_read_from_home(encoder_dir, tmp_path, monkeypatch):
