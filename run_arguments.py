@@ -15,13 +15,13 @@ import contextlib
 import copy
 import dataclasses
 import difflib
-import json
 import inspect
+import json
 import logging
 import os
-import warnings
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 
