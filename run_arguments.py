@@ -777,15 +777,15 @@ def take_launcher_settings(training_args: TrainingArguments, env: typing.Mapping
     and ACCELERATE_DYNAMO_BACKEND, which it trains with where the JSON sets no precision and no torch_compile; this
     sets `bf16`/`fp16` and `torch_compile` then, so the run's record, its card, the cuda_graphs default and the check
     that two compilations are not asked for see what the run does. A JSON precision other than the launcher's wins (as
-    in Trainer), with a warning."""
+    in Trainer), with a warning; the launcher's fp8 alone is refused (trainer_setting_problems)."""
     env = launcher_environment(env)
     launcher = env.get("ACCELERATE_MIXED_PRECISION", "no")
-    if launcher in ("bf16", "fp16"):
+    if launcher in ("bf16", "fp16", "fp8"):
         chosen = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else None
-        if chosen is None:
+        if chosen is None and launcher != "fp8":  # fp8 alone is refused (trainer_setting_problems)
             setattr(training_args, launcher, True)
             logger.info("training in %s, the launcher's mixed_precision", launcher)
-        elif chosen != launcher:
+        elif chosen is not None and chosen != launcher:
             logger.warning("the launcher asks for mixed_precision %s and the arguments for %s: training in %s",
                            launcher, chosen, chosen)
     backend = env.get("ACCELERATE_DYNAMO_BACKEND", "no").lower()

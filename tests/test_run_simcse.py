@@ -966,11 +966,15 @@ def test_the_launchers_precision_is_the_runs_record(tmp_path, monkeypatch, caplo
     # fp8 was a traceback from accelerate once the data had loaded (neither transformer_engine nor torchao here), and
     # with one of them would have trained on swapped linear layers under a card saying fp32; the JSON's bf16 wins.
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp8")
+    caplog.set_level(logging.INFO, logger="run_arguments")
+    caplog.clear()
     with pytest.raises(SystemExit, match="mixed_precision fp8 .accelerate launch --mixed_precision, or the accelerate "
                                          "config.: this job trains in fp32, bf16 or fp16"):
         run_simcse.main([smoke_config(tmp_path)])
     assert not (tmp_path / "out").exists()
+    assert "training in fp8" not in caplog.text and "the launcher asks" not in caplog.text
     assert run_arguments.parse_arguments([smoke_config(tmp_path, bf16=True)])[3].mixed_precision == "bf16"
+    assert "the launcher asks for mixed_precision fp8 and the arguments for bf16: training in bf16" in caplog.text
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # what `accelerate launch` sets by default
     monkeypatch.setenv("ACCELERATE_DYNAMO_BACKEND", "NO")
     *_, training_args = run_arguments.parse_arguments([smoke_config(tmp_path)])
