@@ -271,8 +271,7 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
         raise SystemExit(f"error: {argv[0]}: the arguments file is a .json (one object of key: value)")
     else:
         given = flag_overrides(argv, None)  # refuses unknown flags and abbreviations
-        flags, _ = parser.parse_known_args(argv)  # the flags' values, before TrainingArguments are made (as above)
-        if (problem := sharding_problem(bool(flags.fsdp), bool(flags.deepspeed))) is not None:
+        if (problem := sharding_problem(bool(given.get("fsdp")), bool(given.get("deepspeed")))) is not None:
             raise SystemExit(f"error: {problem}")
         try:  # the flags' typed values, as the JSON path takes them
             parsed = parser.parse_dict(without_backend_of_one_process(given))
@@ -645,16 +644,16 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
             callback()
     except (ImportError, RuntimeError, ValueError) as e:
         problems.append(f"report_to {', '.join(training_args.report_to)}: {e}")
+    optim = getattr(training_args.optim, "value", training_args.optim)
     try:  # the optimizer's package and settings, which Trainer looks at only when training begins
         Trainer.get_optimizer_cls_and_kwargs(training_args)
         if ignored := unread_optim_args(training_args):
             them = "it" if len(ignored) == 1 else "them"
-            optim = getattr(training_args.optim, "value", training_args.optim)
             problems.append(f"optim_args {', '.join(ignored)}: Trainer's {optim} optimizer does not read {them}, so "
                             f"the run would train as if unset, under a card that names {them}; leave {them} out")
     except (ImportError, ValueError) as e:
         if not (isinstance(e, ValueError) and "model" in str(e)):  # GaLore, LOMO ... need the model: Trainer's to judge
-            problems.append(f"optim {getattr(training_args.optim, 'value', training_args.optim)}: {e}")
+            problems.append(f"optim {optim}: {e}")
     except Exception:  # noqa: BLE001 - as above: Trainer judges, with the model
         pass
     scheduler = training_args.lr_scheduler_type.value
@@ -782,10 +781,11 @@ def take_launcher_settings(training_args: TrainingArguments, env: typing.Mapping
     launcher = env.get("ACCELERATE_MIXED_PRECISION", "no")
     if launcher in ("bf16", "fp16", "fp8"):
         chosen = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else None
-        if chosen is None and launcher != "fp8":  # fp8 alone is refused (trainer_setting_problems)
-            setattr(training_args, launcher, True)
-            logger.info("training in %s, the launcher's mixed_precision", launcher)
-        elif chosen is not None and chosen != launcher:
+        if chosen is None:
+            if launcher != "fp8":  # fp8 alone is refused (trainer_setting_problems)
+                setattr(training_args, launcher, True)
+                logger.info("training in %s, the launcher's mixed_precision", launcher)
+        elif chosen != launcher:
             logger.warning("the launcher asks for mixed_precision %s and the arguments for %s: training in %s",
                            launcher, chosen, chosen)
     backend = env.get("ACCELERATE_DYNAMO_BACKEND", "no").lower()
