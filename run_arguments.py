@@ -183,6 +183,8 @@ class SimCSEArguments:
 
 
 ALL_ARGUMENTS = (ModelArguments, DataArguments, SimCSEArguments, TrainingArguments)
+# TrainingArguments' fields that read text other than a JSON object ("{...}") as the path of a JSON file.
+FILE_DICT_FIELDS = ("accelerator_config", "fsdp_config", "deepspeed")
 # SimCSEArguments that are SimCSEConfig settings under the same name (length_buckets has a device-dependent default).
 SIMCSE_CONFIG_KEYS = ("pooler_type", "temperature", "hard_negative_weight", "mlp_only_train", "gather_negatives",
                       "embedding_chunk_size")
@@ -259,6 +261,8 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
             # Before TrainingArguments are made: DeepSpeed makes them need the deepspeed package.
             if (problem := sharding_problem(bool(config.get("fsdp")), bool(config.get("deepspeed")))) is not None:
                 raise SystemExit(f"error: {argv[0]}: {problem}")
+            if problems := dict_text_problems(config):
+                raise ValueError("; ".join(problems))
             parsed = parser.parse_dict(without_backend_of_one_process(config))
             given = config
         except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON, a combination Trainer refuses
@@ -273,6 +277,8 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
         given = flag_overrides(argv, None)  # refuses unknown flags and abbreviations
         if (problem := sharding_problem(bool(given.get("fsdp")), bool(given.get("deepspeed")))) is not None:
             raise SystemExit(f"error: {problem}")
+        if problems := dict_text_problems(given):
+            raise SystemExit("error: " + "; ".join(problems))
         try:  # the flags' typed values, as the JSON path takes them
             parsed = parser.parse_dict(without_backend_of_one_process(given))
         except ValueError as e:  # TrainingArguments refusing a combination
@@ -468,6 +474,39 @@ def check_json_values(config: dict, path: str) -> dict:
     if problems:
         raise SystemExit(f"error: {path}: " + "; ".join(problems))
     return config
+
+
+def dict_text_problems(config: dict) -> list[str]:
+    """What is wrong with each text value of a field that takes a dict (`lr_scheduler_kwargs`, `accelerator_config`
+    ...), which TrainingArguments reads as a JSON object where it starts with "{", and else as the path of a JSON file
+    (FILE_DICT_FIELDS) or not at all: JSON that is not an object, a file that is not there or does not hold one, other
+    text. A message each, naming the key; none where the values are right. (TrainingArguments stopped on them with a
+    message that named no key, or with a traceback.)"""
+    problems = []
+    hints = typing.get_type_hints(TrainingArguments)
+    for key, value in config.items():
+        if not isinstance(value, str) or key not in hints or not _accepts(hints[key], {}):
+            continue
+        what, text = json.dumps(value), value
+        if not value.startswith("{"):
+            if key not in FILE_DICT_FIELDS:
+                problems.append(f"{key}: expected a JSON object, {{\"key\": value, ...}}, got {what}")
+                continue
+            what = f"{value} (a JSON file's path, as text that is not an object \"{{...}}\")"
+            try:
+                with open(value, encoding="utf-8") as f:
+                    text = f.read()
+            except (OSError, ValueError) as e:
+                problems.append(f"{key}: {what} cannot be read ({e.strerror if isinstance(e, OSError) else e})")
+                continue
+        try:
+            parsed = json.loads(text)
+        except ValueError as e:
+            problems.append(f"{key}: {what} is not JSON ({e})")
+            continue
+        if not isinstance(parsed, dict):
+            problems.append(f"{key}: {what} holds {json.dumps(parsed)}, not a JSON object {{\"key\": value, ...}}")
+    return problems
 
 
 def argument_names() -> set[str]:

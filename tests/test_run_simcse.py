@@ -849,6 +849,35 @@ def test_json_values_of_the_wrong_type_are_named(tmp_path, changes, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_text_where_a_dict_goes_is_a_json_object_or_the_path_of_a_file_of_one(tmp_path):
+    """Transformers reads text starting with "{" as a JSON object, and other text as a JSON file's path
+    (accelerator_config) or not at all: a traceback from the checkpointing kwargs and from a file not there; a JSON
+    error named no key."""
+    (tmp_path / "list.json").write_text("[1]")
+    (tmp_path / "even.json").write_text('{"even_batches": false}')
+    config = smoke_config(tmp_path, lr_scheduler_kwargs="{bad", activation_checkpointing=True,
+                          activation_checkpointing_kwargs="every_n_layers=2",
+                          accelerator_config=str(tmp_path / "list.json"))
+    with pytest.raises(SystemExit, match=re.escape(
+            'config.json: lr_scheduler_kwargs: "{bad" is not JSON (Expecting property name enclosed in double quotes: '
+            'line 1 column 2 (char 1)); activation_checkpointing_kwargs: expected a JSON object, {"key": value, ...}, '
+            f'got "every_n_layers=2"; accelerator_config: {tmp_path}/list.json (a JSON file\'s path, as text that is '
+            'not an object "{...}") holds [1], not a JSON object {"key": value, ...}')):
+        run_simcse.main([config])
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit, match=re.escape(
+            f'error: accelerator_config: {tmp_path}/no.json (a JSON file\'s path, as text that is not an object '
+            '"{...}") cannot be read (No such file or directory); lr_scheduler_kwargs: expected a JSON object')):
+        run_arguments.parse_arguments(["--model_type", "bert", "--accelerator_config", str(tmp_path / "no.json"),
+                                       "--lr_scheduler_kwargs", "cycles=1"])
+    # Where they are right, TrainingArguments reads them as before.
+    training_args = run_arguments.parse_arguments([
+        smoke_config(tmp_path, lr_scheduler_type="cosine", lr_scheduler_kwargs='{"num_cycles": 0.25}'),
+        "--accelerator_config", str(tmp_path / "even.json")])[3]
+    assert training_args.lr_scheduler_kwargs == {"num_cycles": 0.25}
+    assert training_args.accelerator_config.even_batches is False
+
+
 @pytest.mark.parametrize("value, resume", [(True, "last"), (False, None), ("last", "last")])
 def test_resume_from_checkpoint_true_in_the_json_means_the_last_checkpoint(value, resume):
     """As Trainer.train takes it; `true` was refused as "expected str | None"."""
