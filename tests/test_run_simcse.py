@@ -835,6 +835,8 @@ def test_a_key_given_twice_in_the_json_file_is_named(tmp_path):
     ({"max_seq_length": 32.0, "temperature": "0.05"},
      'max_seq_length: expected int, got 32.0; temperature: expected float'),
     ({"sentence_columns": ["sent0", 1]}, r"sentence_columns: expected list\[str\] \| None, got \[\"sent0\", 1\]"),
+    ({"activation_checkpointing_kwargs": 2},
+     r"activation_checkpointing_kwargs: expected dict\[str, Any\] \| str \| None, got 2"),
     # test_data as {"name": "source"} takes sources only: a number is named as it was given, not read as a source "5".
     ({"test_data": {"sample-sts": f"{SAMPLE}/sts.tsv", "other": 5}},
      r'test_data: expected list\[str\], got \{"sample-sts": ".*sts.tsv", "other": 5\}'),
