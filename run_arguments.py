@@ -28,6 +28,7 @@ from enum import Enum
 import torch
 from huggingface_hub import HfApi
 from torch import nn
+from accelerate.utils import DynamoBackend, TorchDynamoPlugin
 from torch.utils.checkpoint import checkpoint
 from transformers import CONFIG_MAPPING, HfArgumentParser, Trainer, TrainingArguments, get_scheduler
 from transformers.integrations import get_reporting_integration_callbacks
@@ -675,6 +676,19 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
                         "finish them, not the order drawn, so what each step trains on follows the workers' timing "
                         "rather than the seed, and a resumed run skips the batches handed out first; leave it true")
     problems += activation_checkpointing_problems(training_args)
+    if training_args.torch_compile:  # accelerate reads the backend when Trainer is made, torch the mode as it compiles
+        backend, mode = training_args.torch_compile_backend, training_args.torch_compile_mode
+        asked = f"torch_compile_backend {backend}" + (f" with torch_compile_mode {mode}" if mode else "")
+        try:
+            plugin = TorchDynamoPlugin(backend=backend, mode=mode)
+        except ValueError:
+            problems.append(f"torch_compile_backend {backend}: accelerate compiles with one of "
+                            f"{', '.join(b.value.lower() for b in DynamoBackend if b is not DynamoBackend.NO)}")
+        else:
+            try:
+                torch.compile(nn.Identity(), **plugin.to_kwargs())  # as accelerate's prepare_model calls it
+            except Exception as e:  # noqa: BLE001 - whatever torch raises stops the run once the data has loaded
+                problems.append(f"{asked}: {e}")
     if training_args.batch_eval_metrics or not training_args.eval_do_concat_batches:
         problems.append("batch_eval_metrics: true and eval_do_concat_batches: false hand the metrics one batch at a "
                         "time, and the STS correlations need every pair's score at once; leave both at their defaults")

@@ -1291,6 +1291,11 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
      "determinism_check should be one of"),
     ({"neftune_noise_alpha": 5.0}, "neftune_noise_alpha: NEFTune adds noise to the input embeddings"),
     ({"use_liger_kernel": True}, "use_liger_kernel: Liger's kernels replace layers of decoder models"),
+    # accelerate refused the backend once the data and the model had loaded, torch the mode at the first step.
+    ({"torch_compile": True, "torch_compile_backend": "nosuch"},
+     "torch_compile_backend nosuch: accelerate compiles with one of eager, aot_eager, inductor, "),
+    ({"torch_compile": True, "torch_compile_mode": "fast"},
+     "torch_compile_backend inductor with torch_compile_mode fast: Unrecognized mode=fast, should be one of: default"),
     # The final evaluation cast the model to bf16 in place: the export was written in bf16 under a card saying fp32.
     ({"bf16_full_eval": True}, "bf16_full_eval and fp16_full_eval: Trainer would cast the model to half precision"),
     # Replaced by cosine_spearman without a word (as it must be where it is Trainer's default).
