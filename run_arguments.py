@@ -446,16 +446,20 @@ def hub_problems(training_args: TrainingArguments, data_args: DataArguments) -> 
 def check_json_values(config: dict, path: str) -> dict:
     """A JSON args dict -> the same, with a string given for a list-of-strings field (train_data, test_data,
     sentence_columns ...) made a one-item list, test_data given as {"name": "source"} made ["name=source"], and
-    `"resume_from_checkpoint": true` read as "last"; raises SystemExit
-    naming the file, every unknown key (with the known keys closest to it) and every key whose value has the wrong
-    type (HfArgumentParser passes JSON values through unchecked: "bf16": "false" would turn bf16 on)."""
-    hints = {}
+    `"resume_from_checkpoint": true` read as "last"; raises SystemExit naming the file, every unknown key (with the
+    known keys closest to it) and every key whose value has the wrong type or is not one of the field's choices
+    (HfArgumentParser passes JSON values through unchecked: "bf16": "false" would turn bf16 on, and
+    "train_sampling_strategy": "grouped" trained as "random")."""
+    hints, choices = {}, {}
     for dtype in ALL_ARGUMENTS:
         try:
             types_of = typing.get_type_hints(dtype)
         except (NameError, TypeError):  # a forward reference a later transformers may add: leave that class unchecked
             continue
         hints.update({f.name: types_of[f.name] for f in dataclasses.fields(dtype) if f.init})
+        # What the command line's flags take (HfArgumentParser hands them to argparse), and JSON values skipped.
+        choices.update({f.name: list(f.metadata["choices"]) for f in dataclasses.fields(dtype)
+                        if "choices" in f.metadata})
     config, problems, known = dict(config), [], argument_names()
     for key, value in config.items():
         if key not in known:
@@ -472,6 +476,9 @@ def check_json_values(config: dict, path: str) -> dict:
         if not _accepts(hints[key], value):
             wanted = str(hints[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
             problems.append(f"{key}: expected {wanted}, got {json.dumps(value, ensure_ascii=False)}")
+        elif value is not None and key in choices and value not in choices[key]:
+            problems.append(f"{key}: expected one of {', '.join(choices[key])}, got "
+                            f"{json.dumps(value, ensure_ascii=False)}")
     if problems:
         raise SystemExit(f"error: {path}: " + "; ".join(problems))
     return config
@@ -671,6 +678,10 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
     elif metric is not None and metric.removeprefix("eval_") != "loss" and training_args.greater_is_better is False:
         problems.append(f"greater_is_better: false would keep the checkpoint with the lowest {metric}, and a "
                         "correlation is better the higher it is; leave greater_is_better out")
+    if training_args.dataloader_multiprocessing_context and not training_args.dataloader_num_workers:
+        problems.append(f"dataloader_multiprocessing_context {training_args.dataloader_multiprocessing_context}: "
+                        "DataLoader takes a way of starting worker processes only where it has some, and stopped the "
+                        "run at its first step without them; set dataloader_num_workers, or leave it out")
     if not training_args.dataloader_in_order and training_args.dataloader_num_workers > 1:  # one worker: in order
         problems.append("dataloader_in_order: false hands the steps their batches in the order DataLoader workers "
                         "finish them, not the order drawn, so what each step trains on follows the workers' timing "

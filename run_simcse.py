@@ -463,8 +463,9 @@ def worker_processes(training_args: TrainingArguments, train_rows: int,
                    " and ".join(what for what, alone in (("tokenizing", pool), ("loading batches", loader)) if alone))
     if loader:
         training_args.dataloader_num_workers = 0
-        training_args.dataloader_persistent_workers = False  # both refused by DataLoader without workers
+        training_args.dataloader_persistent_workers = False  # these three refused by DataLoader without workers
         training_args.dataloader_prefetch_factor = None
+        training_args.dataloader_multiprocessing_context = None
     return (None, None) if pool else (train_workers, workers)
 
 

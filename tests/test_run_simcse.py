@@ -835,6 +835,10 @@ def test_a_key_given_twice_in_the_json_file_is_named(tmp_path):
     ({"max_seq_length": 32.0, "temperature": "0.05"},
      'max_seq_length: expected int, got 32.0; temperature: expected float'),
     ({"sentence_columns": ["sent0", 1]}, r"sentence_columns: expected list\[str\] \| None, got \[\"sent0\", 1\]"),
+    # A field's choices, which the flags take only: "grouped" trained as "random", "verbose" was a KeyError.
+    ({"train_sampling_strategy": "grouped", "log_level": "verbose"},
+     'train_sampling_strategy: expected one of random, sequential, group_by_length, batch_rebalance, got "grouped"; '
+     'log_level: expected one of detail, debug, info, warning, error, critical, passive, got "verbose"'),
     ({"activation_checkpointing_kwargs": 2},
      r"activation_checkpointing_kwargs: expected dict\[str, Any\] \| str \| None, got 2"),
     # test_data as {"name": "source"} takes sources only: a number is named as it was given, not read as a source "5".
@@ -1291,6 +1295,9 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
      "determinism_check should be one of"),
     ({"neftune_noise_alpha": 5.0}, "neftune_noise_alpha: NEFTune adds noise to the input embeddings"),
     ({"use_liger_kernel": True}, "use_liger_kernel: Liger's kernels replace layers of decoder models"),
+    ({"dataloader_multiprocessing_context": "spawn"},
+     "dataloader_multiprocessing_context spawn: DataLoader takes a way of starting worker processes only where it has "
+     "some"),
     # accelerate refused the backend once the data and the model had loaded, torch the mode at the first step.
     ({"torch_compile": True, "torch_compile_backend": "nosuch"},
      "torch_compile_backend nosuch: accelerate compiles with one of eager, aot_eager, inductor, "),
@@ -1586,7 +1593,7 @@ def test_worker_processes_are_left_out_where_their_own_library_puts_its_sockets_
     and multiprocess may not."""
     def arguments():
         return types.SimpleNamespace(dataloader_num_workers=4, dataloader_persistent_workers=True,
-                                     dataloader_prefetch_factor=2)
+                                     dataloader_prefetch_factor=2, dataloader_multiprocessing_context="spawn")
 
     short, deep = "/tmp/pymp-abcdefgh", "/" + "d" * 80 + "/pymp-abcdefgh"  # with the socket: 36 and 113 bytes
     caplog.set_level(logging.WARNING, logger="run_simcse")
@@ -1602,7 +1609,8 @@ def test_worker_processes_are_left_out_where_their_own_library_puts_its_sockets_
         training = arguments()
         assert run_simcse.worker_processes(training, 10, 2) == expected
         assert (training.dataloader_num_workers, training.dataloader_persistent_workers,
-                training.dataloader_prefetch_factor) == ((4, True, 2) if loader_workers else (0, False, None))
+                training.dataloader_prefetch_factor, training.dataloader_multiprocessing_context) == (
+            (4, True, 2, "spawn") if loader_workers else (0, False, None, None))
         assert (said in caplog.text) if said else not caplog.text, (pool_folder, loader_folder, caplog.text)
     # Nothing asked of a library whose workers the run does not want.
     monkeypatch.setattr(multiprocess.util, "get_temp_dir", lambda: pytest.fail("asked"))
@@ -1619,7 +1627,8 @@ def test_a_temporary_folder_too_long_for_a_socket_trains_without_worker_processe
     folder = tmp_path / ("t" * max(1, 76 - len(os.fsencode(str(tmp_path))) - 1))
     folder.mkdir()
     config = smoke_config(tmp_path, preprocessing_num_workers=2, dataloader_num_workers=2,
-                          dataloader_persistent_workers=True, dataloader_prefetch_factor=4)
+                          dataloader_persistent_workers=True, dataloader_prefetch_factor=4,
+                          dataloader_multiprocessing_context="spawn")
     with open(tmp_path / "stderr", "w+") as stderr:  # a file: worker processes left behind hold a pipe open
         run = subprocess.run([sys.executable, "run_simcse.py", config], cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=stderr, env=dict(os.environ, TMPDIR=str(folder)), timeout=300)
