@@ -347,6 +347,8 @@ def warm_up(steps: float) -> str:
     return f"{steps:g} step{'s' * (steps != 1)}" if steps else "0"
 
 
+# Trainer's train_sampling_strategy, where it changes which rows are negatives for each other (random: no words).
+SAMPLING_IN_WORDS = {"group_by_length": ", grouped by length", "sequential": ", in the data's order (not shuffled)"}
 ADAM_DEFAULTS = {"adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8}  # TrainingArguments'
 
 
@@ -449,8 +451,8 @@ def training_settings(
                   f" x {accumulation} accumulation)"),
         # Accumulated micro-batches are separate contrastive batches: they add rows, not negatives.
         ("contrastive batch", contrastive_batch(per_device, processes, args.get("gather_negatives", True),
-                                                environment.get("train_rows")) + (
-            ", grouped by length" if args.get("train_sampling_strategy") == "group_by_length" else "")),
+                                                environment.get("train_rows")) + SAMPLING_IN_WORDS.get(
+            args.get("train_sampling_strategy"), "")),
         ("learning rate", f"{args.get('learning_rate')} ({schedule}, "
                           f"warm-up {warm_up(args.get('warmup_steps') or 0)})"),
         ("optimizer", optimizer(args) if args.get("optim") else None),

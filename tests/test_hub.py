@@ -114,6 +114,8 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
     assert rows["optimizer"] == ("adamw_torch (weight decay 0.0, beta2 0.98, epsilon 1e-06, gradient norm clipped at "
                                  "1.0)")
     assert rows["contrastive batch"] == "32 rows, grouped by length"
+    rows = dict(training_settings({**args, "train_sampling_strategy": "sequential"}, {}, {}, {}, {}))
+    assert rows["contrastive batch"] == "32 rows, in the data's order (not shuffled)"  # the card said nothing of it
     # Schedulers stepped on the dev score name it; a run's from before the job set mode "max" had the default, "min".
     for kwargs, said in (({"patience": 2, "mode": "max"}, "patience 2, mode max"), (None, "mode min")):
         rows = dict(training_settings({**args, "learning_rate": 5e-5, "lr_scheduler_type": "reduce_lr_on_plateau",
