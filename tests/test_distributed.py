@@ -282,14 +282,18 @@ def test_a_start_up_error_of_one_process_stops_every_process_with_its_message(tm
     assert not any((tmp_path / f"machine{k}" / "out").exists() for k in range(2))
 
 
-def test_uneven_batches_across_processes_are_refused_before_training(tmp_path):
-    """even_batches false crashed at the last step (gathers of different sizes); now an error at start-up."""
+def test_uneven_or_split_batches_across_processes_are_refused_before_training(tmp_path):
+    """even_batches false crashed at the last step (gathers of different sizes); split_batches true trained each
+    process on half the batch that the card gave. Both are errors at start-up now."""
     from test_run_simcse import smoke_config
 
-    config = smoke_config(tmp_path, per_device_train_batch_size=4, accelerator_config={"even_batches": False})
+    config = smoke_config(tmp_path, per_device_train_batch_size=4,
+                          accelerator_config={"even_batches": False, "split_batches": True})
     proc = launch_run_simcse(config, 2)
     assert proc.returncode != 0
     assert "accelerator_config.even_batches: false" in proc.stderr + proc.stdout
+    assert ("accelerator_config.split_batches: true splits each batch of per_device_train_batch_size between the 2 "
+            "processes") in proc.stderr + proc.stdout
     assert not (tmp_path / "out").exists()
 
 

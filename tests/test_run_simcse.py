@@ -1295,6 +1295,10 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
      "determinism_check should be one of"),
     ({"neftune_noise_alpha": 5.0}, "neftune_noise_alpha: NEFTune adds noise to the input embeddings"),
     ({"use_liger_kernel": True}, "use_liger_kernel: Liger's kernels replace layers of decoder models"),
+    ({"accelerator_config": {"dispatch_batches": True}},
+     "accelerator_config.dispatch_batches: true has the main process load every batch and hand the others slices"),
+    ({"accelerator_config": {"use_seedable_sampler": False}},
+     "accelerator_config.use_seedable_sampler: false draws each epoch's order from torch's random state"),
     ({"dataloader_multiprocessing_context": "spawn"},
      "dataloader_multiprocessing_context spawn: DataLoader takes a way of starting worker processes only where it has "
      "some"),
@@ -1353,8 +1357,8 @@ def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     # The encoder's dropout set in config_overrides alone.
     {"config_overrides": "hidden_size=64,num_hidden_layers=2,num_attention_heads=2,intermediate_size=128,"
      "max_position_embeddings=128,hidden_dropout_prob=0.2"},
-    # One process: no other process's batches to line up with.
-    {"accelerator_config": {"even_batches": False}},
+    # One process: no other process's batches to line up with, or to split a batch with.
+    {"accelerator_config": {"even_batches": False, "split_batches": True}},
     # Two rows a batch: each has a negative.
     {"train_format": "text", "train_data": [f"{SAMPLE}/sentences.txt"], "per_device_train_batch_size": 2},
     # The schedulers without a warm-up, without one; with a warm-up, those with one.
