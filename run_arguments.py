@@ -28,7 +28,7 @@ from enum import Enum
 import torch
 from huggingface_hub import HfApi
 from torch import nn
-from accelerate.utils import DynamoBackend, TorchDynamoPlugin
+from accelerate.utils import DynamoBackend, GradientAccumulationPlugin, TorchDynamoPlugin
 from torch.utils.checkpoint import checkpoint
 from transformers import CONFIG_MAPPING, HfArgumentParser, Trainer, TrainingArguments, get_scheduler
 from transformers.integrations import get_reporting_integration_callbacks
@@ -653,6 +653,15 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
         problems.append("accelerator_config.dispatch_batches: true has the main process load every batch and hand "
                         "the others slices of it, which cuts packed batches apart (2 processes stopped in training on "
                         "an IndexError); each process loads its own batches: leave it unset")
+    accumulation = accelerator_config.gradient_accumulation_kwargs or {}
+    if isinstance(accumulation, dict) and "num_steps" in accumulation:  # Trainer's, once the data have loaded
+        problems.append("accelerator_config.gradient_accumulation_kwargs.num_steps: Trainer would take it as "
+                        "gradient_accumulation_steps after this job had checked and recorded those; set "
+                        "gradient_accumulation_steps instead")
+    try:  # as Trainer makes it, once the data and the model have loaded
+        GradientAccumulationPlugin(**{**accumulation, "num_steps": 1})
+    except (TypeError, ValueError) as e:
+        problems.append(f"accelerator_config.gradient_accumulation_kwargs {json.dumps(accumulation)}: {e}")
     if not accelerator_config.use_seedable_sampler:
         problems.append("accelerator_config.use_seedable_sampler: false draws each epoch's order from torch's random "
                         "state rather than from the seed and the epoch, so a run resumed within an epoch trains on "

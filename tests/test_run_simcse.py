@@ -1299,6 +1299,14 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
      "accelerator_config.dispatch_batches: true has the main process load every batch and hand the others slices"),
     ({"accelerator_config": {"use_seedable_sampler": False}},
      "accelerator_config.use_seedable_sampler: false draws each epoch's order from torch's random state"),
+    # Trainer made num_steps gradient_accumulation_steps after the checks and the record: the card said 1; other
+    # keys than the plugin's were a traceback once the data had loaded.
+    ({"accelerator_config": {"gradient_accumulation_kwargs": {"num_steps": 2, "sync_each_batch": True}}},
+     "^error: accelerator_config.gradient_accumulation_kwargs.num_steps: Trainer would take it as "
+     "gradient_accumulation_steps after this job had checked and recorded those; set gradient_accumulation_steps "
+     "instead$"),
+    ({"accelerator_config": {"gradient_accumulation_kwargs": {"steps": 2}}},
+     r"accelerator_config.gradient_accumulation_kwargs \{\"steps\": 2\}: .*unexpected keyword argument 'steps'"),
     ({"dataloader_multiprocessing_context": "spawn"},
      "dataloader_multiprocessing_context spawn: DataLoader takes a way of starting worker processes only where it has "
      "some"),
@@ -1358,7 +1366,8 @@ def test_settings_that_would_misbehave_are_errors(tmp_path, changes, message):
     {"config_overrides": "hidden_size=64,num_hidden_layers=2,num_attention_heads=2,intermediate_size=128,"
      "max_position_embeddings=128,hidden_dropout_prob=0.2"},
     # One process: no other process's batches to line up with, or to split a batch with.
-    {"accelerator_config": {"even_batches": False, "split_batches": True}},
+    {"accelerator_config": {"even_batches": False, "split_batches": True,
+                            "gradient_accumulation_kwargs": {"sync_each_batch": True}}},
     # Two rows a batch: each has a negative.
     {"train_format": "text", "train_data": [f"{SAMPLE}/sentences.txt"], "per_device_train_batch_size": 2},
     # The schedulers without a warm-up, without one; with a warm-up, those with one.
