@@ -476,7 +476,8 @@ def check_json_values(config: dict, path: str) -> dict:
         if not _accepts(hints[key], value):
             wanted = str(hints[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
             problems.append(f"{key}: expected {wanted}, got {json.dumps(value, ensure_ascii=False)}")
-        elif value is not None and key in choices and value not in choices[key]:
+        elif key in choices and any(v not in choices[key] for v in (value if isinstance(value, list) else [value])
+                                    if v is not None):  # a list's items, as argparse takes them from `--key a b`
             problems.append(f"{key}: expected one of {', '.join(choices[key])}, got "
                             f"{json.dumps(value, ensure_ascii=False)}")
     if problems:

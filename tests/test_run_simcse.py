@@ -1,5 +1,6 @@
 """The training job as a user runs it: smoke config end to end, unsupervised text, and bad input."""
 
+import dataclasses
 import fcntl
 import importlib
 import json
@@ -882,6 +883,17 @@ def test_text_where_a_dict_goes_is_a_json_object_or_the_path_of_a_file_of_one(tm
         "--accelerator_config", str(tmp_path / "even.json")])[3]
     assert training_args.lr_scheduler_kwargs == {"num_cycles": 0.25}
     assert training_args.accelerator_config.even_batches is False
+
+
+def test_a_fields_choices_hold_for_each_item_of_a_list_and_null_is_left_to_its_type(monkeypatch):
+    """As argparse takes `--key a b` where the field has choices (none of the list fields has them yet)."""
+    field = next(f for f in dataclasses.fields(TrainingArguments) if f.name == "include_for_metrics")
+    monkeypatch.setattr(field, "metadata", {"choices": ["inputs", "loss"]})
+    given = {"include_for_metrics": ["inputs", "loss"], "ddp_backend": None, "log_level": "info"}
+    assert run_arguments.check_json_values(given, "c.json") == given
+    with pytest.raises(SystemExit, match=r'^error: c.json: include_for_metrics: expected one of inputs, loss, got '
+                                         r'\["inputs", "x"\]$'):
+        run_arguments.check_json_values({"include_for_metrics": ["inputs", "x"]}, "c.json")
 
 
 @pytest.mark.parametrize("value, resume", [(True, "last"), (False, None), ("last", "last")])
