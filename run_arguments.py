@@ -357,6 +357,10 @@ def job_problems(model_args: ModelArguments, data_args: DataArguments, simcse_ar
                         "fine-tuned; to score an encoder as it is: python sts_evaluation.py MODEL")
     if data_args.max_train_samples is not None and data_args.max_train_samples < 1:
         problems.append(f"max_train_samples must be at least 1, got {data_args.max_train_samples}")
+    if data_args.preprocessing_num_workers is not None and data_args.preprocessing_num_workers < 0:
+        # datasets refuses it only when it tokenizes, once the data and the model have loaded
+        problems.append(f"preprocessing_num_workers (tokenization processes) must be at least 0, got "
+                        f"{data_args.preprocessing_num_workers}")
     if data_args.train_format not in TRAIN_FORMATS:
         problems.append(f"train_format must be one of {sorted(TRAIN_FORMATS)}, got {data_args.train_format!r}")
     try:  # the model's own checks (pooler_type, temperature, embedding_chunk_size, length_buckets), before any loading

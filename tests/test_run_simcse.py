@@ -1319,6 +1319,8 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
      "instead$"),
     ({"accelerator_config": {"gradient_accumulation_kwargs": {"steps": 2}}},
      r"accelerator_config.gradient_accumulation_kwargs \{\"steps\": 2\}: .*unexpected keyword argument 'steps'"),
+    ({"preprocessing_num_workers": -1},
+     r"preprocessing_num_workers \(tokenization processes\) must be at least 0, got -1"),
     ({"dataloader_multiprocessing_context": "spawn"},
      "dataloader_multiprocessing_context spawn: DataLoader takes a way of starting worker processes only where it has "
      "some"),
