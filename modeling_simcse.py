@@ -98,8 +98,8 @@ class SimCSEConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         if self.pooler_type not in POOLER_TYPES:
             raise ValueError(f"pooler_type must be one of {POOLER_TYPES}, got {self.pooler_type!r}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.temperature < math.inf:  # inf: every logit 0, a constant loss, nothing trained
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
         if not math.isfinite(self.hard_negative_weight):  # NaN or inf makes every loss NaN from the first step
             raise ValueError(f"hard_negative_weight must be a finite number, got {self.hard_negative_weight}")
         if self.embedding_chunk_size is not None and self.embedding_chunk_size < 1:

@@ -1206,7 +1206,8 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"test_data": [f"a={SAMPLE}/sts.tsv", f"a={SAMPLE}/other.tsv"]},
      f"test_data: two sets named 'a' \\({SAMPLE}/sts.tsv and {SAMPLE}/other.tsv\\); give each its own name"),
     # These were tracebacks from the model's config, after the data had loaded.
-    ({"temperature": 0}, "temperature must be > 0, got 0"),
+    ({"temperature": 0}, "temperature must be a finite number > 0, got 0"),
+    ({"temperature": float("inf")}, "temperature must be a finite number > 0, got inf"),
     ({"embedding_chunk_size": 0}, "embedding_chunk_size must be >= 1, got 0"),
     ({"length_buckets": 0}, "length_buckets must be >= 1, got 0"),
     ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
