@@ -18,6 +18,7 @@ import difflib
 import inspect
 import json
 import logging
+import math
 import os
 import types
 import typing
@@ -262,7 +263,7 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
             # Before TrainingArguments are made: DeepSpeed makes them need the deepspeed package.
             if (problem := sharding_problem(bool(config.get("fsdp")), bool(config.get("deepspeed")))) is not None:
                 raise SystemExit(f"error: {argv[0]}: {problem}")
-            if problems := dict_text_problems(config):
+            if problems := non_finite_problems(config) + dict_text_problems(config):
                 raise ValueError("; ".join(problems))
             parsed = parser.parse_dict(without_backend_of_one_process(config))
             given = config
@@ -278,7 +279,7 @@ def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
         given = flag_overrides(argv, None)  # refuses unknown flags and abbreviations
         if (problem := sharding_problem(bool(given.get("fsdp")), bool(given.get("deepspeed")))) is not None:
             raise SystemExit(f"error: {problem}")
-        if problems := dict_text_problems(given):
+        if problems := non_finite_problems(given) + dict_text_problems(given):
             raise SystemExit("error: " + "; ".join(problems))
         try:  # the flags' typed values, as the JSON path takes them
             parsed = parser.parse_dict(without_backend_of_one_process(given))
@@ -487,6 +488,14 @@ def check_json_values(config: dict, path: str) -> dict:
     if problems:
         raise SystemExit(f"error: {path}: " + "; ".join(problems))
     return config
+
+
+def non_finite_problems(config: dict) -> list[str]:
+    """A message for each key whose value is a number that is not finite (JSON's NaN and Infinity, a flag's "inf"):
+    Trainer made an infinite num_train_epochs, warmup_steps or eval_steps an OverflowError once the data had loaded, and
+    an infinite temperature or learning rate trains nothing or NaN."""
+    return [f"{key}: expected a finite number, got {value}" for key, value in config.items()
+            if isinstance(value, float) and not math.isfinite(value)]
 
 
 def dict_text_problems(config: dict) -> list[str]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import without_dropout
-from modeling_simcse import SimCSEModel, contrastive_loss
+from modeling_simcse import SimCSEConfig, SimCSEModel, contrastive_loss
 
 
 def infonce_by_hand(z1, z2, z3, temperature, weight):
@@ -33,6 +33,17 @@ def test_contrastive_loss_matches_definition(with_hard, weight, temperature):
     got = contrastive_loss(z1, z2, z3 if with_hard else None, temperature, weight)
     want = infonce_by_hand(z1, z2, z3 if with_hard else None, temperature, weight)
     assert got.item() == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"temperature": 0.0}, "temperature must be a finite number > 0, got 0.0"),
+    ({"temperature": math.inf}, "temperature must be a finite number > 0, got inf"),  # a constant loss: all logits 0
+    ({"hard_negative_weight": math.nan}, "hard_negative_weight must be a finite number, got nan"),  # NaN losses
+])
+def test_loss_settings_that_train_nothing_or_nan_are_refused_by_the_config(settings, message):
+    """The model's own check, for code that builds it without run_simcse.py (whose arguments check these first)."""
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        SimCSEConfig(**settings)
 
 
 def test_hard_negative_weight_changes_only_hard_logit():

@@ -1207,7 +1207,10 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
      f"test_data: two sets named 'a' \\({SAMPLE}/sts.tsv and {SAMPLE}/other.tsv\\); give each its own name"),
     # These were tracebacks from the model's config, after the data had loaded.
     ({"temperature": 0}, "temperature must be a finite number > 0, got 0"),
-    ({"temperature": float("inf")}, "temperature must be a finite number > 0, got inf"),
+    # JSON's NaN and Infinity: Trainer's OverflowError once the data had loaded, a temperature that trains nothing.
+    ({"temperature": float("inf"), "num_train_epochs": float("inf"), "warmup_steps": float("-inf")},
+     r"config.json: temperature: expected a finite number, got inf; num_train_epochs: expected a finite number, got "
+     r"inf; warmup_steps: expected a finite number, got -inf$"),
     ({"embedding_chunk_size": 0}, "embedding_chunk_size must be >= 1, got 0"),
     ({"length_buckets": 0}, "length_buckets must be >= 1, got 0"),
     ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
@@ -1233,7 +1236,7 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"train_format": "triplet", "nli_strip_quotes": True},
      "nli_strip_quotes removes quotes from nli sources, and a triplet training set is read as it is"),
     # NaN from the first step: the NaN guard stopped the run with run_args.json written.
-    ({"hard_negative_weight": float("nan")}, "hard_negative_weight must be a finite number, got nan"),
+    ({"hard_negative_weight": float("nan")}, "hard_negative_weight: expected a finite number, got nan"),
     # The push was skipped without a word at the end of training: no results, no card.
     ({"test_data": [], "push_to_hub": True, "hub_model_id": "me/model"}, "push_to_hub needs test_data"),
     ({"push_to_hub": True}, r"push_to_hub needs hub_model_id \(<owner>/<name>\)"),
