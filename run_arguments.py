@@ -203,6 +203,8 @@ TRAINING_VALUE_RANGES = {
     "dataloader_num_workers": (0, None, "worker processes"), "logging_steps": (0, None, "steps"),
     "eval_steps": (0, None, "steps"), "save_steps": (0, None, "steps"), "seed": (0, 2**32, "a random seed"),
     "data_seed": (0, 2**32, "a random seed"),
+    "eval_accumulation_steps": (1, None, "evaluation batches between transfers"),
+    "dataloader_prefetch_factor": (1, None, "batches each worker loads ahead"),
 }
 
 

@@ -366,7 +366,8 @@ def optimizer(args: dict) -> str:
             if "adam" in args["optim"] and args.get(key, default) != default}
     parts = [f"weight decay {args.get('weight_decay')}", settings_in_words(adam),
              settings_in_words(args.get("optim_args")),
-             f"gradient norm clipped at {args['max_grad_norm']}" if args.get("max_grad_norm")
+             # Trainer clips where max_grad_norm > 0 only (None, 0 and below: not at all)
+             f"gradient norm clipped at {args['max_grad_norm']}" if (args.get("max_grad_norm") or 0) > 0
              else "no gradient clipping"]
     return f"{args['optim']} ({', '.join(part for part in parts if part)})"
 

@@ -94,7 +94,9 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
     epoch = dict(training_settings({**args, "train_rows_sha256": "ab"}, {"processes": 8, "train_rows": 277811}, {},
                                    {"epoch": 1.0, "global_step": 1086}, {}))
     assert epoch["training rows"] == "277,811 (SHA-256 `ab`)" and epoch["epochs"] == "1 (1,086 steps)"
-    for clip, said in ((1.0, "gradient norm clipped at 1.0"), (0.0, "no gradient clipping")):  # 0: Trainer clips not
+    # Trainer clips where max_grad_norm > 0 only: -1.0 was "clipped at -1.0".
+    for clip, said in ((1.0, "gradient norm clipped at 1.0"), (0.0, "no gradient clipping"),
+                       (-1.0, "no gradient clipping"), (None, "no gradient clipping")):
         rows = dict(training_settings({**args, "optim": "adamw_torch", "weight_decay": 0.01, "max_grad_norm": clip},
                                       {}, {}, {}, {}))
         assert rows["optimizer"] == f"adamw_torch (weight decay 0.01, {said})"

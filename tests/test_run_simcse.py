@@ -1323,6 +1323,11 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
      "instead$"),
     ({"accelerator_config": {"gradient_accumulation_kwargs": {"steps": 2}}},
      r"accelerator_config.gradient_accumulation_kwargs \{\"steps\": 2\}: .*unexpected keyword argument 'steps'"),
+    # A ZeroDivisionError at the first evaluation; an AssertionError at the first step.
+    ({"eval_accumulation_steps": 0}, r"eval_accumulation_steps \(evaluation batches between transfers\) must be at "
+                                     "least 1, got 0"),
+    ({"dataloader_num_workers": 1, "dataloader_prefetch_factor": 0},
+     r"dataloader_prefetch_factor \(batches each worker loads ahead\) must be at least 1, got 0"),
     ({"preprocessing_num_workers": -1},
      r"preprocessing_num_workers \(tokenization processes\) must be at least 0, got -1"),
     ({"dataloader_multiprocessing_context": "spawn"},
