@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import torch
+from accelerate.utils import DynamoBackend, GradientAccumulationPlugin, TorchDynamoPlugin
 from huggingface_hub import HfApi
 from torch import nn
-from accelerate.utils import DynamoBackend, GradientAccumulationPlugin, TorchDynamoPlugin
 from torch.utils.checkpoint import checkpoint
 from transformers import CONFIG_MAPPING, HfArgumentParser, Trainer, TrainingArguments, get_scheduler
 from transformers.integrations import get_reporting_integration_callbacks
