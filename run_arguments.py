@@ -32,7 +32,9 @@ from huggingface_hub import HfApi
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import CONFIG_MAPPING, HfArgumentParser, Trainer, TrainingArguments, get_scheduler
+from transformers.debug_utils import DebugOption
 from transformers.integrations import get_reporting_integration_callbacks
+from transformers.utils import is_torch_xla_available
 
 from data_loading import DataError, check_model_source, parse_named, parse_named_sets
 from hub.model_dir import DEV_SCORE_SCHEDULERS, METRIC_NAMES
@@ -726,6 +728,9 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
         problems.append("dataloader_in_order: false hands the steps their batches in the order DataLoader workers "
                         "finish them, not the order drawn, so what each step trains on follows the workers' timing "
                         "rather than the seed, and a resumed run skips the batches handed out first; leave it true")
+    if DebugOption.TPU_METRICS_DEBUG in training_args.debug and not is_torch_xla_available():
+        problems.append("debug tpu_metrics_debug prints torch_xla's metrics, and this machine has no torch_xla "
+                        "(Trainer stopped at the first evaluation on a NameError); leave it out")
     problems += activation_checkpointing_problems(training_args)
     if training_args.torch_compile:  # accelerate reads the backend when Trainer is made, torch the mode as it compiles
         backend, mode = training_args.torch_compile_backend, training_args.torch_compile_mode

@@ -1328,6 +1328,8 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
                                      "least 1, got 0"),
     ({"dataloader_num_workers": 1, "dataloader_prefetch_factor": 0},
      r"dataloader_prefetch_factor \(batches each worker loads ahead\) must be at least 1, got 0"),
+    ({"debug": "tpu_metrics_debug"}, "debug tpu_metrics_debug prints torch_xla's metrics, and this machine has no "
+                                     "torch_xla"),  # a NameError at the first evaluation
     ({"preprocessing_num_workers": -1},
      r"preprocessing_num_workers \(tokenization processes\) must be at least 0, got -1"),
     ({"dataloader_multiprocessing_context": "spawn"},
