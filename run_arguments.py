@@ -459,16 +459,7 @@ def check_json_values(config: dict, path: str) -> dict:
     known keys closest to it) and every key whose value has the wrong type or is not one of the field's choices
     (HfArgumentParser passes JSON values through unchecked: "bf16": "false" would turn bf16 on, and
     "train_sampling_strategy": "grouped" trained as "random")."""
-    hints, choices = {}, {}
-    for dtype in ALL_ARGUMENTS:
-        try:
-            types_of = typing.get_type_hints(dtype)
-        except (NameError, TypeError):  # a forward reference a later transformers may add: leave that class unchecked
-            continue
-        hints.update({f.name: types_of[f.name] for f in dataclasses.fields(dtype) if f.init})
-        # What the command line's flags take (HfArgumentParser hands them to argparse), and JSON values skipped.
-        choices.update({f.name: list(f.metadata["choices"]) for f in dataclasses.fields(dtype)
-                        if "choices" in f.metadata})
+    hints, choices = argument_types()
     config, problems, known = dict(config), [], argument_names()
     for key, value in config.items():
         if key not in known:
@@ -508,8 +499,7 @@ def dict_text_problems(config: dict) -> list[str]:
     (FILE_DICT_FIELDS) or not at all: JSON that is not an object, a file that is not there or does not hold one, other
     text. A message each, naming the key; none where the values are right. (TrainingArguments stopped on them with a
     message that named no key, or with a traceback.)"""
-    problems = []
-    hints = typing.get_type_hints(TrainingArguments)
+    problems, (hints, _) = [], argument_types()
     for key, value in config.items():
         if not isinstance(value, str) or key not in hints or not _accepts(hints[key], {}):
             continue
@@ -533,6 +523,22 @@ def dict_text_problems(config: dict) -> list[str]:
         if not isinstance(parsed, dict):
             problems.append(f"{key}: {what} holds {json.dumps(parsed)}, not a JSON object {{\"key\": value, ...}}")
     return problems
+
+
+def argument_types() -> tuple[dict[str, object], dict[str, list]]:
+    """The init fields of the four argument dataclasses -> ({name: type hint}, {name: its `choices`, the values the
+    command line's flags take: HfArgumentParser hands them to argparse, and JSON values skip it}), of the classes whose
+    type hints can be read."""
+    hints, choices = {}, {}
+    for dtype in ALL_ARGUMENTS:
+        try:
+            types_of = typing.get_type_hints(dtype)
+        except (NameError, TypeError):  # a forward reference a later transformers may add: leave that class unchecked
+            continue
+        fields = [f for f in dataclasses.fields(dtype) if f.init]
+        hints.update({f.name: types_of[f.name] for f in fields})
+        choices.update({f.name: list(f.metadata["choices"]) for f in fields if "choices" in f.metadata})
+    return hints, choices
 
 
 def argument_names() -> set[str]:
