@@ -170,6 +170,7 @@ def contrastive_loss(
     temperature: float = 0.05,
     hard_negative_weight: float = 0.0,
     gather: bool = False,
+    real_rows: int | None = None,
 ) -> torch.Tensor:
     """InfoNCE of SimCSE (Gao et al. 2021, eq. 1 and 5).
 
@@ -181,9 +182,17 @@ def contrastive_loss(
     gather: when torch.distributed is initialised with several processes (each with the same batch size), the
     candidates z2/z3 are those of all processes, gathered with gradient; each process keeps its own rows as queries.
     The mean of the processes' losses (what DDP's gradient averaging optimises) is then the loss of the whole batch.
+    real_rows: with gather across processes, the rows of the gathered batch (in rank order) that are not repeats:
+    accelerate completes the last batch of an epoch with rows from the epoch's start (`even_batches`) so that every
+    process has a full one. The rows past them are then neither queries nor candidates, and the mean of the processes'
+    losses is that of the real rows: the step of one process given those rows alone. None: every row is real. Without
+    gather it is not looked at (per-device negatives keep the repeats, each process its own batch).
     """
-    offset = 0
+    if real_rows is not None and real_rows < 1:
+        raise ValueError(f"real_rows must be at least 1, got {real_rows}")
+    offset, processes = 0, 1
     if gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        processes = dist.get_world_size()
         offset = dist.get_rank() * len(z1)
         z2 = GatherWithGradient.apply(z2)
         z3 = GatherWithGradient.apply(z3) if z3 is not None else None
@@ -197,7 +206,14 @@ def contrastive_loss(
             weight[rows, rows + offset] = hard_negative_weight
             hard_logits = hard_logits + weight
         logits = torch.cat([logits, hard_logits], dim=1)
-    return F.cross_entropy(logits, rows + offset)
+    targets = rows + offset
+    if real_rows is None or processes == 1 or real_rows >= len(z2):
+        return F.cross_entropy(logits, targets)
+    repeated = torch.arange(len(z2), device=z1.device) >= real_rows
+    logits = logits.masked_fill(repeated.repeat(logits.shape[1] // len(z2)), float("-inf"))
+    # A process whose rows are all repeats adds 0 (its backward still runs the gathers' collectives).
+    loss = F.cross_entropy(logits, targets.masked_fill(targets >= real_rows, -100), reduction="sum")
+    return loss * processes / real_rows
 
 
 def pair_similarities(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -682,15 +698,17 @@ class SimCSEModel(PreTrainedModel):
         position_ids: torch.Tensor | None = None,
         sentence_ids: torch.Tensor | None = None,
         sentence_starts: torch.Tensor | None = None,
+        real_rows: int | None = None,
     ) -> SimCSEOutput:
         """input_ids, attention_mask: (batch, n, length); labels: (batch,) STS gold scores for scored pairs.
 
         Or a packed training batch (`SimCSECollator` with `pack_width`): input_ids, position_ids, sentence_ids of
         shape (rows, width) and sentence_starts (batch, n).
+        real_rows: training rows of the whole batch that are not repeats (`contrastive_loss`); None: all.
         """
         self._new_graph_step()
         if sentence_starts is not None:
-            return self._packed_forward(input_ids, position_ids, sentence_ids, sentence_starts)
+            return self._packed_forward(input_ids, position_ids, sentence_ids, sentence_starts, real_rows)
         if input_ids.dim() != 3:
             raise ValueError("input_ids must be (batch, sentences per row, length), got shape "
                              f"{tuple(input_ids.shape)}")
@@ -710,9 +728,9 @@ class SimCSEModel(PreTrainedModel):
         flat_ids = input_ids.transpose(0, 1).reshape(-1, length)
         flat_mask = attention_mask.transpose(0, 1).reshape(-1, length)
         views = self.embed_for_training(flat_ids, flat_mask).view(n, batch, -1)
-        return self._contrastive_output(views)
+        return self._contrastive_output(views, real_rows)
 
-    def _packed_forward(self, input_ids, position_ids, sentence_ids, sentence_starts) -> SimCSEOutput:
+    def _packed_forward(self, input_ids, position_ids, sentence_ids, sentence_starts, real_rows) -> SimCSEOutput:
         batch, n = sentence_starts.shape
         if n == 1:  # unsupervised: the rows twice, the copy holding sentences batch .. 2 * batch - 1
             sentence_starts = torch.cat([sentence_starts, sentence_starts + input_ids.numel()], dim=1)
@@ -721,9 +739,9 @@ class SimCSEModel(PreTrainedModel):
             n = 2
         flat_starts = sentence_starts.T.reshape(-1)  # sentence-major, like the sentence ids
         views = self.embed_packed(input_ids, position_ids, sentence_ids, flat_starts).view(n, batch, -1)
-        return self._contrastive_output(views)
+        return self._contrastive_output(views, real_rows)
 
-    def _contrastive_output(self, views: torch.Tensor) -> SimCSEOutput:
+    def _contrastive_output(self, views: torch.Tensor, real_rows: int | None) -> SimCSEOutput:
         """views: (n, batch, hidden) embeddings of the sentences, their positives and hard negatives."""
         n = len(views)
         loss = contrastive_loss(
@@ -733,6 +751,7 @@ class SimCSEModel(PreTrainedModel):
             temperature=self.config.temperature,
             hard_negative_weight=self.config.hard_negative_weight,
             gather=self.config.gather_negatives,
+            real_rows=real_rows,
         )
         return SimCSEOutput(loss=loss)
 

@@ -605,7 +605,23 @@ class SimCSETrainer(Trainer):
     scored (`eval_steps`, `eval_on_start`) does not change what is trained: every DataLoader iteration draws a seed
     from that generator, so each evaluation moved every later dropout mask of a run on a CPU. CUDA's generator is left
     alone: evaluation draws nothing from it (no dropout in eval mode). Its DataLoader workers leave a scheduler's
-    SIGTERM to the run (`sigterm.WorkerLeavesSigterm`), which stops them as it stops."""
+    SIGTERM to the run (`sigterm.WorkerLeavesSigterm`), which stops them as it stops. The last batch of an epoch tells
+    the model how many of its rows are real (`real_rows`), so that the repeats accelerate completes it with on several
+    processes are neither negatives nor queries: N processes x batch b train as one process x batch N*b does, whatever
+    the number of rows."""
+
+    def get_batch_samples(self, epoch_iterator: Iterator[dict], num_batches: int, device: torch.device
+                          ) -> tuple[list[dict], torch.Tensor | int | None]:
+        return super().get_batch_samples(map(self._with_real_rows, epoch_iterator), num_batches, device)
+
+    def _with_real_rows(self, batch: dict) -> dict:
+        """A training batch -> itself, with `real_rows` (the rows of the epoch's last global batch) where it is that
+        batch and holds fewer rows than a full one, which accelerate completes with repeats on several processes;
+        read as the batch is taken (the loader looks one batch ahead, so it knows which is last)."""
+        state = self.accelerator.gradient_state
+        if state.end_of_dataloader and state.remainder > 0:
+            return {**batch, "real_rows": state.remainder}
+        return batch
 
     def evaluate(self, *args, **kwargs) -> dict[str, float]:
         with torch.random.fork_rng(devices=[]):

@@ -3,7 +3,9 @@
     torchrun --standalone --nproc_per_node N tests/distributed_worker.py ENCODER_DIR OUT.pt MODE GATHER
 
 MODE is `sup` (triplets with a weighted hard negative), `unsup` (one sentence per row) or `sup-chunked` (`sup` through
-the gradient cache, `embedding_chunk_size` 3). Rank 0 saves the loss
+the gradient cache, `embedding_chunk_size` 3); `MODE/R`: only the first R rows of the batch are real, the others
+repeat its first rows, as accelerate completes the last batch of an epoch, and the model is told so (`real_rows`).
+Rank 0 saves the loss
 averaged over processes and the parameter gradients averaged over processes (what DDP applies) to OUT.pt. The
 averaging is done after backward, one all_reduce per parameter in a fixed order, so no collective of DDP's reducer
 runs beside the gather's own collectives during backward.
@@ -30,13 +32,15 @@ SENTENCES = [
 
 def build(encoder_dir: str, mode: str, gather: bool):
     """The same model and the same full batch on every process (dropout off, so the split changes nothing else)."""
+    mode, _, real = mode.partition("/")
     torch.manual_seed(0)
     model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls", hard_negative_weight=0.5, gather_negatives=gather,
                                      embedding_chunk_size=3 if mode == "sup-chunked" else None)
     without_dropout(model.train())
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
     n = 1 if mode == "unsup" else 3
-    rows = [[SENTENCES[(i + k * 5) % len(SENTENCES)] for k in range(n)] for i in range(8)]
+    rows = [[SENTENCES[(i + k * 5) % len(SENTENCES)] for k in range(n)] for i in range(int(real or 8))]
+    rows = [rows[i % len(rows)] for i in range(8)]
     enc = tokenizer([s for r in rows for s in r], padding="max_length", max_length=24, return_tensors="pt")
     return model, enc["input_ids"].view(8, n, -1), enc["attention_mask"].view(8, n, -1)
 
@@ -48,7 +52,8 @@ def main() -> None:
     model, ids, mask = build(encoder_dir, mode, gather)
     share = len(ids) // world
     mine = slice(rank * share, (rank + 1) * share)
-    loss = model(input_ids=ids[mine], attention_mask=mask[mine]).loss
+    real = mode.partition("/")[2]
+    loss = model(input_ids=ids[mine], attention_mask=mask[mine], real_rows=int(real) if real else None).loss
     loss.backward()
     mean_loss = loss.detach().clone()
     dist.all_reduce(mean_loss)

@@ -25,7 +25,7 @@ def local_env(**more: str) -> dict[str, str]:
 
 
 def run_workers(encoder_dir, tmp_path, mode, gather, processes=2):
-    out = str(tmp_path / f"{mode}-{gather}.pt")
+    out = str(tmp_path / f"{mode.replace('/', ' of ')}-{gather}.pt")
     env = local_env(PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
@@ -59,13 +59,33 @@ def test_two_processes_equal_one_big_batch(encoder_dir, tmp_path, mode):
         torch.testing.assert_close(got["grads"][name], grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_per_device_switch_reproduces_the_split(encoder_dir, tmp_path):
-    got = run_workers(encoder_dir, tmp_path, "sup", gather=False)
-    loss, grads = single_process(encoder_dir, "sup", parts=2)
+@pytest.mark.parametrize("mode, real", [("sup-chunked", 5), ("unsup", 3)])
+def test_repeats_that_complete_the_last_batch_are_left_out(encoder_dir, tmp_path, mode, real):
+    """accelerate completes an epoch's last batch with repeats of its first rows: told how many rows are real, 2
+    processes x 4 rows give the loss and gradients of one process on those rows alone (with 3, one process holds
+    only repeats); untold, they do not."""
+    got = run_workers(encoder_dir, tmp_path, f"{mode}/{real}", gather=True)
+    model, ids, mask = build(encoder_dir, mode.removesuffix("-chunked"), gather=True)
+    loss = model(input_ids=ids[:real], attention_mask=mask[:real]).loss
+    loss.backward()
+    assert got["loss"] == pytest.approx(loss.item(), abs=1e-5)
+    assert set(got["grads"]) == {k for k, p in model.named_parameters() if p.grad is not None}
+    for name, param in model.named_parameters():
+        if param.grad is not None:
+            torch.testing.assert_close(got["grads"][name], param.grad, atol=1e-5, rtol=1e-4, msg=name)
+    model.zero_grad()
+    assert model(input_ids=ids, attention_mask=mask).loss.item() != pytest.approx(loss.item(), abs=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["sup", "sup/3"])
+def test_per_device_switch_reproduces_the_split(encoder_dir, tmp_path, mode):
+    """sup/3: per-device negatives keep the repeats of an epoch's last batch, each process training on its own."""
+    got = run_workers(encoder_dir, tmp_path, mode, gather=False)
+    loss, grads = single_process(encoder_dir, mode, parts=2)
     assert got["loss"] == pytest.approx(loss, abs=1e-5)
     for name, grad in grads.items():
         torch.testing.assert_close(got["grads"][name], grad, atol=1e-5, rtol=1e-4, msg=name)
-    full_loss, _ = single_process(encoder_dir, "sup")
+    full_loss, _ = single_process(encoder_dir, mode)
     assert abs(full_loss - loss) > 1e-3  # the split really is different math
 
 
@@ -116,15 +136,17 @@ def launch_run_simcse(config: str, processes: int) -> subprocess.CompletedProces
 
 def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_path):
     """The real Trainer path (torchrun, gloo): 2 processes x 4 triplets log the losses of 1 process x 8 triplets and
-    give its scores: the 24 STS pairs go to the processes in batches of 5, the last one completed with repeated pairs,
-    which the scores must leave out (with them, they moved by 1-3 points)."""
+    give its scores. The 13 triplets leave 5 for the last step of each epoch, which accelerate completes with 3 repeats
+    on the second process; the model is told, and leaves them out. The 24 STS pairs go to the processes in batches of
+    5, the last one completed with repeated pairs, which the scores must leave out (with them, they moved by 1-3
+    points)."""
     from test_run_simcse import smoke_config
 
     logs, scores = {}, {}
     for processes, batch in ((1, 8), (2, 4)):
         folder = tmp_path / f"p{processes}"
         folder.mkdir()
-        config = smoke_config(folder, per_device_train_batch_size=batch, dropout=0.0, max_train_samples=16,
+        config = smoke_config(folder, per_device_train_batch_size=batch, dropout=0.0, max_train_samples=13,
                               per_device_eval_batch_size=5)
         proc = launch_run_simcse(config, processes)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -140,7 +162,7 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
         with open(folder / "out" / "sts_results.json") as f:
             scores[processes] = json.load(f)
     # Resuming the 2-process run in 1 process would halve the contrastive batch and reorder the data: refused.
-    resumed = smoke_config(tmp_path / "p2", per_device_train_batch_size=4, dropout=0.0, max_train_samples=16,
+    resumed = smoke_config(tmp_path / "p2", per_device_train_batch_size=4, dropout=0.0, max_train_samples=13,
                            per_device_eval_batch_size=5, resume_from_checkpoint="last", overwrite_output_dir=False)
     proc = launch_run_simcse(resumed, 1)
     said = ("holds a different run (run_args.json differs in: world_size); it ran in 2 process(es) and this launch has "
@@ -151,7 +173,7 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
     # checkpointing, under which Trainer's DDP refuses a parameter without a gradient (the encoder's own pooler was
     # one: "Expected to have finished reduction in the prior iteration"), the same losses.
     old = sorted(p.name for p in (tmp_path / "p2" / "out").glob("checkpoint-*"))
-    again = smoke_config(tmp_path / "p2", per_device_train_batch_size=4, dropout=0.0, max_train_samples=16,
+    again = smoke_config(tmp_path / "p2", per_device_train_batch_size=4, dropout=0.0, max_train_samples=13,
                          per_device_eval_batch_size=5, activation_checkpointing=True)
     proc = launch_run_simcse(again, 2)
     assert old and proc.returncode == 0, proc.stderr[-3000:]

@@ -46,6 +46,16 @@ def test_loss_settings_that_train_nothing_or_nan_are_refused_by_the_config(setti
         SimCSEConfig(**settings)
 
 
+def test_real_rows_count_only_across_processes():
+    """In one process nothing is gathered, so no repeats were added: `real_rows` changes nothing; below 1 it is a
+    mistake (the gathered case is tests/test_distributed.py's)."""
+    g = torch.Generator().manual_seed(3)
+    z1, z2, z3 = (torch.randn(6, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    assert contrastive_loss(z1, z2, z3, gather=True, real_rows=4).item() == contrastive_loss(z1, z2, z3).item()
+    with pytest.raises(ValueError, match="^real_rows must be at least 1, got 0$"):
+        contrastive_loss(z1, z2, z3, gather=True, real_rows=0)
+
+
 def test_hard_negative_weight_changes_only_hard_logit():
     z = torch.eye(3, dtype=torch.float64)
     # z3 equal to z2: with a very negative weight the own hard negative drops out of the softmax.
