@@ -619,7 +619,8 @@ class SimCSETrainer(Trainer):
         batch and holds fewer rows than a full one, which accelerate completes with repeats on several processes;
         read as the batch is taken (the loader looks one batch ahead, so it knows which is last)."""
         state = self.accelerator.gradient_state
-        if state.end_of_dataloader and state.remainder > 0:
+        # One process has no repeats, and its forward keeps one signature for torch_compile.
+        if self.args.world_size > 1 and state.end_of_dataloader and state.remainder > 0:
             return {**batch, "real_rows": state.remainder}
         return batch
 
