@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader
 from transformers import (AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerCallback,
                           TrainingArguments, set_seed)
 from transformers.debug_utils import DebugOption
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from data_collator import SimCSECollator
@@ -607,8 +608,16 @@ class SimCSETrainer(Trainer):
     alone: evaluation draws nothing from it (no dropout in eval mode). Its DataLoader workers leave a scheduler's
     SIGTERM to the run (`sigterm.WorkerLeavesSigterm`), which stops them as it stops. The last batch of an epoch tells
     the model how many of its rows are real (`real_rows`), so that the repeats accelerate completes it with on several
-    processes are neither negatives nor queries: N processes x batch b train as one process x batch N*b does, whatever
-    the number of rows."""
+    processes are neither negatives nor queries, and length grouping groups the rows of every process's batch: N
+    processes x batch b train as one process x batch N*b does, whatever the number of rows."""
+
+    def _get_train_sampler(self, train_dataset: Dataset | None = None) -> torch.utils.data.Sampler | None:
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            # Trainer sizes the groups by one process's batch; accelerate deals consecutive batches of the order to the
+            # processes, so grouped by the batch of them all, every step holds the rows one process would.
+            sampler.batch_size *= self.args.world_size
+        return sampler
 
     def get_batch_samples(self, epoch_iterator: Iterator[dict], num_batches: int, device: torch.device
                           ) -> tuple[list[dict], torch.Tensor | int | None]:
