@@ -537,7 +537,8 @@ def push_export(output_dir: str, repo_id: str, training_args: TrainingArguments,
     """Push the exported run in `output_dir` to `repo_id` as the training JSON's hub_private_repo and hub_revision ask,
     with its card naming the branch where the push goes to one. A failed push ends the run with an error that names
     the `python -m hub push` command that retries it."""
-    private, revision = bool(training_args.hub_private_repo), training_args.hub_revision
+    # hub_private_repo false asks for a public repo; unset, the owner's settings decide, as in Trainer's own pushes.
+    private, revision = training_args.hub_private_repo, training_args.hub_revision
     options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
     again = f"`python -m hub push {output_dir} --repo-id {repo_id}{options}`"
     pushed = None

@@ -73,7 +73,7 @@ def check_revision(revision: str | None) -> None:
                         "trailing '/' or '.')")
 
 
-def check_push_access(repo_id: str, private: bool = False, api: HfApi | None = None) -> bool:
+def check_push_access(repo_id: str, private: bool | None = None, api: HfApi | None = None) -> bool:
     """Fail early, before anything is sent, on what would make the push fail or go where it should not: no token, a
     token the Hub refuses or that is read-only, an owner the token's account cannot push under (neither the account nor
     one of its organizations), `private` asked of a repo that exists and is public (a push does not change an existing
@@ -211,7 +211,7 @@ def _create_branch(api: HfApi, repo_id: str, branch: str) -> bool:
 def push(
     model_dir: str,
     repo_id: str,
-    private: bool = False,
+    private: bool | None = None,
     revision: str | None = None,
     dry_run: bool = False,
     commit_message: str | None = None,
@@ -220,6 +220,9 @@ def push(
 ) -> Pushed | list[str]:
     """Upload the export in `model_dir` to `repo_id` in one commit; returns where it went (the file list if dry_run).
 
+    private: a repo it creates is private (True), public (False), or as the owner's settings make new repos (None:
+    public, unless an organization makes them private); an existing repo keeps its visibility, and True refuses a
+    public one.
     card: the model card to upload as README.md (default: the folder's README.md). Creates the repo (exist_ok) and,
     with `revision`, the branch. Checks the folder, its results and the repo id before sending anything; never
     changes the folder.
@@ -238,7 +241,7 @@ def push(
     new_branch, head, tries = False, None, 0
     sent, landed = False, None  # the commit request of the try under way is out; the commit the Hub made
     try:
-        _retry(lambda: api.create_repo(repo_id, private=private or None, exist_ok=True), "creating the repo")
+        _retry(lambda: api.create_repo(repo_id, private=private, exist_ok=True), "creating the repo")
         if revision:
             new_branch = _retry(lambda: _create_branch(api, repo_id, revision), "creating the branch")
         head = _retry(lambda: api.repo_info(repo_id, revision=revision).sha, "reading the branch's last commit")

@@ -148,6 +148,7 @@ class HubStandIn:
     def __init__(self, tokens: dict[str, str]):
         self.tokens = tokens
         self.orgs: dict[str, list[str]] = {}
+        self.private_by_default: set[str] = set()  # owners whose settings make new repos private
         self.read_only_tokens: set[str] = set()
         self.fine_grained_tokens: dict[str, list[tuple[str, list[str]]]] = {}
         self.repos: dict[str, Repo] = {}
@@ -384,7 +385,10 @@ class HubStandIn:
                         if repo_id in hub.repos:
                             return self._send(409, {"error": "You already created this model repo",
                                                     "url": f"{hub.url}/{repo_id}"})
-                        private = req.get("visibility") == "private" or bool(req.get("private"))
+                        if "visibility" in req or "private" in req:
+                            private = req.get("visibility") == "private" or bool(req.get("private"))
+                        else:
+                            private = repo_id.split("/")[0] in hub.private_by_default
                         hub.repos[repo_id] = Repo(private=private)
                     return self._send(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
                 parts = path.strip("/").split("/")

@@ -930,6 +930,19 @@ def test_private_is_refused_for_an_existing_public_repo(model_dir, hub):
     assert hub.repos["alice/priv"].private and len(hub.repos["alice/priv"].commits) == 2
 
 
+def test_a_new_repos_visibility_is_the_owners_default_unless_asked(model_dir, hub, tmp_path):
+    """Where an organization's settings make new repos private: a push that says nothing (no --private, no
+    hub_private_repo) leaves it to them; hub_private_repo false asks for a public repo, and got the default too."""
+    hub.private_by_default.add("alice")
+    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/unsaid"], hub, tmp_home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    push(model_dir, "alice/public", private=False, api=api)
+    push(model_dir, "alice/private", private=True, api=api)
+    assert {name: repo.private for name, repo in hub.repos.items()} == {
+        "alice/unsaid": True, "alice/public": False, "alice/private": True}
+
+
 def test_pushing_an_unchanged_export_again_makes_no_commit(model_dir, hub, caplog):
     """As on the Hub, the client leaves the files the branch already holds out of a commit, and makes none when every
     file is unchanged; the push then answers with the branch's last commit. With one file changed, only it is sent."""
@@ -1435,10 +1448,11 @@ def test_training_with_push_checks_the_token_first(hub, tmp_path):
     proc = cli(["run_simcse.py", config], hub, token="hf_badBadBadToken0000", tmp_home=tmp_path / "h")
     assert proc.returncode != 0 and "refused the token" in proc.stderr
     assert not (tmp_path / "out").exists()
+    hub.private_by_default.add("alice")  # no hub_private_repo: the owner's settings decide, as without --private
     proc = cli(["run_simcse.py", config], hub, tmp_home=tmp_path / "h")
     assert proc.returncode == 0, proc.stderr[-3000:]
     repo = hub.repos["alice/from-training"]
-    assert len(repo.commits) == 1 and set(repo.branches["main"]) == EXPECTED_FILES
+    assert len(repo.commits) == 1 and set(repo.branches["main"]) == EXPECTED_FILES and repo.private
     # A push that fails after training says where the export is and how to push it again.
     hub.reject_commits = True
     again = tmp_path / "again"
