@@ -602,6 +602,23 @@ def write_outputs(model: SimCSEModel, tokenizer: PreTrainedTokenizerBase, output
                        os.path.join(output_dir, RESULTS_FILE), output_dir)
 
 
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """Trainer's length-grouped order (`group_by_length`), drawn from `seed` + the epoch, as accelerate's seedable
+    sampler draws the random order, rather than from torch's random state: a run resumed within an epoch draws the
+    epoch's order before Trainer restores that state from the checkpoint, so it trained on other batches than the run
+    it continued. lengths: each row's token count; batch_size: the rows of a step, of every process; epoch: the epoch
+    an iteration begins (the trainer's state, which a resumed run has read from its checkpoint by then; the epoch that
+    Trainer sets on the loader does not reach a sampler under the loader that skips the trained batches)."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, epoch: Callable[[], int]):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, epoch
+
+    def __iter__(self) -> Iterator[int]:
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch())
+        return super().__iter__()
+
+
 class SimCSETrainer(Trainer):
     """`Trainer` whose evaluations leave torch's CPU random state as they found it, so that how often the dev set is
     scored (`eval_steps`, `eval_on_start`) does not change what is trained: every DataLoader iteration draws a seed
@@ -617,7 +634,9 @@ class SimCSETrainer(Trainer):
         if isinstance(sampler, LengthGroupedSampler):
             # Trainer sizes the groups by one process's batch; accelerate deals consecutive batches of the order to the
             # processes, so grouped by the batch of them all, every step holds the rows one process would.
-            sampler.batch_size *= self.args.world_size
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededLengthGroupedSampler(sampler.lengths, sampler.batch_size * self.args.world_size, seed,
+                                                   epoch=lambda: int(self.state.epoch or 0))
         return sampler
 
     def get_batch_samples(self, epoch_iterator: Iterator[dict], num_batches: int, device: torch.device

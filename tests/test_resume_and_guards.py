@@ -29,7 +29,7 @@ import output_folder
 import run_simcse
 import sigterm
 import sts_evaluation
-from conftest import ROOT, SAMPLE
+from conftest import ROOT, SAMPLE, SHARED_DATA
 from data_collator import SimCSECollator
 from data_loading import load_nli_triplets, tokenize_rows
 from hub.model_dir import ModelDirError, check_export
@@ -1200,6 +1200,43 @@ def test_a_run_whose_best_checkpoint_is_gone_is_refused_or_exports_its_last_step
     last = sts_evaluation.main([str(out / "checkpoint-12"), "--set", f"sample-sts={SAMPLE}/sts.tsv"])
     assert resumed["sample-sts"] == pytest.approx(last["sample-sts"], abs=1e-6)
     assert "| model selection | final model |" in (out / "README.md").read_text()
+
+
+def test_the_length_grouped_order_is_the_seeds_and_the_epochs_alone():
+    """group_by_length's order comes from the seed and the epoch, whatever torch's random state (which a resumed run
+    has not restored when it draws the order), and another epoch draws another order."""
+    lengths = [3 + (i * 7) % 29 for i in range(64)]
+    epoch = 0
+    sampler = run_simcse.EpochSeededLengthGroupedSampler(lengths, 4, seed=42, epoch=lambda: epoch)
+    torch.manual_seed(0)
+    first = list(sampler)
+    torch.manual_seed(1)
+    assert list(sampler) == first and sorted(first) == list(range(64))
+    epoch = 1
+    assert list(sampler) != first
+
+
+def test_a_length_grouped_run_resumed_within_an_epoch_equals_uninterrupted(tmp_path):
+    """group_by_length, 48 triplets in batches of 8, resumed at step 8 (the 2nd of the 2nd epoch): the same losses and
+    weights as the run it continues (it drew that epoch's order from torch's random state before Trainer restored it,
+    and trained on other batches)."""
+    settings = dict(train_data=[os.path.join(SHARED_DATA, "kornli", "xnli.dev.ko.tsv")], max_train_samples=48,
+                    train_sampling_strategy="group_by_length", num_train_epochs=2, logging_steps=1, save_steps=4,
+                    eval_steps=4, save_total_limit=None, load_best_model_at_end=False)
+    losses = {}
+    for name in ("whole", "resumed"):
+        (tmp_path / name).mkdir()
+        run_simcse.main([smoke_config(tmp_path / name, **settings)])
+    out = tmp_path / "resumed" / "out"
+    for path in out.iterdir():
+        if path.name not in {"checkpoint-4", "checkpoint-8", "run_args.json"}:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    run_simcse.main([smoke_config(tmp_path / "resumed", **settings, resume_from_checkpoint="last")])
+    for name in ("whole", "resumed"):
+        with open(tmp_path / name / "out" / "trainer_state.json") as f:
+            losses[name] = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
+    assert len(losses["whole"]) == 12 and losses["resumed"] == pytest.approx(losses["whole"], abs=1e-6), losses
+    assert_same_export(tmp_path / "whole" / "out", out)
 
 
 def test_resume_is_decided_by_the_data_rows_not_their_paths(tmp_path):
