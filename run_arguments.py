@@ -691,6 +691,11 @@ def trainer_setting_problems(training_args: TrainingArguments, data_args: DataAr
                         "state rather than from the seed and the epoch, so a run resumed within an epoch trains on "
                         "other batches than the run it continues (the smoke job: AVG 36.48 resumed at step 4, 37.84 "
                         "uninterrupted); keep it true")
+    if training_args.ignore_data_skip:
+        problems.append("ignore_data_skip: a run resumed within an epoch would train that epoch's first batches again "
+                        "and stop at the run's step count without its last ones (the smoke job resumed at step 4 of 12 "
+                        "logged other losses from step 5), and skipping them loads no data here (accelerate skips "
+                        "them in the sampler); leave it false")
     if training_args.train_sampling_strategy == "batch_rebalance":
         problems.append("train_sampling_strategy: batch_rebalance varies the batch size between processes and "
                         "accumulation steps (2 processes crashed in the gathered negatives), and a contrastive batch "

@@ -1315,6 +1315,8 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
      "accelerator_config.dispatch_batches: true has the main process load every batch and hand the others slices"),
     ({"accelerator_config": {"use_seedable_sampler": False}},
      "accelerator_config.use_seedable_sampler: false draws each epoch's order from torch's random state"),
+    # A resumed run trained its epoch's first batches again and never its last ones.
+    ({"ignore_data_skip": True}, "ignore_data_skip: a run resumed within an epoch would train that epoch's first"),
     # Trainer made num_steps gradient_accumulation_steps after the checks and the record: the card said 1; other
     # keys than the plugin's were a traceback once the data had loaded.
     ({"accelerator_config": {"gradient_accumulation_kwargs": {"num_steps": 2, "sync_each_batch": True}}},
