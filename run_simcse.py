@@ -664,6 +664,19 @@ class SimCSETrainer(Trainer):
         return workers_leave_sigterm(super().get_eval_dataloader(eval_dataset))
 
 
+class DropoutSeedPerProcess(TrainerCallback):
+    """Each process of a run in several draws its dropout masks from a seed of its own (`seed` + its index), as one
+    process draws independent masks for every row of the big batch: `set_seed` seeds every process alike, so processes
+    whose batches had one shape (sentences cut at max_seq_length) dropped the same units of different sentences, and
+    unsupervised SimCSE learns from that noise. Seeded as training begins: after accelerate's sampler has read the
+    shared seed that orders the data, and before a resumed run restores each process's own random state from its
+    checkpoint. One process keeps the state `set_seed` gave it."""
+
+    def on_train_begin(self, args: TrainingArguments, state, control, **kwargs):
+        if args.world_size > 1:
+            torch.manual_seed(args.seed + args.process_index)
+
+
 class CheckpointSaveTimer(TrainerCallback):
     """Seconds Trainer spends writing checkpoints: from the step's last event before a save (step end, log or
     evaluation) to `on_save`."""
@@ -962,7 +975,7 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
         compute_metrics=compute_metrics,
         # Termination first: the guard then logs (and checks) the loss of the step it saves.
         callbacks=[termination := Termination(), NonFiniteLossGuard(), save_timer := CheckpointSaveTimer(),
-                   ResumedBestCheckpoint(resume), keeper := LastCheckpointKeeper(),
+                   ResumedBestCheckpoint(resume), keeper := LastCheckpointKeeper(), DropoutSeedPerProcess(),
                    clock := TrainingClock(resume, describe_hardware(training_args), library_versions()),
                    *(callbacks or [])],
     )

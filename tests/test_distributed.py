@@ -211,6 +211,54 @@ def test_length_grouping_gives_two_processes_the_batches_of_one(tmp_path):
     assert logs[2] == pytest.approx(logs[1], abs=1e-5), logs
 
 
+def test_each_process_draws_dropout_masks_of_its_own(tmp_path):
+    """One process draws a mask for every row of the big batch; Trainer seeds every process alike, so 2 processes whose
+    batches had one shape (sentences cut at 8 tokens) dropped the same units of their different sentences (all of the
+    first step's masks alike). Dropout 0.1 drops a unit in one process and not the other about 18% of the time."""
+    from test_run_simcse import smoke_config
+
+    config = smoke_config(tmp_path, train_data=[os.path.join(SAMPLE, "sentences.txt")], train_format="text",
+                          max_seq_length=8, per_device_train_batch_size=4, max_steps=1, test_data=[])
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           os.path.join(ROOT, "tests", "dropout_masks_worker.py"), config], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env=local_env(PYTHONPATH=ROOT, MASKS_DIR=str(tmp_path)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    masks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
+    assert masks[0].shape == masks[1].shape == (8, 8, 64)  # 4 sentences twice, 8 tokens, hidden size 64
+    assert 0.12 < (masks[0] != masks[1]).float().mean() < 0.24
+
+
+def test_two_processes_resumed_within_an_epoch_end_as_an_uninterrupted_run(tmp_path):
+    """Each process restores its own random state (dropout on) and the data's order from the checkpoint: a copy of
+    checkpoint-3 (step 1 of the second epoch's 2) resumed in 2 processes logs the uninterrupted run's losses and ends
+    with its weights and scores."""
+    from test_resume_and_guards import assert_same_export
+    from test_run_simcse import smoke_config
+
+    kept = {"save_total_limit": None, "load_best_model_at_end": False, "logging_steps": 1}
+    uninterrupted = smoke_config(tmp_path, **kept)
+    proc = launch_run_simcse(uninterrupted, 2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    os.mkdir(resumed / "out")
+    shutil.copytree(tmp_path / "out" / "checkpoint-3", resumed / "out" / "checkpoint-3")
+    shutil.copy(tmp_path / "out" / "run_args.json", resumed / "out")
+    again = smoke_config(resumed, resume_from_checkpoint="last", overwrite_output_dir=False, **kept)
+    proc = launch_run_simcse(again, 2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs, scores = [], []
+    for out in (tmp_path / "out", resumed / "out"):
+        with open(out / "trainer_state.json") as f:
+            logs.append({e["step"]: e["loss"] for e in json.load(f)["log_history"] if "loss" in e})
+        with open(out / "sts_results.json") as f:
+            scores.append(json.load(f)["sample-sts"])
+    assert list(logs[0]) == list(range(1, 9)) and logs[1] == pytest.approx(logs[0], abs=1e-6), logs
+    assert scores[1] == pytest.approx(scores[0], abs=1e-6)
+    assert_same_export(tmp_path / "out", resumed / "out")
+
+
 def test_sigterm_to_one_process_stops_every_process_after_the_same_step_with_a_checkpoint(tmp_path):
     """SIGTERM reaches one process of two (rank 1, as step 1 begins): the processes agree at the next step that Trainer
     logs, evaluates or saves (step 3), save checkpoint-3 with the random states of both and stop; none hangs, at the
