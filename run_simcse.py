@@ -539,7 +539,8 @@ def push_export(output_dir: str, repo_id: str, training_args: TrainingArguments,
     the `python -m hub push` command that retries it."""
     # hub_private_repo false asks for a public repo; unset, the owner's settings decide, as in Trainer's own pushes.
     private, revision = training_args.hub_private_repo, training_args.hub_revision
-    options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
+    visibility = {True: " --private", False: " --no-private", None: ""}[private]
+    options = visibility + (f" --revision {revision}" if revision else "")
     again = f"`python -m hub push {output_dir} --repo-id {repo_id}{options}`"
     pushed = None
     try:

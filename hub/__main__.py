@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("push", help="upload the exported model, tokenizer, card and figure in one commit")
     up.add_argument("model_dir")
     up.add_argument("--repo-id", required=True, help="<owner>/<name>")
-    up.add_argument("--private", action="store_true", default=None,
-                    help="create the repo private (default: as the owner's settings make new repos); an existing "
-                         "public repo is refused (a push keeps its visibility)")
+    up.add_argument("--private", action=argparse.BooleanOptionalAction,
+                    help="create the repo private, or public with --no-private (default: as the owner's settings make "
+                         "new repos); a push keeps an existing repo's visibility, and --private refuses a public one")
     up.add_argument("--revision", help="branch to commit to (created if needed)")
     up.add_argument("--dry-run", action="store_true", help="print the files and the card; send nothing")
     up.add_argument("--card-as-is", action="store_true",

@@ -932,15 +932,17 @@ def test_private_is_refused_for_an_existing_public_repo(model_dir, hub):
 
 def test_a_new_repos_visibility_is_the_owners_default_unless_asked(model_dir, hub, tmp_path):
     """Where an organization's settings make new repos private: a push that says nothing (no --private, no
-    hub_private_repo) leaves it to them; hub_private_repo false asks for a public repo, and got the default too."""
+    hub_private_repo) leaves it to them; hub_private_repo false asks for a public repo, and got the default too, as
+    `python -m hub push`, which had no way to ask for one, does with --no-private."""
     hub.private_by_default.add("alice")
-    proc = cli(["-m", "hub", "push", model_dir, "--repo-id", "alice/unsaid"], hub, tmp_home=tmp_path / "h")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    for repo, flags in (("alice/unsaid", []), ("alice/cli-public", ["--no-private"])):
+        proc = cli(["-m", "hub", "push", model_dir, "--repo-id", repo, *flags], hub, tmp_home=tmp_path / "h")
+        assert proc.returncode == 0, proc.stderr[-3000:]
     api = HfApi(endpoint=hub.url, token=TOKEN)
     push(model_dir, "alice/public", private=False, api=api)
     push(model_dir, "alice/private", private=True, api=api)
     assert {name: repo.private for name, repo in hub.repos.items()} == {
-        "alice/unsaid": True, "alice/public": False, "alice/private": True}
+        "alice/unsaid": True, "alice/cli-public": False, "alice/public": False, "alice/private": True}
 
 
 def test_pushing_an_unchanged_export_again_makes_no_commit(model_dir, hub, caplog):
@@ -1453,15 +1455,20 @@ def test_training_with_push_checks_the_token_first(hub, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     repo = hub.repos["alice/from-training"]
     assert len(repo.commits) == 1 and set(repo.branches["main"]) == EXPECTED_FILES and repo.private
-    # A push that fails after training says where the export is and how to push it again.
+    # A push that fails after training says where the export is and how to push it again, as asked: public (the
+    # command had no flag for that, so it gave the owner's default, private here).
     hub.reject_commits = True
     again = tmp_path / "again"
     again.mkdir()
-    proc = cli(["run_simcse.py", smoke_config(again, push_to_hub=True, hub_model_id="alice/rejected")], hub,
-               tmp_home=tmp_path / "h")
+    config = smoke_config(again, push_to_hub=True, hub_model_id="alice/rejected", hub_private_repo=False)
+    proc = cli(["run_simcse.py", config], hub, tmp_home=tmp_path / "h")
     assert proc.returncode != 0 and "push to alice/rejected failed" in proc.stderr
-    assert f"python -m hub push {again / 'out'} --repo-id alice/rejected" in proc.stderr
+    command = f"python -m hub push {again / 'out'} --repo-id alice/rejected --no-private"
+    assert f"{command}`" in proc.stderr, proc.stderr[-3000:]
     assert (again / "out" / "model.safetensors").is_file() and "alice/rejected" not in hub.repos
+    hub.reject_commits = False
+    proc = cli(command.split()[1:], hub, tmp_home=tmp_path / "h")
+    assert proc.returncode == 0 and not hub.repos["alice/rejected"].private, proc.stderr[-3000:]
 
 
 def test_training_push_takes_the_hub_settings_of_the_json(hub, tmp_path):
