@@ -767,8 +767,8 @@ def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int 
                 raise stopped(SIGTERM_EXIT, "SIGTERM: ")
         except Terminated:
             raise stopped(SIGTERM_EXIT, "SIGTERM: ") from None
-        except TrainingDiverged as e:
-            raise SystemExit(f"error: {e}") from None
+        except TrainingDiverged as e:  # from every process alike (the logged loss is gathered): the first says it
+            raise SystemExit(f"error: {e}" if trainer.is_world_process_zero() else 1) from None
         except torch.OutOfMemoryError as e:  # before RuntimeError, which it is
             raise SystemExit(f"error: {out_of_memory_advice(trainer, trained, embedding_chunk_size, where)} "
                              f"torch: {e}") from None

@@ -280,6 +280,19 @@ def test_sigterm_to_one_process_stops_every_process_after_the_same_step_with_a_c
         assert f"rank {rank}: DDP models alive as the process group is destroyed: 0" in proc.stdout, proc.stdout
 
 
+def test_a_diverging_run_of_two_processes_says_so_once(tmp_path):
+    """Each process reads the loss Trainer gathers from both, so both stop at the same step; both said why, on one line
+    run together ("...resume_from_checkpointerror: loss is nan at step 3...")."""
+    from test_run_simcse import smoke_config
+
+    proc = launch_run_simcse(smoke_config(tmp_path, learning_rate=1e30, max_grad_norm=0.0), 2)
+    assert proc.returncode != 0 and proc.stderr.count("error: loss is nan at step 3; training stopped.") == 1, \
+        proc.stderr[-3000:]
+    assert "\nerror: loss is nan at step 3; training stopped. The last good checkpoint is none (no checkpoint was " \
+           "saved yet): lower the learning rate or check the data, then resume from it with resume_from_checkpoint\n" \
+           in proc.stderr
+
+
 def launch_per_process(tmp_path, configs: list[str], **env: str) -> subprocess.CompletedProcess:
     """run_simcse.py in len(configs) processes (torchrun, gloo), process k on configs[k]: as machines that each read
     their own files. env: more environment variables."""
