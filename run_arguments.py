@@ -254,42 +254,34 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Sim
 def read_arguments(argv: list[str]) -> tuple[tuple, dict]:
     """argv (a JSON file and flags, or flags alone) -> the four argument dataclasses as HfArgumentParser makes them,
     and the keys given (the file's, with the flags' overrides); SystemExit on an unreadable file or an unknown key."""
-    parser = HfArgumentParser(ALL_ARGUMENTS)
     if argv and argv[0].lower().endswith(".json"):
         if not os.path.isfile(argv[0]):
             raise SystemExit(f"error: {argv[0]}: file not found")
+        where = f"{argv[0]}{' with the flags after it' if argv[1:] else ''}: "
         try:
             with open(argv[0], encoding="utf-8-sig") as f:  # a byte-order mark, as Windows Notepad may save
                 config = json.load(f, object_pairs_hook=_object_without_repeated_keys)
             if not isinstance(config, dict):
                 raise ValueError("expected a JSON object of arguments, {\"key\": value, ...}")
-            config = {**check_json_values(config, argv[0]), **flag_overrides(argv[1:], argv[0])}
-            # Before TrainingArguments are made: DeepSpeed makes them need the deepspeed package.
-            if (problem := sharding_problem(bool(config.get("fsdp")), bool(config.get("deepspeed")))) is not None:
-                raise SystemExit(f"error: {argv[0]}: {problem}")
-            if problems := non_finite_problems(config) + dict_text_problems(config):
-                raise ValueError("; ".join(problems))
-            parsed = parser.parse_dict(without_backend_of_one_process(config))
-            given = config
-        except (ValueError, TypeError) as e:  # unknown keys, bad values, malformed JSON, a combination Trainer refuses
-            raise SystemExit(f"error: {argv[0]}{' with the flags after it' if argv[1:] else ''}: {e}"
-                             f"{precision_hint(e)}") from None
+            given = {**check_json_values(config, argv[0]), **flag_overrides(argv[1:], argv[0])}
+        except (ValueError, TypeError) as e:  # malformed JSON, repeated keys, bad values
+            raise SystemExit(f"error: {where}{e}") from None
     elif not argv:
         raise SystemExit("usage: run_simcse.py CONFIG.json [--key value ...] (or the --key value flags alone); "
                          "--help lists the keys")
     elif not argv[0].startswith("-"):
         raise SystemExit(f"error: {argv[0]}: the arguments file is a .json (one object of key: value)")
     else:
-        given = flag_overrides(argv, None)  # refuses unknown flags and abbreviations
-        if (problem := sharding_problem(bool(given.get("fsdp")), bool(given.get("deepspeed")))) is not None:
-            raise SystemExit(f"error: {problem}")
+        where, given = "", flag_overrides(argv, None)  # refuses unknown flags and abbreviations
+    # Before TrainingArguments are made: DeepSpeed makes them need the deepspeed package.
+    if (problem := sharding_problem(bool(given.get("fsdp")), bool(given.get("deepspeed")))) is not None:
+        raise SystemExit(f"error: {where}{problem}")
+    try:
         if problems := non_finite_problems(given) + dict_text_problems(given):
-            raise SystemExit("error: " + "; ".join(problems))
-        try:  # the flags' typed values, as the JSON path takes them
-            parsed = parser.parse_dict(without_backend_of_one_process(given))
-        except ValueError as e:  # TrainingArguments refusing a combination
-            raise SystemExit(f"error: {e}{precision_hint(e)}") from None
-    return parsed, given
+            raise ValueError("; ".join(problems))
+        return HfArgumentParser(ALL_ARGUMENTS).parse_dict(without_backend_of_one_process(given)), given
+    except (ValueError, TypeError) as e:  # unknown keys, bad values, a combination TrainingArguments refuses
+        raise SystemExit(f"error: {where}{e}{precision_hint(e)}") from None
 
 
 def without_backend_of_one_process(config: dict, env: typing.Mapping[str, str] | None = None) -> dict:
