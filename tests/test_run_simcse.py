@@ -1510,9 +1510,10 @@ def test_fsdp_and_deepspeed_are_refused_before_anything_runs(tmp_path, monkeypat
     and the gathered negatives are written for a whole model in every process and were never tried under either."""
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
-    with pytest.raises(SystemExit, match=f"{named} .asked for by the arguments or by the accelerate config.: this job "
-                                         "trains with DDP only"):
-        run_simcse.main([smoke_config(tmp_path, **changes)])
+    config = smoke_config(tmp_path, **changes)
+    with pytest.raises(SystemExit, match=f"^error: {re.escape(config)}: {named} .asked for by the arguments or by the "
+                                         "accelerate config.: this job trains with DDP only"):
+        run_simcse.main([config])
     (tmp_path / "ds.json").write_text(json.dumps(changes.get("deepspeed", {})))
     flags = {"fsdp": ["--fsdp", "full_shard"], "deepspeed": ["--deepspeed", str(tmp_path / "ds.json")]}
     with pytest.raises(SystemExit, match=f"error: {named} "):  # the flags-only command line too
