@@ -89,10 +89,17 @@ def remove_characters(ds: Dataset, characters: str) -> Dataset:
     return ds.map(strip, batched=True, desc=f"Removing {characters!r}") if characters else ds
 
 
+def say_scoring(name: str, ds: Dataset) -> None:
+    """Name the set whose scoring begins, on stderr: the progress bar under it does not."""
+    print(f"scoring {name}: {len(ds):,} pairs", file=sys.stderr, flush=True)
+
+
 def evaluate_sets(trainer: Trainer, sets: dict) -> dict[str, dict[str, float]]:
     """Score each tokenized STS set with the trainer's model -> {set name: {metric: value}} for `METRIC_NAMES`."""
     results = {}
     for name, ds in sets.items():
+        if trainer.is_world_process_zero():
+            say_scoring(name, ds)
         metrics = trainer.evaluate(eval_dataset=ds, metric_key_prefix=name)
         results[name] = {m: metrics[f"{name}_{m}"] for m in METRIC_NAMES}
     return results
@@ -216,6 +223,7 @@ def sentence_transformers_scores(model: str, sets: dict[str, Dataset], max_lengt
           f"({' -> '.join(type(module).__name__ for module in encoder)}, max_seq_length {encoder.max_seq_length})")
     results = {}
     for name, ds in sets.items():
+        say_scoring(name, ds)
         a, b = (encoder.encode(column_values(ds, c), batch_size=batch_size, convert_to_tensor=True,
                                show_progress_bar=True) for c in ("sentence1", "sentence2"))
         results[name] = sts_correlations(pair_similarities(a, b).cpu().numpy(), np.array(column_values(ds, "score")))

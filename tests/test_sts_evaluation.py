@@ -347,8 +347,10 @@ def test_sentence_transformers_model_is_scored_with_its_own_pipeline(encoder_dir
     got = main([sentence_transformer_dir] + sample)["s"]
     pipeline = ("scored through its sentence-transformers pipeline (Transformer -> Pooling -> Normalize, "
                 "max_seq_length 64)")
-    assert pipeline in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert pipeline in said.out and "scoring s: 24 pairs\n" in said.err  # the bars below name no set
     mean_pooled = main([encoder_dir, "--pooler", "avg"] + sample)["s"]
+    assert "scoring s: 24 pairs\n" in capsys.readouterr().err
     for metric in ("cosine_pearson", "cosine_spearman"):
         assert got[metric] == pytest.approx(mean_pooled[metric], abs=1e-3)
     assert got["dot_pearson"] == pytest.approx(got["cosine_pearson"], abs=1e-3)
