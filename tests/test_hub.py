@@ -932,8 +932,8 @@ def test_private_is_refused_for_an_existing_public_repo(model_dir, hub):
 
 def test_a_new_repos_visibility_is_the_owners_default_unless_asked(model_dir, hub, tmp_path):
     """Where an organization's settings make new repos private: a push that says nothing (no --private, no
-    hub_private_repo) leaves it to them; hub_private_repo false asks for a public repo, and got the default too, as
-    `python -m hub push`, which had no way to ask for one, does with --no-private."""
+    hub_private_repo) leaves it to them; hub_private_repo false and `python -m hub push --no-private` ask for a public
+    repo (both got the owner's default once: false was passed on as unset, and the command had no flag for it)."""
     hub.private_by_default.add("alice")
     for repo, flags in (("alice/unsaid", []), ("alice/cli-public", ["--no-private"])):
         proc = cli(["-m", "hub", "push", model_dir, "--repo-id", repo, *flags], hub, tmp_home=tmp_path / "h")
