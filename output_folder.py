@@ -47,6 +47,17 @@ RESUMABLE_KEYS = {
     "ddp_find_unused_parameters",
 }
 
+# Settings of how a step is computed, not of what: the memory it takes (chunks, activation checkpointing) and whether
+# its code is compiled. A run resumed after running out of GPU memory, or after torch could not compile it, may take
+# them up or drop them, as the errors advise: the same loss and gradients, though from there the run draws its dropout
+# masks otherwise (a chunk at a time, in compiled code), as another seed would. Not the processes of one run
+# (process_agreement.check_same_run): one that encodes in chunks makes other steps than one that does not.
+HOW_COMPUTED_KEYS = {
+    "embedding_chunk_size", "activation_checkpointing", "activation_checkpointing_kwargs", "gradient_checkpointing",
+    "gradient_checkpointing_kwargs", "cuda_graphs", "compile_layers", "torch_compile", "torch_compile_backend",
+    "torch_compile_mode",
+}
+
 # Data sources are one run's by their rows, not their paths: the same rows read from elsewhere (the run resumed on
 # another machine, its data under another mount) resume it. Each source key with the key of its rows' SHA-256.
 SOURCE_DIGESTS = {"train_data": "train_rows_sha256", "dev_data": "dev_rows_sha256", "test_data": "test_rows_sha256"}
@@ -58,11 +69,11 @@ RECORDED_SINCE_TOKENIZER_KEYS = {"tokenizer_name", "tokenizer_revision", "train_
                                  "average_tokens_across_devices", "include_num_input_tokens_seen"}
 
 
-def changed_arguments(saved: dict, run_args: dict) -> list[str]:
+def changed_arguments(saved: dict, run_args: dict, may_change: set[str] = RESUMABLE_KEYS) -> list[str]:
     """The keys of a run_args.json record in which this launch's `run_args` make another run than the `saved` one:
-    any but RESUMABLE_KEYS, a model or tokenizer folder only where it is another folder, and a data source's paths only
-    where its rows' digest changed too (or was not recorded)."""
-    changed = {k for k in set(saved) | set(run_args) if k not in RESUMABLE_KEYS and saved.get(k) != run_args.get(k)}
+    any but `may_change` (those of a resumption, default RESUMABLE_KEYS), a model or tokenizer folder only where it is
+    another folder, and a data source's paths only where its rows' digest changed too (or was not recorded)."""
+    changed = {k for k in set(saved) | set(run_args) if k not in may_change and saved.get(k) != run_args.get(k)}
     if "tokenizer_name" not in saved:
         changed -= RECORDED_SINCE_TOKENIZER_KEYS
     for key in ("model_name_or_path", "tokenizer_name"):  # one folder, named otherwise (./, a trailing slash, a link)
@@ -133,7 +144,8 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool, resume: s
     """Refuse an output folder that holds anything but this same run, unless overwrite; returns whether the folder's
     checkpoints are another run's, for `remove_checkpoints` to delete once nothing else can stop the run. A launch that
     resumes from the folder's checkpoints (`resume`) is refused where they are another run's: a resumption keeps the
-    run's arguments (all but RESUMABLE_KEYS), and overwrite_output_dir would delete the checkpoint it names."""
+    run's arguments (all but RESUMABLE_KEYS and HOW_COMPUTED_KEYS), and overwrite_output_dir would delete the checkpoint
+    it names."""
     names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
     if not names:
         return False
@@ -145,7 +157,7 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool, resume: s
     if os.path.isfile(saved_path):
         with open(saved_path, encoding="utf-8") as f:
             saved = json.load(f)
-        changed = changed_arguments(saved, run_args)
+        changed = changed_arguments(saved, run_args, RESUMABLE_KEYS | HOW_COMPUTED_KEYS)
         if not changed:
             return False
         problem = f"holds a different run ({RUN_ARGS_FILE} differs in: {', '.join(changed[:8])})"
@@ -168,7 +180,9 @@ def check_output_dir(output_dir: str, run_args: dict, overwrite: bool, resume: s
     if resuming_here and not overwrite and os.path.isfile(saved_path):
         raise SystemExit(f"error: output_dir {output_dir} {problem}, so resume_from_checkpoint={resume} cannot "
                          "continue that run: a resumption keeps its arguments, but for those that leave the weights "
-                         "alone (evaluation batch, logging, data loading, save_total_limit, Hub settings). Launch it "
+                         "alone (evaluation batch, logging, data loading, save_total_limit, Hub settings) and those of "
+                         "how a step is computed (embedding_chunk_size, activation_checkpointing, cuda_graphs, "
+                         "compile_layers, torch_compile). Launch it "
                          f"with the arguments of its {RUN_ARGS_FILE}, or start this run in another folder")
     if resuming_here and resume.lower() not in RESUME_LAST:
         raise SystemExit(f"error: resume_from_checkpoint {resume} is a checkpoint of the run output_dir {output_dir} "

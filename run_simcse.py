@@ -803,9 +803,9 @@ def compile_failure_advice(trainer: Trainer) -> str:
 
 def out_of_memory_advice(trainer: Trainer, trained: bool, embedding_chunk_size: int | None,
                          where: Callable[[], str]) -> str:
-    """What `stopping_cleanly` says of a GPU out of memory: in training, the step and the settings that fit a large
-    batch; after it (the final evaluation, in fp32 whatever the training's precision), how to evaluate and export the
-    trained run with a smaller evaluation batch (`where`: the interruption note)."""
+    """What `stopping_cleanly` says of a GPU out of memory: in training, the step, the settings that fit a large batch
+    and how to resume with them; after it (the final evaluation, in fp32 whatever the training's precision), how to
+    evaluate and export the trained run with a smaller evaluation batch (`where`: the interruption note)."""
     args, state = trainer.args, trainer.state
     if trained:
         batch = args.per_device_eval_batch_size
@@ -818,7 +818,9 @@ def out_of_memory_advice(trainer: Trainer, trained: bool, embedding_chunk_size: 
                else "embedding_chunk_size, e.g. 128,")
             + " to encode a step's sentences in chunks, with the same loss and gradients in a fraction of the memory "
             "(README: Big batches in fixed memory); a smaller per_device_train_batch_size fits too, with fewer "
-            "negatives for each sentence; where a dev evaluation ran out, a smaller per_device_eval_batch_size.")
+            "negatives for each sentence (another run); where a dev evaluation ran out, a smaller "
+            f"per_device_eval_batch_size. With embedding_chunk_size or the evaluation batch changed, the run goes on: "
+            f"{where()}.")
 
 
 def configure_logging() -> None:

@@ -106,6 +106,35 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, caplog, uninterrupted):
     assert f"| software | torch {torch.__version__}, transformers {transformers.__version__} |" in card
 
 
+def test_a_run_resumes_with_other_settings_of_how_its_steps_are_computed(tmp_path):
+    """After running out of GPU memory (or where torch could not compile), the errors advise embedding_chunk_size,
+    activation checkpointing or no compiling, then resuming; the folder refused the resumption as another run. The same
+    math (without dropout: the uninterrupted run's losses and scores), so it goes on; the processes of one run must
+    still agree on them."""
+    settings = {"dropout": 0.0, "save_total_limit": None, "logging_steps": 1}
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    results = run_simcse.main([smoke_config(whole, **settings)])
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copytree(whole / "out" / "checkpoint-6", out / "checkpoint-6")
+    shutil.copy(whole / "out" / "run_args.json", out)
+    how = {"embedding_chunk_size": 4, "activation_checkpointing": True, "compile_layers": False}
+    resumed = run_simcse.main([smoke_config(tmp_path, **settings, **how, resume_from_checkpoint="last",
+                                            overwrite_output_dir=False)])
+    for name in results:
+        assert resumed[name] == pytest.approx(results[name], abs=1e-4)
+    logs = []
+    for folder in (whole / "out", out):
+        with open(folder / "trainer_state.json") as f:
+            logs.append({e["step"]: e["loss"] for e in json.load(f)["log_history"] if "loss" in e})
+    assert list(logs[0]) == list(range(1, 13)) and logs[1] == pytest.approx(logs[0], abs=1e-5)
+    with open(out / "run_args.json") as f:
+        assert json.load(f)["embedding_chunk_size"] == 4  # this session's, as the files it wrote are
+    saved = {"embedding_chunk_size": None, "seed": 42}
+    assert output_folder.changed_arguments(saved, {"embedding_chunk_size": 4, "seed": 42}) == ["embedding_chunk_size"]
+
+
 def test_a_checkpoint_without_a_clock_record_resumes_with_the_time_before_it_unknown(tmp_path, uninterrupted):
     """A checkpoint of a run from before the training clock (no training_seconds.json in it) resumes to the
     uninterrupted run's scores; the checkpoints after it record no total they cannot know, and environment.json and

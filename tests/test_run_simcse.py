@@ -787,11 +787,14 @@ def test_out_of_gpu_memory_says_what_fits_a_large_batch(tmp_path, chunk, advice)
     """A traceback from within the forward pass named neither the option that fits a large contrastive batch in
     memory, with the same negatives, nor the batch."""
     config = smoke_config(tmp_path, embedding_chunk_size=chunk)
-    with pytest.raises(SystemExit, match=r"^error: out of memory at step 2 of 12 \(8 training rows a step on each "
+    out = re.escape(str(tmp_path / "out"))
+    with pytest.raises(SystemExit, match=r"^error: out of memory at step 5 of 12 \(8 training rows a step on each "
                                          rf"device\): {advice} to encode a step's sentences in chunks, with the "
-                                         r"same loss and gradients .* "
-                                         r"torch: CUDA out of memory. Tried to allocate 2.00 GiB"):
-        run_simcse.main([config], callbacks=[OutOfMemoryAt(2)])
+                                         r"same loss and gradients .* With embedding_chunk_size or the evaluation "
+                                         rf"batch changed, the run goes on: stopped at step 4 of 12; {out} holds "
+                                         r"checkpoint-3 \(step 3\): add --resume_from_checkpoint last .* to continue "
+                                         r"from it. torch: CUDA out of memory. Tried to allocate 2.00 GiB"):
+        run_simcse.main([config], callbacks=[OutOfMemoryAt(5)])
 
 
 @pytest.mark.parametrize("changes, message", [
