@@ -224,11 +224,16 @@ class NonFiniteLossGuard(TrainerCallback):
                 # The logged norm is the last step's, and so is accelerate's optimizer's step_was_skipped.
                 if key == "grad_norm" and getattr(optimizer, "step_was_skipped", False):
                     continue
+                # Not "resume with a lower learning rate": the output folder refuses a resumption with other
+                # arguments or data as another run, and with the same ones it would train the same steps again.
                 last = last_complete_checkpoint(args.output_dir)
+                kept = (f"The last good checkpoint is {last} (`python sts_evaluation.py {last}` scores it); resuming "
+                        "from it would train the same steps again, with the run's arguments and data, which a "
+                        "resumption keeps. " if last else "No checkpoint was saved yet. ")
                 raise TrainingDiverged(
-                    f"{key} is {value} at step {state.global_step}; training stopped. The last good checkpoint is "
-                    f"{last or 'none (no checkpoint was saved yet)'}: lower the learning rate or check the data, then "
-                    "resume from it with resume_from_checkpoint"
+                    f"{key} is {value} at step {state.global_step}; training stopped. {kept}Lower the learning rate "
+                    "or mend the data, and train again in another output_dir (or with overwrite_output_dir, which "
+                    "deletes this run's checkpoints)"
                 )
         return control
 

@@ -288,9 +288,9 @@ def test_a_diverging_run_of_two_processes_says_so_once(tmp_path):
     proc = launch_run_simcse(smoke_config(tmp_path, learning_rate=1e30, max_grad_norm=0.0), 2)
     assert proc.returncode != 0 and proc.stderr.count("error: loss is nan at step 3; training stopped.") == 1, \
         proc.stderr[-3000:]
-    assert "\nerror: loss is nan at step 3; training stopped. The last good checkpoint is none (no checkpoint was " \
-           "saved yet): lower the learning rate or check the data, then resume from it with resume_from_checkpoint\n" \
-           in proc.stderr
+    assert "\nerror: loss is nan at step 3; training stopped. No checkpoint was saved yet. Lower the learning rate " \
+           "or mend the data, and train again in another output_dir (or with overwrite_output_dir, which deletes " \
+           "this run's checkpoints)\n" in proc.stderr
 
 
 def launch_per_process(tmp_path, configs: list[str], **env: str) -> subprocess.CompletedProcess:

@@ -3,6 +3,7 @@
 import errno
 import json
 import logging
+import math
 import multiprocessing
 import os
 import pathlib
@@ -1353,8 +1354,12 @@ def test_nan_guard_stops_before_saving_a_bad_checkpoint(encoder_dir, tokenizer, 
     trainer = Trainer(model=SimCSEModel.from_encoder(encoder_dir), args=args, train_dataset=rows,
                       data_collator=SimCSECollator(tokenizer.pad_token_id),
                       callbacks=[NonFiniteLossGuard(), PoisonWeightsAt(3)])
+    kept = re.escape(str(tmp_path / "checkpoint-2"))
     with pytest.raises(TrainingDiverged,
-                       match=r"loss is nan at step 4; training stopped. The last good checkpoint is .*checkpoint-2"):
+                       match=rf"loss is nan at step 4; training stopped. The last good checkpoint is {kept} \(`python "
+                             rf"sts_evaluation.py {kept}` scores it\); resuming from it would train the same steps "
+                             r"again, with the run's arguments and data, which a resumption keeps. Lower the learning "
+                             r"rate or mend the data, and train again in another output_dir"):
         trainer.train()
     assert is_complete(str(tmp_path / "checkpoint-2")) and not (tmp_path / "checkpoint-4").exists()
     weights = load_file(str(tmp_path / "checkpoint-2" / "model.safetensors"))
@@ -1414,13 +1419,19 @@ def test_diverging_run_exits_with_a_clear_message(tmp_path):
     # Diverges in a few steps. (1e38 did too under torch 2.8 and newer; torch 2.6's AdamW refused its step size, lr over
     # the bias correction, as beyond float32's range.)
     config = smoke_config(tmp_path, learning_rate=1e30, max_grad_norm=0.0, save_total_limit=None)
-    with pytest.raises(SystemExit, match="training stopped. The last good checkpoint is"):
+    with pytest.raises(SystemExit, match=r"^error: loss is nan at step 3; training stopped. No checkpoint was saved "
+                                         r"yet. Lower the learning rate or mend the data, and train again in another "
+                                         r"output_dir \(or with overwrite_output_dir, which deletes this run's "
+                                         r"checkpoints\)$"):
         run_simcse.main([config])
     for checkpoint in os.listdir(tmp_path / "out"):
         if checkpoint.startswith("checkpoint-"):
             weights = load_file(str(tmp_path / "out" / checkpoint / "model.safetensors"))
             assert all(torch.isfinite(w).all() for w in weights.values()), checkpoint
     assert not (tmp_path / "out" / "sts_results.json").exists()
+    # As it says: a lower rate, over the folder (the smoke config overwrites it).
+    results = run_simcse.main([smoke_config(tmp_path, learning_rate=5e-4, max_grad_norm=0.0, save_total_limit=None)])
+    assert all(math.isfinite(value) for metrics in results.values() for value in metrics.values())
 
 
 class PoisonWeightsAtTheEnd(TrainerCallback):
