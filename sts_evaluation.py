@@ -365,9 +365,11 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict
     if args.remove_characters:
         print(f"Sentences scored without the characters {args.remove_characters!r} (not the standard protocol).")
     print(format_table(results))
-    if args.output and (undefined := undefined_metrics(results)):  # NaN in the file: the hub command refuses it
-        raise SystemExit(f"error: undefined scores ({undefined}): the model's similarities are not finite or all the "
-                         f"same; {args.output} not written")
+    if undefined := undefined_metrics(results):  # NaN in the file: the hub command refuses it
+        said = f"undefined scores ({undefined}): the model's similarities are not finite or all the same"
+        if args.output:
+            raise SystemExit(f"error: {said}; {args.output} not written")
+        print(f"note: {said} (its embeddings have diverged or collapsed)", file=sys.stderr)
     if args.output:
         write_results(results, args.output)
         print(f"wrote {args.output}")

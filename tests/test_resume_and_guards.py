@@ -1442,9 +1442,10 @@ class PoisonWeightsAtTheEnd(TrainerCallback):
             model.encoder.embeddings.word_embeddings.weight.fill_(float("nan"))
 
 
-def test_undefined_final_scores_are_named_and_never_written(tmp_path):
+def test_undefined_final_scores_are_named_and_never_written(tmp_path, capsys):
     """NaN scores (a model whose embeddings are not finite, or all the same) were written into sts_results.json, and the
-    card then failed on them with a traceback after the export."""
+    card then failed on them with a traceback after the export. Scored without --output, the table of nan came with no
+    word of why."""
     with pytest.raises(SystemExit, match=r"similarities are not finite or all the same, so these scores are undefined "
                                          r"\(sample-sts: avg, cosine_pearson, .*\): its embeddings have diverged or "
                                          r"collapsed. It is exported in "):
@@ -1455,3 +1456,9 @@ def test_undefined_final_scores_are_named_and_never_written(tmp_path):
     with pytest.raises(SystemExit, match=r"undefined scores \(s: avg, .*\).*; .*scores.json not written"):
         sts_evaluation.main([str(out), "--set", f"s={SAMPLE}/sts.tsv", "--output", str(tmp_path / "scores.json")])
     assert not (tmp_path / "scores.json").exists()
+    capsys.readouterr()
+    sts_evaluation.main([str(out), "--set", f"s={SAMPLE}/sts.tsv"])
+    said = capsys.readouterr()
+    assert "| s | nan | nan |" in said.out
+    assert re.search(r"^note: undefined scores \(s: avg, cosine_pearson, .*\): the model's similarities are not finite "
+                     r"or all the same \(its embeddings have diverged or collapsed\)$", said.err, re.MULTILINE)
