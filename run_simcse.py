@@ -819,7 +819,7 @@ def out_of_memory_advice(trainer: Trainer, trained: bool, embedding_chunk_size: 
             + " to encode a step's sentences in chunks, with the same loss and gradients in a fraction of the memory "
             "(README: Big batches in fixed memory); a smaller per_device_train_batch_size fits too, with fewer "
             "negatives for each sentence (another run); where a dev evaluation ran out, a smaller "
-            f"per_device_eval_batch_size. With embedding_chunk_size or the evaluation batch changed, the run goes on: "
+            "per_device_eval_batch_size. With embedding_chunk_size or the evaluation batch changed, the run goes on: "
             f"{where()}.")
 
 
