@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny BERT encoder with a tokenizer trained on the shipped Korean sample."""
 
+import json
 import multiprocessing.util
 import os
 import shutil
@@ -162,6 +163,12 @@ def hub(monkeypatch):
     yield server
     server.stop()
     assert not server.errors, "the Hub stand-in failed to handle a request:\n" + "\n".join(server.errors)
+
+
+def logged_losses(output_dir) -> dict[int, float]:
+    """A run's training losses as its trainer_state.json in `output_dir` logged them: {step: loss}."""
+    with open(os.path.join(output_dir, "trainer_state.json")) as f:
+        return {e["step"]: e["loss"] for e in json.load(f)["log_history"] if "loss" in e}
 
 
 def folder_files(folder) -> dict[str, bytes]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import run_arguments
-from conftest import ROOT, SAMPLE, SHARED_DATA, free_port
+from conftest import ROOT, SAMPLE, SHARED_DATA, free_port, logged_losses
 from distributed_worker import build
 from modeling_simcse import POOLER_TYPES, SimCSEModel
 
@@ -157,8 +157,7 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
         assert proc.stderr.count("test set sample-sts: 24 of its") == 1  # a warning of the run, given by one process
         # DDP searched for unused parameters at every step (Trainer's default) and warned that it found none.
         assert "find_unused_parameters=True was specified" not in proc.stderr
-        with open(folder / "out" / "trainer_state.json") as f:
-            logs[processes] = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
+        logs[processes] = logged_losses(folder / "out")
         with open(folder / "out" / "sts_results.json") as f:
             scores[processes] = json.load(f)
     # Resuming the 2-process run in 1 process would halve the contrastive batch and reorder the data: refused.
@@ -179,8 +178,7 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
     assert old and proc.returncode == 0, proc.stderr[-3000:]
     with open(tmp_path / "p2" / "out" / "run_args.json") as f:
         assert json.load(f)["activation_checkpointing"] is True
-    with open(tmp_path / "p2" / "out" / "trainer_state.json") as f:
-        logs["checkpointed"] = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
+    logs["checkpointed"] = logged_losses(tmp_path / "p2" / "out")
     assert len(logs[1]) == 3, logs
     assert logs[2] == pytest.approx(logs[1], abs=1e-4), logs
     assert logs["checkpointed"] == pytest.approx(logs[1], abs=1e-4), logs
@@ -205,8 +203,7 @@ def test_length_grouping_gives_two_processes_the_batches_of_one(tmp_path):
                               eval_steps=6, save_steps=6)
         proc = launch_run_simcse(config, processes)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        with open(folder / "out" / "trainer_state.json") as f:
-            logs[processes] = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
+        logs[processes] = logged_losses(folder / "out")
     assert len(logs[1]) == 6, logs
     assert logs[2] == pytest.approx(logs[1], abs=1e-5), logs
 
@@ -250,8 +247,7 @@ def test_two_processes_resumed_within_an_epoch_end_as_an_uninterrupted_run(tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     logs, scores = [], []
     for out in (tmp_path / "out", resumed / "out"):
-        with open(out / "trainer_state.json") as f:
-            logs.append({e["step"]: e["loss"] for e in json.load(f)["log_history"] if "loss" in e})
+        logs.append(logged_losses(out))
         with open(out / "sts_results.json") as f:
             scores.append(json.load(f)["sample-sts"])
     assert list(logs[0]) == list(range(1, 9)) and logs[1] == pytest.approx(logs[0], abs=1e-6), logs

@@ -30,7 +30,7 @@ import output_folder
 import run_simcse
 import sigterm
 import sts_evaluation
-from conftest import ROOT, SAMPLE, SHARED_DATA
+from conftest import ROOT, SAMPLE, SHARED_DATA, logged_losses
 from data_collator import SimCSECollator
 from data_loading import load_nli_triplets, tokenize_rows
 from hub.model_dir import ModelDirError, check_export
@@ -125,10 +125,7 @@ def test_a_run_resumes_with_other_settings_of_how_its_steps_are_computed(tmp_pat
                                             overwrite_output_dir=False)])
     for name in results:
         assert resumed[name] == pytest.approx(results[name], abs=1e-4)
-    logs = []
-    for folder in (whole / "out", out):
-        with open(folder / "trainer_state.json") as f:
-            logs.append({e["step"]: e["loss"] for e in json.load(f)["log_history"] if "loss" in e})
+    logs = [logged_losses(whole / "out"), logged_losses(out)]
     assert list(logs[0]) == list(range(1, 13)) and logs[1] == pytest.approx(logs[0], abs=1e-5)
     with open(out / "run_args.json") as f:
         assert json.load(f)["embedding_chunk_size"] == 4  # this session's, as the files it wrote are
@@ -1263,8 +1260,7 @@ def test_a_length_grouped_run_resumed_within_an_epoch_equals_uninterrupted(tmp_p
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     run_simcse.main([smoke_config(tmp_path / "resumed", **settings, resume_from_checkpoint="last")])
     for name in ("whole", "resumed"):
-        with open(tmp_path / name / "out" / "trainer_state.json") as f:
-            losses[name] = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
+        losses[name] = logged_losses(tmp_path / name / "out")
     assert len(losses["whole"]) == 12 and losses["resumed"] == pytest.approx(losses["whole"], abs=1e-6), losses
     assert_same_export(tmp_path / "whole" / "out", out)
 
