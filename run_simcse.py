@@ -967,6 +967,10 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
     training_args.push_to_hub = False
     # Trainer pickles its arguments into every checkpoint (training_args.bin): keep the token out of them.
     hub_token, training_args.hub_token = training_args.hub_token, None
+    # A resumed run's score before training is in its checkpoint's log: scored again at the step it resumes from, it
+    # would add a dev point (and an evaluation's time) the uninterrupted run has not.
+    if resume:
+        training_args.eval_on_start = False
     trainer = SimCSETrainer(
         model=model,
         args=training_args,

@@ -111,8 +111,9 @@ def test_a_run_resumes_with_other_settings_of_how_its_steps_are_computed(tmp_pat
     """After running out of GPU memory (or where torch could not compile), the errors advise embedding_chunk_size,
     activation checkpointing or no compiling, then resuming; the folder refused the resumption as another run. The same
     math (without dropout: the uninterrupted run's losses and scores), so it goes on; the processes of one run must
-    still agree on them."""
-    settings = {"dropout": 0.0, "save_total_limit": None, "logging_steps": 1}
+    still agree on them. Its dev points are the uninterrupted run's too: eval_on_start scored the encoder before
+    training, and the resumed session does not score checkpoint-6 a second time."""
+    settings = {"dropout": 0.0, "save_total_limit": None, "logging_steps": 1, "eval_on_start": True}
     whole = tmp_path / "whole"
     whole.mkdir()
     results = run_simcse.main([smoke_config(whole, **settings)])
@@ -127,6 +128,10 @@ def test_a_run_resumes_with_other_settings_of_how_its_steps_are_computed(tmp_pat
         assert resumed[name] == pytest.approx(results[name], abs=1e-4)
     logs = [logged_losses(whole / "out"), logged_losses(out)]
     assert list(logs[0]) == list(range(1, 13)) and logs[1] == pytest.approx(logs[0], abs=1e-5)
+    dev = [[(e["step"], e["eval_cosine_spearman"]) for e in json.loads((folder / "trainer_state.json").read_text())[
+        "log_history"] if "eval_cosine_spearman" in e] for folder in (whole / "out", out)]
+    steps, scores = ([[point[i] for point in points] for points in dev] for i in (0, 1))
+    assert steps[0] == steps[1] == [0, 3, 6, 9, 12] and scores[1] == pytest.approx(scores[0], abs=1e-4)
     with open(out / "run_args.json") as f:
         assert json.load(f)["embedding_chunk_size"] == 4  # this session's, as the files it wrote are
     saved = {"embedding_chunk_size": None, "seed": 42}
