@@ -138,8 +138,7 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
     """The real Trainer path (torchrun, gloo): 2 processes x 4 triplets log the losses of 1 process x 8 triplets and
     give its scores. The 13 triplets leave 5 for the last step of each epoch, which accelerate completes with 3 repeats
     on the second process; the model is told, and leaves them out. The 24 STS pairs go to the processes in batches of
-    5, the last one completed with repeated pairs, which the scores must leave out (with them, they moved by 1-3
-    points)."""
+    5, the last one completed with repeated pairs, which the scores must leave out."""
     from test_run_simcse import smoke_config
 
     logs, scores = {}, {}
@@ -182,8 +181,13 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
     assert len(logs[1]) == 3, logs
     assert logs[2] == pytest.approx(logs[1], abs=1e-4), logs
     assert logs["checkpointed"] == pytest.approx(logs[1], abs=1e-4), logs
-    for name, metrics in scores[1].items():  # x100; the unnormalised dot products move most with float rounding
-        assert scores[2][name] == pytest.approx(metrics, abs=0.1), (name, scores)
+    # x100. Float rounding (the gradients all-reduced, not summed in one batch) moves the Pearson correlations by
+    # hundredths; a Spearman correlation of 24 pairs jumps where it swaps two nearly tied distances (manhattan: 0.52 on
+    # one machine, 0.00 on another). The repeated pairs moved the Pearson ones by 0.5-1.3.
+    for name, metrics in scores[1].items():
+        for metric, score in metrics.items():
+            tolerance = 0.1 if metric.endswith("pearson") else 1.0
+            assert scores[2][name][metric] == pytest.approx(score, abs=tolerance), (name, metric, scores)
 
 
 def test_length_grouping_gives_two_processes_the_batches_of_one(tmp_path):
