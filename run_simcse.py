@@ -1051,7 +1051,8 @@ def run_script(callbacks: list | None = None) -> None:
     among them, in the exception's traceback, and the DDP model freed last, at the exit, destroyed the group with the
     interpreter lock held, waiting for a gloo thread that waited for that lock (both processes hung, 1 in about 45)."""
     code = None
-    own_forkserver()
+    # This module brings what a DataLoader worker needs (torch, datasets, the collator), imported once.
+    own_forkserver(preload=["run_simcse"])
     try:
         main(callbacks=callbacks)
     except SystemExit as stop:

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -324,27 +324,39 @@ if hasattr(signal, "sigwaitinfo"):  # where a worker can tell its parent's SIGTE
 else:
     SIGTERM_BLOCKED_CONTEXTS = {}
 
-# Whether this process is the run's own (`own_forkserver`).
+# Whether this process is the run's own, and the modules its fork server imports (`own_forkserver`).
 _forkserver_is_the_runs = False
+_forkserver_preload: list[str] = []
 
 
-def own_forkserver() -> None:
+def own_forkserver(preload: Sequence[str] = ()) -> None:
     """Declare this process the run's own (run_simcse's command line, not a notebook that trains in its own process):
     where its DataLoader workers start by forkserver (Linux's default from Python 3.14), `workers_leave_sigterm` then
     starts multiprocessing's fork server with SIGTERM blocked, so that the server and every process it forks start
     with it blocked in every thread, as a spawned worker does (`SpawnProcessSigtermBlocked`). A SIGTERM to the run's
     process group (a scheduler's) killed the workers of a dev evaluation and the server, and the run stopped without
     its checkpoint. Every process the server starts later, any code's, starts so: a process of other code's would not
-    end of SIGTERM (a `multiprocessing.Pool`'s `terminate`), hence the run's own process only."""
+    end of SIGTERM (a `multiprocessing.Pool`'s `terminate`), hence the run's own process only.
+
+    preload: modules the server imports once, before it forks a worker, so that each worker has them: without them
+    every worker of every DataLoader iteration (each epoch, each dev evaluation) imported torch, datasets and what its
+    dataset and collator need afresh, a second or more each."""
     global _forkserver_is_the_runs
     _forkserver_is_the_runs = True
+    _forkserver_preload[:] = preload
 
 
-def _start_forkserver_with_sigterm_blocked() -> None:
-    """Start multiprocessing's fork server with SIGTERM blocked, where it is not running yet (`ensure_running` leaves a
-    running one as it is)."""
+def _start_forkserver() -> None:
+    """Start multiprocessing's fork server, where it is not running yet (`ensure_running` leaves a running one as it
+    is), with the run's modules imported (`own_forkserver`) and, where a worker can tell who sent a SIGTERM, that
+    signal blocked."""
     from multiprocessing import forkserver, resource_tracker
 
+    if _forkserver_preload:
+        multiprocessing.set_forkserver_preload(["__main__", *_forkserver_preload])  # "__main__": the default's
+    if not hasattr(signal, "sigwaitinfo"):  # macOS: torch's handling of SIGTERM stays (`WorkerLeavesSigterm`)
+        forkserver.ensure_running()
+        return
     resource_tracker.ensure_running()  # first: starting the tracker unblocks SIGTERM in this thread, blocked or not
     earlier = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
@@ -364,8 +376,8 @@ def workers_leave_sigterm(loader: DataLoader) -> DataLoader:
     method = (iterated.multiprocessing_context or multiprocessing.get_context()).get_start_method()
     if method in SIGTERM_BLOCKED_CONTEXTS:
         iterated.multiprocessing_context = SIGTERM_BLOCKED_CONTEXTS[method]
-    elif method == "forkserver" and _forkserver_is_the_runs and hasattr(signal, "sigwaitinfo"):
-        _start_forkserver_with_sigterm_blocked()
+    elif method == "forkserver" and _forkserver_is_the_runs:
+        _start_forkserver()
     return loader
 
 

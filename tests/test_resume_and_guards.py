@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import types
@@ -255,6 +256,36 @@ def test_sigterm_to_every_process_of_the_run_leaves_its_dataloader_workers_to_it
     while live_processes(group=run.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not live_processes(group=run.pid)  # no worker, nor the server, outlived the run
+
+
+def test_the_runs_fork_server_gives_its_workers_the_runs_modules(tmp_path):
+    """A DataLoader worker that the run's fork server starts has the run's modules loaded already (the server imported
+    them once): each worker of each DataLoader iteration imported torch, datasets and transformers afresh, and the
+    smoke run with 2 workers took 54 s, against 11 s with them forked (7 s)."""
+    script = tmp_path / "run.py"
+    # Nothing imported at the top: a forkserver worker runs this script's top level again (as __mp_main__).
+    script.write_text(textwrap.dedent("""
+        def main(callbacks=None):  # where the run would train: one loader with a worker started by forkserver
+            from torch.utils.data import DataLoader
+
+            from sigterm import workers_leave_sigterm
+            from worker_pids import ModulesOfWorker
+
+            loader = DataLoader(ModulesOfWorker(), batch_size=None, num_workers=1, multiprocessing_context="forkserver")
+            print(" ".join(next(iter(workers_leave_sigterm(loader)))))
+
+        if __name__ == "__main__":
+            import run_simcse
+
+            run_simcse.main = main
+            run_simcse.run_script()
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")])))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    modules = proc.stdout.split()
+    assert {"torch", "worker_pids"} <= set(modules)  # what unpickling its dataset imports
+    assert {"run_simcse", "transformers", "datasets"} <= set(modules)  # what it had from the server
 
 
 class ProcessState(NamedTuple):
