@@ -338,9 +338,10 @@ def own_forkserver(preload: Sequence[str] = ()) -> None:
     its checkpoint. Every process the server starts later, any code's, starts so: a process of other code's would not
     end of SIGTERM (a `multiprocessing.Pool`'s `terminate`), hence the run's own process only.
 
-    preload: modules the server imports once, before it forks a worker, so that each worker has them: without them
-    every worker of every DataLoader iteration (each epoch, each dev evaluation) imported torch, datasets and what its
-    dataset and collator need afresh, a second or more each."""
+    preload: modules the server imports once, before it forks a worker, so that each worker has them. The server of
+    Python 3.11 to 3.13 leaves out the script (`__main__`) it is asked to preload, and every worker of every DataLoader
+    iteration (each epoch, each dev evaluation) imported torch, datasets and the run's modules afresh, a second or more
+    each; 3.14's imports the script."""
     global _forkserver_is_the_runs
     _forkserver_is_the_runs = True
     _forkserver_preload[:] = preload
