@@ -171,6 +171,17 @@ def logged_losses(output_dir) -> dict[int, float]:
         return {e["step"]: e["loss"] for e in json.load(f)["log_history"] if "loss" in e}
 
 
+def assert_scores_agree(got: dict[str, float], expected: dict[str, float]) -> None:
+    """Scores (x100) of one small STS set, such as the shipped sample's 24 pairs, from two computations that differ in
+    float rounding only (another order of sums, other kernels): each Pearson correlation within 0.25 (the smoke model's
+    cosine Pearson moved 0.10 with the evaluation's batch size), each Spearman correlation, and AVG, within 1.0 (a near
+    tie of two similarities swaps two ranks: a manhattan Spearman moved 0.52 on one machine and not on another)."""
+    assert got.keys() == expected.keys()
+    for metric, score in expected.items():
+        tolerance = 0.25 if metric.endswith("pearson") else 1.0
+        assert got[metric] == pytest.approx(score, abs=tolerance), (metric, got, expected)
+
+
 def folder_files(folder) -> dict[str, bytes]:
     """Every file under `folder` (a Path), by its relative path: a repo for `HubStandIn.add_repo`."""
     return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}

@@ -11,7 +11,7 @@ test_fast_path.py and test_run_simcse.py.
 import pytest
 import torch
 
-from conftest import without_dropout
+from conftest import assert_scores_agree, without_dropout
 from data_collator import SimCSECollator
 from modeling_simcse import SimCSEModel
 from run_simcse import CUDA_GRAPH_SHAPES
@@ -73,7 +73,7 @@ def test_same_scores_as_eager_after_a_short_run(tmp_path):
     """The smoke job on the GPU, dropout off (so the runs can agree), eager and with `"cuda_graphs": true`."""
     (_, eager_scores), (_, graph_scores) = (
         short_run(tmp_path / name, use_cpu=False, cuda_graphs=on) for name, on in (("eager", False), ("graphs", True)))
-    assert graph_scores == pytest.approx(eager_scores, abs=0.1)
+    assert_scores_agree(graph_scores, eager_scores)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
