@@ -40,7 +40,7 @@ from sigterm import SigtermRaises, Terminated, workers_leave_sigterm
 from test_run_simcse import smoke_config
 from training_guards import (LastCheckpointKeeper, NonFiniteLossGuard, Termination, TrainingDiverged,
                              best_checkpoint_now, is_complete, last_complete_checkpoint)
-from worker_pids import WorkerPids
+from worker_datasets import WorkerPids
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +269,7 @@ def test_the_runs_fork_server_gives_its_workers_the_runs_modules(tmp_path):
             from torch.utils.data import DataLoader
 
             from sigterm import workers_leave_sigterm
-            from worker_pids import ModulesOfWorker
+            from worker_datasets import ModulesOfWorker
 
             loader = DataLoader(ModulesOfWorker(), batch_size=None, num_workers=1, multiprocessing_context="forkserver")
             print(" ".join(next(iter(workers_leave_sigterm(loader)))))
@@ -284,7 +284,7 @@ def test_the_runs_fork_server_gives_its_workers_the_runs_modules(tmp_path):
                           env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")])))
     assert proc.returncode == 0, proc.stderr[-3000:]
     modules = proc.stdout.split()
-    assert {"torch", "worker_pids"} <= set(modules)  # what unpickling its dataset imports
+    assert {"torch", "worker_datasets"} <= set(modules)  # what unpickling its dataset imports
     assert {"run_simcse", "transformers", "datasets"} <= set(modules)  # what it had from the server
 
 
