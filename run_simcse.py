@@ -501,6 +501,7 @@ def describe_environment(training_args: TrainingArguments, train_rows: int) -> d
         "hardware": describe_hardware(training_args),
         "usable_cpus": usable_cpu_count(),
         "processes": training_args.world_size,
+        "dropout_seed_per_process": training_args.world_size > 1,  # DropoutSeedPerProcess
         "train_rows": train_rows,
         "date": datetime.date.today().isoformat(),
         "versions": library_versions(),

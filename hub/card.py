@@ -400,6 +400,17 @@ def thousands(count: object) -> str:
     return f"{count:,}" if isinstance(count, int) else str(count)
 
 
+def seed(args: dict, environment: dict) -> str:
+    """The card's seed row: the seed, the data order's where data_seed is another, and, for a run of several processes
+    that recorded it (run_simcse.DropoutSeedPerProcess), the seed of each process's dropout masks."""
+    said = []
+    if args.get("data_seed") not in (None, args.get("seed")):
+        said.append(f"data order: data_seed {args['data_seed']}")
+    if environment.get("dropout_seed_per_process"):
+        said.append(f"dropout masks: {args.get('seed')} + the process's index, 0 to {environment['processes'] - 1}")
+    return f"{args.get('seed')}" + (f" ({'; '.join(said)})" if said else "")
+
+
 def training_settings(
     args: dict, environment: dict, train: dict, state: dict, encoder_config: dict
 ) -> list[tuple[str, str]]:
@@ -465,8 +476,7 @@ def training_settings(
          else None),
         ("model selection", model_selection(args, state)),
         ("precision", precision),
-        ("seed", f"{args.get('seed')}" + (f" (data order: data_seed {args['data_seed']})"
-                                          if args.get("data_seed") not in (None, args.get("seed")) else "")),
+        ("seed", seed(args, environment)),
         ("hardware", hardware(environment)),
         ("training time", training_time(environment, train)),
         ("date", environment.get("date", "unknown")),

@@ -157,6 +157,8 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
         # DDP searched for unused parameters at every step (Trainer's default) and warned that it found none.
         assert "find_unused_parameters=True was specified" not in proc.stderr
         logs[processes] = logged_losses(folder / "out")
+        seed = "42" if processes == 1 else "42 (dropout masks: 42 + the process's index, 0 to 1)"
+        assert f"| seed | {seed} |" in (folder / "out" / "README.md").read_text()
         with open(folder / "out" / "sts_results.json") as f:
             scores[processes] = json.load(f)
     # Resuming the 2-process run in 1 process would halve the contrastive batch and reorder the data: refused.
@@ -206,6 +208,8 @@ def test_length_grouping_gives_two_processes_the_batches_of_one(tmp_path):
         proc = launch_run_simcse(config, processes)
         assert proc.returncode == 0, proc.stderr[-3000:]
         logs[processes] = logged_losses(folder / "out")
+        seed = "42" if processes == 1 else "42 (dropout masks: 42 + the process's index, 0 to 1)"
+        assert f"| seed | {seed} |" in (folder / "out" / "README.md").read_text()
     assert len(logs[1]) == 6, logs
     assert logs[2] == pytest.approx(logs[1], abs=1e-5), logs
 

@@ -126,6 +126,11 @@ def test_card_says_how_many_rows_are_negatives_for_each_other(gather, contrastiv
     assert dict(training_settings({**args, "seed": 42, "data_seed": 7}, {}, {}, {}, {}))["seed"] == \
         "42 (data order: data_seed 7)"
     assert dict(training_settings({**args, "seed": 42, "data_seed": None}, {}, {}, {}, {}))["seed"] == "42"
+    # Each process of a run in several draws its dropout masks from a seed of its own; a run from before did not.
+    for environment, said in (({"processes": 4, "dropout_seed_per_process": True},
+                               "42 (data order: data_seed 7; dropout masks: 42 + the process's index, 0 to 3)"),
+                              ({"processes": 4}, "42 (data order: data_seed 7)")):
+        assert dict(training_settings({**args, "seed": 42, "data_seed": 7}, environment, {}, {}, {}))["seed"] == said
     rows = dict(training_settings({**args, "optim": "sgd", "optim_args": "momentum=0.9", "adam_beta2": 0.98,
                                    "weight_decay": 0.0, "max_grad_norm": 0.0}, {}, {}, {}, {}))
     assert rows["optimizer"] == "sgd (weight decay 0.0, momentum 0.9, no gradient clipping)"
