@@ -41,8 +41,8 @@ from huggingface_hub.errors import StrictDataclassError
 from torch import nn
 from torch._dynamo.exc import BackendCompilerFailed
 from torch.utils.data import DataLoader
-from transformers import (AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerCallback,
-                          TrainingArguments, set_seed)
+from transformers import (AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase, ProgressCallback, Trainer,
+                          TrainerCallback, TrainingArguments, set_seed)
 from transformers.debug_utils import DebugOption
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -763,7 +763,11 @@ def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int 
     sigterm = termination or SigtermRaises()
     with CtrlC() as ctrl_c, sigterm:
         try:
-            yield
+            try:
+                yield
+            except BaseException:
+                close_progress_bars(trainer)
+                raise
             if termination and termination.stopped:
                 raise stopped(SIGTERM_EXIT, "SIGTERM: ")
         except Terminated:
@@ -783,6 +787,19 @@ def stopping_cleanly(trainer: Trainer, trained: bool, embedding_chunk_size: int 
             if isinstance(e, BackendCompilerFailed):
                 raise SystemExit(f"error: {compile_failure_advice(trainer)}; {where()}. torch: {e}") from None
             raise
+
+
+def close_progress_bars(trainer: Trainer) -> None:
+    """Close Trainer's progress bars (training, evaluation) that an error stopped, so that what the run says next
+    starts on a line of its own. Left open, a bar was closed when it was freed: under Python 3.11 as the run's
+    exception was let go, under 3.13 after the run's error had been printed on the bar's line ("0/12 [00:00<?,
+    ?it/s]error: ..."), the bar drawn again below it."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, ProgressCallback):
+            for bar in (callback.training_bar, callback.prediction_bar):
+                if bar is not None:
+                    bar.close()
+            callback.training_bar = callback.prediction_bar = None
 
 
 def compile_failure_advice(trainer: Trainer) -> str:

@@ -1447,15 +1447,18 @@ def test_nan_guard_lets_fp16_loss_scaling_skip_a_step(encoder_dir, tokenizer, tm
             guard.on_log(args, state, transformers.TrainerControl(), logs={"grad_norm": float("inf")}, optimizer=silent)
 
 
-def test_diverging_run_exits_with_a_clear_message(tmp_path):
+def test_diverging_run_exits_with_a_clear_message(tmp_path, capsys):
     # Diverges in a few steps. (1e38 did too under torch 2.8 and newer; torch 2.6's AdamW refused its step size, lr over
     # the bias correction, as beyond float32's range.)
     config = smoke_config(tmp_path, learning_rate=1e30, max_grad_norm=0.0, save_total_limit=None)
     with pytest.raises(SystemExit, match=r"^error: loss is nan at step 3; training stopped. No checkpoint was saved "
                                          r"yet. Lower the learning rate or mend the data, and train again in another "
                                          r"output_dir \(or with overwrite_output_dir, which deletes this run's "
-                                         r"checkpoints\)$"):
+                                         r"checkpoints\)$") as raised:
         run_simcse.main([config])
+    # The training's progress bar ended its line before the error (printed after it) while the error, and the run's
+    # frames, are still held (as here; Python 3.13 held them until the error was printed).
+    assert re.search(r"\d+/12 \[[^\n\r]*\]\n$", capsys.readouterr().err) and raised.value
     for checkpoint in os.listdir(tmp_path / "out"):
         if checkpoint.startswith("checkpoint-"):
             weights = load_file(str(tmp_path / "out" / checkpoint / "model.safetensors"))
