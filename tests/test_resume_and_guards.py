@@ -34,6 +34,7 @@ import sts_evaluation
 from conftest import ROOT, SAMPLE, SHARED_DATA, logged_losses
 from data_collator import SimCSECollator
 from data_loading import load_nli_triplets, tokenize_rows
+from hub.card import dev_points
 from hub.model_dir import ModelDirError, check_export
 from modeling_simcse import SimCSEModel
 from sigterm import SigtermRaises, Terminated, workers_leave_sigterm
@@ -129,10 +130,10 @@ def test_a_run_resumes_with_other_settings_of_how_its_steps_are_computed(tmp_pat
         assert resumed[name] == pytest.approx(results[name], abs=1e-4)
     logs = [logged_losses(whole / "out"), logged_losses(out)]
     assert list(logs[0]) == list(range(1, 13)) and logs[1] == pytest.approx(logs[0], abs=1e-5)
-    dev = [[(e["step"], e["eval_cosine_spearman"]) for e in json.loads((folder / "trainer_state.json").read_text())[
-        "log_history"] if "eval_cosine_spearman" in e] for folder in (whole / "out", out)]
-    steps, scores = ([[point[i] for point in points] for points in dev] for i in (0, 1))
-    assert steps[0] == steps[1] == [0, 3, 6, 9, 12] and scores[1] == pytest.approx(scores[0], abs=1e-4)
+    (steps, scores), (resumed_steps, resumed_scores) = (
+        zip(*dev_points(json.loads((folder / "trainer_state.json").read_text()), "cosine_spearman"), strict=True)
+        for folder in (whole / "out", out))
+    assert steps == resumed_steps == (0, 3, 6, 9, 12) and resumed_scores == pytest.approx(scores, abs=1e-4)
     with open(out / "run_args.json") as f:
         assert json.load(f)["embedding_chunk_size"] == 4  # this session's, as the files it wrote are
     saved = {"embedding_chunk_size": None, "seed": 42}
