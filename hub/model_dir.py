@@ -26,6 +26,14 @@ RUN_ARGS_FILE = "run_args.json"
 DEV_SCORE_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")
 CHECKPOINT_MODEL_TYPE = "simcse"  # SimCSEConfig.model_type: what a training checkpoint's config.json says
 LAYER_POOLERS = ("avg_first_last", "avg_top2")  # poolers (and exported embeddings) that average two layers' states
+# The sentence-transformers modules, in order, whose pipeline gives each exported embedding (config.json's
+# simcse.embedding, modeling_simcse.EMBEDDING_RECIPES); each after the Transformer (the folder itself) has a folder.
+SENTENCE_TRANSFORMERS_PIPELINES = {
+    "pooler_output": ("Transformer", "Pooling", "Dense"), "cls": ("Transformer", "Pooling"),
+    "avg": ("Transformer", "Pooling"),
+    **dict.fromkeys(LAYER_POOLERS, ("Transformer", "WeightedLayerPooling", "Pooling")),
+}
+MODULES_WITH_WEIGHTS = ("Dense", "WeightedLayerPooling")  # their folders hold weights beside their config.json
 # A tokenizer's vocabulary: one of these is among an export's tokenizer files (tokenizer.json for a fast tokenizer).
 TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model",
                           "spm.model")
@@ -120,6 +128,46 @@ def check_export(model_dir: str) -> None:
         raise ModelDirError(f"{model_dir}: no tokenizer_config.json (the export's tokenizer files)")
     if not any(os.path.isfile(os.path.join(model_dir, name)) for name in TOKENIZER_VOCABULARIES):
         raise ModelDirError(f"{model_dir}: no tokenizer vocabulary (one of {', '.join(TOKENIZER_VOCABULARIES)})")
+    simcse = config["simcse"]
+    check_sentence_transformers_files(model_dir, simcse.get("embedding") if isinstance(simcse, dict) else None)
+
+
+def check_sentence_transformers_files(model_dir: str, embedding: str | None) -> None:
+    """ModelDirError unless the export's sentence-transformers files give `embedding`: modules.json with the modules of
+    `SENTENCE_TRANSFORMERS_PIPELINES`, sentence_bert_config.json (the Transformer's length), each module's folder with
+    its config.json and, for a module with weights, those. Without modules.json `SentenceTransformer` loads the folder
+    with mean pooling, another embedding, in a warning; without a module's folder (a copy that left out the folder's
+    subfolders, `cp` without -r), it does not load."""
+    expected = SENTENCE_TRANSFORMERS_PIPELINES.get(embedding) if isinstance(embedding, str) else None
+    if expected is None:
+        raise ModelDirError(f"{model_dir}/config.json: its simcse block names embedding {embedding!r}, none that "
+                            f"run_simcse.py exports ({', '.join(SENTENCE_TRANSFORMERS_PIPELINES)})")
+    path = os.path.join(model_dir, "modules.json")
+    if not os.path.isfile(path):
+        raise ModelDirError(f"{model_dir}: no modules.json (the export's sentence-transformers files): "
+                            f"SentenceTransformer would load the folder with mean pooling, not its embedding "
+                            f"({embedding})")
+    try:
+        modules = read_json(model_dir, "modules.json")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelDirError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(modules, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("type"), str) and isinstance(m.get("path"), str) for m in modules):
+        raise ModelDirError(f"{path}: expected a list of modules, each with its type and path")
+    types = tuple(m["type"].rsplit(".", 1)[-1] for m in modules)
+    if types != expected:
+        raise ModelDirError(f"{path}: its modules are {', '.join(types) or 'none'}; the export's embedding "
+                            f"({embedding}) is that of {', '.join(expected)}")
+    for module, name in zip(modules, types, strict=True):
+        config_file = "sentence_bert_config.json" if name == "Transformer" else f"{module['path']}/config.json"
+        if not os.path.isfile(os.path.join(model_dir, config_file)):
+            missing = config_file
+        elif name in MODULES_WITH_WEIGHTS and not glob.glob(os.path.join(model_dir, module["path"], "*.safetensors")):
+            missing = f"{module['path']}/model.safetensors"
+        else:
+            continue
+        raise ModelDirError(f"{model_dir}: no {missing}, which its modules.json names (the {name} module of its "
+                            "sentence-transformers files; a copy with `cp -r` takes the folder's subfolders)")
 
 
 def config_form(config: dict) -> str | None:

@@ -18,7 +18,7 @@ import run_arguments
 import run_simcse
 import sts_evaluation
 from hub.card import render_card
-from hub.model_dir import METRIC_NAMES
+from hub.model_dir import METRIC_NAMES, check_export
 from modeling_simcse import EMBEDDING_RECIPES, EncoderWeightsMissing, SimCSEModel, load_encoder
 
 SENTENCES = ["아이들이 공원에서 축구를 하고 있다.", "남자가 피아노를 연주한다.", "눈이 내려서 온 세상이 하얗게 변했다."]
@@ -88,6 +88,7 @@ def assert_round_trip(model: SimCSEModel, tokenizer, out: str, embedding: str) -
 
         again = SimCSEModel.from_exported(out)
         torch.testing.assert_close(again.embed(batch["input_ids"], batch["attention_mask"]), evaluated)
+    check_export(out)  # what a push takes: its sentence-transformers files those of `embedding`
 
 
 def test_encode_gives_each_sentences_embedding_in_input_order(encoder_dir, tokenizer):

@@ -748,6 +748,58 @@ def test_bad_folders_send_nothing(model_dir, tmp_path, hub):
     assert hub.requests == []
 
 
+def _modules_without(kind: str):
+    def edit(folder):
+        modules = json.loads((folder / "modules.json").read_text())
+        (folder / "modules.json").write_text(json.dumps([m for m in modules if not m["type"].endswith(kind)]))
+    return edit
+
+
+def _embedding(name):
+    def edit(folder):
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "simcse": {**config["simcse"], "embedding": name}}))
+    return edit
+
+
+@pytest.mark.parametrize("edit, said", [
+    (lambda f: (f / "modules.json").unlink(), "{m}: no modules.json (the export's sentence-transformers files): "
+                                              "SentenceTransformer would load the folder with mean pooling, not its "
+                                              "embedding (pooler_output)"),
+    (lambda f: (f / "modules.json").write_text('[{"type": '), "{m}/modules.json: not valid JSON"),
+    (lambda f: (f / "modules.json").write_text('{"type": "x"}'),
+     "{m}/modules.json: expected a list of modules, each with its type and path"),
+    (_modules_without("Dense"), "{m}/modules.json: its modules are Transformer, Pooling; the export's embedding "
+                                "(pooler_output) is that of Transformer, Pooling, Dense"),
+    (_embedding("avg"), "{m}/modules.json: its modules are Transformer, Pooling, Dense; the export's embedding "
+                        "(avg) is that of Transformer, Pooling"),
+    (_embedding("max"), "{m}/config.json: its simcse block names embedding 'max', none that run_simcse.py exports "
+                        "(pooler_output, cls, avg, avg_first_last, avg_top2)"),
+    (lambda f: shutil.rmtree(f / "1_Pooling"), "{m}: no 1_Pooling/config.json, which its modules.json names (the "
+                                               "Pooling module of its sentence-transformers files; a copy with `cp -r` "
+                                               "takes the folder's subfolders)"),
+    (lambda f: (f / "2_Dense" / "model.safetensors").unlink(), "{m}: no 2_Dense/model.safetensors, which its "
+                                                                "modules.json names (the Dense module"),
+    (lambda f: (f / "sentence_bert_config.json").unlink(), "{m}: no sentence_bert_config.json, which its modules.json "
+                                                           "names (the Transformer module"),
+], ids=["no-modules", "modules-cut-short", "modules-not-a-list", "no-dense-module", "modules-of-another-embedding",
+        "unknown-embedding", "no-pooling-folder", "no-dense-weights", "no-sentence-bert-config"])
+def test_an_export_whose_sentence_transformers_files_miss_its_embedding_sends_nothing(model_dir, tmp_path, hub, edit,
+                                                                                      said):
+    """The push published an export without modules.json, whose repo `SentenceTransformer` loaded with mean pooling
+    (another embedding than the one evaluated and documented, in a warning), and one copied with `cp` without -r (no
+    1_Pooling/ nor 2_Dense/), which it did not load at all."""
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("checkpoint-*"))
+    edit(copy)
+    with pytest.raises(ModelDirError) as refused:
+        push(str(copy), "alice/x")
+    assert str(refused.value).startswith(said.format(m=copy))
+    code, printed = run_hub("push", str(copy), "--repo-id", "alice/x", "--dry-run")
+    assert code == 1 and said.format(m=copy) in printed
+    assert hub.requests == []
+
+
 @pytest.mark.parametrize("content, said", [
     ({}, "expected an object {eval set: {metric: value}}"),
     ([{"avg": 1.0}], "expected an object {eval set: {metric: value}}"),
@@ -1233,8 +1285,8 @@ def test_a_push_over_an_earlier_export_leaves_none_of_its_files(model_dir, hub, 
     assert cli(["-m", "hub", "push", str(first), "--repo-id", "alice/again"], hub, tmp_home=tmp_path).returncode == 0
     hub.repos["alice/again"].branches["main"]["onnx/model.onnx"] = b"the owner's"  # uploaded by other means
     second = shutil.copytree(model_dir, tmp_path / "second", ignore=shutil.ignore_patterns("checkpoint-*", "2_Dense"))
-    modules = json.loads((second / "modules.json").read_text())
-    (second / "modules.json").write_text(json.dumps([m for m in modules if "Dense" not in m["type"]]))
+    _modules_without("Dense")(second)  # and of an embedding without the MLP, as a cls_before_pooler export is
+    _embedding("cls")(second)
     proc = cli(["-m", "hub", "push", str(second), "--repo-id", "alice/again", "--card-as-is"], hub, tmp_home=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     repo = hub.repos["alice/again"]
