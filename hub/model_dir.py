@@ -189,9 +189,14 @@ def is_published(path: str) -> bool:
 
 
 def published_files(model_dir: str) -> list[str]:
-    """Relative paths (sorted, '/'-separated) of the files a push uploads."""
-    found = []
-    for root, _, names in os.walk(model_dir):
+    """Relative paths (sorted, '/'-separated) of the files a push uploads; a link to a folder (a module's folder kept
+    elsewhere) is followed, as `SentenceTransformer` follows it, once."""
+    found, seen = [], set()
+    for root, folders, names in os.walk(model_dir, followlinks=True):
+        if os.path.realpath(root) in seen:  # a link to a folder above it, or to one walked already
+            folders.clear()
+            continue
+        seen.add(os.path.realpath(root))
         for name in names:
             path = os.path.relpath(os.path.join(root, name), model_dir).replace(os.sep, "/")
             if is_published(path):

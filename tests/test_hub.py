@@ -676,6 +676,12 @@ def test_published_files_leave_out_training_state(model_dir, tmp_path):
         (copy / extra).parent.mkdir(parents=True, exist_ok=True)
         (copy / extra).write_text("{}")
     assert set(published_files(str(copy))) == EXPECTED_FILES
+    # A module's folder kept elsewhere, linked: its files were left out of the push (SentenceTransformer failed to load
+    # the repo); a link to a folder above, walked once.
+    shutil.move(copy / "1_Pooling", tmp_path / "pooling")
+    (copy / "1_Pooling").symlink_to(tmp_path / "pooling")
+    (copy / "3_up").symlink_to(copy)
+    assert set(published_files(str(copy))) == EXPECTED_FILES
 
 
 @pytest.mark.parametrize("tokenizer", ["BertTokenizer", "RobertaTokenizer", "XLMRobertaTokenizer", "CamembertTokenizer",
