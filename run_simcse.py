@@ -845,7 +845,8 @@ def configure_logging() -> None:
     """Log records as "time LEVEL logger: message" on stderr, each once: datasets and huggingface_hub print through a
     handler of their own and pass their records on to the root logger's as well (a Hub retry, an offline run's cached
     dataset were said twice), so their own handlers go; transformers keeps its own, which passes nothing on.
-    transformers and sentence-transformers say their warnings only."""
+    transformers and sentence-transformers say their warnings only, and so does huggingface_hub's HTTP client (httpx2),
+    which logs each request at INFO: a line for each file a load looks for, a "404 Not Found" for each it lacks."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     for library in ("datasets", "huggingface_hub"):
         library_logger = logging.getLogger(library)
@@ -855,6 +856,7 @@ def configure_logging() -> None:
     logging.getLogger("transformers.trainer_utils").addFilter(not_of_checkpoint_mtimes)
     # Its one record here, "Saving model to <output_dir>/.export-in-progress", names a scratch folder that goes.
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 
 def not_of_checkpoint_mtimes(record: logging.LogRecord) -> bool:

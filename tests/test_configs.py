@@ -172,6 +172,7 @@ def test_published_config_runs_on_its_hub_sources(name, hub, tokenizer, tmp_path
     (tmp_path / "config.json").write_text(json.dumps(config))
     proc = cli(["run_simcse.py", str(tmp_path / "config.json")], hub, tmp_home=tmp_path / "home")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "HTTP Request:" not in proc.stderr  # huggingface_hub's client logged each of its requests at INFO
 
     with open(tmp_path / "out" / "sts_results.json") as f:
         results = json.load(f)
