@@ -1,5 +1,5 @@
-"""What an exported model folder must hold (the marks of its config.json, the metrics of its sts_results.json), and
-which of its files are published.
+"""What an exported model folder must hold (the marks of its config.json, the sentence-transformers files of its
+embedding, the metrics of its sts_results.json), and which of its files are published.
 
 The training job and the evaluation take these names from here. It imports neither torch nor `transformers`, so
 `python -m hub` starts in a second."""
@@ -189,8 +189,8 @@ def is_published(path: str) -> bool:
 
 
 def published_files(model_dir: str) -> list[str]:
-    """Relative paths (sorted, '/'-separated) of the files a push uploads; a link to a folder (a module's folder kept
-    elsewhere) is followed, as `SentenceTransformer` follows it, once."""
+    """Relative paths (sorted, '/'-separated) of the files a push uploads. A link to a folder (a module's folder kept
+    elsewhere) is followed, as `SentenceTransformer` follows it; no folder is walked twice."""
     found, seen = [], set()
     for root, folders, names in os.walk(model_dir, followlinks=True):
         if os.path.realpath(root) in seen:  # a link to a folder above it, or to one walked already

@@ -755,13 +755,15 @@ def test_bad_folders_send_nothing(model_dir, tmp_path, hub):
 
 
 def _modules_without(kind: str):
+    """An edit of an export folder: its modules.json without the modules of type `kind`."""
     def edit(folder):
         modules = json.loads((folder / "modules.json").read_text())
         (folder / "modules.json").write_text(json.dumps([m for m in modules if not m["type"].endswith(kind)]))
     return edit
 
 
-def _embedding(name):
+def _embedding(name: str):
+    """An edit of an export folder: its config.json's simcse block names the embedding `name`."""
     def edit(folder):
         config = json.loads((folder / "config.json").read_text())
         (folder / "config.json").write_text(json.dumps({**config, "simcse": {**config["simcse"], "embedding": name}}))
