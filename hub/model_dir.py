@@ -190,13 +190,13 @@ def is_published(path: str) -> bool:
 
 def published_files(model_dir: str) -> list[str]:
     """Relative paths (sorted, '/'-separated) of the files a push uploads. A link to a folder (a module's folder kept
-    elsewhere) is followed, as `SentenceTransformer` follows it; no folder is walked twice."""
-    found, seen = [], set()
+    elsewhere) is followed, as `SentenceTransformer` follows it."""
+    depth = max(pattern.count("/") for pattern in PUBLISHED_PATTERNS)  # how many folders deep a published file lies
+    found = []
     for root, folders, names in os.walk(model_dir, followlinks=True):
-        if os.path.realpath(root) in seen:  # a link to a folder above it, or to one walked already
-            folders.clear()
-            continue
-        seen.add(os.path.realpath(root))
+        relative = os.path.relpath(root, model_dir)
+        if relative != "." and relative.count(os.sep) + 1 >= depth:
+            folders.clear()  # nothing below is published: a linked tree (a cache, a folder above) is not walked
         for name in names:
             path = os.path.relpath(os.path.join(root, name), model_dir).replace(os.sep, "/")
             if is_published(path):

@@ -664,7 +664,7 @@ def test_a_folder_without_its_dev_score_plot_is_not_pushed_without_it(model_dir,
     assert code == 0 and "  dev_scores.png\n" in printed and "](dev_scores.png)" in printed
 
 
-def test_published_files_leave_out_training_state(model_dir, tmp_path):
+def test_published_files_leave_out_training_state(model_dir, tmp_path, monkeypatch):
     files = set(published_files(model_dir))
     assert files == EXPECTED_FILES
     assert not any(f.startswith("checkpoint-") or f.endswith(("training_args.bin", "optimizer.pt")) for f in files)
@@ -677,11 +677,14 @@ def test_published_files_leave_out_training_state(model_dir, tmp_path):
         (copy / extra).write_text("{}")
     assert set(published_files(str(copy))) == EXPECTED_FILES
     # A module's folder kept elsewhere, linked: its files were left out of the push (SentenceTransformer failed to load
-    # the repo); a link to a folder above, walked once.
+    # the repo). A link to a folder above is not walked down.
     shutil.move(copy / "1_Pooling", tmp_path / "pooling")
     (copy / "1_Pooling").symlink_to(tmp_path / "pooling")
-    (copy / "3_up").symlink_to(copy)
+    (copy / "2_Dense" / "up").symlink_to(copy)
+    walked, scandir = [], os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: walked.append(os.path.relpath(path, copy)) or scandir(path))
     assert set(published_files(str(copy))) == EXPECTED_FILES
+    assert "1_Pooling" in walked and [p for p in walked if os.sep in p] == []  # one folder deep at most
 
 
 @pytest.mark.parametrize("tokenizer", ["BertTokenizer", "RobertaTokenizer", "XLMRobertaTokenizer", "CamembertTokenizer",
