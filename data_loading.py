@@ -48,6 +48,10 @@ STS_COLUMNS = {
 TEXT_COLUMNS = ("text", "sentence", "sentence1")
 # ... and for the pair and triplet formats' columns (SimCSE's names): sentence-transformers' names for the same.
 PAIR_COLUMNS = {"sent0": ("anchor",), "sent1": ("positive",), "hard_neg": ("negative",)}
+# What a training source without the columns of NLI rows is told: train_format "nli" is the default.
+NOT_NLI = ('; train_format "nli", the default, reads premise, hypothesis and label columns: set "train_format" to '
+           '"text" for one sentence a row (unsupervised SimCSE; a .txt file), or to "pair" or "triplet" for rows of 2 '
+           'or 3 sentences')
 # The layouts of a .json source's rows, which errors about a file laid out otherwise name.
 JSON_ROWS = "a .json source is a list of objects, one a row, or one object a line"
 # What a source that could not be reached over the network is told (`unreachable`).
@@ -375,7 +379,7 @@ def load_nli_triplets(
     for spec in specs:
         groups: dict[str, dict[int, str]] = {}
         ds, source = load_source(spec, cache_dir)
-        names = {role: _column(ds, source, role, cands) for role, cands in NLI_COLUMNS.items()}
+        names = {role: _column(ds, source, role, cands, hint=NOT_NLI) for role, cands in NLI_COLUMNS.items()}
         premises = _sentences(column_values(ds, names["premise"]), source, names["premise"])
         hypotheses = _sentences(column_values(ds, names["hypothesis"]), source, names["hypothesis"])
         labels = column_values(ds, names["label"])

@@ -138,6 +138,17 @@ def test_nli_errors_name_file_and_row(tmp_path, text, message):
     assert path in str(e.value) and message in str(e.value)
 
 
+def test_a_source_of_other_rows_read_as_nli_names_train_format():
+    """train_format is "nli" by default: a .txt file of sentences for unsupervised SimCSE, without it, was refused as
+    having no premise column, with no word of the setting that reads it."""
+    with pytest.raises(DataError) as e:
+        load_nli_triplets([f"{SAMPLE}/sentences.txt"])
+    assert str(e.value) == (f'{SAMPLE}/sentences.txt: no premise column (looked for premise, sentence1; found text); '
+                            'train_format "nli", the default, reads premise, hypothesis and label columns: set '
+                            '"train_format" to "text" for one sentence a row (unsupervised SimCSE; a .txt file), or to '
+                            '"pair" or "triplet" for rows of 2 or 3 sentences')
+
+
 @pytest.mark.parametrize("rows, message", [
     ("5.5", "line 3: STS score 5.5 is outside 0-5"),
     ("-0.1", "line 3: STS score -0.1 is outside 0-5"),
