@@ -1,12 +1,14 @@
-"""The contrastive objective against a direct computation from its definition."""
+"""The contrastive objective against a direct computation from its definition, and the model it starts from."""
 
 import math
 
 import pytest
 import torch
 
+import run_arguments
+import run_simcse
 from conftest import without_dropout
-from modeling_simcse import SimCSEConfig, SimCSEModel, contrastive_loss
+from modeling_simcse import SimCSEConfig, SimCSEModel, contrastive_loss, load_encoder
 
 
 def infonce_by_hand(z1, z2, z3, temperature, weight):
@@ -87,6 +89,22 @@ def test_supervised_forward_is_loss_of_its_embeddings(encoder_dir, tokenizer, po
     assert loss.item() == pytest.approx(want, rel=1e-4)
     loss.backward()
     assert model.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+
+def test_training_starts_from_the_pretrained_encoder_and_an_mlp_drawn_as_berts(encoder_dir, tokenizer):
+    """The run's model (`run_simcse.build_model`): the encoder's weights as saved, and the new MLP drawn as BERT draws
+    its linear layers and the original SimCSE its MLP: normal, std the encoder's initializer_range (0.2 here), bias 0;
+    not torch's default for a Linear (uniform: std 1/sqrt(3 x 32) = 0.10 at this width, and a bias)."""
+    torch.manual_seed(0)
+    model = run_simcse.build_model(run_arguments.ModelArguments(model_name_or_path=encoder_dir),
+                                   run_arguments.SimCSEArguments(pooler_type="cls"), tokenizer, "cpu")
+    saved = load_encoder(encoder_dir).state_dict()
+    assert model.encoder.state_dict().keys() == saved.keys()
+    for name, tensor in model.encoder.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+    weight, bias = model.mlp[0].weight, model.mlp[0].bias
+    assert weight.shape == (32, 32) and torch.count_nonzero(bias) == 0
+    assert weight.std().item() == pytest.approx(0.2, abs=0.03) and abs(weight.mean().item()) < 0.03
 
 
 def test_unsupervised_views_differ_only_through_dropout(encoder_dir, tokenizer):
