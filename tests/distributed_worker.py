@@ -1,17 +1,19 @@
-"""Run by tests/test_distributed.py under torchrun (gloo, CPU): one DDP step on this rank's share of a fixed batch.
+"""Run by tests/test_distributed.py under torchrun (gloo, CPU): one DDP step on this rank's share of a fixed batch, for
+each MODE:GATHER given (GATHER 1 or 0), in one launch (each step from a model built afresh, with the same seed).
 
-    torchrun --standalone --nproc_per_node N tests/distributed_worker.py ENCODER_DIR OUT.pt MODE GATHER
+    torchrun --standalone --nproc_per_node N tests/distributed_worker.py ENCODER_DIR OUT_DIR MODE:GATHER...
 
 MODE is `sup` (triplets with a weighted hard negative), `unsup` (one sentence per row) or `sup-chunked` (`sup` through
 the gradient cache, `embedding_chunk_size` 3); `MODE/R`: only the first R rows of the batch are real, the others
 repeat its first rows, as accelerate completes the last batch of an epoch, and the model is told so (`real_rows`).
-Rank 0 saves the loss
-averaged over processes and the parameter gradients averaged over processes (what DDP applies) to OUT.pt. The
-averaging is done after backward, one all_reduce per parameter in a fixed order, so no collective of DDP's reducer
-runs beside the gather's own collectives during backward.
+Rank 0 saves the loss averaged over processes and the parameter gradients averaged over processes (what DDP applies)
+to OUT_DIR/K.pt, K the index of the MODE:GATHER among those given. The averaging is done after backward, one
+all_reduce per parameter in a fixed order, so no collective of DDP's reducer runs beside the gather's own collectives
+during backward.
 """
 
 import datetime
+import os
 import sys
 
 import torch
@@ -45,9 +47,8 @@ def build(encoder_dir: str, mode: str, gather: bool):
     return model, enc["input_ids"].view(8, n, -1), enc["attention_mask"].view(8, n, -1)
 
 
-def main() -> None:
-    encoder_dir, out, mode, gather = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
-    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+def step(encoder_dir: str, out: str, mode: str, gather: bool) -> None:
+    """One step of `build`'s model on this rank's share; rank 0 saves the averaged loss and gradients to `out`."""
     rank, world = dist.get_rank(), dist.get_world_size()
     model, ids, mask = build(encoder_dir, mode, gather)
     share = len(ids) // world
@@ -65,6 +66,14 @@ def main() -> None:
             grads[name] = grad / world
     if rank == 0:
         torch.save({"loss": mean_loss.item() / world, "grads": grads}, out)
+
+
+def main() -> None:
+    encoder_dir, out_dir, specs = sys.argv[1], sys.argv[2], sys.argv[3:]
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+    for k, spec in enumerate(specs):
+        mode, gather = spec.rsplit(":", 1)
+        step(encoder_dir, os.path.join(out_dir, f"{k}.pt"), mode, gather == "1")
     dist.barrier()
     dist.destroy_process_group()
 

@@ -24,15 +24,24 @@ def local_env(**more: str) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1", **more}
 
 
-def run_workers(encoder_dir, tmp_path, mode, gather, processes=2):
-    out = str(tmp_path / f"{mode.replace('/', ' of ')}-{gather}.pt")
+# What the tests below compare with one process: (mode, gather), all stepped in one launch (each launched process
+# pays the import of torch and transformers, 5 s of a 2-core machine).
+WORKER_STEPS = [("sup", True), ("unsup", True), ("sup-chunked", True), ("sup-chunked/5", True), ("unsup/3", True),
+                ("sup", False), ("sup/3", False)]
+
+
+@pytest.fixture(scope="module")
+def worker_steps(encoder_dir, tmp_path_factory) -> dict[tuple[str, bool], dict]:
+    """{(mode, gather): the loss and gradients 2 processes (torchrun, gloo) gave}, from tests/distributed_worker.py."""
+    out = tmp_path_factory.mktemp("distributed-steps")
     env = local_env(PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-         os.path.join(ROOT, "tests", "distributed_worker.py"), encoder_dir, out, mode, "1" if gather else "0"],
-        env=env, capture_output=True, text=True, timeout=180)
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         os.path.join(ROOT, "tests", "distributed_worker.py"), encoder_dir, str(out),
+         *(f"{mode}:{int(gather)}" for mode, gather in WORKER_STEPS)],
+        env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return torch.load(out)
+    return {spec: torch.load(out / f"{k}.pt") for k, spec in enumerate(WORKER_STEPS)}
 
 
 def single_process(encoder_dir, mode, parts=1):
@@ -49,9 +58,9 @@ def single_process(encoder_dir, mode, parts=1):
 
 
 @pytest.mark.parametrize("mode", ["sup", "unsup", "sup-chunked"])
-def test_two_processes_equal_one_big_batch(encoder_dir, tmp_path, mode):
+def test_two_processes_equal_one_big_batch(encoder_dir, worker_steps, mode):
     """sup-chunked: the gradient cache in each process, against one process's plain pass."""
-    got = run_workers(encoder_dir, tmp_path, mode, gather=True)
+    got = worker_steps[mode, True]
     loss, grads = single_process(encoder_dir, mode.removesuffix("-chunked"))
     assert got["loss"] == pytest.approx(loss, abs=1e-5)
     assert set(got["grads"]) == set(grads)
@@ -60,11 +69,11 @@ def test_two_processes_equal_one_big_batch(encoder_dir, tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode, real", [("sup-chunked", 5), ("unsup", 3)])
-def test_repeats_that_complete_the_last_batch_are_left_out(encoder_dir, tmp_path, mode, real):
+def test_repeats_that_complete_the_last_batch_are_left_out(encoder_dir, worker_steps, mode, real):
     """accelerate completes an epoch's last batch with repeats of its first rows: told how many rows are real, 2
     processes x 4 rows give the loss and gradients of one process on those rows alone (with 3, one process holds
     only repeats); untold, they do not."""
-    got = run_workers(encoder_dir, tmp_path, f"{mode}/{real}", gather=True)
+    got = worker_steps[f"{mode}/{real}", True]
     model, ids, mask = build(encoder_dir, mode.removesuffix("-chunked"), gather=True)
     loss = model(input_ids=ids[:real], attention_mask=mask[:real]).loss
     loss.backward()
@@ -78,9 +87,9 @@ def test_repeats_that_complete_the_last_batch_are_left_out(encoder_dir, tmp_path
 
 
 @pytest.mark.parametrize("mode", ["sup", "sup/3"])
-def test_per_device_switch_reproduces_the_split(encoder_dir, tmp_path, mode):
+def test_per_device_switch_reproduces_the_split(encoder_dir, worker_steps, mode):
     """sup/3: per-device negatives keep the repeats of an epoch's last batch, each process training on its own."""
-    got = run_workers(encoder_dir, tmp_path, mode, gather=False)
+    got = worker_steps[mode, False]
     loss, grads = single_process(encoder_dir, mode, parts=2)
     assert got["loss"] == pytest.approx(loss, abs=1e-5)
     for name, grad in grads.items():
