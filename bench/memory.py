@@ -21,23 +21,25 @@ import sys
 if __package__ in (None, ""):  # run as `python bench/<name>.py`: make the repo root importable, as `-m` does
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch
-
-from bench.common import ROOT, bert_config, tokenizer, triplets
-from data_collator import SimCSECollator
-from data_loading import tokenize_rows
-from modeling_simcse import SimCSEModel
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def one_step(shape: str, device: str, batch: int, chunk: int | None, layout: str, checkpointing: bool = False) -> float:
-    """Peak MiB added by one training step (checkpointing: as Trainer enables `activation_checkpointing`)."""
+    """Peak MiB added by one training step (checkpointing: as Trainer enables `activation_checkpointing`). Imported
+    here: the parent process, which only starts one process a measurement, spares the import of torch (5 s)."""
+    import torch
+    from transformers import AutoModel
+
+    from bench.common import bert_config, tokenizer, triplets
+    from data_collator import SimCSECollator
+    from data_loading import tokenize_rows
+    from modeling_simcse import SimCSEModel
+
     tok = tokenizer()
     rows = tokenize_rows(triplets(), tok, ["sent0", "sent1", "hard_neg"], 64)
     features = [rows[i % len(rows)] for i in range(batch)]
     inputs = SimCSECollator(tok.pad_token_id, pack_width=64 if layout == "packed" else None)(features)
     torch.manual_seed(0)
-    from transformers import AutoModel
-
     model = SimCSEModel.from_encoder(AutoModel.from_config(bert_config(shape, len(tok))), pooler_type="cls",
                                      embedding_chunk_size=chunk).to(device).train()
     if checkpointing:

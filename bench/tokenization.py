@@ -57,8 +57,6 @@ def cpu_seconds() -> float:
 
 
 def main() -> None:
-    import run_simcse
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--triplets", type=int, default=KORNLI_TRIPLETS)
     parser.add_argument("--processes", type=int, nargs="+",
@@ -69,6 +67,8 @@ def main() -> None:
         seconds, cpu = time_one(args.one[0], args.triplets, int(args.one[1]))
         print(json.dumps({"seconds": seconds, "cpu_seconds": cpu}))
         return
+
+    import run_simcse  # not in a child, which needs the tokenizer alone (its import is seconds of the time it takes)
 
     cpus = run_simcse.usable_cpu_count()
     counts = args.processes or sorted({p for p in (1, 2, 4, 8, cpus) if p <= cpus})
