@@ -18,10 +18,9 @@ import resource
 import subprocess
 import sys
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # bench.common's, which imports torch
 if __package__ in (None, ""):  # run as `python bench/<name>.py`: make the repo root importable, as `-m` does
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, ROOT)
 
 
 def one_step(shape: str, device: str, batch: int, chunk: int | None, layout: str, checkpointing: bool = False) -> float:

@@ -24,10 +24,13 @@ def local_env(**more: str) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1", **more}
 
 
-# What the tests below compare with one process: (mode, gather), all stepped in one launch (each launched process
-# pays the import of torch and transformers, 5 s of a 2-core machine).
-WORKER_STEPS = [("sup", True), ("unsup", True), ("sup-chunked", True), ("sup-chunked/5", True), ("unsup/3", True),
-                ("sup", False), ("sup/3", False)]
+# The modes of the tests below, whose 2-process steps (mode, gather) come from one launch (each launched process pays
+# the import of torch and transformers, 5 s of a 2-core machine).
+BIG_BATCH_MODES = ["sup", "unsup", "sup-chunked"]
+REPEATED_ROWS = [("sup-chunked", 5), ("unsup", 3)]
+PER_DEVICE_MODES = ["sup", "sup/3"]
+WORKER_STEPS = ([(mode, True) for mode in BIG_BATCH_MODES] + [(f"{mode}/{real}", True) for mode, real in REPEATED_ROWS]
+                + [(mode, False) for mode in PER_DEVICE_MODES])
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def single_process(encoder_dir, mode, parts=1):
     return sum(losses), {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("mode", ["sup", "unsup", "sup-chunked"])
+@pytest.mark.parametrize("mode", BIG_BATCH_MODES)
 def test_two_processes_equal_one_big_batch(encoder_dir, worker_steps, mode):
     """sup-chunked: the gradient cache in each process, against one process's plain pass."""
     got = worker_steps[mode, True]
@@ -68,7 +71,7 @@ def test_two_processes_equal_one_big_batch(encoder_dir, worker_steps, mode):
         torch.testing.assert_close(got["grads"][name], grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("mode, real", [("sup-chunked", 5), ("unsup", 3)])
+@pytest.mark.parametrize("mode, real", REPEATED_ROWS)
 def test_repeats_that_complete_the_last_batch_are_left_out(encoder_dir, worker_steps, mode, real):
     """accelerate completes an epoch's last batch with repeats of its first rows: told how many rows are real, 2
     processes x 4 rows give the loss and gradients of one process on those rows alone (with 3, one process holds
@@ -86,7 +89,7 @@ def test_repeats_that_complete_the_last_batch_are_left_out(encoder_dir, worker_s
     assert model(input_ids=ids, attention_mask=mask).loss.item() != pytest.approx(loss.item(), abs=1e-3)
 
 
-@pytest.mark.parametrize("mode", ["sup", "sup/3"])
+@pytest.mark.parametrize("mode", PER_DEVICE_MODES)
 def test_per_device_switch_reproduces_the_split(encoder_dir, worker_steps, mode):
     """sup/3: per-device negatives keep the repeats of an epoch's last batch, each process training on its own."""
     got = worker_steps[mode, False]
