@@ -112,12 +112,13 @@ def test_integer_labels_digit_strings_and_several_sources(tmp_path):
 
 def test_class_label_integers_are_read_through_their_names(tmp_path):
     """A Hub-style parquet whose ClassLabel orders its names otherwise: its 0 is a contradiction (read as entailment
-    before, so the positive was the contradiction and the hard negative the neutral hypothesis)."""
+    before, so the positive was the contradiction and the hard negative the neutral hypothesis). -1, SNLI's pair
+    without a gold label, is left out, not read as the last name (entailment here, which would replace the positive)."""
     features = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["contradiction", "entailment", "neutral"])})
+                                  "label": datasets.ClassLabel(names=["contradiction", "neutral", "entailment"])})
     path = str(tmp_path / "nli.parquet")
-    datasets.Dataset.from_dict({"premise": ["전제"] * 3 + ["다른 전제"], "hypothesis": ["모순", "함의", "중립", "무표"],
-                                "label": [0, 1, 2, -1]}, features=features).to_parquet(path)
+    datasets.Dataset.from_dict({"premise": ["전제"] * 4, "hypothesis": ["모순", "함의", "중립", "무표"],
+                                "label": [0, 2, 1, -1]}, features=features).to_parquet(path)
     ds = load_nli_triplets([path])
     assert ds[:] == {"sent0": ["전제"], "sent1": ["함의"], "hard_neg": ["모순"]}
 
@@ -594,6 +595,20 @@ def test_a_json_list_of_one_row_without_the_column_is_not_taken_for_one_object(t
     with pytest.raises(DataError, match=r"k.json: no sentence1 column \(looked for sentence1; found s1, sentence2, "
                                         r"score\)$"):
         load_sts(write(tmp_path, "k.json", '[{"s1": "가", "sentence2": "나", "score": 1}]'))
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("l.jsonl", '{"sentence1": ["가", "나"], "sentence2": "다", "score": 1}\n',
+     'l.jsonl, line 1: column \'sentence1\' holds ["가", "나"], not a sentence'),
+    ("m.json", '[{"sentence1": 5, "sentence2": "다", "score": 1}]',
+     "m.json, row 0: column 'sentence1' holds 5, not a sentence"),
+])
+def test_a_value_that_is_no_sentence_gets_the_json_layout_hint_only_for_a_json_list(tmp_path, name, text, message):
+    """The hint of h.json above (a list in place of a sentence: one object that holds the rows) is for a .json source
+    only, and for a list only."""
+    with pytest.raises(DataError) as e:
+        load_sts(write(tmp_path, name, text))
+    assert str(e.value).endswith(message)
 
 
 @pytest.mark.parametrize("name, header, load", [
