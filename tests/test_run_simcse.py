@@ -1198,6 +1198,14 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"train_sampling_strategy": "batch_rebalance"}, "batch_rebalance varies the batch size between processes"),
     # It was a KeyError at the first evaluation, after eval_steps of training.
     ({"metric_for_best_model": "spearman"}, "metric_for_best_model: 'spearman' is not a metric of the dev set"),
+    ({"train_data": []}, "error: train_data is empty$"),
+    ({"train_format": "triplets"}, r"train_format must be one of \['nli', 'pair', 'text', 'triplet'\], got 'triplets'"),
+    ({"train_tokenizer_vocab_size": None},
+     "a model made from a config needs tokenizer_name or train_tokenizer_vocab_size"),
+    ({"model_type": None, "model_name_or_path": "klue/bert-base"},
+     r"train_tokenizer_vocab_size is for models made from a config \(model_type\)"),
+    ({"dev_data": None, "test_data": []},
+     r"error: eval_strategy needs dev_data \(an STS set to score\); load_best_model_at_end needs dev_data$"),
     ({"max_train_samples": 0}, "max_train_samples must be at least 1, got 0"),
     # It exported the encoder untouched under a card that calls it fine-tuned.
     ({"num_train_epochs": 0}, r"num_train_epochs 0 \(and no max_steps\) trains nothing"),
