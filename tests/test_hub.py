@@ -734,6 +734,10 @@ def test_bad_folders_send_nothing(model_dir, tmp_path, hub):
     with pytest.raises(ModelDirError, match="lacks cosine_pearson"):
         push(copy, "alice/x")
     shutil.copy(os.path.join(model_dir, "sts_results.json"), copy)
+    os.rename(os.path.join(copy, "README.md"), os.path.join(tmp_path, "README.md"))
+    with pytest.raises(PushError, match=f"^{re.escape(copy)}: no README.md model card \\(render it with `python -m"):
+        push(copy, "alice/x")
+    os.rename(os.path.join(tmp_path, "README.md"), os.path.join(copy, "README.md"))
     checkpoint = str(tmp_path / "checkpoint-3")  # a SimCSEModel saved in training
     SimCSEModel.from_exported(copy).save_pretrained(checkpoint)
     with pytest.raises(ModelDirError, match="checkpoint-3 is a training checkpoint, not an export: publish the run's"):
@@ -741,6 +745,10 @@ def test_bad_folders_send_nothing(model_dir, tmp_path, hub):
     with open(os.path.join(checkpoint, "config.json"), "w") as f:
         f.write('{"model_type": "bert",')  # cut short, as a copy that ran out of disk
     with pytest.raises(ModelDirError, match="checkpoint-3/config.json: not valid JSON"):
+        push(checkpoint, "alice/x")
+    with open(os.path.join(checkpoint, "config.json"), "w") as f:
+        json.dump({"model_type": "bert"}, f)  # an encoder of another job's, as AutoModel saves one
+    with pytest.raises(ModelDirError, match=r"checkpoint-3/config.json: no 'simcse' block \(not exported"):
         push(checkpoint, "alice/x")
     os.remove(os.path.join(copy, "run_args.json"))  # as in a model downloaded from the Hub: it was a TypeError
     with pytest.raises(ModelDirError, match="no run_args.json; the card's settings come from the run's own files"):
