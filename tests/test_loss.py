@@ -41,8 +41,11 @@ def test_contrastive_loss_matches_definition(with_hard, weight, temperature):
     ({"temperature": 0.0}, "temperature must be a finite number > 0, got 0.0"),
     ({"temperature": math.inf}, "temperature must be a finite number > 0, got inf"),  # a constant loss: all logits 0
     ({"hard_negative_weight": math.nan}, "hard_negative_weight must be a finite number, got nan"),  # NaN losses
+    # sentence-transformers' name of avg
+    ({"pooler_type": "mean"}, r"pooler_type must be one of \('cls', 'cls_before_pooler', 'avg', 'avg_first_last', "
+                              r"'avg_top2'\), got 'mean'"),
 ])
-def test_loss_settings_that_train_nothing_or_nan_are_refused_by_the_config(settings, message):
+def test_settings_that_train_nothing_nan_or_no_known_embedding_are_refused_by_the_config(settings, message):
     """The model's own check, for code that builds it without run_simcse.py (whose arguments check these first)."""
     with pytest.raises(ValueError, match=f"^{message}$"):
         SimCSEConfig(**settings)
