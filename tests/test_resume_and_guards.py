@@ -81,6 +81,8 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, caplog, uninterrupted):
     caplog.set_level(logging.INFO, logger="output_folder")
     resumed = run_simcse.main([smoke_config(killed, save_total_limit=None, resume_from_checkpoint="last")])
     assert f"resuming from {killed / 'out' / 'checkpoint-6'} (step 6 of 12)" in caplog.text
+    assert (f"removing incomplete checkpoint {killed / 'out' / 'checkpoint-9'} (the run was stopped while saving it)"
+            in caplog.text)
     assert "trained to its end" not in caplog.text
     assert is_complete(str(killed / "out" / "checkpoint-9"))  # the half-written one was replaced by a real one
     for name in results:
@@ -814,6 +816,17 @@ def test_sigterm_after_training_says_how_to_evaluate_and_export_without_training
     assert capsys.readouterr().err.endswith(f"\nSIGTERM: {AFTER_TRAINING.format(step=12, out=out)}\n")
     assert not {"config.json", "model.safetensors", ".export-in-progress"} & set(os.listdir(out))
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-6"]  # last and best
+
+
+def test_resume_last_without_a_complete_checkpoint_starts_from_the_beginning(tmp_path, caplog):
+    """"last" in a config that every launch of a run uses: its first launch (no checkpoint yet, or only one a kill left
+    half-written) trains from step 0, saying so."""
+    (tmp_path / "checkpoint-3").mkdir()  # no trainer_state.json: killed while saving
+    assert output_folder.resolve_resume(str(tmp_path), "last") is None
+    assert not (tmp_path / "checkpoint-3").exists()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"removing incomplete checkpoint {tmp_path / 'checkpoint-3'} (the run was stopped while saving it)",
+        f"resume_from_checkpoint=last: no checkpoint in {tmp_path}; starting from the beginning"]
 
 
 def test_resume_from_an_incomplete_checkpoint_is_refused(tmp_path):
