@@ -1313,6 +1313,9 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
      "every_n_layers .* must be a whole number of at least 1"),
     ({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"offload": True}},
      "offload holds the saved activations in pinned host memory, which needs a GPU"),
+    # The text "false" is true to Python: it would have offloaded.
+    ({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"offload": "false"}},
+     r'activation_checkpointing_kwargs \{"offload": "false"\}: offload must be true or false'),
     ({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"use_reentrant": False, "bogus": 1}},
      r"neither transformers \(every_n_layers, offload\) nor torch's checkpoint \(.*use_reentrant\) takes bogus"),
     ({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"debug": True}},
@@ -1365,6 +1368,11 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"dropout": 0.1, "config_overrides": "hidden_size=64,num_hidden_layers=2,num_attention_heads=2,"
       "intermediate_size=128,max_position_embeddings=128,hidden_dropout_prob=0.2"},
      "dropout and config_overrides both set hidden_dropout_prob: set it in one of them"),
+    # DistilBERT's dropout keys are `dropout` and `attention_dropout`: nothing would have been set.
+    ({"model_type": "distilbert", "dropout": 0.1,
+      "config_overrides": "dim=64,n_layers=2,n_heads=2,hidden_dim=128,max_position_embeddings=128"},
+     "dropout: a distilbert config has no hidden_dropout_prob / attention_probs_dropout_prob to set; leave dropout "
+     "unset and set the encoder's own dropout keys in config_overrides"),
     ({"do_train": False}, "do_train false: run_simcse.py always trains"),
     # A Hub model's branch for a model made from a config; the note on the tokenizer is tokenizer_revision's alone.
     ({"model_revision": "v1"}, "model_revision v1: it names a branch, tag or commit of a Hub model, and no "
