@@ -1313,7 +1313,7 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
      "every_n_layers .* must be a whole number of at least 1"),
     ({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"offload": True}},
      "offload holds the saved activations in pinned host memory, which needs a GPU"),
-    # The text "false" is true to Python: it would have offloaded.
+    # Text, not a boolean: "false" is true to Python.
     ({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"offload": "false"}},
      r'activation_checkpointing_kwargs \{"offload": "false"\}: offload must be true or false'),
     ({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"use_reentrant": False, "bogus": 1}},
