@@ -1368,7 +1368,7 @@ def test_a_string_where_a_list_of_sources_goes_is_one_source(tmp_path):
     ({"dropout": 0.1, "config_overrides": "hidden_size=64,num_hidden_layers=2,num_attention_heads=2,"
       "intermediate_size=128,max_position_embeddings=128,hidden_dropout_prob=0.2"},
      "dropout and config_overrides both set hidden_dropout_prob: set it in one of them"),
-    # DistilBERT's dropout keys are `dropout` and `attention_dropout`: nothing would have been set.
+    # DistilBERT's dropout keys are `dropout` and `attention_dropout`: BERT's, added to its config, are read by nothing.
     ({"model_type": "distilbert", "dropout": 0.1,
       "config_overrides": "dim=64,n_layers=2,n_heads=2,hidden_dim=128,max_position_embeddings=128"},
      "dropout: a distilbert config has no hidden_dropout_prob / attention_probs_dropout_prob to set; leave dropout "
