@@ -32,7 +32,8 @@ from hub.__main__ import main as hub_cli
 from hub.card import (cited_works, eval_results, hardware, render_card, results_table, software, training_data,
                       training_settings, training_time)
 from hub.model_dir import METRIC_NAMES, PUBLISHED_PATTERNS, ModelDirError, load_results, published_files, whole_file
-from hub.push import Pushed, PushError, check_push_access, check_repo_id, check_revision, describe_push, push
+from hub.push import (Pushed, PushError, check_push_access, check_repo_id, check_revision, describe_push, push,
+                      stopped_push)
 from modeling_simcse import SimCSEModel
 from sigterm import Terminated
 from test_run_simcse import smoke_config
@@ -1249,6 +1250,23 @@ def test_a_stop_while_the_hub_makes_the_commit_waits_for_its_answer(model_dir, h
              f"stopped after the push: pushed {model_dir} to alice/wait: {hub.url}/alice/wait/commit/{commit['oid']}")
     assert proc.returncode == code and stderr.endswith(f"\n{said}{ended}\n"), (stdout, stderr[-3000:])
     assert "waiting for the Hub's answer to the commit" in stderr and "Traceback" not in stderr
+
+
+def test_a_stop_before_the_upload_to_an_existing_repo_says_nothing_was_pushed(model_dir, hub, monkeypatch):
+    """Ctrl-C while a push to a repo that exists looks at it, before any upload: nothing was sent, which is what is
+    said (not that a commit may have landed, which only a stop while the commit is out can leave unknown)."""
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    push(model_dir, "alice/early", api=api)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "list_repo_files", interrupted)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        push(model_dir, "alice/early", api=api)
+    assert stopped_push(model_dir, "alice/early", None, stop.value) == ("stopped: nothing was pushed to alice/early",
+                                                                         True)
+    assert len(hub.repos["alice/early"].commits) == 1
 
 
 @pytest.mark.parametrize("stop, code, said", [(signal.SIGINT, 130, ""), (signal.SIGTERM, 143, "SIGTERM: ")],
