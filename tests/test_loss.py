@@ -152,3 +152,14 @@ def test_sts_pair_scores(encoder_dir, tokenizer):
                         -(a - b).abs().sum(-1), (a * b).sum(-1)], dim=-1)
     torch.testing.assert_close(out.scores, want, atol=1e-5, rtol=1e-5)
     assert out.loss.item() == pytest.approx(((want[:, 0] - labels / 5) ** 2).mean().item(), rel=1e-5)
+
+
+def test_inputs_of_another_shape_are_refused_with_theirs(encoder_dir, tokenizer):
+    """The forward takes (batch, sentences per row, length); scored STS rows are pairs."""
+    model = SimCSEModel.from_encoder(encoder_dir, pooler_type="cls").eval()
+    ids, mask = _ids(tokenizer, ROWS)
+    with pytest.raises(ValueError, match=rf"^input_ids must be \(batch, sentences per row, length\), got shape "
+                                         rf"\(3, {ids.shape[2]}\)$"):
+        model(input_ids=ids[:, 0], attention_mask=mask[:, 0])
+    with pytest.raises(ValueError, match="^scored STS rows need 2 sentences, got 3$"):
+        model(input_ids=ids, attention_mask=mask, labels=torch.tensor([1.0, 2.5, 4.0]))
