@@ -286,7 +286,7 @@ def warn_of_checkpoints_left(output_dir: str) -> None:
                    "true (or add --resume_from_checkpoint last)", output_dir, step, end, os.path.basename(last), step)
 
 
-def interruption_note(output_dir: str, step: int, max_steps: int, trained: bool = False) -> str:
+def interruption_note(output_dir: str, step: int, max_steps: int, trained: bool) -> str:
     """What a launch stopped (Ctrl-C, a full disk) while training, or after it (`trained`: in the final evaluation,
     export or card) says: the step it reached, and what a resumed launch does from the folder's last complete
     checkpoint, or that none was kept (a checkpoint cut short is not one: resuming removes it)."""

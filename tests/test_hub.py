@@ -789,6 +789,9 @@ def _embedding(name: str):
     (lambda f: (f / "modules.json").write_text('[{"type": '), "{m}/modules.json: not valid JSON"),
     (lambda f: (f / "modules.json").write_text('{"type": "x"}'),
      "{m}/modules.json: expected a list of modules, each with its type and path"),
+    (lambda f: (f / "modules.json").write_text(json.dumps([{k: v for k, v in m.items() if k != "path"} for m in
+                                                           json.loads((f / "modules.json").read_text())])),
+     "{m}/modules.json: expected a list of modules, each with its type and path"),
     (_modules_without("Dense"), "{m}/modules.json: its modules are Transformer, Pooling; the export's embedding "
                                 "(pooler_output) is that of Transformer, Pooling, Dense"),
     (_embedding("avg"), "{m}/modules.json: its modules are Transformer, Pooling, Dense; the export's embedding "
@@ -802,8 +805,9 @@ def _embedding(name: str):
                                                                 "modules.json names (the Dense module"),
     (lambda f: (f / "sentence_bert_config.json").unlink(), "{m}: no sentence_bert_config.json, which its modules.json "
                                                            "names (the Transformer module"),
-], ids=["no-modules", "modules-cut-short", "modules-not-a-list", "no-dense-module", "modules-of-another-embedding",
-        "unknown-embedding", "no-pooling-folder", "no-dense-weights", "no-sentence-bert-config"])
+], ids=["no-modules", "modules-cut-short", "modules-not-a-list", "modules-without-paths", "no-dense-module",
+        "modules-of-another-embedding", "unknown-embedding", "no-pooling-folder", "no-dense-weights",
+        "no-sentence-bert-config"])
 def test_an_export_whose_sentence_transformers_files_miss_its_embedding_sends_nothing(model_dir, tmp_path, hub, edit,
                                                                                       said):
     """The push published an export without modules.json, whose repo `SentenceTransformer` loaded with mean pooling
