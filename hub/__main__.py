@@ -8,7 +8,8 @@ import os
 import shutil
 import sys
 
-from hub.card import CARD_FILE, DEFAULT_LICENSE, card_choices, card_for_push, folder_card_is_rendered, render_card
+from hub.card import (CARD_FILE, DEFAULT_LICENSE, PLOT_FILE, card_choices, card_for_push, folder_card_is_rendered,
+                      render_card)
 from hub.model_dir import ModelDirError
 from hub.push import Pushed, PushError, check_repo_id, describe_push, push, stopped_push
 from sigterm import CtrlC, SigtermRaises, Terminated, stopped_by
@@ -77,12 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelDirError, PushError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except OSError as e:
-        if args.command != "card" or e.filename is None:
+    except OSError as e:  # a file of the folder that cannot be read (another user's), or a card that cannot be written
+        if e.filename is None:
             raise
+        written = args.command == "card" and os.path.basename(e.filename) in (CARD_FILE, PLOT_FILE, CARD_BACKUP)
         hint = (f" (the card and its figure are written into the model folder: render them in a copy of "
-                f"{args.model_dir} that you may write to)" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
-                else "")
+                f"{args.model_dir} that you may write to)"
+                if written and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else "")
         print(f"error: {e.filename}: {e.strerror}{hint}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Terminated) as e:  # push() has left the Hub as it was, or says what it made there

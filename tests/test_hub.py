@@ -516,6 +516,27 @@ def test_a_card_that_cannot_be_written_is_an_error_naming_the_file(model_dir, tm
     assert ("render them in a copy of " + copy in said) == hint
 
 
+@pytest.mark.parametrize("command", [["card"], ["push", "--repo-id", "alice/x"]])
+def test_a_file_of_the_folder_that_cannot_be_read_is_an_error_naming_it(model_dir, tmp_path, monkeypatch, hub,
+                                                                         command):
+    """A folder with a file of another user's that this one may not read: `hub push` said so in a traceback, and
+    `hub card` advised a copy that it may write to, as for a card it cannot write."""
+    copy = str(tmp_path / "out")
+    shutil.copytree(model_dir, copy)
+    unreadable = os.path.join(copy, "sts_results.json")
+    real_open = open
+
+    def refused(file, *args, **kwargs):
+        if file == unreadable:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refused)
+    status, said = run_hub(command[0], copy, *command[1:])
+    assert (status, said) == (1, f"error: {unreadable}: {os.strerror(errno.EACCES)}\n")
+    assert hub.requests == []
+
+
 def test_a_card_cut_short_by_a_full_disk_leaves_the_earlier_one(model_dir, tmp_path, monkeypatch):
     """The card and its figure are written whole or not at all: a full disk while writing README.md left it cut
     short (a card that a push then refused as edited by hand)."""
