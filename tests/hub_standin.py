@@ -22,7 +22,8 @@ answer (a network failure), and `lose_next_commit_answers` that many after commi
 commit whose `parentCommit` is not the branch's last is refused with a 412, as the Hub refuses it (before it looks at
 the files deleted, or after, with `parent_checked_first` False); `fail_next_lfs_uploads` answers 500 to that many
 large-file PUTs; `refuse_lfs_uploads` answers the LFS batch request with a per-object error (which the client raises as
-a ValueError, not an HTTP error); `lfs_gate`, an Event, holds every large-file PUT until it is set (an upload in
+a ValueError, not an HTTP error); `whoami_failure` (status, code, message) answers every token check (a server that
+is not the Hub at HF_ENDPOINT); `lfs_gate`, an Event, holds every large-file PUT until it is set (an upload in
 progress); `commit_answer_gate`, an Event, holds the answer to every commit, made already, until it is set (a commit
 whose answer is on its way).
 
@@ -160,6 +161,7 @@ class HubStandIn:
         self.lose_next_commit_answers = 0
         self.parent_checked_first = True
         self.fail_next_lfs_uploads = 0
+        self.whoami_failure: tuple[int, str, str] | None = None  # (status, code, message) to answer the token check
         self.refuse_lfs_uploads = False
         self.lfs_gate: threading.Event | None = None
         self.commit_answer_gate: threading.Event | None = None
@@ -297,6 +299,8 @@ class HubStandIn:
                 path = unquote(urlparse(self.path).path)
                 hub.requests.append(f"{self.command} {path}")
                 if path == "/api/whoami-v2":
+                    if hub.whoami_failure:
+                        return self._error(*hub.whoami_failure)
                     user = self._user()
                     if user is None:
                         return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")

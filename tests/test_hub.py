@@ -969,6 +969,15 @@ def test_refused_and_missing_token_are_clear(model_dir, hub, tmp_path):
     assert hub.repos == {}
 
 
+def test_a_token_check_the_server_answers_with_another_error_is_named_before_anything_is_sent(model_dir, hub):
+    """HF_ENDPOINT set to a server that is not the Hub (a proxy, a mistyped address): its 404 to the token check is no
+    refusal of the token."""
+    hub.whoami_failure = (404, "NotFound", "no such page")
+    with pytest.raises(PushError, match=r"^could not check the token and the repo: .*404.*no such page"):
+        push(model_dir, "alice/x", api=HfApi(endpoint=hub.url, token=TOKEN))
+    assert hub.requests == ["GET /api/whoami-v2"]
+
+
 def test_a_read_only_token_or_someone_elses_namespace_is_refused_before_anything_is_sent(model_dir, hub, tmp_path):
     """A read-only token, an owner that is neither the account nor one of its organizations, a fine-grained token
     without repo.write there: all passed the token check and failed at the repo's creation, which for a training run
