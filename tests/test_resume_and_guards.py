@@ -341,9 +341,9 @@ def test_a_dataloader_worker_ends_on_its_parents_sigterm_only(start):
 
 
 def test_a_dataloader_worker_that_leaves_sigterm_ends_with_its_loader(monkeypatch):
-    """A worker's thread that waits for its parent's SIGTERM does not keep the worker from ending at the loader's end:
-    as a thread Python waits for at exit, it did, until torch's wait for the worker (5 s) ran out and it was
-    terminated."""
+    """A worker's thread that waits for its parent's SIGTERM does not keep the worker from ending at the loader's end
+    (a daemon thread): as one that Python waits for at exit, it would, until torch's wait for the worker (5 s) ran out
+    and torch terminated it."""
     terminated = []
     monkeypatch.setattr(multiprocessing.process.BaseProcess, "terminate", lambda self: terminated.append(self.pid))
     batches = iter(workers_leave_sigterm(DataLoader(list(range(8)), batch_size=2, num_workers=1)))
