@@ -22,10 +22,10 @@ answer (a network failure), and `lose_next_commit_answers` that many after commi
 commit whose `parentCommit` is not the branch's last is refused with a 412, as the Hub refuses it (before it looks at
 the files deleted, or after, with `parent_checked_first` False); `fail_next_lfs_uploads` answers 500 to that many
 large-file PUTs; `refuse_lfs_uploads` answers the LFS batch request with a per-object error (which the client raises as
-a ValueError, not an HTTP error); `whoami_failure` (status, code, message) answers every token check (a server that
-is not the Hub at HF_ENDPOINT); `lfs_gate`, an Event, holds every large-file PUT until it is set (an upload in
-progress); `commit_answer_gate`, an Event, holds the answer to every commit, made already, until it is set (a commit
-whose answer is on its way).
+a ValueError, not an HTTP error); `whoami_failure` (status, code, message) answers every token check (a server that is
+not the Hub at HF_ENDPOINT); `refuse_deletions` answers 500 to every deletion (of a repo or a branch); `lfs_gate`, an
+Event, holds every large-file PUT until it is set (an upload in progress); `commit_answer_gate`, an Event, holds the
+answer to every commit, made already, until it is set (a commit whose answer is on its way).
 
 An exception in a request's handling is kept in `errors` (the fixture fails the test that caused it), not printed by
 the server thread where no test looks; a client that hung up before its answer (a push stopped while it waits) is
@@ -163,6 +163,7 @@ class HubStandIn:
         self.fail_next_lfs_uploads = 0
         self.whoami_failure: tuple[int, str, str] | None = None  # (status, code, message) to answer the token check
         self.refuse_lfs_uploads = False
+        self.refuse_deletions = False
         self.lfs_gate: threading.Event | None = None
         self.commit_answer_gate: threading.Event | None = None
         self.lfs_objects: dict[str, bytes] = {}  # large files received, by SHA-256, before a commit names them
@@ -271,6 +272,8 @@ class HubStandIn:
                     return self._error(404, "NotFound", f"no route {path}")
                 if user is None:
                     return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
+                if hub.refuse_deletions:
+                    return self._error(500, "InternalServerError", "deletion failed in the stand-in")
                 if is_branch:
                     repo_id, branch = "/".join(parts[2:4]), "/".join(parts[5:])
                     if (repo := self._repo(repo_id)) is None:

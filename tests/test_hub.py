@@ -1466,6 +1466,22 @@ def test_a_failed_push_to_a_new_branch_leaves_no_branch_behind(model_dir, hub, t
     assert proc.returncode == 1 and repo.branches["v3"] == {"config.json": b"{}"}
 
 
+def test_a_failed_push_whose_clean_up_fails_says_what_it_left_and_reports_its_own_error(model_dir, hub, caplog):
+    """The deletion of the repo (or branch) a failed push made can fail too: a warning names what is left on the Hub,
+    and the error raised is the push's, not the deletion's."""
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    hub.reject_commits = hub.refuse_deletions = True
+    with pytest.raises(PushError, match=r"^push to alice/left failed: .*422.*commit rejected by the stand-in$"):
+        push(model_dir, "alice/left", api=api)
+    assert "could not remove the empty repo alice/left after the failed push" in caplog.text
+    assert hub.repos["alice/left"].commits == [] and "DELETE /api/repos/delete" in hub.requests
+    caplog.clear()
+    with pytest.raises(PushError, match=r"^push to alice/left failed: .*422"):
+        push(model_dir, "alice/left", revision="v2", api=api)
+    assert "could not remove the branch v2 of alice/left after the failed push" in caplog.text
+    assert "v2" in hub.repos["alice/left"].branches and hub.requests[-1] == "DELETE /api/models/alice/left/branch/v2"
+
+
 def test_a_push_that_fails_before_making_its_branch_deletes_no_branch(model_dir, hub):
     """A failure before the branch is made (here the repo's creation, on a repo that exists) leaves the branches as
     they were: only a branch this push made is deleted after its failure."""
