@@ -663,7 +663,8 @@ def test_rerun_same_folder_is_allowed_but_a_different_run_is_refused(tmp_path, c
         config = {key: value for key, value in json.load(f).items() if key != "overwrite_output_dir"}
     with open(other, "w") as f:
         json.dump(config, f)
-    with pytest.raises(SystemExit, match="holds a different run .*learning_rate"):
+    with pytest.raises(SystemExit, match="holds a different run .*learning_rate.*; choose another folder or set "
+                                         "overwrite_output_dir$"):
         run_simcse.main([other])
 
 
