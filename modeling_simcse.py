@@ -389,6 +389,13 @@ class SimCSEModel(PreTrainedModel):
             model = cls.from_encoder(encoder, pooler_type=pooler_type)
         return model.eval()
 
+    def repeated_layers(self) -> list[nn.Module]:
+        """The encoder's repeated layers, which `compile_layers` compiles: the modules of each `nn.ModuleList` of two or
+        more, all of one type (BERT's `encoder.layer`); [] for an encoder of one layer."""
+        return [block for module in self.encoder.modules()
+                if isinstance(module, nn.ModuleList) and len(module) > 1 and len({type(m) for m in module}) == 1
+                for block in module]
+
     def compile_layers(self, cuda_graphs: bool = False, **compile_kwargs) -> int:
         """Compile each of the encoder's repeated layers (BERT's `encoder.layer[i]` ...) in place with
         `torch.compile(dynamic=True, **compile_kwargs)`; returns how many.
@@ -406,10 +413,7 @@ class SimCSEModel(PreTrainedModel):
         `pad_to_multiple_of`). Each training `forward` then starts a new graph step, and the token states are copied
         out of the graphs' memory, which the next step overwrites.
         """
-        layers = [block for module in self.encoder.modules()
-                  if isinstance(module, nn.ModuleList) and len(module) > 1 and len({type(m) for m in module}) == 1
-                  for block in module]
-        if not layers:
+        if not (layers := self.repeated_layers()):
             raise ValueError(f"{type(self.encoder).__name__} has no list of repeated layers to compile")
         if compile_kwargs.get("backend", "inductor") == "inductor":
             from torch._inductor import config as inductor_config, list_mode_options

@@ -370,14 +370,18 @@ def run_attention(training_args: TrainingArguments) -> str | None:
 
 def check_trainable(model: SimCSEModel, tokenizer: PreTrainedTokenizerBase, simcse_args: SimCSEArguments,
                     max_seq_length: int, train_set: Dataset) -> None:
-    """Stop (SystemExit) before training on what the built model cannot do: packing asked of an encoder without it, an
-    export that cannot give the trained embedding, a max_seq_length or tokenizer that does not fit the encoder or
-    the training sentences."""
+    """Stop (SystemExit) before training on what the built model cannot do: packing asked of an encoder without it,
+    compiled layers of an encoder with no repeated ones, an export that cannot give the trained embedding, a
+    max_seq_length or tokenizer that does not fit the encoder or the training sentences."""
     if simcse_args.pack_sequences and not model.supports_packing:
         raise SystemExit(
             f"error: pack_sequences: not available for a {model.config.encoder.model_type} encoder with "
             f"{model.encoder.config._attn_implementation!r} attention (supported: {', '.join(PACKABLE_MODEL_TYPES)} "
             f"with {' or '.join(PACKABLE_ATTENTION)}); set it to false")
+    if (simcse_args.compile_layers or simcse_args.cuda_graphs) and not model.repeated_layers():
+        raise SystemExit(f"error: {'cuda_graphs' if simcse_args.cuda_graphs else 'compile_layers'}: the "
+                         f"{model.config.encoder.model_type} encoder has no list of repeated layers to compile (one "
+                         "layer, say); set it to false")
     try:
         model.check_exportable()
     except ValueError as e:
@@ -968,7 +972,8 @@ def run_job(argv: list[str] | None, callbacks: list | None) -> dict[str, dict[st
                "contrastive batch (rows that are negatives for each other): %s",
                contrastive_batch(per_device, processes, simcse_args.gather_negatives, len(train_set)))
     if simcse_args.cuda_graphs is None:
-        simcse_args.cuda_graphs = cuda_graphs_by_default(training_args, simcse_args, packed)
+        simcse_args.cuda_graphs = bool(model.repeated_layers()) and cuda_graphs_by_default(training_args, simcse_args,
+                                                                                            packed)
     compile_for_training(model, simcse_args)
 
     max_len = data_args.max_seq_length

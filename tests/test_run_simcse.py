@@ -1938,6 +1938,27 @@ def test_packing_an_unsupported_encoder_stops_before_anything_is_written(tmp_pat
         assert json.load(f)["pack_sequences"] is True
 
 
+def test_compiled_layers_of_a_one_layer_encoder_are_refused_before_the_folder_is_touched(tmp_path, monkeypatch):
+    """compile_layers on an encoder with no list of repeated layers (one layer) was compile_layers' ValueError, in a
+    traceback, after the earlier run's checkpoints in output_dir had been deleted. The cuda_graphs a GPU run gets by
+    default, which compiled them too, stays off for it."""
+    run_simcse.main([smoke_config(tmp_path, max_steps=1, test_data=[])])
+    checkpoints = sorted(path.name for path in (tmp_path / "out").glob("checkpoint-*"))
+    assert checkpoints
+    one = "hidden_size=64,num_hidden_layers=1,num_attention_heads=2,intermediate_size=128,max_position_embeddings=128"
+    said = "the bert encoder has no list of repeated layers to compile (one layer, say); set it to false"
+    with pytest.raises(SystemExit, match=re.escape(f"error: compile_layers: {said}") + "$"):
+        run_simcse.main([smoke_config(tmp_path, config_overrides=one, compile_layers=True, max_steps=1, test_data=[])])
+    assert sorted(path.name for path in (tmp_path / "out").glob("checkpoint-*")) == checkpoints
+    model = SimCSEModel.from_encoder(DistilBertModel(DistilBertConfig(vocab_size=64, dim=32, n_layers=1, n_heads=2,
+                                                                      hidden_dim=64)))
+    asked = types.SimpleNamespace(pack_sequences=None, compile_layers=False, cuda_graphs=True)
+    with pytest.raises(SystemExit, match=re.escape("error: cuda_graphs: the distilbert encoder has no list")):
+        run_simcse.check_trainable(model, None, asked, 32, None)
+    monkeypatch.setattr(run_simcse, "cuda_graphs_by_default", lambda *args: True)  # as on a GPU
+    run_simcse.main([smoke_config(tmp_path, config_overrides=one, max_steps=1, test_data=[])])
+
+
 def test_the_underflow_overflow_detector_runs_and_reports(tmp_path, caplog):
     """`debug: "underflow_overflow"` (transformers' detector, hooks on every module): it stopped the first step with
     NotImplementedError, unable to read sdpa attention's boolean masks; the encoder then attends eagerly. It trains,
