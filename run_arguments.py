@@ -466,8 +466,7 @@ def check_json_values(config: dict, path: str) -> dict:
         if key == "test_data" and isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
             config[key] = value = [f"{name}={source}" for name, source in value.items()]  # {"name": "source", ...}
         if not _accepts(hints[key], value):
-            wanted = str(hints[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
-            problems.append(f"{key}: expected {wanted}, got {json.dumps(value, ensure_ascii=False)}")
+            problems.append(f"{key}: expected {_type_text(hints[key])}, got {json.dumps(value, ensure_ascii=False)}")
         elif key in choices and any(v not in choices[key] for v in (value if isinstance(value, list) else [value])
                                     if v is not None):  # a list's items, as argparse takes them from `--key a b`
             problems.append(f"{key}: expected one of {', '.join(choices[key])}, got "
@@ -546,6 +545,18 @@ def did_you_mean(key: str, prefix: str = "") -> str:
               for name in difflib.get_close_matches(key, sorted(argument_names()), n=2)}
     close = [f"'{prefix}{name}'" for name, ratio in ratios.items() if ratio >= max(ratios.values()) - 0.05]
     return f"did you mean {' or '.join(close)}?" if close else ""
+
+
+def _type_text(annotation) -> str:
+    """A field's type as an error names it: `list[str] | None`, a literal as its JSON value (`str | None | false`)."""
+    origin, arms = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_text(arm) for arm in arms)
+    if origin is typing.Literal:
+        return " | ".join(json.dumps(arm) for arm in arms)
+    if annotation is type(None):
+        return "None"
+    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
 def _accepts(annotation, value) -> bool:

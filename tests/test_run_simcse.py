@@ -852,12 +852,19 @@ def test_a_key_given_twice_in_the_json_file_is_named(tmp_path):
     # An object of accelerate's, which no JSON value is (a dict was a traceback from TrainingArguments.to_dict).
     ({"parallelism_config": {"tp_size": 2}},
      r'parallelism_config: expected accelerate.parallelism_config.ParallelismConfig \| None, got \{"tp_size": 2\}'),
+    # A field that takes one value of another type, false (named so, not Union[str, NoneType, Literal[False]]).
+    ({"trackio_static_space_id": True}, r"trackio_static_space_id: expected str \| None \| false, got true"),
 ])
 def test_json_values_of_the_wrong_type_are_named(tmp_path, changes, message):
     config = smoke_config(tmp_path, **changes)
     with pytest.raises(SystemExit, match=f"config.json: {message}"):
         run_simcse.main([config])
     assert not (tmp_path / "out").exists()
+
+
+def test_json_values_of_a_type_the_field_takes_are_accepted_as_given():
+    config = {"trackio_static_space_id": False, "max_steps": 3, "learning_rate": 1, "sentence_columns": None}
+    assert run_arguments.check_json_values(config, "config.json") == config
 
 
 def test_text_where_a_dict_goes_is_a_json_object_or_the_path_of_a_file_of_one(tmp_path):
