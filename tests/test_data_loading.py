@@ -925,3 +925,28 @@ def test_a_hub_dataset_is_read_at_the_revision_its_source_names(hub, tmp_path):
     assert hub_datasets(["klue/klue@v1.1:sts:validation"]) == ["klue/klue"]  # the card's `datasets`: repo ids
     with pytest.raises(DataError, match="nor a Hub dataset 'owner/name\\[@revision\\]"):
         Source.parse("klue/klue@:sts")
+
+
+def test_a_hub_source_mistyped_is_named_with_what_the_hub_has(hub, tmp_path):
+    """A Hub dataset, revision, config or split that is not there: the source and the reason the datasets library
+    gives (the revision's, not the HTTP 404 under it), before anything is trained."""
+    sts = datasets.load_dataset("csv", data_files=os.path.join(SAMPLE, "sts.tsv"), sep="\t", quoting=3, split="train")
+    sts.select_columns(["sentence1", "sentence2", "score"]).to_parquet(tmp_path / "part.parquet")
+    hub.add_repo("alice/sts", {"data/validation-00000-of-00001.parquet": (tmp_path / "part.parquet").read_bytes()},
+                 repo_type="dataset")
+    code = ("from data_loading import DataError, load_sts\n"
+            "for source in ['alice/nothing::validation', 'alice/sts@v9::validation', 'alice/sts:sts:validation',\n"
+            "               'alice/sts::dev']:\n"
+            "    try:\n"
+            "        load_sts(source)\n"
+            "    except DataError as e:\n"
+            "        print(e)\n")
+    proc = cli(["-c", code], hub, tmp_home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == [
+        "alice/nothing::validation: could not be read: Dataset 'alice/nothing' doesn't exist on the Hub or cannot be "
+        "accessed.",
+        "alice/sts@v9::validation: could not be read: Revision 'v9' doesn't exist for dataset 'alice/sts' on the Hub.",
+        "alice/sts:sts:validation: could not be read: BuilderConfig 'sts' not found. Available: ['default']",
+        "alice/sts::dev: could not be read: Unknown split \"dev\". Should be one of ['validation'].",
+    ]
