@@ -492,3 +492,8 @@ def test_a_model_with_its_own_code_is_scored_only_with_trust_remote_code(encoder
             main([model] + pooler + sample)
         got = main([model, "--trust-remote-code"] + pooler + sample)["s"]
         assert got == pytest.approx(main([encoder_dir, "--pooler", "avg"] + sample)["s"], abs=1e-4)
+    # Called from Python, the scoring functions run no model code unless asked either.
+    for score in (lambda: sts_evaluation.simcse_scores(custom_code_encoder_dir, None, "avg", {}, None, 4),
+                  lambda: sts_evaluation.sentence_transformers_scores(pipeline, {}, None, 4)):
+        with pytest.raises(ValueError, match="trust_remote_code=True"):
+            score()
