@@ -520,7 +520,9 @@ def test_a_run_from_an_earlier_runs_export_or_checkpoint_starts_from_its_embeddi
     config = smoke_config(tmp_path, model_type=None, train_tokenizer_vocab_size=None, config_overrides=None,
                           model_name_or_path=checkpoint, learning_rate=0.0, num_train_epochs=1, eval_strategy="no",
                           save_strategy="no", load_best_model_at_end=False, dev_data=None)
-    rescored = run_simcse.main([config])
+    with caplog.at_level(logging.INFO, logger="run_simcse"):
+        rescored = run_simcse.main([config])
+    assert "training rows: 21 (sent0, sent1, hard_neg), dev pairs: 0, test sets: {" in caplog.text  # start-up summary
     assert list(rescored) == list(published)
     for name, metrics in published.items():
         assert rescored[name] == pytest.approx(metrics, abs=1e-4)
