@@ -148,16 +148,16 @@ def launch_run_simcse(config: str, processes: int) -> subprocess.CompletedProces
 
 def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_path):
     """The real Trainer path (torchrun, gloo): 2 processes x 4 triplets log the losses of 1 process x 8 triplets and
-    give its scores. The 13 triplets leave 5 for the last step of each epoch, which accelerate completes with 3 repeats
-    on the second process; the model is told, and leaves them out. The 24 STS pairs go to the processes in batches of
-    5, the last one completed with repeated pairs, which the scores must leave out."""
+    give its scores. The 9 triplets leave one for the last step of each epoch, which accelerate completes with repeats
+    (3 on the first process, 4 on the second); the model is told, and leaves them out. The 24 STS pairs go to the
+    processes in batches of 5, the last one completed with repeated pairs, which the scores must leave out."""
     from test_run_simcse import smoke_config
 
     logs, scores = {}, {}
     for processes, batch in ((1, 8), (2, 4)):
         folder = tmp_path / f"p{processes}"
         folder.mkdir()
-        config = smoke_config(folder, per_device_train_batch_size=batch, dropout=0.0, max_train_samples=13,
+        config = smoke_config(folder, per_device_train_batch_size=batch, dropout=0.0, max_train_samples=9,
                               per_device_eval_batch_size=5)
         proc = launch_run_simcse(config, processes)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -174,7 +174,7 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
         with open(folder / "out" / "sts_results.json") as f:
             scores[processes] = json.load(f)
     # Resuming the 2-process run in 1 process would halve the contrastive batch and reorder the data: refused.
-    resumed = smoke_config(tmp_path / "p2", per_device_train_batch_size=4, dropout=0.0, max_train_samples=13,
+    resumed = smoke_config(tmp_path / "p2", per_device_train_batch_size=4, dropout=0.0, max_train_samples=9,
                            per_device_eval_batch_size=5, resume_from_checkpoint="last", overwrite_output_dir=False)
     proc = launch_run_simcse(resumed, 1)
     said = ("holds a different run (run_args.json differs in: world_size); it ran in 2 process(es) and this launch has "
@@ -185,7 +185,7 @@ def test_run_simcse_two_processes_match_one_process_with_twice_the_batch(tmp_pat
     # checkpointing, under which Trainer's DDP refuses a parameter without a gradient (the encoder's own pooler was
     # one: "Expected to have finished reduction in the prior iteration"), the same losses.
     old = sorted(p.name for p in (tmp_path / "p2" / "out").glob("checkpoint-*"))
-    again = smoke_config(tmp_path / "p2", per_device_train_batch_size=4, dropout=0.0, max_train_samples=13,
+    again = smoke_config(tmp_path / "p2", per_device_train_batch_size=4, dropout=0.0, max_train_samples=9,
                          per_device_eval_batch_size=5, activation_checkpointing=True)
     proc = launch_run_simcse(again, 2)
     assert old and proc.returncode == 0, proc.stderr[-3000:]
