@@ -123,6 +123,16 @@ def test_class_label_integers_are_read_through_their_names(tmp_path):
     assert ds[:] == {"sent0": ["전제"], "sent1": ["함의"], "hard_neg": ["모순"]}
 
 
+def test_a_class_label_integer_without_a_name_is_named_with_its_row(tmp_path):
+    """A parquet's ClassLabel column holding an integer past its names (datasets casts it without a check): the
+    unknown label, with its row as `ds[i]` counts it, not an IndexError."""
+    path = str(tmp_path / "nli.parquet")
+    ds = datasets.Dataset.from_dict({"premise": ["전제"] * 3, "hypothesis": ["모순", "함의", "?"], "label": [0, 2, 3]})
+    ds.cast_column("label", datasets.ClassLabel(names=["contradiction", "neutral", "entailment"])).to_parquet(path)
+    with pytest.raises(DataError, match=r"nli.parquet, row 2: unknown NLI label 3 \(expected"):
+        load_nli_triplets([path])
+
+
 @pytest.mark.parametrize("text, message", [
     ("sentence1\tsentence2\tgold_label\nP\tH\tentailment\nP\tH2\tmaybe\n", "line 3: unknown NLI label 'maybe'"),
     ("sentence1\tsentence2\tgold_label\nP\t\tentailment\n", "line 2: empty or missing sentence in column 'sentence2'"),
