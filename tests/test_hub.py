@@ -612,6 +612,20 @@ def test_bold_marks_the_best_of_several_rows_as_the_card_shows_them():
     assert "**" not in alone.split("(this model)")[1]
 
 
+def test_published_rows_carry_the_figures_of_the_simcse_ko_card():
+    """Every published figure as the SimCSE-KO model card gives it (KorSTS test: AVG and cosine Spearman; KLUE-STS dev:
+    AVG), in its model's row and its column; the rest of a published row is a dash, not a figure of its own."""
+    models = ["SimCSE-BERT-KO (unsup)", "SimCSE-BERT-KO (sup)", "SimCSE-RoBERTa-KO (unsup)", "SimCSE-RoBERTa-KO (sup)"]
+    cells = {  # AVG, cosine Pearson, cosine Spearman, in the order of `models`; the best of a column bold
+        "korsts-test": ["72.85 | – | 72.77", "**85.98** | – | **86.00**", "75.79 | – | 75.57", "83.06 | – | 83.21"],
+        "klue-sts-dev": ["65.27 | – | –", "83.96 | – | –", "80.78 | – | –", "**85.31** | – | –"],
+    }
+    for name, figures in cells.items():
+        table = results_table(name, dict.fromkeys(METRIC_NAMES, 0.0), "m", compare=True).splitlines()
+        assert table[3:] == [f"| {model} — published, not re-measured | {row}{' | –' * 6} |"
+                             for model, row in zip(models, figures, strict=True)]
+
+
 def test_the_card_licence_and_comparison_stick_until_changed(model_dir, tmp_path):
     """`hub card --license mit`, then `hub push` or `hub card` without --license: the card went out as cc-by-sa-4.0."""
     copy = str(tmp_path / "m")
