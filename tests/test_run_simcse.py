@@ -1968,6 +1968,29 @@ def test_compiled_layers_of_a_one_layer_encoder_are_refused_before_the_folder_is
     run_simcse.main([smoke_config(tmp_path, config_overrides=one, max_steps=1, test_data=[])])
 
 
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_cuda_graphs_across_processes_are_said_to_be_untried(monkeypatch, caplog, world_size):
+    """cuda_graphs under DDP has never run (no GPU has been lent for it): a run of several processes is told so, and
+    how to turn it off; one process, or layers compiled without graphs, are not. Each says what compiles."""
+    compiled = []
+    model = types.SimpleNamespace(compile_layers=lambda cuda_graphs: compiled.append(cuda_graphs) or 3)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: world_size)
+    caplog.set_level(logging.INFO, logger="run_simcse")
+    for graphs in (True, False):
+        caplog.clear()
+        run_simcse.compile_for_training(model, types.SimpleNamespace(compile_layers=not graphs, cuda_graphs=graphs))
+        untried = "cuda_graphs with several processes (DDP) has not been tried; if a step fails, drop it"
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == (
+            [untried] if graphs and world_size > 1 else [])
+        said = "3 encoder layers compile at their first call (the first steps wait for the compiler)"
+        assert caplog.records[-1].getMessage() == said + (
+            ', as CUDA graphs ("cuda_graphs": false turns them off)' if graphs else "")
+    assert compiled == [True, False]
+    run_simcse.compile_for_training(model, types.SimpleNamespace(compile_layers=False, cuda_graphs=False))
+    assert compiled == [True, False]  # neither asked: nothing compiled
+
+
 def test_the_underflow_overflow_detector_runs_and_reports(tmp_path, caplog):
     """`debug: "underflow_overflow"` (transformers' detector, hooks on every module): it stopped the first step with
     NotImplementedError, unable to read sdpa attention's boolean masks; the encoder then attends eagerly. It trains,
