@@ -1977,13 +1977,13 @@ def test_cuda_graphs_across_processes_are_said_to_be_untried(monkeypatch, caplog
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: world_size)
     caplog.set_level(logging.INFO, logger="run_simcse")
+    untried = "cuda_graphs with several processes (DDP) has not been tried; if a step fails, drop it"
+    said = "3 encoder layers compile at their first call (the first steps wait for the compiler)"
     for graphs in (True, False):
         caplog.clear()
         run_simcse.compile_for_training(model, types.SimpleNamespace(compile_layers=not graphs, cuda_graphs=graphs))
-        untried = "cuda_graphs with several processes (DDP) has not been tried; if a step fails, drop it"
         assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == (
             [untried] if graphs and world_size > 1 else [])
-        said = "3 encoder layers compile at their first call (the first steps wait for the compiler)"
         assert caplog.records[-1].getMessage() == said + (
             ', as CUDA graphs ("cuda_graphs": false turns them off)' if graphs else "")
     assert compiled == [True, False]
